@@ -3,3 +3,11 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod rt;
+mod sys;
+mod sync;
+pub mod conn;
+pub mod handler;
+pub mod http;
+
+pub use conn::{Conn, PeerAddr};
+pub use handler::{Handler, MakeHandler};

@@ -1,0 +1,77 @@
+//! [`Handler`]: what to do with one connection, and [`MakeHandler`], which makes one
+//! handler per connection.
+
+use std::io;
+
+use crate::conn::Conn;
+
+/// What to do with one connection — the socketserver `BaseRequestHandler`.
+///
+/// The server makes a fresh handler for every connection (through [`MakeHandler`]) and
+/// calls, in order, [`setup`](Handler::setup), [`handle`](Handler::handle) and
+/// [`finish`](Handler::finish); `finish` runs even when `handle` fails, then the server
+/// flushes and closes the connection. Under every model the handler runs on one thread
+/// or coroutine from start to end, so it may keep per-connection state in `self`.
+///
+/// A handler writes ordinary blocking code: reads and writes on [`Conn`] and waits on the
+/// crate's shared objects block the thread, or park the coroutine under `Scheduled`.
+///
+/// ```
+/// use std::io::{self, BufRead, Write};
+/// use mixserve::{Conn, Handler};
+///
+/// /// Echoes lines back, upper-cased.
+/// struct Shout;
+///
+/// impl Handler for Shout {
+///     fn handle(&mut self, conn: &mut Conn) -> io::Result<()> {
+///         let mut line = String::new();
+///         while conn.read_line(&mut line)? > 0 {
+///             conn.write_all(line.to_uppercase().as_bytes())?;
+///             conn.flush()?;
+///             line.clear();
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Handler {
+    /// Runs before `handle`; an error skips `handle` (but not `finish`).
+    fn setup(&mut self, conn: &mut Conn) -> io::Result<()> {
+        let _ = conn;
+        Ok(())
+    }
+
+    /// Serves the connection.
+    fn handle(&mut self, conn: &mut Conn) -> io::Result<()>;
+
+    /// Runs after `handle`, even when it failed.
+    fn finish(&mut self, conn: &mut Conn) -> io::Result<()> {
+        let _ = conn;
+        Ok(())
+    }
+}
+
+/// Makes one [`Handler`] per connection. Shared by every thread, process and coroutine
+/// of a server, so it is `Send + Sync`; the handlers it makes need not be.
+///
+/// Any `Fn() -> H` closure is a `MakeHandler`.
+pub trait MakeHandler: Send + Sync + 'static {
+    /// The handler type made.
+    type Handler: Handler;
+
+    /// Makes the handler for the next connection.
+    fn make_handler(&self) -> Self::Handler;
+}
+
+impl<F, H> MakeHandler for F
+where
+    F: Fn() -> H + Send + Sync + 'static,
+    H: Handler,
+{
+    type Handler = H;
+
+    fn make_handler(&self) -> H {
+        self()
+    }
+}

@@ -1,0 +1,18 @@
+//! Operating-system calls: the only place besides the coroutine switch where `unsafe`
+//! lives. Each wrapper turns the C convention (`-1` and `errno`) into `io::Result`.
+#![allow(unsafe_code)]
+
+pub(crate) mod fork;
+pub(crate) mod pipe;
+pub(crate) mod signal;
+
+use std::os::fd::{BorrowedFd, RawFd};
+
+/// Borrows a raw fd for the length of one call.
+///
+/// Callers pass fds they own (a `Conn`'s socket, a listener) and keep them open for the
+/// borrow, which never escapes the call that uses it.
+pub(crate) fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: every caller owns `fd` and keeps it open while the borrow is used (see doc).
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}

@@ -1,0 +1,102 @@
+//! Signals through the self-pipe trick: the handler only records the signal number and
+//! writes one byte to every registered pipe; loops read the pending set at leisure.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+/// How many loops in one process may listen for signals at once.
+const SLOTS: usize = 64;
+
+static PIPES: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
+static PENDING: AtomicU64 = AtomicU64::new(0);
+
+/// The signals the crate's loops act on.
+pub(crate) const HANDLED: [Signal; 7] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGCHLD,
+];
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // Only async-signal-safe work here: atomics and write(2). errno is saved because
+    // the interrupted code may be between a failing call and its errno read.
+    // SAFETY: __errno_location returns this thread's errno slot, always valid.
+    let saved = unsafe { *libc::__errno_location() };
+    if (0..64).contains(&signal) {
+        PENDING.fetch_or(1 << signal, Ordering::SeqCst);
+    }
+    for slot in &PIPES {
+        let fd = slot.load(Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: writing one byte from a static buffer; a closed or full pipe only
+            // makes write fail, which is ignored.
+            unsafe { libc::write(fd, b"s".as_ptr().cast(), 1) };
+        }
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
+}
+
+/// A pipe registered to receive a byte on every handled signal; unregisters on drop.
+#[derive(Debug)]
+pub(crate) struct SignalRegistration {
+    /// Index into the process-wide table.
+    slot: usize,
+}
+
+/// Registers `write_fd` to be poked on signals and installs the handler for `signals`.
+pub(crate) fn register(write_fd: RawFd, signals: &[Signal]) -> io::Result<SignalRegistration> {
+    let slot = PIPES
+        .iter()
+        .position(|s| s.compare_exchange(-1, write_fd, Ordering::SeqCst, Ordering::SeqCst).is_ok())
+        .ok_or_else(|| io::Error::other("too many loops listening for signals in one process"))?;
+    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for &signal in signals {
+        // SAFETY: the handler only touches atomics and calls write(2), both
+        // async-signal-safe.
+        unsafe { sigaction(signal, &action) }?;
+    }
+    Ok(SignalRegistration { slot })
+}
+
+impl Drop for SignalRegistration {
+    fn drop(&mut self) {
+        PIPES[self.slot].store(-1, Ordering::SeqCst);
+    }
+}
+
+/// Takes the set of signals received since the last call.
+pub(crate) fn take_pending() -> Vec<Signal> {
+    let bits = PENDING.swap(0, Ordering::SeqCst);
+    (1..64)
+        .filter(|n| bits & (1 << n) != 0)
+        .filter_map(|n| Signal::try_from(n as i32).ok())
+        .collect()
+}
+
+/// True if `signal` arrived since the last `take_pending`; leaves the others pending.
+pub(crate) fn take(signal: Signal) -> bool {
+    let bit = 1u64 << (signal as i32);
+    PENDING.fetch_and(!bit, Ordering::SeqCst) & bit != 0
+}
+
+/// In a freshly forked child: forget the parent's pipes and restore default handling,
+/// so a signal for the child never pokes the master's loop.
+pub(crate) fn reset_in_child() {
+    for slot in &PIPES {
+        slot.store(-1, Ordering::SeqCst);
+    }
+    PENDING.store(0, Ordering::SeqCst);
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in HANDLED {
+        // SAFETY: restoring the default disposition installs no handler.
+        let _ = unsafe { sigaction(signal, &default) };
+    }
+}
