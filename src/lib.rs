@@ -2,12 +2,18 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
-pub mod rt;
-mod sys;
-mod sync;
 pub mod conn;
 pub mod handler;
 pub mod http;
+pub mod mixin;
+pub mod rt;
+pub mod server;
+pub mod sync;
+mod sys;
 
 pub use conn::{Conn, PeerAddr};
 pub use handler::{Handler, MakeHandler};
+pub use mixin::{Forking, Iterative, MixIn, Threading};
+pub use server::{
+    Context, Hooks, ListenAddr, Listener, Server, ServerBuilder, ShutdownHandle, StartError,
+};
