@@ -7,6 +7,7 @@
 //! | [`Forking`] | the parent process | a new child process per connection |
 
 mod accept_loop;
+mod boxed;
 mod forking;
 mod iterative;
 mod threading;

@@ -123,6 +123,23 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
         Ok(self.lock().release_all(&value))
     }
 
+    /// Releases every current waiter with the number released — the comet notify: each
+    /// waiter learns how many were woken with it, and so does the caller. The count is
+    /// taken under the same lock as the release, so it is exact.
+    pub fn send_count(&self) -> Result<usize, SendError>
+    where
+        T: From<usize>,
+    {
+        if !self.at_home() {
+            let (code, reply) = client::call(op::BROADCAST_SEND_COUNT, self.inner.id, None, &[])
+                .map_err(SendError::Hub)?;
+            return decode_count(code, &reply);
+        }
+        let mut waiters = self.lock();
+        let count = waiters.len();
+        Ok(waiters.release_all(&T::from(count)))
+    }
+
     /// How many are waiting now (0 if the hub cannot be reached).
     pub fn waiting(&self) -> usize {
         if !self.at_home() {
@@ -163,6 +180,19 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
                 Err(e) => reply.send(status::ERROR, e.to_string().as_bytes()),
             },
             op::BROADCAST_WAITING => reply.complete(Ok(waiters.len())),
+            op::BROADCAST_SEND_COUNT => {
+                // Only callable where `T: From<usize>`, i.e. T is usize: its wire form
+                // is the count's.
+                let mut bytes = Vec::new();
+                waiters.len().encode(&mut bytes);
+                match T::decode(&bytes) {
+                    Ok(value) => {
+                        let released = waiters.release_all(&value);
+                        reply.complete(Ok(released));
+                    }
+                    Err(e) => reply.send(status::ERROR, e.to_string().as_bytes()),
+                }
+            }
             _ => reply.send(status::ERROR, b"not a broadcast operation"),
         }
         None

@@ -12,6 +12,7 @@ pub(crate) mod op {
     pub(crate) const CHANNEL_RECV: u8 = 5;
     pub(crate) const CHANNEL_TRY_RECV: u8 = 6;
     pub(crate) const CHANNEL_LEN: u8 = 7;
+    pub(crate) const BROADCAST_SEND_COUNT: u8 = 8;
 }
 
 /// Reply statuses.
