@@ -19,7 +19,9 @@ const MAX_BYTES: usize = 64 * 1024 * 1024;
 fn hello(req: &mut Request) -> Response {
     if let Some(count) = req.path().strip_prefix("/bytes/") {
         return match count.parse::<usize>() {
-            Ok(n) if n <= MAX_BYTES => Response::bytes(200, "application/octet-stream", vec![b'x'; n]),
+            Ok(n) if n <= MAX_BYTES => {
+                Response::bytes(200, "application/octet-stream", vec![b'x'; n])
+            }
             _ => Response::text(400, format!("/bytes/N takes N from 0 to {MAX_BYTES}\n")),
         };
     }

@@ -57,7 +57,10 @@ pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) ->
         }
     };
     let name = model.name();
-    let mut server = match Server::builder(model).bind(args.addr.as_str()).build(make_handler) {
+    let mut server = match Server::builder(model)
+        .bind(args.addr.as_str())
+        .build(make_handler)
+    {
         Ok(server) => server,
         Err(error) => {
             eprintln!("error: {error}");

@@ -56,7 +56,7 @@ pub fn serve<M: MixIn + ?Sized>(
     let mut listening = false;
     let mut events = Events::with_capacity(1024);
     while !ctx.is_shutting_down() {
-        let want = mixin.can_accept() || mixin.all_blocked();
+        let want = mixin.can_accept() || mixin.all_blocked(ctx);
         if want != listening {
             if want {
                 poll.registry().register(
@@ -112,7 +112,7 @@ pub fn serve<M: MixIn + ?Sized>(
 fn accept_ready<M: MixIn + ?Sized>(mixin: &mut M, ctx: &Arc<Context>) -> bool {
     loop {
         let has_room = mixin.can_accept();
-        if !has_room && !mixin.all_blocked() {
+        if !has_room && !mixin.all_blocked(ctx) {
             return false;
         }
         let conn = match ctx.get_request() {
@@ -169,7 +169,7 @@ fn drain<M: MixIn + ?Sized>(
     mut hub: Option<&mut HubServer>,
 ) -> io::Result<()> {
     ctx.shutdown.begin_drain();
-    crate::sync::close_waiters_of(ctx.shutdown.drain_flag_ref());
+    crate::sync::close_waiters_of(ctx.scope());
     if let Some(hub) = hub.as_deref_mut() {
         hub.close_waiters(poll.registry());
     }

@@ -33,8 +33,12 @@ impl MixIn for Box<dyn MixIn> {
         (**self).can_accept()
     }
 
-    fn all_blocked(&self) -> bool {
-        (**self).all_blocked()
+    fn max_blocked(&self) -> Option<usize> {
+        (**self).max_blocked()
+    }
+
+    fn all_blocked(&self, ctx: &Context) -> bool {
+        (**self).all_blocked(ctx)
     }
 
     fn in_flight(&self) -> usize {

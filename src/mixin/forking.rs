@@ -87,7 +87,7 @@ impl MixIn for Forking {
 
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
         self.single_threaded = Some(SingleThreaded::check("forking")?);
-        let mut hub = HubServer::bind(crate::sync::scope::of(ctx.shutdown.drain_flag_ref()))?;
+        let mut hub = HubServer::bind(Arc::clone(ctx.scope()))?;
         self.hub_status = Some(hub.status());
         let result = serve_accepting(self, ctx, Some(&mut hub));
         self.hub_status = None;
@@ -124,7 +124,11 @@ impl MixIn for Forking {
         self.children.len() < self.max_children
     }
 
-    fn all_blocked(&self) -> bool {
+    fn max_blocked(&self) -> Option<usize> {
+        Some(self.max_children - 1)
+    }
+
+    fn all_blocked(&self, _ctx: &Context) -> bool {
         let blocked = self
             .hub_status
             .as_ref()

@@ -30,7 +30,11 @@ impl MixIn for Iterative {
     }
 
     fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {
-        crate::sync::exclusive(|| ctx.finish_request(conn));
+        ctx.finish_request(conn);
         Ok(())
+    }
+
+    fn max_blocked(&self) -> Option<usize> {
+        Some(0)
     }
 }

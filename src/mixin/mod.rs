@@ -119,10 +119,18 @@ pub trait MixIn: Send + 'static {
         true
     }
 
-    /// True when the model is at its cap and every worker is blocked waiting on a
-    /// shared object, so waiting for a free worker could last for ever: new
-    /// connections are then rejected at once (HTTP: `503`).
-    fn all_blocked(&self) -> bool {
+    /// How many handlers may block in a shared-object wait at once (`None`: no
+    /// limit). A model with `N` workers says `N - 1`: a wait that would take the last
+    /// free worker fails at once (HTTP: `503`), so a notify can always be served.
+    fn max_blocked(&self) -> Option<usize> {
+        None
+    }
+
+    /// True when every worker is blocked (waiting on a shared object, or otherwise
+    /// not finishing), so waiting for a free one could last for ever: new connections
+    /// are then rejected at once (HTTP: `503`) instead of queueing.
+    fn all_blocked(&self, ctx: &Context) -> bool {
+        let _ = ctx;
         false
     }
 

@@ -148,9 +148,13 @@ impl MixIn for Threading {
             .is_none_or(|max| self.running.load(Ordering::SeqCst) < max)
     }
 
-    fn all_blocked(&self) -> bool {
+    fn max_blocked(&self) -> Option<usize> {
+        self.max_threads.map(|max| max - 1)
+    }
+
+    fn all_blocked(&self, ctx: &Context) -> bool {
         let running = self.running.load(Ordering::SeqCst);
-        running > 0 && crate::sync::blocked_waiters() >= running
+        running > 0 && ctx.scope().blocked() >= running
     }
 
     fn in_flight(&self) -> usize {

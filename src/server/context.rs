@@ -12,6 +12,7 @@ use crate::handler::{Handler, MakeHandler};
 use crate::server::hooks::Hooks;
 use crate::server::listener::Listener;
 use crate::server::shutdown::ShutdownState;
+use crate::sync::ServerScope;
 
 /// The handler chain with its type erased, so mix-ins need not be generic over it.
 pub(crate) trait Service: Send + Sync {
@@ -57,6 +58,8 @@ pub struct Context {
     hooks: Box<dyn Hooks>,
     /// Stop flag, drain flag and the loop's wake-up pipe.
     pub(crate) shutdown: Arc<ShutdownState>,
+    /// What the shared objects know of this server.
+    scope: Arc<ServerScope>,
     /// Loop tunables.
     pub(crate) config: LoopConfig,
     /// A spare fd, closed to make room when `accept` fails with `EMFILE`.
@@ -79,11 +82,13 @@ impl Context {
         hooks: Box<dyn Hooks>,
         config: LoopConfig,
     ) -> io::Result<Context> {
+        let shutdown = Arc::new(ShutdownState::new()?);
         Ok(Context {
             listener,
             service,
             hooks,
-            shutdown: Arc::new(ShutdownState::new()?),
+            scope: ServerScope::new(shutdown.drain_flag()),
+            shutdown,
             config,
             spare_fd: Mutex::new(File::open("/dev/null").ok()),
         })
@@ -136,7 +141,7 @@ impl Context {
     /// through the hooks, then closes the connection (socketserver `finish_request`
     /// followed by `shutdown_request`).
     pub fn finish_request(&self, mut conn: Conn) {
-        crate::sync::scope::enter(self.shutdown.drain_flag_ref());
+        crate::sync::scope::enter(&self.scope);
         if let Err(error) = self.service.serve(&mut conn) {
             self.hooks.handle_error(conn.peer_addr(), &error);
         }
@@ -183,6 +188,12 @@ impl Context {
     /// The fd that becomes readable when the server should look at its shutdown flag.
     pub fn wake_fd(&self) -> RawFd {
         self.shutdown.wake_fd()
+    }
+
+    /// The server as the shared objects see it: how many handlers are blocked in a
+    /// wait, and how many may be.
+    pub fn scope(&self) -> &Arc<ServerScope> {
+        &self.scope
     }
 
     /// A handle that stops the server from any thread.

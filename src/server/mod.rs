@@ -103,6 +103,7 @@ impl<M: MixIn> Server<M> {
         } else {
             None
         };
+        self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
         let result = self.mixin.serve_forever(&self.ctx);
         self.ctx.shutdown.reset();
         result
@@ -117,6 +118,7 @@ impl<M: MixIn> Server<M> {
             .config
             .timeout
             .map(|t| std::time::Instant::now() + t);
+        self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
         self.ctx.listener().set_nonblocking(true)?;
         loop {
             if let Some(conn) = self.ctx.get_request()? {

@@ -62,10 +62,6 @@ impl ShutdownState {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    pub(crate) fn drain_flag_ref(&self) -> &Arc<AtomicBool> {
-        &self.draining
-    }
-
     pub(crate) fn drain_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.draining)
     }

@@ -88,21 +88,17 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
-        if scope::is_exclusive() {
-            return Err(WaitError::NoOtherWorker);
-        }
         if !self.at_home() {
             let (code, payload) = client::call(op::BROADCAST_WAIT, self.inner.id, deadline, &[])
                 .map_err(WaitError::Hub)?;
             return decode_wait(code, &payload);
         }
         let slot = Slot::new();
-        let key = {
+        let (key, _blocking) = {
             let mut waiters = self.lock();
-            if scope::draining() {
-                return Err(WaitError::Closed);
-            }
-            waiters.push(Waiter::Local(Arc::clone(&slot)))
+            // Checked under the lock: a drain that starts after this sees the waiter.
+            let blocking = scope::begin_wait(deadline.is_some())?;
+            (waiters.push(Waiter::Local(Arc::clone(&slot))), blocking)
         };
         match slot.wait(deadline) {
             Some(result) => result,
@@ -161,16 +157,10 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
 }
 
 impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
-    fn serve(
-        &self,
-        code: u8,
-        payload: &[u8],
-        reply: RemoteReply,
-        deadline: Option<Instant>,
-    ) -> Option<u64> {
-        let _ = deadline; // the hub times the wait out and cancels it
+    fn serve(&self, code: u8, payload: &[u8], reply: RemoteReply, may_block: bool) -> Option<u64> {
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         match code {
+            op::BROADCAST_WAIT if !may_block => reply.complete::<T>(Err(WaitError::NoOtherWorker)),
             op::BROADCAST_WAIT => return Some(waiters.push(Waiter::Remote(reply))),
             op::BROADCAST_SEND => match T::decode(payload) {
                 Ok(value) => {
@@ -219,6 +209,7 @@ pub(crate) fn decode_wait<T: Wire>(code: u8, payload: &[u8]) -> Result<T, WaitEr
         status::OK => Ok(T::decode(payload)?),
         status::CLOSED => Err(WaitError::Closed),
         status::TIMED_OUT => Err(WaitError::TimedOut),
+        status::NO_WORKER => Err(WaitError::NoOtherWorker),
         _ => Err(WaitError::Hub(
             String::from_utf8_lossy(payload).into_owned(),
         )),

@@ -136,18 +136,16 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
             return decode_wait(code, &payload);
         }
         let slot = Slot::new();
-        let key = {
+        let (key, _blocking) = {
             let mut state = self.lock();
             if let Some(value) = state.queue.pop_front() {
                 return Ok(value);
             }
-            if scope::is_exclusive() && deadline.is_none() {
-                return Err(WaitError::NoOtherWorker);
-            }
-            if scope::draining() {
-                return Err(WaitError::Closed);
-            }
-            state.receivers.push(Waiter::Local(Arc::clone(&slot)))
+            let blocking = scope::begin_wait(deadline.is_some())?;
+            (
+                state.receivers.push(Waiter::Local(Arc::clone(&slot))),
+                blocking,
+            )
         };
         match slot.wait(deadline) {
             Some(result) => result,
@@ -174,13 +172,7 @@ impl<T: Wire + Clone> State<T> {
 }
 
 impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
-    fn serve(
-        &self,
-        code: u8,
-        payload: &[u8],
-        reply: RemoteReply,
-        deadline: Option<Instant>,
-    ) -> Option<u64> {
+    fn serve(&self, code: u8, payload: &[u8], reply: RemoteReply, may_block: bool) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match code {
             op::CHANNEL_SEND => match T::decode(payload) {
@@ -192,9 +184,7 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
             },
             op::CHANNEL_RECV => match state.queue.pop_front() {
                 Some(value) => reply.complete(Ok(value)),
-                None if deadline.is_some_and(|d| d <= Instant::now()) => {
-                    reply.complete::<T>(Err(WaitError::TimedOut))
-                }
+                None if !may_block => reply.complete::<T>(Err(WaitError::NoOtherWorker)),
                 None => return Some(state.receivers.push(Waiter::Remote(reply))),
             },
             op::CHANNEL_TRY_RECV => match state.queue.pop_front() {

@@ -22,16 +22,14 @@ mod waiters;
 mod wire;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 pub use broadcast::Broadcast;
 pub use channel::Channel;
 pub use error::{SendError, TryRecvError, WaitError};
-pub use scope::exclusive;
-pub use waiters::blocked_waiters;
+pub use scope::ServerScope;
 pub use wire::{Wire, WireError};
 
-/// Answers every pending wait of the server with drain flag `drain` with `Closed`.
-pub(crate) fn close_waiters_of(drain: &Arc<AtomicBool>) {
-    registry::close_scope(scope::of(drain));
+/// Answers every pending wait of the server of `scope` with `Closed`.
+pub(crate) fn close_waiters_of(scope: &Arc<ServerScope>) {
+    registry::close_scope(scope.tag());
 }

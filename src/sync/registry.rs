@@ -2,21 +2,15 @@
 //! names and a draining server can answer the waiters it owns.
 
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
 
 use crate::sync::hub::RemoteReply;
 
 /// What the hub needs of a shared object.
 pub(crate) trait HubObject: Send + Sync {
     /// Serves one request from a worker process. Returns the waiter key when the
-    /// request waits (its reply comes later through `reply`).
-    fn serve(
-        &self,
-        op: u8,
-        payload: &[u8],
-        reply: RemoteReply,
-        deadline: Option<Instant>,
-    ) -> Option<u64>;
+    /// request waits (its reply comes later through `reply`); a request that would wait
+    /// while `may_block` is false is answered `NoOtherWorker` instead.
+    fn serve(&self, op: u8, payload: &[u8], reply: RemoteReply, may_block: bool) -> Option<u64>;
     /// A remote waiter gave up (timed out, or its worker went away); false if it was
     /// already released.
     fn cancel(&self, key: u64) -> bool;

@@ -3,7 +3,6 @@
 //! process waiting on the hub for a reply).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -11,14 +10,6 @@ use crate::sync::hub::RemoteReply;
 use crate::sync::park::{self, Unparker};
 use crate::sync::wire::Wire;
 use crate::sync::{WaitError, scope};
-
-/// Local waiters parked right now in this process, for the models' "all blocked" test.
-static BLOCKED: AtomicUsize = AtomicUsize::new(0);
-
-/// How many threads or coroutines of this process are parked in a shared-object wait.
-pub fn blocked_waiters() -> usize {
-    BLOCKED.load(Ordering::SeqCst)
-}
 
 /// Where one local waiter's result lands.
 #[derive(Debug)]
@@ -51,18 +42,15 @@ impl<T> Slot<T> {
 
     /// Parks until filled or `deadline`; `None` at the deadline.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Result<T, WaitError>> {
-        BLOCKED.fetch_add(1, Ordering::SeqCst);
-        let result = loop {
+        loop {
             if let Some(result) = self.take() {
-                break Some(result);
+                return Some(result);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                break None;
+                return None;
             }
             park::park(deadline);
-        };
-        BLOCKED.fetch_sub(1, Ordering::SeqCst);
-        result
+        }
     }
 }
 
@@ -106,7 +94,7 @@ impl<T: Wire + Clone> WaitList<T> {
         let key = self.next_key;
         self.next_key += 1;
         let scope = match &waiter {
-            Waiter::Local(_) => scope::current(),
+            Waiter::Local(_) => scope::current_tag(),
             Waiter::Remote(reply) => reply.scope(),
         };
         self.entries.insert(key, Entry { waiter, scope });

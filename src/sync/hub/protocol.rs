@@ -22,6 +22,7 @@ pub(crate) mod status {
     pub(crate) const TIMED_OUT: u8 = 2;
     pub(crate) const EMPTY: u8 = 3;
     pub(crate) const ERROR: u8 = 4;
+    pub(crate) const NO_WORKER: u8 = 5;
 }
 
 /// `timeout_ms` meaning "no timeout".
@@ -80,7 +81,8 @@ pub(crate) fn status_of(error: &WaitError) -> u8 {
     match error {
         WaitError::Closed => status::CLOSED,
         WaitError::TimedOut => status::TIMED_OUT,
-        WaitError::NoOtherWorker | WaitError::Hub(_) => status::ERROR,
+        WaitError::NoOtherWorker => status::NO_WORKER,
+        WaitError::Hub(_) => status::ERROR,
     }
 }
 

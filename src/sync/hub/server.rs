@@ -13,10 +13,10 @@ use mio::event::Event;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use crate::sync::WaitError;
 use crate::sync::hub::protocol::{self, NO_TIMEOUT, status};
 use crate::sync::registry;
 use crate::sync::wire::Wire;
+use crate::sync::{ServerScope, WaitError};
 use crate::sys::fork;
 
 /// The address workers connect to: set when a hub binds, inherited by forked workers.
@@ -94,8 +94,8 @@ pub struct HubServer {
     /// Remote waits with a timeout: (deadline, connection, object, key).
     deadlines: BinaryHeap<Reverse<(Instant, usize, u32, u64)>>,
     status: HubStatus,
-    /// The server whose workers this hub serves (its drain flag's tag).
-    scope: usize,
+    /// The server whose workers this hub serves.
+    scope: Arc<ServerScope>,
     listener_token: Token,
     next_token: usize,
 }
@@ -105,7 +105,7 @@ static HUB_SERIAL: AtomicUsize = AtomicUsize::new(0);
 impl HubServer {
     /// Binds a hub on a fresh abstract Unix socket and makes it the address this
     /// process's workers will use. `scope` tags the server it serves.
-    pub(crate) fn bind(scope: usize) -> io::Result<HubServer> {
+    pub(crate) fn bind(scope: Arc<ServerScope>) -> io::Result<HubServer> {
         let name = format!(
             "mixserve-hub-{}-{}",
             std::process::id(),
@@ -231,18 +231,17 @@ impl HubServer {
         let Some(request) = protocol::decode_request(body) else {
             return false;
         };
-        let reply = RemoteReply {
-            outbox: Arc::clone(&self.outbox),
-            token,
-            scope: self.scope,
-        };
+        let reply = self.reply_to(token);
         let Some(object) = registry::get(request.object) else {
             reply.send(status::ERROR, b"no such shared object");
             return true;
         };
         let deadline = (request.timeout_ms != NO_TIMEOUT)
             .then(|| Instant::now() + Duration::from_millis(request.timeout_ms));
-        if let Some(key) = object.serve(request.op, request.payload, reply, deadline) {
+        // A wait that would block the last free worker is refused (see ServerScope).
+        let may_block =
+            deadline.is_some() || self.status.blocked_clients() < self.scope.max_blocked();
+        if let Some(key) = object.serve(request.op, request.payload, reply, may_block) {
             if let Some(conn) = self.conns.get_mut(&token) {
                 conn.pending = Some((request.object, key));
                 self.status.blocked.fetch_add(1, Ordering::SeqCst);
@@ -253,6 +252,14 @@ impl HubServer {
             }
         }
         true
+    }
+
+    fn reply_to(&self, token: Token) -> RemoteReply {
+        RemoteReply {
+            outbox: Arc::clone(&self.outbox),
+            token,
+            scope: self.scope.tag(),
+        }
     }
 
     /// Moves completed replies to their connections and writes them.
@@ -302,12 +309,7 @@ impl HubServer {
                 .get(&token)
                 .is_some_and(|c| c.pending == Some((object, key)));
             if still_pending && registry::get(object).is_some_and(|o| o.cancel(key)) {
-                let reply = RemoteReply {
-                    outbox: Arc::clone(&self.outbox),
-                    token,
-                    scope: self.scope,
-                };
-                reply.send(status::TIMED_OUT, b"timed out");
+                self.reply_to(token).send(status::TIMED_OUT, b"timed out");
             }
         }
         self.flush_outbox(registry);
@@ -329,7 +331,7 @@ impl HubServer {
 
     /// Answers pending waits (`Closed`) and closes every connection and the listener.
     pub(crate) fn close(&mut self, registry: &Registry) {
-        registry::close_scope(self.scope);
+        registry::close_scope(self.scope.tag());
         self.flush_outbox(registry);
         let tokens: Vec<Token> = self.conns.keys().copied().collect();
         for token in tokens {
@@ -342,7 +344,7 @@ impl HubServer {
 
     /// Answers pending waits of this hub's server with `Closed`, keeping connections.
     pub(crate) fn close_waiters(&mut self, registry: &Registry) {
-        registry::close_scope(self.scope);
+        registry::close_scope(self.scope.tag());
         self.flush_outbox(registry);
     }
 }
