@@ -223,3 +223,34 @@ impl<A: HttpHandler> Handler for HttpConnection<A> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    #[test]
+    fn draining_answers_with_close_and_stops() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        client
+            .write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut conn = Conn::from_unix(server).unwrap();
+        conn.set_drain_flag(Arc::new(AtomicBool::new(true)));
+        let app = |req: &mut Request| Response::text(200, req.target().to_owned());
+        let mut handler = HttpConnection::new(Arc::new(app), Arc::new(HttpConfig::default()));
+        client.shutdown(Shutdown::Write).unwrap();
+        handler.handle(&mut conn).unwrap();
+        drop(conn);
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("Connection: close\r\n"), "{answer}");
+        assert!(
+            answer.ends_with("\r\n\r\n/1"),
+            "only the request in hand: {answer}"
+        );
+    }
+}
