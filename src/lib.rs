@@ -8,6 +8,7 @@ mod sync;
 pub mod conn;
 pub mod handler;
 pub mod http;
+pub mod scgi;
 
 pub use conn::{Conn, PeerAddr};
 pub use handler::{Handler, MakeHandler};

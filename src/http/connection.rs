@@ -15,7 +15,7 @@ use super::error::{Failure, Reject, peer_gone, read_failure};
 use super::head::{self, Head};
 use super::request::{Request, Version};
 use super::response::Response;
-use super::write::{Answering, write_response};
+use super::write::{Answering, Dialect, write_response};
 use crate::conn::Conn;
 use crate::handler::Handler;
 
@@ -74,6 +74,7 @@ impl<A: HttpHandler> HttpConnection<A> {
         };
         let keep_alive = wants_keep_alive(&request);
         let answering = Answering {
+            dialect: Dialect::Http,
             version: request.version(),
             head_only: request.method() == "HEAD",
             keep_alive: keep_alive && !conn.draining(),
@@ -111,6 +112,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             Failure::Reject(reject) => {
                 let response = Response::text(reject.status, format!("{}\n", reject.message));
                 let answering = Answering {
+                    dialect: Dialect::Http,
                     version: Version::Http11,
                     head_only: false,
                     keep_alive: false,
@@ -180,7 +182,7 @@ fn wants_keep_alive(request: &Request) -> bool {
 
 /// Closes politely: send what is buffered, shut the write side, then read and discard
 /// what the client still sends for a little while, so the answer is not lost to a reset.
-fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<()> {
+pub(crate) fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<()> {
     conn.flush()?;
     conn.shutdown(Shutdown::Write)?;
     conn.set_read_timeout(None);

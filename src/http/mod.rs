@@ -41,16 +41,16 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-mod body;
+pub(crate) mod body;
 mod config;
-mod connection;
+pub(crate) mod connection;
 mod date;
-mod error;
+pub(crate) mod error;
 mod head;
 mod headers;
 mod request;
 mod response;
-mod write;
+pub(crate) mod write;
 
 use std::fmt;
 use std::sync::Arc;
