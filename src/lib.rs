@@ -7,6 +7,7 @@ pub mod handler;
 pub mod http;
 pub mod mixin;
 pub mod rt;
+pub mod scgi;
 pub mod server;
 pub mod sync;
 mod sys;

@@ -47,7 +47,10 @@ fn sigterm_answers_pending_waiters_then_exits_cleanly() {
         }
         let status = server.stop().expect("server exits after SIGTERM");
         assert!(status.success(), "{model}: {status:?}");
-        assert!(started.elapsed() < Duration::from_secs(10), "{model}: drain too slow");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{model}: drain too slow"
+        );
     }
 }
 
@@ -118,7 +121,10 @@ fn children_of(pid: u32) -> Vec<u32> {
         let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
             continue;
         };
-        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(pid) {
             if let Ok(child) = entry.file_name().to_string_lossy().parse() {
                 children.push(child);

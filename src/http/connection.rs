@@ -15,7 +15,7 @@ use super::error::{Failure, Reject, peer_gone, read_failure};
 use super::head::{self, Head};
 use super::request::{Request, Version};
 use super::response::Response;
-use super::write::{Answering, write_response};
+use super::write::{Answering, Dialect, write_response};
 use crate::conn::Conn;
 use crate::handler::Handler;
 
@@ -74,6 +74,7 @@ impl<A: HttpHandler> HttpConnection<A> {
         };
         let keep_alive = wants_keep_alive(&request);
         let answering = Answering {
+            dialect: Dialect::Http,
             version: request.version(),
             head_only: request.method() == "HEAD",
             keep_alive: keep_alive && !conn.draining(),
@@ -111,6 +112,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             Failure::Reject(reject) => {
                 let response = Response::text(reject.status, format!("{}\n", reject.message));
                 let answering = Answering {
+                    dialect: Dialect::Http,
                     version: Version::Http11,
                     head_only: false,
                     keep_alive: false,
@@ -180,7 +182,7 @@ fn wants_keep_alive(request: &Request) -> bool {
 
 /// Closes politely: send what is buffered, shut the write side, then read and discard
 /// what the client still sends for a little while, so the answer is not lost to a reset.
-fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<()> {
+pub(crate) fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<()> {
     conn.flush()?;
     conn.shutdown(Shutdown::Write)?;
     conn.set_read_timeout(None);
@@ -221,5 +223,36 @@ impl<A: HttpHandler> Handler for HttpConnection<A> {
                 other => other,
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    #[test]
+    fn draining_answers_with_close_and_stops() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        client
+            .write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut conn = Conn::from_unix(server).unwrap();
+        conn.set_drain_flag(Arc::new(AtomicBool::new(true)));
+        let app = |req: &mut Request| Response::text(200, req.target().to_owned());
+        let mut handler = HttpConnection::new(Arc::new(app), Arc::new(HttpConfig::default()));
+        client.shutdown(Shutdown::Write).unwrap();
+        handler.handle(&mut conn).unwrap();
+        drop(conn);
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("Connection: close\r\n"), "{answer}");
+        assert!(
+            answer.ends_with("\r\n\r\n/1"),
+            "only the request in hand: {answer}"
+        );
     }
 }

@@ -41,20 +41,23 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-mod body;
+pub(crate) mod body;
 mod config;
-mod connection;
+pub(crate) mod connection;
 mod date;
-mod error;
+pub(crate) mod error;
 mod head;
 mod headers;
 mod request;
 mod response;
-mod write;
+pub(crate) mod write;
 
 use std::fmt;
 use std::sync::Arc;
 
+use std::io::Write;
+
+use crate::conn::Conn;
 use crate::handler::MakeHandler;
 
 pub use config::HttpConfig;
@@ -147,5 +150,19 @@ impl<A: HttpHandler> MakeHandler for Http<A> {
 
     fn make_handler(&self) -> HttpConnection<A> {
         HttpConnection::new(Arc::clone(&self.app), Arc::clone(&self.config))
+    }
+
+    /// Every worker is busy and none can be added: `503` and close.
+    fn reject(&self, conn: &mut Conn) {
+        let busy = Response::text(503, "server busy: every worker is waiting\n")
+            .with_header("Retry-After", "1");
+        let answering = write::Answering {
+            dialect: write::Dialect::Http,
+            version: Version::Http11,
+            head_only: false,
+            keep_alive: false,
+        };
+        let _ = write::write_response(conn, busy, answering, &self.config);
+        let _ = conn.flush();
     }
 }

@@ -15,9 +15,21 @@ use crate::conn::Conn;
 /// Size of the buffer a streamed body is read into; at most one chunk per read.
 const STREAM_BUFFER: usize = 16 * 1024;
 
+/// How the status is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// `HTTP/1.1 200 OK`, with `Date`, `Server` and `Connection` fields.
+    Http,
+    /// `Status: 200 OK`, as CGI and SCGI want: the front server adds the rest, and the
+    /// response ends where the connection does.
+    Cgi,
+}
+
 /// What the writer needs to know about the request being answered.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Answering {
+    /// Which status line to write.
+    pub(crate) dialect: Dialect,
     /// The request's version: decides chunked vs. close-delimited streams.
     pub(crate) version: Version,
     /// A `HEAD` request: the head is sent as for `GET`, the body is not.
@@ -55,8 +67,13 @@ pub(crate) fn write_response(
         keep_alive = false;
     }
 
+    let http = answering.dialect == Dialect::Http;
     let mut head = Vec::with_capacity(256);
-    let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+    let reason = reason_phrase(status);
+    let _ = match answering.dialect {
+        Dialect::Http => write!(head, "HTTP/1.1 {status} {reason}\r\n"),
+        Dialect::Cgi => write!(head, "Status: {status} {reason}\r\n"),
+    };
     let mut has_date = false;
     let mut has_server = false;
     for (name, value) in &fields {
@@ -71,10 +88,10 @@ pub(crate) fn write_response(
         has_server |= name.eq_ignore_ascii_case("server");
         let _ = write!(head, "{name}: {value}\r\n");
     }
-    if let (false, Some(server)) = (has_server, &config.server_name) {
+    if let (true, false, Some(server)) = (http, has_server, &config.server_name) {
         let _ = write!(head, "Server: {server}\r\n");
     }
-    if config.send_date && !has_date {
+    if http && config.send_date && !has_date {
         let _ = write!(head, "Date: {}\r\n", http_date(SystemTime::now()));
     }
     match &body {
@@ -85,7 +102,9 @@ pub(crate) fn write_response(
         Body::Stream(_) if chunked => head.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Body::Empty | Body::Stream(_) => {}
     }
-    if !keep_alive {
+    if !http {
+        // CGI has no connection header: the response ends with the connection.
+    } else if !keep_alive {
         head.extend_from_slice(b"Connection: close\r\n");
     } else if answering.version == Version::Http10 {
         head.extend_from_slice(b"Connection: keep-alive\r\n");

@@ -56,7 +56,7 @@ pub fn serve<M: MixIn + ?Sized>(
     let mut listening = false;
     let mut events = Events::with_capacity(1024);
     while !ctx.is_shutting_down() {
-        let want = mixin.can_accept() || mixin.all_blocked(ctx);
+        let want = mixin.can_accept();
         if want != listening {
             if want {
                 poll.registry().register(
@@ -111,8 +111,7 @@ pub fn serve<M: MixIn + ?Sized>(
 /// capacity, or an accept error), so the caller re-arms the edge-triggered listener.
 fn accept_ready<M: MixIn + ?Sized>(mixin: &mut M, ctx: &Arc<Context>) -> bool {
     loop {
-        let has_room = mixin.can_accept();
-        if !has_room && !mixin.all_blocked(ctx) {
+        if !mixin.can_accept() {
             return false;
         }
         let conn = match ctx.get_request() {
@@ -124,12 +123,6 @@ fn accept_ready<M: MixIn + ?Sized>(mixin: &mut M, ctx: &Arc<Context>) -> bool {
             }
         };
         if !ctx.verify_request(&conn) {
-            continue;
-        }
-        if !has_room {
-            // Every worker waits on a shared object and no more can be added: answer
-            // at once (503 for HTTP) instead of leaving the client in the backlog.
-            ctx.reject_request(conn);
             continue;
         }
         if let Err(e) = mixin.process_request(ctx, conn) {

@@ -37,10 +37,6 @@ impl MixIn for Box<dyn MixIn> {
         (**self).max_blocked()
     }
 
-    fn all_blocked(&self, ctx: &Context) -> bool {
-        (**self).all_blocked(ctx)
-    }
-
     fn in_flight(&self) -> usize {
         (**self).in_flight()
     }

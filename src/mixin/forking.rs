@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use crate::conn::Conn;
 use crate::mixin::{MixIn, serve_accepting};
 use crate::server::Context;
-use crate::sync::hub::{HubServer, HubStatus};
+use crate::sync::hub::HubServer;
 use crate::sys::fork::{self, Forked, SingleThreaded};
 
 /// One child process per connection (UNP row 1), as socketserver's `ForkingMixIn`.
@@ -23,16 +23,15 @@ use crate::sys::fork::{self, Forked, SingleThreaded};
 /// `/notify` in one child releases `/wait`s in all the others.
 ///
 /// At [`max_children`](Forking::max_children) the parent stops accepting until a child
-/// exits — unless every child is blocked on a shared object, when new connections are
-/// rejected at once (`503`) instead of waiting for ever.
+/// exits (connections wait in the backlog). One child is always kept free of
+/// shared-object waits: a `/wait` that would take the last one fails at once (`503`),
+/// so a `/notify` can still be served.
 #[derive(Debug)]
 pub struct Forking {
     /// At most this many children at once.
     max_children: usize,
     /// Live children.
     children: HashSet<Pid>,
-    /// How many children are blocked in a shared-object wait, as the hub counts them.
-    hub_status: Option<HubStatus>,
     /// Checked when the loop starts; the key to `fork`.
     single_threaded: Option<SingleThreaded>,
 }
@@ -53,7 +52,6 @@ impl Forking {
         Forking {
             max_children: Forking::DEFAULT_MAX_CHILDREN,
             children: HashSet::new(),
-            hub_status: None,
             single_threaded: None,
         }
     }
@@ -88,9 +86,7 @@ impl MixIn for Forking {
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
         self.single_threaded = Some(SingleThreaded::check("forking")?);
         let mut hub = HubServer::bind(Arc::clone(ctx.scope()))?;
-        self.hub_status = Some(hub.status());
         let result = serve_accepting(self, ctx, Some(&mut hub));
-        self.hub_status = None;
         self.single_threaded = None;
         result
     }
@@ -126,14 +122,6 @@ impl MixIn for Forking {
 
     fn max_blocked(&self) -> Option<usize> {
         Some(self.max_children - 1)
-    }
-
-    fn all_blocked(&self, _ctx: &Context) -> bool {
-        let blocked = self
-            .hub_status
-            .as_ref()
-            .map_or(0, HubStatus::blocked_clients);
-        !self.children.is_empty() && blocked >= self.children.len()
     }
 
     fn in_flight(&self) -> usize {

@@ -126,14 +126,6 @@ pub trait MixIn: Send + 'static {
         None
     }
 
-    /// True when every worker is blocked (waiting on a shared object, or otherwise
-    /// not finishing), so waiting for a free one could last for ever: new connections
-    /// are then rejected at once (HTTP: `503`) instead of queueing.
-    fn all_blocked(&self, ctx: &Context) -> bool {
-        let _ = ctx;
-        false
-    }
-
     /// Connections still being served (threads running, children alive).
     fn in_flight(&self) -> usize {
         0

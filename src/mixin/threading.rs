@@ -24,8 +24,9 @@ type ForceHandle = Arc<Mutex<Option<OwnedFd>>>;
 /// The accepting thread spawns a thread for each connection; finished threads are
 /// joined on the next turn of the loop, so bookkeeping never grows past the number of
 /// live connections. At the cap ([`max_threads`](Threading::max_threads)) the loop stops
-/// accepting until a thread finishes — unless every thread is blocked on a shared object
-/// (all comet waiters), when new connections are rejected at once (`503`) instead.
+/// accepting until a thread finishes. One thread is always kept free of shared-object
+/// waits: a `/wait` that would take the last one fails at once (`503`), so a `/notify`
+/// can still be served.
 ///
 /// On shutdown, connections still open after the server's shutdown timeout have their
 /// sockets shut down, and every thread is joined.
@@ -150,11 +151,6 @@ impl MixIn for Threading {
 
     fn max_blocked(&self) -> Option<usize> {
         self.max_threads.map(|max| max - 1)
-    }
-
-    fn all_blocked(&self, ctx: &Context) -> bool {
-        let running = self.running.load(Ordering::SeqCst);
-        running > 0 && ctx.scope().blocked() >= running
     }
 
     fn in_flight(&self) -> usize {

@@ -152,10 +152,10 @@ impl HubServer {
     pub(crate) fn on_event(&mut self, registry: &Registry, token: Token, event: &Event) {
         if token == self.listener_token {
             self.accept(registry);
-        } else if event.is_readable() || event.is_read_closed() || event.is_error() {
-            if !self.read(token) {
-                self.drop_conn(registry, token);
-            }
+        } else if (event.is_readable() || event.is_read_closed() || event.is_error())
+            && !self.read(token)
+        {
+            self.drop_conn(registry, token);
         }
         if event.is_writable() {
             self.write(registry, token);
