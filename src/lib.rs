@@ -75,3 +75,8 @@ pub use mixin::{Forking, Iterative, MixIn, Threading};
 pub use server::{
     Context, Hooks, ListenAddr, Listener, Server, ServerBuilder, ShutdownHandle, StartError,
 };
+
+/// The README's code blocks, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
