@@ -100,6 +100,7 @@ impl MixIn for Forking {
         match fork::fork(proof)? {
             Forked::Child => {
                 fork::after_fork_in_child();
+                crate::sys::signal::ignore_terminal_signals();
                 crate::sync::hub::after_fork_in_child();
                 ctx.finish_request(conn);
                 fork::exit_child(0);

@@ -98,3 +98,14 @@ pub(crate) fn reset_in_child() {
         let _ = unsafe { sigaction(signal, &default) };
     }
 }
+
+/// In a worker child: ignore the terminal's SIGINT and SIGQUIT, which reach the whole
+/// process group on Ctrl-C / Ctrl-\, so the master alone decides how in-flight
+/// connections end (it drains, then kills what is left).
+pub(crate) fn ignore_terminal_signals() {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for signal in [Signal::SIGINT, Signal::SIGQUIT] {
+        // SAFETY: SIG_IGN installs no handler.
+        let _ = unsafe { sigaction(signal, &ignore) };
+    }
+}
