@@ -38,20 +38,19 @@ pub fn bars(
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .light_line_style(WHITE)
         .x_labels(n)
-        .x_label_style(
-            ("sans-serif", 13)
-                .into_font()
-                .transform(FontTransform::Rotate90),
-        )
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                categories.get(*i).cloned().unwrap_or_default()
-            }
-            SegmentValue::Last => String::new(),
-        })
+        .x_label_formatter(&|_| String::new())
         .y_desc(y_desc)
         .draw()?;
+    // Category names run down from under the middle of each group (rotated a quarter turn).
+    let label_font = ("sans-serif", 13)
+        .into_font()
+        .transform(FontTransform::Rotate90);
+    for (c, name) in categories.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(SegmentValue::CenterOf(c), 0.0));
+        root.draw(&Text::new(name.clone(), (x + 7, y + 8), label_font.clone()))?;
+    }
     let k = series.len().max(1) as f64;
     for (c, _) in categories.iter().enumerate() {
         let left = chart.backend_coord(&(SegmentValue::Exact(c), 0.0));

@@ -102,10 +102,11 @@ pub fn get_text(addr: SocketAddr, path: &str) -> io::Result<String> {
 }
 
 /// How long the comet poller waits for the waiter count to grow before giving up.
-const STALL: Duration = Duration::from_secs(10);
+const STALL: Duration = Duration::from_secs(5);
 
-/// How long waiters may take to answer once the notify has been sent.
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long waiters may take to answer once the notify has been sent: this plus 1 ms per
+/// waiter.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Outcome of one comet round.
 #[derive(Debug, Clone, Default)]
@@ -182,7 +183,8 @@ pub fn comet_round(
     round.notify_said = get_text(addr, "/notify").ok().and_then(|t| t.parse().ok());
     let expected = round.notify_said.unwrap_or(usize::MAX).to_string();
     let (mut ok, mut wrong) = (0, 0);
-    let release_deadline = deadline.min(notified + RELEASE_TIMEOUT);
+    let release_deadline =
+        deadline.min(notified + RELEASE_TIMEOUT + Duration::from_millis(n as u64));
     let run = fleet.run(release_deadline, |body, _| {
         if body == expected.as_bytes() {
             ok += 1;
@@ -230,7 +232,8 @@ pub fn keepalive(
     warmup: Duration,
     duration: Duration,
 ) -> io::Result<KeepAlive> {
-    let setup_deadline = Instant::now() + Duration::from_secs(20);
+    // Models that accept one connection at a time leave the rest in a full backlog.
+    let setup_deadline = Instant::now() + Duration::from_secs(5);
     let mut fleet = Fleet::connect(addr, conns, setup_deadline)?;
     let mut result = KeepAlive {
         asked: conns,
