@@ -123,7 +123,9 @@ impl Conn {
     /// True once the server has begun a graceful shutdown: a protocol loop should finish
     /// the request in hand, answer it with `Connection: close`, and return.
     pub fn draining(&self) -> bool {
-        self.drain.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))
+        self.drain
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
     }
 
     /// The peer's address.
@@ -231,7 +233,12 @@ impl Conn {
     /// Waits until the socket is readable (data, EOF or error) or the read deadline.
     pub fn wait_readable(&self) -> io::Result<()> {
         let deadline = earliest(self.read_deadline, self.read_timeout);
-        park::wait_fd(self.fd.as_raw_fd(), &self.source, Interest::Readable, deadline)
+        park::wait_fd(
+            self.fd.as_raw_fd(),
+            &self.source,
+            Interest::Readable,
+            deadline,
+        )
     }
 }
 
@@ -252,7 +259,11 @@ fn recv_raw(
     deadline: Option<Instant>,
 ) -> io::Result<usize> {
     let blocking = deadline.is_none() && !crate::rt::in_coroutine();
-    let flags = if blocking { MsgFlags::empty() } else { MsgFlags::MSG_DONTWAIT };
+    let flags = if blocking {
+        MsgFlags::empty()
+    } else {
+        MsgFlags::MSG_DONTWAIT
+    };
     loop {
         match recv(fd, buf, flags) {
             Ok(n) => return Ok(n),

@@ -62,6 +62,13 @@ pub trait MakeHandler: Send + Sync + 'static {
 
     /// Makes the handler for the next connection.
     fn make_handler(&self) -> Self::Handler;
+
+    /// Answers a connection the server cannot serve now: every worker is blocked and
+    /// no more can be added. The default says nothing (the connection just closes);
+    /// the HTTP adapter answers `503 Service Unavailable`.
+    fn reject(&self, conn: &mut Conn) {
+        let _ = conn;
+    }
 }
 
 impl<F, H> MakeHandler for F
@@ -73,5 +80,34 @@ where
 
     fn make_handler(&self) -> H {
         self()
+    }
+}
+
+/// A [`Handler`] made from a closure that serves the whole connection.
+///
+/// ```
+/// use std::io::Write;
+/// use mixserve::handler::from_fn;
+///
+/// let make = || from_fn(|conn: &mut mixserve::Conn| conn.write_all(b"hi\n"));
+/// # let _ = make;
+/// ```
+pub fn from_fn<F>(f: F) -> FnHandler<F>
+where
+    F: FnMut(&mut Conn) -> io::Result<()>,
+{
+    FnHandler(f)
+}
+
+/// The handler [`from_fn`] makes.
+#[derive(Debug, Clone)]
+pub struct FnHandler<F>(F);
+
+impl<F> Handler for FnHandler<F>
+where
+    F: FnMut(&mut Conn) -> io::Result<()>,
+{
+    fn handle(&mut self, conn: &mut Conn) -> io::Result<()> {
+        (self.0)(conn)
     }
 }

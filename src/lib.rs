@@ -1,13 +1,77 @@
-//! mixserve (crate doc written with the core).
+//! # mixserve
+//!
+//! Pluggable concurrency models for TCP and HTTP servers, in the spirit of Python's
+//! `socketserver`: a small core ([`Server`]) takes a [`Handler`] — what to do with one
+//! connection — and a [`MixIn`] — how connections are accepted and where the handler
+//! runs. Swapping the model is one line; the handler does not change, even one that
+//! blocks for a long time waiting for another request.
+//!
+//! ## The pieces
+//!
+//! - [`Server`] binds a TCP or Unix-domain listener and runs the model's loop until a
+//!   [`ShutdownHandle`] or a signal (SIGTERM/SIGINT graceful, SIGQUIT fast) stops it.
+//! - [`Handler`] serves one [`Conn`]; [`MakeHandler`] makes one per connection. For
+//!   HTTP, write an [`http::HttpHandler`] and serve it with [`http::Http`] (or behind a
+//!   front server with [`scgi::Scgi`]).
+//! - [`MixIn`] is the model: [`Iterative`], [`Threading`], [`Forking`], and more in
+//!   [`mixin`].
+//! - [`sync::Broadcast`] and [`sync::Channel`] are shared objects a handler may block
+//!   on under any model — between threads, and between the processes of a forking
+//!   model through the master's hub.
+//!
+//! ## Which model when
+//!
+//! | model | use it when |
+//! |---|---|
+//! | [`Iterative`] | one client at a time is enough, or as the baseline to measure against |
+//! | [`Threading`] | blocking handlers, moderate numbers of connections; the simple default |
+//! | [`Forking`] | isolation per connection (a crash kills one child), short requests |
+//!
+//! ## Example: the comet server
+//!
+//! `GET /wait` blocks until some other request calls `GET /notify`; both answer the
+//! number of waiters released. The same code serves under every model.
+//!
+//! ```no_run
+//! use mixserve::http::{Http, Request, Response};
+//! use mixserve::sync::Broadcast;
+//! use mixserve::{Server, Threading};
+//!
+//! let news: Broadcast<usize> = Broadcast::new();
+//! let app = move |req: &mut Request| match req.path() {
+//!     "/wait" => match news.wait() {
+//!         Ok(released) => Response::text(200, released.to_string()),
+//!         Err(error) => Response::text(503, error.to_string()),
+//!     },
+//!     "/notify" => match news.send_count() {
+//!         Ok(released) => Response::text(200, released.to_string()),
+//!         Err(error) => Response::text(503, error.to_string()),
+//!     },
+//!     _ => Response::text(200, news.waiting().to_string()),
+//! };
+//! // Swap `Threading::new()` for `mixserve::Forking::new()`: nothing else changes.
+//! let mut server = Server::builder(Threading::new())
+//!     .bind("127.0.0.1:8000")
+//!     .build(Http::new(app))?;
+//! server.serve_forever()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
-pub mod rt;
-mod sys;
-mod sync;
 pub mod conn;
 pub mod handler;
 pub mod http;
+pub mod mixin;
+pub mod rt;
+pub mod scgi;
+pub mod server;
+pub mod sync;
+mod sys;
 
 pub use conn::{Conn, PeerAddr};
 pub use handler::{Handler, MakeHandler};
+pub use mixin::{Forking, Iterative, MixIn, Threading};
+pub use server::{
+    Context, Hooks, ListenAddr, Listener, Server, ServerBuilder, ShutdownHandle, StartError,
+};

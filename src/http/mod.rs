@@ -1,1 +1,168 @@
-//! HTTP/1.1 adapter (being built).
+//! HTTP/1.1 adapter: serve an [`HttpHandler`] application over any concurrency model.
+//!
+//! [`Http`] is a [`MakeHandler`]: give it to a server like any other handler factory.
+//! Each connection gets an [`HttpConnection`], which reads requests with `httparse`
+//! under the framing rules and limits of [`HttpConfig`], calls the application once per
+//! request, and writes its [`Response`]. Keep-alive, pipelining (answered in order),
+//! `Content-Length` and chunked bodies both ways, `Expect: 100-continue` and `HEAD` are
+//! handled here; the application sees a complete [`Request`] and returns a [`Response`].
+//!
+//! Bad input gets a short error answer and a closed connection: `400` for malformed or
+//! ambiguous framing, `408` for a slow head or body, `413` for a body over the limit,
+//! `414` for a long request line, `417` for an unknown expectation, `431` for oversized
+//! or too many header fields, `501` for a transfer coding other than `chunked`, `505`
+//! for an HTTP version other than 1.0 and 1.1. A panicking application gets a `500`,
+//! and the server carries on.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::os::unix::net::UnixStream;
+//! use mixserve::http::{Http, Request, Response};
+//! use mixserve::{Conn, Handler, MakeHandler};
+//!
+//! let app = Http::new(|req: &mut Request| match req.path() {
+//!     "/" => Response::text(200, "hello"),
+//!     _ => Response::status(404),
+//! });
+//!
+//! // Drive one connection by hand; a server does this for every accepted socket.
+//! let (mut client, server) = UnixStream::pair()?;
+//! client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+//! let mut conn = Conn::from_unix(server)?;
+//! let mut handler = app.make_handler();
+//! handler.setup(&mut conn)?;
+//! handler.handle(&mut conn)?;
+//! drop(conn);
+//!
+//! let mut answer = String::new();
+//! client.read_to_string(&mut answer)?;
+//! assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"));
+//! assert!(answer.ends_with("\r\n\r\nhello"));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+pub(crate) mod body;
+mod config;
+pub(crate) mod connection;
+mod date;
+pub(crate) mod error;
+mod head;
+mod headers;
+mod request;
+mod response;
+pub(crate) mod write;
+
+use std::fmt;
+use std::sync::Arc;
+
+use std::io::Write;
+
+use crate::conn::Conn;
+use crate::handler::MakeHandler;
+
+pub use config::HttpConfig;
+pub use connection::HttpConnection;
+pub use headers::Headers;
+pub use request::{Request, Version};
+pub use response::{Body, Response, reason_phrase};
+
+/// An HTTP application: turns each [`Request`] into a [`Response`].
+///
+/// One value serves every connection of every thread (and, under a forking model, is
+/// copied into each process), so it is `Send + Sync`; keep per-request state on the
+/// stack and shared state behind the crate's shared objects or a `Mutex`. `handle` may
+/// block (for a long-poll, say): under the scheduled model only its coroutine waits.
+///
+/// Any `Fn(&mut Request) -> Response` closure is an `HttpHandler`; a struct implements
+/// it when it carries configuration:
+///
+/// ```
+/// use mixserve::http::{HttpHandler, Request, Response};
+///
+/// struct Greeter {
+///     greeting: String,
+/// }
+///
+/// impl HttpHandler for Greeter {
+///     fn handle(&self, req: &mut Request) -> Response {
+///         let name = req.query().unwrap_or("world");
+///         Response::text(200, format!("{}, {name}!", self.greeting))
+///     }
+/// }
+///
+/// let app = Greeter { greeting: "Hello".into() };
+/// let response = app.handle(&mut Request::new("GET", "/?you"));
+/// assert_eq!(response.body_bytes(), Some(&b"Hello, you!"[..]));
+/// ```
+pub trait HttpHandler: Send + Sync + 'static {
+    /// Answers one request. The body is already read; a panic here becomes a `500`
+    /// and closes the connection.
+    fn handle(&self, req: &mut Request) -> Response;
+}
+
+impl<F> HttpHandler for F
+where
+    F: Fn(&mut Request) -> Response + Send + Sync + 'static,
+{
+    fn handle(&self, req: &mut Request) -> Response {
+        self(req)
+    }
+}
+
+/// Serves an [`HttpHandler`] over HTTP/1.1: the [`MakeHandler`] to give a server.
+pub struct Http<A> {
+    /// The application, shared by every connection.
+    app: Arc<A>,
+    /// Limits and timeouts, shared by every connection.
+    config: Arc<HttpConfig>,
+}
+
+impl<A: HttpHandler> Http<A> {
+    /// Serves `app` with the default [`HttpConfig`].
+    pub fn new(app: A) -> Http<A> {
+        Http::with_config(app, HttpConfig::default())
+    }
+
+    /// Serves `app` with the given limits and timeouts.
+    pub fn with_config(app: A, config: HttpConfig) -> Http<A> {
+        Http {
+            app: Arc::new(app),
+            config: Arc::new(config),
+        }
+    }
+
+    /// The limits and timeouts in use.
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+}
+
+impl<A> fmt::Debug for Http<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: HttpHandler> MakeHandler for Http<A> {
+    type Handler = HttpConnection<A>;
+
+    fn make_handler(&self) -> HttpConnection<A> {
+        HttpConnection::new(Arc::clone(&self.app), Arc::clone(&self.config))
+    }
+
+    /// Every worker is busy and none can be added: `503` and close.
+    fn reject(&self, conn: &mut Conn) {
+        let busy = Response::text(503, "server busy: every worker is waiting\n")
+            .with_header("Retry-After", "1");
+        let answering = write::Answering {
+            dialect: write::Dialect::Http,
+            version: Version::Http11,
+            head_only: false,
+            keep_alive: false,
+        };
+        let _ = write::write_response(conn, busy, answering, &self.config);
+        let _ = conn.flush();
+    }
+}

@@ -1,4 +1,35 @@
-//! Model-aware shared objects: [`Channel`] and [`Broadcast`], and the single place that
-//! decides how to block (`park`).
+//! Model-aware shared objects: [`Channel`] and [`Broadcast`].
+//!
+//! A handler may block on them under any model. At the moment it blocks, the object
+//! asks what it runs on: a coroutine parks, a plain thread blocks, and a worker
+//! process forked by a process-based model sends the operation to the hub in its
+//! master, where the object lives. Create them before the server starts, and move
+//! clones into the handler factory.
+//!
+//! A server that shuts down answers its handlers' pending waits with
+//! [`WaitError::Closed`]; an `Iterative` server, which can never run a second
+//! connection while one waits, fails such waits at once with
+//! [`WaitError::NoOtherWorker`].
 
+mod broadcast;
+mod channel;
+mod error;
+pub mod hub;
 pub(crate) mod park;
+mod registry;
+pub(crate) mod scope;
+mod waiters;
+mod wire;
+
+use std::sync::Arc;
+
+pub use broadcast::Broadcast;
+pub use channel::Channel;
+pub use error::{SendError, TryRecvError, WaitError};
+pub use scope::ServerScope;
+pub use wire::{Wire, WireError};
+
+/// Answers every pending wait of the server of `scope` with `Closed`.
+pub(crate) fn close_waiters_of(scope: &Arc<ServerScope>) {
+    registry::close_scope(scope.tag());
+}

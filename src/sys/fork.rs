@@ -15,16 +15,30 @@ pub(crate) enum Forked {
     Child,
 }
 
-/// Forks the process.
-///
-/// # Safety
-///
-/// The calling process must have no other threads, or the child may only call
-/// async-signal-safe functions before `exec`/`_exit` (a lock held by another thread at
-/// the fork stays locked forever in the child). The crate's process-based mix-ins fork
-/// only from their single-threaded master.
-pub(crate) unsafe fn fork() -> io::Result<Forked> {
-    // SAFETY: the caller upholds the single-threaded requirement documented above.
+/// Proof that the process was single-threaded when checked: the key to [`fork`].
+#[derive(Debug)]
+pub(crate) struct SingleThreaded(());
+
+impl SingleThreaded {
+    /// Checks `/proc/self/status`; fails if another thread runs.
+    pub(crate) fn check(who: &str) -> std::io::Result<SingleThreaded> {
+        match thread_count() {
+            1 => Ok(SingleThreaded(())),
+            n => Err(std::io::Error::other(format!(
+                "{who}: refusing to fork from a process with {n} threads (a lock held by \
+                 another thread would stay locked in every child); start the server before \
+                 any other thread"
+            ))),
+        }
+    }
+}
+
+/// Forks the process. The caller holds a [`SingleThreaded`] proof taken before its
+/// loop started, and starts no thread while it holds it: with other threads, the child
+/// could find a lock (the allocator's, a logger's) held for ever.
+pub(crate) fn fork(_proof: &SingleThreaded) -> io::Result<Forked> {
+    // SAFETY: the proof says this process has one thread, so the child's memory holds
+    // no lock owned by a thread that no longer exists.
     match unsafe { nix::unistd::fork() }? {
         ForkResult::Parent { child } => Ok(Forked::Parent(child)),
         ForkResult::Child => Ok(Forked::Child),
@@ -80,4 +94,39 @@ pub(crate) fn wait_child(pid: Pid) -> Option<i32> {
 /// Sends `signal` to `pid`, ignoring a child that is already gone.
 pub(crate) fn kill(pid: Pid, signal: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(pid, signal);
+}
+
+/// Fds of a master process (its listener, epoll, hub sockets) that a forked child must
+/// close at once: a child holding a copy of another child's hub socket would keep it
+/// from ever reading as closed.
+static CLOSE_IN_CHILD: std::sync::Mutex<Vec<std::os::fd::RawFd>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Marks `fd` to be closed in every child forked from now on.
+pub(crate) fn close_in_child(fd: std::os::fd::RawFd) {
+    if let Ok(mut fds) = CLOSE_IN_CHILD.lock() {
+        fds.push(fd);
+    }
+}
+
+/// Forgets `fd` (the master closed it).
+pub(crate) fn forget_in_child(fd: std::os::fd::RawFd) {
+    if let Ok(mut fds) = CLOSE_IN_CHILD.lock() {
+        fds.retain(|&f| f != fd);
+    }
+}
+
+/// In a freshly forked child: closes the master's fds and resets signal handling.
+pub(crate) fn after_fork_in_child() {
+    let fds = match CLOSE_IN_CHILD.lock() {
+        Ok(mut fds) => std::mem::take(&mut *fds),
+        Err(_) => Vec::new(),
+    };
+    for fd in fds {
+        // SAFETY: these fds were registered by their owners in the master; the child
+        // never uses them and never returns into the code that owns them (it _exits),
+        // so no OwnedFd will close them a second time.
+        unsafe { libc::close(fd) };
+    }
+    super::signal::reset_in_child();
 }

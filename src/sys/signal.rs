@@ -55,9 +55,16 @@ pub(crate) struct SignalRegistration {
 pub(crate) fn register(write_fd: RawFd, signals: &[Signal]) -> io::Result<SignalRegistration> {
     let slot = PIPES
         .iter()
-        .position(|s| s.compare_exchange(-1, write_fd, Ordering::SeqCst, Ordering::SeqCst).is_ok())
+        .position(|s| {
+            s.compare_exchange(-1, write_fd, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        })
         .ok_or_else(|| io::Error::other("too many loops listening for signals in one process"))?;
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for &signal in signals {
         // SAFETY: the handler only touches atomics and calls write(2), both
         // async-signal-safe.
@@ -70,15 +77,6 @@ impl Drop for SignalRegistration {
     fn drop(&mut self) {
         PIPES[self.slot].store(-1, Ordering::SeqCst);
     }
-}
-
-/// Takes the set of signals received since the last call.
-pub(crate) fn take_pending() -> Vec<Signal> {
-    let bits = PENDING.swap(0, Ordering::SeqCst);
-    (1..64)
-        .filter(|n| bits & (1 << n) != 0)
-        .filter_map(|n| Signal::try_from(n as i32).ok())
-        .collect()
 }
 
 /// True if `signal` arrived since the last `take_pending`; leaves the others pending.

@@ -1,0 +1,34 @@
+//! The throughput workload: `GET /` answers `hello`, on keep-alive connections;
+//! `GET /bytes/N` answers N bytes (the UNP chapter 30 client's request).
+
+mod common;
+
+use clap::Parser;
+use mixserve::http::{Http, Request, Response};
+
+#[derive(Debug, Parser)]
+#[command(about = "Hello server: / answers hello, /bytes/N answers N bytes")]
+struct Cli {
+    #[command(flatten)]
+    serve: common::ServeArgs,
+}
+
+/// Largest `/bytes/N` answered.
+const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+fn hello(req: &mut Request) -> Response {
+    if let Some(count) = req.path().strip_prefix("/bytes/") {
+        return match count.parse::<usize>() {
+            Ok(n) if n <= MAX_BYTES => {
+                Response::bytes(200, "application/octet-stream", vec![b'x'; n])
+            }
+            _ => Response::text(400, format!("/bytes/N takes N from 0 to {MAX_BYTES}\n")),
+        };
+    }
+    Response::text(200, "hello")
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    common::serve(&cli.serve, "http", Http::new(hello))
+}

@@ -1,0 +1,258 @@
+//! [`HttpConnection`]: the per-connection keep-alive loop — read a head, read the body,
+//! call the application, write the answer, and decide whether to go round again.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::HttpHandler;
+use super::body::{self, Framing};
+use super::config::HttpConfig;
+use super::error::{Failure, Reject, peer_gone, read_failure};
+use super::head::{self, Head};
+use super::request::{Request, Version};
+use super::response::Response;
+use super::write::{Answering, Dialect, write_response};
+use crate::conn::Conn;
+use crate::handler::Handler;
+
+/// Most bytes read and thrown away while lingering before a close.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// The [`Handler`] that [`Http`](super::Http) makes for each connection: serves
+/// requests one after another (pipelined ones in order) until either side closes.
+pub struct HttpConnection<A> {
+    /// The application, shared by every connection.
+    app: Arc<A>,
+    /// Limits and timeouts, shared by every connection.
+    config: Arc<HttpConfig>,
+    /// The current request head, reused between requests.
+    head: Vec<u8>,
+}
+
+impl<A> fmt::Debug for HttpConnection<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpConnection")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one round of the loop ended in.
+enum Next {
+    /// Serve the next request.
+    KeepAlive,
+    /// Close after lingering (the last response said `Connection: close`).
+    Close,
+    /// Close at once: the peer is gone or timed out.
+    Drop,
+}
+
+impl<A: HttpHandler> HttpConnection<A> {
+    pub(crate) fn new(app: Arc<A>, config: Arc<HttpConfig>) -> HttpConnection<A> {
+        HttpConnection {
+            app,
+            config,
+            head: Vec::new(),
+        }
+    }
+
+    /// Serves one request; errors are socket errors worth reporting.
+    fn serve_one(&mut self, conn: &mut Conn, first_deadline: Option<Instant>) -> io::Result<Next> {
+        let config = &*self.config;
+        let head = match head::read_head(conn, config, &mut self.head, first_deadline) {
+            Ok(Some(head)) => head,
+            Ok(None) => return Ok(Next::Drop),
+            Err(failure) => return self.fail(conn, failure),
+        };
+        let mut request = match read_request(conn, config, head) {
+            Ok(request) => request,
+            Err(failure) => return self.fail(conn, failure),
+        };
+        let keep_alive = wants_keep_alive(&request);
+        let answering = Answering {
+            dialect: Dialect::Http,
+            version: request.version(),
+            head_only: request.method() == "HEAD",
+            keep_alive: keep_alive && !conn.draining(),
+        };
+        let app = &*self.app;
+        let response = match panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))) {
+            Ok(response) => response,
+            Err(_) => {
+                log::error!(
+                    "HTTP handler panicked on {} {}",
+                    request.method(),
+                    request.target()
+                );
+                let reject = Reject::new(500, "internal server error");
+                return self.fail(conn, Failure::Reject(reject));
+            }
+        };
+        let answering = Answering {
+            keep_alive: answering.keep_alive && !conn.draining(),
+            ..answering
+        };
+        // Not flushed here: reading the next head flushes before it waits, so answers
+        // to pipelined requests that are already buffered go out together.
+        match write_response(conn, response, answering, config)? {
+            true => Ok(Next::KeepAlive),
+            false => Ok(Next::Close),
+        }
+    }
+
+    /// Answers a failed request (or not), returning how the connection ends.
+    fn fail(&self, conn: &mut Conn, failure: Failure) -> io::Result<Next> {
+        match failure {
+            Failure::Close => Ok(Next::Drop),
+            Failure::Io(error) => Err(error),
+            Failure::Reject(reject) => {
+                let response = Response::text(reject.status, format!("{}\n", reject.message));
+                let answering = Answering {
+                    dialect: Dialect::Http,
+                    version: Version::Http11,
+                    head_only: false,
+                    keep_alive: false,
+                };
+                write_response(conn, response, answering, &self.config)?;
+                Ok(Next::Close)
+            }
+        }
+    }
+}
+
+/// Reads the body the head announces and builds the request.
+fn read_request(conn: &mut Conn, config: &HttpConfig, head: Head) -> Result<Request, Failure> {
+    let framing = Framing::of(&head.headers, head.version)?;
+    if let Framing::Length(length) = framing
+        && length > config.max_body as u64
+    {
+        return Err(Reject::new(413, "request body too large").into());
+    }
+    if let Some(expect) = head.headers.get_bytes("expect") {
+        if !expect.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+            return Err(Reject::new(417, "unsupported expectation").into());
+        }
+        // Only an HTTP/1.1 client waits for it, and only if a body is to come.
+        if head.version == Version::Http11 && framing.has_body() {
+            let sent = conn
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .and_then(|()| conn.flush());
+            if let Err(error) = sent {
+                return Err(if peer_gone(error.kind()) {
+                    Failure::Close
+                } else {
+                    Failure::Io(error)
+                });
+            }
+        }
+    }
+    if framing.has_body() {
+        // Earlier answers must be out before we wait for this body.
+        conn.flush()
+            .map_err(|error| read_failure(error, Failure::Close))?;
+    }
+    conn.set_read_deadline(None);
+    conn.set_read_timeout(Some(config.body_timeout));
+    let (body, trailers) = match framing {
+        Framing::None => (Vec::new(), Default::default()),
+        Framing::Length(length) => (body::read_length(conn, length)?, Default::default()),
+        Framing::Chunked => body::read_chunked(conn, config)?,
+    };
+    conn.set_read_timeout(None);
+    Ok(Request::new(head.method, head.target)
+        .with_version(head.version)
+        .with_headers(head.headers)
+        .with_trailers(trailers)
+        .with_body(body)
+        .with_peer(conn.peer_addr().clone()))
+}
+
+/// HTTP/1.1 stays open unless `Connection: close`; HTTP/1.0 only on `keep-alive`.
+fn wants_keep_alive(request: &Request) -> bool {
+    let headers = request.headers();
+    match request.version() {
+        Version::Http11 => !headers.has_token("connection", "close"),
+        Version::Http10 => headers.has_token("connection", "keep-alive"),
+    }
+}
+
+/// Closes politely: send what is buffered, shut the write side, then read and discard
+/// what the client still sends for a little while, so the answer is not lost to a reset.
+pub(crate) fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<()> {
+    conn.flush()?;
+    conn.shutdown(Shutdown::Write)?;
+    conn.set_read_timeout(None);
+    conn.set_read_deadline(Some(Instant::now() + config.linger));
+    let mut scratch = [0u8; 4096];
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        match conn.read(&mut scratch) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => discarded += n,
+        }
+    }
+    Ok(())
+}
+
+impl<A: HttpHandler> Handler for HttpConnection<A> {
+    fn setup(&mut self, conn: &mut Conn) -> io::Result<()> {
+        conn.set_write_timeout(self.config.write_timeout);
+        Ok(())
+    }
+
+    fn handle(&mut self, conn: &mut Conn) -> io::Result<()> {
+        let mut first_deadline = Some(Instant::now() + self.config.header_timeout);
+        loop {
+            let next = self.serve_one(conn, first_deadline.take());
+            let result = match next {
+                Ok(Next::KeepAlive) => continue,
+                Ok(Next::Drop) => conn.flush(),
+                Ok(Next::Close) => linger_close(conn, &self.config),
+                Err(error) => Err(error),
+            };
+            return match result {
+                Err(error)
+                    if peer_gone(error.kind()) || error.kind() == io::ErrorKind::TimedOut =>
+                {
+                    Ok(())
+                }
+                other => other,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    #[test]
+    fn draining_answers_with_close_and_stops() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        client
+            .write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut conn = Conn::from_unix(server).unwrap();
+        conn.set_drain_flag(Arc::new(AtomicBool::new(true)));
+        let app = |req: &mut Request| Response::text(200, req.target().to_owned());
+        let mut handler = HttpConnection::new(Arc::new(app), Arc::new(HttpConfig::default()));
+        client.shutdown(Shutdown::Write).unwrap();
+        handler.handle(&mut conn).unwrap();
+        drop(conn);
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("Connection: close\r\n"), "{answer}");
+        assert!(
+            answer.ends_with("\r\n\r\n/1"),
+            "only the request in hand: {answer}"
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! Reading a request head: find its end under the size limits, then parse it.
+//!
+//! [`HeadScanner`] looks at bytes as they arrive and stops at the blank line that ends
+//! the head, so bytes after it (a body, a pipelined request) stay in the connection's
+//! buffer. It enforces the request-line, field-line, field-count and total limits
+//! before anything is parsed, so the head buffer never grows past `max_head_bytes`.
+//! `httparse` then parses the complete head.
+
+use std::io::{BufRead, Write};
+use std::time::Instant;
+
+use super::config::HttpConfig;
+use super::error::{Failure, Reject, read_failure};
+use super::headers::Headers;
+use super::request::Version;
+use crate::conn::Conn;
+
+/// A parsed request head.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) version: Version,
+    pub(crate) headers: Headers,
+}
+
+/// Finds the end of a head in bytes fed piecewise, checking the size limits.
+#[derive(Debug, Default)]
+pub(crate) struct HeadScanner {
+    /// Bytes in the current line so far, line end excluded.
+    line_len: usize,
+    /// True while the current line holds nothing but a `\r`.
+    line_is_cr: bool,
+    /// Lines completed: 0 while in the request line.
+    lines: usize,
+    /// Bytes fed so far.
+    total: usize,
+}
+
+impl HeadScanner {
+    /// Number of header field lines seen (complete head: all of them).
+    pub(crate) fn field_lines(&self) -> usize {
+        self.lines.saturating_sub(1)
+    }
+
+    /// Feeds the next bytes; returns how many of them complete the head, if it ends in
+    /// `chunk`. The caller keeps the rest for later.
+    pub(crate) fn feed(
+        &mut self,
+        chunk: &[u8],
+        config: &HttpConfig,
+    ) -> Result<Option<usize>, Reject> {
+        let mut rest = chunk;
+        let mut used = 0;
+        while !rest.is_empty() {
+            let (content, ends_line) = match rest.iter().position(|&b| b == b'\n') {
+                Some(at) => (&rest[..at], true),
+                None => (rest, false),
+            };
+            if !content.is_empty() {
+                self.line_is_cr = self.line_len == 0 && content == b"\r";
+                self.line_len += content.len();
+            }
+            self.total += content.len() + usize::from(ends_line);
+            self.check_sizes(config)?;
+            if !ends_line {
+                return Ok(None);
+            }
+            used += content.len() + 1;
+            rest = &rest[content.len() + 1..];
+            let blank = self.line_len == 0 || (self.line_len == 1 && self.line_is_cr);
+            if blank && self.lines > 0 {
+                return Ok(Some(used));
+            }
+            if blank {
+                return Err(Reject::new(400, "empty request line"));
+            }
+            self.lines += 1;
+            self.line_len = 0;
+            self.line_is_cr = false;
+            if self.field_lines() > config.max_headers {
+                return Err(Reject::new(431, "too many header fields"));
+            }
+        }
+        Ok(None)
+    }
+
+    fn check_sizes(&self, config: &HttpConfig) -> Result<(), Reject> {
+        // A line's own limit counts its content; a trailing `\r` is part of the line end.
+        let content = self.line_len.saturating_sub(1);
+        if self.lines == 0 {
+            if content > config.max_request_line {
+                return Err(Reject::new(414, "request line too long"));
+            }
+        } else if content > config.max_header_line {
+            return Err(Reject::new(431, "header field too long"));
+        }
+        if self.total > config.max_head_bytes {
+            let status = if self.lines == 0 { 414 } else { 431 };
+            return Err(Reject::new(status, "request head too large"));
+        }
+        Ok(())
+    }
+}
+
+/// Reads the next request head from `conn`, leaving anything after it buffered.
+///
+/// `Ok(None)`: the connection ended (or idled out) cleanly before a request began.
+/// The first request of a connection must be complete by `first_deadline`; a later one
+/// may wait `idle_timeout` for its first byte, then has `header_timeout` from there.
+pub(crate) fn read_head(
+    conn: &mut Conn,
+    config: &HttpConfig,
+    head: &mut Vec<u8>,
+    first_deadline: Option<Instant>,
+) -> Result<Option<Head>, Failure> {
+    head.clear();
+    let mut scanner = HeadScanner::default();
+    let mut started = false;
+    conn.set_read_timeout(None);
+    match first_deadline {
+        Some(deadline) => conn.set_read_deadline(Some(deadline)),
+        None if conn.buffered().is_empty() => {
+            conn.set_read_deadline(Some(Instant::now() + config.idle_timeout));
+        }
+        None => conn.set_read_deadline(Some(Instant::now() + config.header_timeout)),
+    }
+    loop {
+        let timeout = if started || first_deadline.is_some() {
+            Failure::Reject(Reject::new(408, "request head took too long"))
+        } else {
+            Failure::Close
+        };
+        if conn.buffered().is_empty() {
+            // Answers to earlier requests go out before we wait for more input.
+            if let Err(error) = conn.flush() {
+                return Err(read_failure(error, Failure::Close));
+            }
+        }
+        match conn.fill_buf() {
+            // End of stream: clean between requests, a dropped request otherwise.
+            Ok([]) => return Ok(None),
+            Ok(_) => {}
+            Err(error) => return Err(read_failure(error, timeout)),
+        }
+        if !started && first_deadline.is_none() {
+            conn.set_read_deadline(Some(Instant::now() + config.header_timeout));
+        }
+        started = true;
+        if head.is_empty() {
+            // Empty lines before a request line are ignored (RFC 9112 §2.2).
+            let skip = conn
+                .buffered()
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            if skip > 0 {
+                conn.consume(skip);
+                continue;
+            }
+        }
+        let available = conn.buffered();
+        match scanner.feed(available, config)? {
+            Some(used) => {
+                head.extend_from_slice(&available[..used]);
+                conn.consume(used);
+                return parse_head(head, scanner.field_lines())
+                    .map(Some)
+                    .map_err(Failure::from);
+            }
+            None => {
+                let used = available.len();
+                head.extend_from_slice(available);
+                conn.consume(used);
+            }
+        }
+    }
+}
+
+/// Parses a complete head that `HeadScanner` accepted, with room for `fields` fields.
+pub(crate) fn parse_head(bytes: &[u8], fields: usize) -> Result<Head, Reject> {
+    let mut slots = vec![httparse::EMPTY_HEADER; fields];
+    let mut request = httparse::Request::new(&mut slots);
+    match request.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(Reject::new(400, "malformed request head")),
+        Err(httparse::Error::Version) => return Err(version_error(bytes)),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Reject::new(431, "too many header fields"));
+        }
+        Err(_) => return Err(Reject::new(400, "malformed request head")),
+    }
+    let (Some(method), Some(target), Some(version)) =
+        (request.method, request.path, request.version)
+    else {
+        return Err(Reject::new(400, "malformed request line"));
+    };
+    let version = match version {
+        0 => Version::Http10,
+        1 => Version::Http11,
+        _ => return Err(Reject::new(505, "HTTP version not supported")),
+    };
+    let mut headers = Headers::new();
+    for field in request.headers.iter() {
+        headers.append(field.name, field.value);
+    }
+    if headers.get_all("host").count() > 1 {
+        return Err(Reject::new(400, "more than one Host field"));
+    }
+    if version == Version::Http11 && !headers.contains("host") {
+        return Err(Reject::new(400, "missing Host field"));
+    }
+    Ok(Head {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        version,
+        headers,
+    })
+}
+
+/// 505 when the request line ends in a well-formed `HTTP/x.y` other than 1.0/1.1,
+/// 400 when the version is garbage.
+fn version_error(bytes: &[u8]) -> Reject {
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let token = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    match token {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Reject::new(505, "HTTP version not supported")
+        }
+        _ => Reject::new(400, "malformed HTTP version"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(input: &[u8], config: &HttpConfig) -> Result<Option<usize>, Reject> {
+        HeadScanner::default().feed(input, config)
+    }
+
+    #[test]
+    fn finds_the_end_and_leaves_the_rest() {
+        let config = HttpConfig::default();
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next";
+        assert_eq!(scan(input, &config), Ok(Some(input.len() - 9)));
+        assert_eq!(scan(b"GET / HTTP/1.0\n\nrest", &config), Ok(Some(16)));
+    }
+
+    #[test]
+    fn finds_the_end_fed_byte_by_byte() {
+        let config = HttpConfig::default();
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n";
+        let mut scanner = HeadScanner::default();
+        for (i, byte) in input.iter().enumerate() {
+            let found = scanner.feed(std::slice::from_ref(byte), &config).unwrap();
+            assert_eq!(found.is_some(), i == input.len() - 1, "at byte {i}");
+        }
+        assert_eq!(scanner.field_lines(), 2);
+    }
+
+    #[test]
+    fn limits_map_to_their_statuses() {
+        let config = HttpConfig {
+            max_request_line: 10,
+            max_header_line: 10,
+            max_headers: 2,
+            max_head_bytes: 60,
+            ..HttpConfig::default()
+        };
+        let status = |input: &[u8]| scan(input, &config).map_err(|r| r.status);
+        assert_eq!(status(b"GET /0123456789 HTTP/1.1"), Err(414));
+        assert_eq!(status(b"GET / H\r\nName: 0123456789"), Err(431));
+        assert_eq!(status(b"GET / H\r\nA: 1\r\nB: 2\r\nC: 3\r\n"), Err(431));
+        assert_eq!(status(b"GET / H\r\nA: 1\r\nB: 2\r\n\r\n"), Ok(Some(23)));
+        let long = HttpConfig {
+            max_head_bytes: 20,
+            ..HttpConfig::default()
+        };
+        assert_eq!(
+            HeadScanner::default().feed(b"GET / H\r\nA: 123456789\r\n", &long),
+            Err(Reject::new(431, "request head too large"))
+        );
+    }
+
+    #[test]
+    fn parses_and_checks_version_and_host() {
+        let head = parse_head(b"GET /a?b HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n", 2).unwrap();
+        assert_eq!(
+            (head.method.as_str(), head.target.as_str()),
+            ("GET", "/a?b")
+        );
+        assert_eq!(head.headers.get("x-a"), Some("1"));
+        let status = |input: &[u8], n| parse_head(input, n).map(|_| ()).map_err(|r| r.status);
+        assert_eq!(status(b"GET / HTTP/2.0\r\n\r\n", 0), Err(505));
+        assert_eq!(status(b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 1), Err(505));
+        assert_eq!(status(b"GET / HTXP/1.1\r\n\r\n", 0), Err(400));
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n", 0), Err(400));
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 2),
+            Err(400)
+        );
+        assert_eq!(status(b"GET / HTTP/1.0\r\n\r\n", 0), Ok(()));
+        assert_eq!(status(b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 1), Err(400));
+    }
+}

@@ -1,0 +1,167 @@
+//! [`Request`]: one HTTP request as the application sees it, and its [`Version`].
+
+use std::fmt;
+
+use super::headers::Headers;
+use crate::conn::PeerAddr;
+
+/// The protocol version of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// `HTTP/1.0`: the connection closes after the response unless the client asks
+    /// for keep-alive.
+    Http10,
+    /// `HTTP/1.1`: connections are kept alive unless either side says `close`.
+    Http11,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        })
+    }
+}
+
+/// One request, with its body already read (and de-chunked) within the configured limit.
+///
+/// The adapter builds it from the wire; tests of an application can build one directly:
+///
+/// ```
+/// use mixserve::http::{HttpHandler, Request, Response};
+///
+/// let app = |req: &mut Request| Response::text(200, format!("{} {}", req.method(), req.path()));
+///
+/// let mut req = Request::new("POST", "/items?page=2").with_body("x=1");
+/// assert_eq!(req.query(), Some("page=2"));
+/// let response = app.handle(&mut req);
+/// assert_eq!(response.status_code(), 200);
+/// assert_eq!(response.body_bytes(), Some(&b"POST /items"[..]));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The method token, e.g. `GET`.
+    method: String,
+    /// The request target as sent, e.g. `/path?query`.
+    target: String,
+    /// The protocol version.
+    version: Version,
+    /// The header fields.
+    headers: Headers,
+    /// Trailer fields that followed a chunked body.
+    trailers: Headers,
+    /// The body, de-chunked.
+    body: Vec<u8>,
+    /// The client's address, when known.
+    peer: Option<PeerAddr>,
+}
+
+impl Request {
+    /// A request with no headers and no body, `HTTP/1.1`, from no known peer.
+    pub fn new(method: impl Into<String>, target: impl Into<String>) -> Request {
+        Request {
+            method: method.into(),
+            target: target.into(),
+            version: Version::Http11,
+            headers: Headers::new(),
+            trailers: Headers::new(),
+            body: Vec::new(),
+            peer: None,
+        }
+    }
+
+    /// Adds a header field.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Request {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Sets the body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Request {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets the protocol version.
+    pub fn with_version(mut self, version: Version) -> Request {
+        self.version = version;
+        self
+    }
+
+    /// Sets the client's address.
+    pub fn with_peer(mut self, peer: PeerAddr) -> Request {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// Replaces the header fields.
+    pub(crate) fn with_headers(mut self, headers: Headers) -> Request {
+        self.headers = headers;
+        self
+    }
+
+    /// Replaces the trailer fields.
+    pub(crate) fn with_trailers(mut self, trailers: Headers) -> Request {
+        self.trailers = trailers;
+        self
+    }
+
+    /// The method, e.g. `GET`; case-sensitive as HTTP says.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request target as sent: usually `/path?query`, possibly an absolute URL or `*`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The target up to `?`, not percent-decoded.
+    pub fn path(&self) -> &str {
+        match self.target.split_once('?') {
+            Some((path, _)) => path,
+            None => &self.target,
+        }
+    }
+
+    /// The target after `?`, if there is one; not percent-decoded.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, query)| query)
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// All header fields.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The first value of header `name` (any case), if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)
+    }
+
+    /// Trailer fields sent after a chunked body (empty otherwise).
+    pub fn trailers(&self) -> &Headers {
+        &self.trailers
+    }
+
+    /// The body (empty when none was sent).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Takes the body out, leaving it empty.
+    pub fn take_body(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.body)
+    }
+
+    /// The client's address, when known.
+    pub fn peer_addr(&self) -> Option<&PeerAddr> {
+        self.peer.as_ref()
+    }
+}

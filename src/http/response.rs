@@ -1,0 +1,218 @@
+//! [`Response`]: status, header fields and a [`Body`] — bytes or a stream.
+
+use std::fmt;
+use std::io::{self, Read};
+
+/// What a response carries after its head.
+pub enum Body {
+    /// No body; sent with `Content-Length: 0` where the status allows a body.
+    Empty,
+    /// A body known in full; sent with `Content-Length`.
+    Bytes(Vec<u8>),
+    /// A body produced while sending; sent `chunked` to HTTP/1.1 clients (each read
+    /// becomes one chunk and is flushed at once, so it suits long-polling and
+    /// server-sent streams), and up to end of connection to HTTP/1.0 clients.
+    Stream(Box<dyn Read + Send>),
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Empty"),
+            Body::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            Body::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+/// A response: a status code, header fields and a [`Body`].
+///
+/// The adapter owns the framing: it writes `Content-Length` or `Transfer-Encoding`
+/// and `Connection` itself and drops such fields set here, except that
+/// `Connection: close` set here is honoured (the connection closes after this
+/// response). It adds `Date` and `Server` unless set here.
+///
+/// ```
+/// use mixserve::http::Response;
+///
+/// let ok = Response::text(200, "hello").with_header("Cache-Control", "no-store");
+/// assert_eq!(ok.header("content-type"), Some("text/plain; charset=utf-8"));
+///
+/// let missing = Response::status(404);
+/// assert_eq!(missing.status_code(), 404);
+///
+/// let streamed = Response::stream(200, std::io::Cursor::new(b"one chunk".to_vec()));
+/// assert!(streamed.body_bytes().is_none());
+/// ```
+#[derive(Debug)]
+pub struct Response {
+    /// Status code, 100–999.
+    status: u16,
+    /// Header fields, in order; names as given.
+    headers: Vec<(String, String)>,
+    /// What follows the head.
+    body: Body,
+}
+
+impl Response {
+    /// A response with status `status`, no header fields and no body.
+    pub fn status(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// A `text/plain; charset=utf-8` response.
+    pub fn text(status: u16, text: impl Into<String>) -> Response {
+        Response::bytes(
+            status,
+            "text/plain; charset=utf-8",
+            text.into().into_bytes(),
+        )
+    }
+
+    /// A `text/html; charset=utf-8` response.
+    pub fn html(status: u16, html: impl Into<String>) -> Response {
+        Response::bytes(status, "text/html; charset=utf-8", html.into().into_bytes())
+    }
+
+    /// A response whose body is `body`, with the given `Content-Type`.
+    pub fn bytes(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response::status(status)
+            .with_header("Content-Type", content_type)
+            .with_body(Body::Bytes(body.into()))
+    }
+
+    /// A response whose body is read from `reader` while it is sent (see [`Body::Stream`]).
+    pub fn stream(status: u16, reader: impl Read + Send + 'static) -> Response {
+        Response::status(status).with_body(Body::Stream(Box::new(reader)))
+    }
+
+    /// A streamed response whose body is the items of `chunks`, each sent as it comes.
+    pub fn chunks<I>(status: u16, chunks: I) -> Response
+    where
+        I: IntoIterator<Item = Vec<u8>>,
+        I::IntoIter: Send + 'static,
+    {
+        let reader = ChunkReader {
+            chunks: chunks.into_iter(),
+            current: Vec::new(),
+            position: 0,
+        };
+        Response::stream(status, reader)
+    }
+
+    /// Adds a header field (a name may repeat). Fields whose name or value contains a
+    /// line break or other control character are dropped when sending.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Replaces the body.
+    pub fn with_body(mut self, body: Body) -> Response {
+        self.body = body;
+        self
+    }
+
+    /// The status code.
+    pub fn status_code(&self) -> u16 {
+        self.status
+    }
+
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// All header fields, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The body, when it is known in full (`Some(b"")` for no body, `None` for a stream).
+    pub fn body_bytes(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Empty => Some(&[]),
+            Body::Bytes(bytes) => Some(bytes),
+            Body::Stream(_) => None,
+        }
+    }
+
+    /// Splits the response into status, header fields and body, for the writer.
+    pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Body) {
+        (self.status, self.headers, self.body)
+    }
+}
+
+/// The standard reason phrase of `status`, or `""` for codes without one.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// A `Read` over an iterator of byte vectors; each read returns at most one item.
+struct ChunkReader<I> {
+    chunks: I,
+    current: Vec<u8>,
+    position: usize,
+}
+
+impl<I: Iterator<Item = Vec<u8>>> Read for ChunkReader<I> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.position >= self.current.len() {
+            match self.chunks.next() {
+                Some(chunk) => {
+                    self.current = chunk;
+                    self.position = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let rest = self.current.get(self.position..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.position += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,140 @@
+//! [`Forking`]: a new child process per connection.
+
+use std::collections::HashSet;
+use std::io;
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::conn::Conn;
+use crate::mixin::{MixIn, serve_accepting};
+use crate::server::Context;
+use crate::sync::hub::HubServer;
+use crate::sys::fork::{self, Forked, SingleThreaded};
+
+/// One child process per connection (UNP row 1), as socketserver's `ForkingMixIn`.
+///
+/// The parent accepts, forks, closes its copy of the connection at once and goes back
+/// to accepting; the child runs the handler and exits with `_exit` — it never returns
+/// into the parent's loop. Children are reaped on `SIGCHLD` and on every turn of the
+/// loop. The parent stays single-threaded (it refuses to start otherwise) and serves
+/// the [shared objects](crate::sync) created before it started to its children, so a
+/// `/notify` in one child releases `/wait`s in all the others.
+///
+/// At [`max_children`](Forking::max_children) the parent stops accepting until a child
+/// exits (connections wait in the backlog). One child is always kept free of
+/// shared-object waits: a `/wait` that would take the last one fails at once (`503`),
+/// so a `/notify` can still be served.
+#[derive(Debug)]
+pub struct Forking {
+    /// At most this many children at once.
+    max_children: usize,
+    /// Live children.
+    children: HashSet<Pid>,
+    /// Checked when the loop starts; the key to `fork`.
+    single_threaded: Option<SingleThreaded>,
+}
+
+impl Default for Forking {
+    fn default() -> Forking {
+        Forking::new()
+    }
+}
+
+impl Forking {
+    /// The default cap: enough for a thousand comet waiters plus their notifier, well
+    /// under the machine's `pid_max`.
+    pub const DEFAULT_MAX_CHILDREN: usize = 2048;
+
+    /// Child per connection, at most [`DEFAULT_MAX_CHILDREN`](Self::DEFAULT_MAX_CHILDREN).
+    pub fn new() -> Forking {
+        Forking {
+            max_children: Forking::DEFAULT_MAX_CHILDREN,
+            children: HashSet::new(),
+            single_threaded: None,
+        }
+    }
+
+    /// Caps the number of live children.
+    pub fn max_children(mut self, max: usize) -> Forking {
+        self.max_children = max;
+        self
+    }
+
+    fn reap(&mut self) {
+        for (pid, code) in fork::reap_exited() {
+            if self.children.remove(&pid) && code != 0 {
+                log::debug!("forking: child {pid} exited with {code}");
+            }
+        }
+    }
+}
+
+impl MixIn for Forking {
+    fn name(&self) -> &'static str {
+        "forking"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.max_children == 0 {
+            return Err("forking: max_children must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
+        self.single_threaded = Some(SingleThreaded::check("forking")?);
+        let mut hub = HubServer::bind(Arc::clone(ctx.scope()))?;
+        let result = serve_accepting(self, ctx, Some(&mut hub));
+        self.single_threaded = None;
+        result
+    }
+
+    fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {
+        let Some(proof) = self.single_threaded.as_ref() else {
+            return Err(io::Error::other(
+                "forking: process_request outside serve_forever",
+            ));
+        };
+        match fork::fork(proof)? {
+            Forked::Child => {
+                fork::after_fork_in_child();
+                crate::sync::hub::after_fork_in_child();
+                ctx.finish_request(conn);
+                fork::exit_child(0);
+            }
+            Forked::Parent(pid) => {
+                self.children.insert(pid);
+                drop(conn);
+                Ok(())
+            }
+        }
+    }
+
+    fn service_actions(&mut self, _ctx: &Arc<Context>) {
+        self.reap();
+    }
+
+    fn can_accept(&self) -> bool {
+        self.children.len() < self.max_children
+    }
+
+    fn max_blocked(&self) -> Option<usize> {
+        Some(self.max_children - 1)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.children.len()
+    }
+
+    fn server_close(&mut self, _ctx: &Arc<Context>) {
+        self.reap();
+        for &pid in &self.children {
+            fork::kill(pid, Signal::SIGKILL);
+        }
+        for pid in self.children.drain() {
+            fork::wait_child(pid);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! [`Threading`]: a new thread per connection.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use socket2::SockRef;
+
+use crate::conn::Conn;
+use crate::mixin::MixIn;
+use crate::server::Context;
+
+/// A duplicate of a connection's socket, kept to shut it down if its thread outlives
+/// the graceful shutdown; `None` once the thread is done.
+type ForceHandle = Arc<Mutex<Option<OwnedFd>>>;
+
+/// One thread per connection (UNP row 6), with an optional cap.
+///
+/// The accepting thread spawns a thread for each connection; finished threads are
+/// joined on the next turn of the loop, so bookkeeping never grows past the number of
+/// live connections. At the cap ([`max_threads`](Threading::max_threads)) the loop stops
+/// accepting until a thread finishes. One thread is always kept free of shared-object
+/// waits: a `/wait` that would take the last one fails at once (`503`), so a `/notify`
+/// can still be served.
+///
+/// On shutdown, connections still open after the server's shutdown timeout have their
+/// sockets shut down, and every thread is joined.
+#[derive(Debug)]
+pub struct Threading {
+    /// At most this many connection threads at once (`None`: no cap).
+    max_threads: Option<usize>,
+    /// Stack size of connection threads (`None`: Rust's default, 2 MiB).
+    stack_size: Option<usize>,
+    /// Live threads, with a duplicate of their socket to force them at shutdown (the
+    /// thread closes the duplicate itself when it is done).
+    threads: HashMap<u64, (JoinHandle<()>, ForceHandle)>,
+    next_id: u64,
+    /// Threads report their id here when done, to be joined.
+    done_tx: Sender<u64>,
+    done_rx: Receiver<u64>,
+    /// Threads still running their handler.
+    running: Arc<AtomicUsize>,
+}
+
+impl Default for Threading {
+    fn default() -> Threading {
+        Threading::new()
+    }
+}
+
+impl Threading {
+    /// Thread per connection, no cap.
+    pub fn new() -> Threading {
+        let (done_tx, done_rx) = unbounded();
+        Threading {
+            max_threads: None,
+            stack_size: None,
+            threads: HashMap::new(),
+            next_id: 0,
+            done_tx,
+            done_rx,
+            running: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Caps the number of connection threads.
+    pub fn max_threads(mut self, max: usize) -> Threading {
+        self.max_threads = Some(max);
+        self
+    }
+
+    /// Sets the stack size of connection threads (bytes).
+    pub fn stack_size(mut self, bytes: usize) -> Threading {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    fn join_finished(&mut self) {
+        while let Ok(id) = self.done_rx.try_recv() {
+            if let Some((handle, _)) = self.threads.remove(&id) {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl MixIn for Threading {
+    fn name(&self) -> &'static str {
+        "threading"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match (self.max_threads, self.stack_size) {
+            (Some(0), _) => Err("threading: max_threads must be at least 1".into()),
+            (_, Some(size)) if size < 16 * 1024 => {
+                Err(format!("threading: stack_size {size} is below 16 KiB"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {
+        self.join_finished();
+        let id = self.next_id;
+        self.next_id += 1;
+        let socket: ForceHandle = Arc::new(Mutex::new(
+            SockRef::from(&conn).try_clone().ok().map(OwnedFd::from),
+        ));
+        let (ctx, done, running) = (
+            Arc::clone(ctx),
+            self.done_tx.clone(),
+            Arc::clone(&self.running),
+        );
+        let own_socket = Arc::clone(&socket);
+        let mut builder = thread::Builder::new().name(format!("mixserve-conn-{id}"));
+        if let Some(size) = self.stack_size {
+            builder = builder.stack_size(size);
+        }
+        running.fetch_add(1, Ordering::SeqCst);
+        let spawned = builder.spawn(move || {
+            ctx.finish_request(conn);
+            drop(own_socket.lock().map(|mut s| s.take()));
+            running.fetch_sub(1, Ordering::SeqCst);
+            let _ = done.send(id);
+        });
+        match spawned {
+            Ok(handle) => {
+                self.threads.insert(id, (handle, socket));
+                Ok(())
+            }
+            Err(e) => {
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    fn service_actions(&mut self, _ctx: &Arc<Context>) {
+        self.join_finished();
+    }
+
+    fn can_accept(&self) -> bool {
+        self.max_threads
+            .is_none_or(|max| self.running.load(Ordering::SeqCst) < max)
+    }
+
+    fn max_blocked(&self) -> Option<usize> {
+        self.max_threads.map(|max| max - 1)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    fn server_close(&mut self, _ctx: &Arc<Context>) {
+        self.join_finished();
+        for (_, socket) in self.threads.values() {
+            if let Ok(socket) = socket.lock() {
+                if let Some(socket) = socket.as_ref() {
+                    let _ = SockRef::from(socket).shutdown(Shutdown::Both);
+                }
+            }
+        }
+        for (_, (handle, _)) in self.threads.drain() {
+            let _ = handle.join();
+        }
+        while self.done_rx.try_recv().is_ok() {}
+    }
+}

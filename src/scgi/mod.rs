@@ -1,0 +1,235 @@
+//! SCGI adapter: serve the same [`HttpHandler`] behind a front server's `scgi_pass`.
+//!
+//! [`Scgi`] is a [`MakeHandler`]. Each connection carries one request: a netstring of
+//! CGI variables (`CONTENT_LENGTH` first, `SCGI` = `1`), then the body. The application
+//! sees it as a [`Request`] — method from `REQUEST_METHOD`, target from `REQUEST_URI`
+//! (or `SCRIPT_NAME` + `PATH_INFO` + `QUERY_STRING`), `HTTP_*` variables as header
+//! fields (`HTTP_USER_AGENT` → `user-agent`), `CONTENT_TYPE` and `CONTENT_LENGTH` too,
+//! and the peer from `REMOTE_ADDR`/`REMOTE_PORT`. The answer is written CGI-style,
+//! `Status: 200 OK` then the header fields and the body, and the connection closes.
+//!
+//! A malformed netstring or variable block closes the connection without an answer; a
+//! body over [`HttpConfig::max_body`] gets `Status: 413`; a panicking application
+//! `Status: 500`. The limits of [`HttpConfig`] apply: `max_head_bytes` to the netstring,
+//! `header_timeout` to reading it, `body_timeout` and `write_timeout` as for HTTP.
+//!
+//! ```
+//! use mixserve::http::{Request, Response};
+//! use mixserve::scgi::Scgi;
+//!
+//! let app = Scgi::new(|req: &mut Request| Response::text(200, req.path().to_owned()));
+//! # let _ = app;
+//! ```
+
+mod netstring;
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::conn::{Conn, PeerAddr};
+use crate::handler::{Handler, MakeHandler};
+use crate::http::body::read_length;
+use crate::http::connection::linger_close;
+use crate::http::error::{Failure, peer_gone};
+use crate::http::write::{Answering, Dialect, write_response};
+use crate::http::{Headers, HttpConfig, HttpHandler, Request, Response, Version};
+
+use netstring::{parse_variables, read_netstring};
+
+/// Serves an [`HttpHandler`] over SCGI: the [`MakeHandler`] to give a server.
+pub struct Scgi<A> {
+    /// The application, shared by every connection.
+    app: Arc<A>,
+    /// Limits and timeouts, shared by every connection.
+    config: Arc<HttpConfig>,
+}
+
+impl<A: HttpHandler> Scgi<A> {
+    /// Serves `app` with the default limits.
+    pub fn new(app: A) -> Scgi<A> {
+        Scgi::with_config(app, HttpConfig::default())
+    }
+
+    /// Serves `app` with the given limits and timeouts.
+    pub fn with_config(app: A, config: HttpConfig) -> Scgi<A> {
+        Scgi {
+            app: Arc::new(app),
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl<A> fmt::Debug for Scgi<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scgi")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: HttpHandler> MakeHandler for Scgi<A> {
+    type Handler = ScgiConnection<A>;
+
+    fn make_handler(&self) -> ScgiConnection<A> {
+        ScgiConnection {
+            app: Arc::clone(&self.app),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// The [`Handler`] that [`Scgi`] makes for each connection: one request, one answer.
+pub struct ScgiConnection<A> {
+    /// The application, shared by every connection.
+    app: Arc<A>,
+    /// Limits and timeouts, shared by every connection.
+    config: Arc<HttpConfig>,
+}
+
+impl<A> fmt::Debug for ScgiConnection<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScgiConnection")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: HttpHandler> Handler for ScgiConnection<A> {
+    fn setup(&mut self, conn: &mut Conn) -> io::Result<()> {
+        conn.set_write_timeout(self.config.write_timeout);
+        Ok(())
+    }
+
+    fn handle(&mut self, conn: &mut Conn) -> io::Result<()> {
+        match self.serve(conn) {
+            Err(error) if peer_gone(error.kind()) || error.kind() == io::ErrorKind::TimedOut => {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+impl<A: HttpHandler> ScgiConnection<A> {
+    fn serve(&mut self, conn: &mut Conn) -> io::Result<()> {
+        let config = &*self.config;
+        conn.set_read_deadline(Some(Instant::now() + config.header_timeout));
+        let mut block = Vec::new();
+        if read_netstring(conn, config.max_head_bytes, &mut block)?.is_err() {
+            return Ok(());
+        }
+        let Ok((variables, length)) = parse_variables(&block) else {
+            return Ok(());
+        };
+        let (mut request, head_only) = build_request(&variables, conn.peer_addr());
+        if length > config.max_body as u64 {
+            return answer(
+                conn,
+                config,
+                Response::text(413, "request body too large\n"),
+                false,
+            );
+        }
+        conn.set_read_deadline(None);
+        conn.set_read_timeout(Some(config.body_timeout));
+        let body = match read_length(conn, length) {
+            Ok(body) => body,
+            Err(Failure::Io(error)) => return Err(error),
+            Err(Failure::Reject(reject)) => {
+                let response = Response::text(reject.status, format!("{}\n", reject.message));
+                return answer(conn, config, response, false);
+            }
+            Err(Failure::Close) => return Ok(()),
+        };
+        conn.set_read_timeout(None);
+        request = request.with_body(body);
+        let app = &*self.app;
+        let response = match panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))) {
+            Ok(response) => response,
+            Err(_) => {
+                log::error!(
+                    "SCGI handler panicked on {} {}",
+                    request.method(),
+                    request.target()
+                );
+                Response::text(500, "internal server error\n")
+            }
+        };
+        answer(conn, config, response, head_only)
+    }
+}
+
+/// Writes the CGI-style answer and closes.
+fn answer(
+    conn: &mut Conn,
+    config: &HttpConfig,
+    response: Response,
+    head_only: bool,
+) -> io::Result<()> {
+    let answering = Answering {
+        dialect: Dialect::Cgi,
+        version: Version::Http10,
+        head_only,
+        keep_alive: false,
+    };
+    write_response(conn, response, answering, config)?;
+    linger_close(conn, config)
+}
+
+/// Builds the request from the CGI variables; also says whether it is a `HEAD`.
+fn build_request(variables: &[(&[u8], &[u8])], conn_peer: &PeerAddr) -> (Request, bool) {
+    let text = |name: &str| {
+        variables
+            .iter()
+            .find(|(key, _)| *key == name.as_bytes())
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+    };
+    let method = text("REQUEST_METHOD").unwrap_or_else(|| String::from("GET"));
+    let target = text("REQUEST_URI").unwrap_or_else(|| {
+        let mut target = text("SCRIPT_NAME").unwrap_or_default();
+        target.push_str(&text("PATH_INFO").unwrap_or_default());
+        if let Some(query) = text("QUERY_STRING").filter(|q| !q.is_empty()) {
+            target.push('?');
+            target.push_str(&query);
+        }
+        if target.is_empty() {
+            String::from("/")
+        } else {
+            target
+        }
+    });
+    let version = match text("SERVER_PROTOCOL").as_deref() {
+        Some("HTTP/1.0") => Version::Http10,
+        _ => Version::Http11,
+    };
+    let mut headers = Headers::new();
+    for &(name, value) in variables {
+        let field = match name {
+            b"CONTENT_TYPE" => String::from("content-type"),
+            b"CONTENT_LENGTH" => String::from("content-length"),
+            _ => match name.strip_prefix(b"HTTP_") {
+                Some(rest) => String::from_utf8_lossy(rest)
+                    .to_ascii_lowercase()
+                    .replace('_', "-"),
+                None => continue,
+            },
+        };
+        headers.append(field, value.to_vec());
+    }
+    let remote = text("REMOTE_ADDR").and_then(|addr| addr.parse::<IpAddr>().ok());
+    let port = text("REMOTE_PORT").and_then(|port| port.parse::<u16>().ok());
+    let peer = match remote {
+        Some(ip) => PeerAddr::Tcp(SocketAddr::new(ip, port.unwrap_or(0))),
+        None => conn_peer.clone(),
+    };
+    let head_only = method == "HEAD";
+    let request = Request::new(method, target)
+        .with_version(version)
+        .with_headers(headers)
+        .with_peer(peer);
+    (request, head_only)
+}

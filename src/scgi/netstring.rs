@@ -1,0 +1,142 @@
+//! Reading the SCGI header block: a netstring (`<length>:<bytes>,`) holding
+//! NUL-separated name/value pairs, `CONTENT_LENGTH` first and `SCGI` = `1`.
+
+use std::collections::HashSet;
+use std::io::BufRead;
+
+/// Most digits accepted in the netstring's length.
+const MAX_LENGTH_DIGITS: usize = 8;
+
+/// Why a header block was refused; the connection is closed without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    /// Not a netstring, or longer than the limit.
+    Netstring,
+    /// Not NUL-separated pairs, a repeated name, or a missing or bad required variable.
+    Variables,
+}
+
+/// Reads the netstring from `reader` into `block` (at most `limit` bytes of content).
+/// `Ok(Err(_))` is input to refuse; `Err(_)` an I/O error (a timeout among them).
+pub(crate) fn read_netstring<R: BufRead>(
+    reader: &mut R,
+    limit: usize,
+    block: &mut Vec<u8>,
+) -> std::io::Result<Result<(), Malformed>> {
+    let mut length: usize = 0;
+    let mut digits = 0;
+    loop {
+        let byte = match reader.fill_buf()?.first() {
+            Some(&byte) => byte,
+            None => return Ok(Err(Malformed::Netstring)),
+        };
+        reader.consume(1);
+        match byte {
+            b'0'..=b'9' if digits < MAX_LENGTH_DIGITS => {
+                length = length * 10 + usize::from(byte - b'0');
+                digits += 1;
+            }
+            b':' if digits > 0 => break,
+            _ => return Ok(Err(Malformed::Netstring)),
+        }
+    }
+    if length > limit {
+        return Ok(Err(Malformed::Netstring));
+    }
+    block.clear();
+    block.resize(length + 1, 0);
+    match reader.read_exact(block) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Ok(Err(Malformed::Netstring));
+        }
+        Err(error) => return Err(error),
+    }
+    if block.pop() != Some(b',') {
+        return Ok(Err(Malformed::Netstring));
+    }
+    Ok(Ok(()))
+}
+
+/// CGI variables as `(name, value)` pairs, in the order sent.
+pub(crate) type Variables<'a> = Vec<(&'a [u8], &'a [u8])>;
+
+/// The CGI variables of a header block, checked: pairs, unique names, `CONTENT_LENGTH`
+/// first and all digits, `SCGI` equal to `1`. Returns the pairs and the body length.
+pub(crate) fn parse_variables(block: &[u8]) -> Result<(Variables<'_>, u64), Malformed> {
+    let bad = Malformed::Variables;
+    let fields = block.strip_suffix(b"\0").ok_or(bad)?;
+    let mut items = fields.split(|&b| b == 0);
+    let mut pairs = Variables::new();
+    let mut names = HashSet::new();
+    while let Some(name) = items.next() {
+        let value = items.next().ok_or(bad)?;
+        if name.is_empty() || !names.insert(name) {
+            return Err(bad);
+        }
+        pairs.push((name, value));
+    }
+    let length = match pairs.first() {
+        Some((b"CONTENT_LENGTH", value)) => {
+            crate::http::body::parse_length(value).map_err(|_| bad)?
+        }
+        _ => return Err(bad),
+    };
+    if !pairs
+        .iter()
+        .any(|&(name, value)| name == b"SCGI" && value == b"1")
+    {
+        return Err(bad);
+    }
+    Ok((pairs, length))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn netstring(input: &[u8]) -> Result<Vec<u8>, Malformed> {
+        let mut block = Vec::new();
+        read_netstring(&mut &input[..], 100, &mut block)
+            .unwrap()
+            .map(|()| block)
+    }
+
+    #[test]
+    fn reads_netstrings() {
+        assert_eq!(netstring(b"3:abc,rest"), Ok(b"abc".to_vec()));
+        assert_eq!(netstring(b"0:,"), Ok(Vec::new()));
+        for bad in [
+            &b"3:abc;"[..],
+            b"3:ab",
+            b":abc,",
+            b"x:",
+            b"101:",
+            b"123456789:",
+            b"3",
+        ] {
+            assert_eq!(netstring(bad), Err(Malformed::Netstring), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn checks_variables() {
+        let ok = b"CONTENT_LENGTH\x0027\x00SCGI\x001\x00REQUEST_METHOD\x00POST\x00";
+        let (pairs, length) = parse_variables(ok).unwrap();
+        assert_eq!((pairs.len(), length), (3, 27));
+        for bad in [
+            &b"SCGI\x001\x00CONTENT_LENGTH\x000\x00"[..],
+            b"CONTENT_LENGTH\x000\x00",
+            b"CONTENT_LENGTH\x00x\x00SCGI\x001\x00",
+            b"CONTENT_LENGTH\x000\x00SCGI\x001",
+            b"CONTENT_LENGTH\x000\x00SCGI\x001\x00SCGI\x001\x00",
+            b"CONTENT_LENGTH\x000\x00SCGI\x00",
+        ] {
+            assert_eq!(
+                parse_variables(bad).map(|_| ()),
+                Err(Malformed::Variables),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! [`ServerBuilder`]: the server's settings, checked at start-up.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::handler::MakeHandler;
+use crate::mixin::MixIn;
+use crate::server::{Context, DefaultHooks, Hooks, Listener, LoopConfig, Server, StartError};
+
+/// Where the listener comes from.
+#[derive(Debug)]
+enum Source {
+    None,
+    Tcp(String),
+    Unix(PathBuf),
+    Listener(Listener),
+}
+
+/// Builds a [`Server`]; every setting has a default that just works.
+#[derive(Debug)]
+pub struct ServerBuilder<M: MixIn> {
+    mixin: M,
+    source: Source,
+    backlog: i32,
+    handle_signals: bool,
+    poll_interval: Duration,
+    shutdown_timeout: Duration,
+    timeout: Option<Duration>,
+    hooks: Option<BoxedHooks>,
+}
+
+/// The user's hooks (a wrapper so the builder stays `Debug`).
+struct BoxedHooks(Box<dyn Hooks>);
+
+impl std::fmt::Debug for BoxedHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hooks")
+    }
+}
+
+impl<M: MixIn> ServerBuilder<M> {
+    /// The default listen backlog: well above the historical 128, so a burst of
+    /// connects (a thousand comet clients) is not dropped before the loop accepts.
+    pub const DEFAULT_BACKLOG: i32 = 4096;
+
+    pub(crate) fn new(mixin: M) -> ServerBuilder<M> {
+        ServerBuilder {
+            mixin,
+            source: Source::None,
+            backlog: Self::DEFAULT_BACKLOG,
+            handle_signals: true,
+            poll_interval: Duration::from_millis(500),
+            shutdown_timeout: Duration::from_secs(10),
+            timeout: None,
+            hooks: None,
+        }
+    }
+
+    /// Listens on a TCP address (`"127.0.0.1:0"`, `"[::1]:8080"`, `"localhost:80"`).
+    pub fn bind(mut self, addr: impl Into<String>) -> Self {
+        self.source = Source::Tcp(addr.into());
+        self
+    }
+
+    /// Listens on a Unix-domain socket at `path` (a stale socket file is replaced).
+    pub fn bind_unix(mut self, path: impl Into<PathBuf>) -> Self {
+        self.source = Source::Unix(path.into());
+        self
+    }
+
+    /// Serves an already bound and listening socket (e.g. from socket activation).
+    pub fn listener(mut self, listener: impl Into<Listener>) -> Self {
+        self.source = Source::Listener(listener.into());
+        self
+    }
+
+    /// Sets the listen backlog (default [`DEFAULT_BACKLOG`](Self::DEFAULT_BACKLOG); the
+    /// kernel caps it at `net.core.somaxconn`).
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Whether SIGTERM and SIGINT (graceful) and SIGQUIT (fast) stop the server
+    /// (default: on). The handler only writes a byte to the loop's self-pipe.
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
+    /// How often an idle loop wakes for `service_actions` (default 500 ms).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// How long a graceful shutdown waits for in-flight connections (default 10 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long [`Server::handle_request`] waits for a connection (default: for ever).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Installs the user's [`Hooks`].
+    pub fn hooks(mut self, hooks: impl Hooks) -> Self {
+        self.hooks = Some(BoxedHooks(Box::new(hooks)));
+        self
+    }
+
+    /// Checks the settings, binds the listener and returns the server, ready to serve.
+    pub fn build<H: MakeHandler>(self, make_handler: H) -> Result<Server<M>, StartError> {
+        self.mixin.validate().map_err(StartError::Config)?;
+        if self.backlog < 1 {
+            return Err(StartError::Config(format!(
+                "backlog must be at least 1, got {}",
+                self.backlog
+            )));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(StartError::Config(
+                "poll_interval must be above zero".into(),
+            ));
+        }
+        let listener = match self.source {
+            Source::None => return Err(StartError::NoAddress),
+            Source::Tcp(addr) => bind_tcp(&addr, self.backlog)?,
+            Source::Unix(path) => {
+                Listener::bind_unix(&path, self.backlog).map_err(|source| StartError::Bind {
+                    addr: format!("unix:{}", path.display()),
+                    source,
+                })?
+            }
+            Source::Listener(listener) => listener,
+        };
+        let hooks = self
+            .hooks
+            .map_or_else(|| Box::new(DefaultHooks) as Box<dyn Hooks>, |h| h.0);
+        let config = LoopConfig {
+            poll_interval: self.poll_interval,
+            shutdown_timeout: self.shutdown_timeout,
+            timeout: self.timeout,
+        };
+        let ctx = Context::new(listener, Box::new(make_handler), hooks, config)?;
+        Ok(Server {
+            ctx: Arc::new(ctx),
+            mixin: self.mixin,
+            handle_signals: self.handle_signals,
+            owner_pid: std::process::id(),
+        })
+    }
+}
+
+/// Resolves `addr` and binds the first address that works.
+fn bind_tcp(addr: &str, backlog: i32) -> Result<Listener, StartError> {
+    let candidates: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|source| StartError::Resolve {
+            addr: addr.to_string(),
+            source,
+        })?
+        .collect();
+    let mut last = None;
+    for candidate in candidates {
+        match Listener::bind_tcp(candidate, backlog) {
+            Ok(listener) => return Ok(listener),
+            Err(source) => {
+                last = Some(StartError::Bind {
+                    addr: candidate.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| StartError::Resolve {
+        addr: addr.to_string(),
+        source: std::io::Error::other("no addresses"),
+    }))
+}

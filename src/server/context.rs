@@ -1,0 +1,236 @@
+//! [`Context`]: what a mix-in is given — the listener, the handler chain, the hooks and
+//! the shutdown state. socketserver calls this "the server"; mix-ins call its methods.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::conn::Conn;
+use crate::handler::{Handler, MakeHandler};
+use crate::server::hooks::Hooks;
+use crate::server::listener::Listener;
+use crate::server::shutdown::ShutdownState;
+use crate::sync::ServerScope;
+
+/// The handler chain with its type erased, so mix-ins need not be generic over it.
+pub(crate) trait Service: Send + Sync {
+    fn serve(&self, conn: &mut Conn) -> io::Result<()>;
+    fn reject(&self, conn: &mut Conn);
+}
+
+impl<F: MakeHandler> Service for F {
+    fn serve(&self, conn: &mut Conn) -> io::Result<()> {
+        let mut handler = self.make_handler();
+        let mut result = handler.setup(conn);
+        if result.is_ok() {
+            result = handler.handle(conn);
+        }
+        let finished = handler.finish(conn);
+        result.and(finished).and_then(|()| conn.flush())
+    }
+
+    fn reject(&self, conn: &mut Conn) {
+        self.reject(conn);
+    }
+}
+
+/// Tunables shared by every model's loop.
+#[derive(Debug, Clone)]
+pub(crate) struct LoopConfig {
+    /// How often an idle loop wakes for `service_actions` (socketserver's `poll_interval`).
+    pub(crate) poll_interval: Duration,
+    /// How long a graceful shutdown waits for in-flight connections before forcing them.
+    pub(crate) shutdown_timeout: Duration,
+    /// `handle_request`'s wait for one connection (`None`: for ever).
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// The server as a mix-in sees it. Shared (`Arc`) with every thread a mix-in starts;
+/// forked children inherit a copy.
+pub struct Context {
+    /// The listening socket.
+    listener: Listener,
+    /// Makes and runs one handler per connection.
+    service: Box<dyn Service>,
+    /// The user's hooks.
+    hooks: Box<dyn Hooks>,
+    /// Stop flag, drain flag and the loop's wake-up pipe.
+    pub(crate) shutdown: Arc<ShutdownState>,
+    /// What the shared objects know of this server.
+    scope: Arc<ServerScope>,
+    /// Loop tunables.
+    pub(crate) config: LoopConfig,
+    /// A spare fd, closed to make room when `accept` fails with `EMFILE`.
+    spare_fd: Mutex<Option<File>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("listener", &self.listener)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(
+        listener: Listener,
+        service: Box<dyn Service>,
+        hooks: Box<dyn Hooks>,
+        config: LoopConfig,
+    ) -> io::Result<Context> {
+        let shutdown = Arc::new(ShutdownState::new()?);
+        Ok(Context {
+            listener,
+            service,
+            hooks,
+            scope: ServerScope::new(shutdown.drain_flag()),
+            shutdown,
+            config,
+            spare_fd: Mutex::new(File::open("/dev/null").ok()),
+        })
+    }
+
+    /// The listening socket.
+    pub fn listener(&self) -> &Listener {
+        &self.listener
+    }
+
+    /// Accepts one connection: `Ok(None)` when none is waiting on a non-blocking
+    /// listener. When the process is out of fds (`EMFILE`), the connection is accepted
+    /// with a reserved fd and closed at once, so the loop neither spins nor leaves the
+    /// client hanging.
+    pub fn get_request(&self) -> io::Result<Option<Conn>> {
+        loop {
+            match self.listener.accept() {
+                Ok(mut conn) => {
+                    conn.set_drain_flag(self.shutdown.drain_flag());
+                    return Ok(Some(conn));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_transient_accept_error(&e) => continue,
+                Err(e) if is_out_of_fds(&e) => {
+                    log::warn!("accept: {e}; refusing one connection");
+                    self.refuse_with_spare_fd();
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn refuse_with_spare_fd(&self) {
+        let mut spare = self.spare_fd.lock().unwrap_or_else(|p| p.into_inner());
+        drop(spare.take());
+        if let Ok(conn) = self.listener.accept() {
+            conn.abort();
+        }
+        *spare = File::open("/dev/null").ok();
+    }
+
+    /// Asks the hooks whether to serve a connection (socketserver `verify_request`).
+    pub fn verify_request(&self, conn: &Conn) -> bool {
+        self.hooks.verify_request(conn.peer_addr())
+    }
+
+    /// Runs the handler on `conn` (`setup`, `handle`, `finish`), reports any error
+    /// through the hooks, then closes the connection (socketserver `finish_request`
+    /// followed by `shutdown_request`).
+    pub fn finish_request(&self, mut conn: Conn) {
+        crate::sync::scope::enter(&self.scope);
+        if let Err(error) = self.service.serve(&mut conn) {
+            self.hooks.handle_error(conn.peer_addr(), &error);
+        }
+        drop(conn);
+    }
+
+    /// Answers a connection the server cannot serve now (every worker is busy and
+    /// none can be added): HTTP handlers send `503`, others just close.
+    pub fn reject_request(&self, mut conn: Conn) {
+        self.service.reject(&mut conn);
+        let _ = conn.flush();
+    }
+
+    /// Reports an error from the accepting side.
+    pub fn handle_error(&self, conn: &Conn, error: &io::Error) {
+        self.hooks.handle_error(conn.peer_addr(), error);
+    }
+
+    /// Runs the user's per-turn hook.
+    pub fn service_actions(&self) {
+        self.hooks.service_actions();
+    }
+
+    /// Runs the user's timeout hook.
+    pub fn handle_timeout(&self) {
+        self.hooks.handle_timeout();
+    }
+
+    /// True once a shutdown was requested (by a handle or a signal).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_requested()
+    }
+
+    /// How often an idle loop should wake for housekeeping.
+    pub fn poll_interval(&self) -> Duration {
+        self.config.poll_interval
+    }
+
+    /// How long a graceful shutdown waits for in-flight work before forcing it.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.config.shutdown_timeout
+    }
+
+    /// The fd that becomes readable when the server should look at its shutdown flag.
+    pub fn wake_fd(&self) -> RawFd {
+        self.shutdown.wake_fd()
+    }
+
+    /// The server as the shared objects see it: how many handlers are blocked in a
+    /// wait, and how many may be.
+    pub fn scope(&self) -> &Arc<ServerScope> {
+        &self.scope
+    }
+
+    /// A handle that stops the server from any thread.
+    pub fn shutdown_handle(&self) -> crate::server::ShutdownHandle {
+        crate::server::ShutdownHandle {
+            state: Arc::clone(&self.shutdown),
+        }
+    }
+
+    /// The raw fd of the listening socket.
+    pub fn listener_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+}
+
+/// Errors from `accept` that concern only the connection being accepted (it was reset
+/// before we took it, or the network dropped it): try the next one.
+fn is_transient_accept_error(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
+}
+
+fn is_out_of_fds(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

@@ -1,0 +1,159 @@
+//! [`Server`]: binds a listener, holds the handler and the mix-in, and runs the loop.
+//!
+//! socketserver's contract, in Rust:
+//!
+//! - methods for the caller: [`Server::builder`] … [`build`](ServerBuilder::build),
+//!   [`serve_forever`](Server::serve_forever), [`handle_request`](Server::handle_request),
+//!   [`shutdown_handle`](Server::shutdown_handle), [`server_close`](Server::server_close);
+//! - methods that may be overridden: the [`Hooks`] (`verify_request`, `handle_error`,
+//!   `handle_timeout`, `service_actions`);
+//! - methods for derived classes: the [`MixIn`] trait and the [`Context`] it is given
+//!   (`get_request`, `verify_request`, `finish_request`, `reject_request`).
+
+mod builder;
+mod context;
+mod error;
+mod hooks;
+mod listener;
+mod shutdown;
+
+use std::io;
+use std::sync::Arc;
+
+pub use builder::ServerBuilder;
+pub use context::Context;
+pub(crate) use context::LoopConfig;
+pub use error::StartError;
+pub use hooks::{DefaultHooks, Hooks};
+pub use listener::{ListenAddr, Listener};
+pub use shutdown::ShutdownHandle;
+
+use crate::mixin::MixIn;
+use crate::sys::signal;
+
+/// A server: a listener, a handler and a concurrency model.
+///
+/// ```no_run
+/// use mixserve::{Server, Threading};
+/// use mixserve::http::{Http, Request, Response};
+///
+/// let app = |_req: &mut Request| Response::text(200, "hello\n");
+/// let mut server = Server::builder(Threading::new())
+///     .bind("127.0.0.1:8000")
+///     .build(Http::new(app))?;
+/// server.serve_forever()?; // until SIGTERM, SIGINT or a ShutdownHandle
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Server<M: MixIn> {
+    /// What the mix-in is given: listener, handler, hooks, shutdown state.
+    ctx: Arc<Context>,
+    /// The concurrency model.
+    mixin: M,
+    /// Whether SIGTERM/SIGINT/SIGQUIT stop this server.
+    handle_signals: bool,
+    /// The process that bound the listener (only it removes a Unix socket file).
+    owner_pid: u32,
+}
+
+impl<M: MixIn> Server<M> {
+    /// Starts building a server with the given model.
+    pub fn builder(mixin: M) -> ServerBuilder<M> {
+        ServerBuilder::new(mixin)
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self.ctx.listener().local_addr()? {
+            ListenAddr::Tcp(addr) => Ok(addr),
+            ListenAddr::Unix(_) => Err(io::Error::other(
+                "a Unix-domain listener has no socket address",
+            )),
+        }
+    }
+
+    /// The address the server listens on, TCP or Unix.
+    pub fn listen_addr(&self) -> io::Result<ListenAddr> {
+        self.ctx.listener().local_addr()
+    }
+
+    /// The mix-in, e.g. to read its statistics after `serve_forever` returned.
+    pub fn mixin(&self) -> &M {
+        &self.mixin
+    }
+
+    /// A handle that stops [`serve_forever`](Self::serve_forever) from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.ctx.shutdown_handle()
+    }
+
+    /// Serves until shut down (a [`ShutdownHandle`], or SIGTERM/SIGINT when signal
+    /// handling is on), then drains: stops accepting, lets in-flight connections finish
+    /// and answers pending waiters, forcing what is left after the shutdown timeout.
+    /// SIGQUIT skips the wait.
+    pub fn serve_forever(&mut self) -> io::Result<()> {
+        let _signals = if self.handle_signals {
+            let wanted = [
+                nix::sys::signal::Signal::SIGTERM,
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::Signal::SIGQUIT,
+                nix::sys::signal::Signal::SIGCHLD,
+            ];
+            Some(signal::register(self.ctx.shutdown.signal_fd(), &wanted)?)
+        } else {
+            None
+        };
+        self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
+        let result = self.mixin.serve_forever(&self.ctx);
+        self.ctx.shutdown.reset();
+        result
+    }
+
+    /// Waits for one connection and processes it with the mix-in (socketserver's
+    /// `handle_request`). Waits at most the builder's `timeout`, calling
+    /// [`Hooks::handle_timeout`] if none came.
+    pub fn handle_request(&mut self) -> io::Result<()> {
+        let deadline = self
+            .ctx
+            .config
+            .timeout
+            .map(|t| std::time::Instant::now() + t);
+        self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
+        self.ctx.listener().set_nonblocking(true)?;
+        loop {
+            if let Some(conn) = self.ctx.get_request()? {
+                if self.ctx.verify_request(&conn) {
+                    self.mixin.process_request(&self.ctx, conn)?;
+                }
+                self.mixin.service_actions(&self.ctx);
+                return Ok(());
+            }
+            match crate::sync::park::poll_fd(
+                self.ctx.listener_fd(),
+                crate::rt::Interest::Readable,
+                deadline,
+            ) {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    self.ctx.handle_timeout();
+                    return Ok(());
+                }
+                other => other?,
+            }
+        }
+    }
+
+    /// Closes the server: stops any remaining work of the mix-in and closes the
+    /// listener (removing a Unix socket file). Dropping the server does the same.
+    pub fn server_close(self) {}
+}
+
+impl<M: MixIn> Drop for Server<M> {
+    fn drop(&mut self) {
+        self.mixin.server_close(&self.ctx);
+        if std::process::id() == self.owner_pid {
+            if let Ok(ListenAddr::Unix(path)) = self.ctx.listener().local_addr() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}

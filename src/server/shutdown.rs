@@ -1,0 +1,97 @@
+//! Stopping a server: the flag, the self-pipe that wakes its loop, and the handle
+//! other threads use.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::sys::pipe::SelfPipe;
+
+/// How far a server is in stopping; shared by the loop, its connections and the handles.
+#[derive(Debug)]
+pub(crate) struct ShutdownState {
+    /// Set by `ShutdownHandle::shutdown` or a signal: stop accepting.
+    requested: AtomicBool,
+    /// Set with `requested` when in-flight work should not be waited for (SIGQUIT).
+    fast: AtomicBool,
+    /// Set by the loop when it stops accepting: connections finish the request in hand.
+    draining: Arc<AtomicBool>,
+    /// Wakes the loop; the signal handler writes to it too.
+    pipe: SelfPipe,
+}
+
+impl ShutdownState {
+    pub(crate) fn new() -> io::Result<ShutdownState> {
+        Ok(ShutdownState {
+            requested: AtomicBool::new(false),
+            fast: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
+            pipe: SelfPipe::new()?,
+        })
+    }
+
+    pub(crate) fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        self.pipe.notify();
+    }
+
+    /// A shutdown that forces in-flight work at once instead of waiting for it.
+    pub(crate) fn request_fast(&self) {
+        self.fast.store(true, Ordering::SeqCst);
+        self.request();
+    }
+
+    pub(crate) fn is_fast(&self) -> bool {
+        self.fast.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    /// Clears a finished shutdown so `serve_forever` may be called again.
+    pub(crate) fn reset(&self) {
+        self.requested.store(false, Ordering::SeqCst);
+        self.fast.store(false, Ordering::SeqCst);
+        self.draining.store(false, Ordering::SeqCst);
+        self.pipe.drain();
+    }
+
+    pub(crate) fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn drain_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.draining)
+    }
+
+    pub(crate) fn wake_fd(&self) -> RawFd {
+        self.pipe.read_fd()
+    }
+
+    pub(crate) fn signal_fd(&self) -> RawFd {
+        self.pipe.write_fd()
+    }
+
+    /// Empties the wake-up pipe after the loop woke.
+    pub(crate) fn clear_wakeups(&self) {
+        self.pipe.drain();
+    }
+}
+
+/// Stops a running server from another thread: the socketserver `shutdown()`.
+///
+/// `shutdown` returns at once; `serve_forever` then stops accepting, lets in-flight
+/// connections finish (answering pending waiters of shared objects), and returns.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    pub(crate) state: Arc<ShutdownState>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop gracefully. Safe to call many times, from any thread.
+    pub fn shutdown(&self) {
+        self.state.request();
+    }
+}

@@ -1,0 +1,228 @@
+//! [`Broadcast`]: wait for the next value; a send releases every current waiter.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::sync::hub::protocol::{op, status};
+use crate::sync::hub::{RemoteReply, client};
+use crate::sync::registry::{self, HubObject};
+use crate::sync::waiters::{Slot, WaitList, Waiter};
+use crate::sync::wire::Wire;
+use crate::sync::{SendError, WaitError, scope};
+
+/// A one-to-many wake-up: [`wait`](Broadcast::wait) blocks until the next
+/// [`send`](Broadcast::send), which hands a copy of its value to every current waiter
+/// and says how many it released. This is the comet primitive.
+///
+/// It works between threads, between coroutines of the scheduler, and between the
+/// processes of a process-based model: create it before the server starts, and the
+/// master process serves it to its workers through the hub (values cross as [`Wire`]).
+///
+/// ```
+/// use mixserve::sync::Broadcast;
+///
+/// let news: Broadcast<String> = Broadcast::new();
+/// let reader = {
+///     let news = news.clone();
+///     std::thread::spawn(move || news.wait())
+/// };
+/// while news.waiting() == 0 {
+///     std::thread::yield_now();
+/// }
+/// assert_eq!(news.send("hello".to_string()), Ok(1));
+/// assert_eq!(reader.join().unwrap(), Ok("hello".to_string()));
+/// ```
+#[derive(Debug)]
+pub struct Broadcast<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for Broadcast<T> {
+    fn clone(&self) -> Self {
+        Broadcast {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner<T> {
+    /// The id workers name to the hub.
+    id: u32,
+    /// The process the object lives in; elsewhere it is reached through the hub.
+    home: u32,
+    waiters: Mutex<WaitList<T>>,
+}
+
+impl<T: Wire + Clone + Send + 'static> Default for Broadcast<T> {
+    fn default() -> Self {
+        Broadcast::new()
+    }
+}
+
+impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
+    /// A new broadcast, living in this process.
+    pub fn new() -> Broadcast<T> {
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner<T>>| {
+            let object: std::sync::Weak<dyn HubObject> = weak.clone();
+            Inner {
+                id: registry::register(object),
+                home: std::process::id(),
+                waiters: Mutex::new(WaitList::new()),
+            }
+        });
+        Broadcast { inner }
+    }
+
+    /// Waits for the next value sent.
+    ///
+    /// Fails with [`WaitError::Closed`] when the server shuts down, and at once with
+    /// [`WaitError::NoOtherWorker`] under `Iterative`, where no sender could ever run.
+    pub fn wait(&self) -> Result<T, WaitError> {
+        self.wait_until(None)
+    }
+
+    /// Waits for the next value, at most `timeout`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<T, WaitError> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
+        if !self.at_home() {
+            let (code, payload) = client::call(op::BROADCAST_WAIT, self.inner.id, deadline, &[])
+                .map_err(WaitError::Hub)?;
+            return decode_wait(code, &payload);
+        }
+        let slot = Slot::new();
+        let (key, _blocking) = {
+            let mut waiters = self.lock();
+            // Checked under the lock: a drain that starts after this sees the waiter.
+            let blocking = scope::begin_wait(deadline.is_some())?;
+            (waiters.push(Waiter::Local(Arc::clone(&slot))), blocking)
+        };
+        match slot.wait(deadline) {
+            Some(result) => result,
+            None if self.lock().remove(key) => Err(WaitError::TimedOut),
+            None => slot.take().unwrap_or(Err(WaitError::TimedOut)),
+        }
+    }
+
+    /// Hands a copy of `value` to every current waiter; returns how many were released.
+    pub fn send(&self, value: T) -> Result<usize, SendError> {
+        if !self.at_home() {
+            let mut payload = Vec::new();
+            value.encode(&mut payload);
+            let (code, reply) = client::call(op::BROADCAST_SEND, self.inner.id, None, &payload)
+                .map_err(SendError::Hub)?;
+            return decode_count(code, &reply);
+        }
+        Ok(self.lock().release_all(&value))
+    }
+
+    /// Releases every current waiter with the number released — the comet notify: each
+    /// waiter learns how many were woken with it, and so does the caller. The count is
+    /// taken under the same lock as the release, so it is exact.
+    pub fn send_count(&self) -> Result<usize, SendError>
+    where
+        T: From<usize>,
+    {
+        if !self.at_home() {
+            let (code, reply) = client::call(op::BROADCAST_SEND_COUNT, self.inner.id, None, &[])
+                .map_err(SendError::Hub)?;
+            return decode_count(code, &reply);
+        }
+        let mut waiters = self.lock();
+        let count = waiters.len();
+        Ok(waiters.release_all(&T::from(count)))
+    }
+
+    /// How many are waiting now (0 if the hub cannot be reached).
+    pub fn waiting(&self) -> usize {
+        if !self.at_home() {
+            return client::call(op::BROADCAST_WAITING, self.inner.id, None, &[])
+                .ok()
+                .and_then(|(code, reply)| decode_count(code, &reply).ok())
+                .unwrap_or(0);
+        }
+        self.lock().len()
+    }
+
+    fn at_home(&self) -> bool {
+        std::process::id() == self.inner.home
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WaitList<T>> {
+        self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
+    fn serve(&self, code: u8, payload: &[u8], reply: RemoteReply, may_block: bool) -> Option<u64> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        match code {
+            op::BROADCAST_WAIT if !may_block => reply.complete::<T>(Err(WaitError::NoOtherWorker)),
+            op::BROADCAST_WAIT => return Some(waiters.push(Waiter::Remote(reply))),
+            op::BROADCAST_SEND => match T::decode(payload) {
+                Ok(value) => {
+                    let released = waiters.release_all(&value);
+                    reply.complete(Ok(released));
+                }
+                Err(e) => reply.send(status::ERROR, e.to_string().as_bytes()),
+            },
+            op::BROADCAST_WAITING => reply.complete(Ok(waiters.len())),
+            op::BROADCAST_SEND_COUNT => {
+                // Only callable where `T: From<usize>`, i.e. T is usize: its wire form
+                // is the count's.
+                let mut bytes = Vec::new();
+                waiters.len().encode(&mut bytes);
+                match T::decode(&bytes) {
+                    Ok(value) => {
+                        let released = waiters.release_all(&value);
+                        reply.complete(Ok(released));
+                    }
+                    Err(e) => reply.send(status::ERROR, e.to_string().as_bytes()),
+                }
+            }
+            _ => reply.send(status::ERROR, b"not a broadcast operation"),
+        }
+        None
+    }
+
+    fn cancel(&self, key: u64) -> bool {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key)
+    }
+
+    fn close_scope(&self, scope: usize) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close_scope(scope);
+    }
+}
+
+/// A wait's reply from the hub.
+pub(crate) fn decode_wait<T: Wire>(code: u8, payload: &[u8]) -> Result<T, WaitError> {
+    match code {
+        status::OK => Ok(T::decode(payload)?),
+        status::CLOSED => Err(WaitError::Closed),
+        status::TIMED_OUT => Err(WaitError::TimedOut),
+        status::NO_WORKER => Err(WaitError::NoOtherWorker),
+        _ => Err(WaitError::Hub(
+            String::from_utf8_lossy(payload).into_owned(),
+        )),
+    }
+}
+
+/// A count's reply from the hub.
+pub(crate) fn decode_count(code: u8, payload: &[u8]) -> Result<usize, SendError> {
+    match code {
+        status::OK => usize::decode(payload).map_err(|e| SendError::Hub(e.to_string())),
+        status::CLOSED => Err(SendError::Closed),
+        _ => Err(SendError::Hub(
+            String::from_utf8_lossy(payload).into_owned(),
+        )),
+    }
+}

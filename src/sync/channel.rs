@@ -1,0 +1,215 @@
+//! [`Channel`]: a queue of values; each value goes to exactly one receiver.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::sync::broadcast::{decode_count, decode_wait};
+use crate::sync::hub::protocol::{op, status};
+use crate::sync::hub::{RemoteReply, client};
+use crate::sync::registry::{self, HubObject};
+use crate::sync::waiters::{Slot, WaitList, Waiter};
+use crate::sync::wire::Wire;
+use crate::sync::{SendError, TryRecvError, WaitError, scope};
+
+/// An unbounded multi-producer, multi-consumer queue: [`send`](Channel::send) never
+/// blocks; [`recv`](Channel::recv) blocks until a value arrives, and each value goes to
+/// exactly one receiver, oldest waiter first.
+///
+/// Like [`Broadcast`](crate::sync::Broadcast) it works between threads, coroutines and
+/// the processes of a process-based model (through the master's hub).
+///
+/// ```
+/// use mixserve::sync::Channel;
+///
+/// let jobs: Channel<u64> = Channel::new();
+/// jobs.send(7).unwrap();
+/// assert_eq!(jobs.recv(), Ok(7));
+/// assert!(jobs.try_recv().is_err());
+/// ```
+#[derive(Debug)]
+pub struct Channel<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Channel {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner<T> {
+    id: u32,
+    home: u32,
+    state: Mutex<State<T>>,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    queue: VecDeque<T>,
+    receivers: WaitList<T>,
+}
+
+impl<T: Wire + Clone + Send + 'static> Default for Channel<T> {
+    fn default() -> Self {
+        Channel::new()
+    }
+}
+
+impl<T: Wire + Clone + Send + 'static> Channel<T> {
+    /// A new, empty channel living in this process.
+    pub fn new() -> Channel<T> {
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner<T>>| {
+            let object: std::sync::Weak<dyn HubObject> = weak.clone();
+            Inner {
+                id: registry::register(object),
+                home: std::process::id(),
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    receivers: WaitList::new(),
+                }),
+            }
+        });
+        Channel { inner }
+    }
+
+    /// Queues `value`, or hands it straight to the oldest waiting receiver.
+    pub fn send(&self, value: T) -> Result<(), SendError> {
+        if !self.at_home() {
+            let mut payload = Vec::new();
+            value.encode(&mut payload);
+            let (code, reply) = client::call(op::CHANNEL_SEND, self.inner.id, None, &payload)
+                .map_err(SendError::Hub)?;
+            return decode_count(code, &reply).map(drop);
+        }
+        self.lock().push(value);
+        Ok(())
+    }
+
+    /// Waits for a value.
+    pub fn recv(&self) -> Result<T, WaitError> {
+        self.recv_until(None)
+    }
+
+    /// Waits for a value, at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, WaitError> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// Takes a value if one is queued, without waiting.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        if !self.at_home() {
+            let (code, payload) = client::call(op::CHANNEL_TRY_RECV, self.inner.id, None, &[])
+                .map_err(TryRecvError::Hub)?;
+            return match code {
+                status::EMPTY => Err(TryRecvError::Empty),
+                status::CLOSED => Err(TryRecvError::Closed),
+                _ => decode_wait(code, &payload).map_err(|e| TryRecvError::Hub(e.to_string())),
+            };
+        }
+        self.lock().queue.pop_front().ok_or(TryRecvError::Empty)
+    }
+
+    /// Values queued now.
+    pub fn len(&self) -> usize {
+        if !self.at_home() {
+            return client::call(op::CHANNEL_LEN, self.inner.id, None, &[])
+                .ok()
+                .and_then(|(code, reply)| decode_count(code, &reply).ok())
+                .unwrap_or(0);
+        }
+        self.lock().queue.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
+        if !self.at_home() {
+            let (code, payload) = client::call(op::CHANNEL_RECV, self.inner.id, deadline, &[])
+                .map_err(WaitError::Hub)?;
+            return decode_wait(code, &payload);
+        }
+        let slot = Slot::new();
+        let (key, _blocking) = {
+            let mut state = self.lock();
+            if let Some(value) = state.queue.pop_front() {
+                return Ok(value);
+            }
+            let blocking = scope::begin_wait(deadline.is_some())?;
+            (
+                state.receivers.push(Waiter::Local(Arc::clone(&slot))),
+                blocking,
+            )
+        };
+        match slot.wait(deadline) {
+            Some(result) => result,
+            None if self.lock().receivers.remove(key) => Err(WaitError::TimedOut),
+            None => slot.take().unwrap_or(Err(WaitError::TimedOut)),
+        }
+    }
+
+    fn at_home(&self) -> bool {
+        std::process::id() == self.inner.home
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<T: Wire + Clone> State<T> {
+    fn push(&mut self, value: T) {
+        if let Err(value) = self.receivers.release_one(value) {
+            self.queue.push_back(value);
+        }
+    }
+}
+
+impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
+    fn serve(&self, code: u8, payload: &[u8], reply: RemoteReply, may_block: bool) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match code {
+            op::CHANNEL_SEND => match T::decode(payload) {
+                Ok(value) => {
+                    state.push(value);
+                    reply.complete(Ok(1usize));
+                }
+                Err(e) => reply.send(status::ERROR, e.to_string().as_bytes()),
+            },
+            op::CHANNEL_RECV => match state.queue.pop_front() {
+                Some(value) => reply.complete(Ok(value)),
+                None if !may_block => reply.complete::<T>(Err(WaitError::NoOtherWorker)),
+                None => return Some(state.receivers.push(Waiter::Remote(reply))),
+            },
+            op::CHANNEL_TRY_RECV => match state.queue.pop_front() {
+                Some(value) => reply.complete(Ok(value)),
+                None => reply.send(status::EMPTY, b"empty"),
+            },
+            op::CHANNEL_LEN => reply.complete(Ok(state.queue.len())),
+            _ => reply.send(status::ERROR, b"not a channel operation"),
+        }
+        None
+    }
+
+    fn cancel(&self, key: u64) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .receivers
+            .remove(key)
+    }
+
+    fn close_scope(&self, scope: usize) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .receivers
+            .close_scope(scope);
+    }
+}

@@ -1,0 +1,45 @@
+//! Every shared object of this process, by id, so the hub can find the object a worker
+//! names and a draining server can answer the waiters it owns.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::sync::hub::RemoteReply;
+
+/// What the hub needs of a shared object.
+pub(crate) trait HubObject: Send + Sync {
+    /// Serves one request from a worker process. Returns the waiter key when the
+    /// request waits (its reply comes later through `reply`); a request that would wait
+    /// while `may_block` is false is answered `NoOtherWorker` instead.
+    fn serve(&self, op: u8, payload: &[u8], reply: RemoteReply, may_block: bool) -> Option<u64>;
+    /// A remote waiter gave up (timed out, or its worker went away); false if it was
+    /// already released.
+    fn cancel(&self, key: u64) -> bool;
+    /// Answers every waiter of server `scope` with `Closed`.
+    fn close_scope(&self, scope: usize);
+}
+
+static OBJECTS: Mutex<Vec<Weak<dyn HubObject>>> = Mutex::new(Vec::new());
+
+/// Registers an object; its id is what workers send to the hub.
+pub(crate) fn register(object: Weak<dyn HubObject>) -> u32 {
+    let mut objects = OBJECTS.lock().unwrap_or_else(|p| p.into_inner());
+    objects.push(object);
+    (objects.len() - 1) as u32
+}
+
+/// The live object with this id.
+pub(crate) fn get(id: u32) -> Option<Arc<dyn HubObject>> {
+    let objects = OBJECTS.lock().unwrap_or_else(|p| p.into_inner());
+    objects.get(id as usize).and_then(Weak::upgrade)
+}
+
+/// Answers every waiter of server `scope`, in every object, with `Closed`.
+pub(crate) fn close_scope(scope: usize) {
+    let live: Vec<Arc<dyn HubObject>> = {
+        let objects = OBJECTS.lock().unwrap_or_else(|p| p.into_inner());
+        objects.iter().filter_map(Weak::upgrade).collect()
+    };
+    for object in live {
+        object.close_scope(scope);
+    }
+}

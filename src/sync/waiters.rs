@@ -1,0 +1,151 @@
+//! Wait lists shared by [`Broadcast`](super::Broadcast) and [`Channel`](super::Channel):
+//! local waiters (a thread or coroutine parked on a slot) and remote ones (a worker
+//! process waiting on the hub for a reply).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::sync::hub::RemoteReply;
+use crate::sync::park::{self, Unparker};
+use crate::sync::wire::Wire;
+use crate::sync::{WaitError, scope};
+
+/// Where one local waiter's result lands.
+#[derive(Debug)]
+pub(crate) struct Slot<T> {
+    result: Mutex<Option<Result<T, WaitError>>>,
+    unparker: Unparker,
+}
+
+impl<T> Slot<T> {
+    pub(crate) fn new() -> Arc<Slot<T>> {
+        Arc::new(Slot {
+            result: Mutex::new(None),
+            unparker: Unparker::current(),
+        })
+    }
+
+    /// Stores the result (the first one wins) and wakes the waiter.
+    pub(crate) fn fill(&self, result: Result<T, WaitError>) {
+        let mut guard = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(result);
+        }
+        drop(guard);
+        self.unparker.unpark();
+    }
+
+    pub(crate) fn take(&self) -> Option<Result<T, WaitError>> {
+        self.result.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Parks until filled or `deadline`; `None` at the deadline.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Result<T, WaitError>> {
+        loop {
+            if let Some(result) = self.take() {
+                return Some(result);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            park::park(deadline);
+        }
+    }
+}
+
+/// One waiter: here, or a worker process waiting on the hub.
+#[derive(Debug)]
+pub(crate) enum Waiter<T> {
+    /// A thread or coroutine of this process.
+    Local(Arc<Slot<T>>),
+    /// A worker process; the reply goes out through the hub.
+    Remote(RemoteReply),
+}
+
+/// A waiter with the server it waits for, so a draining server answers only its own.
+#[derive(Debug)]
+struct Entry<T> {
+    waiter: Waiter<T>,
+    scope: usize,
+}
+
+/// Waiters in arrival order.
+#[derive(Debug)]
+pub(crate) struct WaitList<T> {
+    entries: BTreeMap<u64, Entry<T>>,
+    next_key: u64,
+}
+
+impl<T: Wire + Clone> WaitList<T> {
+    pub(crate) fn new() -> WaitList<T> {
+        WaitList {
+            entries: BTreeMap::new(),
+            next_key: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Adds a waiter; the key lets it leave again on timeout.
+    pub(crate) fn push(&mut self, waiter: Waiter<T>) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        let scope = match &waiter {
+            Waiter::Local(_) => scope::current_tag(),
+            Waiter::Remote(reply) => reply.scope(),
+        };
+        self.entries.insert(key, Entry { waiter, scope });
+        key
+    }
+
+    /// Removes a waiter that gave up; false if it was already released.
+    pub(crate) fn remove(&mut self, key: u64) -> bool {
+        self.entries.remove(&key).is_some()
+    }
+
+    /// Releases the oldest waiter with `value`; gives the value back if nobody waits.
+    pub(crate) fn release_one(&mut self, value: T) -> Result<(), T> {
+        match self.entries.pop_first() {
+            Some((_, entry)) => {
+                complete(entry.waiter, Ok(value));
+                Ok(())
+            }
+            None => Err(value),
+        }
+    }
+
+    /// Releases every waiter with a copy of `value`; returns how many.
+    pub(crate) fn release_all(&mut self, value: &T) -> usize {
+        let entries = std::mem::take(&mut self.entries);
+        let count = entries.len();
+        for (_, entry) in entries {
+            complete(entry.waiter, Ok(value.clone()));
+        }
+        count
+    }
+
+    /// Answers every waiter of server `scope` with `Closed`.
+    pub(crate) fn close_scope(&mut self, scope: usize) {
+        let keys: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.scope == scope)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            if let Some(entry) = self.entries.remove(&key) {
+                complete(entry.waiter, Err(WaitError::Closed));
+            }
+        }
+    }
+}
+
+fn complete<T: Wire>(waiter: Waiter<T>, result: Result<T, WaitError>) {
+    match waiter {
+        Waiter::Local(slot) => slot.fill(result),
+        Waiter::Remote(reply) => reply.complete(result),
+    }
+}

@@ -1,0 +1,278 @@
+//! Limits, timeouts and malformed input: each rule answers with its status and closes.
+
+mod http_util;
+
+use std::io::Write;
+use std::thread;
+use std::time::Duration;
+
+use http_util::{Client, echo, start};
+use mixserve::http::{Http, HttpConfig};
+
+fn config(change: impl FnOnce(&mut HttpConfig)) -> HttpConfig {
+    let mut config = HttpConfig::default();
+    change(&mut config);
+    config
+}
+
+fn client() -> Client {
+    start(Http::new(echo))
+}
+
+fn client_with(config: HttpConfig) -> Client {
+    start(Http::with_config(echo, config))
+}
+
+/// Sends `request`, expects an error answer with `status` and a closed connection.
+fn rejects(request: &[u8], status: u16) {
+    let mut client = client();
+    client.send(request);
+    expect_rejection(client, status);
+}
+
+fn expect_rejection(mut client: Client, status: u16) {
+    let answer = client.response();
+    assert_eq!(answer.status, status, "body: {}", answer.text());
+    assert!(answer.closes(), "error answers say Connection: close");
+    assert!(answer.header("content-length").is_some());
+    assert!(!answer.body.is_empty(), "error answers carry a short text");
+    assert!(client.closed(), "nothing after an error answer, then close");
+    client.join().expect("handler ends cleanly");
+}
+
+#[test]
+fn long_request_line_is_414() {
+    let request = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9 * 1024));
+    rejects(request.as_bytes(), 414);
+}
+
+#[test]
+fn request_line_at_the_limit_is_served() {
+    let path = format!("/{}", "a".repeat(8 * 1024 - "GET / HTTP/1.1".len()));
+    let mut client = client();
+    client.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    assert_eq!(client.response().status, 200);
+}
+
+#[test]
+fn too_many_header_fields_is_431() {
+    let mut request = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..100 {
+        request.push_str(&format!("X-{i}: v\r\n"));
+    }
+    request.push_str("\r\n");
+    rejects(request.as_bytes(), 431);
+}
+
+#[test]
+fn a_hundred_header_fields_are_served() {
+    let mut request = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..99 {
+        request.push_str(&format!("X-{i}: v\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut client = client();
+    client.send(request.as_bytes());
+    assert_eq!(client.response().status, 200);
+}
+
+#[test]
+fn long_header_field_is_431() {
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(9 * 1024)
+    );
+    rejects(request.as_bytes(), 431);
+}
+
+#[test]
+fn large_head_is_431() {
+    // 70 fields of 1000 bytes: each within the field limit, count within 100, 68 KiB in all.
+    let mut request = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..70 {
+        request.push_str(&format!("X-{i:02}: {}\r\n", "v".repeat(993)));
+    }
+    request.push_str("\r\n");
+    assert!(request.len() > 65 * 1024);
+    rejects(request.as_bytes(), 431);
+}
+
+#[test]
+fn head_larger_than_the_read_buffer_is_served() {
+    // 60 KiB: within the 64 KiB head limit, well past the connection's 16 KiB buffer.
+    let mut request = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..60 {
+        request.push_str(&format!("X-{i:02}: {}\r\n", "v".repeat(1000)));
+    }
+    request.push_str("\r\n");
+    let mut client = client();
+    client.send(request.as_bytes());
+    assert_eq!(client.response().status, 200);
+}
+
+#[test]
+fn body_over_the_limit_is_413() {
+    // Only the head is sent: the answer must come without reading the body.
+    rejects(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n",
+        413,
+    );
+}
+
+#[test]
+fn body_at_the_limit_is_served() {
+    let mut client = client();
+    let mut request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+    request.resize(request.len() + 1024 * 1024, b'b');
+    let mut writer = client.writer.try_clone().unwrap();
+    let sending = thread::spawn(move || writer.write_all(&request));
+    let answer = client.response();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body.len(), "POST / ".len() + 1024 * 1024);
+    sending.join().unwrap().unwrap();
+}
+
+#[test]
+fn chunked_body_over_the_limit_is_413() {
+    let config = config(|c| c.max_body = 10);
+    let mut client = client_with(config);
+    client.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    client.send(b"8\r\n01234567\r\n8\r\n01234567\r\n0\r\n\r\n");
+    expect_rejection(client, 413);
+}
+
+#[test]
+fn content_length_with_transfer_encoding_is_400() {
+    rejects(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn repeated_content_length_is_400() {
+    rejects(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nab",
+        400,
+    );
+}
+
+#[test]
+fn differing_content_length_is_400() {
+    rejects(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        400,
+    );
+}
+
+#[test]
+fn non_digit_content_length_is_400() {
+    rejects(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\na",
+        400,
+    );
+}
+
+#[test]
+fn overflowing_content_length_is_400() {
+    rejects(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn non_hex_chunk_size_is_400() {
+    rejects(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+    );
+}
+
+#[test]
+fn overflowing_chunk_size_is_400() {
+    rejects(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\n",
+        400,
+    );
+}
+
+#[test]
+fn chunk_without_crlf_is_400() {
+    rejects(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn unknown_transfer_coding_is_501() {
+    rejects(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        501,
+    );
+}
+
+#[test]
+fn unsupported_version_is_505() {
+    rejects(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505);
+}
+
+#[test]
+fn garbage_is_400() {
+    rejects(b"\x00\x01 not http at all\r\n\r\n", 400);
+}
+
+#[test]
+fn missing_host_is_400() {
+    rejects(b"GET / HTTP/1.1\r\n\r\n", 400);
+}
+
+#[test]
+fn unknown_expectation_is_417() {
+    rejects(
+        b"POST / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\n",
+        417,
+    );
+}
+
+#[test]
+fn slow_head_is_408() {
+    let config = config(|c| c.header_timeout = Duration::from_millis(200));
+    let mut client = client_with(config);
+    client.send(b"GET / HTTP/1.1\r\nHo");
+    expect_rejection(client, 408);
+}
+
+#[test]
+fn slow_second_head_is_408() {
+    let config = config(|c| c.header_timeout = Duration::from_millis(200));
+    let mut client = client_with(config);
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.response().status, 200);
+    client.send(b"GET / HTTP/1.1\r\n");
+    expect_rejection(client, 408);
+}
+
+#[test]
+fn slow_body_is_408() {
+    let config = config(|c| c.body_timeout = Duration::from_millis(200));
+    let mut client = client_with(config);
+    client.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+    expect_rejection(client, 408);
+}
+
+#[test]
+fn idle_connection_closes_silently() {
+    let config = config(|c| c.idle_timeout = Duration::from_millis(100));
+    let mut client = client_with(config);
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let answer = client.response();
+    assert_eq!(answer.status, 200);
+    assert!(!answer.closes());
+    assert!(
+        client.closed(),
+        "an idle keep-alive connection closes without a word"
+    );
+    client.join().unwrap();
+}

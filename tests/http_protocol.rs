@@ -1,0 +1,253 @@
+//! Keep-alive, pipelining, bodies both ways, `100-continue`, `HEAD` and panics, driven
+//! through the real `Http` handler over a socketpair.
+
+mod http_util;
+
+use std::io::Read;
+
+use http_util::{Client, echo, start};
+use mixserve::http::{Http, Request, Response};
+
+fn client() -> Client {
+    start(Http::new(echo))
+}
+
+#[test]
+fn keeps_http11_connections_alive() {
+    let mut client = client();
+    for i in 0..3 {
+        client.send(format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let answer = client.response();
+        assert_eq!(answer.text(), format!("GET /{i} "));
+        assert!(!answer.closes());
+    }
+    client.join().unwrap();
+}
+
+#[test]
+fn answers_pipelined_requests_in_order() {
+    let mut client = client();
+    client.send(
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n\
+          POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody\
+          POST /3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    );
+    assert_eq!(client.response().text(), "GET /1 ");
+    assert_eq!(client.response().text(), "POST /2 body");
+    assert_eq!(client.response().text(), "POST /3 ok");
+    client.join().unwrap();
+}
+
+#[test]
+fn pipelined_request_after_close_is_not_served() {
+    let mut client = client();
+    client.send(b"GET /1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let answer = client.response();
+    assert_eq!(answer.text(), "GET /1 ");
+    assert!(answer.closes());
+    assert!(client.closed());
+}
+
+#[test]
+fn http10_closes_by_default() {
+    let mut client = client();
+    client.send(b"GET / HTTP/1.0\r\n\r\n");
+    let answer = client.response();
+    assert_eq!(answer.status, 200);
+    assert!(answer.closes());
+    assert!(client.closed());
+    client.join().unwrap();
+}
+
+#[test]
+fn http10_keeps_alive_when_asked() {
+    let mut client = client();
+    client.send(b"GET /a HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+    let answer = client.response();
+    assert_eq!(answer.header("connection"), Some("keep-alive"));
+    client.send(b"GET /b HTTP/1.0\r\n\r\n");
+    assert_eq!(client.response().text(), "GET /b ");
+    assert!(client.closed());
+}
+
+#[test]
+fn http11_connection_close_closes() {
+    let mut client = client();
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(client.response().closes());
+    assert!(client.closed());
+}
+
+#[test]
+fn application_can_close_the_connection() {
+    let mut client = start(Http::new(|_: &mut Request| {
+        Response::text(200, "bye").with_header("Connection", "close")
+    }));
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(client.response().closes());
+    assert!(client.closed());
+}
+
+#[test]
+fn expect_100_continue_before_the_body() {
+    let mut client = client();
+    client
+        .send(b"PUT /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    let interim = client.response();
+    assert_eq!(interim.status, 100);
+    client.send(b"hello");
+    assert_eq!(client.response().text(), "PUT /up hello");
+    client.join().unwrap();
+}
+
+#[test]
+fn expect_100_continue_refused_when_too_large() {
+    let mut client = client();
+    client.send(
+        b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n",
+    );
+    let answer = client.response();
+    assert_eq!(
+        answer.status, 413,
+        "no 100 Continue for a body we will not take"
+    );
+    assert!(answer.closes());
+    assert!(client.closed());
+}
+
+#[test]
+fn decodes_chunked_bodies_with_extensions_and_trailers() {
+    let mut client = client();
+    client.send(
+        b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5;ext=1\r\nhello\r\n1 ; a=\"b\"\r\n \r\n5\r\nworld\r\n0\r\nX-Check: 42\r\n\r\n",
+    );
+    let answer = client.response();
+    assert_eq!(answer.text(), "POST /c hello world");
+    assert_eq!(answer.header("x-trailer-x-check"), Some("42"));
+    client.join().unwrap();
+}
+
+fn streaming(_: &mut Request) -> Response {
+    Response::chunks(200, vec![b"hello ".to_vec(), Vec::new(), b"world".to_vec()])
+}
+
+#[test]
+fn streams_chunked_responses() {
+    let mut client = start(Http::new(streaming));
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let answer = client.response();
+    assert_eq!(answer.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(answer.header("content-length"), None);
+    assert_eq!(answer.text(), "hello world");
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        client.response().text(),
+        "hello world",
+        "still alive after a stream"
+    );
+}
+
+#[test]
+fn streams_to_http10_until_close() {
+    let mut client = start(Http::new(streaming));
+    client.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let answer = client.response();
+    assert_eq!(answer.header("transfer-encoding"), None);
+    assert!(answer.closes());
+    assert_eq!(answer.text(), "hello world");
+}
+
+#[test]
+fn head_gets_headers_without_body() {
+    let mut client = client();
+    client.send(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /g HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = client.head_response();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("8"), "as GET would say");
+    // Had a body been sent, it would be read here as the next status line.
+    assert_eq!(client.response().text(), "GET /g ");
+    client.join().unwrap();
+}
+
+#[test]
+fn no_body_for_204_and_304() {
+    let mut client = start(Http::new(|req: &mut Request| {
+        let status = if req.path() == "/204" { 204 } else { 304 };
+        Response::text(status, "dropped")
+    }));
+    client.send(b"GET /204 HTTP/1.1\r\nHost: x\r\n\r\nGET /304 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let first = client.response();
+    assert_eq!((first.status, first.header("content-length")), (204, None));
+    assert_eq!(client.response().status, 304);
+    client.join().unwrap();
+}
+
+#[test]
+fn panicking_application_gets_500_and_a_close() {
+    let mut client = client();
+    client.send(b"GET /panic HTTP/1.1\r\nHost: x\r\n\r\n");
+    let answer = client.response();
+    assert_eq!(answer.status, 500);
+    assert!(answer.closes());
+    assert!(client.closed());
+    client
+        .join()
+        .expect("the handler returns normally after a panic");
+}
+
+#[test]
+fn panicking_stream_cuts_the_body_short() {
+    let mut client = start(Http::new(|_: &mut Request| {
+        let items = (0..3).map(|i| {
+            if i < 2 {
+                b"ok".to_vec()
+            } else {
+                panic!("stream fails")
+            }
+        });
+        Response::chunks(200, items)
+    }));
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut raw = Vec::new();
+    client.reader.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(
+        raw.ends_with("\r\n\r\n2\r\nok\r\n2\r\nok\r\n"),
+        "no final chunk: {raw:?}"
+    );
+}
+
+#[test]
+fn adds_date_and_server_and_passes_request_parts() {
+    let mut client = start(Http::new(|req: &mut Request| {
+        let peer = req.peer_addr().map(ToString::to_string).unwrap_or_default();
+        let text = format!(
+            "{}|{:?}|{}|{}|{}",
+            req.path(),
+            req.query(),
+            req.version(),
+            req.header("X-CASE").unwrap_or("-"),
+            peer
+        );
+        Response::text(200, text)
+            .with_header("Content-Length", "999")
+            .with_header("X-Bad", "a\r\nInjected: yes")
+    }));
+    client.send(b"\r\nGET /p?q=1 HTTP/1.1\r\nHost: x\r\nx-case: Mixed\r\n\r\n");
+    let answer = client.response();
+    assert_eq!(
+        answer.text(),
+        "/p|Some(\"q=1\")|HTTP/1.1|Mixed|unix:(unnamed)"
+    );
+    assert_eq!(answer.header("server"), Some("mixserve"));
+    let date = answer.header("date").expect("Date header");
+    assert!(
+        date.ends_with(" GMT") && date.len() == 29,
+        "IMF-fixdate: {date}"
+    );
+    assert_eq!(answer.header("injected"), None);
+    assert_eq!(answer.header("x-bad"), None);
+    client.join().unwrap();
+}

@@ -1,0 +1,135 @@
+//! Process and thread models at their caps, shutdown with pending waiters, and
+//! nothing leaked: each server runs as its own process.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use util::{ServerProcess, comet_contract, get, read_reply, start_waiters, wait_for_waiters};
+
+/// With 4 workers, 3 may wait; the 4th `/wait` gets 503 at once and a notify is served.
+#[test]
+fn at_the_cap_a_wait_that_would_take_the_last_worker_gets_503() {
+    for model in ["threading", "forking"] {
+        let server = ServerProcess::start("comet", &["--mixin", model, "--max-workers", "4"]);
+        let mut waiters = start_waiters(server.addr, 3);
+        wait_for_waiters(server.addr, 3);
+        let refused = get(server.addr, "/wait");
+        assert_eq!(refused.status, 503, "{model}: {}", refused.text());
+        let notify = get(server.addr, "/notify");
+        assert_eq!(notify.text(), "3", "{model}");
+        for waiter in &mut waiters {
+            assert_eq!(read_reply(waiter).text(), "3", "{model}");
+        }
+    }
+}
+
+#[test]
+fn a_thousand_waiters_under_threading_and_forking() {
+    for model in ["threading", "forking"] {
+        let server = ServerProcess::start("comet", &["--mixin", model]);
+        comet_contract(server.addr, 1000);
+    }
+}
+
+/// SIGTERM: pending waiters get a final answer, then the process exits 0.
+#[test]
+fn sigterm_answers_pending_waiters_then_exits_cleanly() {
+    for model in ["threading", "forking"] {
+        let mut server = ServerProcess::start("comet", &["--mixin", model]);
+        let mut waiters = start_waiters(server.addr, 5);
+        wait_for_waiters(server.addr, 5);
+        let started = Instant::now();
+        server.signal(15);
+        for waiter in &mut waiters {
+            let reply = read_reply(waiter);
+            assert_eq!(reply.status, 503, "{model}: {}", reply.text());
+        }
+        let status = server.stop().expect("server exits after SIGTERM");
+        assert!(status.success(), "{model}: {status:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{model}: drain too slow"
+        );
+    }
+}
+
+/// Children are reaped and the parent's fd table returns to where it was.
+#[test]
+fn forking_leaves_no_zombies_and_no_fds() {
+    let server = ServerProcess::start("hello", &["--mixin", "forking"]);
+    let pid = server.child.id();
+    let _ = get(server.addr, "/");
+    while !children_of(pid).is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let fds_before = count_fds(pid);
+    for _ in 0..100 {
+        assert_eq!(get(server.addr, "/").text(), "hello");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (children, fds) = (children_of(pid), count_fds(pid));
+        if children.is_empty() && fds == fds_before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "children left: {children:?}; fds {fds} vs {fds_before} before"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn threading_returns_to_its_fd_count_after_load() {
+    let server = ServerProcess::start("hello", &["--mixin", "threading"]);
+    let pid = server.child.id();
+    let _ = get(server.addr, "/");
+    let fds_before = fds_when_only_main_thread(pid);
+    for _ in 0..100 {
+        assert_eq!(get(server.addr, "/").text(), "hello");
+    }
+    assert_eq!(fds_when_only_main_thread(pid), fds_before);
+}
+
+/// The fd count once every connection thread has ended (bounded wait).
+fn fds_when_only_main_thread(pid: u32) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+        if threads == 1 {
+            return count_fds(pid);
+        }
+        assert!(Instant::now() < deadline, "{threads} threads still running");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn count_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Pids whose parent is `pid` (zombies included).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command (which may hold spaces) start after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            if let Ok(child) = entry.file_name().to_string_lossy().parse() {
+                children.push(child);
+            }
+        }
+    }
+    children
+}

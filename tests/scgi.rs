@@ -1,0 +1,153 @@
+//! SCGI: netstring headers in, `Status:` answers out, onto the same `HttpHandler`.
+
+mod http_util;
+
+use http_util::{Client, echo, start};
+use mixserve::http::{HttpConfig, Request, Response};
+use mixserve::scgi::Scgi;
+
+/// A netstring of `CONTENT_LENGTH`, `SCGI` and `variables`, then `body`.
+fn scgi_request(variables: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut block = format!("CONTENT_LENGTH\0{}\0SCGI\x001\0", body.len()).into_bytes();
+    for (name, value) in variables {
+        block.extend_from_slice(format!("{name}\0{value}\0").as_bytes());
+    }
+    let mut request = format!("{}:", block.len()).into_bytes();
+    request.extend_from_slice(&block);
+    request.push(b',');
+    request.extend_from_slice(body);
+    request
+}
+
+/// Reads the whole answer (the server closes) and splits it into head lines and body.
+fn answer(client: &mut Client) -> (Vec<String>, String) {
+    let raw = String::from_utf8(client.read_to_end()).expect("UTF-8 answer");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
+    (
+        head.split("\r\n").map(String::from).collect(),
+        body.to_string(),
+    )
+}
+
+fn exchange(make: Scgi<impl mixserve::http::HttpHandler>, request: &[u8]) -> (Vec<String>, String) {
+    let mut client = start(make);
+    client.send(request);
+    let result = answer(&mut client);
+    client.join().expect("handler ends cleanly");
+    result
+}
+
+#[test]
+fn serves_a_request_with_a_status_line() {
+    let request = scgi_request(
+        &[("REQUEST_METHOD", "POST"), ("REQUEST_URI", "/a?b=1")],
+        b"data",
+    );
+    let (head, body) = exchange(Scgi::new(echo), &request);
+    assert_eq!(head[0], "Status: 200 OK");
+    assert!(head.contains(&"Content-Length: 16".to_string()), "{head:?}");
+    assert!(
+        !head
+            .iter()
+            .any(|line| line.starts_with("HTTP/") || line.starts_with("Connection"))
+    );
+    assert_eq!(body, "POST /a?b=1 data");
+}
+
+#[test]
+fn maps_cgi_variables_onto_the_request() {
+    let app = |req: &mut Request| {
+        let text = format!(
+            "{} {} {:?} {} {} {} {}",
+            req.method(),
+            req.target(),
+            req.version(),
+            req.header("user-agent").unwrap_or("-"),
+            req.header("content-type").unwrap_or("-"),
+            req.header("content-length").unwrap_or("-"),
+            req.peer_addr().map(ToString::to_string).unwrap_or_default(),
+        );
+        Response::text(200, text)
+    };
+    let request = scgi_request(
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("SCRIPT_NAME", "/app"),
+            ("PATH_INFO", "/x"),
+            ("QUERY_STRING", "q=2"),
+            ("SERVER_PROTOCOL", "HTTP/1.0"),
+            ("HTTP_USER_AGENT", "curl/8"),
+            ("CONTENT_TYPE", "text/plain"),
+            ("REMOTE_ADDR", "192.0.2.7"),
+            ("REMOTE_PORT", "4242"),
+        ],
+        b"",
+    );
+    let (_, body) = exchange(Scgi::new(app), &request);
+    assert_eq!(
+        body,
+        "GET /app/x?q=2 Http10 curl/8 text/plain 0 192.0.2.7:4242"
+    );
+}
+
+#[test]
+fn head_requests_get_no_body() {
+    let request = scgi_request(&[("REQUEST_METHOD", "HEAD"), ("REQUEST_URI", "/")], b"");
+    let (head, body) = exchange(Scgi::new(echo), &request);
+    assert_eq!(head[0], "Status: 200 OK");
+    assert!(head.contains(&"Content-Length: 7".to_string()));
+    assert_eq!(body, "");
+}
+
+#[test]
+fn streams_until_close() {
+    let app = |_: &mut Request| Response::chunks(200, vec![b"a".to_vec(), b"b".to_vec()]);
+    let (head, body) = exchange(Scgi::new(app), &scgi_request(&[], b""));
+    assert!(!head.iter().any(|line| line.contains("chunked")));
+    assert_eq!(body, "ab");
+}
+
+#[test]
+fn body_over_the_limit_is_413() {
+    let mut config = HttpConfig::default();
+    config.max_body = 3;
+    let (head, _) = exchange(Scgi::with_config(echo, config), &scgi_request(&[], b"four"));
+    assert_eq!(head[0], "Status: 413 Content Too Large");
+}
+
+#[test]
+fn panicking_application_gets_500() {
+    let request = scgi_request(&[("REQUEST_URI", "/panic")], b"");
+    let (head, _) = exchange(Scgi::new(echo), &request);
+    assert_eq!(head[0], "Status: 500 Internal Server Error");
+}
+
+#[test]
+fn bad_netstrings_close_without_an_answer() {
+    let cases: &[&[u8]] = &[
+        b"x:CONTENT_LENGTH\x000\x00SCGI\x001\x00,",
+        b"24:CONTENT_LENGTH\x000\x00SCGI\x001\x00;",
+        b"24:SCGI\x001\x00CONTENT_LENGTH\x000\x00,",
+        b"19:CONTENT_LENGTH\x000\x00A\x00b\x00,",
+        b"24:CONTENT_LENGTH\x00z\x00SCGI\x001\x00,",
+        b"999999999:",
+        b"24:CONTENT_LENGTH",
+    ];
+    for case in cases {
+        let mut client = start(Scgi::new(echo));
+        client.send(case);
+        client.writer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(client.closed(), "{:?}", String::from_utf8_lossy(case));
+        client.join().expect("handler ends cleanly");
+    }
+}
+
+#[test]
+fn netstring_over_the_head_limit_closes() {
+    let mut config = HttpConfig::default();
+    config.max_head_bytes = 64;
+    let long = "v".repeat(100);
+    let mut client = start(Scgi::with_config(echo, config));
+    client.send(&scgi_request(&[("HTTP_X", &long)], b""));
+    assert!(client.closed());
+}

@@ -1,0 +1,188 @@
+//! The server core in-process (no forking here: the test harness is multithreaded):
+//! start-up errors, listeners, hooks, shutdown.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use mixserve::handler::from_fn;
+use mixserve::{Conn, Forking, Hooks, Iterative, PeerAddr, Server, StartError, Threading};
+
+fn echo_once() -> impl Fn() -> mixserve::handler::FnHandler<fn(&mut Conn) -> io::Result<()>> {
+    fn serve(conn: &mut Conn) -> io::Result<()> {
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf)?;
+        conn.write_all(&buf[..n])
+    }
+    || from_fn(serve as fn(&mut Conn) -> io::Result<()>)
+}
+
+fn round_trip(stream: &mut (impl Read + Write), message: &[u8]) -> Vec<u8> {
+    stream.write_all(message).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn a_busy_address_is_a_clear_start_error() {
+    let first = Server::builder(Iterative::new())
+        .bind("127.0.0.1:0")
+        .build(echo_once())
+        .unwrap();
+    let addr = first.local_addr().unwrap().to_string();
+    let second = Server::builder(Iterative::new())
+        .bind(addr.clone())
+        .build(echo_once());
+    match second {
+        Err(StartError::Bind { addr: a, .. }) => assert_eq!(a, addr),
+        other => panic!("expected a bind error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_configuration_is_refused_at_start() {
+    let no_addr = Server::builder(Iterative::new()).build(echo_once());
+    assert!(matches!(no_addr, Err(StartError::NoAddress)));
+    let backlog = Server::builder(Iterative::new())
+        .bind("127.0.0.1:0")
+        .backlog(0)
+        .build(echo_once());
+    assert!(matches!(backlog, Err(StartError::Config(_))));
+    let threads = Server::builder(Threading::new().max_threads(0))
+        .bind("127.0.0.1:0")
+        .build(echo_once());
+    assert!(matches!(threads, Err(StartError::Config(_))));
+    let children = Server::builder(Forking::new().max_children(0))
+        .bind("127.0.0.1:0")
+        .build(echo_once());
+    assert!(matches!(children, Err(StartError::Config(_))));
+    let unresolvable = Server::builder(Iterative::new())
+        .bind("no-such-host.invalid:80")
+        .build(echo_once());
+    assert!(matches!(unresolvable, Err(StartError::Resolve { .. })));
+}
+
+#[test]
+fn forking_refuses_to_fork_a_multithreaded_process() {
+    let mut server = Server::builder(Forking::new())
+        .bind("127.0.0.1:0")
+        .handle_signals(false)
+        .build(echo_once())
+        .unwrap();
+    let error = server
+        .serve_forever()
+        .expect_err("the test harness has threads");
+    assert!(error.to_string().contains("threads"), "{error}");
+}
+
+#[test]
+fn serves_a_unix_domain_socket_and_removes_it_on_close() {
+    let dir = std::env::temp_dir().join(format!("mixserve-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("echo.sock");
+    let mut server = Server::builder(Threading::new())
+        .bind_unix(&path)
+        .handle_signals(false)
+        .build(echo_once())
+        .unwrap();
+    let handle = server.shutdown_handle();
+    let serving = thread::spawn(move || {
+        server.serve_forever().unwrap();
+        server
+    });
+    let mut client = UnixStream::connect(&path).unwrap();
+    assert_eq!(round_trip(&mut client, b"over unix"), b"over unix");
+    handle.shutdown();
+    drop(serving.join().unwrap());
+    assert!(!path.exists(), "socket file left behind");
+    let _ = std::fs::remove_dir(&dir);
+}
+
+#[derive(Default)]
+struct Counting {
+    timeouts: AtomicUsize,
+    errors: AtomicUsize,
+}
+
+struct CountingHooks(Arc<Counting>);
+
+impl Hooks for CountingHooks {
+    fn verify_request(&self, peer: &PeerAddr) -> bool {
+        // Refuse everyone: the client sees the connection closed with no reply.
+        let _ = peer;
+        false
+    }
+    fn handle_timeout(&self) {
+        self.0.timeouts.fetch_add(1, Ordering::SeqCst);
+    }
+    fn handle_error(&self, _peer: &PeerAddr, _error: &io::Error) {
+        self.0.errors.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn handle_request_times_out_and_verify_request_refuses() {
+    let counts = Arc::new(Counting::default());
+    let mut server = Server::builder(Iterative::new())
+        .bind("127.0.0.1:0")
+        .timeout(Duration::from_millis(50))
+        .hooks(CountingHooks(Arc::clone(&counts)))
+        .build(echo_once())
+        .unwrap();
+    server.handle_request().unwrap();
+    assert_eq!(counts.timeouts.load(Ordering::SeqCst), 1);
+
+    let addr = server.local_addr().unwrap();
+    let client = thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = stream.write_all(b"hello?");
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        reply
+    });
+    server.handle_request().unwrap();
+    assert!(
+        client.join().unwrap().is_empty(),
+        "a refused client got a reply"
+    );
+    assert_eq!(counts.errors.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn shutdown_forces_idle_connections_after_the_timeout_and_joins_threads() {
+    // A handler that waits for input for ever: only the forced shutdown ends it.
+    let make = || from_fn(|conn: &mut Conn| io::copy(conn, &mut io::sink()).map(drop));
+    let mut server = Server::builder(Threading::new())
+        .bind("127.0.0.1:0")
+        .handle_signals(false)
+        .shutdown_timeout(Duration::from_millis(200))
+        .build(make)
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let handle = server.shutdown_handle();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || done_tx.send(server.serve_forever().map_err(|e| e.to_string())));
+    let mut idle = TcpStream::connect(addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    idle.write_all(b"still here").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    handle.shutdown();
+    let finished = done_rx.recv_timeout(Duration::from_secs(10));
+    assert_eq!(
+        finished,
+        Ok(Ok(())),
+        "serve_forever did not return after the timeout"
+    );
+    // The server shut the socket down: EOF, never a hang.
+    let mut rest = Vec::new();
+    assert_eq!(idle.read_to_end(&mut rest).unwrap(), 0);
+}
