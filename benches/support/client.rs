@@ -121,8 +121,12 @@ pub struct CometRound {
     pub notify_said: Option<usize>,
     /// Waiters whose response body was the number released (all of them).
     pub released_ok: usize,
-    /// Waiters that got another body, or none.
+    /// Waiters answered 200 with another body than the notify's count.
     pub wrong: usize,
+    /// Waiters answered with a status other than 200 (e.g. 503: the model refused).
+    pub refused: usize,
+    /// Waiter connections that failed (refused, reset, closed early).
+    pub failed: usize,
     /// From the first connect until all waiters are registered at the server.
     pub setup: Duration,
     /// From the notify until the last waiter has its answer.
@@ -159,34 +163,42 @@ pub fn comet_round(
     round.connected = fleet.established();
     // Poll until every waiter is registered, or the count stops growing for STALL.
     let mut last_growth = Instant::now();
+    let mut poll_error = None;
     while Instant::now() < deadline && last_growth.elapsed() < STALL {
-        if let Ok(Ok(k)) = get_text(addr, "/").map(|t| t.parse::<usize>()) {
-            if k > round.seen_waiting {
-                last_growth = Instant::now();
+        match get_text(addr, "/").map(|t| t.parse::<usize>()) {
+            Ok(Ok(k)) => {
+                if k > round.seen_waiting {
+                    last_growth = Instant::now();
+                }
+                round.seen_waiting = k;
+                if k >= round.connected {
+                    break;
+                }
             }
-            round.seen_waiting = k;
-            if k >= round.connected {
-                break;
-            }
+            Ok(Err(_)) => poll_error = Some("GET / did not answer a number".to_owned()),
+            Err(e) => poll_error = Some(format!("GET /: {e}")),
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     round.setup = start.elapsed();
     all_waiting();
     if round.seen_waiting < round.connected {
+        let why = poll_error.map_or(String::new(), |e| format!(" (last poll: {e})"));
         round.error = Some(format!(
-            "only {} of {} waiting",
+            "only {} of {} waiting{why}",
             round.seen_waiting, round.connected
         ));
     }
     let notified = Instant::now();
     round.notify_said = get_text(addr, "/notify").ok().and_then(|t| t.parse().ok());
     let expected = round.notify_said.unwrap_or(usize::MAX).to_string();
-    let (mut ok, mut wrong) = (0, 0);
+    let (mut ok, mut wrong, mut refused) = (0, 0, 0);
     let release_deadline =
         deadline.min(notified + RELEASE_TIMEOUT + Duration::from_millis(n as u64));
-    let run = fleet.run(release_deadline, |body, _| {
-        if body == expected.as_bytes() {
+    let run = fleet.run(release_deadline, |status, body, _| {
+        if status != 200 {
+            refused += 1;
+        } else if body == expected.as_bytes() {
             ok += 1;
         } else {
             wrong += 1;
@@ -196,7 +208,9 @@ pub fn comet_round(
     round.release = notified.elapsed();
     round.wall = start.elapsed();
     round.released_ok = ok;
-    round.wrong = round.connected.saturating_sub(ok).max(wrong);
+    round.refused = refused;
+    round.failed = fleet.failed;
+    round.wrong = wrong;
     if let Err(e) = run {
         round.error = Some(format!("poll: {e}"));
     }
@@ -222,6 +236,8 @@ pub struct KeepAlive {
     pub p99_us: u64,
     /// Failed connections.
     pub failed: usize,
+    /// Answers with a status other than 200.
+    pub non_200: u64,
 }
 
 /// `conns` keep-alive connections sending `GET /` in a closed loop: `warmup`, then
@@ -241,10 +257,14 @@ pub fn keepalive(
         ..Default::default()
     };
     fleet.send_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes());
-    fleet.run(Instant::now() + warmup, |_, _| Next::Again)?;
+    fleet.run(Instant::now() + warmup, |_, _, _| Next::Again)?;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(io::Error::other)?;
     let start = Instant::now();
-    fleet.run(start + duration, |_, latency| {
+    let mut errors = 0;
+    fleet.run(start + duration, |status, _, latency| {
+        if status != 200 {
+            errors += 1;
+        }
         let _ = hist.record((latency.as_micros() as u64).max(1));
         Next::Again
     })?;
@@ -255,5 +275,6 @@ pub fn keepalive(
     result.p99_us = hist.value_at_quantile(0.99);
     result.served = fleet.served_since(start);
     result.failed = fleet.failed;
+    result.non_200 = errors;
     Ok(result)
 }

@@ -157,11 +157,11 @@ impl Fleet {
     }
 
     /// Runs the loop until every connection is done or failed, or `deadline`, or `stop`
-    /// says so. `on_response(body, latency)` sees each complete response.
+    /// says so. `on_response(status, body, latency)` sees each complete response.
     pub fn run(
         &mut self,
         deadline: Instant,
-        mut on_response: impl FnMut(&[u8], Duration) -> Next,
+        mut on_response: impl FnMut(u16, &[u8], Duration) -> Next,
     ) -> io::Result<()> {
         while Instant::now() < deadline && self.active() > 0 {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -176,7 +176,8 @@ impl Fleet {
                             let conn = &mut self.conns[i];
                             let latency = conn.sent_at.elapsed();
                             conn.answered_at = Some(Instant::now());
-                            let next = on_response(&conn.inbuf[body_at..end], latency);
+                            let status = status_code(&conn.inbuf);
+                            let next = on_response(status, &conn.inbuf[body_at..end], latency);
                             match next {
                                 Next::Again => self.start_request(i),
                                 Next::Done => self.conns[i].state = State::Done,
@@ -243,6 +244,14 @@ impl Fleet {
             _ => None,
         }
     }
+}
+
+/// The status code of a response head (`HTTP/1.1 200 OK` → 200); 0 if unreadable.
+pub fn status_code(buf: &[u8]) -> u16 {
+    buf.split(|&b| b == b' ')
+        .nth(1)
+        .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The start of the body and the Content-Length (if any) once the head is complete.

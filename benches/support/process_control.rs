@@ -14,6 +14,8 @@ use super::report::{NA, Table, num};
 use super::runs;
 use super::server_proc::ServerUsage;
 
+const DELTA: &str = "Δ vs iterative s";
+
 /// The client load: `clients` × `conns` sequential connections × `bytes` each.
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
@@ -199,13 +201,10 @@ fn distribution_table(measured: &[Measured]) -> Table {
 /// Charts: CPU seconds per model (ours and the book's Δ), connections per worker.
 pub fn charts(out_dir: &Path, fig1: &Table, fig2: &Table) -> Vec<PathBuf> {
     let mut written = Vec::new();
-    let column = |t: &Table, i: usize| -> Vec<Option<f64>> {
-        t.rows.iter().map(|r| r[i].parse().ok()).collect()
-    };
     let categories: Vec<String> = fig1.rows.iter().map(|r| r[1].clone()).collect();
     let series = vec![
-        ("CPU s".to_owned(), column(fig1, 7)),
-        ("Δ vs iterative s".to_owned(), column(fig1, 8)),
+        ("CPU s".to_owned(), fig1.numbers("CPU s")),
+        (DELTA.to_owned(), fig1.numbers(DELTA)),
     ];
     let path = out_dir.join("process_control.svg");
     if chart::bars(

@@ -31,6 +31,11 @@ impl Table {
 
     /// Appends a row, padded with `n/a` to the number of columns.
     pub fn row(&mut self, mut cells: Vec<String>) {
+        assert!(
+            cells.len() <= self.columns.len(),
+            "{}: row longer than the header",
+            self.title
+        );
         cells.resize(self.columns.len(), NA.to_owned());
         self.rows.push(cells);
     }
@@ -38,6 +43,15 @@ impl Table {
     /// Adds a footnote.
     pub fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());
+    }
+
+    /// The cells of column `name` as numbers (`None` for `n/a` or a missing column).
+    pub fn numbers(&self, name: &str) -> Vec<Option<f64>> {
+        let col = self.columns.iter().position(|c| c == name);
+        self.rows
+            .iter()
+            .map(|r| col.and_then(|i| r[i].parse().ok()))
+            .collect()
     }
 
     /// The table in GitHub Markdown, numbers right-aligned.

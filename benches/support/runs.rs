@@ -68,6 +68,8 @@ pub fn comet_section(
             "waiters",
             "held",
             "released ok",
+            "refused",
+            "failed",
             "setup s",
             "release s",
             "wall s",
@@ -101,6 +103,8 @@ pub fn comet_section(
             n.to_string(),
             round.seen_waiting.to_string(),
             round.released_ok.to_string(),
+            round.refused.to_string(),
+            round.failed.to_string(),
             num(Some(round.setup.as_secs_f64()), 2),
             num(Some(round.release.as_secs_f64()), 3),
             num(Some(round.wall.as_secs_f64()), 2),
@@ -110,6 +114,12 @@ pub fn comet_section(
             num(Some(rss_mib), 1),
             num(per_waiter, 1),
         ]);
+        if round.wrong > 0 {
+            table.note(format!(
+                "- {}: {} waiters got another count than the notify's",
+                model.name, round.wrong
+            ));
+        }
         if let Some(err) = &round.error {
             table.note(format!("- {}: {err}", model.name));
         }
@@ -123,19 +133,20 @@ pub fn comet_section(
         });
         bar.inc(1);
     }
+    table.note(
+        "refused = waiters answered with a non-200 status (the model's cap); failed = waiter \
+         connections reset or closed. RSS is summed over the server's processes, so pages \
+         shared after fork count once per process.",
+    );
     (table, results)
 }
 
 /// Two charts of the comet results: seconds (wall, user, sys) and peak RSS.
 pub fn comet_charts(out_dir: &Path, table: &Table) -> Vec<PathBuf> {
     let categories: Vec<String> = table.rows.iter().map(|r| r[0].clone()).collect();
-    let column = |name: &str| -> Vec<Option<f64>> {
-        let i = table.columns.iter().position(|c| c == name).unwrap_or(0);
-        table.rows.iter().map(|r| r[i].parse().ok()).collect()
-    };
     let seconds: Vec<chart::Series> = ["wall s", "user s", "sys s"]
         .iter()
-        .map(|c| ((*c).to_owned(), column(c)))
+        .map(|c| ((*c).to_owned(), table.numbers(c)))
         .collect();
     let mut written = Vec::new();
     let time_svg = out_dir.join("comet_seconds.svg");
@@ -151,7 +162,7 @@ pub fn comet_charts(out_dir: &Path, table: &Table) -> Vec<PathBuf> {
         written.push(time_svg);
     }
     let rss_svg = out_dir.join("comet_rss.svg");
-    let rss = vec![("peak RSS MiB".to_owned(), column("peak RSS MiB"))];
+    let rss = vec![("peak RSS MiB".to_owned(), table.numbers("peak RSS MiB"))];
     if chart::bars(&rss_svg, "Comet: server peak RSS", "MiB", &categories, &rss).is_ok() {
         written.push(rss_svg);
     }

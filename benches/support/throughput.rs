@@ -38,6 +38,7 @@ pub fn run(
             "conns",
             "connected",
             "served",
+            "non-200",
             "req/s",
             "p50 ms",
             "p99 ms",
@@ -66,12 +67,13 @@ pub fn run(
                 Ok(k) => row.extend([
                     k.connected.to_string(),
                     k.served.to_string(),
+                    k.non_200.to_string(),
                     num(Some(k.rps), 0),
                     num((k.requests > 0).then(|| k.p50_us as f64 / 1e3), 3),
                     num((k.requests > 0).then(|| k.p99_us as f64 / 1e3), 3),
                 ]),
                 Err(e) => {
-                    row.extend(std::iter::repeat_n(NA.to_owned(), 5));
+                    row.extend(std::iter::repeat_n(NA.to_owned(), 6));
                     table.note(format!(
                         "- {} at {conns}: load generator failed: {e}",
                         model.name
@@ -111,19 +113,20 @@ pub fn chart(out_dir: &Path, table: &Table, levels: &[usize]) -> Vec<PathBuf> {
     let mut categories: Vec<String> = table.rows.iter().map(|r| r[0].clone()).collect();
     categories.dedup();
     let mut series = Vec::new();
-    for (tool, col) in [("ours", 4), ("wrk", 7)] {
+    for (tool, column) in [("ours", "req/s"), ("wrk", "wrk req/s")] {
+        let values = table.numbers(column);
         for &c in levels {
-            let values = categories
+            let per_model = categories
                 .iter()
                 .map(|m| {
-                    let row = table
+                    let i = table
                         .rows
                         .iter()
-                        .find(|r| &r[0] == m && r[1] == c.to_string())?;
-                    row[col].parse().ok()
+                        .position(|r| &r[0] == m && r[1] == c.to_string())?;
+                    values[i]
                 })
                 .collect();
-            series.push((format!("{tool}, {c} conns"), values));
+            series.push((format!("{tool}, {c} conns"), per_model));
         }
     }
     let path = out_dir.join("keepalive_rps.svg");
