@@ -163,12 +163,13 @@ fn distribution_table(measured: &[Measured]) -> Table {
         "Connections served per worker (UNP Fig. 30.2, csdesign)",
         &columns,
     );
-    let rows = counts
-        .iter()
-        .map(Vec::len)
-        .max()
-        .unwrap_or(0)
-        .max(model::POOL);
+    let longest = counts.iter().map(Vec::len).max().unwrap_or(0);
+    // Without any per-worker table there is nothing to lay out by worker.
+    let rows = if longest == 0 {
+        0
+    } else {
+        longest.max(model::POOL)
+    };
     for w in 0..rows {
         let mut row = vec![w.to_string()];
         row.extend(

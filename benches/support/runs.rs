@@ -136,7 +136,8 @@ pub fn comet_section(
     table.note(
         "refused = waiters answered with a non-200 status (the model's cap); failed = waiter \
          connections reset or closed. RSS is summed over the server's processes, so pages \
-         shared after fork count once per process.",
+         shared after fork count once per process. iterative is not run: it cannot hold a waiter \
+         and serve the notify (it answers /wait with 503 at once).",
     );
     (table, results)
 }
