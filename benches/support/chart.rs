@@ -41,6 +41,7 @@ pub fn bars(
         .light_line_style(WHITE)
         .x_labels(n)
         .x_label_formatter(&|_| String::new())
+        .y_label_formatter(&|v| short_number(*v))
         .y_desc(y_desc)
         .draw()?;
     // Category names run down from under the middle of each group (rotated a quarter turn).
@@ -56,19 +57,22 @@ pub fn bars(
         let left = chart.backend_coord(&(SegmentValue::Exact(c), 0.0));
         let right = chart.backend_coord(&(SegmentValue::Exact(c + 1), 0.0));
         let width = f64::from(right.0 - left.0);
+        if series
+            .iter()
+            .all(|(_, v)| v.get(c).copied().flatten().is_none())
+        {
+            let font = ("sans-serif", 12).into_font().color(&BLACK.mix(0.6));
+            let x = left.0 + (width * 0.5) as i32 - 10;
+            root.draw(&Text::new("n/a", (x, left.1 - 16), font))?;
+            continue;
+        }
         for (s, (_, values)) in series.iter().enumerate() {
             let x0 = left.0 + (width * (0.1 + 0.8 * s as f64 / k)) as i32;
             let x1 = left.0 + (width * (0.1 + 0.8 * (s + 1) as f64 / k)) as i32 - 1;
-            match values.get(c).copied().flatten() {
-                Some(v) => {
-                    let y = chart.backend_coord(&(SegmentValue::Exact(c), v)).1;
-                    let style = Palette99::pick(s).filled();
-                    root.draw(&Rectangle::new([(x0, y), (x1, left.1)], style))?;
-                }
-                None => {
-                    let font = ("sans-serif", 11).into_font().color(&BLACK.mix(0.6));
-                    root.draw(&Text::new("n/a", (x0, left.1 - 14), font))?;
-                }
+            if let Some(v) = values.get(c).copied().flatten() {
+                let y = chart.backend_coord(&(SegmentValue::Exact(c), v)).1;
+                let style = Palette99::pick(s).filled();
+                root.draw(&Rectangle::new([(x0, y), (x1, left.1)], style))?;
             }
         }
     }
@@ -114,6 +118,7 @@ pub fn lines(
     chart
         .configure_mesh()
         .x_desc(x_desc)
+        .y_label_formatter(&|v| short_number(*v))
         .y_desc(y_desc)
         .draw()?;
     for (s, (name, values)) in series.iter().enumerate() {
@@ -131,4 +136,15 @@ pub fn lines(
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// `80000` → `80k`, `0.25` → `0.25`: axis labels without a trailing `.0`.
+fn short_number(v: f64) -> String {
+    if v.abs() >= 10_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v.abs() >= 10.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
 }

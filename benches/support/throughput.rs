@@ -129,6 +129,8 @@ pub fn chart(out_dir: &Path, table: &Table, levels: &[usize]) -> Vec<PathBuf> {
             series.push((format!("{tool}, {c} conns"), per_model));
         }
     }
+    // A tool that measured nothing (wrk absent) gets no legend entry.
+    series.retain(|(_, values)| values.iter().any(Option::is_some));
     let path = out_dir.join("keepalive_rps.svg");
     match chart::bars(
         &path,
