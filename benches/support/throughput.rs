@@ -116,7 +116,7 @@ pub fn chart(out_dir: &Path, table: &Table, levels: &[usize]) -> Vec<PathBuf> {
     for (tool, column) in [("ours", "req/s"), ("wrk", "wrk req/s")] {
         let values = table.numbers(column);
         for &c in levels {
-            let per_model = categories
+            let per_model: Vec<Option<f64>> = categories
                 .iter()
                 .map(|m| {
                     let i = table
