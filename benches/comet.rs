@@ -1,0 +1,95 @@
+//! The seed's comet test as a benchmark (issue 3, item 7): N clients connect and send
+//! `GET /wait`, a poller waits until `GET /` says N, one `GET /notify`, and every waiter
+//! must get N back. `scheduled` and `threading` side by side in one run: wall time,
+//! server user and sys CPU (children included), their ratio, and peak RSS.
+//!
+//! ```text
+//! cargo bench --bench comet                 # N = 10,000 for both models
+//! cargo bench --bench comet -- --quick      # N = 1,000
+//! cargo bench --bench comet -- --n 5000 --models scheduled
+//! ```
+//! Output: a Markdown table on stdout; `comet.csv` and `comet_*.svg` under
+//! `target/mixserve-bench/`.
+
+#[allow(dead_code)]
+mod support;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use support::{machine, model, runs};
+
+/// Command line of `cargo bench --bench comet -- …`.
+#[derive(Debug, Parser)]
+#[command(about = "Comet c10k: scheduled vs threading")]
+struct Args {
+    /// Waiters per model.
+    #[arg(long, default_value_t = 10_000)]
+    n: usize,
+    /// 1,000 waiters instead of the default.
+    #[arg(long)]
+    quick: bool,
+    /// Comma-separated model names (substrings) to run.
+    #[arg(long, default_value = "scheduled,threading")]
+    models: String,
+    /// Use the example binaries in this directory instead of building them.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Filters passed by `cargo bench NAME`; ignored.
+    #[arg(hide = true)]
+    filter: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    machine::kill_servers_on_interrupt();
+    let nofile = machine::raise_nofile_limit();
+    println!("{}", machine::describe());
+    let n = if args.quick {
+        args.n.min(1_000)
+    } else {
+        args.n
+    };
+    if n + 64 > nofile as usize {
+        eprintln!("warning: {n} waiters need more open files than the limit {nofile}");
+    }
+    let bin_dir = match args.bin_dir {
+        Some(dir) => dir,
+        None => {
+            if let Err(e) = machine::build_examples() {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+            machine::default_bin_dir()
+        }
+    };
+    let names: Vec<&str> = args.models.split(',').map(str::trim).collect();
+    let models: Vec<(model::Model, usize)> = model::comet()
+        .into_iter()
+        .filter(|(m, _)| names.contains(&m.name))
+        .map(|(m, _)| (m, n))
+        .collect();
+    let bar = runs::progress(models.len());
+    let per_run = Duration::from_secs(60 + n as u64 / 100);
+    let (table, _) = runs::comet_section(&bin_dir, &models, per_run, &bar);
+    bar.finish_and_clear();
+    println!("{}", table.markdown());
+    let out = machine::output_dir();
+    if let Err(e) =
+        std::fs::create_dir_all(&out).and_then(|()| table.write_csv(&out.join("comet.csv")))
+    {
+        eprintln!("writing {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    for svg in runs::comet_charts(&out, &table) {
+        println!("chart: {}", svg.display());
+    }
+    println!("csv: {}", out.join("comet.csv").display());
+    ExitCode::SUCCESS
+}

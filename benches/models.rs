@@ -1,0 +1,198 @@
+//! The model-comparison benchmark (issue 5, DESIGN §9): every concurrency model's example
+//! server started as its own process and measured side by side in one run.
+//!
+//! - **fig30** — process-control cost after UNP Fig. 30.1: C clients × M sequential
+//!   connections × B bytes (`GET /bytes/B` on `hello`); server CPU (user + sys, children
+//!   included) and the difference from the iterative baseline, beside the book's column.
+//!   The same runs give UNP Fig. 30.2: connections served by each of 15 pool workers.
+//! - **comet** — N waiters and one notify per model that can hold them.
+//! - **keepalive** — `GET /` on `hello` at 50 and 1,000 keep-alive connections: req/s,
+//!   p50/p99, with our mio load generator and with `wrk` when it is on `PATH`.
+//!
+//! ```text
+//! cargo bench --bench models                     # full run, < 30 min on 2 cores
+//! cargo bench --bench models -- --quick          # about a minute
+//! cargo bench --bench models -- --only fig30 --models iterative,forking,preforked
+//! ```
+//! Models the examples do not offer yet show as `n/a`. Output: Markdown on stdout, and
+//! `results.md`, one CSV and one or more SVG charts per measurement under
+//! `target/mixserve-bench/`.
+
+#[allow(dead_code)]
+mod support;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use support::process_control::{self, Load};
+use support::report::Table;
+use support::throughput::{self, Timing};
+use support::{machine, model, runs};
+
+/// Command line of `cargo bench --bench models -- …`.
+#[derive(Debug, Parser)]
+#[command(about = "Compare mixserve's concurrency models side by side")]
+struct Args {
+    /// Short run (about a minute): smaller loads, 1 s of keep-alive per point.
+    #[arg(long)]
+    quick: bool,
+    /// Comma-separated measurements: fig30, comet, keepalive.
+    #[arg(long, default_value = "fig30,comet,keepalive")]
+    only: String,
+    /// Comma-separated model names or parts of names (e.g. `preforked,scheduled`).
+    #[arg(long, default_value = "")]
+    models: String,
+    /// Fig. 30.1: concurrent clients.
+    #[arg(long, default_value_t = 5)]
+    clients: usize,
+    /// Fig. 30.1: sequential connections per client [default: 500, quick: 100].
+    #[arg(long)]
+    conns: Option<usize>,
+    /// Fig. 30.1: bytes asked for per connection.
+    #[arg(long, default_value_t = 4000)]
+    bytes: usize,
+    /// Comet: waiters for every model, instead of each model's default.
+    #[arg(long)]
+    comet_n: Option<usize>,
+    /// Keep-alive: comma-separated connection counts.
+    #[arg(long, default_value = "50,1000")]
+    levels: String,
+    /// Keep-alive: measured seconds per point [default: 5, quick: 1].
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Do not use wrk even when it is installed.
+    #[arg(long)]
+    no_wrk: bool,
+    /// Use the example binaries in this directory instead of building them.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Filters passed by `cargo bench NAME`; ignored.
+    #[arg(hide = true)]
+    filter: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    machine::kill_servers_on_interrupt();
+    let nofile = machine::raise_nofile_limit();
+    println!("{}", machine::describe());
+    println!("open files limit of the client (bench) process: {nofile}");
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => match machine::build_examples() {
+            Ok(()) => machine::default_bin_dir(),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let out = machine::output_dir();
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("creating {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    let wanted = |s: &str| args.only.split(',').any(|w| w.trim() == s);
+    let fig30_models = model::select(model::all(), &args.models);
+    let comet_models = comet_models(&args);
+    let keepalive_models = fig30_models.clone();
+    let steps = [
+        (wanted("fig30"), fig30_models.len()),
+        (wanted("comet"), comet_models.len()),
+        (wanted("keepalive"), keepalive_models.len()),
+    ];
+    let bar = runs::progress(steps.iter().filter(|s| s.0).map(|s| s.1).sum());
+    let mut tables: Vec<(&str, Table)> = Vec::new();
+    let mut charts = Vec::new();
+
+    if wanted("fig30") {
+        let load = Load {
+            clients: args.clients,
+            conns: args.conns.unwrap_or(if args.quick { 100 } else { 500 }),
+            bytes: args.bytes,
+        };
+        let per_run = Duration::from_secs(if args.quick { 30 } else { 120 });
+        let (fig1, fig2) = process_control::run(&bin_dir, &fig30_models, load, per_run, &bar);
+        charts.extend(process_control::charts(&out, &fig1, &fig2));
+        tables.push(("process_control", fig1));
+        tables.push(("distribution", fig2));
+    }
+    if wanted("comet") {
+        let per_run = Duration::from_secs(if args.quick { 30 } else { 90 });
+        let (table, _) = runs::comet_section(&bin_dir, &comet_models, per_run, &bar);
+        charts.extend(runs::comet_charts(&out, &table));
+        tables.push(("comet", table));
+    }
+    if wanted("keepalive") {
+        let levels: Vec<usize> = args
+            .levels
+            .split(',')
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let seconds = args.seconds.unwrap_or(if args.quick { 1 } else { 5 });
+        let timing = Timing {
+            warmup: Duration::from_millis(if args.quick { 250 } else { 1000 }),
+            measure: Duration::from_secs(seconds),
+        };
+        let wrk = if args.no_wrk {
+            None
+        } else {
+            machine::on_path("wrk")
+        };
+        let table = throughput::run(
+            &bin_dir,
+            &keepalive_models,
+            &levels,
+            timing,
+            wrk.as_deref(),
+            &bar,
+        );
+        charts.extend(throughput::chart(&out, &table, &levels));
+        tables.push(("keepalive", table));
+    }
+    bar.finish_and_clear();
+    let mut markdown = String::new();
+    for (name, table) in &tables {
+        markdown += &table.markdown();
+        if let Err(e) = table.write_csv(&out.join(format!("{name}.csv"))) {
+            eprintln!("writing {name}.csv: {e}");
+        }
+    }
+    print!("{markdown}");
+    let markdown = format!("{}\n{markdown}", machine::describe());
+    if let Err(e) = std::fs::write(out.join("results.md"), &markdown) {
+        eprintln!("writing results.md: {e}");
+    }
+    println!("\nwritten to {}: results.md, CSV files, and", out.display());
+    for chart in charts {
+        println!("  {}", chart.display());
+    }
+    ExitCode::SUCCESS
+}
+
+/// The comet models and their waiter counts: each model's default (a fifth in quick mode),
+/// or `--comet-n` for all; filtered by `--models`.
+fn comet_models(args: &Args) -> Vec<(model::Model, usize)> {
+    let words: Vec<&str> = args
+        .models
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect();
+    model::comet()
+        .into_iter()
+        .filter(|(m, _)| words.is_empty() || words.iter().any(|w| m.name.contains(w)))
+        .map(|(m, n)| {
+            (
+                m,
+                args.comet_n.unwrap_or(if args.quick { n / 5 } else { n }),
+            )
+        })
+        .collect()
+}

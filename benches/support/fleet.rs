@@ -1,0 +1,270 @@
+//! A fleet of client connections driven by one mio loop in one thread: open N connections
+//! (a bounded number of connects in flight, so no SYN waits on a full backlog), send each a
+//! request, and hand every complete HTTP response to a callback that says what next.
+//! The comet waiters and the keep-alive load generator are both built on it.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+/// How many non-blocking connects may be in progress at once.
+const CONNECT_WINDOW: usize = 64;
+
+/// What a connection does after a complete response.
+pub enum Next {
+    /// Send this request again on the same (kept-alive) connection.
+    Again,
+    /// This connection is finished (it stays open until the fleet is dropped).
+    Done,
+}
+
+#[derive(Debug, PartialEq)]
+enum State {
+    Connecting,
+    Idle,
+    Sending,
+    Receiving,
+    Done,
+    Failed,
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    state: State,
+    inbuf: Vec<u8>,
+    written: usize,
+    sent_at: Instant,
+    answered_at: Option<Instant>,
+}
+
+/// Many client connections to one server, in one thread.
+#[derive(Debug)]
+pub struct Fleet {
+    poll: Poll,
+    events: Events,
+    conns: Vec<Conn>,
+    request: Vec<u8>,
+    /// Connections that failed: connect refused, reset, EOF before a whole response.
+    pub failed: usize,
+}
+
+impl Fleet {
+    /// Opens up to `n` connections to `addr` until `deadline`; fewer when connects fail or
+    /// time runs out (see [`Fleet::established`]).
+    pub fn connect(addr: SocketAddr, n: usize, deadline: Instant) -> io::Result<Fleet> {
+        let mut fleet = Fleet {
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            conns: Vec::with_capacity(n),
+            request: Vec::new(),
+            failed: 0,
+        };
+        let (mut connecting, mut established) = (0, 0);
+        while established < n && Instant::now() < deadline {
+            while connecting < CONNECT_WINDOW && established + connecting < n {
+                let mut stream = TcpStream::connect(addr)?;
+                let token = Token(fleet.conns.len());
+                fleet.poll.registry().register(
+                    &mut stream,
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                fleet.conns.push(Conn {
+                    stream,
+                    state: State::Connecting,
+                    inbuf: Vec::new(),
+                    written: 0,
+                    sent_at: Instant::now(),
+                    answered_at: None,
+                });
+                connecting += 1;
+            }
+            fleet
+                .poll
+                .poll(&mut fleet.events, Some(Duration::from_millis(50)))?;
+            for event in &fleet.events {
+                let conn = &mut fleet.conns[event.token().0];
+                if conn.state != State::Connecting {
+                    continue;
+                }
+                match (conn.stream.take_error(), conn.stream.peer_addr()) {
+                    (Ok(None), Ok(_)) => {
+                        conn.state = State::Idle;
+                        established += 1;
+                    }
+                    (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => continue,
+                    _ => {
+                        conn.state = State::Failed;
+                        fleet.failed += 1;
+                    }
+                }
+                connecting -= 1;
+            }
+        }
+        Ok(fleet)
+    }
+
+    /// Connections that are open.
+    pub fn established(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|c| !matches!(c.state, State::Connecting | State::Failed))
+            .count()
+    }
+
+    /// Sends `request` on every open connection (and remembers it for [`Next::Again`]).
+    pub fn send_all(&mut self, request: &[u8]) {
+        self.request = request.to_vec();
+        for i in 0..self.conns.len() {
+            if self.conns[i].state == State::Idle {
+                self.start_request(i);
+            }
+        }
+    }
+
+    fn start_request(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        conn.state = State::Sending;
+        conn.written = 0;
+        conn.inbuf.clear();
+        conn.sent_at = Instant::now();
+        self.write_some(i);
+    }
+
+    fn write_some(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        while conn.state == State::Sending {
+            match conn.stream.write(&self.request[conn.written..]) {
+                Ok(0) => conn.state = State::Failed,
+                Ok(k) => {
+                    conn.written += k;
+                    if conn.written == self.request.len() {
+                        conn.state = State::Receiving;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => conn.state = State::Failed,
+            }
+        }
+        if conn.state == State::Failed {
+            self.failed += 1;
+        }
+    }
+
+    /// Runs the loop until every connection is done or failed, or `deadline`, or `stop`
+    /// says so. `on_response(status, body, latency)` sees each complete response.
+    pub fn run(
+        &mut self,
+        deadline: Instant,
+        mut on_response: impl FnMut(u16, &[u8], Duration) -> Next,
+    ) -> io::Result<()> {
+        while Instant::now() < deadline && self.active() > 0 {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            self.poll
+                .poll(&mut self.events, Some(wait.min(Duration::from_millis(100))))?;
+            let ready: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
+            for i in ready {
+                match self.conns[i].state {
+                    State::Sending => self.write_some(i),
+                    State::Receiving => {
+                        if let Some((body_at, end)) = self.read_some(i) {
+                            let conn = &mut self.conns[i];
+                            let latency = conn.sent_at.elapsed();
+                            conn.answered_at = Some(Instant::now());
+                            let status = status_code(&conn.inbuf);
+                            let next = on_response(status, &conn.inbuf[body_at..end], latency);
+                            match next {
+                                Next::Again => self.start_request(i),
+                                Next::Done => self.conns[i].state = State::Done,
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Connections that got an answer at or after `since`.
+    pub fn served_since(&self, since: Instant) -> usize {
+        self.conns
+            .iter()
+            .filter(|c| c.answered_at.is_some_and(|t| t >= since))
+            .count()
+    }
+
+    fn active(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|c| matches!(c.state, State::Sending | State::Receiving))
+            .count()
+    }
+
+    /// Reads what is there; returns the body's range once the response is complete.
+    fn read_some(&mut self, i: usize) -> Option<(usize, usize)> {
+        let conn = &mut self.conns[i];
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match conn.stream.read(&mut buf) {
+                Ok(0) => {
+                    // EOF: complete only if the response had no length and ends here.
+                    let parsed = parse_response(&conn.inbuf);
+                    return match parsed {
+                        Some((body_at, None)) => {
+                            conn.state = State::Done;
+                            Some((body_at, conn.inbuf.len()))
+                        }
+                        _ => {
+                            conn.state = State::Failed;
+                            self.failed += 1;
+                            None
+                        }
+                    };
+                }
+                Ok(k) => conn.inbuf.extend_from_slice(&buf[..k]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    conn.state = State::Failed;
+                    self.failed += 1;
+                    return None;
+                }
+            }
+        }
+        match parse_response(&conn.inbuf) {
+            Some((body_at, Some(len))) if conn.inbuf.len() >= body_at + len => {
+                Some((body_at, body_at + len))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The status code of a response head (`HTTP/1.1 200 OK` → 200); 0 if unreadable.
+pub fn status_code(buf: &[u8]) -> u16 {
+    buf.split(|&b| b == b' ')
+        .nth(1)
+        .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The start of the body and the Content-Length (if any) once the head is complete.
+pub fn parse_response(buf: &[u8]) -> Option<(usize, Option<usize>)> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buf[..head_end]).ok()?;
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        if name.trim().eq_ignore_ascii_case("content-length") {
+            value.trim().parse().ok()
+        } else {
+            None
+        }
+    });
+    Some((head_end, length))
+}

@@ -1,0 +1,145 @@
+//! Keep-alive throughput and latency of the `hello` workload per model, at several
+//! connection counts, with our own mio load generator and with `wrk` when installed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+
+use super::chart;
+use super::client;
+use super::model::Model;
+use super::report::{NA, Table, num};
+use super::runs;
+use super::wrk;
+
+/// How long to load each server.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Unmeasured load before each measurement.
+    pub warmup: Duration,
+    /// Measured load.
+    pub measure: Duration,
+}
+
+/// Runs every model at every connection count; one row per (model, connections).
+pub fn run(
+    bin_dir: &Path,
+    models: &[Model],
+    levels: &[usize],
+    timing: Timing,
+    wrk_path: Option<&Path>,
+    bar: &ProgressBar,
+) -> Table {
+    let mut table = Table::new(
+        "Keep-alive throughput: GET / on the hello example",
+        &[
+            "model",
+            "conns",
+            "connected",
+            "served",
+            "non-200",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "wrk req/s",
+            "wrk p50 ms",
+            "wrk p99 ms",
+            "wrk errors",
+        ],
+    );
+    for model in models {
+        bar.set_message(format!("keep-alive {}", model.name));
+        let server = match runs::start(bin_dir, "hello", model) {
+            Ok(s) => s,
+            Err(e) => {
+                for &c in levels {
+                    table.row(vec![model.name.to_owned(), c.to_string()]);
+                }
+                table.note(runs::unavailable_note(model.name, &e));
+                bar.inc(1);
+                continue;
+            }
+        };
+        for &conns in levels {
+            let mut row = vec![model.name.to_owned(), conns.to_string()];
+            match client::keepalive(server.addr(), conns, timing.warmup, timing.measure) {
+                Ok(k) => row.extend([
+                    k.connected.to_string(),
+                    k.served.to_string(),
+                    k.non_200.to_string(),
+                    num(Some(k.rps), 0),
+                    num((k.requests > 0).then(|| k.p50_us as f64 / 1e3), 3),
+                    num((k.requests > 0).then(|| k.p99_us as f64 / 1e3), 3),
+                ]),
+                Err(e) => {
+                    row.extend(std::iter::repeat_n(NA.to_owned(), 6));
+                    table.note(format!(
+                        "- {} at {conns}: load generator failed: {e}",
+                        model.name
+                    ));
+                }
+            }
+            let secs = timing.measure.as_secs().max(1);
+            match wrk_path.and_then(|w| wrk::run(w, server.addr(), conns, secs)) {
+                Some(w) => row.extend([
+                    num(Some(w.rps), 0),
+                    num(Some(w.p50_us / 1e3), 3),
+                    num(Some(w.p99_us / 1e3), 3),
+                    w.socket_errors.to_string(),
+                ]),
+                None => row.extend(std::iter::repeat_n(NA.to_owned(), 4)),
+            }
+            table.row(row);
+        }
+        let usage = server.stop();
+        if !usage.clean_exit {
+            table.note(format!("- {}: did not exit 0 on SIGTERM", model.name));
+        }
+        bar.inc(1);
+    }
+    table.note(
+        "served = connections answered at least once while measured: a model that serves one \
+         connection at a time starves the others (their latency is not in p50/p99).",
+    );
+    if wrk_path.is_none() {
+        table.note("wrk is not on PATH: its columns are n/a.");
+    }
+    table
+}
+
+/// A chart of requests per second: one group per model, one bar per (tool, connections).
+pub fn chart(out_dir: &Path, table: &Table, levels: &[usize]) -> Vec<PathBuf> {
+    let mut categories: Vec<String> = table.rows.iter().map(|r| r[0].clone()).collect();
+    categories.dedup();
+    let mut series = Vec::new();
+    for (tool, column) in [("ours", "req/s"), ("wrk", "wrk req/s")] {
+        let values = table.numbers(column);
+        for &c in levels {
+            let per_model: Vec<Option<f64>> = categories
+                .iter()
+                .map(|m| {
+                    let i = table
+                        .rows
+                        .iter()
+                        .position(|r| &r[0] == m && r[1] == c.to_string())?;
+                    values[i]
+                })
+                .collect();
+            series.push((format!("{tool}, {c} conns"), per_model));
+        }
+    }
+    // A tool that measured nothing (wrk absent) gets no legend entry.
+    series.retain(|(_, values)| values.iter().any(Option::is_some));
+    let path = out_dir.join("keepalive_rps.svg");
+    match chart::bars(
+        &path,
+        "Keep-alive throughput (hello)",
+        "requests/s",
+        &categories,
+        &series,
+    ) {
+        Ok(()) => vec![path],
+        Err(_) => Vec::new(),
+    }
+}
