@@ -2,22 +2,20 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::Shutdown;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use socket2::SockRef;
 
 use crate::conn::Conn;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
 use crate::mixin::MixIn;
 use crate::server::Context;
-
-/// A duplicate of a connection's socket, kept to shut it down if its thread outlives
-/// the graceful shutdown; `None` once the thread is done.
-type ForceHandle = Arc<Mutex<Option<OwnedFd>>>;
 
 /// One thread per connection (UNP row 6), with an optional cap.
 ///
@@ -36,9 +34,12 @@ pub struct Threading {
     max_threads: Option<usize>,
     /// Stack size of connection threads (`None`: Rust's default, 2 MiB).
     stack_size: Option<usize>,
-    /// Live threads, with a duplicate of their socket to force them at shutdown (the
-    /// thread closes the duplicate itself when it is done).
-    threads: HashMap<u64, (JoinHandle<()>, ForceHandle)>,
+    /// Live threads.
+    threads: HashMap<u64, JoinHandle<()>>,
+    /// The socket of each connection still being served, to force it at shutdown. A
+    /// thread removes its entry (under the lock) before it closes the socket, so an fd
+    /// here is never one the kernel has reused.
+    sockets: Arc<Mutex<HashMap<u64, RawFd>>>,
     next_id: u64,
     /// Threads report their id here when done, to be joined.
     done_tx: Sender<u64>,
@@ -61,6 +62,7 @@ impl Threading {
             max_threads: None,
             stack_size: None,
             threads: HashMap::new(),
+            sockets: Arc::default(),
             next_id: 0,
             done_tx,
             done_rx,
@@ -82,7 +84,7 @@ impl Threading {
 
     fn join_finished(&mut self) {
         while let Ok(id) = self.done_rx.try_recv() {
-            if let Some((handle, _)) = self.threads.remove(&id) {
+            if let Some(handle) = self.threads.remove(&id) {
                 let _ = handle.join();
             }
         }
@@ -104,36 +106,36 @@ impl MixIn for Threading {
         }
     }
 
-    fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {
+    fn process_request(&mut self, ctx: &Arc<Context>, mut conn: Conn) -> io::Result<()> {
         self.join_finished();
         let id = self.next_id;
         self.next_id += 1;
-        let socket: ForceHandle = Arc::new(Mutex::new(
-            SockRef::from(&conn).try_clone().ok().map(OwnedFd::from),
-        ));
+        lock(&self.sockets).insert(id, conn.as_raw_fd());
+        let sockets = Arc::clone(&self.sockets);
         let (ctx, done, running) = (
             Arc::clone(ctx),
             self.done_tx.clone(),
             Arc::clone(&self.running),
         );
-        let own_socket = Arc::clone(&socket);
         let mut builder = thread::Builder::new().name(format!("mixserve-conn-{id}"));
         if let Some(size) = self.stack_size {
             builder = builder.stack_size(size);
         }
         running.fetch_add(1, Ordering::SeqCst);
         let spawned = builder.spawn(move || {
-            ctx.finish_request(conn);
-            drop(own_socket.lock().map(|mut s| s.take()));
+            ctx.serve_connection(&mut conn);
+            lock(&sockets).remove(&id);
+            drop(conn);
             running.fetch_sub(1, Ordering::SeqCst);
             let _ = done.send(id);
         });
         match spawned {
             Ok(handle) => {
-                self.threads.insert(id, (handle, socket));
+                self.threads.insert(id, handle);
                 Ok(())
             }
             Err(e) => {
+                lock(&self.sockets).remove(&id);
                 self.running.fetch_sub(1, Ordering::SeqCst);
                 Err(e)
             }
@@ -159,14 +161,11 @@ impl MixIn for Threading {
 
     fn server_close(&mut self, _ctx: &Arc<Context>) {
         self.join_finished();
-        for (_, socket) in self.threads.values() {
-            if let Ok(socket) = socket.lock() {
-                if let Some(socket) = socket.as_ref() {
-                    let _ = SockRef::from(socket).shutdown(Shutdown::Both);
-                }
-            }
+        for &fd in lock(&self.sockets).values() {
+            // The fd is open: its thread removes it under this lock before closing.
+            let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
         }
-        for (_, (handle, _)) in self.threads.drain() {
+        for (_, handle) in self.threads.drain() {
             let _ = handle.join();
         }
         while self.done_rx.try_recv().is_ok() {}

@@ -141,11 +141,17 @@ impl Context {
     /// through the hooks, then closes the connection (socketserver `finish_request`
     /// followed by `shutdown_request`).
     pub fn finish_request(&self, mut conn: Conn) {
+        self.serve_connection(&mut conn);
+    }
+
+    /// Runs the handler on `conn` and reports any error, leaving the connection open:
+    /// for a mix-in that must do something between the handler's end and the close
+    /// (e.g. stop tracking the socket before its fd number can be reused).
+    pub fn serve_connection(&self, conn: &mut Conn) {
         crate::sync::scope::enter(&self.scope);
-        if let Err(error) = self.service.serve(&mut conn) {
+        if let Err(error) = self.service.serve(conn) {
             self.hooks.handle_error(conn.peer_addr(), &error);
         }
-        drop(conn);
     }
 
     /// Answers a connection the server cannot serve now (every worker is busy and
