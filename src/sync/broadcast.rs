@@ -3,9 +3,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::sync::hub::RemoteReply;
 use crate::sync::hub::protocol::{op, status};
-use crate::sync::hub::{RemoteReply, client};
-use crate::sync::registry::{self, HubObject};
+use crate::sync::registry::{self, Home, HubObject};
 use crate::sync::waiters::{Slot, WaitList, Waiter};
 use crate::sync::wire::Wire;
 use crate::sync::{SendError, WaitError, scope};
@@ -47,10 +47,8 @@ impl<T> Clone for Broadcast<T> {
 
 #[derive(Debug)]
 struct Inner<T> {
-    /// The id workers name to the hub.
-    id: u32,
-    /// The process the object lives in; elsewhere it is reached through the hub.
-    home: u32,
+    /// Where the object lives (elsewhere it is reached through the hub).
+    home: Home,
     waiters: Mutex<WaitList<T>>,
 }
 
@@ -63,13 +61,9 @@ impl<T: Wire + Clone + Send + 'static> Default for Broadcast<T> {
 impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
     /// A new broadcast, living in this process.
     pub fn new() -> Broadcast<T> {
-        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner<T>>| {
-            let object: std::sync::Weak<dyn HubObject> = weak.clone();
-            Inner {
-                id: registry::register(object),
-                home: std::process::id(),
-                waiters: Mutex::new(WaitList::new()),
-            }
+        let inner = registry::new_object(|home| Inner {
+            home,
+            waiters: Mutex::new(WaitList::new()),
         });
         Broadcast { inner }
     }
@@ -88,8 +82,11 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
-        if !self.at_home() {
-            let (code, payload) = client::call(op::BROADCAST_WAIT, self.inner.id, deadline, &[])
+        if !self.inner.home.is_here() {
+            let (code, payload) = self
+                .inner
+                .home
+                .call(op::BROADCAST_WAIT, deadline, &[])
                 .map_err(WaitError::Hub)?;
             return decode_wait(code, &payload);
         }
@@ -109,10 +106,13 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
 
     /// Hands a copy of `value` to every current waiter; returns how many were released.
     pub fn send(&self, value: T) -> Result<usize, SendError> {
-        if !self.at_home() {
+        if !self.inner.home.is_here() {
             let mut payload = Vec::new();
             value.encode(&mut payload);
-            let (code, reply) = client::call(op::BROADCAST_SEND, self.inner.id, None, &payload)
+            let (code, reply) = self
+                .inner
+                .home
+                .call(op::BROADCAST_SEND, None, &payload)
                 .map_err(SendError::Hub)?;
             return decode_count(code, &reply);
         }
@@ -126,8 +126,11 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
     where
         T: From<usize>,
     {
-        if !self.at_home() {
-            let (code, reply) = client::call(op::BROADCAST_SEND_COUNT, self.inner.id, None, &[])
+        if !self.inner.home.is_here() {
+            let (code, reply) = self
+                .inner
+                .home
+                .call(op::BROADCAST_SEND_COUNT, None, &[])
                 .map_err(SendError::Hub)?;
             return decode_count(code, &reply);
         }
@@ -138,17 +141,10 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
 
     /// How many are waiting now (0 if the hub cannot be reached).
     pub fn waiting(&self) -> usize {
-        if !self.at_home() {
-            return client::call(op::BROADCAST_WAITING, self.inner.id, None, &[])
-                .ok()
-                .and_then(|(code, reply)| decode_count(code, &reply).ok())
-                .unwrap_or(0);
+        if !self.inner.home.is_here() {
+            return self.inner.home.count(op::BROADCAST_WAITING);
         }
         self.lock().len()
-    }
-
-    fn at_home(&self) -> bool {
-        std::process::id() == self.inner.home
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WaitList<T>> {

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::sync::broadcast::{decode_count, decode_wait};
+use crate::sync::hub::RemoteReply;
 use crate::sync::hub::protocol::{op, status};
-use crate::sync::hub::{RemoteReply, client};
-use crate::sync::registry::{self, HubObject};
+use crate::sync::registry::{self, Home, HubObject};
 use crate::sync::waiters::{Slot, WaitList, Waiter};
 use crate::sync::wire::Wire;
 use crate::sync::{SendError, TryRecvError, WaitError, scope};
@@ -42,8 +42,8 @@ impl<T> Clone for Channel<T> {
 
 #[derive(Debug)]
 struct Inner<T> {
-    id: u32,
-    home: u32,
+    /// Where the object lives (elsewhere it is reached through the hub).
+    home: Home,
     state: Mutex<State<T>>,
 }
 
@@ -62,26 +62,25 @@ impl<T: Wire + Clone + Send + 'static> Default for Channel<T> {
 impl<T: Wire + Clone + Send + 'static> Channel<T> {
     /// A new, empty channel living in this process.
     pub fn new() -> Channel<T> {
-        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner<T>>| {
-            let object: std::sync::Weak<dyn HubObject> = weak.clone();
-            Inner {
-                id: registry::register(object),
-                home: std::process::id(),
-                state: Mutex::new(State {
-                    queue: VecDeque::new(),
-                    receivers: WaitList::new(),
-                }),
-            }
+        let inner = registry::new_object(|home| Inner {
+            home,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                receivers: WaitList::new(),
+            }),
         });
         Channel { inner }
     }
 
     /// Queues `value`, or hands it straight to the oldest waiting receiver.
     pub fn send(&self, value: T) -> Result<(), SendError> {
-        if !self.at_home() {
+        if !self.inner.home.is_here() {
             let mut payload = Vec::new();
             value.encode(&mut payload);
-            let (code, reply) = client::call(op::CHANNEL_SEND, self.inner.id, None, &payload)
+            let (code, reply) = self
+                .inner
+                .home
+                .call(op::CHANNEL_SEND, None, &payload)
                 .map_err(SendError::Hub)?;
             return decode_count(code, &reply).map(drop);
         }
@@ -101,8 +100,11 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
 
     /// Takes a value if one is queued, without waiting.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        if !self.at_home() {
-            let (code, payload) = client::call(op::CHANNEL_TRY_RECV, self.inner.id, None, &[])
+        if !self.inner.home.is_here() {
+            let (code, payload) = self
+                .inner
+                .home
+                .call(op::CHANNEL_TRY_RECV, None, &[])
                 .map_err(TryRecvError::Hub)?;
             return match code {
                 status::EMPTY => Err(TryRecvError::Empty),
@@ -115,11 +117,8 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
 
     /// Values queued now.
     pub fn len(&self) -> usize {
-        if !self.at_home() {
-            return client::call(op::CHANNEL_LEN, self.inner.id, None, &[])
-                .ok()
-                .and_then(|(code, reply)| decode_count(code, &reply).ok())
-                .unwrap_or(0);
+        if !self.inner.home.is_here() {
+            return self.inner.home.count(op::CHANNEL_LEN);
         }
         self.lock().queue.len()
     }
@@ -130,8 +129,11 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
     }
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
-        if !self.at_home() {
-            let (code, payload) = client::call(op::CHANNEL_RECV, self.inner.id, deadline, &[])
+        if !self.inner.home.is_here() {
+            let (code, payload) = self
+                .inner
+                .home
+                .call(op::CHANNEL_RECV, deadline, &[])
                 .map_err(WaitError::Hub)?;
             return decode_wait(code, &payload);
         }
@@ -152,10 +154,6 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
             None if self.lock().receivers.remove(key) => Err(WaitError::TimedOut),
             None => slot.take().unwrap_or(Err(WaitError::TimedOut)),
         }
-    }
-
-    fn at_home(&self) -> bool {
-        std::process::id() == self.inner.home
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {

@@ -11,7 +11,7 @@
 //! connection while one waits, fails such waits at once with
 //! [`WaitError::NoOtherWorker`].
 
-mod broadcast;
+pub(crate) mod broadcast;
 mod channel;
 mod error;
 pub mod hub;

@@ -43,3 +43,47 @@ pub(crate) fn close_scope(scope: usize) {
         object.close_scope(scope);
     }
 }
+
+/// Where a shared object lives: the id workers name it by, and the process that owns
+/// it. Anywhere else, operations go to that process's hub.
+#[derive(Debug)]
+pub(crate) struct Home {
+    id: u32,
+    pid: u32,
+}
+
+impl Home {
+    /// True in the process that owns the object.
+    pub(crate) fn is_here(&self) -> bool {
+        std::process::id() == self.pid
+    }
+
+    /// Sends one operation to the owner's hub and waits for the reply.
+    pub(crate) fn call(
+        &self,
+        op: u8,
+        deadline: Option<std::time::Instant>,
+        payload: &[u8],
+    ) -> Result<(u8, Vec<u8>), String> {
+        crate::sync::hub::client::call(op, self.id, deadline, payload)
+    }
+
+    /// Asks the owner's hub for a count (0 if it cannot be reached).
+    pub(crate) fn count(&self, op: u8) -> usize {
+        self.call(op, None, &[])
+            .ok()
+            .and_then(|(code, reply)| crate::sync::broadcast::decode_count(code, &reply).ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Makes a shared object owned by this process and registers it with the hub.
+pub(crate) fn new_object<I: HubObject + 'static>(make: impl FnOnce(Home) -> I) -> Arc<I> {
+    Arc::new_cyclic(|weak: &Weak<I>| {
+        let object: Weak<dyn HubObject> = weak.clone();
+        make(Home {
+            id: register(object),
+            pid: std::process::id(),
+        })
+    })
+}
