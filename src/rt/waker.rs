@@ -1,0 +1,139 @@
+//! Waking coroutines from any thread: [`Waker`] and the runtime's remote wake queue.
+//!
+//! A wake on the runtime's own thread goes straight to the scheduler. A wake from another
+//! thread is pushed onto a mutex-protected queue of coroutine ids and, when the queue was
+//! empty, the loop's `mio::Waker` (an eventfd) is signalled; the loop drains the queue in
+//! one batch, so N remote wakes cost one lock each and far fewer than N syscalls.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use mio::Registry;
+
+use super::context;
+use super::reactor::WAKER_TOKEN;
+use super::scheduler::CoroutineId;
+
+/// Source of unique runtime ids, to tell a local wake from a remote one.
+static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The part of a runtime other threads can reach.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    /// Unique id of the runtime.
+    pub(crate) runtime_id: u64,
+    /// Cleared when the runtime is dropped: later wakes are ignored.
+    alive: AtomicBool,
+    /// Set by [`RuntimeHandle::stop`](super::RuntimeHandle::stop).
+    stop: AtomicBool,
+    /// Coroutines woken from other threads, not yet seen by the loop.
+    queue: Mutex<Vec<CoroutineId>>,
+    /// Interrupts the loop's `poll`.
+    waker: mio::Waker,
+}
+
+impl Remote {
+    /// Creates the remote part, registering its eventfd with `registry`.
+    pub(crate) fn new(registry: &Registry) -> io::Result<Remote> {
+        Ok(Remote {
+            runtime_id: NEXT_RUNTIME_ID.fetch_add(1, Ordering::Relaxed),
+            alive: AtomicBool::new(true),
+            stop: AtomicBool::new(false),
+            queue: Mutex::new(Vec::new()),
+            waker: mio::Waker::new(registry, WAKER_TOKEN)?,
+        })
+    }
+
+    /// Queues a wake for `id` and interrupts the loop if it may be polling.
+    pub(crate) fn push(&self, id: CoroutineId) {
+        if !self.alive.load(Ordering::Acquire) {
+            return;
+        }
+        let was_empty = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let was_empty = queue.is_empty();
+            queue.push(id);
+            was_empty
+        };
+        if was_empty {
+            self.interrupt();
+        }
+    }
+
+    /// Swaps the queued wakes into `spare` (which must be empty).
+    pub(crate) fn swap_queue(&self, spare: &mut Vec<CoroutineId>) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(&mut *queue, spare);
+    }
+
+    /// Asks the loop to return from `run`.
+    pub(crate) fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.interrupt();
+    }
+
+    /// Takes a pending stop request.
+    pub(crate) fn take_stop(&self) -> bool {
+        self.stop.swap(false, Ordering::AcqRel)
+    }
+
+    /// Marks the runtime dropped.
+    pub(crate) fn close(&self) {
+        self.alive.store(false, Ordering::Release);
+    }
+
+    /// Makes the loop's current or next `poll` return.
+    fn interrupt(&self) {
+        if let Err(error) = self.waker.wake() {
+            log::error!("could not wake the coroutine loop: {error}");
+        }
+    }
+}
+
+/// Wakes one parked coroutine; callable from any thread, any number of times.
+///
+/// Obtained with [`current_waker`](super::current_waker) inside the coroutine. It has
+/// permit semantics like [`Thread::unpark`](std::thread::Thread::unpark): a wake while
+/// the coroutine is not parked in [`park`](super::park) leaves one permit, and the next
+/// `park` returns at once. Waking a coroutine that already finished, or whose runtime
+/// was dropped, does nothing.
+#[derive(Clone)]
+pub struct Waker {
+    remote: Arc<Remote>,
+    id: CoroutineId,
+}
+
+impl Waker {
+    /// A waker for coroutine `id` of the runtime owning `remote`.
+    pub(crate) fn new(remote: Arc<Remote>, id: CoroutineId) -> Waker {
+        Waker { remote, id }
+    }
+
+    /// Makes the coroutine runnable if it is parked in [`park`](super::park), otherwise
+    /// leaves a permit for its next `park`.
+    pub fn wake(&self) {
+        let local = context::with_core(|core| {
+            if core.remote.runtime_id == self.remote.runtime_id {
+                core.unpark(self.id);
+                true
+            } else {
+                false
+            }
+        });
+        if local != Some(true) {
+            self.remote.push(self.id);
+        }
+    }
+}
+
+impl fmt::Debug for Waker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waker")
+            .field("runtime", &self.remote.runtime_id)
+            .field("coroutine", &self.id.index)
+            .field("generation", &self.id.generation)
+            .finish()
+    }
+}
