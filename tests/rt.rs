@@ -15,6 +15,42 @@ fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig::default()).expect("runtime")
 }
 
+thread_local! {
+    /// Coroutines of this test thread that panicked (the runtime contains panics, so an
+    /// `assert!` inside a coroutine is only seen through this count).
+    static PANICKED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts a panic that unwinds through it.
+struct PanicCounter;
+
+impl Drop for PanicCounter {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            PANICKED.set(PANICKED.get() + 1);
+        }
+    }
+}
+
+/// Wraps a coroutine body so that a failed assertion in it fails the test.
+fn checked(f: impl FnOnce() + 'static) -> impl FnOnce() + 'static {
+    move || {
+        let counter = PanicCounter;
+        f();
+        drop(counter);
+    }
+}
+
+/// Runs `runtime` to completion and fails if any checked coroutine panicked.
+fn run(runtime: &mut Runtime) {
+    runtime.run().expect("run");
+    assert_eq!(
+        PANICKED.get(),
+        0,
+        "a coroutine panicked (see its message above)"
+    );
+}
+
 /// Reads until `buf` is full, parking on `WouldBlock`.
 fn read_exact(stream: &mut UnixStream, source: &IoSource, mut buf: &mut [u8]) -> io::Result<()> {
     while !buf.is_empty() {
@@ -52,6 +88,13 @@ fn nonblocking_pair() -> (UnixStream, UnixStream) {
 }
 
 #[test]
+fn wakers_and_handles_cross_threads() {
+    fn send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    send_sync::<rt::Waker>();
+    send_sync::<rt::RuntimeHandle>();
+}
+
+#[test]
 fn plain_thread_has_no_coroutine() {
     assert!(!rt::in_coroutine());
     assert!(rt::current_waker().is_none());
@@ -68,21 +111,21 @@ fn spawns_many_coroutines_that_spawn_more() {
     let done = Rc::new(Cell::new(0));
     let inner = Rc::clone(&done);
     runtime
-        .spawn(move || {
+        .spawn(checked(move || {
             assert!(rt::in_coroutine());
             for _ in 0..5_000 {
                 let done = Rc::clone(&inner);
-                rt::spawn(move || {
+                rt::spawn(checked(move || {
                     rt::yield_now();
                     done.set(done.get() + 1);
-                })
+                }))
                 .unwrap();
             }
             assert!(rt::coroutine_count() > 1);
-        })
+        }))
         .unwrap();
     assert_eq!(runtime.coroutine_count(), 1);
-    runtime.run().unwrap();
+    run(&mut runtime);
     assert_eq!(done.get(), 5_000);
     assert_eq!(runtime.coroutine_count(), 0);
 }
@@ -94,15 +137,15 @@ fn sleepers_wake_in_deadline_order() {
     for ms in [60u64, 20, 40, 0, 10] {
         let order = Rc::clone(&order);
         runtime
-            .spawn(move || {
+            .spawn(checked(move || {
                 let start = Instant::now();
                 rt::sleep(Duration::from_millis(ms));
                 assert!(start.elapsed() >= Duration::from_millis(ms));
                 order.borrow_mut().push(ms);
-            })
+            }))
             .unwrap();
     }
-    runtime.run().unwrap();
+    run(&mut runtime);
     assert_eq!(*order.borrow(), vec![0, 10, 20, 40, 60]);
 }
 
@@ -112,19 +155,22 @@ fn park_times_out_and_wake_before_park_is_kept() {
     let checks = Rc::new(Cell::new(0));
     let inner = Rc::clone(&checks);
     runtime
-        .spawn(move || {
+        .spawn(checked(move || {
             let start = Instant::now();
             rt::park(Some(start + Duration::from_millis(20)));
             assert!(start.elapsed() >= Duration::from_millis(20));
             inner.set(inner.get() + 1);
 
-            // A wake before the park: the park returns at once, even with no deadline.
+            // A wake before the park: the park returns at once. (The deadline only turns a
+            // lost permit into a failure instead of a hang.)
             rt::current_waker().unwrap().wake();
-            rt::park(None);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            rt::park(Some(deadline));
+            assert!(Instant::now() < deadline, "permit was lost");
             inner.set(inner.get() + 1);
-        })
+        }))
         .unwrap();
-    runtime.run().unwrap();
+    run(&mut runtime);
     assert_eq!(checks.get(), 2);
 }
 
@@ -135,17 +181,17 @@ fn wake_from_another_thread() {
     let woken = Rc::new(Cell::new(false));
     let inner = Rc::clone(&woken);
     runtime
-        .spawn(move || {
+        .spawn(checked(move || {
             to_thread.send(rt::current_waker().unwrap()).unwrap();
             // Spurious returns are allowed: a generous deadline tells a lost wake apart.
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let deadline = Instant::now() + Duration::from_secs(10);
             rt::park(Some(deadline));
             assert!(
                 Instant::now() < deadline,
                 "wake from another thread was lost"
             );
             inner.set(true);
-        })
+        }))
         .unwrap();
     let waker_thread = thread::spawn(move || {
         let waker = from_coroutine.recv().unwrap();
@@ -153,7 +199,7 @@ fn wake_from_another_thread() {
         waker.wake();
         waker
     });
-    runtime.run().unwrap();
+    run(&mut runtime);
     assert!(woken.get());
     // Waking a finished coroutine is harmless.
     waker_thread.join().unwrap().wake();
@@ -165,25 +211,25 @@ fn remote_wake_before_park_is_kept() {
     let (to_thread, from_coroutine) = mpsc::channel();
     let (woke_tx, woke_rx) = mpsc::channel::<()>();
     runtime
-        .spawn(move || {
+        .spawn(checked(move || {
             to_thread.send(rt::current_waker().unwrap()).unwrap();
             // Busy on the loop's thread (without parking) until the other thread has woken us.
             while woke_rx.try_recv().is_err() {
                 rt::yield_now();
             }
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let deadline = Instant::now() + Duration::from_secs(10);
             rt::park(Some(deadline));
             assert!(
                 Instant::now() < deadline,
                 "permit from another thread was lost"
             );
-        })
+        }))
         .unwrap();
     let waker_thread = thread::spawn(move || {
         from_coroutine.recv().unwrap().wake();
         woke_tx.send(()).unwrap();
     });
-    runtime.run().unwrap();
+    run(&mut runtime);
     waker_thread.join().unwrap();
 }
 
@@ -195,7 +241,7 @@ fn echo_between_coroutines_over_a_unix_pair() {
     // Large enough to fill the socket buffer, so writes park too.
     const SIZE: usize = 256 * 1024;
     runtime
-        .spawn(move || {
+        .spawn(checked(move || {
             let mut server = server;
             let source = IoSource::new(server.as_raw_fd()).unwrap();
             let mut buf = vec![0u8; SIZE];
@@ -209,12 +255,12 @@ fn echo_between_coroutines_over_a_unix_pair() {
                 write_all(&mut server, &source, &small).unwrap();
             }
             drop(source);
-        })
+        }))
         .unwrap();
     let received = Rc::new(Cell::new(0));
     let inner = Rc::clone(&received);
     runtime
-        .spawn(move || {
+        .spawn(checked(move || {
             let mut client = client;
             let source = IoSource::new(client.as_raw_fd()).unwrap();
             let big: Vec<u8> = (0..SIZE).map(|i| i as u8).collect();
@@ -231,9 +277,9 @@ fn echo_between_coroutines_over_a_unix_pair() {
                 assert_eq!(u64::from_le_bytes(small), round);
                 inner.set(inner.get() + 1);
             }
-        })
+        }))
         .unwrap();
-    runtime.run().unwrap();
+    run(&mut runtime);
     assert_eq!(received.get(), ROUNDS);
 }
 
@@ -244,7 +290,7 @@ fn wait_past_deadline_times_out() {
     let outcome = Rc::new(RefCell::new(Vec::new()));
     let inner = Rc::clone(&outcome);
     runtime
-        .spawn(move || {
+        .spawn(checked(move || {
             let source = IoSource::new(quiet.as_raw_fd()).unwrap();
             let start = Instant::now();
             let error = source
@@ -256,9 +302,9 @@ fn wait_past_deadline_times_out() {
                 .wait(Interest::Readable, Some(Instant::now()))
                 .unwrap_err();
             inner.borrow_mut().push(error.kind());
-        })
+        }))
         .unwrap();
-    runtime.run().unwrap();
+    run(&mut runtime);
     assert_eq!(
         *outcome.borrow(),
         vec![io::ErrorKind::TimedOut, io::ErrorKind::TimedOut]
@@ -304,19 +350,19 @@ fn spawning_past_the_cap_is_an_error_not_a_crash() {
         matches!(error, SpawnError::AtCapacity { max: 3 }),
         "{error}"
     );
-    runtime.run().unwrap();
+    run(&mut runtime);
     // Finished coroutines give their stacks back.
     runtime
-        .spawn(|| {
+        .spawn(checked(|| {
             rt::spawn(|| {}).unwrap();
             rt::spawn(|| {}).unwrap();
             assert!(matches!(
                 rt::spawn(|| {}),
                 Err(SpawnError::AtCapacity { .. })
             ));
-        })
+        }))
         .unwrap();
-    runtime.run().unwrap();
+    run(&mut runtime);
 }
 
 #[test]
@@ -331,7 +377,7 @@ fn thousands_parked_on_sockets_are_all_released() {
         writers.push(writer);
         let (parked, released) = (Rc::clone(&parked), Rc::clone(&released));
         runtime
-            .spawn(move || {
+            .spawn(checked(move || {
                 let mut reader = reader;
                 let source = IoSource::new(reader.as_raw_fd()).unwrap();
                 let mut byte = [0u8; 1];
@@ -339,12 +385,12 @@ fn thousands_parked_on_sockets_are_all_released() {
                 read_exact(&mut reader, &source, &mut byte).unwrap();
                 assert_eq!(byte, [7]);
                 released.set(released.get() + 1);
-            })
+            }))
             .unwrap();
     }
     let (parked_seen, released_seen) = (Rc::clone(&parked), Rc::clone(&released));
     runtime
-        .spawn(move || {
+        .spawn(checked(move || {
             // Give the readers a few loop turns; none can finish before the writes.
             rt::sleep(Duration::from_millis(20));
             assert_eq!(parked_seen.get(), N);
@@ -353,9 +399,9 @@ fn thousands_parked_on_sockets_are_all_released() {
             for writer in &mut writers {
                 writer.write_all(&[7]).unwrap();
             }
-        })
+        }))
         .unwrap();
-    runtime.run().unwrap();
+    run(&mut runtime);
     assert_eq!(released.get(), N);
     assert_eq!(runtime.coroutine_count(), 0);
 }
@@ -373,18 +419,18 @@ fn stop_from_another_thread_and_drop_unwinds_parked_coroutines() {
     let dropped = Rc::new(Cell::new(false));
     let flag = Flag(Rc::clone(&dropped));
     runtime
-        .spawn(move || {
+        .spawn(checked(move || {
             let _flag = flag;
             rt::park(None);
             unreachable!("nobody wakes this coroutine");
-        })
+        }))
         .unwrap();
     let handle = runtime.handle();
     let stopper = thread::spawn(move || {
         thread::sleep(Duration::from_millis(20));
         handle.stop();
     });
-    runtime.run().unwrap();
+    run(&mut runtime);
     stopper.join().unwrap();
     assert_eq!(runtime.coroutine_count(), 1);
     assert!(!dropped.get());
@@ -399,11 +445,11 @@ fn stop_from_another_thread_and_drop_unwinds_parked_coroutines() {
 fn nested_run_is_refused() {
     let mut outer = runtime();
     outer
-        .spawn(|| {
+        .spawn(checked(|| {
             let mut inner = Runtime::new(RuntimeConfig::default()).unwrap();
             inner.spawn(|| {}).unwrap();
             assert!(inner.run().is_err());
-        })
+        }))
         .unwrap();
-    outer.run().unwrap();
+    run(&mut outer);
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::Interest;
 use super::context;
+use super::coroutine;
 use super::reactor::SourceKey;
 use super::scheduler::{Core, ParkKind, WakeReason};
 
@@ -41,6 +42,11 @@ use super::scheduler::{Core, ParkKind, WakeReason};
 /// reused by another registered fd, that other registration would be removed.
 ///
 /// `IoSource` is `!Send`: it belongs to one runtime's thread.
+///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<mixserve::rt::IoSource>();
+/// ```
 pub struct IoSource {
     core: Rc<Core>,
     key: SourceKey,
@@ -82,6 +88,7 @@ impl IoSource {
     /// this source's runtime or while that runtime is being dropped.
     pub fn wait(&self, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
         let id = context::current()
+            .filter(|_| coroutine::on_coroutine())
             .filter(|_| context::with_core(|core| Rc::ptr_eq(core, &self.core)) == Some(true))
             .ok_or_else(|| {
                 io::Error::other("IoSource::wait called off a coroutine of its runtime")

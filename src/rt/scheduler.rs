@@ -325,7 +325,10 @@ impl Core {
         deadline: Option<Instant>,
         register: impl FnOnce(WaitTicket),
     ) -> WakeReason {
-        if self.tearing_down.get() && std::thread::panicking() {
+        // While dropping coroutines, a destructor that parks must not switch: one that runs
+        // in a forced unwind would abort the process, one that runs off a coroutine
+        // (dropping a never-started closure) has nothing to switch from.
+        if self.tearing_down.get() && (std::thread::panicking() || !coroutine::on_coroutine()) {
             return WakeReason::ShuttingDown;
         }
         let ticket = {
@@ -354,7 +357,7 @@ impl Core {
 
     /// Requeues the running coroutine behind every runnable one.
     pub(crate) fn yield_current(&self, id: CoroutineId) {
-        if self.tearing_down.get() {
+        if self.tearing_down.get() || !coroutine::on_coroutine() {
             return;
         }
         if let Some(slot) = self.slots.borrow_mut().get_mut(id) {
