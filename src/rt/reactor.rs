@@ -200,24 +200,23 @@ impl Reactor {
         }
     }
 
-    /// Waits for events (EINTR counts as none) and hands each woken waiter to `wake`;
-    /// returns whether the cross-thread waker fired.
+    /// Waits for events (EINTR counts as none) and hands each woken waiter to `wake`.
+    /// The cross-thread waker's event only interrupts the wait: the caller drains the
+    /// remote queue after every poll.
     pub(crate) fn poll(
         &self,
         timeout: Option<Duration>,
         mut wake: impl FnMut(WaitTicket),
-    ) -> io::Result<bool> {
+    ) -> io::Result<()> {
         let mut events = self.events.borrow_mut();
         match self.poll.borrow_mut().poll(&mut events, timeout) {
             Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(error) => return Err(error),
         }
-        let mut remote = false;
         let mut entries = self.entries.borrow_mut();
         for event in events.iter() {
             if event.token() == WAKER_TOKEN {
-                remote = true;
                 continue;
             }
             let Some(entry) = entries.get_mut(SourceKey::from_token(event.token())) else {
@@ -232,7 +231,7 @@ impl Reactor {
                 entry.write.waiters.drain(..).for_each(&mut wake);
             }
         }
-        Ok(remote)
+        Ok(())
     }
 
     /// Number of registered fds.

@@ -5,12 +5,15 @@ use std::io;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::context;
 use super::error::SpawnError;
 use super::scheduler::{Core, WakeReason};
 use super::waker::Remote;
+
+/// Resumes between two looks at epoll while coroutines stay runnable.
+const RESUMES_PER_POLL: usize = 128;
 
 /// Settings of a [`Runtime`].
 ///
@@ -103,22 +106,23 @@ impl Runtime {
             if core.remote.take_stop() {
                 return Ok(());
             }
-            core.run_ready();
+            core.run_ready(RESUMES_PER_POLL);
             if core.live() == 0 {
                 return Ok(());
             }
-            let timeout = if core.run_queue_is_empty() {
+            let mut timeout = if core.run_queue_is_empty() {
                 let next = core.timers.borrow().next_deadline();
                 next.map(|deadline| deadline.saturating_duration_since(Instant::now()))
             } else {
-                Some(std::time::Duration::ZERO)
+                Some(Duration::ZERO)
             };
-            let remote = core.reactor.poll(timeout, |ticket| {
+            if timeout != Some(Duration::ZERO) && !core.remote.prepare_to_block() {
+                timeout = Some(Duration::ZERO);
+            }
+            core.reactor.poll(timeout, |ticket| {
                 core.wake(ticket, WakeReason::Woken);
             })?;
-            if remote {
-                core.drain_remote();
-            }
+            core.drain_remote();
             core.fire_timers(Instant::now());
         }
     }

@@ -191,9 +191,11 @@ impl Core {
         Ok(id)
     }
 
-    /// Resumes every coroutine that is runnable now (not those made runnable meanwhile).
-    pub(crate) fn run_ready(&self) {
-        let count = self.run_queue.borrow().len();
+    /// Resumes every coroutine that is runnable now, then keeps going with ones made
+    /// runnable meanwhile (by yields and local wakes) until `budget` resumes in all, so a
+    /// yielding coroutine costs no `epoll_wait` per switch yet cannot starve I/O.
+    pub(crate) fn run_ready(&self, budget: usize) {
+        let count = self.run_queue.borrow().len().max(budget);
         for _ in 0..count {
             let Some(id) = self.run_queue.borrow_mut().pop_front() else {
                 break;

@@ -1,9 +1,10 @@
 //! Waking coroutines from any thread: [`Waker`] and the runtime's remote wake queue.
 //!
 //! A wake on the runtime's own thread goes straight to the scheduler. A wake from another
-//! thread is pushed onto a mutex-protected queue of coroutine ids and, when the queue was
-//! empty, the loop's `mio::Waker` (an eventfd) is signalled; the loop drains the queue in
-//! one batch, so N remote wakes cost one lock each and far fewer than N syscalls.
+//! thread is pushed onto a mutex-protected queue of coroutine ids that the loop drains in
+//! one batch each turn. The loop's `mio::Waker` (an eventfd) is signalled only when the
+//! loop said, under the same mutex, that it is about to block in `epoll_wait`; so a burst
+//! of N remote wakes costs N uncontended locks and one syscall, not N.
 
 use std::fmt;
 use std::io;
@@ -28,8 +29,8 @@ pub(crate) struct Remote {
     alive: AtomicBool,
     /// Set by [`RuntimeHandle::stop`](super::RuntimeHandle::stop).
     stop: AtomicBool,
-    /// Coroutines woken from other threads, not yet seen by the loop.
-    queue: Mutex<Vec<CoroutineId>>,
+    /// Wakes from other threads not yet seen by the loop, and whether it may be blocked.
+    queue: Mutex<Queue>,
     /// Interrupts the loop's `poll`.
     waker: mio::Waker,
 }
@@ -41,31 +42,46 @@ impl Remote {
             runtime_id: NEXT_RUNTIME_ID.fetch_add(1, Ordering::Relaxed),
             alive: AtomicBool::new(true),
             stop: AtomicBool::new(false),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             waker: mio::Waker::new(registry, WAKER_TOKEN)?,
         })
     }
 
-    /// Queues a wake for `id` and interrupts the loop if it may be polling.
+    /// Queues a wake for `id` and interrupts the loop if it is blocked in `poll`.
     pub(crate) fn push(&self, id: CoroutineId) {
         if !self.alive.load(Ordering::Acquire) {
             return;
         }
-        let was_empty = {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            let was_empty = queue.is_empty();
-            queue.push(id);
-            was_empty
+        let interrupt = {
+            let mut queue = self.lock();
+            queue.ids.push(id);
+            std::mem::take(&mut queue.loop_blocking)
         };
-        if was_empty {
+        if interrupt {
             self.interrupt();
         }
     }
 
-    /// Swaps the queued wakes into `spare` (which must be empty).
+    /// Called by the loop before a blocking `poll`: false (do not block) when wakes are
+    /// already queued; otherwise records that the next wake must signal the eventfd.
+    pub(crate) fn prepare_to_block(&self) -> bool {
+        let mut queue = self.lock();
+        if !queue.ids.is_empty() || self.stop.load(Ordering::Acquire) {
+            return false;
+        }
+        queue.loop_blocking = true;
+        true
+    }
+
+    /// Swaps the queued wakes into `spare` (which must be empty); the loop is awake.
     pub(crate) fn swap_queue(&self, spare: &mut Vec<CoroutineId>) {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::swap(&mut *queue, spare);
+        let mut queue = self.lock();
+        queue.loop_blocking = false;
+        std::mem::swap(&mut queue.ids, spare);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Asks the loop to return from `run`.
@@ -90,6 +106,15 @@ impl Remote {
             log::error!("could not wake the coroutine loop: {error}");
         }
     }
+}
+
+/// The remote wake queue.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Coroutines woken from other threads.
+    ids: Vec<CoroutineId>,
+    /// The loop is (about to be) blocked in `poll` and needs the eventfd to wake.
+    loop_blocking: bool,
 }
 
 /// Wakes one parked coroutine; callable from any thread, any number of times.
