@@ -234,6 +234,41 @@ fn remote_wake_before_park_is_kept() {
 }
 
 #[test]
+fn a_stale_waker_does_not_wake_the_next_coroutine_in_its_slot() {
+    let mut runtime = runtime();
+    let stale = Rc::new(RefCell::new(None));
+    let slept = Rc::new(Cell::new(false));
+    let (stash, taken) = (Rc::clone(&stale), Rc::clone(&stale));
+    let inner_slept = Rc::clone(&slept);
+    runtime
+        .spawn(checked(move || {
+            // A finishes at once; its slot (and stack) are reused by B below.
+            rt::spawn(checked(move || {
+                *stash.borrow_mut() = rt::current_waker();
+            }))
+            .unwrap();
+            rt::yield_now();
+            rt::spawn(checked(move || {
+                let start = Instant::now();
+                rt::park(Some(start + Duration::from_millis(50)));
+                assert!(
+                    start.elapsed() >= Duration::from_millis(50),
+                    "woken by a stale waker"
+                );
+                inner_slept.set(true);
+            }))
+            .unwrap();
+            rt::yield_now();
+            let waker: rt::Waker = taken.borrow_mut().take().unwrap();
+            waker.wake();
+            waker.wake();
+        }))
+        .unwrap();
+    run(&mut runtime);
+    assert!(slept.get());
+}
+
+#[test]
 fn echo_between_coroutines_over_a_unix_pair() {
     let mut runtime = runtime();
     let (client, server) = nonblocking_pair();

@@ -60,7 +60,8 @@ impl IoSource {
     ///
     /// # Errors
     ///
-    /// An error when no runtime runs on this thread, or when epoll refuses the fd.
+    /// An error when no runtime runs on this thread, or when epoll refuses the fd (for
+    /// instance because another `IoSource` already registered it).
     pub fn new(fd: RawFd) -> io::Result<IoSource> {
         let core = context::core()
             .ok_or_else(|| io::Error::other("IoSource::new called outside a coroutine runtime"))?;

@@ -126,7 +126,8 @@ pub fn park(deadline: Option<Instant>) {
 }
 
 /// Sleeps the current coroutine for `duration` (other coroutines run meanwhile), or the
-/// thread when not on a coroutine. Wakes from a [`Waker`] do not shorten it.
+/// thread when not on a coroutine. Wakes from a [`Waker`] do not shorten it (they leave a
+/// permit for the next [`park`]); a zero duration is a [`yield_now`].
 pub fn sleep(duration: Duration) {
     let Some((core, id)) = coroutine_context() else {
         std::thread::sleep(duration);
