@@ -66,6 +66,13 @@ impl Default for RuntimeConfig {
 /// ([`IoSource::wait`](super::IoSource::wait) returns an error) and spawning fails with
 /// [`SpawnError::ShuttingDown`]. Prefer waking coroutines with an error and letting
 /// `run` finish them.
+///
+/// A runtime cannot be sent to another thread:
+///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<mixserve::rt::Runtime>();
+/// ```
 pub struct Runtime {
     core: Rc<Core>,
     _not_send: PhantomData<*const ()>,
