@@ -1,12 +1,82 @@
 //! The coroutine runtime: stackful coroutines on one mio loop per thread.
 //!
-//! This file is the seam the rest of the crate uses; the runtime itself is built in
-//! issue 3. Until then nothing runs on a coroutine, so [`in_coroutine`] is `false` and
-//! every caller takes its plain-thread path.
+//! This folder holds the scheduler (`scheduler.rs`: coroutine slots, run queue, park/wake),
+//! the reactor (`reactor.rs`: epoll via mio, edge-triggered), timers (`timer.rs`), the
+//! cross-thread [`Waker`] (`waker.rs`), pooled guarded stacks (`stack_pool.rs`), the
+//! coroutine switch (`coroutine.rs`, the only `unsafe` here) and [`IoSource`]
+//! (`io_source.rs`). It knows nothing about servers or HTTP.
+//!
+//! # Using it
+//!
+//! ```
+//! use std::time::Duration;
+//! use mixserve::rt::{self, Runtime, RuntimeConfig};
+//!
+//! let mut runtime = Runtime::new(RuntimeConfig::default())?;
+//! runtime.spawn(|| {
+//!     for i in 0..3 {
+//!         rt::spawn(move || rt::sleep(Duration::from_millis(i))).unwrap();
+//!     }
+//! }).unwrap();
+//! runtime.run()?; // returns when every coroutine has finished
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! The free functions ([`park`], [`sleep`], [`yield_now`], [`current_waker`],
+//! [`in_coroutine`]) work on a plain thread too, where they fall back to the `std`
+//! thread equivalents; that is how the rest of the crate stays model-agnostic.
+//!
+//! # Rules for code running on a coroutine
+//!
+//! Every coroutine of a runtime shares one OS thread. Whatever blocks that thread blocks
+//! every connection on it, so code on a coroutine must block only through this crate
+//! (the connection's reads and writes, [`sleep`], [`park`], the crate's `sync`
+//! primitives):
+//!
+//! - **No `std::thread::sleep`**, no blocking socket or file I/O, no blocking DNS
+//!   (`ToSocketAddrs` with a host name), no crossbeam or `std::sync::mpsc` `recv`.
+//! - **No `std::sync::Mutex` (or `RwLock`) held across anything that parks.** Another
+//!   coroutine on the same thread that then locks it blocks the whole loop, so the owner
+//!   is never resumed: a deadlock.
+//! - **No `RefCell` borrow held across anything that parks.** Other coroutines run in
+//!   between and their `borrow_mut` panics (in them, not in you).
+//! - **Keep deep recursion off coroutine stacks.** Stacks are small (64 KiB by default,
+//!   see [`RuntimeConfig::stack_size`]); an overflow hits the guard page and the kernel
+//!   kills the process with `SIGSEGV`. Below 32 KiB even a panic printing a backtrace
+//!   overflows.
+//! - **Panics are contained:** a panic is caught at the coroutine's boundary and logged
+//!   with `log::error!`; the loop and the other coroutines carry on.
+//! - Coroutines are `!Send` and never migrate: thread-locals stay valid, but are shared
+//!   with every other coroutine of the thread.
+//!
+//! # Capacity
+//!
+//! Each coroutine stack is two kernel mappings; Linux allows `vm.max_map_count` (65530 by
+//! default) mappings per process, so one process holds about 32,000 coroutines. The
+//! runtime refuses spawns past [`RuntimeConfig::max_coroutines`] (default 30,000) with
+//! [`SpawnError::AtCapacity`] rather than crashing; shed connections before that and scale
+//! out with processes.
 
-use std::io;
-use std::os::fd::RawFd;
+mod context;
+#[allow(unsafe_code)]
+mod coroutine;
+mod error;
+mod io_source;
+mod reactor;
+mod runtime;
+mod scheduler;
+mod stack_pool;
+mod timer;
+mod waker;
+
 use std::time::{Duration, Instant};
+
+use scheduler::ParkKind;
+
+pub use error::SpawnError;
+pub use io_source::IoSource;
+pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
+pub use waker::Waker;
 
 /// Which readiness a coroutine waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,52 +89,91 @@ pub enum Interest {
 
 /// True when the caller runs on a coroutine of a [`Runtime`] on this thread.
 pub fn in_coroutine() -> bool {
-    false
-}
-
-/// An fd registered with the current thread's reactor (edge-triggered, both directions).
-#[derive(Debug)]
-pub struct IoSource {
-    _fd: RawFd,
-}
-
-impl IoSource {
-    /// Registers `fd` with the reactor of the current coroutine's loop.
-    pub fn new(fd: RawFd) -> io::Result<IoSource> {
-        let _ = fd;
-        Err(io::Error::other("not running on a coroutine"))
-    }
-
-    /// Parks the current coroutine until the fd may be ready for `interest` or the
-    /// deadline passes (`TimedOut`). Wake-ups may be spurious: retry the syscall.
-    pub fn wait(&self, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
-        let _ = (interest, deadline);
-        Err(io::Error::other("not running on a coroutine"))
-    }
-}
-
-/// Wakes one parked coroutine from any thread (permit semantics, like `Thread::unpark`).
-#[derive(Debug, Clone)]
-pub struct Waker {
-    _private: (),
-}
-
-impl Waker {
-    /// Makes the coroutine runnable; a wake before its park makes that park return at once.
-    pub fn wake(&self) {}
+    coroutine::on_coroutine() && context::current().is_some()
 }
 
 /// The current coroutine's waker; `None` on a plain thread.
 pub fn current_waker() -> Option<Waker> {
-    None
+    let id = context::current().filter(|_| coroutine::on_coroutine())?;
+    let remote = context::with_core(|core| std::sync::Arc::clone(&core.remote))?;
+    Some(Waker::new(remote, id))
 }
 
-/// Parks the current coroutine until woken or until `deadline`.
+/// Parks the current coroutine until its [`Waker`] is woken or `deadline` passes.
+///
+/// A wake that arrived before the park (a permit) makes it return at once. Like
+/// [`std::thread::park`] it may also return spuriously: callers re-check their
+/// condition in a loop. On a plain thread this is `std::thread::park` /
+/// `park_timeout`.
 pub fn park(deadline: Option<Instant>) {
-    let _ = deadline;
+    match coroutine_context() {
+        Some((core, id)) => {
+            if core.take_permit(id) || deadline.is_some_and(|d| d <= Instant::now()) {
+                return;
+            }
+            core.park_current(id, ParkKind::Park, deadline, drop);
+        }
+        None => match deadline {
+            None => std::thread::park(),
+            Some(deadline) => {
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                if !timeout.is_zero() {
+                    std::thread::park_timeout(timeout);
+                }
+            }
+        },
+    }
 }
 
-/// Sleeps the current coroutine, or the thread when not on one.
+/// Sleeps the current coroutine for `duration` (other coroutines run meanwhile), or the
+/// thread when not on a coroutine. Wakes from a [`Waker`] do not shorten it (they leave a
+/// permit for the next [`park`]); a zero duration is a [`yield_now`].
 pub fn sleep(duration: Duration) {
-    std::thread::sleep(duration);
+    let Some((core, id)) = coroutine_context() else {
+        std::thread::sleep(duration);
+        return;
+    };
+    if duration.is_zero() {
+        core.yield_current(id);
+        return;
+    }
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        let reason = core.park_current(id, ParkKind::Sleep, Some(deadline), drop);
+        if reason == scheduler::WakeReason::ShuttingDown {
+            return;
+        }
+    }
+}
+
+/// Lets every other runnable coroutine run before continuing (on a plain thread:
+/// `std::thread::yield_now`).
+pub fn yield_now() {
+    match coroutine_context() {
+        Some((core, id)) => core.yield_current(id),
+        None => std::thread::yield_now(),
+    }
+}
+
+/// Spawns a coroutine on the runtime running on this thread.
+///
+/// # Errors
+///
+/// [`SpawnError::NoRuntime`] off a runtime's thread; otherwise as [`Runtime::spawn`].
+pub fn spawn<F: FnOnce() + 'static>(f: F) -> Result<(), SpawnError> {
+    let core = context::core().ok_or(SpawnError::NoRuntime)?;
+    core.spawn(f).map(drop)
+}
+
+/// Live coroutines of the runtime running on this thread (0 when none is).
+pub fn coroutine_count() -> usize {
+    context::with_core(|core| core.live()).unwrap_or(0)
+}
+
+/// The running runtime and coroutine, when called on a coroutine.
+fn coroutine_context() -> Option<(std::rc::Rc<scheduler::Core>, scheduler::CoroutineId)> {
+    if !coroutine::on_coroutine() {
+        return None;
+    }
+    Some((context::core()?, context::current()?))
 }

@@ -1,0 +1,134 @@
+//! [`IoSource`]: an fd registered with the current runtime's reactor.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::Interest;
+use super::context;
+use super::coroutine;
+use super::reactor::SourceKey;
+use super::scheduler::{Core, ParkKind, WakeReason};
+
+/// An fd registered with the reactor of the runtime running on this thread: both
+/// directions, once, edge-triggered.
+///
+/// The owner keeps the fd open and non-blocking, tries each syscall first, and calls
+/// [`wait`](IoSource::wait) only after it returned `WouldBlock`:
+///
+/// ```no_run
+/// # use std::io::{self, Read};
+/// # use std::os::fd::AsRawFd;
+/// # fn read_some(stream: &mut std::os::unix::net::UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+/// use mixserve::rt::{Interest, IoSource};
+/// stream.set_nonblocking(true)?;
+/// let source = IoSource::new(stream.as_raw_fd())?;
+/// loop {
+///     match stream.read(buf) {
+///         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+///             source.wait(Interest::Readable, None)?
+///         }
+///         result => return result,
+///     }
+/// }
+/// # }
+/// ```
+///
+/// **Drop the `IoSource` before closing the fd.** Dropping deregisters the fd from epoll;
+/// if the fd was already closed that fails silently, but if its number was meanwhile
+/// reused by another registered fd, that other registration would be removed.
+///
+/// `IoSource` is `!Send`: it belongs to one runtime's thread.
+///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<mixserve::rt::IoSource>();
+/// ```
+pub struct IoSource {
+    core: Rc<Core>,
+    key: SourceKey,
+    fd: RawFd,
+    /// `!Send` and `!Sync`, also if `Core` ever became thread-safe.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl IoSource {
+    /// Registers `fd` with the reactor of the runtime running on this thread.
+    ///
+    /// # Errors
+    ///
+    /// An error when no runtime runs on this thread, or when epoll refuses the fd (for
+    /// instance because another `IoSource` already registered it).
+    pub fn new(fd: RawFd) -> io::Result<IoSource> {
+        let core = context::core()
+            .ok_or_else(|| io::Error::other("IoSource::new called outside a coroutine runtime"))?;
+        let key = core.reactor.register(fd)?;
+        Ok(IoSource {
+            core,
+            key,
+            fd,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// The registered fd.
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Parks the current coroutine until the fd may be ready for `interest`.
+    ///
+    /// Wake-ups may be spurious: retry the syscall and wait again on `WouldBlock`.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` once `deadline` passes; another error when called off a coroutine of
+    /// this source's runtime or while that runtime is being dropped.
+    pub fn wait(&self, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
+        let id = context::current()
+            .filter(|_| coroutine::on_coroutine())
+            .filter(|_| context::with_core(|core| Rc::ptr_eq(core, &self.core)) == Some(true))
+            .ok_or_else(|| {
+                io::Error::other("IoSource::wait called off a coroutine of its runtime")
+            })?;
+        let reactor = &self.core.reactor;
+        if reactor.take_ready(self.key, interest) {
+            return Ok(());
+        }
+        if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let reason = self
+            .core
+            .park_current(id, ParkKind::Io, deadline, |ticket| {
+                reactor.add_waiter(self.key, interest, ticket);
+            });
+        reactor.remove_waiter(self.key, interest, id);
+        if reactor.take_ready(self.key, interest) {
+            return Ok(());
+        }
+        match reason {
+            WakeReason::Woken => Ok(()),
+            WakeReason::TimedOut => Err(io::ErrorKind::TimedOut.into()),
+            WakeReason::ShuttingDown => {
+                Err(io::Error::other("the coroutine runtime is shutting down"))
+            }
+        }
+    }
+}
+
+impl Drop for IoSource {
+    /// Deregisters the fd; never fails, also when the fd is already closed.
+    fn drop(&mut self) {
+        self.core.reactor.deregister(self.key, self.fd);
+    }
+}
+
+impl fmt::Debug for IoSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IoSource").field("fd", &self.fd).finish()
+    }
+}

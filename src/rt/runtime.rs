@@ -1,0 +1,182 @@
+//! [`Runtime`]: one scheduler loop per thread, its configuration and its remote handle.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::context;
+use super::error::SpawnError;
+use super::scheduler::{Core, WakeReason};
+use super::waker::Remote;
+
+/// Resumes between two looks at epoll while coroutines stay runnable.
+const RESUMES_PER_POLL: usize = 128;
+
+/// Settings of a [`Runtime`].
+///
+/// Build one from the default: `RuntimeConfig { stack_size: 128 * 1024, ..Default::default() }`.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Usable bytes of each coroutine stack; a guard page comes on top. Default 64 KiB.
+    ///
+    /// Below 32 KiB a panic that prints a backtrace overflows the stack, and an overflow
+    /// hits the guard page and kills the process with `SIGSEGV`. Deep recursion needs more.
+    pub stack_size: usize,
+    /// Most coroutine stacks in existence at once (live coroutines plus idle pooled
+    /// stacks). Default 30,000.
+    ///
+    /// Each stack is two kernel mappings and Linux allows `vm.max_map_count` (65530 by
+    /// default) per process, shared with everything else the process maps, so about
+    /// 32,000 is the ceiling; spawning past this cap returns [`SpawnError::AtCapacity`].
+    /// Scale further with more processes.
+    pub max_coroutines: usize,
+    /// Most finished coroutines' stacks kept for reuse (their touched pages stay
+    /// resident). Default 1,024.
+    pub max_idle_stacks: usize,
+    /// Readiness events taken from epoll per poll. Default 1,024.
+    pub events_capacity: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig {
+            stack_size: 64 * 1024,
+            max_coroutines: 30_000,
+            max_idle_stacks: 1_024,
+            events_capacity: 1_024,
+        }
+    }
+}
+
+/// A single-threaded scheduler of stackful coroutines with a mio reactor and timers.
+///
+/// Create one per thread, [`spawn`](Runtime::spawn) the first coroutines, then
+/// [`run`](Runtime::run) until they have all finished (or a [`RuntimeHandle`] stops it).
+/// A `Runtime` is `!Send`; its coroutines never leave its thread.
+///
+/// # Dropping
+///
+/// Dropping a runtime whose coroutines have not finished (after
+/// [`RuntimeHandle::stop`], or without calling `run`) drops each of them: a coroutine
+/// that never started just drops its closure; a suspended one is force-unwound, running
+/// the destructors on its stack. While that happens, parking returns at once
+/// ([`IoSource::wait`](super::IoSource::wait) returns an error) and spawning fails with
+/// [`SpawnError::ShuttingDown`]. Prefer waking coroutines with an error and letting
+/// `run` finish them.
+///
+/// A runtime cannot be sent to another thread:
+///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<mixserve::rt::Runtime>();
+/// ```
+pub struct Runtime {
+    core: Rc<Core>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Runtime {
+    /// Creates a runtime (an epoll instance and an eventfd; stacks are mapped on demand).
+    ///
+    /// # Errors
+    ///
+    /// An error when the epoll instance or the eventfd cannot be created.
+    pub fn new(config: RuntimeConfig) -> io::Result<Runtime> {
+        Ok(Runtime {
+            core: Rc::new(Core::new(&config)?),
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Queues a coroutine running `f`; it starts once [`run`](Runtime::run) runs.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError`] at the configured cap or when a stack cannot be mapped.
+    pub fn spawn<F: FnOnce() + 'static>(&self, f: F) -> Result<(), SpawnError> {
+        self.core.spawn(f).map(drop)
+    }
+
+    /// Runs coroutines until none remain or [`RuntimeHandle::stop`] is called.
+    ///
+    /// # Errors
+    ///
+    /// An error when another runtime is already running on this thread, or when epoll
+    /// fails.
+    pub fn run(&mut self) -> io::Result<()> {
+        let _entered = context::enter(&self.core)?;
+        let core = &*self.core;
+        loop {
+            if core.remote.take_stop() {
+                return Ok(());
+            }
+            core.run_ready(RESUMES_PER_POLL);
+            if core.live() == 0 {
+                return Ok(());
+            }
+            let mut timeout = if core.run_queue_is_empty() {
+                let next = core.timers.borrow().next_deadline();
+                next.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if timeout != Some(Duration::ZERO) && !core.remote.prepare_to_block() {
+                timeout = Some(Duration::ZERO);
+            }
+            core.reactor.poll(timeout, |ticket| {
+                core.wake(ticket, WakeReason::Woken);
+            })?;
+            core.drain_remote();
+            core.fire_timers(Instant::now());
+        }
+    }
+
+    /// A handle to stop this runtime's loop from another thread.
+    pub fn handle(&self) -> RuntimeHandle {
+        RuntimeHandle {
+            remote: Arc::clone(&self.core.remote),
+        }
+    }
+
+    /// Live (not yet finished) coroutines.
+    pub fn coroutine_count(&self) -> usize {
+        self.core.live()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.core.remote.close();
+        let entered = context::enter(&self.core);
+        self.core.tear_down();
+        drop(entered);
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("coroutines", &self.core.live())
+            .field("registered_fds", &self.core.reactor.registered())
+            .field("timers", &self.core.timers.borrow().len())
+            .finish()
+    }
+}
+
+/// Stops a [`Runtime`]'s loop from any thread.
+#[derive(Debug, Clone)]
+pub struct RuntimeHandle {
+    remote: Arc<Remote>,
+}
+
+impl RuntimeHandle {
+    /// Makes [`Runtime::run`] return soon, leaving unfinished coroutines suspended
+    /// (a later `run` continues them; dropping the runtime unwinds them). A stop
+    /// requested while the loop is not running makes the next `run` return at once.
+    pub fn stop(&self) {
+        self.remote.request_stop();
+    }
+}

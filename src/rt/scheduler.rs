@@ -1,0 +1,406 @@
+//! The scheduler core of one runtime: coroutine slots, the run queue, and the park/wake
+//! state machine every blocking operation goes through.
+//!
+//! Each coroutine lives in a slot addressed by a [`CoroutineId`] (index + generation), so
+//! waking a coroutine that already finished is harmless: the generation no longer
+//! matches. Each park gets a [`WaitTicket`] (the id plus the slot's wait sequence
+//! number); a timer or readiness event only wakes the coroutine if its ticket is still
+//! the current one, so stale timers and events are ignored in O(1).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::coroutine::{self, Co};
+use super::error::SpawnError;
+use super::reactor::Reactor;
+use super::stack_pool::StackPool;
+use super::timer::Timers;
+use super::waker::Remote;
+use super::{RuntimeConfig, context};
+
+/// A coroutine's address in its runtime: a slot index plus that slot's generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct CoroutineId {
+    /// Slot index.
+    pub(crate) index: u32,
+    /// Incremented each time the slot is freed.
+    pub(crate) generation: u32,
+}
+
+/// One park of one coroutine; wakes carrying an outdated ticket are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct WaitTicket {
+    /// The parked coroutine.
+    pub(crate) id: CoroutineId,
+    /// The slot's wait sequence number when it parked.
+    pub(crate) seq: u64,
+}
+
+/// What a parked coroutine waits for; decides which wakes reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParkKind {
+    /// [`park`](super::park): a [`Waker`](super::Waker) or the deadline.
+    Park,
+    /// [`IoSource::wait`](super::IoSource::wait): readiness or the deadline.
+    Io,
+    /// [`sleep`](super::sleep): only the deadline.
+    Sleep,
+}
+
+/// Why a parked coroutine was resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WakeReason {
+    /// A [`Waker`](super::Waker) or a readiness event.
+    Woken,
+    /// Its deadline passed.
+    TimedOut,
+    /// The runtime is being torn down; the wait was not performed.
+    ShuttingDown,
+}
+
+/// Where a coroutine is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The slot holds no coroutine.
+    Free,
+    /// In the run queue (exactly once).
+    Runnable,
+    /// On the CPU now.
+    Running,
+    /// Suspended until a matching wake.
+    Parked(ParkKind),
+}
+
+/// One coroutine slot.
+struct Slot {
+    /// Generation of the current occupant.
+    generation: u32,
+    /// Life-cycle state.
+    state: State,
+    /// A [`Waker`](super::Waker) wake that arrived while not parked in `park`.
+    permit: bool,
+    /// Wait sequence number: incremented by every wake.
+    seq: u64,
+    /// Why the last park ended.
+    reason: WakeReason,
+    /// Whether the current park registered a timer.
+    has_timer: bool,
+    /// The coroutine, taken out while it runs.
+    coroutine: Option<Co>,
+}
+
+/// All slots plus the free list.
+#[derive(Default)]
+struct Slots {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl Slots {
+    fn get_mut(&mut self, id: CoroutineId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(id.index as usize)
+            .filter(|slot| slot.generation == id.generation && slot.state != State::Free)
+    }
+}
+
+/// The shared state of one runtime, reachable from its coroutines through the
+/// thread-local context and from [`IoSource`](super::IoSource)s through an `Rc`.
+pub(crate) struct Core {
+    slots: RefCell<Slots>,
+    run_queue: RefCell<VecDeque<CoroutineId>>,
+    pub(crate) timers: RefCell<Timers>,
+    pub(crate) reactor: Reactor,
+    stacks: RefCell<StackPool>,
+    pub(crate) remote: Arc<Remote>,
+    /// Remote wakes drained from `remote`, kept to reuse the allocation.
+    remote_spare: RefCell<Vec<CoroutineId>>,
+    /// Set while the runtime drops its coroutines.
+    tearing_down: Cell<bool>,
+}
+
+impl Core {
+    /// A runtime core with no coroutines.
+    pub(crate) fn new(config: &RuntimeConfig) -> std::io::Result<Core> {
+        let reactor = Reactor::new(config.events_capacity)?;
+        let remote = Arc::new(Remote::new(reactor.registry())?);
+        Ok(Core {
+            slots: RefCell::default(),
+            run_queue: RefCell::default(),
+            timers: RefCell::default(),
+            reactor,
+            stacks: RefCell::new(StackPool::new(
+                config.stack_size,
+                config.max_coroutines,
+                config.max_idle_stacks,
+            )),
+            remote,
+            remote_spare: RefCell::default(),
+            tearing_down: Cell::new(false),
+        })
+    }
+
+    /// Number of coroutines not yet finished.
+    pub(crate) fn live(&self) -> usize {
+        self.slots.borrow().live
+    }
+
+    /// True while no coroutine is runnable.
+    pub(crate) fn run_queue_is_empty(&self) -> bool {
+        self.run_queue.borrow().is_empty()
+    }
+
+    /// Creates a coroutine running `f` and queues it.
+    pub(crate) fn spawn<F: FnOnce() + 'static>(&self, f: F) -> Result<CoroutineId, SpawnError> {
+        if self.tearing_down.get() {
+            return Err(SpawnError::ShuttingDown);
+        }
+        let stack = self.stacks.borrow_mut().take()?;
+        let co = coroutine::new(stack, f, tearing_down);
+        let mut slots = self.slots.borrow_mut();
+        let index = match slots.free.pop() {
+            Some(index) => index,
+            None => {
+                let index = u32::try_from(slots.slots.len()).expect("fewer than 2^32 coroutines");
+                slots.slots.push(Slot {
+                    generation: 0,
+                    state: State::Free,
+                    permit: false,
+                    seq: 0,
+                    reason: WakeReason::Woken,
+                    has_timer: false,
+                    coroutine: None,
+                });
+                index
+            }
+        };
+        let slot = &mut slots.slots[index as usize];
+        slot.state = State::Runnable;
+        slot.permit = false;
+        slot.has_timer = false;
+        slot.coroutine = Some(co);
+        let id = CoroutineId {
+            index,
+            generation: slot.generation,
+        };
+        slots.live += 1;
+        self.run_queue.borrow_mut().push_back(id);
+        Ok(id)
+    }
+
+    /// Resumes every coroutine that is runnable now, then keeps going with ones made
+    /// runnable meanwhile (by yields and local wakes) until `budget` resumes in all, so a
+    /// yielding coroutine costs no `epoll_wait` per switch yet cannot starve I/O.
+    pub(crate) fn run_ready(&self, budget: usize) {
+        let count = self.run_queue.borrow().len().max(budget);
+        for _ in 0..count {
+            let Some(id) = self.run_queue.borrow_mut().pop_front() else {
+                break;
+            };
+            self.resume(id);
+        }
+    }
+
+    /// Runs one coroutine until it suspends or finishes.
+    fn resume(&self, id: CoroutineId) {
+        let co = {
+            let mut slots = self.slots.borrow_mut();
+            let Some(slot) = slots.get_mut(id) else {
+                return;
+            };
+            if slot.state != State::Runnable {
+                return;
+            }
+            slot.state = State::Running;
+            slot.coroutine.take()
+        };
+        let Some(mut co) = co else {
+            return;
+        };
+        context::set_current(Some(id));
+        let finished = coroutine::resume(&mut co);
+        context::set_current(None);
+        if finished {
+            self.free_slot(id);
+            self.stacks.borrow_mut().give(co.into_stack());
+        } else if let Some(slot) = self.slots.borrow_mut().get_mut(id) {
+            slot.coroutine = Some(co);
+        }
+    }
+
+    /// Marks a slot free; its id (and every ticket of it) becomes stale.
+    fn free_slot(&self, id: CoroutineId) {
+        let mut slots = self.slots.borrow_mut();
+        if let Some(slot) = slots.get_mut(id) {
+            slot.state = State::Free;
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.seq = slot.seq.wrapping_add(1);
+            slot.coroutine = None;
+            slots.free.push(id.index);
+            slots.live -= 1;
+        }
+    }
+
+    /// Makes the coroutine of `ticket` runnable if that park is still current.
+    pub(crate) fn wake(&self, ticket: WaitTicket, reason: WakeReason) -> bool {
+        let mut slots = self.slots.borrow_mut();
+        let Some(slot) = slots.get_mut(ticket.id) else {
+            return false;
+        };
+        if slot.seq != ticket.seq || !matches!(slot.state, State::Parked(_)) {
+            return false;
+        }
+        slot.state = State::Runnable;
+        slot.reason = reason;
+        slot.seq = slot.seq.wrapping_add(1);
+        self.run_queue.borrow_mut().push_back(ticket.id);
+        true
+    }
+
+    /// A [`Waker`](super::Waker) wake: resumes a coroutine in `park`, or leaves a permit.
+    pub(crate) fn unpark(&self, id: CoroutineId) {
+        let ticket = {
+            let mut slots = self.slots.borrow_mut();
+            let Some(slot) = slots.get_mut(id) else {
+                return;
+            };
+            if slot.state != State::Parked(ParkKind::Park) {
+                slot.permit = true;
+                return;
+            }
+            WaitTicket { id, seq: slot.seq }
+        };
+        self.wake(ticket, WakeReason::Woken);
+    }
+
+    /// Applies the wakes other threads queued.
+    pub(crate) fn drain_remote(&self) {
+        let mut spare = self.remote_spare.borrow_mut();
+        self.remote.swap_queue(&mut spare);
+        for id in spare.drain(..) {
+            self.unpark(id);
+        }
+    }
+
+    /// Wakes every coroutine whose deadline passed.
+    pub(crate) fn fire_timers(&self, now: Instant) {
+        loop {
+            let expired = self.timers.borrow_mut().pop_expired(now);
+            let Some(ticket) = expired else {
+                break;
+            };
+            if !self.wake(ticket, WakeReason::TimedOut) {
+                self.timers.borrow_mut().note_stale_expired();
+            }
+        }
+        let mut timers = self.timers.borrow_mut();
+        let slots = self.slots.borrow();
+        timers.compact(|ticket| {
+            slots
+                .slots
+                .get(ticket.id.index as usize)
+                .is_some_and(|slot| {
+                    slot.generation == ticket.id.generation
+                        && slot.seq == ticket.seq
+                        && matches!(slot.state, State::Parked(_))
+                })
+        });
+    }
+
+    /// Takes the coroutine's pending [`Waker`](super::Waker) permit.
+    pub(crate) fn take_permit(&self, id: CoroutineId) -> bool {
+        self.slots
+            .borrow_mut()
+            .get_mut(id)
+            .is_some_and(|slot| std::mem::take(&mut slot.permit))
+    }
+
+    /// Parks the running coroutine `id` until a wake matching `kind` or `deadline`.
+    /// `register` receives the park's ticket before the switch (to join a wait list).
+    pub(crate) fn park_current(
+        &self,
+        id: CoroutineId,
+        kind: ParkKind,
+        deadline: Option<Instant>,
+        register: impl FnOnce(WaitTicket),
+    ) -> WakeReason {
+        // While dropping coroutines, a destructor that parks must not switch: one that runs
+        // in a forced unwind would abort the process, one that runs off a coroutine
+        // (dropping a never-started closure) has nothing to switch from.
+        if self.tearing_down.get() && (std::thread::panicking() || !coroutine::on_coroutine()) {
+            return WakeReason::ShuttingDown;
+        }
+        let ticket = {
+            let mut slots = self.slots.borrow_mut();
+            let Some(slot) = slots.get_mut(id) else {
+                return WakeReason::ShuttingDown;
+            };
+            slot.state = State::Parked(kind);
+            slot.has_timer = deadline.is_some();
+            WaitTicket { id, seq: slot.seq }
+        };
+        if let Some(deadline) = deadline {
+            self.timers.borrow_mut().insert(deadline, ticket);
+        }
+        register(ticket);
+        coroutine::suspend();
+        let mut slots = self.slots.borrow_mut();
+        let Some(slot) = slots.get_mut(id) else {
+            return WakeReason::ShuttingDown;
+        };
+        if slot.has_timer && slot.reason != WakeReason::TimedOut {
+            self.timers.borrow_mut().note_cancelled();
+        }
+        slot.reason
+    }
+
+    /// Requeues the running coroutine behind every runnable one.
+    pub(crate) fn yield_current(&self, id: CoroutineId) {
+        if self.tearing_down.get() || !coroutine::on_coroutine() {
+            return;
+        }
+        if let Some(slot) = self.slots.borrow_mut().get_mut(id) {
+            slot.state = State::Runnable;
+        }
+        self.run_queue.borrow_mut().push_back(id);
+        coroutine::suspend();
+    }
+
+    /// Drops every coroutine, force-unwinding suspended ones; see [`Runtime`](super::Runtime).
+    pub(crate) fn tear_down(&self) {
+        self.tearing_down.set(true);
+        let count = self.slots.borrow().slots.len();
+        for index in 0..count {
+            let taken = {
+                let mut slots = self.slots.borrow_mut();
+                let slot = &mut slots.slots[index];
+                let id = CoroutineId {
+                    index: index as u32,
+                    generation: slot.generation,
+                };
+                slot.coroutine.take().map(|co| (id, co))
+            };
+            let Some((id, co)) = taken else {
+                continue;
+            };
+            context::set_current(Some(id));
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(co)));
+            context::set_current(None);
+            if dropped.is_err() {
+                log::error!("a coroutine panicked while being unwound at runtime drop");
+            }
+            self.free_slot(id);
+            self.stacks.borrow_mut().forget_one();
+        }
+        self.run_queue.borrow_mut().clear();
+        self.timers.borrow_mut().clear();
+    }
+}
+
+/// Whether this thread's runtime is tearing down (tells a forced unwind from a panic).
+fn tearing_down() -> bool {
+    context::with_core(|core| core.tearing_down.get()).unwrap_or(false)
+}

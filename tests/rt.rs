@@ -1,0 +1,490 @@
+//! The coroutine runtime through its public API.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mixserve::rt::{self, Interest, IoSource, Runtime, RuntimeConfig, SpawnError};
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig::default()).expect("runtime")
+}
+
+thread_local! {
+    /// Coroutines of this test thread that panicked (the runtime contains panics, so an
+    /// `assert!` inside a coroutine is only seen through this count).
+    static PANICKED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts a panic that unwinds through it.
+struct PanicCounter;
+
+impl Drop for PanicCounter {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            PANICKED.set(PANICKED.get() + 1);
+        }
+    }
+}
+
+/// Wraps a coroutine body so that a failed assertion in it fails the test.
+fn checked(f: impl FnOnce() + 'static) -> impl FnOnce() + 'static {
+    move || {
+        let counter = PanicCounter;
+        f();
+        drop(counter);
+    }
+}
+
+/// Runs `runtime` to completion and fails if any checked coroutine panicked.
+fn run(runtime: &mut Runtime) {
+    runtime.run().expect("run");
+    assert_eq!(
+        PANICKED.get(),
+        0,
+        "a coroutine panicked (see its message above)"
+    );
+}
+
+/// Reads until `buf` is full, parking on `WouldBlock`.
+fn read_exact(stream: &mut UnixStream, source: &IoSource, mut buf: &mut [u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match stream.read(buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf = &mut buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                source.wait(Interest::Readable, None)?
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `buf`, parking on `WouldBlock`.
+fn write_all(stream: &mut UnixStream, source: &IoSource, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match stream.write(buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                source.wait(Interest::Writable, None)?
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn nonblocking_pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+#[test]
+fn wakers_and_handles_cross_threads() {
+    fn send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    send_sync::<rt::Waker>();
+    send_sync::<rt::RuntimeHandle>();
+}
+
+#[test]
+fn plain_thread_has_no_coroutine() {
+    assert!(!rt::in_coroutine());
+    assert!(rt::current_waker().is_none());
+    assert_eq!(rt::coroutine_count(), 0);
+    assert!(matches!(rt::spawn(|| {}), Err(SpawnError::NoRuntime)));
+    assert!(IoSource::new(0).is_err());
+    rt::park(Some(Instant::now()));
+    rt::sleep(Duration::from_millis(1));
+}
+
+#[test]
+fn spawns_many_coroutines_that_spawn_more() {
+    let mut runtime = runtime();
+    let done = Rc::new(Cell::new(0));
+    let inner = Rc::clone(&done);
+    runtime
+        .spawn(checked(move || {
+            assert!(rt::in_coroutine());
+            for _ in 0..5_000 {
+                let done = Rc::clone(&inner);
+                rt::spawn(checked(move || {
+                    rt::yield_now();
+                    done.set(done.get() + 1);
+                }))
+                .unwrap();
+            }
+            assert!(rt::coroutine_count() > 1);
+        }))
+        .unwrap();
+    assert_eq!(runtime.coroutine_count(), 1);
+    run(&mut runtime);
+    assert_eq!(done.get(), 5_000);
+    assert_eq!(runtime.coroutine_count(), 0);
+}
+
+#[test]
+fn sleepers_wake_in_deadline_order() {
+    let mut runtime = runtime();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    for ms in [60u64, 20, 40, 0, 10] {
+        let order = Rc::clone(&order);
+        runtime
+            .spawn(checked(move || {
+                let start = Instant::now();
+                rt::sleep(Duration::from_millis(ms));
+                assert!(start.elapsed() >= Duration::from_millis(ms));
+                order.borrow_mut().push(ms);
+            }))
+            .unwrap();
+    }
+    run(&mut runtime);
+    assert_eq!(*order.borrow(), vec![0, 10, 20, 40, 60]);
+}
+
+#[test]
+fn park_times_out_and_wake_before_park_is_kept() {
+    let mut runtime = runtime();
+    let checks = Rc::new(Cell::new(0));
+    let inner = Rc::clone(&checks);
+    runtime
+        .spawn(checked(move || {
+            let start = Instant::now();
+            rt::park(Some(start + Duration::from_millis(20)));
+            assert!(start.elapsed() >= Duration::from_millis(20));
+            inner.set(inner.get() + 1);
+
+            // A wake before the park: the park returns at once. (The deadline only turns a
+            // lost permit into a failure instead of a hang.)
+            rt::current_waker().unwrap().wake();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            rt::park(Some(deadline));
+            assert!(Instant::now() < deadline, "permit was lost");
+            inner.set(inner.get() + 1);
+        }))
+        .unwrap();
+    run(&mut runtime);
+    assert_eq!(checks.get(), 2);
+}
+
+#[test]
+fn wake_from_another_thread() {
+    let mut runtime = runtime();
+    let (to_thread, from_coroutine) = mpsc::channel();
+    let woken = Rc::new(Cell::new(false));
+    let inner = Rc::clone(&woken);
+    runtime
+        .spawn(checked(move || {
+            to_thread.send(rt::current_waker().unwrap()).unwrap();
+            // Spurious returns are allowed: a generous deadline tells a lost wake apart.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            rt::park(Some(deadline));
+            assert!(
+                Instant::now() < deadline,
+                "wake from another thread was lost"
+            );
+            inner.set(true);
+        }))
+        .unwrap();
+    let waker_thread = thread::spawn(move || {
+        let waker = from_coroutine.recv().unwrap();
+        thread::sleep(Duration::from_millis(20));
+        waker.wake();
+        waker
+    });
+    run(&mut runtime);
+    assert!(woken.get());
+    // Waking a finished coroutine is harmless.
+    waker_thread.join().unwrap().wake();
+}
+
+#[test]
+fn remote_wake_before_park_is_kept() {
+    let mut runtime = runtime();
+    let (to_thread, from_coroutine) = mpsc::channel();
+    let (woke_tx, woke_rx) = mpsc::channel::<()>();
+    runtime
+        .spawn(checked(move || {
+            to_thread.send(rt::current_waker().unwrap()).unwrap();
+            // Busy on the loop's thread (without parking) until the other thread has woken us.
+            while woke_rx.try_recv().is_err() {
+                rt::yield_now();
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            rt::park(Some(deadline));
+            assert!(
+                Instant::now() < deadline,
+                "permit from another thread was lost"
+            );
+        }))
+        .unwrap();
+    let waker_thread = thread::spawn(move || {
+        from_coroutine.recv().unwrap().wake();
+        woke_tx.send(()).unwrap();
+    });
+    run(&mut runtime);
+    waker_thread.join().unwrap();
+}
+
+#[test]
+fn a_stale_waker_does_not_wake_the_next_coroutine_in_its_slot() {
+    let mut runtime = runtime();
+    let stale = Rc::new(RefCell::new(None));
+    let slept = Rc::new(Cell::new(false));
+    let (stash, taken) = (Rc::clone(&stale), Rc::clone(&stale));
+    let inner_slept = Rc::clone(&slept);
+    runtime
+        .spawn(checked(move || {
+            // A finishes at once; its slot (and stack) are reused by B below.
+            rt::spawn(checked(move || {
+                *stash.borrow_mut() = rt::current_waker();
+            }))
+            .unwrap();
+            rt::yield_now();
+            rt::spawn(checked(move || {
+                let start = Instant::now();
+                rt::park(Some(start + Duration::from_millis(50)));
+                assert!(
+                    start.elapsed() >= Duration::from_millis(50),
+                    "woken by a stale waker"
+                );
+                inner_slept.set(true);
+            }))
+            .unwrap();
+            rt::yield_now();
+            let waker: rt::Waker = taken.borrow_mut().take().unwrap();
+            waker.wake();
+            waker.wake();
+        }))
+        .unwrap();
+    run(&mut runtime);
+    assert!(slept.get());
+}
+
+#[test]
+fn echo_between_coroutines_over_a_unix_pair() {
+    let mut runtime = runtime();
+    let (client, server) = nonblocking_pair();
+    const ROUNDS: usize = 200;
+    // Large enough to fill the socket buffer, so writes park too.
+    const SIZE: usize = 256 * 1024;
+    runtime
+        .spawn(checked(move || {
+            let mut server = server;
+            let source = IoSource::new(server.as_raw_fd()).unwrap();
+            let mut buf = vec![0u8; SIZE];
+            for _ in 0..ROUNDS / 50 {
+                read_exact(&mut server, &source, &mut buf).unwrap();
+                write_all(&mut server, &source, &buf).unwrap();
+            }
+            let mut small = [0u8; 8];
+            for _ in 0..ROUNDS {
+                read_exact(&mut server, &source, &mut small).unwrap();
+                write_all(&mut server, &source, &small).unwrap();
+            }
+            drop(source);
+        }))
+        .unwrap();
+    let received = Rc::new(Cell::new(0));
+    let inner = Rc::clone(&received);
+    runtime
+        .spawn(checked(move || {
+            let mut client = client;
+            let source = IoSource::new(client.as_raw_fd()).unwrap();
+            let big: Vec<u8> = (0..SIZE).map(|i| i as u8).collect();
+            let mut back = vec![0u8; SIZE];
+            for _ in 0..ROUNDS / 50 {
+                write_all(&mut client, &source, &big).unwrap();
+                read_exact(&mut client, &source, &mut back).unwrap();
+                assert_eq!(back, big);
+            }
+            for round in 0..ROUNDS as u64 {
+                write_all(&mut client, &source, &round.to_le_bytes()).unwrap();
+                let mut small = [0u8; 8];
+                read_exact(&mut client, &source, &mut small).unwrap();
+                assert_eq!(u64::from_le_bytes(small), round);
+                inner.set(inner.get() + 1);
+            }
+        }))
+        .unwrap();
+    run(&mut runtime);
+    assert_eq!(received.get(), ROUNDS);
+}
+
+#[test]
+fn wait_past_deadline_times_out() {
+    let mut runtime = runtime();
+    let (quiet, _peer) = nonblocking_pair();
+    let outcome = Rc::new(RefCell::new(Vec::new()));
+    let inner = Rc::clone(&outcome);
+    runtime
+        .spawn(checked(move || {
+            let source = IoSource::new(quiet.as_raw_fd()).unwrap();
+            let start = Instant::now();
+            let error = source
+                .wait(Interest::Readable, Some(start + Duration::from_millis(30)))
+                .unwrap_err();
+            assert!(start.elapsed() >= Duration::from_millis(30));
+            inner.borrow_mut().push(error.kind());
+            let error = source
+                .wait(Interest::Readable, Some(Instant::now()))
+                .unwrap_err();
+            inner.borrow_mut().push(error.kind());
+        }))
+        .unwrap();
+    run(&mut runtime);
+    assert_eq!(
+        *outcome.borrow(),
+        vec![io::ErrorKind::TimedOut, io::ErrorKind::TimedOut]
+    );
+}
+
+#[test]
+fn a_panicking_coroutine_does_not_stop_the_loop() {
+    let mut runtime = runtime();
+    let survivors = Rc::new(Cell::new(0));
+    for i in 0..10 {
+        let survivors = Rc::clone(&survivors);
+        runtime
+            .spawn(move || {
+                rt::sleep(Duration::from_millis(1));
+                if i % 2 == 0 {
+                    panic!("coroutine {i} panics on purpose");
+                }
+                rt::sleep(Duration::from_millis(1));
+                survivors.set(survivors.get() + 1);
+            })
+            .unwrap();
+    }
+    runtime.run().unwrap();
+    assert_eq!(survivors.get(), 5);
+    assert_eq!(runtime.coroutine_count(), 0);
+}
+
+#[test]
+fn spawning_past_the_cap_is_an_error_not_a_crash() {
+    let config = RuntimeConfig {
+        max_coroutines: 3,
+        ..RuntimeConfig::default()
+    };
+    let mut runtime = Runtime::new(config).unwrap();
+    for _ in 0..3 {
+        runtime
+            .spawn(|| rt::sleep(Duration::from_millis(5)))
+            .unwrap();
+    }
+    let error = runtime.spawn(|| {}).unwrap_err();
+    assert!(
+        matches!(error, SpawnError::AtCapacity { max: 3 }),
+        "{error}"
+    );
+    run(&mut runtime);
+    // Finished coroutines give their stacks back.
+    runtime
+        .spawn(checked(|| {
+            rt::spawn(|| {}).unwrap();
+            rt::spawn(|| {}).unwrap();
+            assert!(matches!(
+                rt::spawn(|| {}),
+                Err(SpawnError::AtCapacity { .. })
+            ));
+        }))
+        .unwrap();
+    run(&mut runtime);
+}
+
+#[test]
+fn thousands_parked_on_sockets_are_all_released() {
+    const N: usize = 2_500;
+    let mut runtime = runtime();
+    let parked = Rc::new(Cell::new(0));
+    let released = Rc::new(Cell::new(0));
+    let mut writers = Vec::with_capacity(N);
+    for _ in 0..N {
+        let (reader, writer) = nonblocking_pair();
+        writers.push(writer);
+        let (parked, released) = (Rc::clone(&parked), Rc::clone(&released));
+        runtime
+            .spawn(checked(move || {
+                let mut reader = reader;
+                let source = IoSource::new(reader.as_raw_fd()).unwrap();
+                let mut byte = [0u8; 1];
+                parked.set(parked.get() + 1);
+                read_exact(&mut reader, &source, &mut byte).unwrap();
+                assert_eq!(byte, [7]);
+                released.set(released.get() + 1);
+            }))
+            .unwrap();
+    }
+    let (parked_seen, released_seen) = (Rc::clone(&parked), Rc::clone(&released));
+    runtime
+        .spawn(checked(move || {
+            // Give the readers a few loop turns; none can finish before the writes.
+            rt::sleep(Duration::from_millis(20));
+            assert_eq!(parked_seen.get(), N);
+            assert_eq!(released_seen.get(), 0);
+            assert_eq!(rt::coroutine_count(), N + 1);
+            for writer in &mut writers {
+                writer.write_all(&[7]).unwrap();
+            }
+        }))
+        .unwrap();
+    run(&mut runtime);
+    assert_eq!(released.get(), N);
+    assert_eq!(runtime.coroutine_count(), 0);
+}
+
+#[test]
+fn stop_from_another_thread_and_drop_unwinds_parked_coroutines() {
+    struct Flag(Rc<Cell<bool>>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+
+    let mut runtime = runtime();
+    let dropped = Rc::new(Cell::new(false));
+    let flag = Flag(Rc::clone(&dropped));
+    runtime
+        .spawn(checked(move || {
+            let _flag = flag;
+            rt::park(None);
+            unreachable!("nobody wakes this coroutine");
+        }))
+        .unwrap();
+    let handle = runtime.handle();
+    let stopper = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        handle.stop();
+    });
+    run(&mut runtime);
+    stopper.join().unwrap();
+    assert_eq!(runtime.coroutine_count(), 1);
+    assert!(!dropped.get());
+    drop(runtime);
+    assert!(
+        dropped.get(),
+        "the suspended coroutine's stack was not unwound"
+    );
+}
+
+#[test]
+fn nested_run_is_refused() {
+    let mut outer = runtime();
+    outer
+        .spawn(checked(|| {
+            let mut inner = Runtime::new(RuntimeConfig::default()).unwrap();
+            inner.spawn(|| {}).unwrap();
+            assert!(inner.run().is_err());
+        }))
+        .unwrap();
+    run(&mut outer);
+}
