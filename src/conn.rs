@@ -1,6 +1,6 @@
 //! [`Conn`]: the one thing a handler sees — a buffered, model-aware stream.
 
-use std::cell::OnceCell;
+use std::cell::Cell;
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, recv, send};
 use socket2::SockRef;
 
-use crate::rt::{Interest, IoSource};
+use crate::rt::Interest;
 use crate::sync::park;
 
 /// Size of the read buffer, and the largest write that is buffered rather than sent at once.
@@ -44,13 +44,17 @@ impl fmt::Display for PeerAddr {
 /// block the thread under thread- and process-based models and park the coroutine under
 /// the scheduled one. The handler's code is the same either way.
 ///
+/// A `Conn` is `Send`, so a model may hand it to another thread before it is served.
+/// Once it has waited on a coroutine it is registered with that coroutine's loop: keep
+/// it on that thread until it is dropped.
+///
 /// Writes are buffered: call [`flush`](Write::flush) (the server also flushes after
 /// `Handler::finish`). Reads come through [`BufRead`], so protocol parsers can look at
 /// what arrived without consuming it.
 pub struct Conn {
-    /// The reactor registration, made on the first wait on a coroutine. Declared before
-    /// `fd` so it is dropped (deregistered) before the socket closes.
-    source: OnceCell<IoSource>,
+    /// Set once the socket waited on a coroutine: it is then registered with that
+    /// thread's loop and must be deregistered there before it closes.
+    registered: Cell<bool>,
     /// The socket.
     fd: OwnedFd,
     /// TCP or Unix, with the peer's address.
@@ -101,7 +105,7 @@ impl Conn {
 
     fn new(fd: OwnedFd, peer: PeerAddr) -> Conn {
         Conn {
-            source: OnceCell::new(),
+            registered: Cell::new(false),
             fd,
             peer,
             read_buf: vec![0; BUFFER_SIZE].into_boxed_slice(),
@@ -216,15 +220,15 @@ impl Conn {
     fn recv_raw_into(&mut self, start: usize) -> io::Result<usize> {
         let fd = self.fd.as_raw_fd();
         let deadline = earliest(self.read_deadline, self.read_timeout);
-        let (buf, source) = (&mut self.read_buf[start..], &self.source);
-        recv_raw(fd, buf, source, deadline)
+        let (buf, registered) = (&mut self.read_buf[start..], &self.registered);
+        recv_raw(fd, buf, registered, deadline)
     }
 
     fn send_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         let fd = self.fd.as_raw_fd();
         let deadline = self.write_timeout.map(|t| Instant::now() + t);
         while !data.is_empty() {
-            let n = send_raw(fd, data, &self.source, deadline)?;
+            let n = send_raw(fd, data, &self.registered, deadline)?;
             data = &data[n..];
         }
         Ok(())
@@ -235,7 +239,7 @@ impl Conn {
         let deadline = earliest(self.read_deadline, self.read_timeout);
         park::wait_fd(
             self.fd.as_raw_fd(),
-            &self.source,
+            &self.registered,
             Interest::Readable,
             deadline,
         )
@@ -255,7 +259,7 @@ fn earliest(deadline: Option<Instant>, timeout: Option<Duration>) -> Option<Inst
 fn recv_raw(
     fd: RawFd,
     buf: &mut [u8],
-    source: &OnceCell<IoSource>,
+    registered: &Cell<bool>,
     deadline: Option<Instant>,
 ) -> io::Result<usize> {
     let blocking = deadline.is_none() && !crate::rt::in_coroutine();
@@ -268,7 +272,7 @@ fn recv_raw(
         match recv(fd, buf, flags) {
             Ok(n) => return Ok(n),
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => park::wait_fd(fd, source, Interest::Readable, deadline)?,
+            Err(Errno::EAGAIN) => park::wait_fd(fd, registered, Interest::Readable, deadline)?,
             Err(errno) => return Err(errno.into()),
         }
     }
@@ -278,7 +282,7 @@ fn recv_raw(
 fn send_raw(
     fd: RawFd,
     data: &[u8],
-    source: &OnceCell<IoSource>,
+    registered: &Cell<bool>,
     deadline: Option<Instant>,
 ) -> io::Result<usize> {
     let blocking = deadline.is_none() && !crate::rt::in_coroutine();
@@ -290,7 +294,7 @@ fn send_raw(
         match send(fd, data, flags) {
             Ok(n) => return Ok(n),
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => park::wait_fd(fd, source, Interest::Writable, deadline)?,
+            Err(Errno::EAGAIN) => park::wait_fd(fd, registered, Interest::Writable, deadline)?,
             Err(errno) => return Err(errno.into()),
         }
     }
@@ -301,7 +305,7 @@ impl Read for Conn {
         if self.read_pos == self.read_end && buf.len() >= self.read_buf.len() {
             let fd = self.fd.as_raw_fd();
             let deadline = earliest(self.read_deadline, self.read_timeout);
-            return recv_raw(fd, buf, &self.source, deadline);
+            return recv_raw(fd, buf, &self.registered, deadline);
         }
         let available = self.fill_buf()?;
         let n = available.len().min(buf.len());
@@ -347,6 +351,16 @@ impl Write for Conn {
         self.write_buf = pending;
         self.write_buf.clear();
         result
+    }
+}
+
+impl Drop for Conn {
+    /// Deregisters the socket from the coroutine loop it waited on (before the fd
+    /// closes, so a reused fd number is never deregistered by mistake).
+    fn drop(&mut self) {
+        if self.registered.get() {
+            crate::rt::forget_fd(self.fd.as_raw_fd());
+        }
     }
 }
 

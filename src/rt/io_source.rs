@@ -88,35 +88,74 @@ impl IoSource {
     /// `TimedOut` once `deadline` passes; another error when called off a coroutine of
     /// this source's runtime or while that runtime is being dropped.
     pub fn wait(&self, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
-        let id = context::current()
-            .filter(|_| coroutine::on_coroutine())
-            .filter(|_| context::with_core(|core| Rc::ptr_eq(core, &self.core)) == Some(true))
-            .ok_or_else(|| {
-                io::Error::other("IoSource::wait called off a coroutine of its runtime")
-            })?;
-        let reactor = &self.core.reactor;
-        if reactor.take_ready(self.key, interest) {
-            return Ok(());
+        wait_on(&self.core, self.key, interest, deadline)
+    }
+}
+
+/// Parks the current coroutine until `fd` may be ready for `interest`, registering the
+/// fd with this thread's runtime on its first wait (kept until [`forget_fd`]).
+///
+/// This is the registration-free form of [`IoSource`] for values that must stay `Send`
+/// (a connection moved between threads before it first waits): the registration lives
+/// in the runtime, keyed by fd, not in the caller. Wake-ups may be spurious.
+///
+/// # Errors
+///
+/// As [`IoSource::wait`], plus an error when no runtime runs on this thread.
+pub fn wait_fd(fd: RawFd, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
+    let core = context::core()
+        .ok_or_else(|| io::Error::other("wait_fd called outside a coroutine runtime"))?;
+    let known = core.fd_keys.borrow().get(&fd).copied();
+    let key = match known {
+        Some(key) => key,
+        None => {
+            let key = core.reactor.register(fd)?;
+            core.fd_keys.borrow_mut().insert(fd, key);
+            key
         }
-        if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
-            return Err(io::ErrorKind::TimedOut.into());
+    };
+    wait_on(&core, key, interest, deadline)
+}
+
+/// Deregisters an fd registered by [`wait_fd`]; call it before closing the fd, on the
+/// thread that waited. A no-op when the fd was never registered on this thread.
+pub fn forget_fd(fd: RawFd) {
+    let _ = context::with_core(|core| {
+        let key = core.fd_keys.borrow_mut().remove(&fd);
+        if let Some(key) = key {
+            core.reactor.deregister(key, fd);
         }
-        let reason = self
-            .core
-            .park_current(id, ParkKind::Io, deadline, |ticket| {
-                reactor.add_waiter(self.key, interest, ticket);
-            });
-        reactor.remove_waiter(self.key, interest, id);
-        if reactor.take_ready(self.key, interest) {
-            return Ok(());
-        }
-        match reason {
-            WakeReason::Woken => Ok(()),
-            WakeReason::TimedOut => Err(io::ErrorKind::TimedOut.into()),
-            WakeReason::ShuttingDown => {
-                Err(io::Error::other("the coroutine runtime is shutting down"))
-            }
-        }
+    });
+}
+
+fn wait_on(
+    core: &Rc<Core>,
+    key: SourceKey,
+    interest: Interest,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    let id = context::current()
+        .filter(|_| coroutine::on_coroutine())
+        .filter(|_| context::with_core(|current| Rc::ptr_eq(current, core)) == Some(true))
+        .ok_or_else(|| io::Error::other("waiting on an fd off a coroutine of its runtime"))?;
+    let reactor = &core.reactor;
+    if reactor.take_ready(key, interest) {
+        return Ok(());
+    }
+    if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    let reason = core.park_current(id, ParkKind::Io, deadline, |ticket| {
+        reactor.add_waiter(key, interest, ticket);
+    });
+    reactor.remove_waiter(key, interest, id);
+    if reactor.take_ready(key, interest) {
+        return Ok(());
+    }
+    match reason {
+        WakeReason::Woken => Ok(()),
+        WakeReason::TimedOut => Err(io::ErrorKind::TimedOut.into()),
+        WakeReason::ShuttingDown => Err(io::Error::other("the coroutine runtime is shutting down")),
     }
 }
 

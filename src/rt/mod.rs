@@ -74,7 +74,7 @@ use std::time::{Duration, Instant};
 use scheduler::ParkKind;
 
 pub use error::SpawnError;
-pub use io_source::IoSource;
+pub use io_source::{IoSource, forget_fd, wait_fd};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use waker::Waker;
 

@@ -120,6 +120,10 @@ pub(crate) struct Core {
     remote_spare: RefCell<Vec<CoroutineId>>,
     /// Set while the runtime drops its coroutines.
     tearing_down: Cell<bool>,
+    /// Fds registered through [`wait_fd`](super::wait_fd), kept until
+    /// [`forget_fd`](super::forget_fd): a socket is registered once, on its first wait.
+    pub(crate) fd_keys:
+        RefCell<std::collections::HashMap<std::os::fd::RawFd, super::reactor::SourceKey>>,
 }
 
 impl Core {
@@ -140,6 +144,7 @@ impl Core {
             remote,
             remote_spare: RefCell::default(),
             tearing_down: Cell::new(false),
+            fd_keys: RefCell::default(),
         })
     }
 

@@ -5,7 +5,7 @@
 //! scheduler the coroutine is suspended and the loop runs others; on a plain thread the
 //! thread blocks in `poll(2)` or `thread::park`.
 
-use std::cell::OnceCell;
+use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
 use std::thread::{self, Thread};
@@ -13,26 +13,23 @@ use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::rt::{self, Interest, IoSource};
+use crate::rt::{self, Interest};
 
 /// Waits until `fd` may be ready for `interest`, or fails with `TimedOut` at `deadline`.
 ///
-/// On a coroutine the fd is registered with the loop once (kept in `source`) and the
+/// On a coroutine the fd is registered with the loop on its first wait (the caller
+/// then owes an [`rt::forget_fd`] before closing it; `registered` records that) and the
 /// coroutine parks; on a plain thread the thread blocks in `poll(2)`. Wake-ups may be
 /// spurious: the caller retries its non-blocking syscall and waits again on `WouldBlock`.
 pub(crate) fn wait_fd(
     fd: RawFd,
-    source: &OnceCell<IoSource>,
+    registered: &Cell<bool>,
     interest: Interest,
     deadline: Option<Instant>,
 ) -> io::Result<()> {
     if rt::in_coroutine() {
-        if source.get().is_none() {
-            let registered = IoSource::new(fd)?;
-            let _ = source.set(registered);
-        }
-        let source = source.get().expect("registered above");
-        return source.wait(interest, deadline);
+        registered.set(true);
+        return rt::wait_fd(fd, interest, deadline);
     }
     poll_fd(fd, interest, deadline)
 }
