@@ -10,7 +10,7 @@ use util::{ServerProcess, comet_contract, get, read_reply, start_waiters, wait_f
 /// With 4 workers, 3 may wait; the 4th `/wait` gets 503 at once and a notify is served.
 #[test]
 fn at_the_cap_a_wait_that_would_take_the_last_worker_gets_503() {
-    for model in ["threading", "forking"] {
+    for model in ["threading", "forking", "scheduled"] {
         let server = ServerProcess::start("comet", &["--mixin", model, "--max-workers", "4"]);
         let mut waiters = start_waiters(server.addr, 3);
         wait_for_waiters(server.addr, 3);
@@ -35,7 +35,7 @@ fn a_thousand_waiters_under_threading_and_forking() {
 /// SIGTERM: pending waiters get a final answer, then the process exits 0.
 #[test]
 fn sigterm_answers_pending_waiters_then_exits_cleanly() {
-    for model in ["threading", "forking"] {
+    for model in ["threading", "forking", "scheduled"] {
         let mut server = ServerProcess::start("comet", &["--mixin", model]);
         let mut waiters = start_waiters(server.addr, 5);
         wait_for_waiters(server.addr, 5);

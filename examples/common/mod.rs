@@ -4,18 +4,19 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
-use mixserve::{Forking, Iterative, MakeHandler, MixIn, Server, Threading};
+use mixserve::{Forking, Iterative, MakeHandler, MixIn, Scheduled, Server, Threading};
 
 /// Picks the concurrency model and the address.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The model: iterative, threading or forking.
+    /// The model: iterative, threading, forking or scheduled.
     #[arg(long, default_value = "threading")]
     pub mixin: String,
     /// Where to listen (port 0 picks a free port; the first line printed says which).
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub addr: String,
-    /// threading: at most this many connection threads; forking: children.
+    /// threading: at most this many connection threads; forking: children;
+    /// scheduled: live connections.
     #[arg(long)]
     pub max_workers: Option<usize>,
 }
@@ -38,9 +39,16 @@ pub fn mixin(args: &ServeArgs) -> Result<Box<dyn MixIn>, String> {
                 None => model,
             })
         }
+        "scheduled" => {
+            let model = Scheduled::new();
+            Box::new(match args.max_workers {
+                Some(max) => model.max_connections(max),
+                None => model,
+            })
+        }
         other => {
             return Err(format!(
-                "unknown mix-in {other:?}: choose iterative, threading or forking"
+                "unknown mix-in {other:?}: choose iterative, threading, forking or scheduled"
             ));
         }
     })

@@ -10,6 +10,7 @@ mod accept_loop;
 mod boxed;
 mod forking;
 mod iterative;
+mod scheduled;
 mod threading;
 
 use std::io;
@@ -21,6 +22,7 @@ use crate::server::Context;
 pub use accept_loop::serve as serve_accepting;
 pub use forking::Forking;
 pub use iterative::Iterative;
+pub use scheduled::{Scheduled, ScheduledStats};
 pub use threading::Threading;
 
 /// How connections are accepted and where the handler runs.

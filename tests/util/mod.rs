@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The models every shared test runs under (iterative has its own comet rule).
-pub const MODELS: &[&str] = &["iterative", "threading", "forking"];
+pub const MODELS: &[&str] = &["iterative", "threading", "forking", "scheduled"];
 
 /// Path of a built example binary (cargo builds examples before running tests).
 pub fn example_path(name: &str) -> PathBuf {

@@ -1,0 +1,214 @@
+//! [`Scheduled`]: stackful coroutines on a mio loop — one process holds ten thousand
+//! waiting clients, and the handler is still plain blocking code.
+
+mod serve_loop;
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::conn::Conn;
+use crate::mixin::MixIn;
+use crate::rt::{self, Runtime, RuntimeConfig};
+use crate::server::Context;
+
+/// One coroutine per connection on a single-threaded loop (or one loop per thread).
+///
+/// An accept coroutine takes connections off the listener and starts a coroutine for
+/// each, running the unchanged [`Handler`](crate::Handler). When the handler blocks —
+/// reading or writing its [`Conn`], `sleep`, a [`Broadcast`](crate::sync::Broadcast) or
+/// [`Channel`](crate::sync::Channel) wait — the coroutine parks and the loop runs the
+/// others. This is the c10k model: a parked connection costs a stack (64 KiB of address
+/// space, a few KiB resident) and an fd, not a thread.
+///
+/// # Rules for handler code on a coroutine
+///
+/// A coroutine shares its thread with every other connection of its loop, so anything
+/// that blocks the *thread* stalls them all:
+///
+/// - block only through the crate: `Conn` I/O, [`rt::sleep`](crate::rt::sleep),
+///   `Broadcast`/`Channel`; never `std::thread::sleep`, a crossbeam or std channel
+///   `recv`, blocking DNS (`ToSocketAddrs`), or a std socket of your own;
+/// - never hold a `std::sync::Mutex` guard across one of those calls: another
+///   coroutine of the same thread that takes the lock deadlocks the whole loop;
+/// - never hold a `RefCell` borrow across them: another coroutine's borrow panics;
+/// - keep deep recursion and large stack arrays off the coroutine: the stack is
+///   [`stack_size`](Scheduled::stack_size) bytes (64 KiB by default, with a guard page;
+///   an overflow kills the process). Below 32 KiB a panic printing a backtrace
+///   overflows it, so smaller stacks are refused.
+///
+/// # Limits
+///
+/// Each coroutine stack is two kernel mappings, and Linux allows `vm.max_map_count`
+/// (65,530 by default) per process: about 32,000 coroutines. The model therefore caps
+/// live connections ([`max_connections`](Scheduled::max_connections), default 25,000)
+/// and closes connections past the cap at once, counting them
+/// ([`ScheduledStats::refused`]), instead of failing an allocation. Scale past it with
+/// processes (`Preforked` with a scheduled inner model). One connection slot is kept
+/// free of shared-object waits, so a notify can always be served.
+#[derive(Debug, Clone)]
+pub struct Scheduled {
+    /// Stack size and coroutine cap of each loop.
+    runtime: RuntimeConfig,
+    /// Loops (one per thread) sharing the listener.
+    threads: usize,
+    /// Live connections allowed in the process, over all loops.
+    max_connections: usize,
+    /// Counters, shared with the loops and with readers.
+    stats: ScheduledStats,
+}
+
+/// Counters of a [`Scheduled`] model, readable while it serves.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduledStats {
+    inner: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    live: AtomicUsize,
+}
+
+impl ScheduledStats {
+    /// Connections accepted and served (or being served).
+    pub fn accepted(&self) -> u64 {
+        self.inner.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed at once because the cap was reached or no coroutine could
+    /// be started.
+    pub fn refused(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    /// Connections being served now.
+    pub fn live(&self) -> usize {
+        self.inner.live.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for Scheduled {
+    fn default() -> Scheduled {
+        Scheduled::new()
+    }
+}
+
+impl Scheduled {
+    /// The default cap on live connections: well under the ~32,000 guarded stacks
+    /// `vm.max_map_count` allows a process.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 25_000;
+
+    /// The smallest stack allowed: a panic printing a backtrace needs about 32 KiB.
+    pub const MIN_STACK_SIZE: usize = 32 * 1024;
+
+    /// One loop, 64 KiB stacks, at most [`DEFAULT_MAX_CONNECTIONS`](Self::DEFAULT_MAX_CONNECTIONS).
+    pub fn new() -> Scheduled {
+        Scheduled {
+            runtime: RuntimeConfig::default(),
+            threads: 1,
+            max_connections: Scheduled::DEFAULT_MAX_CONNECTIONS,
+            stats: ScheduledStats::default(),
+        }
+    }
+
+    /// Sets each coroutine's stack size in bytes (default 64 KiB; at least 32 KiB).
+    pub fn stack_size(mut self, bytes: usize) -> Scheduled {
+        self.runtime.stack_size = bytes;
+        self
+    }
+
+    /// Caps live connections in the process (default 25,000).
+    pub fn max_connections(mut self, max: usize) -> Scheduled {
+        self.max_connections = max;
+        self
+    }
+
+    /// Runs `n` loops on `n` threads sharing the listener, to use more cores in one
+    /// process (default 1). Each connection stays on the loop that accepted it.
+    pub fn threads(mut self, n: usize) -> Scheduled {
+        self.threads = n;
+        self
+    }
+
+    /// The counters, to read while the server runs or after it stopped.
+    pub fn stats(&self) -> ScheduledStats {
+        self.stats.clone()
+    }
+}
+
+impl MixIn for Scheduled {
+    fn name(&self) -> &'static str {
+        "scheduled"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.runtime.stack_size < Scheduled::MIN_STACK_SIZE {
+            return Err(format!(
+                "scheduled: stack_size {} is below 32 KiB, where a panic's backtrace overflows the stack",
+                self.runtime.stack_size
+            ));
+        }
+        if self.threads == 0 || self.max_connections == 0 {
+            return Err("scheduled: threads and max_connections must be at least 1".into());
+        }
+        // Two coroutines per loop (accept, watch) come on top of the connections.
+        if self.max_connections + 2 > self.runtime.max_coroutines {
+            return Err(format!(
+                "scheduled: max_connections {} needs more than the runtime's {} coroutines",
+                self.max_connections, self.runtime.max_coroutines
+            ));
+        }
+        Ok(())
+    }
+
+    fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
+        ctx.listener().set_nonblocking(true)?;
+        let settings = serve_loop::Settings {
+            runtime: self.runtime.clone(),
+            max_connections: self.max_connections,
+            counters: Arc::clone(&self.stats.inner),
+        };
+        if self.threads == 1 {
+            return serve_loop::run(ctx, &settings, true);
+        }
+        std::thread::scope(|scope| {
+            let others: Vec<_> = (1..self.threads)
+                .map(|_| scope.spawn(|| serve_loop::run(ctx, &settings, false)))
+                .collect();
+            let mine = serve_loop::run(ctx, &settings, true);
+            // Every loop stops on the same shutdown; report the first failure.
+            others
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a loop panicked")))
+                })
+                .fold(mine, |first, next| first.and(next))
+        })
+    }
+
+    /// Serves one connection outside the loop (for `Server::handle_request`): on a
+    /// coroutine it starts another; on a plain thread it runs a loop just for it.
+    fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {
+        let ctx = Arc::clone(ctx);
+        if rt::in_coroutine() {
+            return rt::spawn(move || ctx.finish_request(conn)).map_err(io::Error::other);
+        }
+        let mut runtime = Runtime::new(self.runtime.clone())?;
+        runtime
+            .spawn(move || ctx.finish_request(conn))
+            .map_err(io::Error::other)?;
+        runtime.run()
+    }
+
+    fn max_blocked(&self) -> Option<usize> {
+        Some(self.max_connections - 1)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.stats.live()
+    }
+}

@@ -1,0 +1,188 @@
+//! One scheduler loop of the `Scheduled` model: an accept coroutine, a watch coroutine
+//! (shutdown, signals, housekeeping, drain) and a coroutine per connection.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::Counters;
+use crate::rt::{self, Interest, Runtime, RuntimeConfig, RuntimeHandle};
+use crate::server::Context;
+use crate::sys::signal;
+
+/// What every loop of one `Scheduled` server shares.
+#[derive(Debug)]
+pub(super) struct Settings {
+    pub(super) runtime: RuntimeConfig,
+    pub(super) max_connections: usize,
+    pub(super) counters: Arc<Counters>,
+}
+
+/// This loop's connections, by id, with their sockets (to force them at shutdown).
+/// A connection's coroutine removes its entry before its socket closes, and nothing
+/// else runs in between on this thread, so an fd here is always open.
+type LiveSockets = Rc<RefCell<HashMap<u64, RawFd>>>;
+
+/// Runs one loop until shutdown and drain. `primary` marks the loop that runs the
+/// user's `service_actions` hook.
+pub(super) fn run(ctx: &Arc<Context>, settings: &Settings, primary: bool) -> io::Result<()> {
+    let mut runtime = Runtime::new(settings.runtime.clone())?;
+    let stop = Rc::new(Cell::new(false));
+    let sockets: LiveSockets = Rc::default();
+    let accept = {
+        let (ctx, stop, sockets) = (Arc::clone(ctx), Rc::clone(&stop), Rc::clone(&sockets));
+        let (max, counters) = (settings.max_connections, Arc::clone(&settings.counters));
+        move || accept_loop(&ctx, &stop, &sockets, max, &counters)
+    };
+    let watch = {
+        let (ctx, stop, sockets) = (Arc::clone(ctx), Rc::clone(&stop), Rc::clone(&sockets));
+        let handle = runtime.handle();
+        move || watch_loop(&ctx, &stop, &sockets, &handle, primary)
+    };
+    runtime.spawn(accept).map_err(io::Error::other)?;
+    runtime.spawn(watch).map_err(io::Error::other)?;
+    runtime.run()
+}
+
+/// Accepts until stopped; each connection gets a coroutine, or is closed at once past
+/// the cap (counted as refused).
+fn accept_loop(
+    ctx: &Arc<Context>,
+    stop: &Cell<bool>,
+    sockets: &LiveSockets,
+    max_connections: usize,
+    counters: &Arc<Counters>,
+) {
+    let mut next_id = 0u64;
+    while !stop.get() {
+        let mut conn = match ctx.get_request() {
+            Ok(Some(conn)) => conn,
+            Ok(None) => {
+                // Bounded, so a stop is noticed within one poll interval.
+                let deadline = Instant::now() + ctx.poll_interval();
+                match rt::wait_fd(ctx.listener_fd(), Interest::Readable, Some(deadline)) {
+                    Ok(()) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
+                    Err(e) => {
+                        log::error!("scheduled: cannot wait on the listener: {e}");
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                log::warn!("scheduled: accept failed: {e}");
+                rt::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if !ctx.verify_request(&conn) {
+            continue;
+        }
+        if counters.live.load(Ordering::SeqCst) >= max_connections {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            log::debug!("scheduled: at {max_connections} connections, refusing one");
+            continue;
+        }
+        let id = next_id;
+        next_id += 1;
+        let tracked = Tracked::start(id, conn.as_raw_fd(), sockets, counters);
+        let served = {
+            let ctx = Arc::clone(ctx);
+            move || {
+                // Declared after `conn`, so dropped (untracked) before the socket closes,
+                // on a normal end and on a panic's unwind alike.
+                let _tracked = tracked;
+                ctx.serve_connection(&mut conn);
+            }
+        };
+        if let Err(e) = rt::spawn(served) {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            log::warn!("scheduled: refusing a connection: {e}");
+        }
+    }
+    rt::forget_fd(ctx.listener_fd());
+}
+
+/// A connection counted live and tracked for shutdown until dropped.
+struct Tracked {
+    id: u64,
+    sockets: LiveSockets,
+    counters: Arc<Counters>,
+}
+
+impl Tracked {
+    fn start(id: u64, fd: RawFd, sockets: &LiveSockets, counters: &Arc<Counters>) -> Tracked {
+        sockets.borrow_mut().insert(id, fd);
+        counters.live.fetch_add(1, Ordering::SeqCst);
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+        Tracked {
+            id,
+            sockets: Rc::clone(sockets),
+            counters: Arc::clone(counters),
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.sockets.borrow_mut().remove(&self.id);
+        self.counters.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits for shutdown (handling signals and housekeeping on the way), then drains:
+/// stop accepting, answer pending waiters, let connections finish until the shutdown
+/// timeout, force the rest, and finally stop the loop.
+fn watch_loop(
+    ctx: &Arc<Context>,
+    stop: &Cell<bool>,
+    sockets: &LiveSockets,
+    handle: &RuntimeHandle,
+    primary: bool,
+) {
+    let wake_fd = ctx.wake_fd();
+    while !ctx.is_shutting_down() {
+        let deadline = Instant::now() + ctx.poll_interval();
+        match rt::wait_fd(wake_fd, Interest::Readable, Some(deadline)) {
+            Ok(()) | Err(_) => {}
+        }
+        if signal::take(Signal::SIGTERM) || signal::take(Signal::SIGINT) {
+            ctx.shutdown_handle().shutdown();
+        }
+        if signal::take(Signal::SIGQUIT) {
+            ctx.shutdown.request_fast();
+        }
+        if primary {
+            ctx.shutdown.clear_wakeups();
+            ctx.service_actions();
+        }
+    }
+    rt::forget_fd(wake_fd);
+    stop.set(true);
+    ctx.shutdown.begin_drain();
+    crate::sync::close_waiters_of(ctx.scope());
+    let deadline = Instant::now() + ctx.shutdown_timeout();
+    while !sockets.borrow().is_empty() && Instant::now() < deadline && !ctx.shutdown.is_fast() {
+        rt::sleep(Duration::from_millis(20));
+    }
+    for &fd in sockets.borrow().values() {
+        // Open: see `LiveSockets`. Parked reads and writes wake with EOF or an error.
+        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
+    }
+    // Coroutines parked elsewhere (a long sleep) get one more second, then the loop
+    // stops and the runtime unwinds them.
+    let last = Instant::now() + Duration::from_secs(1);
+    while !sockets.borrow().is_empty() && Instant::now() < last {
+        rt::sleep(Duration::from_millis(20));
+    }
+    if !sockets.borrow().is_empty() {
+        handle.stop();
+    }
+}

@@ -1,0 +1,164 @@
+//! The scheduled model: many waiters in one process, panics and timers on coroutines,
+//! the connection cap. No forking here, so servers may run in-process.
+
+mod util;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use mixserve::handler::from_fn;
+use mixserve::{Conn, Scheduled, Server, ShutdownHandle};
+use util::{ServerProcess, comet_contract, connect};
+
+#[test]
+fn two_thousand_comet_waiters_on_one_scheduled_server() {
+    let server = ServerProcess::start("comet", &["--mixin", "scheduled"]);
+    comet_contract(server.addr, 2000);
+}
+
+/// Starts an in-process scheduled server with `model` and `handler`; returns its address
+/// and a handle that stops it.
+fn start<F>(
+    model: Scheduled,
+    handler: F,
+) -> (std::net::SocketAddr, ShutdownHandle, thread::JoinHandle<()>)
+where
+    F: Fn(&mut Conn) -> io::Result<()> + Clone + Send + Sync + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    let serving = thread::spawn(move || {
+        let make = move || from_fn(handler.clone());
+        let mut server = Server::builder(model)
+            .bind("127.0.0.1:0")
+            .handle_signals(false)
+            .shutdown_timeout(Duration::from_millis(500))
+            .build(make)
+            .unwrap();
+        tx.send((server.local_addr().unwrap(), server.shutdown_handle()))
+            .unwrap();
+        server.serve_forever().unwrap();
+    });
+    let (addr, handle) = rx.recv().unwrap();
+    (addr, handle, serving)
+}
+
+/// Reads one line from the connection, answers it upper-cased; panics on "panic".
+fn shout(conn: &mut Conn) -> io::Result<()> {
+    let mut line = String::new();
+    while conn.read_line(&mut line)? > 0 {
+        if line.trim() == "panic" {
+            panic!("the handler was asked to panic");
+        }
+        conn.write_all(line.to_uppercase().as_bytes())?;
+        conn.flush()?;
+        line.clear();
+    }
+    Ok(())
+}
+
+fn ask(stream: &mut BufReader<TcpStream>, line: &str) -> String {
+    stream.get_mut().write_all(line.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_line(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn a_panicking_handler_closes_its_connection_and_the_loop_lives_on() {
+    let (addr, handle, serving) = start(Scheduled::new(), shout);
+    let mut calm = BufReader::new(connect(addr));
+    assert_eq!(ask(&mut calm, "before\n"), "BEFORE\n");
+    let mut doomed = connect(addr);
+    doomed.write_all(b"panic\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = doomed.read_to_end(&mut rest); // closed (EOF or reset), not hung
+    assert!(rest.is_empty());
+    assert_eq!(ask(&mut calm, "after\n"), "AFTER\n");
+    let mut fresh = BufReader::new(connect(addr));
+    assert_eq!(ask(&mut fresh, "new\n"), "NEW\n");
+    handle.shutdown();
+    serving.join().unwrap();
+}
+
+#[test]
+fn sleeping_handlers_run_concurrently_and_wake_in_timer_order() {
+    // Each connection names how long to sleep; the shorter sleep answers first even
+    // though it arrived second, which only concurrent coroutines with timers can do.
+    let nap = |conn: &mut Conn| {
+        let mut line = String::new();
+        conn.read_line(&mut line)?;
+        let millis: u64 = line.trim().parse().unwrap_or(0);
+        mixserve::rt::sleep(Duration::from_millis(millis));
+        conn.write_all(format!("slept {millis}\n").as_bytes())
+    };
+    let (addr, handle, serving) = start(Scheduled::new(), nap);
+    let (tx, rx) = mpsc::channel();
+    for millis in [600u64, 10] {
+        let tx = tx.clone();
+        let mut stream = BufReader::new(connect(addr));
+        stream
+            .get_mut()
+            .write_all(format!("{millis}\n").as_bytes())
+            .unwrap();
+        thread::spawn(move || {
+            let mut reply = String::new();
+            stream.read_line(&mut reply).unwrap();
+            tx.send(reply).unwrap();
+        });
+        thread::sleep(Duration::from_millis(50)); // the long sleeper starts first
+    }
+    let order: Vec<String> = rx.iter().take(2).collect();
+    assert_eq!(order, ["slept 10\n", "slept 600\n"]);
+    handle.shutdown();
+    serving.join().unwrap();
+}
+
+#[test]
+fn connections_over_the_cap_are_refused_while_the_others_keep_working() {
+    let model = Scheduled::new().max_connections(2);
+    let stats = model.stats();
+    let (addr, handle, serving) = start(model, shout);
+    let mut first = BufReader::new(connect(addr));
+    let mut second = BufReader::new(connect(addr));
+    assert_eq!(ask(&mut first, "one\n"), "ONE\n");
+    assert_eq!(ask(&mut second, "two\n"), "TWO\n");
+    let mut third = connect(addr);
+    let _ = third.write_all(b"three\n");
+    let mut rest = Vec::new();
+    let _ = third.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "a connection past the cap was served");
+    assert_eq!(stats.refused(), 1);
+    assert_eq!(ask(&mut first, "still\n"), "STILL\n");
+    assert_eq!(ask(&mut second, "here\n"), "HERE\n");
+    drop((first, second));
+    handle.shutdown();
+    serving.join().unwrap();
+    assert_eq!(stats.live(), 0);
+}
+
+#[test]
+fn several_loops_share_one_listener() {
+    let (addr, handle, serving) = start(Scheduled::new().threads(2), shout);
+    let mut streams: Vec<_> = (0..20).map(|_| BufReader::new(connect(addr))).collect();
+    for (n, stream) in streams.iter_mut().enumerate() {
+        assert_eq!(ask(stream, &format!("n{n}\n")), format!("N{n}\n"));
+    }
+    drop(streams);
+    handle.shutdown();
+    serving.join().unwrap();
+}
+
+#[test]
+fn bad_scheduled_configuration_is_refused() {
+    let tiny = Server::builder(Scheduled::new().stack_size(8 * 1024))
+        .bind("127.0.0.1:0")
+        .build(|| from_fn(shout));
+    assert!(matches!(tiny, Err(mixserve::StartError::Config(_))));
+    let huge = Server::builder(Scheduled::new().max_connections(1_000_000))
+        .bind("127.0.0.1:0")
+        .build(|| from_fn(shout));
+    assert!(matches!(huge, Err(mixserve::StartError::Config(_))));
+}
