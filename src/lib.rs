@@ -13,8 +13,8 @@
 //! - [`Handler`] serves one [`Conn`]; [`MakeHandler`] makes one per connection. For
 //!   HTTP, write an [`http::HttpHandler`] and serve it with [`http::Http`] (or behind a
 //!   front server with [`scgi::Scgi`]).
-//! - [`MixIn`] is the model: [`Iterative`], [`Threading`], [`Forking`], and more in
-//!   [`mixin`].
+//! - [`MixIn`] is the model: [`Iterative`], [`Threading`], [`Forking`],
+//!   [`Scheduled`] (coroutines on [`rt`], the crate's runtime), and more in [`mixin`].
 //! - [`sync::Broadcast`] and [`sync::Channel`] are shared objects a handler may block
 //!   on under any model — between threads, and between the processes of a forking
 //!   model through the master's hub.
@@ -26,6 +26,7 @@
 //! | [`Iterative`] | one client at a time is enough, or as the baseline to measure against |
 //! | [`Threading`] | blocking handlers, moderate numbers of connections; the simple default |
 //! | [`Forking`] | isolation per connection (a crash kills one child), short requests |
+//! | [`Scheduled`] | thousands of mostly idle connections (comet) in one process; read its rules |
 //!
 //! ## Example: the comet server
 //!

@@ -5,6 +5,7 @@
 //! | [`Iterative`] | the main thread | inline, one connection at a time |
 //! | [`Threading`] | the main thread | a new thread per connection |
 //! | [`Forking`] | the parent process | a new child process per connection |
+//! | [`Scheduled`] | an accept coroutine | a stackful coroutine per connection on a mio loop |
 
 mod accept_loop;
 mod boxed;
