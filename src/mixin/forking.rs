@@ -92,11 +92,12 @@ impl MixIn for Forking {
     }
 
     fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {
-        let Some(proof) = self.single_threaded.as_ref() else {
-            return Err(io::Error::other(
-                "forking: process_request outside serve_forever",
-            ));
-        };
+        // Outside serve_forever (Server::handle_request) check now; no hub runs then,
+        // so shared objects are not reachable from that child.
+        if self.single_threaded.is_none() {
+            self.single_threaded = Some(SingleThreaded::check("forking")?);
+        }
+        let proof = self.single_threaded.as_ref().expect("checked above");
         match fork::fork(proof)? {
             Forked::Child => {
                 fork::after_fork_in_child();
