@@ -122,12 +122,17 @@ impl MixIn for Threading {
             builder = builder.stack_size(size);
         }
         running.fetch_add(1, Ordering::SeqCst);
+        let capped = self.max_threads.is_some();
         let spawned = builder.spawn(move || {
             ctx.serve_connection(&mut conn);
             lock(&sockets).remove(&id);
             drop(conn);
             running.fetch_sub(1, Ordering::SeqCst);
             let _ = done.send(id);
+            if capped {
+                // The loop may be waiting for a free slot: let it accept now.
+                ctx.shutdown.wake();
+            }
         });
         match spawned {
             Ok(handle) => {

@@ -31,6 +31,11 @@ impl ShutdownState {
         })
     }
 
+    /// Wakes the loop without asking it to stop (a worker slot came free).
+    pub(crate) fn wake(&self) {
+        self.pipe.notify();
+    }
+
     pub(crate) fn request(&self) {
         self.requested.store(true, Ordering::SeqCst);
         self.pipe.notify();
