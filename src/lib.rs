@@ -14,7 +14,7 @@ mod sys;
 
 pub use conn::{Conn, PeerAddr};
 pub use handler::{Handler, MakeHandler};
-pub use mixin::{Forking, Iterative, MixIn, Threading};
+pub use mixin::{Forking, Iterative, MixIn, Preforked, Prethreaded, Threading};
 pub use server::{
     Context, Hooks, ListenAddr, Listener, Server, ServerBuilder, ShutdownHandle, StartError,
 };

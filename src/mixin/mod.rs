@@ -5,11 +5,16 @@
 //! | [`Iterative`] | the main thread | inline, one connection at a time |
 //! | [`Threading`] | the main thread | a new thread per connection |
 //! | [`Forking`] | the parent process | a new child process per connection |
+//! | [`Preforked`] | pre-forked workers (or the master, passing fds) | the worker process, inline or on a thread |
+//! | [`Prethreaded`] | pool threads under a lock, or the main thread handing off | a pool thread |
 
 mod accept_loop;
 mod boxed;
 mod forking;
 mod iterative;
+mod pool_stats;
+mod preforked;
+mod prethreaded;
 mod threading;
 
 use std::io;
@@ -21,6 +26,9 @@ use crate::server::Context;
 pub use accept_loop::serve as serve_accepting;
 pub use forking::Forking;
 pub use iterative::Iterative;
+pub use pool_stats::{PoolStats, WorkerStats};
+pub use preforked::{Accept, Dispatch, Inner, LockKind, Preforked};
+pub use prethreaded::{PoolAccept, Prethreaded};
 pub use threading::Threading;
 
 /// How connections are accepted and where the handler runs.
