@@ -40,6 +40,12 @@ pub struct ServeArgs {
     /// preforked, prethreaded: print the per-worker table when the server stops.
     #[arg(long)]
     pub stats: bool,
+    /// preforked: kill a worker whose heartbeat is silent this many seconds.
+    #[arg(long)]
+    pub heartbeat_timeout: Option<u64>,
+    /// preforked: retire a worker after this many connections (plus up to 10% jitter).
+    #[arg(long)]
+    pub max_requests: Option<u64>,
 }
 
 /// The model named on the command line, with its statistics handle if it has one.
@@ -69,6 +75,14 @@ pub fn mixin(args: &ServeArgs) -> Result<(Box<dyn MixIn>, Option<PoolStats>), St
                     "threading" => Inner::Threading { max_threads: None },
                     other => return Err(format!("unknown inner model {other:?}")),
                 });
+            let model = match args.heartbeat_timeout {
+                Some(secs) => model.heartbeat_timeout(std::time::Duration::from_secs(secs)),
+                None => model,
+            };
+            let model = match args.max_requests {
+                Some(max) => model.max_requests(max, max / 10),
+                None => model,
+            };
             let stats = model.stats();
             return Ok((Box::new(model), Some(stats)));
         }

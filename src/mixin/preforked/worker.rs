@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
@@ -28,6 +29,8 @@ pub(super) const EXIT_FAST: i32 = 4;
 
 /// How often the watchdog beats (the master's timeout is at least twice this).
 const BEAT_EVERY_MS: u16 = 1000;
+/// How often a stopping worker's serving thread is signalled again.
+const RESIGNAL_EVERY: Duration = Duration::from_millis(500);
 
 /// The worker's whole life. Never returns into the master's code.
 pub(super) fn run(
@@ -82,24 +85,30 @@ fn serve(
 }
 
 /// Beats every second; on a stop request, starts draining the worker's connections
-/// (a fast stop exits at once); when the master is gone, asks for a graceful stop.
+/// and signals the serving thread again every half second (a signal that landed just
+/// before it blocked in `accept` or took the lock is otherwise lost); a fast stop exits
+/// at once. When the master is gone, asks for a graceful stop.
 fn watchdog(ctx: &Context, slot: &SlotHandle, wake: &SelfPipe, master: u32) {
+    let mut last_signal = Instant::now();
     loop {
         let mut fds = [PollFd::new(borrow_fd(wake.read_fd()), PollFlags::POLLIN)];
         let _ = poll(&mut fds, PollTimeout::from(BEAT_EVERY_MS));
         wake.drain();
         slot.board.beat(slot.slot);
-        if nix::unistd::getppid().as_raw() as u32 != master
-            && worker_process::stop_requested() == RUN
-        {
+        if nix::unistd::getppid().as_raw() as u32 != master {
             // The master died before (or despite) the parent-death signal.
             worker_process::request_stop(STOP_GRACEFUL);
-            fork::kill(nix::unistd::getpid(), Signal::SIGTERM);
         }
         match worker_process::stop_requested() {
             STOP_FAST => fork::exit_child(EXIT_FAST),
             RUN => {}
-            _ => ctx.shutdown.begin_drain(),
+            _ => {
+                ctx.shutdown.begin_drain();
+                if last_signal.elapsed() >= RESIGNAL_EVERY {
+                    fork::kill(nix::unistd::getpid(), Signal::SIGTERM);
+                    last_signal = Instant::now();
+                }
+            }
         }
     }
 }
