@@ -11,8 +11,8 @@ use std::thread;
 use std::time::Duration;
 
 use util::{
-    ServerProcess, children_of, count_fds, get, read_reply, start_closing_waiters,
-    start_waiters, wait_for_waiters, wait_until,
+    ServerProcess, children_of, count_fds, get, read_reply, start_closing_waiters, start_waiters,
+    wait_for_waiters, wait_until,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -48,15 +48,30 @@ fn stats_rows(stdout: &str) -> Vec<(String, u64, u64)> {
 fn one_notify_releases_waiters_held_by_every_worker() {
     for accept in ["shared", "passed-round-robin"] {
         let args = [
-            "--mixin", "preforked", "--accept", accept, "--workers", "4", "--max-workers", "4",
-            "--inner", "threading", "--stats",
+            "--mixin",
+            "preforked",
+            "--accept",
+            accept,
+            "--workers",
+            "4",
+            "--max-workers",
+            "4",
+            "--inner",
+            "threading",
+            "--stats",
         ];
         let mut server = ServerProcess::start("comet", &args);
         util::comet_contract(server.addr, 200);
         assert!(server.stop().is_some_and(|s| s.success()), "{accept}");
         let rows = stats_rows(&server.rest_of_stdout());
-        let serving = rows.iter().filter(|(w, c, _)| w != "total" && *c > 0).count();
-        assert!(serving >= 2, "{accept}: waiters not spread over workers: {rows:?}");
+        let serving = rows
+            .iter()
+            .filter(|(w, c, _)| w != "total" && *c > 0)
+            .count();
+        assert!(
+            serving >= 2,
+            "{accept}: waiters not spread over workers: {rows:?}"
+        );
     }
 }
 
@@ -67,24 +82,57 @@ fn a_thousand_waiters_grow_the_pool_to_its_limit_then_get_503() {
     let limit = 64;
     let server = ServerProcess::start(
         "comet",
-        &["--mixin", "preforked", "--workers", "4", "--max-workers", &limit.to_string()],
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "4",
+            "--max-workers",
+            &limit.to_string(),
+        ],
     );
     let mut waiters = start_closing_waiters(server.addr, 1000);
+    // Past the limit, waiters are answered 503 at once, while `limit - 1` stay blocked.
+    let refused = answered(&mut waiters, 1000 - (limit - 1));
+    assert!(refused.iter().all(|&status| status == 503), "{refused:?}");
     wait_for_waiters(server.addr, limit - 1);
     let pid = server.child.id();
-    wait_until("the pool at its limit", LONG, || live_children(pid).len() == limit);
+    assert_eq!(
+        live_children(pid).len(),
+        limit,
+        "the pool grew to its limit"
+    );
     let notify = get(server.addr, "/notify");
     assert_eq!(notify.text(), (limit - 1).to_string());
-    let (mut released, mut refused) = (0, 0);
-    for waiter in &mut waiters {
-        match read_reply(waiter).status {
-            200 => released += 1,
-            503 => refused += 1,
-            other => panic!("unexpected status {other}"),
+    let released = answered(&mut waiters, limit - 1);
+    assert!(released.iter().all(|&status| status == 200), "{released:?}");
+    assert_eq!(
+        live_children(pid).len(),
+        limit,
+        "the pool stays within its limit"
+    );
+}
+
+/// Reads the answers of waiters that have one, closing each at once, until `n` came
+/// (bounded); returns their statuses and leaves the others.
+fn answered(waiters: &mut Vec<std::io::BufReader<std::net::TcpStream>>, n: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    wait_until("answers", Duration::from_secs(60), || {
+        let mut i = 0;
+        while i < waiters.len() {
+            let stream = waiters[i].get_mut();
+            stream.set_nonblocking(true).unwrap();
+            let ready = stream.peek(&mut [0u8; 1]).is_ok();
+            stream.set_nonblocking(false).unwrap();
+            if ready {
+                statuses.push(read_reply(&mut waiters.swap_remove(i)).status);
+            } else {
+                i += 1;
+            }
         }
-    }
-    assert_eq!((released, refused), (limit - 1, 1000 - (limit - 1)));
-    assert_eq!(live_children(pid).len(), limit, "the pool stays within its limit");
+        statuses.len() >= n
+    });
+    statuses
 }
 
 /// Clients hammering the server from `threads` threads until `stop`; counts failures.
@@ -92,7 +140,11 @@ fn load(
     addr: std::net::SocketAddr,
     threads: usize,
     stop: &Arc<AtomicBool>,
-) -> (Vec<thread::JoinHandle<()>>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+) -> (
+    Vec<thread::JoinHandle<()>>,
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+) {
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let handles = (0..threads)
         .map(|_| {
@@ -118,7 +170,16 @@ fn a_killed_worker_is_replaced_and_no_other_request_is_lost() {
     for accept in ["shared", "locked-mutex", "passed"] {
         let server = ServerProcess::start(
             "hello",
-            &["--mixin", "preforked", "--accept", accept, "--workers", "4", "--max-workers", "4"],
+            &[
+                "--mixin",
+                "preforked",
+                "--accept",
+                accept,
+                "--workers",
+                "4",
+                "--max-workers",
+                "4",
+            ],
         );
         let pid = server.child.id();
         wait_until("4 workers", LONG, || live_children(pid).len() == 4);
@@ -127,17 +188,27 @@ fn a_killed_worker_is_replaced_and_no_other_request_is_lost() {
         wait_until("some load", LONG, || ok.load(Ordering::SeqCst) > 50);
         let before = live_children(pid);
         let victim = *before.iter().next().unwrap();
-        let _ = std::process::Command::new("kill").args(["-9", &victim.to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status();
         wait_until("a replacement", LONG, || {
             let now = live_children(pid);
             now.len() == 4 && !now.contains(&victim)
         });
         let seen = ok.load(Ordering::SeqCst);
-        wait_until("load after the kill", LONG, || ok.load(Ordering::SeqCst) > seen + 50);
+        wait_until("load after the kill", LONG, || {
+            ok.load(Ordering::SeqCst) > seen + 50
+        });
         stop.store(true, Ordering::SeqCst);
         handles.into_iter().for_each(|h| h.join().unwrap());
-        assert!(failed.load(Ordering::SeqCst) <= 1, "{accept}: {failed:?} requests lost");
-        assert!(children_of(pid).iter().all(|&(_, s)| s != 'Z'), "{accept}: zombie");
+        assert!(
+            failed.load(Ordering::SeqCst) <= 1,
+            "{accept}: {failed:?} requests lost"
+        );
+        assert!(
+            children_of(pid).iter().all(|&(_, s)| s != 'Z'),
+            "{accept}: zombie"
+        );
     }
 }
 
@@ -147,7 +218,16 @@ fn sighup_replaces_every_worker_without_losing_a_request() {
     for accept in ["shared", "locked", "passed"] {
         let server = ServerProcess::start(
             "hello",
-            &["--mixin", "preforked", "--accept", accept, "--workers", "3"],
+            &[
+                "--mixin",
+                "preforked",
+                "--accept",
+                accept,
+                "--workers",
+                "3",
+                "--max-workers",
+                "3",
+            ],
         );
         let pid = server.child.id();
         wait_until("3 workers", LONG, || live_children(pid).len() == 3);
@@ -161,7 +241,9 @@ fn sighup_replaces_every_worker_without_losing_a_request() {
             now.len() == 3 && now.is_disjoint(&old)
         });
         let seen = ok.load(Ordering::SeqCst);
-        wait_until("load after SIGHUP", LONG, || ok.load(Ordering::SeqCst) > seen + 50);
+        wait_until("load after SIGHUP", LONG, || {
+            ok.load(Ordering::SeqCst) > seen + 50
+        });
         stop.store(true, Ordering::SeqCst);
         handles.into_iter().for_each(|h| h.join().unwrap());
         assert_eq!(failed.load(Ordering::SeqCst), 0, "{accept}: requests lost");
@@ -175,7 +257,14 @@ fn sigterm_answers_pending_waiters_and_reaps_every_worker() {
     for accept in ["shared", "locked", "passed", "reuseport"] {
         let mut server = ServerProcess::start(
             "comet",
-            &["--mixin", "preforked", "--accept", accept, "--inner", "threading"],
+            &[
+                "--mixin",
+                "preforked",
+                "--accept",
+                accept,
+                "--inner",
+                "threading",
+            ],
         );
         let mut waiters = start_waiters(server.addr, 20);
         wait_for_waiters(server.addr, 20);
@@ -195,7 +284,16 @@ fn no_zombies_and_no_leaked_fds_after_churn() {
     for accept in ["shared", "passed"] {
         let server = ServerProcess::start(
             "hello",
-            &["--mixin", "preforked", "--accept", accept, "--workers", "3", "--max-workers", "3"],
+            &[
+                "--mixin",
+                "preforked",
+                "--accept",
+                accept,
+                "--workers",
+                "3",
+                "--max-workers",
+                "3",
+            ],
         );
         let pid = server.child.id();
         wait_until("3 workers", LONG, || live_children(pid).len() == 3);
@@ -203,7 +301,9 @@ fn no_zombies_and_no_leaked_fds_after_churn() {
         let fds_before = count_fds(pid);
         for _ in 0..3 {
             let victim = *live_children(pid).iter().next().unwrap();
-            let _ = std::process::Command::new("kill").args(["-9", &victim.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &victim.to_string()])
+                .status();
             wait_until("a replacement", LONG, || {
                 let now = live_children(pid);
                 now.len() == 3 && !now.contains(&victim)
@@ -228,20 +328,37 @@ fn no_zombies_and_no_leaked_fds_after_churn() {
 fn heartbeat_kills_a_frozen_worker_but_not_a_waiting_one() {
     let server = ServerProcess::start(
         "comet",
-        &["--mixin", "preforked", "--workers", "3", "--max-workers", "3", "--heartbeat-timeout", "2"],
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "3",
+            "--max-workers",
+            "3",
+            "--heartbeat-timeout",
+            "2",
+        ],
     );
     let pid = server.child.id();
     wait_until("3 workers", LONG, || live_children(pid).len() == 3);
     let mut waiter = start_waiters(server.addr, 1);
     wait_for_waiters(server.addr, 1);
     let before = live_children(pid);
-    // Freeze a worker that is not the waiter's: the scoreboard is not visible here,
-    // so freeze each idle candidate in turn until one is replaced.
-    let frozen = *before.iter().next().unwrap();
-    let _ = std::process::Command::new("kill").args(["-STOP", &frozen.to_string()]).status();
-    wait_until("the frozen worker replaced", LONG, || !live_children(pid).contains(&frozen));
+    // Freeze a worker that is not the waiter's: the waiter's holds the most fds (its
+    // client's socket and a hub connection).
+    let frozen = *before.iter().min_by_key(|&&p| count_fds(p)).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-STOP", &frozen.to_string()])
+        .status();
+    wait_until("the frozen worker replaced", LONG, || {
+        !live_children(pid).contains(&frozen)
+    });
     thread::sleep(Duration::from_secs(3));
     let notify = get(server.addr, "/notify");
-    assert_eq!(notify.text(), "1", "the waiter outlived the heartbeat timeout");
+    assert_eq!(
+        notify.text(),
+        "1",
+        "the waiter outlived the heartbeat timeout"
+    );
     assert_eq!(read_reply(&mut waiter[0]).text(), "1");
 }

@@ -44,7 +44,11 @@ fn comet_wait_under_iterative_answers_503_instead_of_hanging() {
 #[test]
 fn hello_keeps_alive_and_answers_pipelined_requests_in_order() {
     let models: Vec<Vec<&str>> = MODELS.iter().map(|&m| vec!["--mixin", m]).collect();
-    for args in models.iter().map(Vec::as_slice).chain(POOL_VARIANTS.iter().copied()) {
+    for args in models
+        .iter()
+        .map(Vec::as_slice)
+        .chain(POOL_VARIANTS.iter().copied())
+    {
         let model = format!("{args:?}");
         let server = ServerProcess::start("hello", args);
         let mut stream = connect(server.addr);
@@ -83,7 +87,11 @@ fn hello_keeps_alive_and_answers_pipelined_requests_in_order() {
 #[test]
 fn echo_handler_runs_unchanged_under_every_model() {
     let models: Vec<Vec<&str>> = MODELS.iter().map(|&m| vec!["--mixin", m]).collect();
-    for args in models.iter().map(Vec::as_slice).chain(POOL_VARIANTS.iter().copied()) {
+    for args in models
+        .iter()
+        .map(Vec::as_slice)
+        .chain(POOL_VARIANTS.iter().copied())
+    {
         let model = format!("{args:?}");
         let server = ServerProcess::start("echo", args);
         let mut stream = connect(server.addr);
