@@ -362,3 +362,38 @@ fn heartbeat_kills_a_frozen_worker_but_not_a_waiting_one() {
     );
     assert_eq!(read_reply(&mut waiter[0]).text(), "1");
 }
+
+/// `--stats` prints the UNP Fig. 30.2 distribution for shared, locked and passed.
+#[test]
+fn stats_print_the_per_worker_distribution() {
+    for accept in ["shared", "locked", "locked-mutex", "passed"] {
+        let mut server = ServerProcess::start(
+            "hello",
+            &[
+                "--mixin",
+                "preforked",
+                "--accept",
+                accept,
+                "--workers",
+                "3",
+                "--stats",
+            ],
+        );
+        for _ in 0..30 {
+            assert_eq!(get(server.addr, "/").text(), "hello");
+        }
+        assert!(server.stop().is_some_and(|s| s.success()), "{accept}");
+        let out = server.rest_of_stdout();
+        assert!(
+            out.contains("| worker | pid | connections | requests | wasted wakeups |"),
+            "{accept}: {out}"
+        );
+        let rows = stats_rows(&out);
+        let total = rows
+            .iter()
+            .find(|(w, _, _)| w == "total")
+            .expect("a total row");
+        assert_eq!(total.1, 30, "{accept}: {out}");
+        assert!(rows.len() >= 4, "{accept}: a row per worker: {out}");
+    }
+}
