@@ -27,6 +27,8 @@
 //! | [`Threading`] | blocking handlers, moderate numbers of connections; the simple default |
 //! | [`Forking`] | isolation per connection (a crash kills one child), short requests |
 //! | [`Scheduled`] | thousands of mostly idle connections (comet) in one process; read its rules |
+//! | [`Preforked`] | a fixed pool of processes (UNP rows 2–5), optionally threaded inside |
+//! | [`Prethreaded`] | a fixed, growing pool of threads (UNP rows 7–8) |
 //!
 //! ## Example: the comet server
 //!
@@ -72,7 +74,7 @@ mod sys;
 
 pub use conn::{Conn, PeerAddr};
 pub use handler::{Handler, MakeHandler};
-pub use mixin::{Forking, Iterative, MixIn, Scheduled, Threading};
+pub use mixin::{Forking, Iterative, MixIn, Preforked, Prethreaded, Scheduled, Threading};
 pub use server::{
     Context, Hooks, ListenAddr, Listener, Server, ServerBuilder, ShutdownHandle, StartError,
 };

@@ -5,7 +5,7 @@ mod util;
 
 use std::io::{BufReader, Write};
 
-use util::{MODELS, ServerProcess, comet_contract, connect, get, read_reply};
+use util::{MODELS, POOL_VARIANTS, ServerProcess, comet_contract, connect, get, read_reply};
 
 #[test]
 fn comet_releases_200_waiters_with_one_notify() {
@@ -15,6 +15,18 @@ fn comet_releases_200_waiters_with_one_notify() {
         assert!(
             server.stop().is_some_and(|s| s.success()),
             "{model}: unclean exit"
+        );
+    }
+}
+
+#[test]
+fn comet_releases_200_waiters_under_every_pool_variant() {
+    for &variant in POOL_VARIANTS {
+        let mut server = ServerProcess::start("comet", variant);
+        comet_contract(server.addr, 200);
+        assert!(
+            server.stop().is_some_and(|s| s.success()),
+            "{variant:?}: unclean exit"
         );
     }
 }
@@ -31,8 +43,14 @@ fn comet_wait_under_iterative_answers_503_instead_of_hanging() {
 
 #[test]
 fn hello_keeps_alive_and_answers_pipelined_requests_in_order() {
-    for &model in MODELS {
-        let server = ServerProcess::start("hello", &["--mixin", model]);
+    let models: Vec<Vec<&str>> = MODELS.iter().map(|&m| vec!["--mixin", m]).collect();
+    for args in models
+        .iter()
+        .map(Vec::as_slice)
+        .chain(POOL_VARIANTS.iter().copied())
+    {
+        let model = format!("{args:?}");
+        let server = ServerProcess::start("hello", args);
         let mut stream = connect(server.addr);
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         // Two requests, one after another, on one connection.
@@ -68,8 +86,14 @@ fn hello_keeps_alive_and_answers_pipelined_requests_in_order() {
 
 #[test]
 fn echo_handler_runs_unchanged_under_every_model() {
-    for &model in MODELS {
-        let server = ServerProcess::start("echo", &["--mixin", model]);
+    let models: Vec<Vec<&str>> = MODELS.iter().map(|&m| vec!["--mixin", m]).collect();
+    for args in models
+        .iter()
+        .map(Vec::as_slice)
+        .chain(POOL_VARIANTS.iter().copied())
+    {
+        let model = format!("{args:?}");
+        let server = ServerProcess::start("echo", args);
         let mut stream = connect(server.addr);
         stream.write_all(b"ping\n").unwrap();
         let mut reply = [0u8; 5];

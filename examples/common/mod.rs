@@ -1,29 +1,57 @@
 //! What every example shares: the command line that picks a model, and the start-up.
 
 use std::io::Write;
+use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 
 use clap::Args;
-use mixserve::{Forking, Iterative, MakeHandler, MixIn, Scheduled, Server, Threading};
+use mixserve::mixin::{Accept, Dispatch, Inner, LockKind, PoolAccept, PoolStats};
+use mixserve::{
+    Forking, Iterative, Listener, MakeHandler, MixIn, Preforked, Prethreaded, Scheduled, Server,
+    ServerBuilder, Threading,
+};
 
 /// Picks the concurrency model and the address.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The model: iterative, threading, forking or scheduled.
+    /// The model: iterative, threading, forking, scheduled, preforked or prethreaded.
     #[arg(long, default_value = "threading")]
     pub mixin: String,
     /// Where to listen (port 0 picks a free port; the first line printed says which).
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub addr: String,
     /// threading: at most this many connection threads; forking: children;
-    /// scheduled: live connections.
+    /// scheduled: live connections; preforked: the pool's growth limit (workers);
+    /// prethreaded: the pool's growth limit (threads).
     #[arg(long)]
     pub max_workers: Option<usize>,
+    /// preforked: worker processes to start.
+    #[arg(long, default_value_t = Preforked::DEFAULT_WORKERS)]
+    pub workers: usize,
+    /// preforked: shared, locked, locked-mutex, reuseport, passed, passed-round-robin
+    /// or passed-least-busy; prethreaded: locked or handoff.
+    #[arg(long)]
+    pub accept: Option<String>,
+    /// preforked: how each worker serves — iterative or threading.
+    #[arg(long, default_value = "iterative")]
+    pub inner: String,
+    /// prethreaded: threads to start (the pool grows up to --max-workers).
+    #[arg(long, default_value_t = 8)]
+    pub threads: usize,
+    /// preforked, prethreaded: print the per-worker table when the server stops.
+    #[arg(long)]
+    pub stats: bool,
+    /// preforked: kill a worker whose heartbeat is silent this many seconds.
+    #[arg(long)]
+    pub heartbeat_timeout: Option<u64>,
+    /// preforked: retire a worker after this many connections (plus up to 10% jitter).
+    #[arg(long)]
+    pub max_requests: Option<u64>,
 }
 
-/// The model named on the command line.
-pub fn mixin(args: &ServeArgs) -> Result<Box<dyn MixIn>, String> {
-    Ok(match args.mixin.as_str() {
+/// The model named on the command line, with its statistics handle if it has one.
+pub fn mixin(args: &ServeArgs) -> Result<(Box<dyn MixIn>, Option<PoolStats>), String> {
+    let model: Box<dyn MixIn> = match args.mixin.as_str() {
         "iterative" => Box::new(Iterative::new()),
         "threading" => {
             let model = Threading::new();
@@ -46,18 +74,85 @@ pub fn mixin(args: &ServeArgs) -> Result<Box<dyn MixIn>, String> {
                 None => model,
             })
         }
+        "preforked" => {
+            let model = Preforked::new(preforked_accept(args.accept.as_deref())?)
+                .workers(args.workers)
+                .max_workers(args.max_workers.unwrap_or(Preforked::DEFAULT_MAX_WORKERS))
+                .inner(match args.inner.as_str() {
+                    "iterative" => Inner::Iterative,
+                    "threading" => Inner::Threading { max_threads: None },
+                    other => return Err(format!("unknown inner model {other:?}")),
+                });
+            let model = match args.heartbeat_timeout {
+                Some(secs) => model.heartbeat_timeout(std::time::Duration::from_secs(secs)),
+                None => model,
+            };
+            let model = match args.max_requests {
+                Some(max) => model.max_requests(max, max / 10),
+                None => model,
+            };
+            let stats = model.stats();
+            return Ok((Box::new(model), Some(stats)));
+        }
+        "prethreaded" => {
+            let accept = match args.accept.as_deref().unwrap_or("locked") {
+                "locked" => PoolAccept::Locked,
+                "handoff" => PoolAccept::Handoff,
+                other => return Err(format!("prethreaded: unknown --accept {other:?}")),
+            };
+            let model = Prethreaded::new(args.threads)
+                .accept(accept)
+                .max_threads(args.max_workers.unwrap_or(Prethreaded::DEFAULT_MAX_THREADS));
+            let stats = model.stats();
+            return Ok((Box::new(model), Some(stats)));
+        }
         other => {
             return Err(format!(
-                "unknown mix-in {other:?}: choose iterative, threading, forking or scheduled"
+                "unknown mix-in {other:?}: choose iterative, threading, forking, scheduled, \
+                 preforked or prethreaded"
             ));
         }
+    };
+    Ok((model, None))
+}
+
+fn preforked_accept(name: Option<&str>) -> Result<Accept, String> {
+    Ok(match name.unwrap_or("shared") {
+        "shared" => Accept::Shared,
+        "locked" => Accept::Locked(LockKind::File),
+        "locked-mutex" => Accept::Locked(LockKind::SharedMutex),
+        "reuseport" => Accept::ReusePort,
+        "passed" => Accept::Passed(Dispatch::FirstReady),
+        "passed-round-robin" => Accept::Passed(Dispatch::RoundRobin),
+        "passed-least-busy" => Accept::Passed(Dispatch::LeastBusy),
+        other => return Err(format!("preforked: unknown --accept {other:?}")),
     })
 }
 
+/// Binds where `--addr` says; `SO_REUSEPORT` when every worker will bind its own.
+fn bind(args: &ServeArgs, builder: ServerBuilder<Box<dyn MixIn>>) -> ServerBuilder<Box<dyn MixIn>> {
+    if args.accept.as_deref() != Some("reuseport") {
+        return builder.bind(args.addr.as_str());
+    }
+    let listener = args
+        .addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .and_then(|addr| {
+            Listener::bind_tcp_reuseport(addr, ServerBuilder::<Box<dyn MixIn>>::DEFAULT_BACKLOG)
+                .ok()
+        });
+    match listener {
+        Some(listener) => builder.listener(listener),
+        None => builder.bind(args.addr.as_str()),
+    }
+}
+
 /// Builds the server, prints `listening on SCHEME://ADDR` as the first line, and serves
-/// until SIGTERM or SIGINT.
+/// until SIGTERM or SIGINT; with `--stats`, prints the per-worker table afterwards.
 pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) -> ExitCode {
-    let model = match mixin(args) {
+    let (model, stats) = match mixin(args) {
         Ok(model) => model,
         Err(message) => {
             eprintln!("error: {message}");
@@ -65,10 +160,7 @@ pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) ->
         }
     };
     let name = model.name();
-    let mut server = match Server::builder(model)
-        .bind(args.addr.as_str())
-        .build(make_handler)
-    {
+    let mut server = match bind(args, Server::builder(model)).build(make_handler) {
         Ok(server) => server,
         Err(error) => {
             eprintln!("error: {error}");
@@ -84,7 +176,12 @@ pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) ->
     }
     let _ = std::io::stdout().flush();
     eprintln!("serving with the {name} model; stop with Ctrl-C");
-    match server.serve_forever() {
+    let result = server.serve_forever();
+    if let (true, Some(stats)) = (args.stats, stats) {
+        print!("{}", stats.table());
+        let _ = std::io::stdout().flush();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

@@ -6,11 +6,16 @@
 //! | [`Threading`] | the main thread | a new thread per connection |
 //! | [`Forking`] | the parent process | a new child process per connection |
 //! | [`Scheduled`] | an accept coroutine | a stackful coroutine per connection on a mio loop |
+//! | [`Preforked`] | pre-forked workers (or the master, passing fds) | the worker process, inline or on a thread |
+//! | [`Prethreaded`] | pool threads under a lock, or the main thread handing off | a pool thread |
 
 mod accept_loop;
 mod boxed;
 mod forking;
 mod iterative;
+mod pool_stats;
+mod preforked;
+mod prethreaded;
 mod scheduled;
 mod threading;
 
@@ -23,6 +28,9 @@ use crate::server::Context;
 pub use accept_loop::serve as serve_accepting;
 pub use forking::Forking;
 pub use iterative::Iterative;
+pub use pool_stats::{PoolStats, WorkerStats};
+pub use preforked::{Accept, Dispatch, Inner, LockKind, Preforked};
+pub use prethreaded::{PoolAccept, Prethreaded};
 pub use scheduled::{Scheduled, ScheduledStats};
 pub use threading::Threading;
 

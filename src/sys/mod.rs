@@ -2,9 +2,14 @@
 //! lives. Each wrapper turns the C convention (`-1` and `errno`) into `io::Result`.
 #![allow(unsafe_code)]
 
+pub(crate) mod accept;
+pub(crate) mod fd_passing;
 pub(crate) mod fork;
 pub(crate) mod pipe;
+pub(crate) mod process_lock;
+pub(crate) mod shared_memory;
 pub(crate) mod signal;
+pub(crate) mod worker_process;
 
 use std::os::fd::{BorrowedFd, RawFd};
 

@@ -14,6 +14,59 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 /// The models every shared test runs under (iterative has its own comet rule).
 pub const MODELS: &[&str] = &["iterative", "threading", "forking", "scheduled"];
 
+/// The pool variants every shared test runs under: each preforked accept strategy
+/// with each inner model, and each prethreaded hand-over. `SO_REUSEPORT` spreads by
+/// hash, not by readiness, so it runs with threads inside each worker.
+pub const POOL_VARIANTS: &[&[&str]] = &[
+    &["--mixin", "preforked", "--accept", "shared"],
+    &["--mixin", "preforked", "--accept", "locked"],
+    &["--mixin", "preforked", "--accept", "locked-mutex"],
+    &["--mixin", "preforked", "--accept", "passed"],
+    &["--mixin", "preforked", "--accept", "passed-round-robin"],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "shared",
+        "--inner",
+        "threading",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "locked",
+        "--inner",
+        "threading",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "locked-mutex",
+        "--inner",
+        "threading",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "passed",
+        "--inner",
+        "threading",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "reuseport",
+        "--inner",
+        "threading",
+    ],
+    &["--mixin", "prethreaded", "--accept", "locked"],
+    &["--mixin", "prethreaded", "--accept", "handoff"],
+];
+
 /// Path of a built example binary (cargo builds examples before running tests).
 pub fn example_path(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test binary path");
@@ -205,6 +258,55 @@ pub fn start_waiters(addr: SocketAddr, n: usize) -> Vec<BufReader<TcpStream>> {
             BufReader::new(stream)
         })
         .collect()
+}
+
+/// Like [`start_waiters`], but each asks the server to close after its answer.
+pub fn start_closing_waiters(addr: SocketAddr, n: usize) -> Vec<BufReader<TcpStream>> {
+    (0..n)
+        .map(|_| {
+            let mut stream = connect(addr);
+            stream
+                .write_all(b"GET /wait HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            BufReader::new(stream)
+        })
+        .collect()
+}
+
+/// Number of open fds of a process.
+pub fn count_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Pids whose parent is `pid`, with their state letter (`Z` for a zombie).
+pub fn children_of(pid: u32) -> Vec<(u32, char)> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            if let Ok(child) = entry.file_name().to_string_lossy().parse() {
+                children.push((child, state));
+            }
+        }
+    }
+    children
+}
+
+/// Waits (bounded) until `check` holds, polling every 20 ms; panics with `what`.
+pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The full comet contract with `n` waiters: all wait, one notify releases all, each

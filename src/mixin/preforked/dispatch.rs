@@ -1,0 +1,107 @@
+//! `Accept::Passed` (and the master's share under `Accept::ReusePort`): the master
+//! accepts, picks a worker, sends it the fd over its control socket and closes its own
+//! copy at once.
+
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+
+use super::Dispatch;
+use super::accept::message;
+use super::pool::Pool;
+use crate::conn::Conn;
+use crate::mixin::pool_stats::{Scoreboard, SlotState};
+use crate::sys::fd_passing;
+
+/// Which workers said "ready", and how the next one is picked.
+#[derive(Debug)]
+pub(super) struct Dispatcher {
+    policy: Dispatch,
+    /// One entry per "ready" received, oldest first.
+    ready: VecDeque<usize>,
+    /// The slot served last (round robin).
+    last: usize,
+}
+
+impl Dispatcher {
+    pub(super) fn new(policy: Dispatch) -> Dispatcher {
+        Dispatcher {
+            policy,
+            ready: VecDeque::new(),
+            last: 0,
+        }
+    }
+
+    /// The worker in `slot` is ready for one connection.
+    pub(super) fn ready(&mut self, slot: usize) {
+        self.ready.push_back(slot);
+    }
+
+    /// The worker in `slot` is gone or stopping: forget its readiness.
+    pub(super) fn forget(&mut self, slot: usize) {
+        self.ready.retain(|&s| s != slot);
+    }
+
+    /// Workers ready now.
+    pub(super) fn ready_count(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Sends `conn` to a ready worker; false if none could take it. Either way the
+    /// caller then drops its copy at once.
+    pub(super) fn pass(&mut self, conn: &Conn, pool: &Pool, board: &Scoreboard) -> bool {
+        while let Some(index) = self.pick(board) {
+            let Some(slot) = self.ready.remove(index) else {
+                break;
+            };
+            let Some(control) = pool.control_fd(slot) else {
+                self.forget(slot);
+                continue;
+            };
+            if fd_passing::send_fd(control, message::CONNECTION, conn.as_raw_fd()).is_ok() {
+                self.last = slot;
+                return true;
+            }
+            self.forget(slot);
+        }
+        false
+    }
+
+    /// Hands `conn` to any active worker, ready or not (the master's share of
+    /// `SO_REUSEPORT` connections; the worker reads its socket between accepts).
+    /// Idle workers come first, so a connection does not queue behind a long one.
+    pub(super) fn pass_to_any(&mut self, conn: &Conn, pool: &Pool, board: &Scoreboard) -> bool {
+        let mut slots: Vec<usize> = pool.active_slots().collect();
+        if slots.is_empty() {
+            return false;
+        }
+        slots.sort_by_key(|&s| board.state(s) != SlotState::Idle);
+        let start = slots.iter().position(|&s| s > self.last).unwrap_or(0);
+        for &slot in slots[start..].iter().chain(&slots[..start]) {
+            if let Some(control) = pool.control_fd(slot) {
+                if fd_passing::send_fd(control, message::CONNECTION, conn.as_raw_fd()).is_ok() {
+                    self.last = slot;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Index in `ready` of the worker to use next.
+    fn pick(&self, board: &Scoreboard) -> Option<usize> {
+        if self.ready.is_empty() {
+            return None;
+        }
+        match self.policy {
+            Dispatch::FirstReady => Some(0),
+            Dispatch::RoundRobin => {
+                let n = board.slots();
+                let after = |slot: usize| (slot + n - (self.last + 1) % n) % n;
+                (0..self.ready.len()).min_by_key(|&i| after(self.ready[i]))
+            }
+            Dispatch::LeastBusy => {
+                (0..self.ready.len()).min_by_key(|&i| board.connections(self.ready[i]))
+            }
+        }
+    }
+}

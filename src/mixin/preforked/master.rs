@@ -1,0 +1,324 @@
+//! The master's loop: one thread, one mio `Poll` for the wake-up pipe (signals and
+//! shutdown requests), the listener (when the master accepts), each worker's control
+//! socket and the hub. It never runs a handler.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use nix::sys::signal::Signal;
+
+use super::accept::message;
+use super::dispatch::Dispatcher;
+use super::pool::{CONTROL_BASE, Pool, WorkerPlan};
+use super::{Accept, Preforked};
+use crate::server::Context;
+use crate::sync::hub::HubServer;
+use crate::sys::fork::{self, SingleThreaded};
+use crate::sys::signal;
+
+const WAKE: Token = Token(0);
+const LISTENER: Token = Token(1);
+/// The housekeeping tick: growth, heartbeats, re-signalling.
+const TICK: Duration = Duration::from_millis(100);
+/// After stopping the workers, how long to wait before answering pending waiters, so
+/// each worker has seen its stop and answers with `Connection: close`.
+const ANSWER_WAITERS_AFTER: Duration = Duration::from_millis(50);
+
+/// Where the master is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Workers asked to stop at `since`; waiters answered yet or not.
+    Draining {
+        since: Instant,
+        answered: bool,
+    },
+}
+
+/// Runs the master until shutdown; every worker is reaped before it returns.
+pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
+    let proof = SingleThreaded::check("preforked")?;
+    let plan = WorkerPlan::new(model, ctx)?;
+    let master_accepts = matches!(model.accept, Accept::Passed(_) | Accept::ReusePort);
+    // O_NONBLOCK is shared by every copy of the listener: set it once, for the run.
+    ctx.listener().set_nonblocking(master_accepts)?;
+    let mut hub = HubServer::bind(Arc::clone(ctx.scope()))?;
+    let mut poll = Poll::new()?;
+    let _signals = signal::register(
+        ctx.shutdown.signal_fd(),
+        &[Signal::SIGHUP, Signal::SIGTTIN, Signal::SIGTTOU],
+    )?;
+    let mut own_fds = vec![poll.as_raw_fd()];
+    if master_accepts {
+        own_fds.push(ctx.listener_fd());
+    }
+    own_fds.iter().for_each(|&fd| fork::close_in_child(fd));
+    let mut master = Master {
+        ctx,
+        pool: Pool::new(model, plan.board.slots(), proof),
+        plan,
+        dispatcher: Dispatcher::new(match model.accept {
+            Accept::Passed(policy) => policy,
+            _ => super::Dispatch::RoundRobin,
+        }),
+        master_accepts,
+        listener_pending: false,
+        grow_asked: false,
+        phase: Phase::Serving,
+    };
+    let result = master.serve(&mut poll, &mut hub);
+    master.pool.kill_all(&master.plan.board, poll.registry());
+    hub.close(poll.registry());
+    own_fds.iter().for_each(|&fd| fork::forget_in_child(fd));
+    result
+}
+
+struct Master<'a> {
+    ctx: &'a Arc<Context>,
+    plan: WorkerPlan,
+    pool: Pool,
+    dispatcher: Dispatcher,
+    master_accepts: bool,
+    /// The listener may hold connections the master has not accepted yet.
+    listener_pending: bool,
+    /// A worker took the last idle slot.
+    grow_asked: bool,
+    phase: Phase,
+}
+
+impl Master<'_> {
+    fn serve(&mut self, poll: &mut Poll, hub: &mut HubServer) -> io::Result<()> {
+        let registry = poll.registry().try_clone()?;
+        registry.register(&mut SourceFd(&self.ctx.wake_fd()), WAKE, Interest::READABLE)?;
+        if self.master_accepts {
+            let fd = self.ctx.listener_fd();
+            registry.register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
+        }
+        hub.register(&registry, CONTROL_BASE + self.pool.workers.len())?;
+        self.pool.maintain(self.ctx, &self.plan, &registry, None)?;
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = hub.next_deadline().map_or(TICK, |d| {
+                d.saturating_duration_since(Instant::now()).min(TICK)
+            });
+            match poll.poll(&mut events, Some(timeout)) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+                other => other?,
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKE => self.on_wake(),
+                    LISTENER => self.listener_pending = true,
+                    Token(t)
+                        if (CONTROL_BASE..CONTROL_BASE + self.pool.workers.len()).contains(&t) =>
+                    {
+                        self.on_control(t - CONTROL_BASE, &registry)
+                    }
+                    token => hub.on_event(&registry, token, event),
+                }
+            }
+            hub.expire_timeouts(&registry);
+            for slot in self.pool.reap(&self.plan.board, &registry) {
+                self.dispatcher.forget(slot);
+            }
+            if self.ctx.is_shutting_down() && self.phase == Phase::Serving {
+                self.begin_drain(&registry);
+            }
+            if self.ctx.shutdown.is_fast() {
+                return Ok(());
+            }
+            match self.phase {
+                Phase::Serving => {
+                    self.accept_and_pass();
+                    // A worker's "grow" only wakes the loop: the pool is looked at every turn.
+                    self.grow_asked = false;
+                    let free = self.passed_free();
+                    self.pool.maintain(self.ctx, &self.plan, &registry, free)?;
+                    self.ctx.service_actions();
+                }
+                Phase::Draining { since, answered } => {
+                    if !answered && since.elapsed() >= ANSWER_WAITERS_AFTER {
+                        crate::sync::close_waiters_of(self.ctx.scope());
+                        hub.close_waiters(&registry);
+                        self.phase = Phase::Draining {
+                            since,
+                            answered: true,
+                        };
+                    }
+                    self.pool.tend(&self.plan, self.ctx.shutdown_timeout());
+                    if self.pool.live() == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Under `Passed`, the master knows exactly how many workers are free: those
+    /// that said ready, plus those still starting.
+    fn passed_free(&self) -> Option<usize> {
+        if !matches!(self.plan.accept, Accept::Passed(_)) {
+            return None;
+        }
+        let starting = self
+            .pool
+            .active_slots()
+            .filter(|&s| self.plan.board.state(s) == crate::mixin::pool_stats::SlotState::Starting)
+            .count();
+        let free = self.dispatcher.ready_count() + starting;
+        Some(if self.listener_pending {
+            free
+        } else {
+            free.max(1)
+        })
+    }
+
+    /// Signals and shutdown requests.
+    fn on_wake(&mut self) {
+        self.ctx.shutdown.clear_wakeups();
+        if signal::take(Signal::SIGTERM) {
+            self.ctx.shutdown.request();
+        }
+        if signal::take(Signal::SIGINT) || signal::take(Signal::SIGQUIT) {
+            self.ctx.shutdown.request_fast();
+        }
+        if self.phase != Phase::Serving {
+            return;
+        }
+        if signal::take(Signal::SIGHUP) {
+            log::info!("preforked: SIGHUP, replacing every worker");
+            self.pool.stop_all(&self.plan);
+            self.forget_stopped();
+        }
+        if signal::take(Signal::SIGTTIN) {
+            self.pool.target = (self.pool.target + 1).min(self.pool_max());
+        }
+        if signal::take(Signal::SIGTTOU) && self.pool.target > 1 {
+            self.pool.target -= 1;
+            let board = &self.plan.board;
+            let slots: Vec<usize> = self.pool.active_slots().collect();
+            let victim = slots
+                .iter()
+                .rev()
+                .find(|&&s| board.state(s) == crate::mixin::pool_stats::SlotState::Idle)
+                .or(slots.last())
+                .copied();
+            if let Some(slot) = victim {
+                self.pool.stop(slot, &self.plan);
+                self.forget_stopped();
+            }
+        }
+    }
+
+    fn pool_max(&self) -> usize {
+        self.pool.workers.len() / 2
+    }
+
+    /// Stopping workers take no more passed connections.
+    fn forget_stopped(&mut self) {
+        for slot in 0..self.pool.workers.len() {
+            if self.pool.workers[slot]
+                .as_ref()
+                .is_some_and(|w| !w.is_active())
+            {
+                self.dispatcher.forget(slot);
+            }
+        }
+    }
+
+    /// Reads a worker's control bytes: ready, grow, or its end closing.
+    fn on_control(&mut self, slot: usize, registry: &Registry) {
+        let Some(fd) = self.pool.control_fd(slot) else {
+            return;
+        };
+        let mut buf = [0u8; 64];
+        loop {
+            match read_fd(fd, &mut buf) {
+                Ok(0) => {
+                    self.dispatcher.forget(slot);
+                    self.pool.close_control(slot, registry);
+                    return;
+                }
+                Ok(n) => {
+                    for &byte in &buf[..n] {
+                        match byte {
+                            message::READY
+                                if self.pool.workers[slot]
+                                    .as_ref()
+                                    .is_some_and(|w| w.is_active()) =>
+                            {
+                                self.dispatcher.ready(slot)
+                            }
+                            message::GROW => self.grow_asked = true,
+                            _ => {}
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Accepts while a worker can take the connection, and passes each one.
+    fn accept_and_pass(&mut self) {
+        if !self.master_accepts {
+            return;
+        }
+        let passed = matches!(self.plan.accept, Accept::Passed(_));
+        while self.listener_pending {
+            if passed && self.dispatcher.ready_count() == 0 {
+                return;
+            }
+            let conn = match self.ctx.get_request() {
+                Ok(Some(conn)) => conn,
+                Ok(None) => {
+                    self.listener_pending = false;
+                    return;
+                }
+                Err(e) => {
+                    log::warn!("preforked: accept failed: {e}");
+                    return;
+                }
+            };
+            if !self.ctx.verify_request(&conn) {
+                continue;
+            }
+            let taken = if passed {
+                self.dispatcher.pass(&conn, &self.pool, &self.plan.board)
+            } else {
+                self.dispatcher
+                    .pass_to_any(&conn, &self.pool, &self.plan.board)
+            };
+            if !taken {
+                // No worker could take it (all died at once): the client sees a close.
+                log::warn!("preforked: no worker took a connection; closing it");
+            }
+            drop(conn); // The master's copy closes at once, passed or not.
+        }
+    }
+
+    /// Graceful shutdown: stop accepting and ask every worker to finish.
+    fn begin_drain(&mut self, registry: &Registry) {
+        self.ctx.shutdown.begin_drain();
+        if self.master_accepts {
+            let fd = self.ctx.listener_fd();
+            let _ = registry.deregister(&mut SourceFd(&fd));
+        }
+        self.pool.stop_all(&self.plan);
+        self.forget_stopped();
+        self.phase = Phase::Draining {
+            since: Instant::now(),
+            answered: false,
+        };
+    }
+}
+
+/// One non-blocking read from a control socket the pool owns.
+fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    nix::unistd::read(crate::sys::borrow_fd(fd), buf).map_err(io::Error::from)
+}

@@ -1,0 +1,293 @@
+//! [`Preforked`]: a master process and a pool of worker processes forked before any
+//! connection arrives (UNP §30.6–30.9, Apache's prefork, gunicorn).
+//!
+//! - `mod.rs` — the configuration: [`Preforked`], [`Accept`], [`LockKind`],
+//!   [`Dispatch`], [`Inner`];
+//! - `master.rs` — the master's single-threaded loop: signals, the hub, the listener
+//!   when the master accepts, worker pipes;
+//! - `pool.rs` — the worker table: spawn, reap, respawn with back-off, growth,
+//!   heartbeat, graceful replacement;
+//! - `dispatch.rs` — `Accept::Passed`: which ready worker gets the next connection;
+//! - `worker.rs` — a worker process from fork to `_exit`;
+//! - `accept.rs` — where a worker's connections come from, per [`Accept`];
+//! - `inner.rs` — how a worker serves them, per [`Inner`].
+
+mod accept;
+mod dispatch;
+mod inner;
+mod master;
+mod pool;
+mod worker;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::conn::Conn;
+use crate::mixin::MixIn;
+use crate::mixin::pool_stats::{PoolStats, Scoreboard};
+use crate::server::Context;
+
+/// Who accepts connections in a [`Preforked`] pool, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// Every worker blocks in `accept` on the listener it inherited (UNP row 2). The
+    /// listener is put in blocking mode for the whole run (`O_NONBLOCK` lives on the
+    /// open file description, shared by every worker); Linux wakes one worker per
+    /// connection, so there is no thundering herd.
+    Shared,
+    /// A worker takes a lock, accepts one connection, releases the lock (UNP rows
+    /// 3–4): only one worker sleeps in `accept` at a time.
+    Locked(LockKind),
+    /// Each worker has its own `SO_REUSEPORT` listener and the kernel spreads
+    /// connections among them. The server's listener must be bound with
+    /// `SO_REUSEPORT` too ([`Listener::bind_tcp_reuseport`](crate::Listener::bind_tcp_reuseport));
+    /// the master accepts what the kernel gives it and passes it to a worker. A
+    /// worker that dies (or is replaced) loses what waits in its own queue — a
+    /// kernel limit (`net.ipv4.tcp_migrate_req` lifts it).
+    ReusePort,
+    /// The master accepts and passes each connection's fd (`SCM_RIGHTS`) over a
+    /// socketpair to a worker that said it is ready (UNP row 5).
+    Passed(Dispatch),
+}
+
+/// The lock around `accept` in [`Accept::Locked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// A POSIX record lock (`fcntl(F_SETLKW)`) on an unnamed file (UNP §30.7). The
+    /// kernel releases it when its holder dies.
+    File,
+    /// A robust process-shared pthread mutex in shared memory (UNP §30.8). A holder
+    /// that dies leaves it "owner dead" and the next worker recovers it.
+    SharedMutex,
+}
+
+/// Which ready worker gets the next connection under [`Accept::Passed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dispatch {
+    /// The worker that said "ready" first (UNP's choice, and the seed's).
+    #[default]
+    FirstReady,
+    /// The next ready worker after the one served last, in slot order.
+    RoundRobin,
+    /// The ready worker that has served the fewest connections so far.
+    LeastBusy,
+}
+
+/// How each worker process serves the connections it takes.
+///
+/// A worker's loop is handed a connection source (its accept strategy) and runs until
+/// the source says stop; an inner model decides what "serving" means. `Scheduled`
+/// (coroutines on one loop per worker) plugs in as another variant over the same
+/// source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Inner {
+    /// One connection at a time (UNP rows 2–5).
+    #[default]
+    Iterative,
+    /// A thread per connection inside each worker, at most `max_threads` at once
+    /// (`None`: no cap) — Apache's worker MPM.
+    Threading {
+        /// Connection threads per worker.
+        max_threads: Option<usize>,
+    },
+}
+
+impl Inner {
+    /// Connections one worker can serve at once (`None`: no limit).
+    fn capacity(&self) -> Option<usize> {
+        match *self {
+            Inner::Iterative => Some(1),
+            Inner::Threading { max_threads } => max_threads,
+        }
+    }
+}
+
+/// A master process and a pool of pre-forked workers.
+///
+/// The master forks [`workers`](Preforked::workers) processes before serving, then
+/// runs one single-threaded loop: it reaps and respawns workers (backing off, and
+/// stopping with an error when they die while starting), grows the pool when every
+/// worker is busy — up to [`max_workers`](Preforked::max_workers) — serves the shared
+/// objects ([`Broadcast`](crate::sync::Broadcast), [`Channel`](crate::sync::Channel))
+/// to the workers through the hub, and handles signals:
+///
+/// | signal | effect |
+/// |---|---|
+/// | SIGTERM | graceful: stop accepting, finish in-flight connections, answer pending waiters, exit; workers left after the shutdown timeout are killed |
+/// | SIGINT, SIGQUIT | fast: kill the workers and exit |
+/// | SIGHUP | replace every worker: new ones start, old ones finish what they hold and exit |
+/// | SIGTTIN / SIGTTOU | one worker more / less |
+///
+/// One worker is always kept free of shared-object waits: when `max_workers` workers
+/// could all block in `/wait`, the last free one answers further waits with `503`.
+/// Workers exit when the master dies. A worker whose heartbeat stops (a frozen
+/// process) is killed and replaced; a worker merely waiting in a long `/wait` keeps
+/// beating and is left alone.
+///
+/// ```no_run
+/// use mixserve::Server;
+/// use mixserve::http::{Http, Request, Response};
+/// use mixserve::mixin::{Accept, Inner, LockKind, Preforked};
+///
+/// let model = Preforked::new(Accept::Locked(LockKind::SharedMutex))
+///     .workers(4)
+///     .max_workers(64)
+///     .inner(Inner::Iterative);
+/// let stats = model.stats();
+/// let app = |_req: &mut Request| Response::text(200, "hello\n");
+/// let mut server = Server::builder(model).bind("127.0.0.1:8000").build(Http::new(app))?;
+/// server.serve_forever()?;
+/// print!("{}", stats.table());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Preforked {
+    /// Who accepts.
+    accept: Accept,
+    /// How a worker serves.
+    inner: Inner,
+    /// Workers to keep running.
+    workers: usize,
+    /// The pool grows up to this many when every worker is busy.
+    max_workers: usize,
+    /// A worker retires after this many connections (plus jitter).
+    max_requests: Option<u64>,
+    /// Up to this many extra connections, at random per worker, so workers do not
+    /// all retire at once.
+    max_requests_jitter: u64,
+    /// A worker silent this long is killed.
+    heartbeat_timeout: Duration,
+    /// Per-worker counters and states, shared with the workers (`None` if the
+    /// mapping failed: the model then refuses to start).
+    board: Option<Arc<Scoreboard>>,
+}
+
+impl Preforked {
+    /// Default number of workers.
+    pub const DEFAULT_WORKERS: usize = 4;
+    /// Default growth limit (Apache's `MaxRequestWorkers`).
+    pub const DEFAULT_MAX_WORKERS: usize = 256;
+    /// The largest `max_workers` accepted (slots are reserved for replacements too).
+    pub const MAX_WORKERS: usize = 512;
+    /// Default heartbeat timeout.
+    pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// A pool of [`DEFAULT_WORKERS`](Self::DEFAULT_WORKERS) iterative workers that
+    /// accept as `accept` says.
+    pub fn new(accept: Accept) -> Preforked {
+        // Two slots per worker, so a full pool can be replaced (SIGHUP) side by side.
+        let board = Scoreboard::new(2 * Preforked::MAX_WORKERS)
+            .ok()
+            .map(Arc::new);
+        Preforked {
+            accept,
+            inner: Inner::default(),
+            workers: Preforked::DEFAULT_WORKERS,
+            max_workers: Preforked::DEFAULT_MAX_WORKERS,
+            max_requests: None,
+            max_requests_jitter: 0,
+            heartbeat_timeout: Preforked::DEFAULT_HEARTBEAT_TIMEOUT,
+            board,
+        }
+    }
+
+    /// Sets how many workers run (at least 1).
+    pub fn workers(mut self, workers: usize) -> Preforked {
+        self.workers = workers;
+        self
+    }
+
+    /// Sets how far the pool may grow when every worker is busy (at least `workers`).
+    pub fn max_workers(mut self, max: usize) -> Preforked {
+        self.max_workers = max;
+        self
+    }
+
+    /// Sets how each worker serves its connections.
+    pub fn inner(mut self, inner: Inner) -> Preforked {
+        self.inner = inner;
+        self
+    }
+
+    /// Retires each worker after `max` connections plus up to `jitter` more (chosen
+    /// at random per worker); the master starts a fresh one.
+    pub fn max_requests(mut self, max: u64, jitter: u64) -> Preforked {
+        self.max_requests = Some(max);
+        self.max_requests_jitter = jitter;
+        self
+    }
+
+    /// Sets how long a worker may stay silent before it is killed as hung.
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Preforked {
+        self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// A handle on the per-worker counters, readable after the server has been built
+    /// with this model (and after `serve_forever` returned).
+    pub fn stats(&self) -> PoolStats {
+        PoolStats::new(self.board.clone())
+    }
+
+    /// Workers one process can hold at once times `max_workers`, for `max_blocked`.
+    fn capacity(&self) -> Option<usize> {
+        self.inner.capacity().map(|per| per * self.max_workers)
+    }
+}
+
+impl MixIn for Preforked {
+    fn name(&self) -> &'static str {
+        "preforked"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.workers == 0 {
+            return Err("preforked: workers must be at least 1".into());
+        }
+        if self.max_workers < self.workers {
+            return Err(format!(
+                "preforked: max_workers ({}) is below workers ({})",
+                self.max_workers, self.workers
+            ));
+        }
+        if self.max_workers > Preforked::MAX_WORKERS {
+            return Err(format!(
+                "preforked: max_workers {} is above the limit of {}",
+                self.max_workers,
+                Preforked::MAX_WORKERS
+            ));
+        }
+        if self.board.is_none() {
+            return Err("preforked: cannot map shared memory for the scoreboard".into());
+        }
+        if self.max_requests == Some(0) {
+            return Err("preforked: max_requests must be at least 1".into());
+        }
+        if self.heartbeat_timeout < Duration::from_secs(2) {
+            return Err("preforked: heartbeat_timeout must be at least 2 s".into());
+        }
+        if let Inner::Threading {
+            max_threads: Some(0),
+        } = self.inner
+        {
+            return Err("preforked: inner threading needs max_threads of at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
+        master::run(self, ctx)
+    }
+
+    fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {
+        // Only `Server::handle_request` comes here: serve inline, as `Iterative` would.
+        ctx.finish_request(conn);
+        Ok(())
+    }
+
+    fn max_blocked(&self) -> Option<usize> {
+        self.capacity().map(|n| n.saturating_sub(1))
+    }
+}

@@ -1,0 +1,114 @@
+//! A worker process, from the fork to `_exit`: it closes what belongs to the master,
+//! installs its stop signals, starts its watchdog thread (heartbeat, stop requests,
+//! master gone), then lets its inner model serve what its source hands it.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+
+use super::accept::{SlotHandle, Source};
+use super::inner;
+use super::pool::WorkerPlan;
+use crate::mixin::pool_stats::SlotState;
+use crate::server::Context;
+use crate::sys::pipe::SelfPipe;
+use crate::sys::worker_process::{self, RUN, STOP_FAST, STOP_GRACEFUL};
+use crate::sys::{borrow_fd, fork};
+
+/// Exit code of a worker that finished normally (stop asked, quota reached).
+pub(super) const EXIT_DONE: i32 = 0;
+/// Exit code of a worker that could not start serving.
+pub(super) const EXIT_BOOT_FAILED: i32 = 3;
+/// Exit code of a worker stopped fast.
+pub(super) const EXIT_FAST: i32 = 4;
+
+/// How often the watchdog beats (the master's timeout is at least twice this).
+const BEAT_EVERY_MS: u16 = 1000;
+/// How often a stopping worker's serving thread is signalled again.
+const RESIGNAL_EVERY: Duration = Duration::from_millis(500);
+
+/// The worker's whole life. Never returns into the master's code.
+pub(super) fn run(
+    ctx: &Arc<Context>,
+    plan: &WorkerPlan,
+    slot: usize,
+    control: OwnedFd,
+    master: u32,
+) -> ! {
+    fork::after_fork_in_child();
+    crate::sync::hub::after_fork_in_child();
+    plan.board.set_pid(slot, std::process::id());
+    let code = match serve(ctx, plan, slot, &control, master) {
+        Ok(()) => EXIT_DONE,
+        Err(error) => {
+            log::error!("preforked worker {slot}: cannot start: {error}");
+            EXIT_BOOT_FAILED
+        }
+    };
+    plan.board.set_state(slot, SlotState::Exiting);
+    drop(control);
+    fork::exit_child(code)
+}
+
+fn serve(
+    ctx: &Arc<Context>,
+    plan: &WorkerPlan,
+    slot: usize,
+    control: &OwnedFd,
+    master: u32,
+) -> io::Result<()> {
+    let wake = SelfPipe::new()?;
+    worker_process::install(wake.write_fd(), master)?;
+    let handle = SlotHandle {
+        board: Arc::clone(&plan.board),
+        slot,
+        control: control.as_raw_fd(),
+    };
+    // The watchdog inherits blocked stop signals, so they interrupt this thread's accept.
+    worker_process::block_stop_signals(true);
+    let watchdog = {
+        let (ctx, handle) = (Arc::clone(ctx), handle.clone());
+        thread::Builder::new()
+            .name("mixserve-watchdog".into())
+            .spawn(move || watchdog(&ctx, &handle, &wake, master))
+    };
+    worker_process::block_stop_signals(false);
+    watchdog?;
+    let mut source = Source::open(ctx, plan, handle, control)?;
+    inner::run(plan.inner, ctx, &mut source);
+    Ok(())
+}
+
+/// Beats every second; on a stop request, starts draining the worker's connections
+/// and signals the serving thread again every half second (a signal that landed just
+/// before it blocked in `accept` or took the lock is otherwise lost); a fast stop exits
+/// at once. When the master is gone, asks for a graceful stop.
+fn watchdog(ctx: &Context, slot: &SlotHandle, wake: &SelfPipe, master: u32) {
+    let mut last_signal = Instant::now();
+    loop {
+        let mut fds = [PollFd::new(borrow_fd(wake.read_fd()), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(BEAT_EVERY_MS));
+        wake.drain();
+        slot.board.beat(slot.slot);
+        if nix::unistd::getppid().as_raw() as u32 != master {
+            // The master died before (or despite) the parent-death signal.
+            worker_process::request_stop(STOP_GRACEFUL);
+        }
+        match worker_process::stop_requested() {
+            STOP_FAST => fork::exit_child(EXIT_FAST),
+            RUN => {}
+            _ => {
+                ctx.shutdown.begin_drain();
+                if last_signal.elapsed() >= RESIGNAL_EVERY {
+                    fork::kill(nix::unistd::getpid(), Signal::SIGTERM);
+                    last_signal = Instant::now();
+                }
+            }
+        }
+    }
+}

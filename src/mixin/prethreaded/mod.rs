@@ -1,0 +1,180 @@
+//! [`Prethreaded`]: a pool of threads started before connections arrive (UNP §30.11–30.12).
+//!
+//! - `mod.rs` — the configuration and the [`MixIn`] implementation;
+//! - `pool.rs` — the pool: its threads, growth, the accept lock, the hand-off channel,
+//!   and stopping.
+
+mod pool;
+
+use std::io;
+use std::sync::Arc;
+
+use crate::conn::Conn;
+use crate::mixin::pool_stats::{PoolStats, Scoreboard};
+use crate::mixin::{MixIn, serve_accepting};
+use crate::server::Context;
+
+use pool::Pool;
+
+/// How connections reach the threads of a [`Prethreaded`] pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolAccept {
+    /// Each pool thread takes a mutex, waits for and accepts one connection, releases
+    /// the mutex and serves it (UNP row 7).
+    #[default]
+    Locked,
+    /// The main thread accepts and hands each connection to an idle pool thread over
+    /// a channel (UNP row 8).
+    Handoff,
+}
+
+/// A pool of threads started up front, growing when every thread is busy.
+///
+/// When every thread serves a connection, the pool starts another, up to
+/// [`max_threads`](Prethreaded::max_threads). One thread is always kept free of
+/// shared-object waits: a `/wait` that would take the last one fails at once (`503`),
+/// so a `/notify` can still be served — the pool never hangs on its own waiters.
+///
+/// ```no_run
+/// use mixserve::{Prethreaded, Server};
+/// use mixserve::mixin::PoolAccept;
+/// use mixserve::http::{Http, Request, Response};
+///
+/// let model = Prethreaded::new(8).accept(PoolAccept::Handoff).max_threads(64);
+/// let app = |_req: &mut Request| Response::text(200, "hello\n");
+/// let mut server = Server::builder(model).bind("127.0.0.1:8000").build(Http::new(app))?;
+/// server.serve_forever()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Prethreaded {
+    /// How connections reach the threads.
+    accept: PoolAccept,
+    /// Threads started up front.
+    threads: usize,
+    /// The pool grows up to this many.
+    max_threads: usize,
+    /// Per-thread counters.
+    board: Option<Arc<Scoreboard>>,
+    /// The running pool (between the start of `serve_forever` and `server_close`).
+    pool: Option<Pool>,
+}
+
+impl Prethreaded {
+    /// Default growth limit.
+    pub const DEFAULT_MAX_THREADS: usize = 512;
+    /// The largest `max_threads` accepted.
+    pub const MAX_THREADS: usize = 1024;
+
+    /// A pool of `threads` threads with a locked accept, growing up to
+    /// [`DEFAULT_MAX_THREADS`](Self::DEFAULT_MAX_THREADS).
+    pub fn new(threads: usize) -> Prethreaded {
+        Prethreaded {
+            accept: PoolAccept::default(),
+            threads,
+            max_threads: Prethreaded::DEFAULT_MAX_THREADS.max(threads),
+            board: Scoreboard::new(Prethreaded::MAX_THREADS).ok().map(Arc::new),
+            pool: None,
+        }
+    }
+
+    /// Sets how connections reach the threads.
+    pub fn accept(mut self, accept: PoolAccept) -> Prethreaded {
+        self.accept = accept;
+        self
+    }
+
+    /// Sets how far the pool may grow.
+    pub fn max_threads(mut self, max: usize) -> Prethreaded {
+        self.max_threads = max;
+        self
+    }
+
+    /// A handle on the per-thread counters (connections, wasted wake-ups).
+    pub fn stats(&self) -> PoolStats {
+        PoolStats::new(self.board.clone())
+    }
+
+    fn start(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
+        let board = self
+            .board
+            .clone()
+            .ok_or_else(|| io::Error::other("prethreaded: no statistics memory"))?;
+        let pool = Pool::start(ctx, board, self.accept, self.threads, self.max_threads)?;
+        self.pool = Some(pool);
+        Ok(())
+    }
+}
+
+impl MixIn for Prethreaded {
+    fn name(&self) -> &'static str {
+        "prethreaded"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.threads == 0 {
+            return Err("prethreaded: threads must be at least 1".into());
+        }
+        if self.max_threads < self.threads {
+            return Err(format!(
+                "prethreaded: max_threads ({}) is below threads ({})",
+                self.max_threads, self.threads
+            ));
+        }
+        if self.max_threads > Prethreaded::MAX_THREADS {
+            return Err(format!(
+                "prethreaded: max_threads {} is above the limit of {}",
+                self.max_threads,
+                Prethreaded::MAX_THREADS
+            ));
+        }
+        if self.board.is_none() {
+            return Err("prethreaded: cannot map memory for the statistics".into());
+        }
+        Ok(())
+    }
+
+    fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
+        self.start(ctx)?;
+        let result = match self.accept {
+            PoolAccept::Handoff => serve_accepting(self, ctx, None),
+            PoolAccept::Locked => match self.pool.as_mut() {
+                Some(pool) => pool.serve_locked(ctx),
+                None => Ok(()),
+            },
+        };
+        if self.accept == PoolAccept::Locked {
+            self.server_close(ctx);
+        }
+        result
+    }
+
+    fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {
+        match self.pool.as_mut() {
+            Some(pool) => pool.hand_off(conn),
+            None => {
+                // `Server::handle_request` without a running pool: serve inline.
+                ctx.finish_request(conn);
+                Ok(())
+            }
+        }
+    }
+
+    fn can_accept(&self) -> bool {
+        self.pool.as_ref().is_none_or(Pool::can_take_one)
+    }
+
+    fn max_blocked(&self) -> Option<usize> {
+        Some(self.max_threads - 1)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.pool.as_ref().map_or(0, Pool::in_flight)
+    }
+
+    fn server_close(&mut self, _ctx: &Arc<Context>) {
+        if let Some(pool) = self.pool.take() {
+            pool.stop();
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The running pool of a `Prethreaded` server: its threads, how each gets its next
+//! connection (the accept lock, or the hand-off channel), growth, and stopping.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use socket2::SockRef;
+
+use super::PoolAccept;
+use crate::conn::Conn;
+use crate::mixin::pool_stats::{Scoreboard, SlotState};
+use crate::server::Context;
+use crate::sys::pipe::SelfPipe;
+use crate::sys::{accept, borrow_fd, signal};
+
+/// What every pool thread shares.
+#[derive(Debug)]
+struct Shared {
+    ctx: Arc<Context>,
+    board: Arc<Scoreboard>,
+    accept: PoolAccept,
+    /// `Locked`: the one thread allowed to wait in `accept`.
+    accept_lock: Mutex<()>,
+    /// `Handoff`: where connections arrive.
+    receiver: Receiver<Conn>,
+    /// Readable once the pool stops (never drained).
+    stop_pipe: SelfPipe,
+    stopping: AtomicBool,
+    /// Threads alive, and those serving a connection.
+    live: AtomicUsize,
+    busy: AtomicUsize,
+    /// `Handoff`: connections sent but not yet taken by a thread.
+    queued: AtomicUsize,
+    max: usize,
+    /// Which thread slots are taken.
+    slots: Mutex<Vec<bool>>,
+    /// A duplicate of each serving thread's socket, to force it at the deadline.
+    sockets: Vec<Mutex<Option<OwnedFd>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The pool, owned by the `Prethreaded` model while it serves.
+#[derive(Debug)]
+pub(super) struct Pool {
+    shared: Arc<Shared>,
+    /// `Handoff`: the sending side, dropped when the pool stops.
+    sender: Option<Sender<Conn>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Pool {
+    /// Starts `threads` threads.
+    pub(super) fn start(
+        ctx: &Arc<Context>,
+        board: Arc<Scoreboard>,
+        accept: PoolAccept,
+        threads: usize,
+        max: usize,
+    ) -> io::Result<Pool> {
+        // Locked: the accepting thread polls the listener and its stop pipe, then
+        // accepts without blocking (an empty accept is a wasted wake-up).
+        ctx.listener().set_nonblocking(true)?;
+        let (sender, receiver) = unbounded();
+        let shared = Arc::new(Shared {
+            ctx: Arc::clone(ctx),
+            board,
+            accept,
+            accept_lock: Mutex::new(()),
+            receiver,
+            stop_pipe: SelfPipe::new()?,
+            stopping: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            max,
+            slots: Mutex::new(vec![false; max]),
+            sockets: (0..max).map(|_| Mutex::new(None)).collect(),
+            threads: Mutex::new(Vec::new()),
+        });
+        for _ in 0..threads {
+            if !spawn(&shared) {
+                let pool = Pool {
+                    shared,
+                    sender: Some(sender),
+                };
+                pool.stop();
+                return Err(io::Error::other(
+                    "prethreaded: cannot start the pool's threads",
+                ));
+            }
+        }
+        Ok(Pool {
+            shared,
+            sender: Some(sender),
+        })
+    }
+
+    /// `Handoff`: gives `conn` to the pool, growing it if every thread is taken.
+    pub(super) fn hand_off(&mut self, conn: Conn) -> io::Result<()> {
+        let shared = &self.shared;
+        let waiting =
+            shared.busy.load(Ordering::SeqCst) + shared.queued.fetch_add(1, Ordering::SeqCst) + 1;
+        if waiting > shared.live.load(Ordering::SeqCst) {
+            spawn(shared);
+        }
+        let sent = self.sender.as_ref().is_some_and(|s| s.send(conn).is_ok());
+        if !sent {
+            shared.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(io::Error::other("prethreaded: the pool is stopped"));
+        }
+        Ok(())
+    }
+
+    /// Whether a thread is (or can be made) free for one more connection.
+    pub(super) fn can_take_one(&self) -> bool {
+        let s = &self.shared;
+        let taken = s.busy.load(Ordering::SeqCst) + s.queued.load(Ordering::SeqCst);
+        taken < s.live.load(Ordering::SeqCst) || s.live.load(Ordering::SeqCst) < s.max
+    }
+
+    /// Connections being served or queued.
+    pub(super) fn in_flight(&self) -> usize {
+        self.shared.busy.load(Ordering::SeqCst) + self.shared.queued.load(Ordering::SeqCst)
+    }
+
+    /// `Locked`: the main thread only watches for shutdown; then drains.
+    pub(super) fn serve_locked(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
+        while !ctx.is_shutting_down() {
+            let deadline = Instant::now() + ctx.poll_interval();
+            match crate::sync::park::poll_fd(
+                ctx.wake_fd(),
+                crate::rt::Interest::Readable,
+                Some(deadline),
+            ) {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    ctx.shutdown.clear_wakeups();
+                    if signal::take(Signal::SIGTERM) || signal::take(Signal::SIGINT) {
+                        ctx.shutdown.request();
+                    }
+                    if signal::take(Signal::SIGQUIT) {
+                        ctx.shutdown.request_fast();
+                    }
+                }
+            }
+            ctx.service_actions();
+        }
+        ctx.shutdown.begin_drain();
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.stop_pipe.notify();
+        crate::sync::close_waiters_of(ctx.scope());
+        let deadline = Instant::now() + ctx.shutdown_timeout();
+        while self.in_flight() > 0 && Instant::now() < deadline && !ctx.shutdown.is_fast() {
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Stops the pool: wakes idle threads, shuts down the sockets of busy ones, and
+    /// joins every thread.
+    pub(super) fn stop(mut self) {
+        let shared = &self.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        shared.stop_pipe.notify();
+        drop(self.sender.take());
+        for socket in &shared.sockets {
+            if let Some(fd) = lock(socket).as_ref() {
+                let _ = SockRef::from(fd).shutdown(Shutdown::Both);
+            }
+        }
+        loop {
+            let handles: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&shared.threads));
+            if handles.is_empty() {
+                break;
+            }
+            handles.into_iter().for_each(|h| drop(h.join()));
+        }
+        while shared.receiver.try_recv().is_ok() {}
+    }
+}
+
+/// Starts one more thread if the pool is below its limit and not stopping.
+fn spawn(shared: &Arc<Shared>) -> bool {
+    if shared.stopping.load(Ordering::SeqCst) {
+        return false;
+    }
+    let slot = {
+        let mut slots = lock(&shared.slots);
+        let Some(slot) = slots.iter().position(|taken| !taken) else {
+            return false;
+        };
+        slots[slot] = true;
+        slot
+    };
+    shared.live.fetch_add(1, Ordering::SeqCst);
+    shared.board.set_pid(slot, std::process::id());
+    shared.board.set_state(slot, SlotState::Idle);
+    let thread_shared = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name(format!("mixserve-pool-{slot}"))
+        .spawn(move || serve(&thread_shared, slot));
+    match spawned {
+        Ok(handle) => {
+            lock(&shared.threads).push(handle);
+            true
+        }
+        Err(e) => {
+            log::warn!("prethreaded: cannot start a thread: {e}");
+            release(shared, slot);
+            false
+        }
+    }
+}
+
+fn release(shared: &Shared, slot: usize) {
+    shared.board.set_state(slot, SlotState::Empty);
+    shared.live.fetch_sub(1, Ordering::SeqCst);
+    lock(&shared.slots)[slot] = false;
+}
+
+/// A pool thread's life: take a connection, serve it, again.
+fn serve(shared: &Arc<Shared>, slot: usize) {
+    while let Some(conn) = next(shared, slot) {
+        let busy = shared.busy.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.board.set_state(slot, SlotState::Busy);
+        if busy >= shared.live.load(Ordering::SeqCst) {
+            spawn(shared);
+        }
+        *lock(&shared.sockets[slot]) = SockRef::from(&conn).try_clone().ok().map(OwnedFd::from);
+        shared.ctx.finish_request(conn);
+        drop(lock(&shared.sockets[slot]).take());
+        shared.board.count_request(slot);
+        shared.board.set_state(slot, SlotState::Idle);
+        shared.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+    release(shared, slot);
+}
+
+/// The thread's next connection; `None` when the pool stops.
+fn next(shared: &Shared, slot: usize) -> Option<Conn> {
+    match shared.accept {
+        PoolAccept::Handoff => {
+            let conn = shared.receiver.recv().ok()?;
+            shared.queued.fetch_sub(1, Ordering::SeqCst);
+            shared.board.count_connection(slot);
+            Some(conn)
+        }
+        PoolAccept::Locked => locked_accept(shared, slot),
+    }
+}
+
+/// Takes the accept lock and waits for a connection (or the stop pipe).
+fn locked_accept(shared: &Shared, slot: usize) -> Option<Conn> {
+    let _turn = lock(&shared.accept_lock);
+    let listener = shared.ctx.listener_fd();
+    loop {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut fds = [
+            PollFd::new(borrow_fd(listener), PollFlags::POLLIN),
+            PollFd::new(borrow_fd(shared.stop_pipe.read_fd()), PollFlags::POLLIN),
+        ];
+        if poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        match accept::accept(listener) {
+            Ok(mut conn) => {
+                shared.board.count_connection(slot);
+                conn.set_drain_flag(shared.ctx.shutdown.drain_flag());
+                if shared.ctx.verify_request(&conn) {
+                    return Some(conn);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !shared.stopping.load(Ordering::SeqCst) {
+                    shared.board.count_wasted_wakeup(slot);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::warn!("prethreaded: accept: {e}");
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! What a forked worker process sets up for itself: to die with its master, and stop
+//! signals that interrupt a blocking `accept` (installed *without* `SA_RESTART`).
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
+
+/// No stop asked.
+pub(crate) const RUN: u8 = 0;
+/// Finish the connection in hand, then exit (SIGTERM).
+pub(crate) const STOP_GRACEFUL: u8 = 1;
+/// Exit now (SIGINT, SIGQUIT).
+pub(crate) const STOP_FAST: u8 = 2;
+
+static STOP: AtomicU8 = AtomicU8::new(RUN);
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    // SAFETY: reading this thread's errno slot, always valid.
+    let saved = unsafe { *libc::__errno_location() };
+    let level = if signal == libc::SIGTERM {
+        STOP_GRACEFUL
+    } else {
+        STOP_FAST
+    };
+    STOP.fetch_max(level, Ordering::SeqCst);
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: write(2) of one static byte is async-signal-safe; errors are ignored.
+        unsafe { libc::write(fd, b"s".as_ptr().cast(), 1) };
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
+}
+
+/// The signals that stop a worker.
+pub(crate) const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
+
+/// In a fresh worker: SIGTERM asks a graceful stop, SIGINT/SIGQUIT a fast one, each
+/// interrupting blocking calls (`EINTR`) and poking `wake_fd`; the master's own
+/// signals (SIGHUP, SIGTTIN, SIGTTOU), sent to a whole process group by a terminal,
+/// are ignored. The parent-death signal is SIGTERM; a master that died before that
+/// was set is caught by comparing `getppid` with `master`.
+pub(crate) fn install(wake_fd: RawFd, master: u32) -> io::Result<()> {
+    WAKE_FD.store(wake_fd, Ordering::SeqCst);
+    STOP.store(RUN, Ordering::SeqCst);
+    let stop = SigAction::new(
+        SigHandler::Handler(on_stop_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for signal in STOP_SIGNALS {
+        // SAFETY: the handler only touches atomics and write(2).
+        unsafe { sigaction(signal, &stop) }?;
+    }
+    for signal in [Signal::SIGHUP, Signal::SIGTTIN, Signal::SIGTTOU] {
+        // SAFETY: SIG_IGN installs no handler.
+        unsafe { sigaction(signal, &ignore) }?;
+    }
+    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+    if nix::unistd::getppid().as_raw() as u32 != master {
+        STOP.fetch_max(STOP_GRACEFUL, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+/// The stop asked so far: [`RUN`], [`STOP_GRACEFUL`] or [`STOP_FAST`].
+pub(crate) fn stop_requested() -> u8 {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Asks this worker to stop (from its own code, e.g. after `max_requests`).
+pub(crate) fn request_stop(level: u8) {
+    STOP.fetch_max(level, Ordering::SeqCst);
+}
+
+/// Blocks (`true`) or unblocks the stop signals in the calling thread, so that they
+/// reach the thread that blocks in `accept`, not a helper or connection thread.
+pub(crate) fn block_stop_signals(block: bool) {
+    let mut set = SigSet::empty();
+    STOP_SIGNALS.iter().for_each(|&s| set.add(s));
+    let how = if block {
+        SigmaskHow::SIG_BLOCK
+    } else {
+        SigmaskHow::SIG_UNBLOCK
+    };
+    let _ = nix::sys::signal::pthread_sigmask(how, Some(&set), None);
+}
