@@ -4,6 +4,7 @@
 
 pub(crate) mod fork;
 pub(crate) mod pipe;
+pub(crate) mod sendfile;
 pub(crate) mod signal;
 
 use std::os::fd::{BorrowedFd, RawFd};
