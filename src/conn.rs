@@ -276,7 +276,7 @@ impl Conn {
         let mut position = i64::try_from(offset)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
         let waits = self.write_timeout.is_some() || crate::rt::in_coroutine();
-        let _mode = NonBlockingFor::set(self.fd.as_fd(), waits)?;
+        let _mode = sys::sendfile::NonBlockingFor::set(self.fd.as_fd(), waits)?;
         let fresh_deadline = || self.write_timeout.map(|t| Instant::now() + t);
         let mut deadline = fresh_deadline();
         let mut sent = 0u64;
@@ -318,29 +318,6 @@ impl Conn {
             sent += n as u64;
         }
         Ok(sent)
-    }
-}
-
-/// Puts a socket in non-blocking mode (when asked) until dropped, then restores it.
-struct NonBlockingFor<'a> {
-    /// The socket.
-    fd: BorrowedFd<'a>,
-    /// Whether to clear `O_NONBLOCK` on drop (this guard set it).
-    restore: bool,
-}
-
-impl<'a> NonBlockingFor<'a> {
-    fn set(fd: BorrowedFd<'a>, nonblocking: bool) -> io::Result<NonBlockingFor<'a>> {
-        let restore = nonblocking && !sys::sendfile::set_nonblocking(fd, true)?;
-        Ok(NonBlockingFor { fd, restore })
-    }
-}
-
-impl Drop for NonBlockingFor<'_> {
-    fn drop(&mut self) {
-        if self.restore {
-            let _ = sys::sendfile::set_nonblocking(self.fd, false);
-        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! `sendfile(2)` that never raises `SIGPIPE`, and the socket's `O_NONBLOCK` switch.
+//! `sendfile(2)` that never raises `SIGPIPE`, and a guard that makes a socket
+//! non-blocking for the length of a call.
 //!
 //! `send` takes `MSG_NOSIGNAL`; `sendfile` has no such flag, so a peer that closed makes
 //! the kernel raise `SIGPIPE` at the calling thread, whose default action kills the
@@ -11,6 +12,7 @@
 //! technique of libcurl and OpenSSL's callers; it changes no process-wide state. If the
 //! thread had `SIGPIPE` blocked already, its owner manages it and nothing is consumed.
 
+use std::io;
 use std::os::fd::BorrowedFd;
 
 use nix::errno::Errno;
@@ -60,7 +62,7 @@ fn take_pending_sigpipe(pipe: &SigSet) {
 
 /// Sets or clears `O_NONBLOCK` on the socket's open file description; returns whether
 /// it was set before, so the caller can restore it.
-pub(crate) fn set_nonblocking(socket: BorrowedFd<'_>, nonblocking: bool) -> Result<bool, Errno> {
+fn set_nonblocking(socket: BorrowedFd<'_>, nonblocking: bool) -> Result<bool, Errno> {
     let flags = OFlag::from_bits_retain(fcntl(socket, FcntlArg::F_GETFL)?);
     let was = flags.contains(OFlag::O_NONBLOCK);
     if was != nonblocking {
@@ -72,4 +74,28 @@ pub(crate) fn set_nonblocking(socket: BorrowedFd<'_>, nonblocking: bool) -> Resu
         fcntl(socket, FcntlArg::F_SETFL(flags))?;
     }
     Ok(was)
+}
+
+/// Puts a socket in non-blocking mode (when asked) until dropped, then restores it.
+#[derive(Debug)]
+pub(crate) struct NonBlockingFor<'a> {
+    /// The socket.
+    fd: BorrowedFd<'a>,
+    /// Whether to clear `O_NONBLOCK` on drop (this guard set it).
+    restore: bool,
+}
+
+impl<'a> NonBlockingFor<'a> {
+    pub(crate) fn set(fd: BorrowedFd<'a>, nonblocking: bool) -> io::Result<NonBlockingFor<'a>> {
+        let restore = nonblocking && !set_nonblocking(fd, true)?;
+        Ok(NonBlockingFor { fd, restore })
+    }
+}
+
+impl Drop for NonBlockingFor<'_> {
+    fn drop(&mut self) {
+        if self.restore {
+            let _ = set_nonblocking(self.fd, false);
+        }
+    }
 }
