@@ -2,6 +2,7 @@
 //! lives. Each wrapper turns the C convention (`-1` and `errno`) into `io::Result`.
 #![allow(unsafe_code)]
 
+pub(crate) mod activation;
 pub(crate) mod fork;
 pub(crate) mod pipe;
 pub(crate) mod sendfile;
