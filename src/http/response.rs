@@ -1,6 +1,7 @@
-//! [`Response`]: status, header fields and a [`Body`] — bytes or a stream.
+//! [`Response`]: status, header fields and a [`Body`] — bytes, a file or a stream.
 
 use std::fmt;
+use std::fs::File;
 use std::io::{self, Read};
 
 /// What a response carries after its head.
@@ -13,6 +14,17 @@ pub enum Body {
     /// becomes one chunk and is flushed at once, so it suits long-polling and
     /// server-sent streams), and up to end of connection to HTTP/1.0 clients.
     Stream(Box<dyn Read + Send>),
+    /// `len` bytes of a file from `offset`; sent with `Content-Length` by `sendfile(2)`
+    /// (see [`Conn::send_file`](crate::Conn::send_file)). If the file turns out shorter
+    /// than `len`, the body is cut short and the connection closes.
+    File {
+        /// The open file; closed when the response has been sent or dropped.
+        file: File,
+        /// Where the body starts in the file.
+        offset: u64,
+        /// How many bytes the body has.
+        len: u64,
+    },
 }
 
 impl fmt::Debug for Body {
@@ -21,6 +33,7 @@ impl fmt::Debug for Body {
             Body::Empty => f.write_str("Empty"),
             Body::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
             Body::Stream(_) => f.write_str("Stream(..)"),
+            Body::File { offset, len, .. } => write!(f, "File({len} bytes from {offset})"),
         }
     }
 }
@@ -90,6 +103,35 @@ impl Response {
         Response::status(status).with_body(Body::Stream(Box::new(reader)))
     }
 
+    /// A response whose body is the whole of `file`, sent by `sendfile(2)` with the
+    /// `Content-Length` its metadata gives now. Fails on a file that is not a regular
+    /// file (a pipe or a device has no length to announce).
+    ///
+    /// ```no_run
+    /// use mixserve::http::Response;
+    ///
+    /// let page = std::fs::File::open("index.html")?;
+    /// let response = Response::file(200, "text/html; charset=utf-8", page)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn file(status: u16, content_type: &str, file: File) -> io::Result<Response> {
+        let metadata = file.metadata()?;
+        if !metadata.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Response::file needs a regular file",
+            ));
+        }
+        let body = Body::File {
+            file,
+            offset: 0,
+            len: metadata.len(),
+        };
+        Ok(Response::status(status)
+            .with_header("Content-Type", content_type)
+            .with_body(body))
+    }
+
     /// A streamed response whose body is the items of `chunks`, each sent as it comes.
     pub fn chunks<I>(status: u16, chunks: I) -> Response
     where
@@ -135,12 +177,13 @@ impl Response {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
-    /// The body, when it is known in full (`Some(b"")` for no body, `None` for a stream).
+    /// The body, when it is held in memory (`Some(b"")` for no body, `None` for a
+    /// stream or a file).
     pub fn body_bytes(&self) -> Option<&[u8]> {
         match &self.body {
             Body::Empty => Some(&[]),
             Body::Bytes(bytes) => Some(bytes),
-            Body::Stream(_) => None,
+            Body::Stream(_) | Body::File { .. } => None,
         }
     }
 

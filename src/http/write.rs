@@ -1,7 +1,8 @@
 //! Writing a response: the status line, our framing headers, then the body —
-//! `Content-Length` bytes, or a stream sent chunked (or to end of connection for
-//! HTTP/1.0 clients).
+//! `Content-Length` bytes or file (the file by `sendfile`), or a stream sent chunked
+//! (or to end of connection for HTTP/1.0 clients).
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::SystemTime;
@@ -98,6 +99,9 @@ pub(crate) fn write_response(
         Body::Bytes(bytes) => {
             let _ = write!(head, "Content-Length: {}\r\n", bytes.len());
         }
+        Body::File { len, .. } => {
+            let _ = write!(head, "Content-Length: {len}\r\n");
+        }
         Body::Empty if body_allowed => head.extend_from_slice(b"Content-Length: 0\r\n"),
         Body::Stream(_) if chunked => head.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Body::Empty | Body::Stream(_) => {}
@@ -122,7 +126,26 @@ pub(crate) fn write_response(
             let complete = write_stream(conn, &mut *reader, chunked)?;
             Ok(keep_alive && complete)
         }
+        Body::File { file, offset, len } => {
+            let complete = write_file(conn, &file, offset, len)?;
+            Ok(keep_alive && complete)
+        }
     }
+}
+
+/// Sends a file body after the buffered head, corked so the head and the first bytes
+/// of the file share packets; `Ok(false)` if the file ended before `len` bytes.
+fn write_file(conn: &mut Conn, file: &File, offset: u64, len: u64) -> io::Result<bool> {
+    let corked = conn.set_cork(true).is_ok();
+    let sent = conn.send_file(file, offset, len);
+    if corked {
+        let _ = conn.set_cork(false);
+    }
+    let sent = sent?;
+    if sent < len {
+        log::warn!("file body ended after {sent} of {len} bytes; closing the connection");
+    }
+    Ok(sent == len)
 }
 
 /// Sends a stream, one chunk per read, flushing each; `Ok(false)` if the stream failed

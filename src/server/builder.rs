@@ -59,6 +59,11 @@ impl<M: MixIn> ServerBuilder<M> {
     }
 
     /// Listens on a TCP address (`"127.0.0.1:0"`, `"[::1]:8080"`, `"localhost:80"`).
+    ///
+    /// The address `"systemd"` takes the socket passed by socket activation instead
+    /// ([`Listener::from_systemd`]: TCP or Unix, `LISTEN_PID` and `LISTEN_FDS` checked),
+    /// so a program that takes its address from the command line is socket-activated
+    /// by being given `systemd`.
     pub fn bind(mut self, addr: impl Into<String>) -> Self {
         self.source = Source::Tcp(addr.into());
         self
@@ -130,6 +135,9 @@ impl<M: MixIn> ServerBuilder<M> {
         }
         let listener = match self.source {
             Source::None => return Err(StartError::NoAddress),
+            Source::Tcp(addr) if addr == "systemd" => {
+                Listener::from_systemd().map_err(|source| StartError::Bind { addr, source })?
+            }
             Source::Tcp(addr) => bind_tcp(&addr, self.backlog)?,
             Source::Unix(path) => {
                 Listener::bind_unix(&path, self.backlog).map_err(|source| StartError::Bind {

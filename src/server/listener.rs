@@ -1,14 +1,16 @@
-//! [`Listener`]: a bound TCP or Unix-domain listening socket.
+//! [`Listener`]: a bound TCP or Unix-domain listening socket, made here or inherited
+//! through socket activation.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use socket2::{Domain, Socket, Type};
 
 use crate::conn::{Conn, PeerAddr};
+use crate::sys::activation;
 
 /// Where a server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +35,15 @@ impl std::fmt::Display for ListenAddr {
 pub enum Listener {
     /// A TCP listener.
     Tcp(TcpListener),
-    /// A Unix-domain listener; the server that bound it removes `path` when it closes.
+    /// A Unix-domain listener.
     Unix {
         /// The listener.
         listener: UnixListener,
-        /// The socket file.
+        /// The socket file (`@name` for an abstract socket, empty for an unnamed one).
         path: PathBuf,
+        /// Whether the server removes `path` when it closes: true for a socket bound
+        /// here, false for an inherited one, whose file belongs to whoever made it.
+        remove_on_close: bool,
     },
 }
 
@@ -85,7 +90,105 @@ impl Listener {
         Ok(Listener::Unix {
             listener,
             path: path.to_path_buf(),
+            remove_on_close: true,
         })
+    }
+
+    /// Takes the one listening socket a service manager passed by socket activation
+    /// (systemd's `LISTEN_FDS` convention, as `sd_listen_fds` reads it): fd 3, when
+    /// `LISTEN_PID` is this process and `LISTEN_FDS` is 1. `ServerBuilder::bind("systemd")`
+    /// calls this. See [`all_from_systemd`](Self::all_from_systemd) for the checks.
+    pub fn from_systemd() -> io::Result<Listener> {
+        let mut listeners = Listener::all_from_systemd()?;
+        match listeners.len() {
+            1 => Ok(listeners.remove(0)),
+            n => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("LISTEN_FDS={n}, but this server serves one socket"),
+            )),
+        }
+    }
+
+    /// Takes every listening socket a service manager passed (fds 3, 4, …), in order.
+    ///
+    /// `LISTEN_PID` must be this process and `LISTEN_FDS` a positive count; each fd
+    /// must be an open stream socket in the listening state (`SO_ACCEPTCONN`), TCP or
+    /// Unix-domain (told apart by `getsockname`). Each is made close-on-exec and
+    /// blocking, like a listener bound here. The variables are removed from the
+    /// environment (unless other threads already run, where that is unsound; a child
+    /// would ignore them anyway, its pid not being `LISTEN_PID`). The sockets can be
+    /// taken once per process; a Unix socket's file is left in place when the server
+    /// closes, since the service manager made it. Every failure says which variable or
+    /// fd was wrong, and closes the fds taken.
+    pub fn all_from_systemd() -> io::Result<Vec<Listener>> {
+        let count = passed_count()?;
+        activation::take_passed_fds(count)?
+            .into_iter()
+            .zip(activation::FIRST_FD..)
+            .map(|(fd, number)| {
+                Listener::from_passed_fd(fd).map_err(|error| {
+                    io::Error::new(error.kind(), format!("passed fd {number}: {error}"))
+                })
+            })
+            .collect()
+    }
+
+    /// Checks that an inherited fd is a listening stream socket and wraps it.
+    fn from_passed_fd(fd: OwnedFd) -> io::Result<Listener> {
+        let socket = Socket::from(fd);
+        let kind = socket
+            .r#type()
+            .map_err(|error| match error.raw_os_error() {
+                Some(libc::ENOTSOCK) => io::Error::new(io::ErrorKind::InvalidInput, "not a socket"),
+                _ => error,
+            })?;
+        if kind != Type::STREAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a stream socket (datagram sockets are not served)",
+            ));
+        }
+        if !socket.is_listener()? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a stream socket that is not listening (ListenStream= makes one that is)",
+            ));
+        }
+        socket.set_cloexec(true)?;
+        socket.set_nonblocking(false)?;
+        let local = socket.local_addr()?;
+        if local.is_ipv4() || local.is_ipv6() {
+            return Ok(Listener::Tcp(socket.into()));
+        }
+        if !local.is_unix() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("address family {} is neither TCP nor Unix", local.family()),
+            ));
+        }
+        let path = match (local.as_pathname(), local.as_abstract_namespace()) {
+            (Some(path), _) => path.to_path_buf(),
+            (None, Some(name)) => PathBuf::from(format!("@{}", String::from_utf8_lossy(name))),
+            (None, None) => PathBuf::new(),
+        };
+        Ok(Listener::Unix {
+            listener: UnixListener::from(OwnedFd::from(socket)),
+            path,
+            remove_on_close: false,
+        })
+    }
+
+    /// The socket file the server removes when it closes: the path of a Unix listener
+    /// bound here; `None` for TCP and for an inherited Unix socket.
+    pub fn socket_file(&self) -> Option<&Path> {
+        match self {
+            Listener::Unix {
+                path,
+                remove_on_close: true,
+                ..
+            } => Some(path),
+            _ => None,
+        }
     }
 
     /// The address this listener is bound to.
@@ -124,9 +227,14 @@ impl Listener {
     pub fn try_clone(&self) -> io::Result<Listener> {
         match self {
             Listener::Tcp(listener) => listener.try_clone().map(Listener::Tcp),
-            Listener::Unix { listener, path } => Ok(Listener::Unix {
+            Listener::Unix {
+                listener,
+                path,
+                remove_on_close,
+            } => Ok(Listener::Unix {
                 listener: listener.try_clone()?,
                 path: path.clone(),
+                remove_on_close: *remove_on_close,
             }),
         }
     }
@@ -144,5 +252,38 @@ impl AsRawFd for Listener {
 impl From<TcpListener> for Listener {
     fn from(listener: TcpListener) -> Listener {
         Listener::Tcp(listener)
+    }
+}
+
+/// Reads `LISTEN_PID` and `LISTEN_FDS` (then removes them): how many fds were passed to
+/// this process.
+fn passed_count() -> io::Result<usize> {
+    let pid = std::env::var("LISTEN_PID");
+    let fds = std::env::var("LISTEN_FDS");
+    if (pid.is_ok() || fds.is_ok()) && !activation::clear_variables() {
+        log::debug!("LISTEN_* left in the environment: other threads are running");
+    }
+    let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
+    let fds = fds.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "not socket-activated: LISTEN_FDS is not set (start from a systemd socket unit, \
+             or bind an address)",
+        )
+    })?;
+    let pid = pid.map_err(|_| {
+        invalid("LISTEN_FDS is set but LISTEN_PID is not: whose sockets are they?".into())
+    })?;
+    let this = std::process::id();
+    if pid.trim().parse::<u32>().ok() != Some(this) {
+        return Err(invalid(format!(
+            "LISTEN_PID={pid} is not this process ({this}): the sockets were passed to another"
+        )));
+    }
+    match fds.trim().parse::<usize>() {
+        Ok(count) if count > 0 => Ok(count),
+        _ => Err(invalid(format!(
+            "LISTEN_FDS={fds} is not a positive count of sockets"
+        ))),
     }
 }

@@ -151,7 +151,7 @@ impl<M: MixIn> Drop for Server<M> {
     fn drop(&mut self) {
         self.mixin.server_close(&self.ctx);
         if std::process::id() == self.owner_pid {
-            if let Ok(ListenAddr::Unix(path)) = self.ctx.listener().local_addr() {
+            if let Some(path) = self.ctx.listener().socket_file() {
                 let _ = std::fs::remove_file(path);
             }
         }

@@ -3,10 +3,12 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod accept;
+pub(crate) mod activation;
 pub(crate) mod fd_passing;
 pub(crate) mod fork;
 pub(crate) mod pipe;
 pub(crate) mod process_lock;
+pub(crate) mod sendfile;
 pub(crate) mod shared_memory;
 pub(crate) mod signal;
 pub(crate) mod worker_process;
