@@ -75,6 +75,35 @@ fn one_notify_releases_waiters_held_by_every_worker() {
     }
 }
 
+/// Coroutines inside each worker: two workers hold 2,000 waiters between them, one
+/// notify on either releases all, and SIGTERM still ends cleanly.
+#[test]
+fn scheduled_workers_hold_thousands_of_waiters() {
+    for accept in ["shared", "passed"] {
+        let args = [
+            "--mixin",
+            "preforked",
+            "--accept",
+            accept,
+            "--workers",
+            "2",
+            "--max-workers",
+            "2",
+            "--inner",
+            "scheduled",
+        ];
+        let mut server = ServerProcess::start("comet", &args);
+        util::comet_contract(server.addr, 2000);
+        let mut waiters = start_waiters(server.addr, 10);
+        wait_for_waiters(server.addr, 10);
+        server.signal(15);
+        for waiter in &mut waiters {
+            assert_eq!(read_reply(waiter).status, 503, "{accept}");
+        }
+        assert!(server.stop().is_some_and(|s| s.success()), "{accept}");
+    }
+}
+
 /// 1000 waiters on 4 iterative workers: the pool grows to its limit, every waiter past
 /// it gets 503 at once, and a notify is still served.
 #[test]

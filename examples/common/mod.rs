@@ -32,7 +32,7 @@ pub struct ServeArgs {
     /// or passed-least-busy; prethreaded: locked or handoff.
     #[arg(long)]
     pub accept: Option<String>,
-    /// preforked: how each worker serves — iterative or threading.
+    /// preforked: how each worker serves — iterative, threading or scheduled.
     #[arg(long, default_value = "iterative")]
     pub inner: String,
     /// prethreaded: threads to start (the pool grows up to --max-workers).
@@ -48,6 +48,9 @@ pub struct ServeArgs {
     #[arg(long)]
     pub max_requests: Option<u64>,
 }
+
+/// Live connections per worker under `--inner scheduled`.
+const INNER_SCHEDULED_CONNECTIONS: usize = 10_000;
 
 /// The model named on the command line, with its statistics handle if it has one.
 pub fn mixin(args: &ServeArgs) -> Result<(Box<dyn MixIn>, Option<PoolStats>), String> {
@@ -81,6 +84,9 @@ pub fn mixin(args: &ServeArgs) -> Result<(Box<dyn MixIn>, Option<PoolStats>), St
                 .inner(match args.inner.as_str() {
                     "iterative" => Inner::Iterative,
                     "threading" => Inner::Threading { max_threads: None },
+                    "scheduled" => Inner::Scheduled {
+                        max_connections: INNER_SCHEDULED_CONNECTIONS,
+                    },
                     other => return Err(format!("unknown inner model {other:?}")),
                 });
             let model = match args.heartbeat_timeout {

@@ -12,6 +12,7 @@ use crossbeam_channel::{RecvTimeoutError, unbounded};
 
 use super::Inner;
 use super::accept::Source;
+use super::scheduled;
 use crate::server::Context;
 use crate::sys::worker_process::{self, RUN};
 
@@ -20,6 +21,7 @@ pub(super) fn run(inner: Inner, ctx: &Arc<Context>, source: &mut Source<'_>) {
     match inner {
         Inner::Iterative => iterative(ctx, source),
         Inner::Threading { max_threads } => threading(ctx, source, max_threads),
+        Inner::Scheduled { max_connections } => scheduled::run(ctx, source, max_connections),
     }
 }
 

@@ -10,13 +10,15 @@
 //! - `dispatch.rs` — `Accept::Passed`: which ready worker gets the next connection;
 //! - `worker.rs` — a worker process from fork to `_exit`;
 //! - `accept.rs` — where a worker's connections come from, per [`Accept`];
-//! - `inner.rs` — how a worker serves them, per [`Inner`].
+//! - `inner.rs` — how a worker serves them, per [`Inner`]; `scheduled.rs` — the
+//!   coroutine inner model.
 
 mod accept;
 mod dispatch;
 mod inner;
 mod master;
 mod pool;
+mod scheduled;
 mod worker;
 
 use std::io;
@@ -77,9 +79,7 @@ pub enum Dispatch {
 /// How each worker process serves the connections it takes.
 ///
 /// A worker's loop is handed a connection source (its accept strategy) and runs until
-/// the source says stop; an inner model decides what "serving" means. `Scheduled`
-/// (coroutines on one loop per worker) plugs in as another variant over the same
-/// source.
+/// the source says stop; an inner model decides what "serving" means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Inner {
@@ -92,6 +92,14 @@ pub enum Inner {
         /// Connection threads per worker.
         max_threads: Option<usize>,
     },
+    /// A coroutine per connection on one loop inside each worker, at most
+    /// `max_connections` at once — nginx's and gunicorn+gevent's design: the loop holds
+    /// thousands of waiting clients, the workers use every core. The handler rules of
+    /// [`Scheduled`](crate::Scheduled) apply.
+    Scheduled {
+        /// Live connections per worker.
+        max_connections: usize,
+    },
 }
 
 impl Inner {
@@ -100,6 +108,7 @@ impl Inner {
         match *self {
             Inner::Iterative => Some(1),
             Inner::Threading { max_threads } => max_threads,
+            Inner::Scheduled { max_connections } => Some(max_connections),
         }
     }
 }
@@ -273,6 +282,15 @@ impl MixIn for Preforked {
         } = self.inner
         {
             return Err("preforked: inner threading needs max_threads of at least 1".into());
+        }
+        if let Inner::Scheduled { max_connections } = self.inner {
+            // One coroutine per connection plus the dispatcher, within the runtime's cap.
+            let most = crate::rt::RuntimeConfig::default().max_coroutines - 1;
+            if max_connections == 0 || max_connections > most {
+                return Err(format!(
+                    "preforked: inner scheduled needs max_connections from 1 to {most}"
+                ));
+            }
         }
         Ok(())
     }
