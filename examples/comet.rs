@@ -26,6 +26,15 @@ struct Cli {
 
 /// The seed's comet contract.
 fn comet(news: &Broadcast<usize>, req: &Request) -> Response {
+    let response = answer(news, req);
+    if response.status_code() == 503 {
+        // Give the worker back at once: a refused waiter has nothing more to ask.
+        return response.with_header("Connection", "close");
+    }
+    response
+}
+
+fn answer(news: &Broadcast<usize>, req: &Request) -> Response {
     match req.path() {
         "/wait" => match news.wait() {
             Ok(released) => Response::text(200, released.to_string()),

@@ -37,12 +37,12 @@ pub fn all() -> Vec<Model> {
         model(
             "preforked-locked-fcntl",
             Some(3),
-            &format!("{pre} locked --lock fcntl"),
+            &format!("{pre} locked"),
         ),
         model(
             "preforked-locked-mutex",
             Some(4),
-            &format!("{pre} locked --lock mutex"),
+            &format!("{pre} locked-mutex"),
         ),
         model("preforked-passed", Some(5), &format!("{pre} passed")),
         model("threading", Some(6), "--mixin threading"),
@@ -71,8 +71,8 @@ pub fn select(models: Vec<Model>, filter: &str) -> Vec<Model> {
 pub fn comet() -> Vec<(Model, usize)> {
     vec![
         (model("scheduled", None, "--mixin scheduled"), 10_000),
-        (model("threading", Some(6), "--mixin threading"), 2_000),
-        (model("forking", Some(1), "--mixin forking"), 500),
+        (model("threading", Some(6), "--mixin threading"), 10_000),
+        (model("forking", Some(1), "--mixin forking"), 1_000),
         (
             model(
                 "preforked-2x-scheduled",
