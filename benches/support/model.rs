@@ -216,6 +216,8 @@ pub fn parse_worker_stats(lines: &[String]) -> Vec<u64> {
                 row.iter()
                     .all(|c| c.chars().all(|ch| ch == '-' || ch == '+'))
             })
+            // The table ends with a totals row, which is not a worker.
+            .take_while(|row| row.first().is_none_or(|first| first != "total"))
             .map_while(|row| row.get(col)?.parse().ok())
             .collect();
         if !counts.is_empty() {
