@@ -5,7 +5,10 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use util::{ServerProcess, comet_contract, get, read_reply, start_waiters, wait_for_waiters};
+use util::{
+    ServerProcess, children_of, comet_contract, count_fds, get, read_reply, start_waiters,
+    wait_for_waiters,
+};
 
 /// With 4 workers, 3 may wait; the 4th `/wait` gets 503 at once and a notify is served.
 #[test]
@@ -104,32 +107,4 @@ fn fds_when_only_main_thread(pid: u32) -> usize {
         assert!(Instant::now() < deadline, "{threads} threads still running");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn count_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-/// Pids whose parent is `pid` (zombies included).
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // Fields after the command (which may hold spaces) start after the last ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-            continue;
-        };
-        let ppid = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(pid) {
-            if let Ok(child) = entry.file_name().to_string_lossy().parse() {
-                children.push(child);
-            }
-        }
-    }
-    children
 }

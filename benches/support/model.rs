@@ -34,11 +34,7 @@ pub fn all() -> Vec<Model> {
         model("iterative", Some(0), "--mixin iterative"),
         model("forking", Some(1), "--mixin forking"),
         model("preforked-shared", Some(2), &format!("{pre} shared")),
-        model(
-            "preforked-locked-fcntl",
-            Some(3),
-            &format!("{pre} locked"),
-        ),
+        model("preforked-locked-fcntl", Some(3), &format!("{pre} locked")),
         model(
             "preforked-locked-mutex",
             Some(4),

@@ -7,8 +7,8 @@
 //! unless built with `-Zon-broken-pipe`), but the crate does not rely on that: a host
 //! process written in C, or one that restored the default, would die on a client
 //! that went away. Instead each call blocks `SIGPIPE` for the calling thread only
-//! (`pthread_sigmask`), and when the call fails with `EPIPE`, takes the `SIGPIPE` it
-//! left pending (`sigtimedwait` with a zero timeout) before unblocking. This is the
+//! (`pthread_sigmask`), and when the call fails or sends less than asked, takes any
+//! `SIGPIPE` it left pending (`sigtimedwait` with a zero timeout) before unblocking. This is the
 //! technique of libcurl and OpenSSL's callers; it changes no process-wide state. If the
 //! thread had `SIGPIPE` blocked already, its owner manages it and nothing is consumed.
 
@@ -35,7 +35,11 @@ pub(crate) fn sendfile(
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&pipe), Some(&mut previous))?;
     let result = nix::sys::sendfile::sendfile64(socket, file, Some(offset), count.min(MAX_CHUNK));
     if !previous.contains(Signal::SIGPIPE) {
-        if result == Err(Errno::EPIPE) {
+        // A short transfer can leave a SIGPIPE too: sendfile to a socket runs as a
+        // splice, whose later chunk can hit the closed peer (raising SIGPIPE) after
+        // earlier chunks went out, and then reports the bytes sent, not EPIPE.
+        let whole = count.min(MAX_CHUNK);
+        if result.is_err() || result.is_ok_and(|sent| sent < whole) {
             take_pending_sigpipe(&pipe);
         }
         // Unblocking what was blocked a moment ago cannot fail with a valid set.

@@ -1,0 +1,241 @@
+//! [`Conn`]: the one thing a handler sees — a buffered, model-aware stream.
+//!
+//! `stream_io.rs` reads and writes it (try, then park or poll); `send_file.rs` sends files.
+
+mod send_file;
+mod stream_io;
+
+use std::cell::Cell;
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::SockRef;
+
+/// Size of the read buffer, and the largest write that is buffered rather than sent at once.
+const BUFFER_SIZE: usize = 16 * 1024;
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddr {
+    /// A TCP peer.
+    Tcp(SocketAddr),
+    /// A Unix-domain peer; usually unnamed.
+    Unix(Option<PathBuf>),
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddr::Tcp(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            PeerAddr::Unix(None) => f.write_str("unix:(unnamed)"),
+        }
+    }
+}
+
+/// A connection as a handler sees it: buffered reads and writes on a socket, which
+/// block the thread under thread- and process-based models and park the coroutine under
+/// the scheduled one. The handler's code is the same either way.
+///
+/// A `Conn` is `Send`, so a model may hand it to another thread before it is served.
+/// Once it has waited on a coroutine it is registered with that coroutine's loop: keep
+/// it on that thread until it is dropped.
+///
+/// Writes are buffered: call [`flush`](Write::flush) (the server also flushes after
+/// `Handler::finish`). Reads come through [`BufRead`](std::io::BufRead), so protocol parsers can look at
+/// what arrived without consuming it.
+pub struct Conn {
+    /// Set once the socket waited on a coroutine: it is then registered with that
+    /// thread's loop and must be deregistered there before it closes.
+    registered: Cell<bool>,
+    /// The socket.
+    fd: OwnedFd,
+    /// TCP or Unix, with the peer's address.
+    peer: PeerAddr,
+    /// Bytes received but not yet consumed: `read_buf[read_pos..read_end]`.
+    read_buf: Box<[u8]>,
+    read_pos: usize,
+    read_end: usize,
+    /// Bytes written but not yet sent.
+    write_buf: Vec<u8>,
+    /// Per-call limits, as `SO_RCVTIMEO`/`SO_SNDTIMEO` would give.
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    /// An absolute limit for reads, e.g. "the whole request head by then".
+    read_deadline: Option<Instant>,
+    /// Set by the server when it shuts down gracefully.
+    drain: Option<Arc<AtomicBool>>,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("peer", &self.peer)
+            .field("buffered_in", &(self.read_end - self.read_pos))
+            .field("buffered_out", &self.write_buf.len())
+            .finish()
+    }
+}
+
+impl Conn {
+    /// Wraps an accepted TCP stream.
+    pub fn from_tcp(stream: TcpStream) -> io::Result<Conn> {
+        let peer = PeerAddr::Tcp(stream.peer_addr()?);
+        Ok(Conn::new(OwnedFd::from(stream), peer))
+    }
+
+    /// Wraps a connected Unix-domain stream.
+    pub fn from_unix(stream: UnixStream) -> io::Result<Conn> {
+        let peer = PeerAddr::Unix(stream.peer_addr()?.as_pathname().map(PathBuf::from));
+        Ok(Conn::new(OwnedFd::from(stream), peer))
+    }
+
+    /// Wraps a connected socket fd whose peer is already known.
+    pub fn from_fd(fd: OwnedFd, peer: PeerAddr) -> Conn {
+        Conn::new(fd, peer)
+    }
+
+    fn new(fd: OwnedFd, peer: PeerAddr) -> Conn {
+        Conn {
+            registered: Cell::new(false),
+            fd,
+            peer,
+            read_buf: vec![0; BUFFER_SIZE].into_boxed_slice(),
+            read_pos: 0,
+            read_end: 0,
+            write_buf: Vec::new(),
+            read_timeout: None,
+            write_timeout: None,
+            read_deadline: None,
+            drain: None,
+        }
+    }
+
+    /// Lets the server tell this connection that a graceful shutdown has begun.
+    pub(crate) fn set_drain_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.drain = Some(flag);
+    }
+
+    /// True once the server has begun a graceful shutdown: a protocol loop should finish
+    /// the request in hand, answer it with `Connection: close`, and return.
+    pub fn draining(&self) -> bool {
+        self.drain
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> &PeerAddr {
+        &self.peer
+    }
+
+    /// The local address of a TCP connection (`None` for Unix-domain ones).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        SockRef::from(&self.fd).local_addr().ok()?.as_socket()
+    }
+
+    /// Limits each read to `timeout` (`None`: wait for ever); a read that waits longer
+    /// fails with `TimedOut`.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    /// Limits each write to `timeout`, as [`set_read_timeout`](Self::set_read_timeout).
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.write_timeout = timeout;
+    }
+
+    /// Fails every read that would wait past `deadline` with `TimedOut`.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.read_deadline = deadline;
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or on; a no-op on Unix-domain sockets.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        match self.peer {
+            PeerAddr::Tcp(_) => SockRef::from(&self.fd).set_tcp_nodelay(nodelay),
+            PeerAddr::Unix(_) => Ok(()),
+        }
+    }
+
+    /// Holds back partial frames until uncorked (`TCP_CORK`); a no-op on Unix sockets.
+    pub fn set_cork(&self, cork: bool) -> io::Result<()> {
+        match self.peer {
+            PeerAddr::Tcp(_) => SockRef::from(&self.fd).set_tcp_cork(cork),
+            PeerAddr::Unix(_) => Ok(()),
+        }
+    }
+
+    /// Closes the connection with a reset (`SO_LINGER` 0) instead of an orderly FIN,
+    /// dropping anything unsent.
+    pub fn abort(self) {
+        let _ = SockRef::from(&self.fd).set_linger(Some(Duration::ZERO));
+        drop(self);
+    }
+
+    /// Shuts down one or both directions of the socket (buffered output is flushed first
+    /// when the write side closes).
+    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        if how != Shutdown::Read {
+            self.flush()?;
+        }
+        SockRef::from(&self.fd).shutdown(how)
+    }
+
+    /// Bytes already received and buffered, not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.read_buf[self.read_pos..self.read_end]
+    }
+
+    /// Reads more bytes into the buffer, keeping what is unconsumed; returns how many
+    /// arrived (0 at end of stream, or when the buffer is full).
+    pub fn fill_more(&mut self) -> io::Result<usize> {
+        if self.read_pos > 0 {
+            self.read_buf.copy_within(self.read_pos..self.read_end, 0);
+            self.read_end -= self.read_pos;
+            self.read_pos = 0;
+        }
+        if self.read_end == self.read_buf.len() {
+            return Ok(0);
+        }
+        let end = self.read_end;
+        let n = self.recv_raw_into(end)?;
+        self.read_end += n;
+        Ok(n)
+    }
+
+    /// Capacity of the read buffer: a protocol head must fit in it.
+    pub fn buffer_capacity(&self) -> usize {
+        self.read_buf.len()
+    }
+}
+
+impl Drop for Conn {
+    /// Deregisters the socket from the coroutine loop it waited on (before the fd
+    /// closes, so a reused fd number is never deregistered by mistake).
+    fn drop(&mut self) {
+        if self.registered.get() {
+            crate::rt::forget_fd(self.fd.as_raw_fd());
+        }
+    }
+}
+
+impl AsRawFd for Conn {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for Conn {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

@@ -1,0 +1,152 @@
+//! Reading and writing a [`Conn`]: one non-blocking try, then a wait that parks the
+//! coroutine or blocks the thread; buffering on top.
+
+use std::cell::Cell;
+use std::io::{self, BufRead, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, recv, send};
+
+use super::{BUFFER_SIZE, Conn};
+use crate::rt::Interest;
+use crate::sync::park;
+
+impl Conn {
+    pub(super) fn recv_raw_into(&mut self, start: usize) -> io::Result<usize> {
+        let fd = self.fd.as_raw_fd();
+        let deadline = earliest(self.read_deadline, self.read_timeout);
+        let (buf, registered) = (&mut self.read_buf[start..], &self.registered);
+        recv_raw(fd, buf, registered, deadline)
+    }
+
+    pub(super) fn send_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        let deadline = self.write_timeout.map(|t| Instant::now() + t);
+        while !data.is_empty() {
+            let n = send_raw(fd, data, &self.registered, deadline)?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Waits until the socket is readable (data, EOF or error) or the read deadline.
+    pub fn wait_readable(&self) -> io::Result<()> {
+        let deadline = earliest(self.read_deadline, self.read_timeout);
+        park::wait_fd(
+            self.fd.as_raw_fd(),
+            &self.registered,
+            Interest::Readable,
+            deadline,
+        )
+    }
+}
+
+fn earliest(deadline: Option<Instant>, timeout: Option<Duration>) -> Option<Instant> {
+    let from_timeout = timeout.map(|t| Instant::now() + t);
+    match (deadline, from_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One `recv`: blocking when nothing limits it on a plain thread; otherwise a
+/// non-blocking try, then a wait (park or `poll`) on `EAGAIN`.
+fn recv_raw(
+    fd: RawFd,
+    buf: &mut [u8],
+    registered: &Cell<bool>,
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    let blocking = deadline.is_none() && !crate::rt::in_coroutine();
+    let flags = if blocking {
+        MsgFlags::empty()
+    } else {
+        MsgFlags::MSG_DONTWAIT
+    };
+    loop {
+        match recv(fd, buf, flags) {
+            Ok(n) => return Ok(n),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => park::wait_fd(fd, registered, Interest::Readable, deadline)?,
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+}
+
+/// One `send` with `MSG_NOSIGNAL` (a closed peer is `EPIPE`, never `SIGPIPE`).
+fn send_raw(
+    fd: RawFd,
+    data: &[u8],
+    registered: &Cell<bool>,
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    let blocking = deadline.is_none() && !crate::rt::in_coroutine();
+    let mut flags = MsgFlags::MSG_NOSIGNAL;
+    if !blocking {
+        flags |= MsgFlags::MSG_DONTWAIT;
+    }
+    loop {
+        match send(fd, data, flags) {
+            Ok(n) => return Ok(n),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => park::wait_fd(fd, registered, Interest::Writable, deadline)?,
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.read_pos == self.read_end && buf.len() >= self.read_buf.len() {
+            let fd = self.fd.as_raw_fd();
+            let deadline = earliest(self.read_deadline, self.read_timeout);
+            return recv_raw(fd, buf, &self.registered, deadline);
+        }
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Conn {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.read_pos == self.read_end {
+            self.read_pos = 0;
+            self.read_end = self.recv_raw_into(0)?;
+        }
+        Ok(&self.read_buf[self.read_pos..self.read_end])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.read_pos = (self.read_pos + amount).min(self.read_end);
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.write_buf.len() + data.len() > BUFFER_SIZE {
+            self.flush()?;
+        }
+        if data.len() >= BUFFER_SIZE {
+            self.send_all(data)?;
+        } else {
+            self.write_buf.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.write_buf.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.write_buf);
+        let result = self.send_all(&pending);
+        self.write_buf = pending;
+        self.write_buf.clear();
+        result
+    }
+}
