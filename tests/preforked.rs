@@ -342,12 +342,28 @@ fn no_zombies_and_no_leaked_fds_after_churn() {
         for _ in 0..50 {
             assert_eq!(get(server.addr, "/").text(), "hello");
         }
-        wait_until("no zombies and the same fds", LONG, || {
+        let settled = || {
             let children = children_of(pid);
             children.len() == 3
                 && children.iter().all(|&(_, s)| s != 'Z')
                 && count_fds(pid) == fds_before
-        });
+        };
+        let deadline = std::time::Instant::now() + LONG;
+        while !settled() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{accept}: children {:?}, fds {} (before {fds_before}): {:?}",
+                children_of(pid),
+                count_fds(pid),
+                std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .map(|d| d
+                        .flatten()
+                        .filter_map(|e| std::fs::read_link(e.path()).ok())
+                        .collect::<Vec<_>>())
+                    .unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
