@@ -186,3 +186,39 @@ fn shutdown_forces_idle_connections_after_the_timeout_and_joins_threads() {
     let mut rest = Vec::new();
     assert_eq!(idle.read_to_end(&mut rest).unwrap(), 0);
 }
+
+#[test]
+fn a_panicking_handler_gives_its_thread_slot_back() {
+    // One thread at most: if the panic leaked the slot, the second client would wait
+    // for ever in the backlog.
+    let make = || {
+        from_fn(|conn: &mut Conn| {
+            let mut first = [0u8; 1];
+            conn.read_exact(&mut first)?;
+            if first[0] == b'!' {
+                panic!("asked to panic");
+            }
+            conn.write_all(b"ok")
+        })
+    };
+    let mut server = Server::builder(Threading::new().max_threads(1))
+        .bind("127.0.0.1:0")
+        .handle_signals(false)
+        .build(make)
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let handle = server.shutdown_handle();
+    let serving = thread::spawn(move || server.serve_forever());
+    let mut doomed = TcpStream::connect(addr).unwrap();
+    doomed.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    doomed.write_all(b"!").unwrap();
+    let mut nothing = Vec::new();
+    let _ = doomed.read_to_end(&mut nothing);
+    for _ in 0..3 {
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(round_trip(&mut client, b"?"), b"ok");
+    }
+    handle.shutdown();
+    serving.join().unwrap().unwrap();
+}

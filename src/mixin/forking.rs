@@ -103,8 +103,12 @@ impl MixIn for Forking {
                 fork::after_fork_in_child();
                 crate::sys::signal::ignore_terminal_signals();
                 crate::sync::hub::after_fork_in_child();
-                ctx.finish_request(conn);
-                fork::exit_child(0);
+                // Never unwind into the parent's loop: its destructors would act on the
+                // parent's children and fds.
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    ctx.finish_request(conn)
+                }));
+                fork::exit_child(if served.is_ok() { 0 } else { 101 });
             }
             Forked::Parent(pid) => {
                 self.children.insert(pid);

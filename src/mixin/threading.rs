@@ -6,10 +6,14 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::conn::Conn;
+
+/// How long a forced shutdown waits for threads whose socket it shut down.
+const FORCED_GRACE: Duration = Duration::from_secs(5);
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -170,9 +174,26 @@ impl MixIn for Threading {
             // The fd is open: its thread removes it under this lock before closing.
             let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
         }
-        for (_, handle) in self.threads.drain() {
-            let _ = handle.join();
+        // Threads blocked on their socket end now; one blocked elsewhere (a sleep, a
+        // database call) gets a grace period, then is left running rather than hang
+        // the shutdown for ever.
+        let deadline = Instant::now() + FORCED_GRACE;
+        while !self.threads.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.done_rx.recv_timeout(left) {
+                Ok(id) => {
+                    if let Some(handle) = self.threads.remove(&id) {
+                        let _ = handle.join();
+                    }
+                }
+                Err(_) => {
+                    log::error!(
+                        "threading: {} connection threads did not finish; leaving them",
+                        self.threads.len()
+                    );
+                    self.threads.clear();
+                }
+            }
         }
-        while self.done_rx.try_recv().is_ok() {}
     }
 }

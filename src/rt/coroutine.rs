@@ -41,6 +41,12 @@ where
     })
 }
 
+/// Marks the scheduler as back in control (no coroutine running): after a resume, and
+/// after a suspended coroutine was dropped (its unwind restored its own yielder).
+pub(crate) fn back_on_scheduler() {
+    YIELDER.set(ptr::null());
+}
+
 /// Runs `co` until it suspends or finishes; true when it finished.
 pub(crate) fn resume(co: &mut Co) -> bool {
     let finished = matches!(co.resume(()), CoroutineResult::Return(()));

@@ -393,6 +393,7 @@ impl Core {
             };
             context::set_current(Some(id));
             let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(co)));
+            coroutine::back_on_scheduler();
             context::set_current(None);
             if dropped.is_err() {
                 log::error!("a coroutine panicked while being unwound at runtime drop");

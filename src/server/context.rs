@@ -147,9 +147,16 @@ impl Context {
     /// Runs the handler on `conn` and reports any error, leaving the connection open:
     /// for a mix-in that must do something between the handler's end and the close
     /// (e.g. stop tracking the socket before its fd number can be reused).
+    ///
+    /// A panicking handler is caught here and reported through `handle_error` like any
+    /// other error of its connection, so a model's bookkeeping (thread counts, tracked
+    /// sockets, worker slots) never outlives it.
     pub fn serve_connection(&self, conn: &mut Conn) {
         crate::sync::scope::enter(&self.scope);
-        if let Err(error) = self.service.serve(conn) {
+        let served =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.service.serve(conn)));
+        let result = served.unwrap_or_else(|panic| Err(io::Error::other(panic_message(&panic))));
+        if let Err(error) = result {
             self.hooks.handle_error(conn.peer_addr(), &error);
         }
     }
@@ -213,6 +220,16 @@ impl Context {
     pub fn listener_fd(&self) -> RawFd {
         self.listener.as_raw_fd()
     }
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text payload".into());
+    format!("the handler panicked: {text}")
 }
 
 /// Errors from `accept` that concern only the connection being accepted (it was reset

@@ -83,6 +83,8 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
         if !self.inner.home.is_here() {
+            // A draining worker answers at once; the hub applies the worker cap.
+            let _blocking = scope::begin_wait(true)?;
             let (code, payload) = self
                 .inner
                 .home
@@ -153,10 +155,18 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
 }
 
 impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
-    fn serve(&self, code: u8, payload: &[u8], reply: RemoteReply, may_block: bool) -> Option<u64> {
+    fn serve(
+        &self,
+        code: u8,
+        payload: &[u8],
+        reply: RemoteReply,
+        refuse: Option<WaitError>,
+    ) -> Option<u64> {
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         match code {
-            op::BROADCAST_WAIT if !may_block => reply.complete::<T>(Err(WaitError::NoOtherWorker)),
+            op::BROADCAST_WAIT if refuse.is_some() => {
+                reply.complete::<T>(Err(refuse.unwrap_or(WaitError::Closed)))
+            }
             op::BROADCAST_WAIT => return Some(waiters.push(Waiter::Remote(reply))),
             op::BROADCAST_SEND => match T::decode(payload) {
                 Ok(value) => {

@@ -130,6 +130,8 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
         if !self.inner.home.is_here() {
+            // A draining worker answers at once; the hub applies the worker cap.
+            let _blocking = scope::begin_wait(true)?;
             let (code, payload) = self
                 .inner
                 .home
@@ -170,7 +172,13 @@ impl<T: Wire + Clone> State<T> {
 }
 
 impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
-    fn serve(&self, code: u8, payload: &[u8], reply: RemoteReply, may_block: bool) -> Option<u64> {
+    fn serve(
+        &self,
+        code: u8,
+        payload: &[u8],
+        reply: RemoteReply,
+        refuse: Option<WaitError>,
+    ) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match code {
             op::CHANNEL_SEND => match T::decode(payload) {
@@ -182,7 +190,9 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
             },
             op::CHANNEL_RECV => match state.queue.pop_front() {
                 Some(value) => reply.complete(Ok(value)),
-                None if !may_block => reply.complete::<T>(Err(WaitError::NoOtherWorker)),
+                None if refuse.is_some() => {
+                    reply.complete::<T>(Err(refuse.unwrap_or(WaitError::Closed)))
+                }
                 None => return Some(state.receivers.push(Waiter::Remote(reply))),
             },
             op::CHANNEL_TRY_RECV => match state.queue.pop_front() {

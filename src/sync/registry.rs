@@ -9,8 +9,14 @@ use crate::sync::hub::RemoteReply;
 pub(crate) trait HubObject: Send + Sync {
     /// Serves one request from a worker process. Returns the waiter key when the
     /// request waits (its reply comes later through `reply`); a request that would wait
-    /// while `may_block` is false is answered `NoOtherWorker` instead.
-    fn serve(&self, op: u8, payload: &[u8], reply: RemoteReply, may_block: bool) -> Option<u64>;
+    /// while `refuse` says why it may not is answered with that error instead.
+    fn serve(
+        &self,
+        op: u8,
+        payload: &[u8],
+        reply: RemoteReply,
+        refuse: Option<crate::sync::WaitError>,
+    ) -> Option<u64>;
     /// A remote waiter gave up (timed out, or its worker went away); false if it was
     /// already released.
     fn cancel(&self, key: u64) -> bool;

@@ -65,17 +65,38 @@ pub(crate) fn register(write_fd: RawFd, signals: &[Signal]) -> io::Result<Signal
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
+    let mut saved = SAVED.lock().unwrap_or_else(|p| p.into_inner());
+    ACTIVE.fetch_add(1, Ordering::SeqCst);
     for &signal in signals {
         // SAFETY: the handler only touches atomics and calls write(2), both
         // async-signal-safe.
-        unsafe { sigaction(signal, &action) }?;
+        let previous = unsafe { sigaction(signal, &action) }?;
+        // Keep the disposition from before any loop took the signal over.
+        if !saved.iter().any(|(s, _)| *s == signal) {
+            saved.push((signal, previous));
+        }
     }
     Ok(SignalRegistration { slot })
 }
 
+/// The dispositions the crate replaced, restored when the last loop stops listening.
+static SAVED: std::sync::Mutex<Vec<(Signal, SigAction)>> = std::sync::Mutex::new(Vec::new());
+/// Registrations alive now.
+static ACTIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Drop for SignalRegistration {
+    /// Unregisters the pipe; the last registration gives the signals back their
+    /// previous dispositions, so a program's Ctrl-C works again after `serve_forever`.
     fn drop(&mut self) {
         PIPES[self.slot].store(-1, Ordering::SeqCst);
+        let mut saved = SAVED.lock().unwrap_or_else(|p| p.into_inner());
+        if ACTIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
+            for (signal, previous) in saved.drain(..) {
+                // SAFETY: reinstalls a disposition the process had before; it was
+                // valid then and its handler (if any) is still in the program.
+                let _ = unsafe { sigaction(signal, &previous) };
+            }
+        }
     }
 }
 

@@ -189,25 +189,34 @@ impl Pool {
         match fork::fork(&self.proof)? {
             Forked::Child => {
                 drop(master_end);
-                worker::run(ctx, plan, slot, worker_end, master)
+                // Never unwind into the master's loop: its destructors would act on the
+                // master's workers and fds.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker::run(ctx, plan, slot, worker_end, master)
+                }));
+                fork::exit_child(worker::EXIT_PANICKED)
             }
             Forked::Parent(pid) => {
                 drop(worker_end);
                 plan.board.set_pid(slot, pid.as_raw() as u32);
-                fd_passing::set_nonblocking(&master_end, true)?;
                 let fd = master_end.as_raw_fd();
-                registry.register(
-                    &mut SourceFd(&fd),
-                    Token(CONTROL_BASE + slot),
-                    Interest::READABLE,
-                )?;
-                fork::close_in_child(fd);
+                // Tracked before anything can fail, so a failure still reaps it.
                 self.workers[slot] = Some(Worker {
                     pid,
                     control: Some(master_end),
                     stopping: None,
                     started: Instant::now(),
                 });
+                fork::close_in_child(fd);
+                let control = self.workers[slot].as_ref().and_then(|w| w.control.as_ref());
+                if let Some(control) = control {
+                    fd_passing::set_nonblocking(control, true)?;
+                }
+                registry.register(
+                    &mut SourceFd(&fd),
+                    Token(CONTROL_BASE + slot),
+                    Interest::READABLE,
+                )?;
                 Ok(())
             }
         }

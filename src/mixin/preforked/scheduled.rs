@@ -17,6 +17,7 @@ use super::accept::{SlotHandle, Source};
 use crate::conn::Conn;
 use crate::rt::{self, Runtime, RuntimeConfig, Waker};
 use crate::server::Context;
+use crate::sys::fork;
 use crate::sys::worker_process::{self, RUN};
 
 /// What the feeder and the loop share.
@@ -73,6 +74,10 @@ pub(super) fn run(ctx: &Arc<Context>, source: &mut Source<'_>, max_connections: 
         worker_process::block_stop_signals(true);
         if let Err(e) = runtime.run() {
             log::error!("preforked worker: coroutine loop failed: {e}");
+            // Nobody would serve what the feeder takes next: stop the worker, and the
+            // master replaces it.
+            worker_process::request_stop(worker_process::STOP_GRACEFUL);
+            fork::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM);
         }
         let _ = feeder.join();
     });

@@ -24,6 +24,9 @@ use crate::sys::{borrow_fd, fork};
 pub(super) const EXIT_DONE: i32 = 0;
 /// Exit code of a worker that could not start serving.
 pub(super) const EXIT_BOOT_FAILED: i32 = 3;
+/// Exit code of a worker whose serving code panicked (not a boot failure: the master
+/// respawns it without backing off).
+pub(super) const EXIT_PANICKED: i32 = 101;
 /// Exit code of a worker stopped fast.
 pub(super) const EXIT_FAST: i32 = 4;
 

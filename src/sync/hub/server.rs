@@ -98,6 +98,8 @@ pub struct HubServer {
     scope: Arc<ServerScope>,
     listener_token: Token,
     next_token: usize,
+    /// The abstract socket name workers dial.
+    name: String,
 }
 
 static HUB_SERIAL: AtomicUsize = AtomicUsize::new(0);
@@ -116,7 +118,7 @@ impl HubServer {
         std_listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(std_listener);
         fork::close_in_child(listener.as_raw_fd());
-        *HUB_ADDR.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
+        *HUB_ADDR.lock().unwrap_or_else(|p| p.into_inner()) = Some(name.clone());
         Ok(HubServer {
             listener,
             conns: HashMap::new(),
@@ -126,6 +128,7 @@ impl HubServer {
             scope,
             listener_token: Token(0),
             next_token: 0,
+            name,
         })
     }
 
@@ -238,10 +241,16 @@ impl HubServer {
         };
         let deadline = (request.timeout_ms != NO_TIMEOUT)
             .then(|| Instant::now() + Duration::from_millis(request.timeout_ms));
-        // A wait that would block the last free worker is refused (see ServerScope).
-        let may_block =
-            deadline.is_some() || self.status.blocked_clients() < self.scope.max_blocked();
-        if let Some(key) = object.serve(request.op, request.payload, reply, may_block) {
+        // A draining server answers new waits at once; a wait that would block the
+        // last free worker is refused (see ServerScope).
+        let refuse = if self.scope.is_draining() {
+            Some(WaitError::Closed)
+        } else if deadline.is_none() && self.status.blocked_clients() >= self.scope.max_blocked() {
+            Some(WaitError::NoOtherWorker)
+        } else {
+            None
+        };
+        if let Some(key) = object.serve(request.op, request.payload, reply, refuse) {
             if let Some(conn) = self.conns.get_mut(&token) {
                 conn.pending = Some((request.object, key));
                 self.status.blocked.fetch_add(1, Ordering::SeqCst);
@@ -338,13 +347,26 @@ impl HubServer {
             self.drop_conn(registry, token);
         }
         let _ = registry.deregister(&mut self.listener);
-        fork::forget_in_child(self.listener.as_raw_fd());
-        *HUB_ADDR.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Answers pending waits of this hub's server with `Closed`, keeping connections.
     pub(crate) fn close_waiters(&mut self, registry: &Registry) {
         registry::close_scope(self.scope.tag());
         self.flush_outbox(registry);
+    }
+}
+
+impl Drop for HubServer {
+    /// Forgets the hub's fds for future forks and withdraws its address, also when the
+    /// loop that hosted it ended early without `close`.
+    fn drop(&mut self) {
+        for conn in self.conns.values() {
+            fork::forget_in_child(conn.stream.as_raw_fd());
+        }
+        fork::forget_in_child(self.listener.as_raw_fd());
+        let mut addr = HUB_ADDR.lock().unwrap_or_else(|p| p.into_inner());
+        if addr.as_deref() == Some(self.name.as_str()) {
+            *addr = None;
+        }
     }
 }
