@@ -104,6 +104,39 @@ fn scheduled_workers_hold_thousands_of_waiters() {
     }
 }
 
+/// SIGHUP replaces the workers: the waits they hold are answered (503), not reset
+/// when the old workers go, and the new workers serve the comet contract.
+#[test]
+fn sighup_answers_the_waiters_of_replaced_workers() {
+    let args = [
+        "--mixin",
+        "preforked",
+        "--accept",
+        "shared",
+        "--workers",
+        "2",
+        "--inner",
+        "threading",
+    ];
+    let server = ServerProcess::start("comet", &args);
+    let pid = server.child.id();
+    wait_until("2 workers", LONG, || live_children(pid).len() == 2);
+    let old = live_children(pid);
+    let mut waiters = start_waiters(server.addr, 10);
+    wait_for_waiters(server.addr, 10);
+    server.signal(1);
+    for waiter in &mut waiters {
+        assert_eq!(read_reply(waiter).status, 503);
+    }
+    // A waiter that reaches an old worker while it drains is answered 503 too, so the
+    // contract is checked once only new workers serve.
+    wait_until("the old workers gone", LONG, || {
+        let now = live_children(pid);
+        now.len() == 2 && now.is_disjoint(&old)
+    });
+    util::comet_contract(server.addr, 20);
+}
+
 /// 1000 waiters on 4 iterative workers: the pool grows to its limit, every waiter past
 /// it gets 503 at once, and a notify is still served.
 #[test]

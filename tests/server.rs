@@ -210,13 +210,17 @@ fn a_panicking_handler_gives_its_thread_slot_back() {
     let handle = server.shutdown_handle();
     let serving = thread::spawn(move || server.serve_forever());
     let mut doomed = TcpStream::connect(addr).unwrap();
-    doomed.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    doomed
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     doomed.write_all(b"!").unwrap();
     let mut nothing = Vec::new();
     let _ = doomed.read_to_end(&mut nothing);
     for _ in 0..3 {
         let mut client = TcpStream::connect(addr).unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         assert_eq!(round_trip(&mut client, b"?"), b"ok");
     }
     handle.shutdown();

@@ -122,6 +122,8 @@ impl Master<'_> {
                 }
             }
             hub.expire_timeouts(&registry);
+            // Workers being replaced or retired: their clients' waits are answered now.
+            hub.answer_waiters_of(&registry, &self.pool.stopping_pids());
             for slot in self.pool.reap(&self.plan.board, &registry) {
                 self.dispatcher.forget(slot);
             }

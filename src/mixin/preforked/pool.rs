@@ -385,6 +385,16 @@ impl Pool {
         }
     }
 
+    /// Pids of the workers asked to stop and not yet gone.
+    pub(super) fn stopping_pids(&self) -> Vec<u32> {
+        self.workers
+            .iter()
+            .flatten()
+            .filter(|worker| worker.stopping.is_some())
+            .map(|worker| worker.pid.as_raw() as u32)
+            .collect()
+    }
+
     /// Asks every active worker to stop.
     pub(super) fn stop_all(&mut self, plan: &WorkerPlan) {
         let slots: Vec<usize> = self.active_slots().collect();

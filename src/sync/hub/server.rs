@@ -82,6 +82,8 @@ struct HubConn {
     output: Vec<u8>,
     /// The wait this connection's worker is blocked in: (object, waiter key).
     pending: Option<(u32, u64)>,
+    /// The worker process on the other end (`SO_PEERCRED`).
+    pid: Option<u32>,
 }
 
 /// The master's side of the hub: a listener and its worker connections, registered in
@@ -179,11 +181,18 @@ impl HubServer {
                         continue;
                     }
                     fork::close_in_child(stream.as_raw_fd());
+                    let pid = nix::sys::socket::getsockopt(
+                        &stream,
+                        nix::sys::socket::sockopt::PeerCredentials,
+                    )
+                    .ok()
+                    .map(|credentials| credentials.pid() as u32);
                     let conn = HubConn {
                         stream,
                         input: Vec::new(),
                         output: Vec::new(),
                         pending: None,
+                        pid,
                     };
                     self.conns.insert(token, conn);
                 }
@@ -347,6 +356,31 @@ impl HubServer {
             self.drop_conn(registry, token);
         }
         let _ = registry.deregister(&mut self.listener);
+    }
+
+    /// Answers `Closed` to the waits pending for the worker processes `pids` (workers
+    /// being replaced or retired), so their clients get an answer before the workers
+    /// go, not a reset.
+    pub(crate) fn answer_waiters_of(&mut self, registry: &Registry, pids: &[u32]) {
+        if pids.is_empty() {
+            return;
+        }
+        let mut closed = Vec::new();
+        for (&token, conn) in &self.conns {
+            let Some((object, key)) = conn.pending else {
+                continue;
+            };
+            if conn.pid.is_some_and(|pid| pids.contains(&pid))
+                && registry::get(object).is_some_and(|o| o.cancel(key))
+            {
+                closed.push(token);
+            }
+        }
+        for token in closed {
+            self.reply_to(token)
+                .send(status::CLOSED, b"worker stopping");
+        }
+        self.flush_outbox(registry);
     }
 
     /// Answers pending waits of this hub's server with `Closed`, keeping connections.
