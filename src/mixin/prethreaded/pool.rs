@@ -88,8 +88,15 @@ impl Pool {
             sockets: (0..max).map(|_| Mutex::new(None)).collect(),
             threads: Mutex::new(Vec::new()),
         });
-        for _ in 0..threads {
+        // Counted by `live`, not by calls: under `Locked` the first threads serve at
+        // once and may grow the pool themselves (even to `max`) before this loop ends;
+        // a spawn refused then for want of a slot is not a failure to start.
+        while shared.live.load(Ordering::SeqCst) < threads {
             if !spawn(&shared) {
+                // Threads already serving may be parked in a wait: drain (new waits
+                // fail) and answer those, or the join in `stop` would never return.
+                ctx.shutdown.begin_drain();
+                crate::sync::close_waiters_of(ctx.scope());
                 let pool = Pool {
                     shared,
                     sender: Some(sender),
