@@ -99,11 +99,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
             let blocking = scope::begin_wait(deadline.is_some())?;
             (waiters.push(Waiter::Local(Arc::clone(&slot))), blocking)
         };
-        match slot.wait(deadline) {
-            Some(result) => result,
-            None if self.lock().remove(key) => Err(WaitError::TimedOut),
-            None => slot.take().unwrap_or(Err(WaitError::TimedOut)),
-        }
+        slot.wait_or_leave(deadline, || self.lock().remove(key))
     }
 
     /// Hands a copy of `value` to every current waiter; returns how many were released.

@@ -151,11 +151,7 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
                 blocking,
             )
         };
-        match slot.wait(deadline) {
-            Some(result) => result,
-            None if self.lock().receivers.remove(key) => Err(WaitError::TimedOut),
-            None => slot.take().unwrap_or(Err(WaitError::TimedOut)),
-        }
+        slot.wait_or_leave(deadline, || self.lock().receivers.remove(key))
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {

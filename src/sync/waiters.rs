@@ -40,6 +40,20 @@ impl<T> Slot<T> {
         self.result.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
+    /// Parks until filled, or until `deadline`; then `leave` takes the waiter off its
+    /// list. If it was no longer there, a release won the race and its result stands.
+    pub(crate) fn wait_or_leave(
+        &self,
+        deadline: Option<Instant>,
+        leave: impl FnOnce() -> bool,
+    ) -> Result<T, WaitError> {
+        match self.wait(deadline) {
+            Some(result) => result,
+            None if leave() => Err(WaitError::TimedOut),
+            None => self.take().unwrap_or(Err(WaitError::TimedOut)),
+        }
+    }
+
     /// Parks until filled or `deadline`; `None` at the deadline.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Result<T, WaitError>> {
         loop {
