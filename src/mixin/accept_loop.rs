@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use nix::sys::signal::Signal;
 
 use crate::mixin::MixIn;
 use crate::server::Context;
 use crate::sync::hub::HubServer;
-use crate::sys::{fork, signal};
+use crate::sys::fork;
 use std::os::fd::{AsRawFd, RawFd};
 
 const LISTENER: Token = Token(0);
@@ -144,12 +143,7 @@ fn wait(poll: &mut Poll, events: &mut Events, timeout: Duration) -> io::Result<(
 /// The wake-up pipe fired: a shutdown request or a signal.
 fn on_wake(ctx: &Context) {
     ctx.shutdown.clear_wakeups();
-    if signal::take(Signal::SIGTERM) || signal::take(Signal::SIGINT) {
-        ctx.shutdown.request();
-    }
-    if signal::take(Signal::SIGQUIT) {
-        ctx.shutdown.request_fast();
-    }
+    ctx.shutdown.take_stop_signals();
 }
 
 /// Graceful end: tell connections to finish, answer every pending waiter, wait for

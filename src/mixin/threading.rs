@@ -11,15 +11,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::conn::Conn;
+use crate::mixin::MixIn;
+use crate::server::Context;
+use crate::sync::lock;
 
 /// How long a forced shutdown waits for threads whose socket it shut down.
 const FORCED_GRACE: Duration = Duration::from_secs(5);
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-use crate::mixin::MixIn;
-use crate::server::Context;
 
 /// One thread per connection (UNP row 6), with an optional cap.
 ///

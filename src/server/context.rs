@@ -13,6 +13,7 @@ use crate::server::hooks::Hooks;
 use crate::server::listener::Listener;
 use crate::server::shutdown::ShutdownState;
 use crate::sync::ServerScope;
+use crate::sync::lock;
 
 /// The handler chain with its type erased, so mix-ins need not be generic over it.
 pub(crate) trait Service: Send + Sync {
@@ -124,7 +125,7 @@ impl Context {
     }
 
     fn refuse_with_spare_fd(&self) {
-        let mut spare = self.spare_fd.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spare = lock(&self.spare_fd);
         drop(spare.take());
         if let Ok(conn) = self.listener.accept() {
             conn.abort();

@@ -41,6 +41,19 @@ impl ShutdownState {
         self.pipe.notify();
     }
 
+    /// Turns the stop signals received since the last look into a request: SIGTERM or
+    /// SIGINT graceful, SIGQUIT fast. (A preforked master has its own mapping.)
+    pub(crate) fn take_stop_signals(&self) {
+        use crate::sys::signal::take;
+        use nix::sys::signal::Signal;
+        if take(Signal::SIGTERM) || take(Signal::SIGINT) {
+            self.request();
+        }
+        if take(Signal::SIGQUIT) {
+            self.request_fast();
+        }
+    }
+
     /// A shutdown that forces in-flight work at once instead of waiting for it.
     pub(crate) fn request_fast(&self) {
         self.fast.store(true, Ordering::SeqCst);

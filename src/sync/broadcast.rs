@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::sync::hub::RemoteReply;
 use crate::sync::hub::protocol::{op, status};
+use crate::sync::lock;
 use crate::sync::registry::{self, Home, HubObject};
 use crate::sync::waiters::{Slot, WaitList, Waiter};
 use crate::sync::wire::Wire;
@@ -146,7 +147,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WaitList<T>> {
-        self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner.waiters)
     }
 }
 
@@ -158,7 +159,7 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
         reply: RemoteReply,
         refuse: Option<WaitError>,
     ) -> Option<u64> {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waiters = lock(&self.waiters);
         match code {
             op::BROADCAST_WAIT if refuse.is_some() => {
                 reply.complete::<T>(Err(refuse.unwrap_or(WaitError::Closed)))
@@ -191,17 +192,11 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
     }
 
     fn cancel(&self, key: u64) -> bool {
-        self.waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key)
+        lock(&self.waiters).remove(key)
     }
 
     fn close_scope(&self, scope: usize) {
-        self.waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .close_scope(scope);
+        lock(&self.waiters).close_scope(scope);
     }
 }
 

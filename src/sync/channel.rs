@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::sync::broadcast::{decode_count, decode_wait};
 use crate::sync::hub::RemoteReply;
 use crate::sync::hub::protocol::{op, status};
+use crate::sync::lock;
 use crate::sync::registry::{self, Home, HubObject};
 use crate::sync::waiters::{Slot, WaitList, Waiter};
 use crate::sync::wire::Wire;
@@ -155,7 +156,7 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner.state)
     }
 }
 
@@ -175,7 +176,7 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
         reply: RemoteReply,
         refuse: Option<WaitError>,
     ) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&self.state);
         match code {
             op::CHANNEL_SEND => match T::decode(payload) {
                 Ok(value) => {
@@ -202,18 +203,10 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
     }
 
     fn cancel(&self, key: u64) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .receivers
-            .remove(key)
+        lock(&self.state).receivers.remove(key)
     }
 
     fn close_scope(&self, scope: usize) {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .receivers
-            .close_scope(scope);
+        lock(&self.state).receivers.close_scope(scope);
     }
 }

@@ -29,6 +29,14 @@ pub use error::{SendError, TryRecvError, WaitError};
 pub use scope::ServerScope;
 pub use wire::{Wire, WireError};
 
+/// Locks a mutex of the crate's bookkeeping, taking it over if a panic poisoned it: a
+/// handler that panicked (and was caught) must not make every later lock fail.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Answers every pending wait of the server of `scope` with `Closed`.
 pub(crate) fn close_waiters_of(scope: &Arc<ServerScope>) {
     registry::close_scope(scope.tag());

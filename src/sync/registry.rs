@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::sync::hub::RemoteReply;
+use crate::sync::lock;
 
 /// What the hub needs of a shared object.
 pub(crate) trait HubObject: Send + Sync {
@@ -28,21 +29,21 @@ static OBJECTS: Mutex<Vec<Weak<dyn HubObject>>> = Mutex::new(Vec::new());
 
 /// Registers an object; its id is what workers send to the hub.
 pub(crate) fn register(object: Weak<dyn HubObject>) -> u32 {
-    let mut objects = OBJECTS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut objects = lock(&OBJECTS);
     objects.push(object);
     (objects.len() - 1) as u32
 }
 
 /// The live object with this id.
 pub(crate) fn get(id: u32) -> Option<Arc<dyn HubObject>> {
-    let objects = OBJECTS.lock().unwrap_or_else(|p| p.into_inner());
+    let objects = lock(&OBJECTS);
     objects.get(id as usize).and_then(Weak::upgrade)
 }
 
 /// Answers every waiter of server `scope`, in every object, with `Closed`.
 pub(crate) fn close_scope(scope: usize) {
     let live: Vec<Arc<dyn HubObject>> = {
-        let objects = OBJECTS.lock().unwrap_or_else(|p| p.into_inner());
+        let objects = lock(&OBJECTS);
         objects.iter().filter_map(Weak::upgrade).collect()
     };
     for object in live {

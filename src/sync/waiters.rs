@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::sync::hub::RemoteReply;
+use crate::sync::lock;
 use crate::sync::park::{self, Unparker};
 use crate::sync::wire::Wire;
 use crate::sync::{WaitError, scope};
@@ -28,7 +29,7 @@ impl<T> Slot<T> {
 
     /// Stores the result (the first one wins) and wakes the waiter.
     pub(crate) fn fill(&self, result: Result<T, WaitError>) {
-        let mut guard = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.result);
         if guard.is_none() {
             *guard = Some(result);
         }
@@ -37,7 +38,7 @@ impl<T> Slot<T> {
     }
 
     pub(crate) fn take(&self) -> Option<Result<T, WaitError>> {
-        self.result.lock().unwrap_or_else(|p| p.into_inner()).take()
+        lock(&self.result).take()
     }
 
     /// Parks until filled, or until `deadline`; then `leave` takes the waiter off its

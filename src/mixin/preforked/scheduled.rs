@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use super::accept::{SlotHandle, Source};
 use crate::conn::Conn;
 use crate::rt::{self, Runtime, RuntimeConfig, Waker};
 use crate::server::Context;
+use crate::sync::lock;
 use crate::sys::fork;
 use crate::sys::worker_process::{self, RUN};
 
@@ -42,10 +43,6 @@ impl Inbox {
             waker.wake();
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Serves `source` with up to `max_connections` coroutines until it runs dry and every

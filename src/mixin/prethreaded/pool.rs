@@ -2,24 +2,22 @@
 //! connection (the accept lock, or the hand-off channel), growth, and stopping.
 
 use std::io;
-use std::net::Shutdown;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::Signal;
-use socket2::SockRef;
 
 use super::PoolAccept;
 use crate::conn::Conn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
 use crate::server::Context;
+use crate::sync::lock;
 use crate::sys::pipe::SelfPipe;
-use crate::sys::{accept, borrow_fd, signal};
+use crate::sys::{accept, borrow_fd};
 
 /// What every pool thread shares.
 #[derive(Debug)]
@@ -42,8 +40,8 @@ struct Shared {
     max: usize,
     /// Which thread slots are taken.
     slots: Mutex<Vec<bool>>,
-    /// A duplicate of each serving thread's socket, to force it at the deadline.
-    sockets: Vec<Mutex<Option<OwnedFd>>>,
+    /// Each serving thread's socket, to force it at the deadline.
+    sockets: Vec<Mutex<Option<RawFd>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -53,10 +51,6 @@ pub(super) struct Pool {
     shared: Arc<Shared>,
     /// `Handoff`: the sending side, dropped when the pool stops.
     sender: Option<Sender<Conn>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Pool {
@@ -155,12 +149,7 @@ impl Pool {
                 Err(e) => return Err(e),
                 Ok(()) => {
                     ctx.shutdown.clear_wakeups();
-                    if signal::take(Signal::SIGTERM) || signal::take(Signal::SIGINT) {
-                        ctx.shutdown.request();
-                    }
-                    if signal::take(Signal::SIGQUIT) {
-                        ctx.shutdown.request_fast();
-                    }
+                    ctx.shutdown.take_stop_signals();
                 }
             }
             ctx.service_actions();
@@ -184,8 +173,9 @@ impl Pool {
         shared.stop_pipe.notify();
         drop(self.sender.take());
         for socket in &shared.sockets {
-            if let Some(fd) = lock(socket).as_ref() {
-                let _ = SockRef::from(fd).shutdown(Shutdown::Both);
+            // Open while tracked: its thread untracks it under this lock before closing.
+            if let Some(fd) = *lock(socket) {
+                let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
             }
         }
         loop {
@@ -240,15 +230,18 @@ fn release(shared: &Shared, slot: usize) {
 
 /// A pool thread's life: take a connection, serve it, again.
 fn serve(shared: &Arc<Shared>, slot: usize) {
-    while let Some(conn) = next(shared, slot) {
+    while let Some(mut conn) = next(shared, slot) {
         let busy = shared.busy.fetch_add(1, Ordering::SeqCst) + 1;
         shared.board.set_state(slot, SlotState::Busy);
         if busy >= shared.live.load(Ordering::SeqCst) {
             spawn(shared);
         }
-        *lock(&shared.sockets[slot]) = SockRef::from(&conn).try_clone().ok().map(OwnedFd::from);
-        shared.ctx.finish_request(conn);
-        drop(lock(&shared.sockets[slot]).take());
+        // Untracked (under the lock) before the socket closes, so `stop` never shuts
+        // down an fd number the kernel has reused.
+        *lock(&shared.sockets[slot]) = Some(conn.as_raw_fd());
+        shared.ctx.serve_connection(&mut conn);
+        lock(&shared.sockets[slot]).take();
+        drop(conn);
         shared.board.count_request(slot);
         shared.board.set_state(slot, SlotState::Idle);
         shared.busy.fetch_sub(1, Ordering::SeqCst);

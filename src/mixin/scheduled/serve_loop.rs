@@ -10,12 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-
 use super::Counters;
 use crate::rt::{self, Interest, Runtime, RuntimeConfig, RuntimeHandle};
 use crate::server::Context;
-use crate::sys::signal;
 
 /// What every loop of one `Scheduled` server shares.
 #[derive(Debug)]
@@ -153,12 +150,7 @@ fn watch_loop(
         match rt::wait_fd(wake_fd, Interest::Readable, Some(deadline)) {
             Ok(()) | Err(_) => {}
         }
-        if signal::take(Signal::SIGTERM) || signal::take(Signal::SIGINT) {
-            ctx.shutdown_handle().shutdown();
-        }
-        if signal::take(Signal::SIGQUIT) {
-            ctx.shutdown.request_fast();
-        }
+        ctx.shutdown.take_stop_signals();
         if primary {
             ctx.shutdown.clear_wakeups();
             ctx.service_actions();

@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::conn::Conn;
 use crate::sync::hub::protocol::{self, NO_TIMEOUT};
 use crate::sync::hub::server::HUB_ADDR;
+use crate::sync::lock;
 
 thread_local! {
     /// Idle connections to the hub. Per thread: a connection registered with one
@@ -45,9 +46,7 @@ pub(crate) fn call(
 }
 
 fn connect() -> Result<Conn, String> {
-    let name = HUB_ADDR
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    let name = lock(&HUB_ADDR)
         .clone()
         .ok_or("no hub: shared objects are used from a process whose master serves none")?;
     let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| e.to_string())?;

@@ -14,6 +14,7 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
 use crate::sync::hub::protocol::{self, NO_TIMEOUT, status};
+use crate::sync::lock;
 use crate::sync::registry;
 use crate::sync::wire::Wire;
 use crate::sync::{ServerScope, WaitError};
@@ -54,10 +55,7 @@ impl RemoteReply {
     /// Sends a reply frame.
     pub(crate) fn send(self, status: u8, payload: &[u8]) {
         let frame = protocol::encode_reply(status, payload);
-        self.outbox
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((self.token, frame));
+        lock(&self.outbox).push((self.token, frame));
     }
 }
 
@@ -120,7 +118,7 @@ impl HubServer {
         std_listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(std_listener);
         fork::close_in_child(listener.as_raw_fd());
-        *HUB_ADDR.lock().unwrap_or_else(|p| p.into_inner()) = Some(name.clone());
+        *lock(&HUB_ADDR) = Some(name.clone());
         Ok(HubServer {
             listener,
             conns: HashMap::new(),
@@ -282,7 +280,7 @@ impl HubServer {
 
     /// Moves completed replies to their connections and writes them.
     fn flush_outbox(&mut self, registry: &Registry) {
-        let replies = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|p| p.into_inner()));
+        let replies = std::mem::take(&mut *lock(&self.outbox));
         for (token, frame) in replies {
             if let Some(conn) = self.conns.get_mut(&token) {
                 if conn.pending.take().is_some() {
@@ -398,7 +396,7 @@ impl Drop for HubServer {
             fork::forget_in_child(conn.stream.as_raw_fd());
         }
         fork::forget_in_child(self.listener.as_raw_fd());
-        let mut addr = HUB_ADDR.lock().unwrap_or_else(|p| p.into_inner());
+        let mut addr = lock(&HUB_ADDR);
         if addr.as_deref() == Some(self.name.as_str()) {
             *addr = None;
         }
