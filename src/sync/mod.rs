@@ -19,7 +19,7 @@ pub(crate) mod park;
 mod registry;
 pub(crate) mod scope;
 mod waiters;
-mod wire;
+pub mod wire;
 
 use std::sync::Arc;
 
