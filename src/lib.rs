@@ -69,6 +69,7 @@ pub mod mixin;
 pub mod rt;
 pub mod scgi;
 pub mod server;
+pub mod spec;
 pub mod sync;
 mod sys;
 

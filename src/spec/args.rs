@@ -1,0 +1,90 @@
+//! [`ModelArgs`]: the model on the command line (feature `clap`).
+
+use std::time::Duration;
+
+use super::{ModelSpec, SpecError};
+
+/// Command-line options that choose the model; flatten them into your own parser.
+///
+/// ```
+/// use clap::Parser;
+/// use mixserve::spec::ModelArgs;
+///
+/// #[derive(Parser)]
+/// struct Cli {
+///     #[command(flatten)]
+///     model: ModelArgs,
+///     #[arg(long, default_value = "127.0.0.1:8000")]
+///     addr: String,
+/// }
+///
+/// let cli = Cli::parse_from(["app", "--mixin", "preforked", "--workers", "2"]);
+/// let model = cli.model.build()?.mixin;
+/// assert_eq!(model.name(), "preforked");
+/// # Ok::<(), mixserve::spec::SpecError>(())
+/// ```
+///
+/// `--mixin` also takes the compact form `preforked:workers=2,inner=scheduled`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// The model: iterative, threading, forking, scheduled, preforked or prethreaded
+    /// (optionally with options: `preforked:workers=8,inner=scheduled`).
+    #[arg(long, default_value = "threading")]
+    pub mixin: String,
+    /// threading: most connection threads; forking: children; scheduled: live
+    /// connections; preforked: the pool's growth limit; prethreaded: most threads.
+    #[arg(long)]
+    pub max_workers: Option<usize>,
+    /// preforked: worker processes to start.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// preforked: shared, locked, locked-mutex, reuseport, passed, passed-round-robin or
+    /// passed-least-busy; prethreaded: locked or handoff.
+    #[arg(long)]
+    pub accept: Option<String>,
+    /// preforked: how each worker serves — iterative, threading or scheduled.
+    #[arg(long)]
+    pub inner: Option<String>,
+    /// prethreaded: threads to start.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// preforked: kill a worker whose heartbeat is silent this many seconds.
+    #[arg(long)]
+    pub heartbeat_timeout: Option<u64>,
+    /// preforked: retire a worker after this many connections (plus up to 10% jitter).
+    #[arg(long)]
+    pub max_requests: Option<u64>,
+}
+
+impl ModelArgs {
+    /// The spec these options describe; flags override the compact form's options.
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError`] for an unknown name, an option the model does not take, or a value
+    /// it does not know.
+    pub fn spec(&self) -> Result<ModelSpec, SpecError> {
+        let mut spec = ModelSpec::parse_unchecked(&self.mixin)?;
+        spec.max_workers = self.max_workers.or(spec.max_workers);
+        spec.workers = self.workers.or(spec.workers);
+        spec.accept = self.accept.clone().or(spec.accept);
+        spec.inner = self.inner.clone().or(spec.inner);
+        spec.threads = self.threads.or(spec.threads);
+        spec.heartbeat_timeout = self
+            .heartbeat_timeout
+            .map(Duration::from_secs)
+            .or(spec.heartbeat_timeout);
+        spec.max_requests = self.max_requests.or(spec.max_requests);
+        spec.build()?;
+        Ok(spec)
+    }
+
+    /// Builds the model these options describe; see [`ModelSpec::build`].
+    ///
+    /// # Errors
+    ///
+    /// As [`spec`](ModelArgs::spec).
+    pub fn build(&self) -> Result<super::Model, SpecError> {
+        self.spec()?.build()
+    }
+}
