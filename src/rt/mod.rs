@@ -41,9 +41,10 @@
 //! - **No `RefCell` borrow held across anything that parks.** Other coroutines run in
 //!   between and their `borrow_mut` panics (in them, not in you).
 //! - **Keep deep recursion off coroutine stacks.** Stacks are small (64 KiB by default,
-//!   see [`RuntimeConfig::stack_size`]); an overflow hits the guard page and the kernel
-//!   kills the process with `SIGSEGV`. Below 32 KiB even a panic printing a backtrace
-//!   overflows.
+//!   see [`RuntimeConfig::stack_size`]); an overflow hits the guard page and the process
+//!   dies of `SIGSEGV`, after a message on stderr naming the coroutine (see
+//!   [`set_label`]), its stack size and how to raise it. Below 32 KiB even a panic
+//!   printing a backtrace overflows.
 //! - **Panics are contained:** a panic is caught at the coroutine's boundary and logged
 //!   with `log::error!`; the loop and the other coroutines carry on.
 //! - Coroutines are `!Send` and never migrate: thread-locals stay valid, but are shared
@@ -163,6 +164,24 @@ pub fn yield_now() {
 pub fn spawn<F: FnOnce() + 'static>(f: F) -> Result<(), SpawnError> {
     let core = context::core().ok_or(SpawnError::NoRuntime)?;
     core.spawn(f).map(drop)
+}
+
+/// Names the running coroutine in the message printed if it overflows its stack
+/// (cut to 112 bytes); does nothing off a coroutine. The `Scheduled` model labels each
+/// connection's coroutine with the peer's address.
+///
+/// ```
+/// # let mut runtime = mixserve::rt::Runtime::new(Default::default())?;
+/// # runtime.spawn(|| {
+/// mixserve::rt::set_label(format_args!("job {}", 42));
+/// # }).unwrap();
+/// # runtime.run()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn set_label(label: std::fmt::Arguments<'_>) {
+    if let Some((core, id)) = coroutine_context() {
+        core.set_label(id, label);
+    }
 }
 
 /// Live coroutines of the runtime running on this thread (0 when none is).

@@ -23,7 +23,8 @@ pub struct RuntimeConfig {
     /// Usable bytes of each coroutine stack; a guard page comes on top. Default 64 KiB.
     ///
     /// Below 32 KiB a panic that prints a backtrace overflows the stack, and an overflow
-    /// hits the guard page and kills the process with `SIGSEGV`. Deep recursion needs more.
+    /// hits the guard page and kills the process with `SIGSEGV` (after a message on
+    /// stderr saying so). Deep recursion needs more.
     pub stack_size: usize,
     /// Most coroutine stacks in existence at once (live coroutines plus idle pooled
     /// stacks). Default 30,000.
@@ -108,6 +109,9 @@ impl Runtime {
     /// fails.
     pub fn run(&mut self) -> io::Result<()> {
         let _entered = context::enter(&self.core)?;
+        if let Err(error) = crate::sys::stack_guard::watch_this_thread() {
+            log::warn!("no message on coroutine stack overflow: {error}");
+        }
         let core = &*self.core;
         loop {
             if core.remote.take_stop() {

@@ -15,10 +15,11 @@ use std::time::Instant;
 use super::coroutine::{self, Co};
 use super::error::SpawnError;
 use super::reactor::Reactor;
-use super::stack_pool::StackPool;
+use super::stack_pool::{GuardedStack, StackPool};
 use super::timer::Timers;
 use super::waker::Remote;
 use super::{RuntimeConfig, context};
+use crate::sys::stack_guard::GuardRegistration;
 
 /// A coroutine's address in its runtime: a slot index plus that slot's generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,6 +90,8 @@ struct Slot {
     has_timer: bool,
     /// The coroutine, taken out while it runs.
     coroutine: Option<Co>,
+    /// Its stack's guard-page registration (holds the label for the overflow message).
+    guard: Option<GuardRegistration>,
 }
 
 /// All slots plus the free list.
@@ -163,7 +166,7 @@ impl Core {
         if self.tearing_down.get() {
             return Err(SpawnError::ShuttingDown);
         }
-        let stack = self.stacks.borrow_mut().take()?;
+        let GuardedStack { guard, stack } = self.stacks.borrow_mut().take()?;
         let co = coroutine::new(stack, f, tearing_down);
         let mut slots = self.slots.borrow_mut();
         let index = match slots.free.pop() {
@@ -178,6 +181,7 @@ impl Core {
                     reason: WakeReason::Woken,
                     has_timer: false,
                     coroutine: None,
+                    guard: None,
                 });
                 index
             }
@@ -187,6 +191,7 @@ impl Core {
         slot.permit = false;
         slot.has_timer = false;
         slot.coroutine = Some(co);
+        slot.guard = guard;
         let id = CoroutineId {
             index,
             generation: slot.generation,
@@ -229,23 +234,38 @@ impl Core {
         let finished = coroutine::resume(&mut co);
         context::set_current(None);
         if finished {
-            self.free_slot(id);
-            self.stacks.borrow_mut().give(co.into_stack());
+            let guard = self.free_slot(id);
+            let stack = co.into_stack();
+            self.stacks.borrow_mut().give(GuardedStack { guard, stack });
         } else if let Some(slot) = self.slots.borrow_mut().get_mut(id) {
             slot.coroutine = Some(co);
         }
     }
 
-    /// Marks a slot free; its id (and every ticket of it) becomes stale.
-    fn free_slot(&self, id: CoroutineId) {
+    /// Marks a slot free; its id (and every ticket of it) becomes stale. Returns the
+    /// stack's guard registration, which goes back to the pool with the stack.
+    fn free_slot(&self, id: CoroutineId) -> Option<GuardRegistration> {
         let mut slots = self.slots.borrow_mut();
-        if let Some(slot) = slots.get_mut(id) {
-            slot.state = State::Free;
-            slot.generation = slot.generation.wrapping_add(1);
-            slot.seq = slot.seq.wrapping_add(1);
-            slot.coroutine = None;
-            slots.free.push(id.index);
-            slots.live -= 1;
+        let slot = slots.get_mut(id)?;
+        slot.state = State::Free;
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.seq = slot.seq.wrapping_add(1);
+        slot.coroutine = None;
+        let guard = slot.guard.take();
+        slots.free.push(id.index);
+        slots.live -= 1;
+        guard
+    }
+
+    /// Names coroutine `id` in the message printed if it overflows its stack.
+    pub(crate) fn set_label(&self, id: CoroutineId, label: std::fmt::Arguments<'_>) {
+        if let Some(guard) = self
+            .slots
+            .borrow_mut()
+            .get_mut(id)
+            .and_then(|s| s.guard.as_ref())
+        {
+            guard.set_label(label);
         }
     }
 
@@ -398,7 +418,8 @@ impl Core {
             if dropped.is_err() {
                 log::error!("a coroutine panicked while being unwound at runtime drop");
             }
-            self.free_slot(id);
+            // The stack was unmapped with the coroutine; now drop its registration.
+            drop(self.free_slot(id));
             self.stacks.borrow_mut().forget_one();
         }
         self.run_queue.borrow_mut().clear();

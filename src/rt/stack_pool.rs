@@ -4,15 +4,29 @@
 //! stack is two kernel mappings (the guard page and the usable part), and Linux allows
 //! `vm.max_map_count` (65530 by default) mappings per process, so the pool enforces a cap
 //! on stacks in existence (live coroutines plus idle pooled stacks).
+//!
+//! Each fresh stack registers its guard page with `sys::stack_guard`, so an overflow
+//! ends the process with a message instead of a bare `SIGSEGV`; the registration
+//! travels with the stack and is dropped just before the stack is unmapped.
 
-use corosensei::stack::DefaultStack;
+use corosensei::stack::{DefaultStack, Stack};
 
 use super::error::SpawnError;
+use crate::sys::stack_guard::{self, GuardRegistration};
+
+/// A stack with its guard-page registration (`None` when the table was full).
+/// Field order matters: the registration is dropped before the stack is unmapped.
+pub(crate) struct GuardedStack {
+    /// The guard page's entry in the overflow handler's table.
+    pub(crate) guard: Option<GuardRegistration>,
+    /// The stack itself.
+    pub(crate) stack: DefaultStack,
+}
 
 /// The stacks of one runtime.
 pub(crate) struct StackPool {
     /// Idle stacks ready for reuse.
-    idle: Vec<DefaultStack>,
+    idle: Vec<GuardedStack>,
     /// Stacks in existence: handed out plus idle.
     allocated: usize,
     /// Most stacks in existence at once.
@@ -48,8 +62,11 @@ impl StackPool {
     }
 
     /// A stack from the pool, or a fresh one; an error at the cap or when `mmap` fails.
-    pub(crate) fn take(&mut self) -> Result<DefaultStack, SpawnError> {
+    pub(crate) fn take(&mut self) -> Result<GuardedStack, SpawnError> {
         if let Some(stack) = self.idle.pop() {
+            if let Some(guard) = &stack.guard {
+                guard.clear_label();
+            }
             return Ok(stack);
         }
         if self.allocated >= self.max_allocated {
@@ -59,11 +76,12 @@ impl StackPool {
         }
         let stack = DefaultStack::new(self.stack_size).map_err(SpawnError::StackAllocation)?;
         self.allocated += 1;
-        Ok(stack)
+        let guard = stack_guard::register(stack.limit().get(), stack.base().get());
+        Ok(GuardedStack { guard, stack })
     }
 
     /// Returns a stack whose coroutine finished.
-    pub(crate) fn give(&mut self, stack: DefaultStack) {
+    pub(crate) fn give(&mut self, stack: GuardedStack) {
         if self.idle.len() < self.max_idle {
             self.idle.push(stack);
         } else {

@@ -154,6 +154,7 @@ impl Context {
     /// sockets, worker slots) never outlives it.
     pub fn serve_connection(&self, conn: &mut Conn) {
         crate::sync::scope::enter(&self.scope);
+        crate::rt::set_label(format_args!("connection from {}", conn.peer_addr()));
         let served =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.service.serve(conn)));
         let result = served.unwrap_or_else(|panic| Err(io::Error::other(panic_message(&panic))));
