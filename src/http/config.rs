@@ -4,6 +4,21 @@ use std::time::Duration;
 
 /// Limits and timeouts for [`Http`](super::Http). Every limit is on by default.
 ///
+/// | field | default | past it |
+/// |---|---|---|
+/// | [`max_request_line`](Self::max_request_line) | 8 KiB | `414` |
+/// | [`max_header_line`](Self::max_header_line) | 8 KiB | `431` |
+/// | [`max_headers`](Self::max_headers) | 100 | `431` |
+/// | [`max_head_bytes`](Self::max_head_bytes) | 64 KiB | `431` |
+/// | [`max_body`](Self::max_body) | 1 MiB | `413` |
+/// | [`header_timeout`](Self::header_timeout) | 10 s | `408`, close |
+/// | [`idle_timeout`](Self::idle_timeout) | 5 s | close (keep-alive) |
+/// | [`body_timeout`](Self::body_timeout) | 30 s per read | `408`, close |
+/// | [`write_timeout`](Self::write_timeout) | 30 s per write | close |
+/// | [`linger`](Self::linger) | 1 s | close after an error answer |
+/// | [`server_name`](Self::server_name) | `"mixserve"` | — |
+/// | [`send_date`](Self::send_date) | `true` | — |
+///
 /// The fields are public; start from [`HttpConfig::default`] and change what you need:
 ///
 /// ```
@@ -63,5 +78,28 @@ impl Default for HttpConfig {
             server_name: Some(String::from("mixserve")),
             send_date: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table in the docs above lists these values: change both together.
+    #[test]
+    fn defaults_match_the_documented_table() {
+        let config = HttpConfig::default();
+        assert_eq!(config.max_request_line, 8 * 1024);
+        assert_eq!(config.max_header_line, 8 * 1024);
+        assert_eq!(config.max_headers, 100);
+        assert_eq!(config.max_head_bytes, 64 * 1024);
+        assert_eq!(config.max_body, 1024 * 1024);
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(5));
+        assert_eq!(config.body_timeout, Duration::from_secs(30));
+        assert_eq!(config.write_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(config.linger, Duration::from_secs(1));
+        assert_eq!(config.server_name.as_deref(), Some("mixserve"));
+        assert!(config.send_date);
     }
 }

@@ -46,8 +46,12 @@ mod config;
 pub(crate) mod connection;
 mod date;
 pub(crate) mod error;
+mod file_type;
 mod head;
 mod headers;
+#[cfg(feature = "serde")]
+mod json;
+mod params;
 mod request;
 mod response;
 pub(crate) mod write;
@@ -63,6 +67,9 @@ use crate::handler::MakeHandler;
 pub use config::HttpConfig;
 pub use connection::HttpConnection;
 pub use headers::Headers;
+#[cfg(feature = "serde")]
+pub use json::JsonError;
+pub use params::Params;
 pub use request::{Request, Version};
 pub use response::{Body, Response, reason_phrase};
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::handler::MakeHandler;
 use crate::mixin::MixIn;
-use crate::server::{Context, DefaultHooks, Hooks, Listener, LoopConfig, Server, StartError};
+use crate::server::{
+    Context, DefaultHooks, Hooks, IntoBindAddr, Listener, LoopConfig, Server, StartError,
+};
 
 /// Where the listener comes from.
 #[derive(Debug)]
@@ -58,14 +60,15 @@ impl<M: MixIn> ServerBuilder<M> {
         }
     }
 
-    /// Listens on a TCP address (`"127.0.0.1:0"`, `"[::1]:8080"`, `"localhost:80"`).
+    /// Listens on a TCP address: a string (`"127.0.0.1:0"`, `"[::1]:8080"`,
+    /// `"localhost:80"`), a `SocketAddr` or an `(ip, port)` pair; see [`IntoBindAddr`].
     ///
     /// The address `"systemd"` takes the socket passed by socket activation instead
     /// ([`Listener::from_systemd`]: TCP or Unix, `LISTEN_PID` and `LISTEN_FDS` checked),
     /// so a program that takes its address from the command line is socket-activated
     /// by being given `systemd`.
-    pub fn bind(mut self, addr: impl Into<String>) -> Self {
-        self.source = Source::Tcp(addr.into());
+    pub fn bind(mut self, addr: impl IntoBindAddr) -> Self {
+        self.source = Source::Tcp(addr.into_bind_addr());
         self
     }
 

@@ -10,6 +10,7 @@
 //! - methods for derived classes: the [`MixIn`] trait and the [`Context`] it is given
 //!   (`get_request`, `verify_request`, `finish_request`, `reject_request`).
 
+mod bind_addr;
 mod builder;
 mod context;
 mod error;
@@ -20,6 +21,7 @@ mod shutdown;
 use std::io;
 use std::sync::Arc;
 
+pub use bind_addr::IntoBindAddr;
 pub use builder::ServerBuilder;
 pub use context::Context;
 pub(crate) use context::LoopConfig;

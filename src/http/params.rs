@@ -1,0 +1,167 @@
+//! Decoded query strings and form bodies: [`Params`], [`Request::query_params`],
+//! [`Request::form`] and [`Request::decoded_path`].
+
+use std::borrow::Cow;
+
+use super::Request;
+
+/// `name=value` pairs from a query string or an `application/x-www-form-urlencoded`
+/// body, percent-decoded (`+` is a space), in the order sent. A name may repeat.
+///
+/// ```
+/// use mixserve::http::Request;
+///
+/// let req = Request::new("GET", "/search?q=caf%C3%A9+au+lait&tag=a&tag=b&empty");
+/// let params = req.query_params();
+/// assert_eq!(params.get("q"), Some("café au lait"));
+/// assert_eq!(params.get_all("tag").collect::<Vec<_>>(), ["a", "b"]);
+/// assert_eq!(params.get("empty"), Some(""));
+/// assert_eq!(params.get("missing"), None);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params {
+    /// The pairs, in order.
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    /// Decodes `name=value&...` (invalid UTF-8 after decoding is replaced with U+FFFD).
+    pub fn parse(encoded: &[u8]) -> Params {
+        Params {
+            pairs: form_urlencoded::parse(encoded)
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect(),
+        }
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every pair, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Encodes pairs as `name=value&...` (for building URLs and form bodies).
+    pub fn encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+    }
+}
+
+impl IntoIterator for Params {
+    type Item = (String, String);
+    type IntoIter = std::vec::IntoIter<(String, String)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.pairs.into_iter()
+    }
+}
+
+impl Request {
+    /// The query string's pairs, decoded (empty when there is no `?`).
+    pub fn query_params(&self) -> Params {
+        Params::parse(self.query().unwrap_or("").as_bytes())
+    }
+
+    /// The body's pairs, decoded, when the body is a form: its `Content-Type` is
+    /// `application/x-www-form-urlencoded` (or absent, with a body). `None` for
+    /// another content type.
+    ///
+    /// ```
+    /// use mixserve::http::Request;
+    ///
+    /// let req = Request::new("POST", "/say")
+    ///     .with_header("Content-Type", "application/x-www-form-urlencoded")
+    ///     .with_body("who=ann&text=hello%2C+world");
+    /// let form = req.form().unwrap();
+    /// assert_eq!(form.get("text"), Some("hello, world"));
+    /// ```
+    pub fn form(&self) -> Option<Params> {
+        let is_form = match self.header("Content-Type") {
+            Some(value) => value.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            }),
+            None => !self.body().is_empty(),
+        };
+        is_form.then(|| Params::parse(self.body()))
+    }
+
+    /// The path with percent-escapes decoded (`/a%20b` is `/a b`; `+` stays `+`).
+    /// Invalid UTF-8 after decoding is replaced with U+FFFD. Check the result for
+    /// `..` before using it as a file name.
+    pub fn decoded_path(&self) -> Cow<'_, str> {
+        percent_encoding::percent_decode_str(self.path()).decode_utf8_lossy()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_and_form_decode() {
+        let req = Request::new("GET", "/a%20b/c?x=1%262&y=%E2%82%AC&x=3");
+        assert_eq!(req.decoded_path(), "/a b/c");
+        let params = req.query_params();
+        assert_eq!(params.get("x"), Some("1&2"));
+        assert_eq!(params.get("y"), Some("€"));
+        assert_eq!(params.len(), 3);
+        assert!(Request::new("GET", "/").query_params().is_empty());
+    }
+
+    #[test]
+    fn bad_escapes_do_not_fail() {
+        let req = Request::new("GET", "/%ff%zz?%ff=%&a");
+        assert_eq!(req.decoded_path(), "/\u{fffd}%zz");
+        let params = req.query_params();
+        assert_eq!(params.get("\u{fffd}"), Some("%"));
+        assert_eq!(params.get("a"), Some(""));
+    }
+
+    #[test]
+    fn form_needs_a_form_content_type() {
+        let json = Request::new("POST", "/")
+            .with_header("Content-Type", "application/json")
+            .with_body("a=1");
+        assert_eq!(json.form(), None);
+        let bare = Request::new("POST", "/").with_body("a=1");
+        assert_eq!(bare.form().unwrap().get("a"), Some("1"));
+        let charset = Request::new("POST", "/")
+            .with_header(
+                "Content-Type",
+                "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+            )
+            .with_body("a=%41");
+        assert_eq!(charset.form().unwrap().get("a"), Some("A"));
+        assert_eq!(
+            Params::encode([("q", "a b&c"), ("é", "")]),
+            "q=a+b%26c&%C3%A9="
+        );
+    }
+}
