@@ -38,10 +38,11 @@ fn answer(news: &Broadcast<usize>, req: &Request) -> Response {
     match req.path() {
         "/wait" => match news.wait() {
             Ok(released) => Response::text(200, released.to_string()),
-            Err(WaitError::NoOtherWorker) => Response::text(
-                503,
-                "this model serves one connection at a time, so no /notify could ever come\n",
-            ),
+            // Names the model and its limit: "the iterative model serves one connection
+            // at a time, ...", "the preforked model lets at most 3 handlers wait ...".
+            Err(error @ WaitError::NoOtherWorker { .. }) => {
+                Response::text(503, format!("{error}\n"))
+            }
             Err(WaitError::Closed) => Response::text(503, "server shutting down\n"),
             Err(error) => Response::text(500, format!("{error}\n")),
         },

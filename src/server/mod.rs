@@ -105,6 +105,7 @@ impl<M: MixIn> Server<M> {
         } else {
             None
         };
+        self.ctx.scope().set_model(self.mixin.name());
         self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
         let result = self.mixin.serve_forever(&self.ctx);
         self.ctx.shutdown.reset();
@@ -120,6 +121,7 @@ impl<M: MixIn> Server<M> {
             .config
             .timeout
             .map(|t| std::time::Instant::now() + t);
+        self.ctx.scope().set_model(self.mixin.name());
         self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
         self.ctx.listener().set_nonblocking(true)?;
         loop {

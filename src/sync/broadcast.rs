@@ -206,7 +206,7 @@ pub(crate) fn decode_wait<T: Wire>(code: u8, payload: &[u8]) -> Result<T, WaitEr
         status::OK => Ok(T::decode(payload)?),
         status::CLOSED => Err(WaitError::Closed),
         status::TIMED_OUT => Err(WaitError::TimedOut),
-        status::NO_WORKER => Err(WaitError::NoOtherWorker),
+        status::NO_WORKER => Err(crate::sync::scope::no_other_worker_here()),
         _ => Err(WaitError::Hub(
             String::from_utf8_lossy(payload).into_owned(),
         )),

@@ -12,14 +12,35 @@ pub enum WaitError {
     /// The timeout passed first.
     #[error("timed out")]
     TimedOut,
-    /// No other connection can run while this one waits (the `Iterative` model), so
-    /// the wait could never end. HTTP handlers answer `503`.
-    #[error("no other connection can run while this one waits (iterative model)")]
-    NoOtherWorker,
+    /// Waiting would take the last worker that could serve the request releasing the
+    /// wait (under `Iterative`, the only one), so it could never end. HTTP handlers
+    /// answer `503`. The fields name the model that refused and its limit.
+    #[error("{}", no_other_worker_message(model, *max_waiting))]
+    NoOtherWorker {
+        /// The model that refused, as [`MixIn::name`](crate::MixIn::name) gives it.
+        model: &'static str,
+        /// How many handlers it lets wait at once (workers − 1).
+        max_waiting: usize,
+    },
     /// The hub (the master process that owns the object) could not be reached or
     /// answered nonsense.
     #[error("shared-object hub: {0}")]
     Hub(String),
+}
+
+/// The text of [`WaitError::NoOtherWorker`].
+fn no_other_worker_message(model: &str, max_waiting: usize) -> String {
+    if max_waiting == 0 {
+        format!(
+            "the {model} model serves one connection at a time, so no other request could \
+             ever end this wait"
+        )
+    } else {
+        format!(
+            "the {model} model lets at most {max_waiting} handlers wait at once, keeping a \
+             worker free for the request that releases them; this wait would take it"
+        )
+    }
 }
 
 impl From<WireError> for WaitError {

@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::sync::WaitError;
+use std::sync::Mutex;
+
+use crate::sync::{WaitError, lock};
 
 /// One server's view for the shared objects.
 #[derive(Debug)]
@@ -18,6 +20,8 @@ pub struct ServerScope {
     /// At most this many may block (`usize::MAX`: no limit). A model with `N` workers
     /// allows `N - 1`, keeping one free to serve the notify; `Iterative` allows none.
     max_blocked: AtomicUsize,
+    /// The server's model, named in refusals.
+    model: Mutex<&'static str>,
 }
 
 impl ServerScope {
@@ -26,7 +30,21 @@ impl ServerScope {
             draining,
             blocked: AtomicUsize::new(0),
             max_blocked: AtomicUsize::new(usize::MAX),
+            model: Mutex::new("server's"),
         })
+    }
+
+    /// Records the server's model, named when a wait is refused.
+    pub(crate) fn set_model(&self, model: &'static str) {
+        *lock(&self.model) = model;
+    }
+
+    /// The refusal of a wait that would take the last free worker.
+    pub(crate) fn no_other_worker(&self) -> WaitError {
+        WaitError::NoOtherWorker {
+            model: *lock(&self.model),
+            max_waiting: self.max_blocked(),
+        }
     }
 
     /// The tag waiters carry, so a draining server answers only its own.
@@ -73,6 +91,18 @@ pub(crate) fn enter(scope: &Arc<ServerScope>) {
     });
 }
 
+/// The refusal [`ServerScope::no_other_worker`] of the current thread's server (for a
+/// refusal the hub sent, which carries no text).
+pub(crate) fn no_other_worker_here() -> WaitError {
+    SERVING.with(|s| match s.borrow().as_ref() {
+        Some(scope) => scope.no_other_worker(),
+        None => WaitError::NoOtherWorker {
+            model: "master's",
+            max_waiting: 0,
+        },
+    })
+}
+
 /// The tag of the current thread's server (0 outside any server).
 pub(crate) fn current_tag() -> usize {
     SERVING.with(|s| s.borrow().as_ref().map_or(0, ServerScope::tag))
@@ -104,7 +134,7 @@ pub(crate) fn begin_wait(has_deadline: bool) -> Result<Blocking, WaitError> {
         let before = scope.blocked.fetch_add(1, Ordering::SeqCst);
         let guard = Blocking(Some(Arc::clone(&scope)));
         if !has_deadline && before >= scope.max_blocked() {
-            return Err(WaitError::NoOtherWorker);
+            return Err(scope.no_other_worker());
         }
         Ok(guard)
     })

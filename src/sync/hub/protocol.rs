@@ -81,7 +81,7 @@ pub(crate) fn status_of(error: &WaitError) -> u8 {
     match error {
         WaitError::Closed => status::CLOSED,
         WaitError::TimedOut => status::TIMED_OUT,
-        WaitError::NoOtherWorker => status::NO_WORKER,
+        WaitError::NoOtherWorker { .. } => status::NO_WORKER,
         WaitError::Hub(_) => status::ERROR,
     }
 }

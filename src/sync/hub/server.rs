@@ -253,7 +253,7 @@ impl HubServer {
         let refuse = if self.scope.is_draining() {
             Some(WaitError::Closed)
         } else if deadline.is_none() && self.status.blocked_clients() >= self.scope.max_blocked() {
-            Some(WaitError::NoOtherWorker)
+            Some(self.scope.no_other_worker())
         } else {
             None
         };
