@@ -1,5 +1,5 @@
 //! Choosing the model by name: [`ModelSpec`] turns `"preforked:workers=8,inner=scheduled"`
-//! (or the fields of a command line) into a boxed [`MixIn`], with errors that list the
+//! (or the fields of a command line) into a boxed [`MixIn`](crate::MixIn), with errors that list the
 //! choices.
 //!
 //! ```
@@ -14,7 +14,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! With the `clap` feature, [`ModelArgs`] puts the same choices on a command line
+//! With the `clap` feature, `ModelArgs` puts the same choices on a command line
 //! (`--mixin preforked --workers 8 --inner scheduled`).
 //!
 //! # Names and options

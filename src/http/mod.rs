@@ -77,8 +77,18 @@ pub use response::{Body, Response, reason_phrase};
 ///
 /// One value serves every connection of every thread (and, under a forking model, is
 /// copied into each process), so it is `Send + Sync`; keep per-request state on the
-/// stack and shared state behind the crate's shared objects or a `Mutex`. `handle` may
-/// block (for a long-poll, say): under the scheduled model only its coroutine waits.
+/// stack. `handle` may block (for a long-poll, say): under the scheduled model only its
+/// coroutine waits.
+///
+/// **What is shared depends on the model.** Under `forking` and `preforked` each
+/// connection is served in a worker *process*: the application, every `static`, atomic,
+/// `Mutex` and `LazyLock` in it is that process's own copy, so a counter one worker
+/// bumps is not seen by another, and the master never sees it. Only the crate's shared
+/// objects ([`Broadcast`](crate::sync::Broadcast), [`Channel`](crate::sync::Channel)),
+/// created *before* the server starts and moved into the application, are one object
+/// for every worker (they are served by the master through the hub). Under the thread
+/// models and `scheduled`, statics and `Arc<Mutex<_>>` are shared as usual; write the
+/// application with the shared objects and it behaves the same under all of them.
 ///
 /// Any `Fn(&mut Request) -> Response` closure is an `HttpHandler`; a struct implements
 /// it when it carries configuration:

@@ -6,6 +6,20 @@
 //! master, where the object lives. Create them before the server starts, and move
 //! clones into the handler factory.
 //!
+//! # What is per process
+//!
+//! | state | threading, prethreaded, scheduled | forking, preforked |
+//! |---|---|---|
+//! | [`Broadcast`], [`Channel`] created before the server starts | one object | one object (in the master, reached through the hub) |
+//! | the same objects created inside a handler or a `static LazyLock` | one object | **one per worker process**: a send reaches only that process |
+//! | `static` atomics, `Mutex`, `RwLock`, `LazyLock`, thread-locals | shared by every connection | **a copy per worker process**, not seen by the master or siblings |
+//! | files, databases, other servers | shared | shared |
+//!
+//! So a counter in an `AtomicU64` reads 0 in a fresh forked child, and a `Broadcast` in a
+//! `static LazyLock` is created by the first child that touches it, where no other
+//! worker can see it. Keep cross-connection state in these objects (or outside the
+//! process) and create them in `main` before `serve_forever`.
+//!
 //! A server that shuts down answers its handlers' pending waits with
 //! [`WaitError::Closed`]; an `Iterative` server, which can never run a second
 //! connection while one waits, fails such waits at once with
