@@ -1,7 +1,7 @@
 //! A handler that overflows its stack on `GET /deep`: shows the message the crate prints
 //! when a coroutine (`--mixin scheduled`, or preforked with `--inner scheduled`) runs
 //! out of stack. Build it without `--release`: the recursion keeps a 1 KiB array in
-//! every frame.
+//! every frame. `GET /thread` overflows a plain thread instead, which std reports.
 //!
 //! ```text
 //! cargo run --example overflow -- --mixin scheduled
@@ -46,6 +46,15 @@ fn main() -> ExitCode {
     };
     let app = |req: &mut Request| match req.path() {
         "/deep" => Response::text(200, format!("{}\n", recurse(black_box(1_000_000)))),
+        "/thread" => {
+            let thread = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(|| recurse(black_box(1_000_000)));
+            match thread.map(|t| t.join()) {
+                Ok(Ok(sum)) => Response::text(200, format!("{sum}\n")),
+                _ => Response::text(500, "the thread failed\n"),
+            }
+        }
         _ => Response::text(200, "try /deep\n"),
     };
     let mut server = match model.server(&cli.addr).build(Http::new(app)) {

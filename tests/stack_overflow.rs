@@ -67,10 +67,13 @@ impl Overflowing {
 
     /// Sends `GET /deep` and returns what came back before the connection ended.
     fn overflow(&self) -> String {
+        self.ask("/deep")
+    }
+
+    /// Sends `GET path` and returns what came back before the connection ended.
+    fn ask(&self, path: &str) -> String {
         let mut stream = util::connect(self.addr);
-        stream
-            .write_all(b"GET /deep HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut reply = String::new();
         let _ = stream.read_to_string(&mut reply);
         reply
@@ -91,23 +94,30 @@ impl Drop for Overflowing {
     }
 }
 
+impl Overflowing {
+    /// Waits (bounded) for the process to die; its status, and all it wrote to stderr.
+    fn death(&mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the server did not die");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        (status, self.stderr())
+    }
+}
+
 #[test]
 fn scheduled_overflow_says_why_and_still_crashes() {
     let mut server = Overflowing::start(&["--mixin", "scheduled"]);
     assert_eq!(server.overflow(), "", "the server must die, not answer");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the server did not die");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (status, stderr) = server.death();
     assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
-    if let Some(reader) = server.reader.take() {
-        reader.join().unwrap();
-    }
-    let stderr = server.stderr();
     assert!(stderr.contains(MESSAGE), "stderr: {stderr}");
     assert!(stderr.contains(ADVICE), "stderr: {stderr}");
 }
@@ -129,4 +139,22 @@ fn preforked_scheduled_worker_overflow_says_why_and_is_replaced() {
     });
     let reply = util::get(server.addr, "/");
     assert_eq!(reply.status, 200, "a replacement worker serves");
+}
+
+/// A fault that is not on a coroutine's guard page goes to the handler installed before
+/// (std's, which reports a thread's overflow and aborts), with no coroutine message.
+#[test]
+fn other_faults_reach_the_previous_handler() {
+    let mut server = Overflowing::start(&["--mixin", "scheduled"]);
+    assert_eq!(server.ask("/thread"), "", "the server must die, not answer");
+    let (status, stderr) = server.death();
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}: {stderr}");
+    assert!(
+        stderr.contains("has overflowed its stack"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("mixserve: a coroutine"),
+        "stderr: {stderr}"
+    );
 }
