@@ -24,7 +24,7 @@
 //! | `iterative` | — |
 //! | `threading` | `max-workers` (threads) |
 //! | `forking` | `max-workers` (children) |
-//! | `scheduled` | `max-workers` (live connections) |
+//! | `scheduled` | `max-workers` (live connections), `threads` (loops), `stack-size` (bytes per coroutine; `128k`, `1m`) |
 //! | `preforked` | `workers`, `max-workers`, `accept` (`shared`, `locked`, `locked-mutex`, `reuseport`, `passed`, `passed-round-robin`, `passed-least-busy`), `inner` (`iterative`, `threading`, `scheduled`), `heartbeat-timeout` (seconds), `max-requests` |
 //! | `prethreaded` | `threads`, `max-workers`, `accept` (`locked`, `handoff`) |
 //!
@@ -65,8 +65,10 @@ pub struct ModelSpec {
     pub accept: Option<String>,
     /// preforked: how each worker serves (`iterative`, `threading`, `scheduled`).
     pub inner: Option<String>,
-    /// prethreaded: threads to start.
+    /// prethreaded: threads to start; scheduled: loops (one thread each).
     pub threads: Option<usize>,
+    /// scheduled: each coroutine's stack, in bytes.
+    pub stack_size: Option<usize>,
     /// preforked: kill a worker whose heartbeat is silent this long.
     pub heartbeat_timeout: Option<Duration>,
     /// preforked: retire a worker after this many connections (plus up to 10% jitter).
@@ -115,6 +117,7 @@ impl ModelSpec {
             accept: None,
             inner: None,
             threads: None,
+            stack_size: None,
             heartbeat_timeout: None,
             max_requests: None,
         }
@@ -144,9 +147,15 @@ impl ModelSpec {
         self
     }
 
-    /// Sets `threads` (prethreaded).
+    /// Sets `threads` (prethreaded, scheduled).
     pub fn threads(mut self, threads: usize) -> ModelSpec {
         self.threads = Some(threads);
+        self
+    }
+
+    /// Sets `stack-size` in bytes (scheduled).
+    pub fn stack_size(mut self, bytes: usize) -> ModelSpec {
+        self.stack_size = Some(bytes);
         self
     }
 
@@ -183,6 +192,9 @@ impl ModelSpec {
             "max-workers" => self.max_workers = Some(count()?),
             "workers" => self.workers = Some(count()?),
             "threads" => self.threads = Some(count()?),
+            "stack-size" => {
+                self.stack_size = Some(parse_size(value).ok_or_else(|| bad("bytes, or 128k, 1m"))?);
+            }
             "accept" => self.accept = Some(value.to_owned()),
             "inner" => self.inner = Some(value.to_owned()),
             "heartbeat-timeout" => self.heartbeat_timeout = Some(Duration::from_secs(number()?)),
@@ -232,6 +244,19 @@ impl ModelSpec {
     }
 }
 
+/// Parses `65536`, `64k` or `1m` (binary units, any case).
+pub(crate) fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match text.strip_suffix('k') {
+        Some(digits) => (digits, 1024),
+        None => match text.strip_suffix('m') {
+            Some(digits) => (digits, 1024 * 1024),
+            None => (text.as_str(), 1),
+        },
+    };
+    digits.parse::<usize>().ok()?.checked_mul(unit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +277,12 @@ mod tests {
         assert_eq!(spec.workers, Some(3));
         assert_eq!(spec.inner.as_deref(), Some("scheduled"));
         assert!(spec.build().unwrap().stats.is_some());
+        let spec: ModelSpec = "scheduled:stack-size=256k,threads=2".parse().unwrap();
+        assert_eq!(spec.stack_size, Some(256 * 1024));
+        assert!(
+            "scheduled:stack-size=1k".parse::<ModelSpec>().is_err(),
+            "below the minimum"
+        );
         let spec: ModelSpec = "preforked:accept=reuseport".parse().unwrap();
         assert!(spec.build().unwrap().reuse_port);
     }

@@ -45,15 +45,24 @@ pub struct ModelArgs {
     /// preforked: how each worker serves — iterative, threading or scheduled.
     #[arg(long)]
     pub inner: Option<String>,
-    /// prethreaded: threads to start.
+    /// prethreaded: threads to start; scheduled: loops, one thread each.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// scheduled: each coroutine's stack (bytes, or 128k, 1m; default 64k).
+    #[arg(long, value_parser = parse_stack_size)]
+    pub stack_size: Option<usize>,
     /// preforked: kill a worker whose heartbeat is silent this many seconds.
     #[arg(long)]
     pub heartbeat_timeout: Option<u64>,
     /// preforked: retire a worker after this many connections (plus up to 10% jitter).
     #[arg(long)]
     pub max_requests: Option<u64>,
+}
+
+/// `--stack-size`: bytes, or with a `k`/`m` suffix.
+fn parse_stack_size(text: &str) -> Result<usize, String> {
+    super::parse_size(text)
+        .ok_or_else(|| format!("{text:?} is not a size: write 65536, 128k or 1m"))
 }
 
 impl ModelArgs {
@@ -70,6 +79,7 @@ impl ModelArgs {
         spec.accept = self.accept.clone().or(spec.accept);
         spec.inner = self.inner.clone().or(spec.inner);
         spec.threads = self.threads.or(spec.threads);
+        spec.stack_size = self.stack_size.or(spec.stack_size);
         spec.heartbeat_timeout = self
             .heartbeat_timeout
             .map(Duration::from_secs)

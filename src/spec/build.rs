@@ -70,7 +70,8 @@ const TAKERS: &[(&str, &str)] = &[
     ("workers", "preforked"),
     ("accept", "preforked and prethreaded"),
     ("inner", "preforked"),
-    ("threads", "prethreaded"),
+    ("threads", "prethreaded and scheduled"),
+    ("stack-size", "scheduled"),
     ("heartbeat-timeout", "preforked"),
     ("max-requests", "preforked"),
 ];
@@ -78,7 +79,8 @@ const TAKERS: &[(&str, &str)] = &[
 pub(super) fn build(spec: &ModelSpec) -> Result<Model, SpecError> {
     let takes: &[&str] = match spec.model.as_str() {
         "iterative" => &[],
-        "threading" | "forking" | "scheduled" => &["max-workers"],
+        "threading" | "forking" => &["max-workers"],
+        "scheduled" => &["max-workers", "threads", "stack-size"],
         "preforked" => &[
             "max-workers",
             "workers",
@@ -119,10 +121,7 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Model, SpecError> {
             Some(max) => Box::new(Forking::new().max_children(max)),
             None => Box::new(Forking::new()),
         }),
-        "scheduled" => plain(match spec.max_workers {
-            Some(max) => Box::new(Scheduled::new().max_connections(max)),
-            None => Box::new(Scheduled::new()),
-        }),
+        "scheduled" => plain(Box::new(scheduled(spec)?)),
         "preforked" => preforked(spec)?,
         _ => prethreaded(spec)?,
     })
@@ -136,6 +135,7 @@ fn given(spec: &ModelSpec) -> impl Iterator<Item = &'static str> {
         ("accept", spec.accept.is_some()),
         ("inner", spec.inner.is_some()),
         ("threads", spec.threads.is_some()),
+        ("stack-size", spec.stack_size.is_some()),
         ("heartbeat-timeout", spec.heartbeat_timeout.is_some()),
         ("max-requests", spec.max_requests.is_some()),
     ]
@@ -150,6 +150,28 @@ fn bad(spec: &ModelSpec, option: &str, value: &str, expected: &str) -> SpecError
         value: value.to_owned(),
         expected: expected.to_owned(),
     }
+}
+
+fn scheduled(spec: &ModelSpec) -> Result<Scheduled, SpecError> {
+    let mut model = Scheduled::new();
+    if let Some(max) = spec.max_workers {
+        model = model.max_connections(max);
+    }
+    if let Some(threads) = spec.threads {
+        model = model.threads(threads);
+    }
+    if let Some(bytes) = spec.stack_size {
+        if bytes < Scheduled::MIN_STACK_SIZE {
+            return Err(bad(
+                spec,
+                "stack-size",
+                &bytes.to_string(),
+                "at least 32k (a panic's backtrace needs about 32 KiB)",
+            ));
+        }
+        model = model.stack_size(bytes);
+    }
+    Ok(model)
 }
 
 fn preforked(spec: &ModelSpec) -> Result<Model, SpecError> {
