@@ -108,11 +108,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
         if !self.inner.home.is_here() {
             let mut payload = Vec::new();
             value.encode(&mut payload);
-            let (code, reply) = self
-                .inner
-                .home
-                .call(op::BROADCAST_SEND, None, &payload)
-                .map_err(SendError::Hub)?;
+            let (code, reply) = self.inner.home.send(op::BROADCAST_SEND, &payload)?;
             return decode_count(code, &reply);
         }
         Ok(self.lock().release_all(&value))

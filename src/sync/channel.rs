@@ -78,11 +78,7 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
         if !self.inner.home.is_here() {
             let mut payload = Vec::new();
             value.encode(&mut payload);
-            let (code, reply) = self
-                .inner
-                .home
-                .call(op::CHANNEL_SEND, None, &payload)
-                .map_err(SendError::Hub)?;
+            let (code, reply) = self.inner.home.send(op::CHANNEL_SEND, &payload)?;
             return decode_count(code, &reply).map(drop);
         }
         self.lock().push(value);
@@ -166,6 +162,13 @@ impl<T: Wire + Clone> State<T> {
             self.queue.push_back(value);
         }
     }
+
+    /// A value whose receiver never got it: first in line again.
+    fn put_back(&mut self, value: T) {
+        if let Err(value) = self.receivers.release_one(value) {
+            self.queue.push_front(value);
+        }
+    }
 }
 
 impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
@@ -208,5 +211,13 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
 
     fn close_scope(&self, scope: usize) {
         lock(&self.state).receivers.close_scope(scope);
+    }
+
+    fn put_back(&self, payload: &[u8]) {
+        match T::decode(payload) {
+            Ok(value) => lock(&self.state).put_back(value),
+            // It was encoded from a T here: only a broken Wire impl gets here.
+            Err(e) => log::error!("hub: a channel value put back does not decode: {e}"),
+        }
     }
 }
