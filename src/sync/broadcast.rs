@@ -142,6 +142,12 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
         self.lock().len()
     }
 
+    /// The id the hub knows this object by.
+    #[cfg(test)]
+    pub(crate) fn hub_id(&self) -> u64 {
+        self.inner.home.id()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, WaitList<T>> {
         lock(&self.inner.waiters)
     }

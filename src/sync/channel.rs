@@ -151,6 +151,12 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
         slot.wait_or_leave(deadline, || self.lock().receivers.remove(key))
     }
 
+    /// The id the hub knows this object by.
+    #[cfg(test)]
+    pub(crate) fn hub_id(&self) -> u64 {
+        self.inner.home.id()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         lock(&self.inner.state)
     }

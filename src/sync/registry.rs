@@ -116,6 +116,12 @@ pub(crate) struct Home {
 }
 
 impl Home {
+    /// The id workers name the object by.
+    #[cfg(test)]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// True in the process that owns the object. False for a misplaced object, so
     /// every operation takes the remote path, which fails with the reason.
     pub(crate) fn is_here(&self) -> bool {

@@ -455,6 +455,24 @@ impl HubServer {
     }
 }
 
+#[cfg(test)]
+impl HubServer {
+    /// The abstract socket name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Connections open now.
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Lowers the per-worker connection limit.
+    pub(crate) fn set_per_worker_limit(&mut self, limit: usize) {
+        self.per_worker_limit = limit;
+    }
+}
+
 /// Gives a value a worker never acknowledged back to its channel.
 fn put_back(held: &super::reply::Held) {
     if let Some(object) = registry::get(held.object) {
