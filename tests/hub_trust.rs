@@ -1,0 +1,78 @@
+//! The hub serves only its master's own workers; strangers (another user, or an
+//! unrelated process of the same user) are closed unanswered, and the workers keep
+//! working. Servers run as separate processes (`examples/hub_probe.rs`).
+
+mod util;
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use util::{ServerProcess, example_path, get};
+
+/// The user `nobody`.
+const NOBODY: u32 = 65534;
+
+/// Runs the probe against `server`'s hub, as `uid` if given; its one-word verdict.
+fn probe(server: &ServerProcess, uid: Option<u32>) -> String {
+    let name = format!("mixserve-hub-{}-0", server.child.id());
+    let mut command = Command::new(example_path("hub_probe"));
+    command.args(["--probe", &name]);
+    if let Some(uid) = uid {
+        command.uid(uid).gid(uid);
+    }
+    let output = command.output().expect("run the probe");
+    assert!(output.status.success(), "probe: {output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn strangers_cannot_complete_a_hub_exchange() {
+    for args in [
+        &["--mixin", "forking"][..],
+        &["--mixin", "preforked", "--workers", "2"][..],
+    ] {
+        let server = ServerProcess::start("hub_probe", args);
+        // The workers reach the hub: a send from one is counted by another.
+        assert_eq!(get(server.addr, "/send?first").status, 200, "{args:?}");
+        assert_eq!(get(server.addr, "/len").text(), "1", "{args:?}");
+        assert_eq!(probe(&server, None), "refused", "same user, {args:?}");
+        if running_as_root() {
+            assert_eq!(probe(&server, Some(NOBODY)), "refused", "nobody, {args:?}");
+        } else {
+            eprintln!("SKIP: the other-user probe needs root to switch to nobody");
+        }
+        // Still serving its workers.
+        assert_eq!(get(server.addr, "/recv").text(), "first", "{args:?}");
+    }
+}
+
+#[test]
+fn a_value_too_large_for_the_hub_is_refused_at_the_sender() {
+    let server = ServerProcess::start("hub_probe", &["--mixin", "forking"]);
+    let big = mixserve::sync::hub::MAX_VALUE_BYTES + 1;
+    let reply = get(server.addr, &format!("/big?{big}"));
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    let limit = mixserve::sync::hub::MAX_VALUE_BYTES.to_string();
+    assert!(reply.text().contains(&limit), "{}", reply.text());
+    // Nothing was queued, and the channel still works.
+    assert_eq!(get(server.addr, "/len").text(), "0");
+    assert_eq!(get(server.addr, "/send?after").status, 200);
+    assert_eq!(get(server.addr, "/recv").text(), "after");
+}
+
+#[test]
+fn a_shared_object_made_in_a_worker_fails_loudly() {
+    let server = ServerProcess::start("hub_probe", &["--mixin", "forking"]);
+    let reply = get(server.addr, "/late");
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert!(
+        reply.text().contains("create it before the server starts"),
+        "{}",
+        reply.text()
+    );
+}
