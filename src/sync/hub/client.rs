@@ -181,3 +181,42 @@ fn exchange(conn: &mut Conn, frame: &[u8], reply_by: Option<Instant>) -> io::Res
     conn.set_read_deadline(None);
     Ok((body[0], body[1..].to_vec()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle_conn() -> Conn {
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        Conn::from_fd(OwnedFd::from(ours), PeerAddr::Unix(None))
+    }
+
+    fn pooled() -> usize {
+        POOL.with(|pool| pool.borrow().len())
+    }
+
+    #[test]
+    fn the_pool_keeps_a_few_and_drops_stale_ones() {
+        forget_pool();
+        for _ in 0..MAX_IDLE + 3 {
+            give_back(idle_conn());
+        }
+        assert_eq!(pooled(), MAX_IDLE);
+        POOL.with(|pool| {
+            for (_, since) in pool.borrow_mut().iter_mut() {
+                *since = since.checked_sub(IDLE_FOR).expect("uptime over 30 s");
+            }
+        });
+        assert!(take_idle().is_none(), "a stale connection was reused");
+        assert_eq!(pooled(), 0);
+    }
+
+    #[test]
+    fn a_reply_that_never_comes_times_out() {
+        let (ours, _silent_hub) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut conn = Conn::from_fd(OwnedFd::from(ours), PeerAddr::Unix(None));
+        let by = Instant::now() + Duration::from_millis(50);
+        let error = exchange(&mut conn, b"frame", Some(by)).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+}

@@ -271,6 +271,11 @@ impl HubServer {
             peer.held = None;
             return true;
         }
+        if op::takes_value(request.op) && peer.held.is_some() {
+            // A second value before acknowledging the first: the worker is broken.
+            // Closing it puts the first back.
+            return false;
+        }
         if op::is_send(request.op) {
             if let Some(frame) = self.sends.reply_to(request.id) {
                 // A retry of a send that already happened: the same answer again.
