@@ -25,9 +25,15 @@ fn probe(server: &ServerProcess, uid: Option<u32>) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
+/// True when the effective uid (`/proc/self/status`, `Uid:` line) is 0.
 fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?.to_string();
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
 }
 
 #[test]

@@ -10,7 +10,8 @@
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -40,8 +41,29 @@ thread_local! {
     static POOL: RefCell<Vec<(Conn, Instant)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Numbers this process's calls; with the pid it makes the id a retry repeats.
-static NEXT_CALL: AtomicU32 = AtomicU32::new(0);
+/// Numbers this process's calls; added to the process's [`incarnation`] it makes the
+/// id a retry repeats.
+static NEXT_CALL: AtomicU64 = AtomicU64::new(0);
+/// This process's call-id base, and the pid it was made for (a forked child, whose
+/// memory starts as a copy of its parent's, makes its own).
+static INCARNATION: Mutex<(u32, u64)> = Mutex::new((0, 0));
+
+/// A number unlikely to repeat across the processes a hub serves, even when the kernel
+/// reuses a pid: a mix (splitmix64) of the pid and the wall clock in nanoseconds.
+fn incarnation() -> u64 {
+    let pid = std::process::id();
+    let mut base = lock(&INCARNATION);
+    if base.0 != pid {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut z = (u64::from(pid) << 32 ^ nanos).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        *base = (pid, z ^ (z >> 31));
+    }
+    base.1
+}
 
 /// Drops inherited pooled connections (they belong to the parent).
 pub(crate) fn forget_pool() {
@@ -63,8 +85,7 @@ pub(crate) fn call(
             .as_millis()
             .min(NO_TIMEOUT as u128 - 1) as u64
     });
-    let id = (u64::from(std::process::id()) << 32)
-        | u64::from(NEXT_CALL.fetch_add(1, Ordering::Relaxed));
+    let id = incarnation().wrapping_add(NEXT_CALL.fetch_add(1, Ordering::Relaxed));
     let request = Request {
         op,
         object,

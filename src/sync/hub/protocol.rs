@@ -1,9 +1,9 @@
 //! The hub's frames. Request: `len:u32 op:u8 object:u64 id:u64 timeout_ms:u64 payload`;
 //! reply: `len:u32 status:u8 payload` (little-endian; `len` counts what follows it).
 //!
-//! `id` names one call of one worker process (its pid in the high half): a send retried
-//! on a fresh connection carries the same id, and the hub answers it from its log
-//! instead of sending twice. A worker that received a `Channel` value answers with
+//! `id` names one call of one worker process (a per-process random base plus a counter,
+//! so a recycled pid does not repeat ids): a send retried on a fresh connection carries
+//! the same id, and the hub answers it from its log instead of sending twice. A worker that received a `Channel` value answers with
 //! [`op::CHANNEL_ACK`] (no reply); until then the hub holds the value, and puts it back
 //! at the head of the queue if the connection fails.
 
