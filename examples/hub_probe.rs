@@ -7,7 +7,9 @@
 //!
 //! Routes: `/recv` waits for a job; `/send?JOB` queues one; `/len` counts them;
 //! `/big?BYTES` tries to queue a job of that size; `/late` makes a `Broadcast` inside the
-//! handler (too late to share). Every error answers with its message.
+//! handler (too late to share); `/nap?MS` queues the job `napping`, then sleeps in
+//! `poll(2)` (which no `SA_RESTART` restarts) and answers `slept`, or `interrupted` if
+//! a signal reached the handler. Every error answers with its message.
 
 mod common;
 
@@ -49,6 +51,16 @@ fn answer(jobs: &Channel<String>, req: &Request) -> Response {
             Err(error) => Response::text(503, format!("{error}\n")),
         },
         "/len" => Response::text(200, jobs.len().to_string()),
+        "/nap" => {
+            if let Err(error) = jobs.send("napping".into()) {
+                return Response::text(503, format!("{error}\n"));
+            }
+            let millis: u16 = query.parse().unwrap_or(0);
+            match nix::poll::poll(&mut [], nix::poll::PollTimeout::from(millis)) {
+                Err(nix::errno::Errno::EINTR) => Response::text(200, "interrupted"),
+                _ => Response::text(200, "slept"),
+            }
+        }
         "/late" => {
             let late: Broadcast<u64> = Broadcast::new();
             match late.wait_timeout(Duration::from_millis(1)) {
