@@ -9,7 +9,9 @@
 //! `/big?BYTES` tries to queue a job of that size; `/late` makes a `Broadcast` inside the
 //! handler (too late to share); `/nap?MS` queues the job `napping`, then sleeps in
 //! `poll(2)` (which no `SA_RESTART` restarts) and answers `slept`, or `interrupted` if
-//! a signal reached the handler. Every error answers with its message.
+//! a signal reached the handler. Every error answers with its message. With
+//! `--own-child` it starts a process of its own first and says, at the end, whether
+//! the server left that child's exit status alone.
 
 mod common;
 
@@ -32,6 +34,10 @@ struct Cli {
     /// print `answered`, `refused` or `unreachable`.
     #[arg(long)]
     probe: Option<String>,
+    /// Start a child process of the program's own (`true`) before serving, and print
+    /// whether its exit status was still there to collect afterwards.
+    #[arg(long)]
+    own_child: bool,
 }
 
 fn answer(jobs: &Channel<String>, req: &Request) -> Response {
@@ -108,7 +114,25 @@ fn main() -> ExitCode {
             }
         };
     }
+    let mut own_child = if cli.own_child {
+        match std::process::Command::new("true").spawn() {
+            Ok(child) => Some(child),
+            Err(e) => {
+                eprintln!("error: cannot start `true`: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let jobs: Channel<String> = Channel::new();
     let app = move |req: &mut Request| answer(&jobs, req);
-    common::serve(&cli.serve, "http", Http::new(app))
+    let code = common::serve(&cli.serve, "http", Http::new(app));
+    if let Some(child) = own_child.as_mut() {
+        match child.wait() {
+            Ok(status) => println!("own child: {status}"),
+            Err(e) => println!("own child: reaped by someone else ({e})"),
+        }
+    }
+    code
 }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
 /// Which side of a fork the caller is on.
@@ -120,24 +120,59 @@ pub(crate) fn thread_count() -> Option<usize> {
         })
 }
 
-/// Reaps every child that has exited, without blocking; returns `(pid, exit code)`,
-/// where a child killed by a signal reports `128 + signal`.
+/// Reaps every child this process forked with [`fork`] that has exited, without
+/// blocking; returns `(pid, exit code)`, where a child killed by a signal reports
+/// `128 + signal`. Children the program started itself are left to it (their exit
+/// status is theirs to collect).
 pub(crate) fn reap_exited() -> Vec<(Pid, i32)> {
     let mut reaped = Vec::new();
     loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => {
-                forget_child(pid);
-                reaped.push((pid, code));
-            }
-            Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                forget_child(pid);
-                reaped.push((pid, 128 + signal as i32));
-            }
+        // Look at one exited child without reaping it: the common case, one of ours.
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(Id::All, flags) {
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return reaped,
-            Ok(_) | Err(Errno::EINTR) => continue,
+            Ok(status) => match status.pid() {
+                Some(pid) if is_own_child(pid.as_raw() as u32) => match reap_one(pid) {
+                    Some(code) => reaped.push((pid, code)),
+                    None => return reaped,
+                },
+                // A child of the program's own exited: it would hide ours from
+                // `waitid`, so look at ours one by one.
+                _ => break,
+            },
+            Err(Errno::EINTR) => continue,
             Err(_) => return reaped,
         }
+    }
+    let own: Vec<u32> = children()
+        .as_ref()
+        .map(|set| set.iter().copied().collect())
+        .unwrap_or_default();
+    for pid in own {
+        let pid = Pid::from_raw(pid as i32);
+        if let Some(code) = reap_one(pid) {
+            reaped.push((pid, code));
+        }
+    }
+    reaped
+}
+
+/// Reaps `pid` if it has exited: its exit code, as [`reap_exited`] reports it.
+fn reap_one(pid: Pid) -> Option<i32> {
+    loop {
+        let code = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => 128 + signal as i32,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => {
+                // Reaped elsewhere (the program waited for it): not ours any more.
+                forget_child(pid);
+                return None;
+            }
+            _ => return None,
+        };
+        forget_child(pid);
+        return Some(code);
     }
 }
 

@@ -1,6 +1,7 @@
-//! The crate's own signals never reach a handler: a preforked worker's handler in a
-//! long `poll(2)` (a call no `SA_RESTART` restarts) sleeps through a drain's repeated
-//! SIGTERMs. The server runs as its own process (`examples/hub_probe.rs`).
+//! A process-based server keeps to its own: its signals never reach a handler (a
+//! preforked worker's handler in a long `poll(2)`, a call no `SA_RESTART` restarts,
+//! sleeps through a drain's repeated SIGTERMs), and it reaps only the children it
+//! forked. Servers run as their own processes (`examples/hub_probe.rs`).
 
 mod util;
 
@@ -28,5 +29,22 @@ fn a_draining_worker_s_handler_sees_no_eintr() {
             "{inner}: a stop signal reached the handler"
         );
         assert!(server.stop().is_some_and(|s| s.success()), "{inner}");
+    }
+}
+
+#[test]
+fn the_program_s_own_children_are_not_reaped() {
+    for model in ["forking", "preforked"] {
+        let mut server = ServerProcess::start("hub_probe", &["--mixin", model, "--own-child"]);
+        // Connections come and go; their processes (or a worker) are reaped meanwhile.
+        for _ in 0..5 {
+            assert_eq!(get(server.addr, "/len").text(), "0", "{model}");
+        }
+        assert!(server.stop().is_some_and(|s| s.success()), "{model}");
+        let out = server.rest_of_stdout();
+        assert!(
+            out.contains("own child: exit status: 0"),
+            "{model}: the server reaped a child it did not fork: {out}"
+        );
     }
 }
