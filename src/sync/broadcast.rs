@@ -17,7 +17,10 @@ use crate::sync::{SendError, WaitError, scope};
 ///
 /// It works between threads, between coroutines of the scheduler, and between the
 /// processes of a process-based model: create it before the server starts, and the
-/// master process serves it to its workers through the hub (values cross as [`Wire`]).
+/// master process serves it to its workers through the hub (values cross as [`Wire`],
+/// at most [`MAX_VALUE_BYTES`](crate::sync::hub::MAX_VALUE_BYTES) each: a larger one is
+/// refused at the sender with [`SendError::TooLarge`]). Created in a worker after the
+/// server started, it is private to that worker: every operation then fails, saying so.
 ///
 /// ```
 /// use mixserve::sync::Broadcast;

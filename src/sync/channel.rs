@@ -18,7 +18,11 @@ use crate::sync::{SendError, TryRecvError, WaitError, scope};
 /// exactly one receiver, oldest waiter first.
 ///
 /// Like [`Broadcast`](crate::sync::Broadcast) it works between threads, coroutines and
-/// the processes of a process-based model (through the master's hub).
+/// the processes of a process-based model (through the master's hub). Across processes
+/// a value reaches exactly one receiver: one that dies before it has the value gives it
+/// back to the head of the queue. A value sent from a worker is at most
+/// [`MAX_VALUE_BYTES`](crate::sync::hub::MAX_VALUE_BYTES) in its wire form (larger:
+/// [`SendError::TooLarge`]).
 ///
 /// ```
 /// use mixserve::sync::Channel;
