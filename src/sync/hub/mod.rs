@@ -20,12 +20,14 @@ pub(crate) mod protocol;
 mod reply;
 mod sends;
 mod server;
+mod status;
 #[cfg(test)]
 mod tests;
 
 pub use protocol::MAX_VALUE_BYTES;
 pub(crate) use reply::RemoteReply;
-pub use server::{HubServer, HubStatus};
+pub use server::HubServer;
+pub use status::HubStatus;
 
 /// In a freshly forked worker: forget connections inherited from the parent.
 pub(crate) fn after_fork_in_child() {

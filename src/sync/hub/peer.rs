@@ -19,6 +19,15 @@ use crate::sync::hub::reply::Held;
 /// Replies queued for a peer that does not read them: beyond this it is closed.
 pub(crate) const MAX_OUTPUT: usize = 2 * MAX_FRAME;
 
+/// How many hub connections one worker may hold: one per concurrent remote call, so as
+/// many as its model runs handlers at once, but at most half the master's open-file
+/// limit, so one worker cannot take every fd of the master (at least 64).
+pub(crate) fn per_worker_limit() -> usize {
+    crate::sys::fd_passing::open_files_limit()
+        .map_or(512, |limit| (limit / 2) as usize)
+        .max(64)
+}
+
 /// Who may connect: `(pid, uid) -> trusted`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Trust(pub(crate) fn(u32, u32) -> bool);

@@ -3,7 +3,7 @@
 //! Bounds: only trusted peers are read ([`Trust`]); a frame is at most `MAX_FRAME`
 //! bytes and a peer's input holds at most one frame and one read; replies queued for a
 //! peer are capped ([`MAX_OUTPUT`](super::peer::MAX_OUTPUT)); a worker holds at most
-//! [`per_worker_limit`] connections. A malformed or oversized frame closes that peer
+//! [`per_worker_limit`](super::peer::per_worker_limit) connections. A malformed or oversized frame closes that peer
 //! only: its pending wait is cancelled and a `Channel` value it had not acknowledged is
 //! put back at the head of the queue.
 
@@ -20,10 +20,11 @@ use mio::event::Event;
 use mio::net::UnixListener;
 use mio::{Interest, Registry, Token};
 
-use crate::sync::hub::peer::{Peer, ReadOutcome, Trust};
+use crate::sync::hub::peer::{Peer, ReadOutcome, Trust, per_worker_limit};
 use crate::sync::hub::protocol::{self, NO_TIMEOUT, op, status};
 use crate::sync::hub::reply::{Outbox, RemoteReply};
 use crate::sync::hub::sends::SendLog;
+use crate::sync::hub::status::HubStatus;
 use crate::sync::lock;
 use crate::sync::registry;
 use crate::sync::{ServerScope, WaitError};
@@ -35,28 +36,6 @@ pub(crate) static HUB_ADDR: Mutex<Option<String>> = Mutex::new(None);
 /// After an accept failed for lack of fds or memory, try again this much later (the
 /// listener is edge-triggered: the connections left in the backlog raise no new event).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-
-/// How many hub connections one worker may hold: one per concurrent remote call, so as
-/// many as its model runs handlers at once, but at most half the master's open-file
-/// limit, so one worker cannot take every fd of the master (at least 64).
-pub(crate) fn per_worker_limit() -> usize {
-    crate::sys::fd_passing::open_files_limit()
-        .map_or(512, |limit| (limit / 2) as usize)
-        .max(64)
-}
-
-/// Counters the master's model reads to decide whether every worker is blocked.
-#[derive(Debug, Clone, Default)]
-pub struct HubStatus {
-    blocked: Arc<AtomicUsize>,
-}
-
-impl HubStatus {
-    /// Worker connections with a wait pending in the hub right now.
-    pub fn blocked_clients(&self) -> usize {
-        self.blocked.load(Ordering::SeqCst)
-    }
-}
 
 /// The master's side of the hub: a listener and its worker connections, registered in
 /// the master's loop. The master stays single-threaded.
@@ -301,7 +280,7 @@ impl HubServer {
         if let Some(key) = object.serve(request.op, request.payload, reply, refuse) {
             if let Some(peer) = self.peers.get_mut(&token) {
                 peer.pending = Some((request.object, key));
-                self.status.blocked.fetch_add(1, Ordering::SeqCst);
+                self.status.blocked().fetch_add(1, Ordering::SeqCst);
             }
             if let Some(deadline) = deadline {
                 self.deadlines
@@ -341,7 +320,7 @@ impl HubServer {
                     continue;
                 };
                 if peer.pending.take().is_some() {
-                    self.status.blocked.fetch_sub(1, Ordering::SeqCst);
+                    self.status.blocked().fetch_sub(1, Ordering::SeqCst);
                 }
                 if reply.held.is_some() {
                     peer.held = reply.held;
@@ -407,7 +386,7 @@ impl HubServer {
             }
         }
         if let Some((object, key)) = peer.pending.take() {
-            self.status.blocked.fetch_sub(1, Ordering::SeqCst);
+            self.status.blocked().fetch_sub(1, Ordering::SeqCst);
             if let Some(object) = registry::get(object) {
                 object.cancel(key);
             }
