@@ -237,3 +237,20 @@ pub(crate) fn after_fork_in_child() {
     super::signal::reset_in_child();
     IN_FORKED_CHILD.store(true, Ordering::SeqCst);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fork_checks_the_thread_count_itself() {
+        // A proof taken earlier does not let a fork through once a thread runs.
+        let (stop, parked) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || parked.recv());
+        let stale_proof = SingleThreaded(());
+        let refused = fork(&stale_proof).expect_err("forked with two threads");
+        assert!(refused.to_string().contains("threads"), "{refused}");
+        stop.send(()).unwrap();
+        let _ = other.join();
+    }
+}
