@@ -10,6 +10,7 @@
 //! trusted either.
 
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use mio::net::UnixStream;
 
@@ -53,6 +54,34 @@ impl Trust {
                 "pid {pid} (uid {uid}) is not a worker of this master"
             ))
         }
+    }
+}
+
+/// Counts refused connections and logs them at most once a second, so a stranger
+/// knocking in a loop cannot flood the log.
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Refusals {
+    /// Counts one refusal, logging it unless one was logged in the last second.
+    pub(crate) fn note(&mut self, why: &str) {
+        if self
+            .last_logged
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            self.unlogged += 1;
+            return;
+        }
+        let more = std::mem::take(&mut self.unlogged);
+        if more > 0 {
+            log::warn!("hub: refused a connection: {why} (and {more} more since the last report)");
+        } else {
+            log::warn!("hub: refused a connection: {why}");
+        }
+        self.last_logged = Some(Instant::now());
     }
 }
 

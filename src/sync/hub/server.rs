@@ -20,7 +20,7 @@ use mio::event::Event;
 use mio::net::UnixListener;
 use mio::{Interest, Registry, Token};
 
-use crate::sync::hub::peer::{Peer, ReadOutcome, Trust, per_worker_limit};
+use crate::sync::hub::peer::{Peer, ReadOutcome, Refusals, Trust, per_worker_limit};
 use crate::sync::hub::protocol::{self, NO_TIMEOUT, op, status};
 use crate::sync::hub::reply::{Outbox, RemoteReply};
 use crate::sync::hub::sends::SendLog;
@@ -53,6 +53,8 @@ pub struct HubServer {
     /// When to accept again after running out of fds.
     accept_retry: Option<Instant>,
     sends: SendLog,
+    /// Refused connections, logged at most once a second.
+    refusals: Refusals,
     status: HubStatus,
     /// The server whose workers this hub serves.
     scope: Arc<ServerScope>,
@@ -93,6 +95,7 @@ impl HubServer {
             deadlines: BinaryHeap::new(),
             accept_retry: None,
             sends: SendLog::default(),
+            refusals: Refusals::default(),
             status: HubStatus::default(),
             scope,
             listener_token: Token(0),
@@ -164,13 +167,14 @@ impl HubServer {
         let pid = match self.trust.check(&stream) {
             Ok(pid) => pid,
             Err(why) => {
-                log::warn!("hub: refused a connection: {why}");
+                self.refusals.note(&why);
                 return;
             }
         };
         let held = self.per_pid.get(&pid).copied().unwrap_or(0);
         if held >= self.per_worker_limit {
-            log::warn!("hub: refused a connection: worker {pid} already holds {held} (the limit)");
+            self.refusals
+                .note(&format!("worker {pid} already holds {held} (the limit)"));
             return;
         }
         let token = Token(self.next_token);
