@@ -4,10 +4,11 @@
 
 mod util;
 
+use std::io::{BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use util::{ServerProcess, example_path, get};
+use util::{ServerProcess, connect, example_path, get, read_reply};
 
 /// The user `nobody`.
 const NOBODY: u32 = 65534;
@@ -60,15 +61,18 @@ fn strangers_cannot_complete_a_hub_exchange() {
 #[test]
 fn a_value_too_large_for_the_hub_is_refused_at_the_sender() {
     let server = ServerProcess::start("hub_probe", &["--mixin", "forking"]);
+    // A receiver already waits through the hub.
+    let mut receiver = connect(server.addr);
+    write!(receiver, "GET /recv HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let big = mixserve::sync::hub::MAX_VALUE_BYTES + 1;
     let reply = get(server.addr, &format!("/big?{big}"));
     assert_eq!(reply.status, 413, "{}", reply.text());
     let limit = mixserve::sync::hub::MAX_VALUE_BYTES.to_string();
     assert!(reply.text().contains(&limit), "{}", reply.text());
-    // Nothing was queued, and the channel still works.
+    // Nothing was queued, and the receiver is still there for the next value.
     assert_eq!(get(server.addr, "/len").text(), "0");
     assert_eq!(get(server.addr, "/send?after").status, 200);
-    assert_eq!(get(server.addr, "/recv").text(), "after");
+    assert_eq!(read_reply(&mut BufReader::new(receiver)).text(), "after");
 }
 
 #[test]
