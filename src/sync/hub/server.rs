@@ -62,6 +62,9 @@ pub struct HubServer {
     next_token: usize,
     /// The abstract socket name workers dial.
     name: String,
+    /// Accepts that fail as if out of fds (tests only).
+    #[cfg(test)]
+    failing_accepts: usize,
 }
 
 static HUB_SERIAL: AtomicUsize = AtomicUsize::new(0);
@@ -101,6 +104,8 @@ impl HubServer {
             listener_token: Token(0),
             next_token: 0,
             name,
+            #[cfg(test)]
+            failing_accepts: 0,
         })
     }
 
@@ -146,7 +151,11 @@ impl HubServer {
     fn accept(&mut self, registry: &Registry) {
         self.accept_retry = None;
         loop {
-            match self.listener.accept() {
+            let accepted = match self.injected_accept_failure() {
+                Some(failure) => Err(failure),
+                None => self.listener.accept(),
+            };
+            match accepted {
                 Ok((stream, _)) => self.admit(registry, stream),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
@@ -160,6 +169,19 @@ impl HubServer {
                 }
             }
         }
+    }
+
+    /// A test's stand-in for running out of fds; never in a real build.
+    #[cfg(not(test))]
+    fn injected_accept_failure(&mut self) -> Option<io::Error> {
+        None
+    }
+
+    #[cfg(test)]
+    fn injected_accept_failure(&mut self) -> Option<io::Error> {
+        let fail = self.failing_accepts > 0;
+        self.failing_accepts = self.failing_accepts.saturating_sub(1);
+        fail.then(|| io::Error::from_raw_os_error(libc::EMFILE))
     }
 
     /// Keeps a connection from a trusted worker under its limit; closes any other.
@@ -453,6 +475,11 @@ impl HubServer {
     /// Connections open now.
     pub(crate) fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Makes the next `n` accepts fail as if the process were out of fds.
+    pub(crate) fn fail_accepts(&mut self, n: usize) {
+        self.failing_accepts = n;
     }
 
     /// Lowers the per-worker connection limit.

@@ -208,3 +208,16 @@ fn a_retried_send_is_not_sent_twice() {
     assert_eq!(rig.reply(&mut sender).map(|r| r.0), Some(status::OK));
     assert_eq!(jobs.len(), 2);
 }
+
+#[test]
+fn accepting_resumes_after_running_out_of_fds() {
+    let mut rig = Rig::trusting_self();
+    rig.hub.fail_accepts(1);
+    let _worker = rig.connect();
+    rig.until("the failed accept", |rig| rig.hub.next_deadline().is_some());
+    assert_eq!(rig.hub.peer_count(), 0);
+    // No new connection comes to raise another event: the hub must try again itself.
+    rig.until("the connection accepted on the retry", |rig| {
+        rig.hub.peer_count() == 1
+    });
+}
