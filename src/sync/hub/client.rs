@@ -164,6 +164,11 @@ fn connect() -> Result<Conn, String> {
     let name = lock(&HUB_ADDR)
         .clone()
         .ok_or("no hub: shared objects are used from a process whose master serves none")?;
+    connect_to(&name)
+}
+
+/// Connects to the abstract socket `name`, as [`connect`] does.
+fn connect_to(name: &str) -> Result<Conn, String> {
     let addr = UnixAddr::new_abstract(name.as_bytes()).map_err(|e| e.to_string())?;
     let give_up = Instant::now() + EXCHANGE_TIMEOUT;
     loop {
@@ -230,6 +235,57 @@ mod tests {
         });
         assert!(take_idle().is_none(), "a stale connection was reused");
         assert_eq!(pooled(), 0);
+    }
+
+    #[test]
+    fn connecting_to_a_full_backlog_parks_the_coroutine_not_its_loop() {
+        use nix::sys::socket::{Backlog, bind, listen};
+        let name = format!("mixserve-test-backlog-{}", std::process::id());
+        let addr = UnixAddr::new_abstract(name.as_bytes()).unwrap();
+        let flags = SockFlag::SOCK_CLOEXEC;
+        let listener = socket::socket(AddressFamily::Unix, SockType::Stream, flags, None).unwrap();
+        bind(std::os::fd::AsRawFd::as_raw_fd(&listener), &addr).unwrap();
+        listen(&listener, Backlog::new(1).unwrap()).unwrap();
+        // Fill the backlog: the next connect would block (or say EAGAIN).
+        let mut queued = Vec::new();
+        loop {
+            let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+            let fd = socket::socket(AddressFamily::Unix, SockType::Stream, flags, None).unwrap();
+            match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+                Ok(()) => queued.push(fd),
+                Err(Errno::EAGAIN) => break,
+                Err(e) => panic!("filling the backlog: {e}"),
+            }
+            assert!(queued.len() < 100, "the backlog never filled");
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // The loop runs on its own thread so that a connect blocking it fails the test
+        // by timing out instead of hanging it.
+        std::thread::spawn(move || {
+            let mut runtime =
+                crate::rt::Runtime::new(crate::rt::RuntimeConfig::default()).expect("runtime");
+            let connected = std::rc::Rc::new(std::cell::Cell::new(false));
+            let (flag, name) = (std::rc::Rc::clone(&connected), name.clone());
+            runtime
+                .spawn(move || flag.set(connect_to(&name).is_ok()))
+                .expect("spawn");
+            let listening = std::os::fd::AsRawFd::as_raw_fd(&listener);
+            runtime
+                .spawn(move || {
+                    // Runs only if the connecting coroutine parked: makes room.
+                    if let Ok(fd) = socket::accept(listening) {
+                        let _ = nix::unistd::close(fd);
+                    }
+                })
+                .expect("spawn");
+            let _ = runtime.run();
+            let _ = done_tx.send(connected.get());
+            drop((listener, queued));
+        });
+        let connected = done_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("connect blocked the coroutine loop");
+        assert!(connected, "the connect never succeeded once there was room");
     }
 
     #[test]
