@@ -34,7 +34,8 @@ pub enum SendError {
     /// The object was closed by a shutting-down server.
     #[error("the server is shutting down")]
     Closed,
-    /// The hub could not be reached.
+    /// The hub could not be reached, or did not confirm the send (it was asked twice;
+    /// a repeated send is never queued twice).
     #[error("shared-object hub: {0}")]
     Hub(String),
     /// The value's wire form is larger than the hub carries between processes

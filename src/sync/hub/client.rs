@@ -72,8 +72,8 @@ pub(crate) fn forget_pool() {
 
 /// Sends one request and waits for its reply: `(status, payload)`. The wait blocks in
 /// the caller's model (thread or coroutine). A request that fails on a reused
-/// connection is sent once more on a fresh one with the same id, which the hub does not
-/// act on twice.
+/// connection is sent once more on a fresh one; a send, also when a fresh connection
+/// failed. A repeated send carries the same id, which the hub does not act on twice.
 pub(crate) fn call(
     op: u8,
     object: u64,
@@ -99,15 +99,24 @@ pub(crate) fn call(
         (op::BROADCAST_WAIT | op::CHANNEL_RECV, Some(d)) => Some(d + WAIT_GRACE),
         _ => Some(Instant::now() + EXCHANGE_TIMEOUT),
     };
+    // A send may always be asked again (the hub answers a repeated id from its log);
+    // anything else only when a pooled connection turned out stale.
+    let retry_any_failure = op::is_send(op);
     if let Some(mut conn) = take_idle() {
         match exchange(&mut conn, &frame, reply_by) {
             Ok(reply) => return finish(conn, &request, reply),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && !retry_any_failure => {
                 return Err(format!("hub did not answer in time: {e}"));
             }
-            // A stale connection: try once more on a fresh one.
+            // A stale connection: try again on a fresh one.
             Err(_) => {}
         }
+    }
+    let mut conn = connect()?;
+    match exchange(&mut conn, &frame, reply_by) {
+        Ok(reply) => return finish(conn, &request, reply),
+        Err(e) if !retry_any_failure => return Err(format!("hub connection: {e}")),
+        Err(_) => {}
     }
     let mut conn = connect()?;
     let reply =
