@@ -75,12 +75,21 @@ impl Listener {
         Ok(Listener::Tcp(socket.into()))
     }
 
-    /// Binds a Unix-domain listener at `path`, replacing a stale socket file.
+    /// Binds a Unix-domain listener at `path`, replacing a stale socket file (one
+    /// that refuses connections). A socket file a live server accepts on is left alone:
+    /// the bind fails with `AddrInUse`.
     pub fn bind_unix(path: &Path, backlog: i32) -> io::Result<Listener> {
         if std::fs::symlink_metadata(path)
             .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
             .unwrap_or(false)
         {
+            // Only a stale socket file is removed: one that refuses connections.
+            if unix_socket_is_live(path)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{}: another server is listening there", path.display()),
+                ));
+            }
             std::fs::remove_file(path)?;
         }
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
@@ -285,5 +294,19 @@ fn passed_count() -> io::Result<usize> {
         _ => Err(invalid(format!(
             "LISTEN_FDS={fds} is not a positive count of sockets"
         ))),
+    }
+}
+
+/// True if something accepts connections on the Unix socket file `path`. The probe
+/// never blocks: a full backlog (`EAGAIN`) also means a live server.
+fn unix_socket_is_live(path: &Path) -> io::Result<bool> {
+    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    match probe.connect(&socket2::SockAddr::unix(path)?) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }

@@ -17,7 +17,10 @@ use crate::sync::{SendError, WaitError, scope};
 ///
 /// It works between threads, between coroutines of the scheduler, and between the
 /// processes of a process-based model: create it before the server starts, and the
-/// master process serves it to its workers through the hub (values cross as [`Wire`]).
+/// master process serves it to its workers through the hub (values cross as [`Wire`],
+/// at most [`MAX_VALUE_BYTES`](crate::sync::hub::MAX_VALUE_BYTES) each: a larger one is
+/// refused at the sender with [`SendError::TooLarge`]). Created in a worker after the
+/// server started, it is private to that worker: every operation then fails, saying so.
 ///
 /// ```
 /// use mixserve::sync::Broadcast;
@@ -108,11 +111,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
         if !self.inner.home.is_here() {
             let mut payload = Vec::new();
             value.encode(&mut payload);
-            let (code, reply) = self
-                .inner
-                .home
-                .call(op::BROADCAST_SEND, None, &payload)
-                .map_err(SendError::Hub)?;
+            let (code, reply) = self.inner.home.send(op::BROADCAST_SEND, &payload)?;
             return decode_count(code, &reply);
         }
         Ok(self.lock().release_all(&value))
@@ -144,6 +143,12 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
             return self.inner.home.count(op::BROADCAST_WAITING);
         }
         self.lock().len()
+    }
+
+    /// The id the hub knows this object by.
+    #[cfg(test)]
+    pub(crate) fn hub_id(&self) -> u64 {
+        self.inner.home.id()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WaitList<T>> {

@@ -18,7 +18,11 @@ use crate::sync::{SendError, TryRecvError, WaitError, scope};
 /// exactly one receiver, oldest waiter first.
 ///
 /// Like [`Broadcast`](crate::sync::Broadcast) it works between threads, coroutines and
-/// the processes of a process-based model (through the master's hub).
+/// the processes of a process-based model (through the master's hub). Across processes
+/// a value reaches exactly one receiver: one that dies before it has the value gives it
+/// back to the head of the queue. A value sent from a worker is at most
+/// [`MAX_VALUE_BYTES`](crate::sync::hub::MAX_VALUE_BYTES) in its wire form (larger:
+/// [`SendError::TooLarge`]).
 ///
 /// ```
 /// use mixserve::sync::Channel;
@@ -78,11 +82,7 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
         if !self.inner.home.is_here() {
             let mut payload = Vec::new();
             value.encode(&mut payload);
-            let (code, reply) = self
-                .inner
-                .home
-                .call(op::CHANNEL_SEND, None, &payload)
-                .map_err(SendError::Hub)?;
+            let (code, reply) = self.inner.home.send(op::CHANNEL_SEND, &payload)?;
             return decode_count(code, &reply).map(drop);
         }
         self.lock().push(value);
@@ -155,6 +155,12 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
         slot.wait_or_leave(deadline, || self.lock().receivers.remove(key))
     }
 
+    /// The id the hub knows this object by.
+    #[cfg(test)]
+    pub(crate) fn hub_id(&self) -> u64 {
+        self.inner.home.id()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         lock(&self.inner.state)
     }
@@ -164,6 +170,13 @@ impl<T: Wire + Clone> State<T> {
     fn push(&mut self, value: T) {
         if let Err(value) = self.receivers.release_one(value) {
             self.queue.push_back(value);
+        }
+    }
+
+    /// A value whose receiver never got it: first in line again.
+    fn put_back(&mut self, value: T) {
+        if let Err(value) = self.receivers.release_one(value) {
+            self.queue.push_front(value);
         }
     }
 }
@@ -208,5 +221,13 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
 
     fn close_scope(&self, scope: usize) {
         lock(&self.state).receivers.close_scope(scope);
+    }
+
+    fn put_back(&self, payload: &[u8]) {
+        match T::decode(payload) {
+            Ok(value) => lock(&self.state).put_back(value),
+            // It was encoded from a T here: only a broken Wire impl gets here.
+            Err(e) => log::error!("hub: a channel value put back does not decode: {e}"),
+        }
     }
 }

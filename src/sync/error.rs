@@ -55,9 +55,22 @@ pub enum SendError {
     /// The object was closed by a shutting-down server.
     #[error("the server is shutting down")]
     Closed,
-    /// The hub could not be reached.
+    /// The hub could not be reached, or did not confirm the send (it was asked twice;
+    /// a repeated send is never queued twice).
     #[error("shared-object hub: {0}")]
     Hub(String),
+    /// The value's wire form is larger than the hub carries between processes
+    /// ([`MAX_VALUE_BYTES`](crate::sync::hub::MAX_VALUE_BYTES)); nothing was sent.
+    #[error(
+        "a value of {size} bytes is larger than the {limit} bytes the hub carries between \
+         processes"
+    )]
+    TooLarge {
+        /// The encoded value's size.
+        size: usize,
+        /// The hub's limit.
+        limit: usize,
+    },
 }
 
 /// Why [`Channel::try_recv`](crate::sync::Channel::try_recv) returned no value.

@@ -51,7 +51,7 @@ pub(crate) fn take_passed_fds(count: usize) -> io::Result<Vec<OwnedFd>> {
 /// already runs other threads, where changing the environment is unsound. A child
 /// that sees them still ignores them: its pid is not `LISTEN_PID`.
 pub(crate) fn clear_variables() -> bool {
-    if super::fork::thread_count() != 1 {
+    if super::fork::thread_count() != Some(1) {
         return false;
     }
     for name in VARIABLES {

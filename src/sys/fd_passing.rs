@@ -161,6 +161,17 @@ pub(crate) fn set_nonblocking(fd: &impl AsRawFd, nonblocking: bool) -> io::Resul
     Ok(())
 }
 
+/// The soft limit on open files of this process (`RLIMIT_NOFILE`), if it can be read.
+pub(crate) fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given, which lives here.
+    let result = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (result == 0).then_some(limit.rlim_cur)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

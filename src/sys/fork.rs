@@ -1,9 +1,13 @@
-//! Processes: fork, the child's exit, and reaping.
+//! Processes: fork, the child's exit, and reaping; which processes are this process's
+//! own forked children (the hub serves only those).
 
+use std::collections::HashSet;
 use std::io;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
 /// Which side of a fork the caller is on.
@@ -20,28 +24,80 @@ pub(crate) enum Forked {
 pub(crate) struct SingleThreaded(());
 
 impl SingleThreaded {
-    /// Checks `/proc/self/status`; fails if another thread runs.
+    /// Checks `/proc/self/status`; fails if another thread runs, and fails closed
+    /// when the count cannot be read.
     pub(crate) fn check(who: &str) -> std::io::Result<SingleThreaded> {
         match thread_count() {
-            1 => Ok(SingleThreaded(())),
-            n => Err(std::io::Error::other(format!(
+            Some(1) => Ok(SingleThreaded(())),
+            Some(n) => Err(std::io::Error::other(format!(
                 "{who}: refusing to fork from a process with {n} threads (a lock held by \
                  another thread would stay locked in every child); start the server before \
                  any other thread"
+            ))),
+            None => Err(std::io::Error::other(format!(
+                "{who}: refusing to fork: cannot read the thread count from \
+                 /proc/self/status (is /proc mounted?)"
             ))),
         }
     }
 }
 
+/// The pids this process forked with [`fork`] and has not reaped yet.
+static CHILDREN: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
+/// Set in a child forked by [`fork`] once [`after_fork_in_child`] ran.
+static IN_FORKED_CHILD: AtomicBool = AtomicBool::new(false);
+
+fn children() -> std::sync::MutexGuard<'static, Option<HashSet<u32>>> {
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// True if `pid` is a live (unreaped) child this process forked: the hub's test of
+/// trust. A reaped pid is forgotten in the same call that reaps it, so a recycled pid
+/// is never taken for a worker.
+pub(crate) fn is_own_child(pid: u32) -> bool {
+    children().as_ref().is_some_and(|set| set.contains(&pid))
+}
+
+/// This process's effective uid (what `SO_PEERCRED` reports for its children).
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// True in a worker process forked by the crate's models (after its set-up ran).
+pub(crate) fn in_forked_child() -> bool {
+    IN_FORKED_CHILD.load(Ordering::SeqCst)
+}
+
+fn forget_child(pid: Pid) {
+    if let Some(set) = children().as_mut() {
+        set.remove(&(pid.as_raw() as u32));
+    }
+}
+
 /// Forks the process. The caller holds a [`SingleThreaded`] proof taken before its
 /// loop started, and starts no thread while it holds it: with other threads, the child
-/// could find a lock (the allocator's, a logger's) held for ever.
+/// could find a lock (the allocator's, a logger's) held for ever. The thread count is
+/// checked again immediately before the fork (a user hook may have started a thread
+/// since the proof was taken); the fork is refused if it is not 1.
 pub(crate) fn fork(_proof: &SingleThreaded) -> io::Result<Forked> {
-    // SAFETY: the proof says this process has one thread, so the child's memory holds
-    // no lock owned by a thread that no longer exists.
+    SingleThreaded::check("fork")?;
+    // Taken before the fork so the child's copy of the lock is not held by anyone.
+    let mut set = children();
+    // SAFETY: checked just above: this process has one thread, so the child's memory
+    // holds no lock owned by a thread that no longer exists (the one lock held here
+    // belongs to this very thread and is released in both processes below).
     match unsafe { nix::unistd::fork() }? {
-        ForkResult::Parent { child } => Ok(Forked::Parent(child)),
-        ForkResult::Child => Ok(Forked::Child),
+        ForkResult::Parent { child } => {
+            set.get_or_insert_with(HashSet::new)
+                .insert(child.as_raw() as u32);
+            Ok(Forked::Parent(child))
+        }
+        ForkResult::Child => {
+            // The parent's children are not this process's.
+            *set = None;
+            Ok(Forked::Child)
+        }
     }
 }
 
@@ -52,8 +108,9 @@ pub(crate) fn exit_child(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Number of threads in this process, from `/proc/self/status`.
-pub(crate) fn thread_count() -> usize {
+/// Number of threads in this process, from `/proc/self/status`; `None` when it cannot
+/// be read (callers must then assume the worst).
+pub(crate) fn thread_count() -> Option<usize> {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -61,21 +118,61 @@ pub(crate) fn thread_count() -> usize {
                 .find_map(|l| l.strip_prefix("Threads:"))
                 .and_then(|n| n.trim().parse().ok())
         })
-        .unwrap_or(1)
 }
 
-/// Reaps every child that has exited, without blocking; returns `(pid, exit code)`,
-/// where a child killed by a signal reports `128 + signal`.
+/// Reaps every child this process forked with [`fork`] that has exited, without
+/// blocking; returns `(pid, exit code)`, where a child killed by a signal reports
+/// `128 + signal`. Children the program started itself are left to it (their exit
+/// status is theirs to collect).
 pub(crate) fn reap_exited() -> Vec<(Pid, i32)> {
     let mut reaped = Vec::new();
     loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => reaped.push((pid, code)),
-            Ok(WaitStatus::Signaled(pid, signal, _)) => reaped.push((pid, 128 + signal as i32)),
+        // Look at one exited child without reaping it: the common case, one of ours.
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(Id::All, flags) {
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return reaped,
-            Ok(_) | Err(Errno::EINTR) => continue,
+            Ok(status) => match status.pid() {
+                Some(pid) if is_own_child(pid.as_raw() as u32) => match reap_one(pid) {
+                    Some(code) => reaped.push((pid, code)),
+                    None => return reaped,
+                },
+                // A child of the program's own exited: it would hide ours from
+                // `waitid`, so look at ours one by one.
+                _ => break,
+            },
+            Err(Errno::EINTR) => continue,
             Err(_) => return reaped,
         }
+    }
+    let own: Vec<u32> = children()
+        .as_ref()
+        .map(|set| set.iter().copied().collect())
+        .unwrap_or_default();
+    for pid in own {
+        let pid = Pid::from_raw(pid as i32);
+        if let Some(code) = reap_one(pid) {
+            reaped.push((pid, code));
+        }
+    }
+    reaped
+}
+
+/// Reaps `pid` if it has exited: its exit code, as [`reap_exited`] reports it.
+fn reap_one(pid: Pid) -> Option<i32> {
+    loop {
+        let code = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => 128 + signal as i32,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => {
+                // Reaped elsewhere (the program waited for it): not ours any more.
+                forget_child(pid);
+                return None;
+            }
+            _ => return None,
+        };
+        forget_child(pid);
+        return Some(code);
     }
 }
 
@@ -83,10 +180,19 @@ pub(crate) fn reap_exited() -> Vec<(Pid, i32)> {
 pub(crate) fn wait_child(pid: Pid) -> Option<i32> {
     loop {
         match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => return Some(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => return Some(128 + signal as i32),
+            Ok(WaitStatus::Exited(_, code)) => {
+                forget_child(pid);
+                return Some(code);
+            }
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                forget_child(pid);
+                return Some(128 + signal as i32);
+            }
             Err(Errno::EINTR) | Ok(_) => continue,
-            Err(_) => return None,
+            Err(_) => {
+                forget_child(pid);
+                return None;
+            }
         }
     }
 }
@@ -129,4 +235,22 @@ pub(crate) fn after_fork_in_child() {
         unsafe { libc::close(fd) };
     }
     super::signal::reset_in_child();
+    IN_FORKED_CHILD.store(true, Ordering::SeqCst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fork_checks_the_thread_count_itself() {
+        // A proof taken earlier does not let a fork through once a thread runs.
+        let (stop, parked) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || parked.recv());
+        let stale_proof = SingleThreaded(());
+        let refused = fork(&stale_proof).expect_err("forked with two threads");
+        assert!(refused.to_string().contains("threads"), "{refused}");
+        stop.send(()).unwrap();
+        let _ = other.join();
+    }
 }

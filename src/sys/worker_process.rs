@@ -1,5 +1,13 @@
 //! What a forked worker process sets up for itself: to die with its master, and stop
-//! signals that interrupt a blocking `accept` (installed *without* `SA_RESTART`).
+//! signals that interrupt a blocking `accept` (installed *without* `SA_RESTART`) and
+//! nothing else.
+//!
+//! The stop signals are blocked in every thread that runs handlers, so a handler never
+//! sees `EINTR` from them, however often the master re-sends them during a drain. They
+//! reach only the watchdog thread (which never blocks them) and a thread while it waits
+//! for its next connection inside [`accepting`], where an interrupted `accept` is the
+//! point. A thread-directed re-send ([`interrupt_accept`]) wakes that thread if a
+//! signal landed just before it blocked.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -16,6 +24,8 @@ pub(crate) const STOP_FAST: u8 = 2;
 
 static STOP: AtomicU8 = AtomicU8::new(RUN);
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The thread that last waited for a connection (0: none yet).
+static ACCEPTING_TID: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_stop_signal(signal: libc::c_int) {
     // SAFETY: reading this thread's errno slot, always valid.
@@ -39,7 +49,8 @@ extern "C" fn on_stop_signal(signal: libc::c_int) {
 pub(crate) const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
 
 /// In a fresh worker: SIGTERM asks a graceful stop, SIGINT/SIGQUIT a fast one, each
-/// interrupting blocking calls (`EINTR`) and poking `wake_fd`; the master's own
+/// poking `wake_fd` and interrupting (`EINTR`) the blocking call of the thread that
+/// takes it — only a thread inside [`accepting`] or the watchdog, see the module doc; the master's own
 /// signals (SIGHUP, SIGTTIN, SIGTTOU), sent to a whole process group by a terminal,
 /// are ignored. The parent-death signal is SIGTERM; a master that died before that
 /// was set is caught by comparing `getppid` with `master`.
@@ -88,4 +99,38 @@ pub(crate) fn block_stop_signals(block: bool) {
         SigmaskHow::SIG_UNBLOCK
     };
     let _ = nix::sys::signal::pthread_sigmask(how, Some(&set), None);
+}
+
+/// While alive, the calling thread takes the stop signals, so they interrupt its wait
+/// for a connection; dropping it blocks them again, before the connection's handler
+/// runs on this thread.
+#[derive(Debug)]
+pub(crate) struct Accepting(());
+
+/// Opens the calling thread to the stop signals for its wait for a connection; a
+/// signal that arrived while they were blocked is handled now.
+pub(crate) fn accepting() -> Accepting {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+    ACCEPTING_TID.store(tid, Ordering::SeqCst);
+    block_stop_signals(false);
+    Accepting(())
+}
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        block_stop_signals(true);
+    }
+}
+
+/// Sends SIGTERM to the thread that waits for connections (not to the process, which
+/// could hand it to any thread): it interrupts that wait, or stays pending until the
+/// thread waits again.
+pub(crate) fn interrupt_accept() {
+    let tid = ACCEPTING_TID.load(Ordering::SeqCst);
+    if tid > 0 {
+        // SAFETY: tgkill only sends a signal; a thread that is gone makes it fail with
+        // ESRCH, which is ignored. The tgid check keeps it inside this process.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGTERM) };
+    }
 }

@@ -121,6 +121,7 @@ impl<'a> Source<'a> {
     /// The next connection, blocking; `None` once the worker should stop taking them.
     /// Marks the worker idle while it waits.
     pub(super) fn next(&mut self) -> Option<Conn> {
+        let _accepting = worker_process::accepting();
         loop {
             if self.quota.is_some_and(|quota| self.taken >= quota) {
                 worker_process::request_stop(STOP_GRACEFUL);

@@ -9,7 +9,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::Signal;
 
 use super::accept::{SlotHandle, Source};
 use super::inner;
@@ -72,15 +71,15 @@ fn serve(
         slot,
         control: control.as_raw_fd(),
     };
-    // The watchdog inherits blocked stop signals, so they interrupt this thread's accept.
-    worker_process::block_stop_signals(true);
+    // The watchdog takes the stop signals at any time; this thread (and every thread
+    // it starts) only while it waits for a connection, so handlers never see EINTR.
     let watchdog = {
         let (ctx, handle) = (Arc::clone(ctx), handle.clone());
         thread::Builder::new()
             .name("mixserve-watchdog".into())
             .spawn(move || watchdog(&ctx, &handle, &wake, master))
     };
-    worker_process::block_stop_signals(false);
+    worker_process::block_stop_signals(true);
     watchdog?;
     let mut source = Source::open(ctx, plan, handle, control)?;
     inner::run(plan.inner, ctx, &mut source);
@@ -108,7 +107,7 @@ fn watchdog(ctx: &Context, slot: &SlotHandle, wake: &SelfPipe, master: u32) {
             _ => {
                 ctx.shutdown.begin_drain();
                 if last_signal.elapsed() >= RESIGNAL_EVERY {
-                    fork::kill(nix::unistd::getpid(), Signal::SIGTERM);
+                    worker_process::interrupt_accept();
                     last_signal = Instant::now();
                 }
             }

@@ -1,20 +1,68 @@
 //! A worker's side of the hub: one request, one reply, over a pooled connection.
+//!
+//! Every exchange has a deadline: the request must be written within
+//! [`EXCHANGE_TIMEOUT`], and the reply must come within it too, except for a wait,
+//! whose reply may take as long as the wait (plus [`WAIT_GRACE`] when it has a
+//! timeout). Connecting never blocks a coroutine's loop: the socket is non-blocking and
+//! a full backlog is retried after a short park. Each thread keeps at most
+//! [`MAX_IDLE`] idle connections and closes those idle longer than [`IDLE_FOR`].
 
 use std::cell::RefCell;
-use std::io::{Read, Write};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixStream};
-use std::time::Instant;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use crate::conn::Conn;
-use crate::sync::hub::protocol::{self, NO_TIMEOUT};
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
+
+use crate::conn::{Conn, PeerAddr};
+use crate::sync::hub::protocol::{self, NO_TIMEOUT, Request, op};
 use crate::sync::hub::server::HUB_ADDR;
 use crate::sync::lock;
+use crate::sync::park;
+
+/// Idle connections a thread keeps for its next calls.
+pub(crate) const MAX_IDLE: usize = 4;
+/// An idle connection unused this long is closed.
+pub(crate) const IDLE_FOR: Duration = Duration::from_secs(30);
+/// Longest time to connect, write a request, or get the reply to a non-wait request.
+pub(crate) const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after a wait's own timeout its reply may still come.
+pub(crate) const WAIT_GRACE: Duration = Duration::from_secs(5);
+/// How long to park before connecting again when the hub's backlog is full.
+const CONNECT_RETRY: Duration = Duration::from_millis(5);
 
 thread_local! {
-    /// Idle connections to the hub. Per thread: a connection registered with one
-    /// thread's coroutine loop must not be used from another.
-    static POOL: RefCell<Vec<Conn>> = const { RefCell::new(Vec::new()) };
+    /// Idle connections to the hub, with when each was last used. Per thread: a
+    /// connection registered with one thread's coroutine loop must not be used from
+    /// another.
+    static POOL: RefCell<Vec<(Conn, Instant)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Numbers this process's calls; added to the process's [`incarnation`] it makes the
+/// id a retry repeats.
+static NEXT_CALL: AtomicU64 = AtomicU64::new(0);
+/// This process's call-id base, and the pid it was made for (a forked child, whose
+/// memory starts as a copy of its parent's, makes its own).
+static INCARNATION: Mutex<(u32, u64)> = Mutex::new((0, 0));
+
+/// A number unlikely to repeat across the processes a hub serves, even when the kernel
+/// reuses a pid: a mix (splitmix64) of the pid and the wall clock in nanoseconds.
+fn incarnation() -> u64 {
+    let pid = std::process::id();
+    let mut base = lock(&INCARNATION);
+    if base.0 != pid {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut z = (u64::from(pid) << 32 ^ nanos).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        *base = (pid, z ^ (z >> 31));
+    }
+    base.1
 }
 
 /// Drops inherited pooled connections (they belong to the parent).
@@ -23,10 +71,12 @@ pub(crate) fn forget_pool() {
 }
 
 /// Sends one request and waits for its reply: `(status, payload)`. The wait blocks in
-/// the caller's model (thread or coroutine).
+/// the caller's model (thread or coroutine). A request that fails on a reused
+/// connection is sent once more on a fresh one; a send, also when a fresh connection
+/// failed. A repeated send carries the same id, which the hub does not act on twice.
 pub(crate) fn call(
     op: u8,
-    object: u32,
+    object: u64,
     deadline: Option<Instant>,
     payload: &[u8],
 ) -> Result<(u8, Vec<u8>), String> {
@@ -35,35 +85,224 @@ pub(crate) fn call(
             .as_millis()
             .min(NO_TIMEOUT as u128 - 1) as u64
     });
-    let frame = protocol::encode_request(op, object, timeout_ms, payload);
-    let mut conn = match POOL.with(|pool| pool.borrow_mut().pop()) {
-        Some(conn) => conn,
-        None => connect()?,
+    let id = incarnation().wrapping_add(NEXT_CALL.fetch_add(1, Ordering::Relaxed));
+    let request = Request {
+        op,
+        object,
+        id,
+        timeout_ms,
+        payload,
     };
-    let reply = exchange(&mut conn, &frame).map_err(|e| format!("hub connection: {e}"))?;
-    POOL.with(|pool| pool.borrow_mut().push(conn));
+    let frame = protocol::encode_request(&request);
+    let reply_by = match (op, deadline) {
+        (op::BROADCAST_WAIT | op::CHANNEL_RECV, None) => None,
+        (op::BROADCAST_WAIT | op::CHANNEL_RECV, Some(d)) => Some(d + WAIT_GRACE),
+        _ => Some(Instant::now() + EXCHANGE_TIMEOUT),
+    };
+    // A send may always be asked again (the hub answers a repeated id from its log);
+    // anything else only when a pooled connection turned out stale.
+    let retry_any_failure = op::is_send(op);
+    if let Some(mut conn) = take_idle() {
+        match exchange(&mut conn, &frame, reply_by) {
+            Ok(reply) => return finish(conn, &request, reply),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && !retry_any_failure => {
+                return Err(format!("hub did not answer in time: {e}"));
+            }
+            // A stale connection: try again on a fresh one.
+            Err(_) => {}
+        }
+    }
+    let mut conn = connect()?;
+    match exchange(&mut conn, &frame, reply_by) {
+        Ok(reply) => return finish(conn, &request, reply),
+        Err(e) if !retry_any_failure => return Err(format!("hub connection: {e}")),
+        Err(_) => {}
+    }
+    let mut conn = connect()?;
+    let reply =
+        exchange(&mut conn, &frame, reply_by).map_err(|e| format!("hub connection: {e}"))?;
+    finish(conn, &request, reply)
+}
+
+/// Acknowledges a received `Channel` value and pools the connection. If the ack cannot
+/// be sent the hub puts the value back, so it must not be used here.
+fn finish(
+    mut conn: Conn,
+    request: &Request<'_>,
+    reply: (u8, Vec<u8>),
+) -> Result<(u8, Vec<u8>), String> {
+    if reply.0 == protocol::status::OK && op::takes_value(request.op) {
+        let ack = protocol::encode_request(&Request {
+            op: op::CHANNEL_ACK,
+            payload: &[],
+            ..*request
+        });
+        conn.set_write_timeout(Some(EXCHANGE_TIMEOUT));
+        if let Err(e) = conn.write_all(&ack).and_then(|()| conn.flush()) {
+            return Err(format!(
+                "hub connection lost before the value was acknowledged (the hub keeps it): {e}"
+            ));
+        }
+    }
+    give_back(conn);
     Ok(reply)
 }
 
+/// An idle connection of this thread, closing those idle too long.
+fn take_idle() -> Option<Conn> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        pool.retain(|(_, since)| since.elapsed() < IDLE_FOR);
+        pool.pop().map(|(conn, _)| conn)
+    })
+}
+
+/// Returns a connection to this thread's pool, unless it is full.
+fn give_back(conn: Conn) {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < MAX_IDLE {
+            pool.push((conn, Instant::now()));
+        }
+    });
+}
+
+/// Connects to the hub without blocking the caller's loop: a full backlog (`EAGAIN`)
+/// parks and tries again, up to [`EXCHANGE_TIMEOUT`].
 fn connect() -> Result<Conn, String> {
     let name = lock(&HUB_ADDR)
         .clone()
         .ok_or("no hub: shared objects are used from a process whose master serves none")?;
-    let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| e.to_string())?;
-    let stream = UnixStream::connect_addr(&addr).map_err(|e| format!("connect to hub: {e}"))?;
-    Conn::from_unix(stream).map_err(|e| e.to_string())
+    connect_to(&name)
 }
 
-fn exchange(conn: &mut Conn, frame: &[u8]) -> std::io::Result<(u8, Vec<u8>)> {
+/// Connects to the abstract socket `name`, as [`connect`] does.
+fn connect_to(name: &str) -> Result<Conn, String> {
+    let addr = UnixAddr::new_abstract(name.as_bytes()).map_err(|e| e.to_string())?;
+    let give_up = Instant::now() + EXCHANGE_TIMEOUT;
+    loop {
+        let fd: OwnedFd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| format!("hub socket: {e}"))?;
+        match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+            Ok(()) => return Ok(Conn::from_fd(fd, PeerAddr::Unix(None))),
+            Err(Errno::EAGAIN | Errno::EINTR) if Instant::now() < give_up => {
+                drop(fd);
+                park::park(Some(Instant::now() + CONNECT_RETRY));
+            }
+            Err(e) => return Err(format!("connect to hub: {e}")),
+        }
+    }
+}
+
+/// Writes one request and reads its reply, by `reply_by` if given.
+fn exchange(conn: &mut Conn, frame: &[u8], reply_by: Option<Instant>) -> io::Result<(u8, Vec<u8>)> {
+    conn.set_write_timeout(Some(EXCHANGE_TIMEOUT));
     conn.write_all(frame)?;
     conn.flush()?;
+    conn.set_read_deadline(reply_by);
     let mut len = [0u8; 4];
     conn.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;
     if len == 0 || len > protocol::MAX_FRAME {
-        return Err(std::io::Error::other("bad reply frame"));
+        return Err(io::Error::other("bad reply frame"));
     }
     let mut body = vec![0u8; len];
     conn.read_exact(&mut body)?;
+    conn.set_read_deadline(None);
     Ok((body[0], body[1..].to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle_conn() -> Conn {
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        Conn::from_fd(OwnedFd::from(ours), PeerAddr::Unix(None))
+    }
+
+    fn pooled() -> usize {
+        POOL.with(|pool| pool.borrow().len())
+    }
+
+    #[test]
+    fn the_pool_keeps_a_few_and_drops_stale_ones() {
+        forget_pool();
+        for _ in 0..MAX_IDLE + 3 {
+            give_back(idle_conn());
+        }
+        assert_eq!(pooled(), MAX_IDLE);
+        POOL.with(|pool| {
+            for (_, since) in pool.borrow_mut().iter_mut() {
+                *since = since.checked_sub(IDLE_FOR).expect("uptime over 30 s");
+            }
+        });
+        assert!(take_idle().is_none(), "a stale connection was reused");
+        assert_eq!(pooled(), 0);
+    }
+
+    #[test]
+    fn connecting_to_a_full_backlog_parks_the_coroutine_not_its_loop() {
+        use nix::sys::socket::{Backlog, bind, listen};
+        let name = format!("mixserve-test-backlog-{}", std::process::id());
+        let addr = UnixAddr::new_abstract(name.as_bytes()).unwrap();
+        let flags = SockFlag::SOCK_CLOEXEC;
+        let listener = socket::socket(AddressFamily::Unix, SockType::Stream, flags, None).unwrap();
+        bind(std::os::fd::AsRawFd::as_raw_fd(&listener), &addr).unwrap();
+        listen(&listener, Backlog::new(1).unwrap()).unwrap();
+        // Fill the backlog: the next connect would block (or say EAGAIN).
+        let mut queued = Vec::new();
+        loop {
+            let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+            let fd = socket::socket(AddressFamily::Unix, SockType::Stream, flags, None).unwrap();
+            match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+                Ok(()) => queued.push(fd),
+                Err(Errno::EAGAIN) => break,
+                Err(e) => panic!("filling the backlog: {e}"),
+            }
+            assert!(queued.len() < 100, "the backlog never filled");
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // The loop runs on its own thread so that a connect blocking it fails the test
+        // by timing out instead of hanging it.
+        std::thread::spawn(move || {
+            let mut runtime =
+                crate::rt::Runtime::new(crate::rt::RuntimeConfig::default()).expect("runtime");
+            let connected = std::rc::Rc::new(std::cell::Cell::new(false));
+            let (flag, name) = (std::rc::Rc::clone(&connected), name.clone());
+            runtime
+                .spawn(move || flag.set(connect_to(&name).is_ok()))
+                .expect("spawn");
+            let listening = std::os::fd::AsRawFd::as_raw_fd(&listener);
+            runtime
+                .spawn(move || {
+                    // Runs only if the connecting coroutine parked: makes room.
+                    if let Ok(fd) = socket::accept(listening) {
+                        let _ = nix::unistd::close(fd);
+                    }
+                })
+                .expect("spawn");
+            let _ = runtime.run();
+            let _ = done_tx.send(connected.get());
+            drop((listener, queued));
+        });
+        let connected = done_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("connect blocked the coroutine loop");
+        assert!(connected, "the connect never succeeded once there was room");
+    }
+
+    #[test]
+    fn a_reply_that_never_comes_times_out() {
+        let (ours, _silent_hub) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut conn = Conn::from_fd(OwnedFd::from(ours), PeerAddr::Unix(None));
+        let by = Instant::now() + Duration::from_millis(50);
+        let error = exchange(&mut conn, b"frame", Some(by)).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
 }

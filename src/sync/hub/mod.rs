@@ -8,13 +8,26 @@
 //!
 //! This is the seam for other backends (a broker across machines): an object asks
 //! `client::call` only when it is not at home.
+//!
+//! Trust: only the master's own live workers, running as its user, may connect (see
+//! `peer`); a value crossing the hub is at most [`MAX_VALUE_BYTES`] encoded; a
+//! `Channel` value reaches exactly one worker that acknowledged it (a receiver that
+//! dies first gives it back), and a retried send is not sent twice.
 
 pub(crate) mod client;
+mod peer;
 pub(crate) mod protocol;
+mod reply;
+mod sends;
 mod server;
+mod status;
+#[cfg(test)]
+mod tests;
 
-pub(crate) use server::RemoteReply;
-pub use server::{HubServer, HubStatus};
+pub use protocol::MAX_VALUE_BYTES;
+pub(crate) use reply::RemoteReply;
+pub use server::HubServer;
+pub use status::HubStatus;
 
 /// In a freshly forked worker: forget connections inherited from the parent.
 pub(crate) fn after_fork_in_child() {

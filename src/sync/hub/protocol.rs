@@ -1,5 +1,11 @@
-//! The hub's frames. Request: `len:u32 op:u8 object:u32 timeout_ms:u64 payload`;
+//! The hub's frames. Request: `len:u32 op:u8 object:u64 id:u64 timeout_ms:u64 payload`;
 //! reply: `len:u32 status:u8 payload` (little-endian; `len` counts what follows it).
+//!
+//! `id` names one call of one worker process (a per-process random base plus a counter,
+//! so a recycled pid does not repeat ids): a send retried on a fresh connection carries
+//! the same id, and the hub answers it from its log instead of sending twice. A worker that received a `Channel` value answers with
+//! [`op::CHANNEL_ACK`] (no reply); until then the hub holds the value, and puts it back
+//! at the head of the queue if the connection fails.
 
 use crate::sync::WaitError;
 
@@ -13,6 +19,18 @@ pub(crate) mod op {
     pub(crate) const CHANNEL_TRY_RECV: u8 = 6;
     pub(crate) const CHANNEL_LEN: u8 = 7;
     pub(crate) const BROADCAST_SEND_COUNT: u8 = 8;
+    /// The worker has the value of its last `CHANNEL_RECV`/`CHANNEL_TRY_RECV`; no reply.
+    pub(crate) const CHANNEL_ACK: u8 = 9;
+
+    /// True for the operations whose effect a retry must not repeat.
+    pub(crate) fn is_send(op: u8) -> bool {
+        matches!(op, CHANNEL_SEND | BROADCAST_SEND | BROADCAST_SEND_COUNT)
+    }
+
+    /// True for the operations whose OK reply carries a `Channel` value the worker acks.
+    pub(crate) fn takes_value(op: u8) -> bool {
+        matches!(op, CHANNEL_RECV | CHANNEL_TRY_RECV)
+    }
 }
 
 /// Reply statuses.
@@ -28,42 +46,51 @@ pub(crate) mod status {
 /// `timeout_ms` meaning "no timeout".
 pub(crate) const NO_TIMEOUT: u64 = u64::MAX;
 
-/// A frame larger than this is a protocol error (values are small messages).
+/// A frame larger than this is a protocol error: the peer sending it is closed.
 pub(crate) const MAX_FRAME: usize = 16 * 1024 * 1024;
 
-/// Request header bytes after `len`: op, object, timeout.
-pub(crate) const REQUEST_HEAD: usize = 1 + 4 + 8;
+/// Request header bytes after `len`: op, object, id, timeout.
+pub(crate) const REQUEST_HEAD: usize = 1 + 8 + 8 + 8;
+
+/// The largest encoded value a worker can send through the hub (and receive from it):
+/// what fits in one frame after the request header. A larger value is refused at the
+/// sender with [`SendError::TooLarge`](crate::sync::SendError::TooLarge).
+pub const MAX_VALUE_BYTES: usize = MAX_FRAME - REQUEST_HEAD;
 
 /// A parsed request.
 #[derive(Debug)]
 pub(crate) struct Request<'a> {
     pub(crate) op: u8,
-    pub(crate) object: u32,
+    pub(crate) object: u64,
+    pub(crate) id: u64,
     pub(crate) timeout_ms: u64,
     pub(crate) payload: &'a [u8],
 }
 
-pub(crate) fn encode_request(op: u8, object: u32, timeout_ms: u64, payload: &[u8]) -> Vec<u8> {
-    let len = (REQUEST_HEAD + payload.len()) as u32;
+/// Encodes one request frame.
+pub(crate) fn encode_request(request: &Request<'_>) -> Vec<u8> {
+    let len = (REQUEST_HEAD + request.payload.len()) as u32;
     let mut frame = Vec::with_capacity(4 + len as usize);
     frame.extend_from_slice(&len.to_le_bytes());
-    frame.push(op);
-    frame.extend_from_slice(&object.to_le_bytes());
-    frame.extend_from_slice(&timeout_ms.to_le_bytes());
-    frame.extend_from_slice(payload);
+    frame.push(request.op);
+    frame.extend_from_slice(&request.object.to_le_bytes());
+    frame.extend_from_slice(&request.id.to_le_bytes());
+    frame.extend_from_slice(&request.timeout_ms.to_le_bytes());
+    frame.extend_from_slice(request.payload);
     frame
 }
 
-/// Parses one request body (after `len`).
+/// Parses one request body (after `len`); `None` if it is too short.
 pub(crate) fn decode_request(body: &[u8]) -> Option<Request<'_>> {
-    if body.len() < REQUEST_HEAD {
-        return None;
-    }
+    let word = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?))
+    };
     Some(Request {
-        op: body[0],
-        object: u32::from_le_bytes(body[1..5].try_into().ok()?),
-        timeout_ms: u64::from_le_bytes(body[5..13].try_into().ok()?),
-        payload: &body[REQUEST_HEAD..],
+        op: *body.first()?,
+        object: word(1)?,
+        id: word(9)?,
+        timeout_ms: word(17)?,
+        payload: body.get(REQUEST_HEAD..)?,
     })
 }
 
@@ -87,13 +114,13 @@ pub(crate) fn status_of(error: &WaitError) -> u8 {
 }
 
 /// Splits the first complete frame off `buf`: `Some(body length)` when `buf` holds
-/// `len` and the whole body; `Err` for an oversized frame.
+/// `len` and the whole body; `Err` for an empty or oversized frame.
 pub(crate) fn complete_frame(buf: &[u8]) -> Result<Option<usize>, ()> {
     if buf.len() < 4 {
         return Ok(None);
     }
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    if len > MAX_FRAME {
+    if len == 0 || len > MAX_FRAME {
         return Err(());
     }
     Ok((buf.len() >= 4 + len).then_some(len))
@@ -105,12 +132,18 @@ mod tests {
 
     #[test]
     fn request_round_trips() {
-        let frame = encode_request(op::CHANNEL_SEND, 7, 250, b"abc");
+        let frame = encode_request(&Request {
+            op: op::CHANNEL_SEND,
+            object: 7,
+            id: 9,
+            timeout_ms: 250,
+            payload: b"abc",
+        });
         let len = complete_frame(&frame).unwrap().unwrap();
         let request = decode_request(&frame[4..4 + len]).unwrap();
         assert_eq!(
-            (request.op, request.object, request.timeout_ms),
-            (op::CHANNEL_SEND, 7, 250)
+            (request.op, request.object, request.id, request.timeout_ms),
+            (op::CHANNEL_SEND, 7, 9, 250)
         );
         assert_eq!(request.payload, b"abc");
     }
@@ -120,6 +153,7 @@ mod tests {
         let frame = encode_reply(status::OK, b"xy");
         assert_eq!(complete_frame(&frame[..frame.len() - 1]), Ok(None));
         assert_eq!(complete_frame(&u32::MAX.to_le_bytes()), Err(()));
+        assert_eq!(complete_frame(&0u32.to_le_bytes()), Err(()));
         assert!(decode_request(&[1, 2]).is_none());
     }
 }

@@ -1,8 +1,15 @@
 //! [`HubServer`]: the master's side of the hub, driven by the master's mio loop.
+//!
+//! Bounds: only trusted peers are read ([`Trust`]); a frame is at most `MAX_FRAME`
+//! bytes and a peer's input holds at most one frame and one read; replies queued for a
+//! peer are capped ([`MAX_OUTPUT`](super::peer::MAX_OUTPUT)); a worker holds at most
+//! [`per_worker_limit`](super::peer::per_worker_limit) connections. A malformed or oversized frame closes that peer
+//! only: its pending wait is cancelled and a `Channel` value it had not acknowledged is
+//! put back at the head of the queue.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,89 +17,44 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::net::{UnixListener, UnixStream};
+use mio::net::UnixListener;
 use mio::{Interest, Registry, Token};
 
-use crate::sync::hub::protocol::{self, NO_TIMEOUT, status};
+use crate::sync::hub::peer::{Peer, ReadOutcome, Refusals, Trust, per_worker_limit};
+use crate::sync::hub::protocol::{self, NO_TIMEOUT, op, status};
+use crate::sync::hub::reply::{Outbox, RemoteReply};
+use crate::sync::hub::sends::SendLog;
+use crate::sync::hub::status::HubStatus;
 use crate::sync::lock;
 use crate::sync::registry;
-use crate::sync::wire::Wire;
 use crate::sync::{ServerScope, WaitError};
 use crate::sys::fork;
 
 /// The address workers connect to: set when a hub binds, inherited by forked workers.
 pub(crate) static HUB_ADDR: Mutex<Option<String>> = Mutex::new(None);
 
-/// Replies waiting to be written, by connection token.
-type Outbox = Arc<Mutex<Vec<(Token, Vec<u8>)>>>;
-
-/// A pending reply to a worker, completed later when the object releases the waiter.
-#[derive(Debug)]
-pub(crate) struct RemoteReply {
-    outbox: Outbox,
-    token: Token,
-    scope: usize,
-}
-
-impl RemoteReply {
-    /// The server the waiting worker belongs to.
-    pub(crate) fn scope(&self) -> usize {
-        self.scope
-    }
-
-    /// Sends a wait's result.
-    pub(crate) fn complete<T: Wire>(self, result: Result<T, WaitError>) {
-        match result {
-            Ok(value) => {
-                let mut payload = Vec::new();
-                value.encode(&mut payload);
-                self.send(status::OK, &payload);
-            }
-            Err(error) => self.send(protocol::status_of(&error), error.to_string().as_bytes()),
-        }
-    }
-
-    /// Sends a reply frame.
-    pub(crate) fn send(self, status: u8, payload: &[u8]) {
-        let frame = protocol::encode_reply(status, payload);
-        lock(&self.outbox).push((self.token, frame));
-    }
-}
-
-/// Counters the master's model reads to decide whether every worker is blocked.
-#[derive(Debug, Clone, Default)]
-pub struct HubStatus {
-    blocked: Arc<AtomicUsize>,
-}
-
-impl HubStatus {
-    /// Worker connections with a wait pending in the hub right now.
-    pub fn blocked_clients(&self) -> usize {
-        self.blocked.load(Ordering::SeqCst)
-    }
-}
-
-/// One worker connection.
-#[derive(Debug)]
-struct HubConn {
-    stream: UnixStream,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    /// The wait this connection's worker is blocked in: (object, waiter key).
-    pending: Option<(u32, u64)>,
-    /// The worker process on the other end (`SO_PEERCRED`).
-    pid: Option<u32>,
-}
+/// After an accept failed for lack of fds or memory, try again this much later (the
+/// listener is edge-triggered: the connections left in the backlog raise no new event).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// The master's side of the hub: a listener and its worker connections, registered in
 /// the master's loop. The master stays single-threaded.
 #[derive(Debug)]
 pub struct HubServer {
     listener: UnixListener,
-    conns: HashMap<Token, HubConn>,
+    peers: HashMap<Token, Peer>,
+    /// Connections per worker pid.
+    per_pid: HashMap<u32, usize>,
+    per_worker_limit: usize,
+    trust: Trust,
     outbox: Outbox,
     /// Remote waits with a timeout: (deadline, connection, object, key).
-    deadlines: BinaryHeap<Reverse<(Instant, usize, u32, u64)>>,
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u64, u64)>>,
+    /// When to accept again after running out of fds.
+    accept_retry: Option<Instant>,
+    sends: SendLog,
+    /// Refused connections, logged at most once a second.
+    refusals: Refusals,
     status: HubStatus,
     /// The server whose workers this hub serves.
     scope: Arc<ServerScope>,
@@ -100,6 +62,9 @@ pub struct HubServer {
     next_token: usize,
     /// The abstract socket name workers dial.
     name: String,
+    /// Accepts that fail as if out of fds (tests only).
+    #[cfg(test)]
+    failing_accepts: usize,
 }
 
 static HUB_SERIAL: AtomicUsize = AtomicUsize::new(0);
@@ -108,6 +73,10 @@ impl HubServer {
     /// Binds a hub on a fresh abstract Unix socket and makes it the address this
     /// process's workers will use. `scope` tags the server it serves.
     pub(crate) fn bind(scope: Arc<ServerScope>) -> io::Result<HubServer> {
+        HubServer::bind_trusting(scope, Trust::workers())
+    }
+
+    pub(crate) fn bind_trusting(scope: Arc<ServerScope>, trust: Trust) -> io::Result<HubServer> {
         let name = format!(
             "mixserve-hub-{}-{}",
             std::process::id(),
@@ -121,14 +90,22 @@ impl HubServer {
         *lock(&HUB_ADDR) = Some(name.clone());
         Ok(HubServer {
             listener,
-            conns: HashMap::new(),
+            peers: HashMap::new(),
+            per_pid: HashMap::new(),
+            per_worker_limit: per_worker_limit(),
+            trust,
             outbox: Arc::default(),
             deadlines: BinaryHeap::new(),
+            accept_retry: None,
+            sends: SendLog::default(),
+            refusals: Refusals::default(),
             status: HubStatus::default(),
             scope,
             listener_token: Token(0),
             next_token: 0,
             name,
+            #[cfg(test)]
+            failing_accepts: 0,
         })
     }
 
@@ -144,11 +121,16 @@ impl HubServer {
         registry.register(&mut self.listener, self.listener_token, Interest::READABLE)
     }
 
-    /// The earliest remote-wait deadline, for the loop's poll timeout.
+    /// The earliest remote-wait deadline (or accept retry), for the loop's poll timeout.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines
+        let wait = self
+            .deadlines
             .peek()
-            .map(|Reverse((deadline, ..))| *deadline)
+            .map(|Reverse((deadline, ..))| *deadline);
+        match (wait, self.accept_retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Handles a readiness event for one of the hub's tokens.
@@ -158,7 +140,7 @@ impl HubServer {
         } else if (event.is_readable() || event.is_read_closed() || event.is_error())
             && !self.read(token)
         {
-            self.drop_conn(registry, token);
+            self.drop_peer(registry, token);
         }
         if event.is_writable() {
             self.write(registry, token);
@@ -167,70 +149,113 @@ impl HubServer {
     }
 
     fn accept(&mut self, registry: &Registry) {
+        self.accept_retry = None;
         loop {
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
-                    if registry
-                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    fork::close_in_child(stream.as_raw_fd());
-                    let pid = nix::sys::socket::getsockopt(
-                        &stream,
-                        nix::sys::socket::sockopt::PeerCredentials,
-                    )
-                    .ok()
-                    .map(|credentials| credentials.pid() as u32);
-                    let conn = HubConn {
-                        stream,
-                        input: Vec::new(),
-                        output: Vec::new(),
-                        pending: None,
-                        pid,
-                    };
-                    self.conns.insert(token, conn);
-                }
+            let accepted = match self.injected_accept_failure() {
+                Some(failure) => Err(failure),
+                None => self.listener.accept(),
+            };
+            match accepted {
+                Ok((stream, _)) => self.admit(registry, stream),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        log::warn!("hub accept: {e}");
-                    }
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the worker waits in the backlog
+                    // until fds are free again.
+                    log::warn!("hub accept: {e}; retrying in {ACCEPT_RETRY:?}");
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
                     return;
                 }
             }
         }
     }
 
-    /// Reads and serves complete requests; false when the connection is finished.
-    fn read(&mut self, token: Token) -> bool {
-        let Some(conn) = self.conns.get_mut(&token) else {
-            return true;
-        };
-        let mut buf = [0u8; 4096];
-        let open = loop {
-            match conn.stream.read(&mut buf) {
-                Ok(0) => break false,
-                Ok(n) => conn.input.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break false,
+    /// A test's stand-in for running out of fds; never in a real build.
+    #[cfg(not(test))]
+    fn injected_accept_failure(&mut self) -> Option<io::Error> {
+        None
+    }
+
+    #[cfg(test)]
+    fn injected_accept_failure(&mut self) -> Option<io::Error> {
+        let fail = self.failing_accepts > 0;
+        self.failing_accepts = self.failing_accepts.saturating_sub(1);
+        fail.then(|| io::Error::from_raw_os_error(libc::EMFILE))
+    }
+
+    /// Keeps a connection from a trusted worker under its limit; closes any other.
+    fn admit(&mut self, registry: &Registry, mut stream: mio::net::UnixStream) {
+        let pid = match self.trust.check(&stream) {
+            Ok(pid) => pid,
+            Err(why) => {
+                self.refusals.note(&why);
+                return;
             }
         };
+        let held = self.per_pid.get(&pid).copied().unwrap_or(0);
+        if held >= self.per_worker_limit {
+            self.refusals
+                .note(&format!("worker {pid} already holds {held} (the limit)"));
+            return;
+        }
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        if let Err(e) =
+            registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            log::warn!("hub: cannot register a connection of worker {pid}: {e}");
+            return;
+        }
+        fork::close_in_child(stream.as_raw_fd());
+        *self.per_pid.entry(pid).or_default() += 1;
+        self.peers.insert(token, Peer::new(stream, pid));
+    }
+
+    /// Reads and serves complete requests; false when the connection is finished.
+    fn read(&mut self, token: Token) -> bool {
+        let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let Some(conn) = self.conns.get_mut(&token) else {
+            let Some(peer) = self.peers.get_mut(&token) else {
+                return true;
+            };
+            match peer.read_some(&mut buf) {
+                ReadOutcome::Data => {
+                    if !self.serve_frames(token) {
+                        return false;
+                    }
+                }
+                ReadOutcome::Drained => return true,
+                ReadOutcome::Closed => return false,
+            }
+        }
+    }
+
+    /// Serves every complete frame in the peer's input; false on a malformed one.
+    fn serve_frames(&mut self, token: Token) -> bool {
+        loop {
+            let Some(peer) = self.peers.get_mut(&token) else {
                 return false;
             };
-            let len = match protocol::complete_frame(&conn.input) {
+            let len = match protocol::complete_frame(&peer.input) {
                 Ok(Some(len)) => len,
-                Ok(None) => return open,
-                Err(()) => return false,
+                Ok(None) => return true,
+                Err(()) => {
+                    log::warn!(
+                        "hub: worker {} sent an oversized frame; closing it",
+                        peer.pid
+                    );
+                    return false;
+                }
             };
-            let body: Vec<u8> = conn.input.drain(..4 + len).skip(4).collect();
+            let body: Vec<u8> = peer.input.drain(..4 + len).skip(4).collect();
             if !self.serve(token, &body) {
+                if let Some(peer) = self.peers.get(&token) {
+                    log::warn!(
+                        "hub: worker {} sent a malformed frame; closing it",
+                        peer.pid
+                    );
+                }
                 return false;
             }
         }
@@ -241,7 +266,28 @@ impl HubServer {
         let Some(request) = protocol::decode_request(body) else {
             return false;
         };
-        let reply = self.reply_to(token);
+        if !(op::BROADCAST_WAIT..=op::CHANNEL_ACK).contains(&request.op) {
+            return false;
+        }
+        let Some(peer) = self.peers.get_mut(&token) else {
+            return false;
+        };
+        if request.op == op::CHANNEL_ACK {
+            peer.held = None;
+            return true;
+        }
+        if op::takes_value(request.op) && peer.held.is_some() {
+            // A second value before acknowledging the first: the worker is broken.
+            // Closing it puts the first back.
+            return false;
+        }
+        if op::is_send(request.op) {
+            if let Some(frame) = self.sends.reply_to(request.id) {
+                // A retry of a send that already happened: the same answer again.
+                return peer.queue(frame);
+            }
+        }
+        let reply = self.reply_to(token, request.op, request.object, request.id);
         let Some(object) = registry::get(request.object) else {
             reply.send(status::ERROR, b"no such shared object");
             return true;
@@ -258,9 +304,9 @@ impl HubServer {
             None
         };
         if let Some(key) = object.serve(request.op, request.payload, reply, refuse) {
-            if let Some(conn) = self.conns.get_mut(&token) {
-                conn.pending = Some((request.object, key));
-                self.status.blocked.fetch_add(1, Ordering::SeqCst);
+            if let Some(peer) = self.peers.get_mut(&token) {
+                peer.pending = Some((request.object, key));
+                self.status.blocked().fetch_add(1, Ordering::SeqCst);
             }
             if let Some(deadline) = deadline {
                 self.deadlines
@@ -270,88 +316,121 @@ impl HubServer {
         true
     }
 
-    fn reply_to(&self, token: Token) -> RemoteReply {
+    fn reply_to(&self, token: Token, op: u8, object: u64, id: u64) -> RemoteReply {
         RemoteReply {
             outbox: Arc::clone(&self.outbox),
             token,
             scope: self.scope.tag(),
+            op,
+            object,
+            id,
         }
     }
 
-    /// Moves completed replies to their connections and writes them.
+    /// Moves completed replies to their connections and writes them. A `Channel` value
+    /// for a connection that is gone goes back to its channel.
     fn flush_outbox(&mut self, registry: &Registry) {
-        let replies = std::mem::take(&mut *lock(&self.outbox));
-        for (token, frame) in replies {
-            if let Some(conn) = self.conns.get_mut(&token) {
-                if conn.pending.take().is_some() {
-                    self.status.blocked.fetch_sub(1, Ordering::SeqCst);
-                }
-                conn.output.extend_from_slice(&frame);
-                self.write(registry, token);
+        loop {
+            let replies = std::mem::take(&mut *lock(&self.outbox));
+            if replies.is_empty() {
+                return;
             }
+            for reply in replies {
+                if let Some(id) = reply.send_id {
+                    self.sends.record(id, &reply.frame);
+                }
+                let Some(peer) = self.peers.get_mut(&reply.token) else {
+                    if let Some(held) = reply.held {
+                        put_back(&held);
+                    }
+                    continue;
+                };
+                if peer.pending.take().is_some() {
+                    self.status.blocked().fetch_sub(1, Ordering::SeqCst);
+                }
+                if reply.held.is_some() {
+                    peer.held = reply.held;
+                }
+                if peer.queue(&reply.frame) {
+                    self.write(registry, reply.token);
+                } else {
+                    log::warn!(
+                        "hub: worker {} does not read its replies; closing it",
+                        peer.pid
+                    );
+                    self.drop_peer(registry, reply.token);
+                }
+            }
+            // Putting a value back may have released another remote receiver.
         }
     }
 
     fn write(&mut self, registry: &Registry, token: Token) {
-        let Some(conn) = self.conns.get_mut(&token) else {
+        let Some(peer) = self.peers.get_mut(&token) else {
             return;
         };
-        while !conn.output.is_empty() {
-            match conn.stream.write(&conn.output) {
-                Ok(n) => {
-                    conn.output.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.drop_conn(registry, token);
-                    return;
-                }
-            }
+        if !peer.flush() {
+            self.drop_peer(registry, token);
         }
     }
 
-    /// Times out remote waits whose deadline passed.
+    /// Times out remote waits whose deadline passed, and accepts again after a failure.
     pub(crate) fn expire_timeouts(&mut self, registry: &Registry) {
         let now = Instant::now();
+        if self.accept_retry.is_some_and(|at| at <= now) {
+            self.accept(registry);
+        }
         while let Some(Reverse((deadline, token, object, key))) = self.deadlines.peek().copied() {
             if deadline > now {
                 break;
             }
             self.deadlines.pop();
             let token = Token(token);
-            let still_pending = self
-                .conns
-                .get(&token)
-                .is_some_and(|c| c.pending == Some((object, key)));
-            if still_pending && registry::get(object).is_some_and(|o| o.cancel(key)) {
-                self.reply_to(token).send(status::TIMED_OUT, b"timed out");
+            let Some(peer) = self.peers.get(&token) else {
+                continue;
+            };
+            if peer.pending == Some((object, key))
+                && registry::get(object).is_some_and(|o| o.cancel(key))
+            {
+                self.reply_to(token, op::BROADCAST_WAIT, object, 0)
+                    .send(status::TIMED_OUT, b"timed out");
             }
         }
         self.flush_outbox(registry);
     }
 
-    /// A worker went away: cancel its pending wait and close the socket.
-    fn drop_conn(&mut self, registry: &Registry, token: Token) {
-        if let Some(mut conn) = self.conns.remove(&token) {
-            if let Some((object, key)) = conn.pending.take() {
-                self.status.blocked.fetch_sub(1, Ordering::SeqCst);
-                if let Some(object) = registry::get(object) {
-                    object.cancel(key);
-                }
+    /// A worker went away (or broke the protocol): cancel its pending wait, take back
+    /// a value it never acknowledged, and close the socket.
+    fn drop_peer(&mut self, registry: &Registry, token: Token) {
+        let Some(mut peer) = self.peers.remove(&token) else {
+            return;
+        };
+        if let Some(count) = self.per_pid.get_mut(&peer.pid) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_pid.remove(&peer.pid);
             }
-            let _ = registry.deregister(&mut conn.stream);
-            fork::forget_in_child(conn.stream.as_raw_fd());
         }
+        if let Some((object, key)) = peer.pending.take() {
+            self.status.blocked().fetch_sub(1, Ordering::SeqCst);
+            if let Some(object) = registry::get(object) {
+                object.cancel(key);
+            }
+        }
+        if let Some(held) = peer.held.take() {
+            put_back(&held);
+        }
+        let _ = registry.deregister(&mut peer.stream);
+        fork::forget_in_child(peer.stream.as_raw_fd());
     }
 
     /// Answers pending waits (`Closed`) and closes every connection and the listener.
     pub(crate) fn close(&mut self, registry: &Registry) {
         registry::close_scope(self.scope.tag());
         self.flush_outbox(registry);
-        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        let tokens: Vec<Token> = self.peers.keys().copied().collect();
         for token in tokens {
-            self.drop_conn(registry, token);
+            self.drop_peer(registry, token);
         }
         let _ = registry.deregister(&mut self.listener);
     }
@@ -364,18 +443,16 @@ impl HubServer {
             return;
         }
         let mut closed = Vec::new();
-        for (&token, conn) in &self.conns {
-            let Some((object, key)) = conn.pending else {
+        for (&token, peer) in &self.peers {
+            let Some((object, key)) = peer.pending else {
                 continue;
             };
-            if conn.pid.is_some_and(|pid| pids.contains(&pid))
-                && registry::get(object).is_some_and(|o| o.cancel(key))
-            {
-                closed.push(token);
+            if pids.contains(&peer.pid) && registry::get(object).is_some_and(|o| o.cancel(key)) {
+                closed.push((token, object));
             }
         }
-        for token in closed {
-            self.reply_to(token)
+        for (token, object) in closed {
+            self.reply_to(token, op::BROADCAST_WAIT, object, 0)
                 .send(status::CLOSED, b"worker stopping");
         }
         self.flush_outbox(registry);
@@ -388,12 +465,42 @@ impl HubServer {
     }
 }
 
+#[cfg(test)]
+impl HubServer {
+    /// The abstract socket name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Connections open now.
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Makes the next `n` accepts fail as if the process were out of fds.
+    pub(crate) fn fail_accepts(&mut self, n: usize) {
+        self.failing_accepts = n;
+    }
+
+    /// Lowers the per-worker connection limit.
+    pub(crate) fn set_per_worker_limit(&mut self, limit: usize) {
+        self.per_worker_limit = limit;
+    }
+}
+
+/// Gives a value a worker never acknowledged back to its channel.
+fn put_back(held: &super::reply::Held) {
+    if let Some(object) = registry::get(held.object) {
+        object.put_back(&held.payload);
+    }
+}
+
 impl Drop for HubServer {
     /// Forgets the hub's fds for future forks and withdraws its address, also when the
     /// loop that hosted it ended early without `close`.
     fn drop(&mut self) {
-        for conn in self.conns.values() {
-            fork::forget_in_child(conn.stream.as_raw_fd());
+        for peer in self.peers.values() {
+            fork::forget_in_child(peer.stream.as_raw_fd());
         }
         fork::forget_in_child(self.listener.as_raw_fd());
         let mut addr = lock(&HUB_ADDR);

@@ -1,0 +1,223 @@
+//! The hub server driven in-process by a test loop, with raw sockets as workers: what
+//! a hostile or dying peer can and cannot do to the others.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixStream};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll};
+
+use super::peer::Trust;
+use super::protocol::{self, NO_TIMEOUT, Request, op, status};
+use super::server::HubServer;
+use crate::sync::wire::Wire;
+use crate::sync::{Broadcast, Channel, ServerScope, TryRecvError};
+
+struct Rig {
+    hub: HubServer,
+    poll: Poll,
+    events: Events,
+}
+
+impl Rig {
+    fn new(trust: Trust) -> Rig {
+        let scope = ServerScope::new(Arc::new(AtomicBool::new(false)));
+        scope.set_max_blocked(Some(100));
+        let mut hub = HubServer::bind_trusting(scope, trust).unwrap();
+        let poll = Poll::new().unwrap();
+        hub.register(poll.registry(), 1).unwrap();
+        Rig {
+            hub,
+            poll,
+            events: Events::with_capacity(64),
+        }
+    }
+
+    /// Trusts this test process as if it were a worker.
+    fn trusting_self() -> Rig {
+        Rig::new(Trust(|pid, _| pid == std::process::id()))
+    }
+
+    fn turn(&mut self) {
+        self.poll
+            .poll(&mut self.events, Some(Duration::from_millis(5)))
+            .unwrap();
+        for event in self.events.iter() {
+            self.hub
+                .on_event(self.poll.registry(), event.token(), event);
+        }
+        self.hub.expire_timeouts(self.poll.registry());
+    }
+
+    /// Turns the loop until `done`, failing after a generous deadline.
+    fn until(&mut self, what: &str, mut done: impl FnMut(&mut Rig) -> bool) {
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while !done(self) {
+            assert!(Instant::now() < give_up, "never happened: {what}");
+            self.turn();
+        }
+    }
+
+    fn connect(&mut self) -> UnixStream {
+        let addr = SocketAddr::from_abstract_name(self.hub.name().as_bytes()).unwrap();
+        let stream = UnixStream::connect_addr(&addr).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        stream
+    }
+
+    /// Reads one reply frame from `stream`, turning the loop meanwhile; `None` if the
+    /// hub closed the connection.
+    fn reply(&mut self, stream: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
+        let mut input = Vec::new();
+        let mut buf = [0u8; 4096];
+        let give_up = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(len)) = protocol::complete_frame(&input) {
+                return Some((input[4], input[5..4 + len].to_vec()));
+            }
+            match stream.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => input.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < give_up, "no reply and no close");
+                    self.turn();
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+fn request(op: u8, object: u64, id: u64, payload: &[u8]) -> Vec<u8> {
+    protocol::encode_request(&Request {
+        op,
+        object,
+        id,
+        timeout_ms: NO_TIMEOUT,
+        payload,
+    })
+}
+
+fn encoded(value: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    value.encode(&mut bytes);
+    bytes
+}
+
+#[test]
+fn an_untrusted_peer_is_closed_without_an_answer() {
+    let mut rig = Rig::new(Trust(|_, _| false));
+    let news: Broadcast<u64> = Broadcast::new();
+    let mut stranger = rig.connect();
+    let _ = stranger.write_all(&request(op::BROADCAST_WAITING, news.hub_id(), 1, &[]));
+    assert_eq!(rig.reply(&mut stranger), None);
+    assert_eq!(rig.hub.peer_count(), 0);
+}
+
+#[test]
+fn hostile_frames_close_only_their_peer() {
+    let mut rig = Rig::trusting_self();
+    let news: Broadcast<u64> = Broadcast::new();
+    let mut waiter = rig.connect();
+    waiter
+        .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), 1, &[]))
+        .unwrap();
+    rig.until("the remote wait", |_| news.waiting() == 1);
+    let hostile: [&[u8]; 4] = [
+        &u32::MAX.to_le_bytes(),              // oversized length
+        &[3, 0, 0, 0, 1, 2, 3],               // shorter than a request header
+        &request(200, news.hub_id(), 2, &[]), // no such operation
+        &0u32.to_le_bytes(),                  // empty frame
+    ];
+    for frame in hostile {
+        let mut peer = rig.connect();
+        peer.write_all(frame).unwrap();
+        assert_eq!(rig.reply(&mut peer), None, "{frame:?} was answered");
+    }
+    assert_eq!(news.waiting(), 1, "a hostile peer disturbed the waiter");
+    assert_eq!(news.send(7), Ok(1));
+    assert_eq!(rig.reply(&mut waiter), Some((status::OK, encoded(7))));
+}
+
+#[test]
+fn connections_per_worker_are_bounded() {
+    let mut rig = Rig::trusting_self();
+    rig.hub.set_per_worker_limit(2);
+    let _first = rig.connect();
+    let _second = rig.connect();
+    rig.until("two connections", |rig| rig.hub.peer_count() == 2);
+    let mut third = rig.connect();
+    assert_eq!(rig.reply(&mut third), None);
+    assert_eq!(rig.hub.peer_count(), 2);
+}
+
+#[test]
+fn a_value_never_acknowledged_is_put_back_first_in_line() {
+    let mut rig = Rig::trusting_self();
+    let jobs: Channel<u64> = Channel::new();
+    let mut receiver = rig.connect();
+    receiver
+        .write_all(&request(op::CHANNEL_RECV, jobs.hub_id(), 1, &[]))
+        .unwrap();
+    rig.until("the remote receiver", |rig| {
+        rig.hub.status().blocked_clients() == 1
+    });
+    jobs.send(5).unwrap();
+    jobs.send(6).unwrap();
+    assert_eq!(rig.reply(&mut receiver), Some((status::OK, encoded(5))));
+    // The receiver dies before acknowledging: 5 comes back ahead of 6.
+    drop(receiver);
+    rig.until("the receiver's close", |rig| rig.hub.peer_count() == 0);
+    assert_eq!(jobs.try_recv(), Ok(5));
+    assert_eq!(jobs.try_recv(), Ok(6));
+
+    // An acknowledged value is gone for good, even if the connection closes next.
+    jobs.send(8).unwrap();
+    let mut receiver = rig.connect();
+    receiver
+        .write_all(&request(op::CHANNEL_TRY_RECV, jobs.hub_id(), 2, &[]))
+        .unwrap();
+    assert_eq!(rig.reply(&mut receiver), Some((status::OK, encoded(8))));
+    receiver
+        .write_all(&request(op::CHANNEL_ACK, jobs.hub_id(), 2, &[]))
+        .unwrap();
+    drop(receiver);
+    rig.until("the receiver's close", |rig| rig.hub.peer_count() == 0);
+    assert_eq!(jobs.try_recv(), Err(TryRecvError::Empty));
+}
+
+#[test]
+fn a_retried_send_is_not_sent_twice() {
+    let mut rig = Rig::trusting_self();
+    let jobs: Channel<u64> = Channel::new();
+    for _ in 0..2 {
+        let mut sender = rig.connect();
+        sender
+            .write_all(&request(op::CHANNEL_SEND, jobs.hub_id(), 42, &encoded(9)))
+            .unwrap();
+        assert_eq!(rig.reply(&mut sender).map(|r| r.0), Some(status::OK));
+    }
+    assert_eq!(jobs.len(), 1);
+    let mut sender = rig.connect();
+    sender
+        .write_all(&request(op::CHANNEL_SEND, jobs.hub_id(), 43, &encoded(9)))
+        .unwrap();
+    assert_eq!(rig.reply(&mut sender).map(|r| r.0), Some(status::OK));
+    assert_eq!(jobs.len(), 2);
+}
+
+#[test]
+fn accepting_resumes_after_running_out_of_fds() {
+    let mut rig = Rig::trusting_self();
+    rig.hub.fail_accepts(1);
+    let _worker = rig.connect();
+    rig.until("the failed accept", |rig| rig.hub.next_deadline().is_some());
+    assert_eq!(rig.hub.peer_count(), 0);
+    // No new connection comes to raise another event: the hub must try again itself.
+    rig.until("the connection accepted on the retry", |rig| {
+        rig.hub.peer_count() == 1
+    });
+}
