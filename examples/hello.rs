@@ -2,13 +2,17 @@
 //! `GET /bytes/N` answers N bytes (the UNP chapter 30 client's request).
 
 mod common;
+#[path = "common/protocol.rs"]
+mod protocol;
 
 use clap::Parser;
-use mixserve::http::{Http, Request, Response};
+use mixserve::http::{Request, Response};
 
 #[derive(Debug, Parser)]
 #[command(about = "Hello server: / answers hello, /bytes/N answers N bytes")]
 struct Cli {
+    #[command(flatten)]
+    protocol: protocol::ProtocolArgs,
     #[command(flatten)]
     serve: common::ServeArgs,
 }
@@ -30,5 +34,5 @@ fn hello(req: &mut Request) -> Response {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    common::serve(&cli.serve, "http", Http::new(hello))
+    protocol::serve_app(&cli.serve, &cli.protocol, hello)
 }

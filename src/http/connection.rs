@@ -92,6 +92,7 @@ impl<A: HttpHandler> HttpConnection<A> {
                 return self.fail(conn, Failure::Reject(reject));
             }
         };
+        super::access_log::log_access(config, &request, &response);
         let answering = Answering {
             keep_alive: answering.keep_alive && !conn.draining(),
             ..answering

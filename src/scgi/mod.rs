@@ -159,6 +159,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
                 Response::text(500, "internal server error\n")
             }
         };
+        crate::http::access_log::log_access(config, &request, &response);
         answer(conn, config, response, head_only)
     }
 }
