@@ -80,6 +80,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             keep_alive: keep_alive && !conn.draining(),
         };
         let app = &*self.app;
+        request.label_coroutine();
         let response = match panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))) {
             Ok(response) => response,
             Err(_) => {

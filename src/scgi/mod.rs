@@ -148,6 +148,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
         conn.set_read_timeout(None);
         request = request.with_body(body);
         let app = &*self.app;
+        request.label_coroutine();
         let response = match panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))) {
             Ok(response) => response,
             Err(_) => {
