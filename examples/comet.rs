@@ -12,14 +12,18 @@
 //! models it lives in the master and every worker reaches it through the hub.
 
 mod common;
+#[path = "common/protocol.rs"]
+mod protocol;
 
 use clap::Parser;
-use mixserve::http::{Http, Request, Response};
+use mixserve::http::{Request, Response};
 use mixserve::sync::{Broadcast, WaitError};
 
 #[derive(Debug, Parser)]
 #[command(about = "Comet long-poll server: /wait blocks until /notify")]
 struct Cli {
+    #[command(flatten)]
+    protocol: protocol::ProtocolArgs,
     #[command(flatten)]
     serve: common::ServeArgs,
 }
@@ -58,5 +62,5 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let news = Broadcast::new();
     let app = move |req: &mut Request| comet(&news, req);
-    common::serve(&cli.serve, "http", Http::new(app))
+    protocol::serve_app(&cli.serve, &cli.protocol, app)
 }

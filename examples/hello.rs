@@ -1,14 +1,19 @@
 //! The throughput workload: `GET /` answers `hello`, on keep-alive connections;
-//! `GET /bytes/N` answers N bytes (the UNP chapter 30 client's request).
+//! `GET /bytes/N` answers N bytes (the UNP chapter 30 client's request); `POST /echo`
+//! answers the body it got. `--protocol scgi` serves the same behind nginx.
 
 mod common;
+#[path = "common/protocol.rs"]
+mod protocol;
 
 use clap::Parser;
-use mixserve::http::{Http, Request, Response};
+use mixserve::http::{Request, Response};
 
 #[derive(Debug, Parser)]
-#[command(about = "Hello server: / answers hello, /bytes/N answers N bytes")]
+#[command(about = "Hello server: / answers hello, /bytes/N answers N bytes, POST /echo the body")]
 struct Cli {
+    #[command(flatten)]
+    protocol: protocol::ProtocolArgs,
     #[command(flatten)]
     serve: common::ServeArgs,
 }
@@ -17,6 +22,9 @@ struct Cli {
 const MAX_BYTES: usize = 64 * 1024 * 1024;
 
 fn hello(req: &mut Request) -> Response {
+    if req.path() == "/echo" && req.method() == "POST" {
+        return Response::bytes(200, "application/octet-stream", req.take_body());
+    }
     if let Some(count) = req.path().strip_prefix("/bytes/") {
         return match count.parse::<usize>() {
             Ok(n) if n <= MAX_BYTES => {
@@ -30,5 +38,5 @@ fn hello(req: &mut Request) -> Response {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    common::serve(&cli.serve, "http", Http::new(hello))
+    protocol::serve_app(&cli.serve, &cli.protocol, hello)
 }

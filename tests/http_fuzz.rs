@@ -112,14 +112,14 @@ fn mangled_requests_never_panic() {
         };
         let output = run(&http, &input);
         assert!(
-            output.is_empty() || output.starts_with(b"HTTP/1.1 "),
+            output.is_empty() || output.starts_with(b"HTTP/1."),
             "round {round}: input {:?} gave {:?}",
             String::from_utf8_lossy(&input),
             String::from_utf8_lossy(&output)
         );
-        served += usize::from(output.starts_with(b"HTTP/1.1 200"));
-        refused +=
-            usize::from(output.starts_with(b"HTTP/1.1 4") || output.starts_with(b"HTTP/1.1 5"));
+        let status = output.get(9..10);
+        served += usize::from(output.starts_with(b"HTTP/1.") && output.get(9..12) == Some(b"200"));
+        refused += usize::from(status == Some(b"4") || status == Some(b"5"));
     }
     eprintln!("served {served}, refused {refused} of 600");
     assert!(
@@ -134,7 +134,7 @@ fn every_prefix_of_a_valid_request_is_safe() {
     for request in CORPUS {
         for end in 0..request.len() {
             let output = run(&http, &request[..end]);
-            assert!(output.is_empty() || output.starts_with(b"HTTP/1.1 "));
+            assert!(output.is_empty() || output.starts_with(b"HTTP/1."));
         }
     }
 }

@@ -60,6 +60,20 @@ fn http10_closes_by_default() {
 }
 
 #[test]
+fn http10_gets_its_own_version_and_no_chunks() {
+    let mut client = start(Http::new(streaming));
+    client.send(b"GET / HTTP/1.0\r\n\r\n");
+    let raw = String::from_utf8(client.read_to_end()).unwrap();
+    assert!(raw.starts_with("HTTP/1.0 200 OK\r\n"), "{raw}");
+    assert!(raw.contains("Connection: close\r\n"), "{raw}");
+    assert!(!raw.contains("chunked"), "{raw}");
+    assert!(
+        raw.ends_with("\r\n\r\nhello world"),
+        "close-delimited: {raw}"
+    );
+}
+
+#[test]
 fn http10_keeps_alive_when_asked() {
     let mut client = client();
     client.send(b"GET /a HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");

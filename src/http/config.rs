@@ -16,6 +16,7 @@ use std::time::Duration;
 /// | [`body_timeout`](Self::body_timeout) | 30 s per read | `408`, close |
 /// | [`write_timeout`](Self::write_timeout) | 30 s per write | close |
 /// | [`linger`](Self::linger) | 1 s | close after an error answer |
+/// | [`access_log`](Self::access_log) | `false` | — |
 /// | [`server_name`](Self::server_name) | `"mixserve"` | — |
 /// | [`send_date`](Self::send_date) | `true` | — |
 ///
@@ -56,6 +57,9 @@ pub struct HttpConfig {
     /// After an error answer, how long to keep reading (and discarding) what the client
     /// still sends before closing, so that it reads the answer instead of a reset.
     pub linger: Duration,
+    /// Whether to log one line per answered request, in the common log format, through
+    /// the `log` facade (level `info`, target [`ACCESS_LOG_TARGET`](super::ACCESS_LOG_TARGET)).
+    pub access_log: bool,
     /// Value of the `Server` header added to responses that lack one (`None`: no header).
     pub server_name: Option<String>,
     /// Whether to add a `Date` header to responses that lack one.
@@ -75,6 +79,7 @@ impl Default for HttpConfig {
             body_timeout: Duration::from_secs(30),
             write_timeout: Some(Duration::from_secs(30)),
             linger: Duration::from_secs(1),
+            access_log: false,
             server_name: Some(String::from("mixserve")),
             send_date: true,
         }
@@ -99,6 +104,7 @@ mod tests {
         assert_eq!(config.body_timeout, Duration::from_secs(30));
         assert_eq!(config.write_timeout, Some(Duration::from_secs(30)));
         assert_eq!(config.linger, Duration::from_secs(1));
+        assert!(!config.access_log);
         assert_eq!(config.server_name.as_deref(), Some("mixserve"));
         assert!(config.send_date);
     }

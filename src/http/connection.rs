@@ -80,6 +80,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             keep_alive: keep_alive && !conn.draining(),
         };
         let app = &*self.app;
+        request.label_coroutine();
         let response = match panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))) {
             Ok(response) => response,
             Err(_) => {
@@ -92,6 +93,7 @@ impl<A: HttpHandler> HttpConnection<A> {
                 return self.fail(conn, Failure::Reject(reject));
             }
         };
+        super::access_log::log_access(config, &request, &response);
         let answering = Answering {
             keep_alive: answering.keep_alive && !conn.draining(),
             ..answering

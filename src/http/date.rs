@@ -1,6 +1,12 @@
-//! The `Date` header value: an IMF-fixdate (RFC 9110 §5.6.7) from the system clock.
+//! HTTP dates: the IMF-fixdate of RFC 9110 §5.6.7 (`Date`, `Last-Modified`, parsed back
+//! for `If-Modified-Since`) and the common log format's `10/Oct/2000:13:55:36 +0000`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Month abbreviations, January first.
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// Formats `time` as e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub(crate) fn http_date(time: SystemTime) -> String {
@@ -9,9 +15,6 @@ pub(crate) fn http_date(time: SystemTime) -> String {
     let second_of_day = seconds % 86_400;
     let (year, month, day) = civil_from_days(days);
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
         WEEKDAYS[(days % 7) as usize],
@@ -22,6 +25,66 @@ pub(crate) fn http_date(time: SystemTime) -> String {
         second_of_day / 60 % 60,
         second_of_day % 60,
     )
+}
+
+/// Formats `time` for the common log format, e.g. `06/Nov/1994:08:49:37 +0000`.
+pub(crate) fn log_date(time: SystemTime) -> String {
+    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (year, month, day) = civil_from_days(seconds / 86_400);
+    let second_of_day = seconds % 86_400;
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+    )
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`); `None` for anything else,
+/// the obsolete RFC 850 and asctime forms included (a condition on an unreadable date
+/// is ignored, as RFC 9110 allows).
+pub(crate) fn parse_http_date(text: &str) -> Option<SystemTime> {
+    let (_weekday, rest) = text.trim().split_once(", ")?;
+    let mut parts = rest.split(' ');
+    let day: u64 = number(parts.next()?, 2)?;
+    let month_name = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == month_name)? as u64 + 1;
+    let year: u64 = number(parts.next()?, 4)?;
+    let mut clock = parts.next()?.split(':');
+    let hour = number(clock.next()?, 2)?;
+    let minute = number(clock.next()?, 2)?;
+    let second = number(clock.next()?, 2)?;
+    if parts.next()? != "GMT" || parts.next().is_some() || clock.next().is_some() {
+        return None;
+    }
+    if !(1..=31).contains(&day) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+}
+
+/// A decimal of exactly `digits` ASCII digits.
+fn number(text: &str, digits: usize) -> Option<u64> {
+    if text.len() != digits || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// (year ≥ 1970, month 1–12, day 1–31) to days since 1970-01-01: Howard Hinnant's algorithm.
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year % 400;
+    let shifted_month = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    (era * 146_097 + day_of_era).saturating_sub(719_468)
 }
 
 /// Days since 1970-01-01 to (year, month 1–12, day 1–31): Howard Hinnant's algorithm.
@@ -56,5 +119,35 @@ mod tests {
         assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
         assert_eq!(at(4_107_542_399), "Sun, 28 Feb 2100 23:59:59 GMT");
         assert_eq!(at(4_107_542_400), "Mon, 01 Mar 2100 00:00:00 GMT");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for secs in [0, 784_111_777, 951_782_400, 4_107_542_399, 1_700_000_000] {
+            let time = UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(parse_http_date(&http_date(time)), Some(time), "{secs}");
+        }
+    }
+
+    #[test]
+    fn refuses_other_forms() {
+        for text in [
+            "",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT extra",
+        ] {
+            assert_eq!(parse_http_date(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn log_dates() {
+        let time = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(log_date(time), "06/Nov/1994:08:49:37 +0000");
     }
 }

@@ -41,17 +41,20 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub(crate) mod access_log;
 pub(crate) mod body;
 mod config;
 pub(crate) mod connection;
 mod date;
 pub(crate) mod error;
 mod file_type;
+pub mod files;
 mod head;
 mod headers;
 #[cfg(feature = "serde")]
 mod json;
 mod params;
+mod range;
 mod request;
 mod response;
 pub(crate) mod write;
@@ -64,6 +67,7 @@ use std::io::Write;
 use crate::conn::Conn;
 use crate::handler::MakeHandler;
 
+pub use access_log::ACCESS_LOG_TARGET;
 pub use config::HttpConfig;
 pub use connection::HttpConnection;
 pub use headers::Headers;

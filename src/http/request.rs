@@ -164,4 +164,18 @@ impl Request {
     pub fn peer_addr(&self) -> Option<&PeerAddr> {
         self.peer.as_ref()
     }
+
+    /// Names the running coroutine after this request — peer, method and path — in the
+    /// stall warning and the stack-overflow message (see [`rt::set_label`](crate::rt::set_label));
+    /// does nothing off a coroutine.
+    pub(crate) fn label_coroutine(&self) {
+        match &self.peer {
+            Some(peer) => crate::rt::set_label(format_args!(
+                "connection from {peer}, {} {}",
+                self.method,
+                self.path()
+            )),
+            None => crate::rt::set_label(format_args!("{} {}", self.method, self.path())),
+        }
+    }
 }

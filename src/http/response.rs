@@ -187,6 +187,11 @@ impl Response {
         }
     }
 
+    /// The body, for the access log.
+    pub(crate) fn body(&self) -> &Body {
+        &self.body
+    }
+
     /// Splits the response into status, header fields and body, for the writer.
     pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Body) {
         (self.status, self.headers, self.body)

@@ -31,7 +31,8 @@ pub(crate) enum Dialect {
 pub(crate) struct Answering {
     /// Which status line to write.
     pub(crate) dialect: Dialect,
-    /// The request's version: decides chunked vs. close-delimited streams.
+    /// The request's version: the status line's version, and chunked vs.
+    /// close-delimited streams (an HTTP/1.0 client gets no chunked body).
     pub(crate) version: Version,
     /// A `HEAD` request: the head is sent as for `GET`, the body is not.
     pub(crate) head_only: bool,
@@ -72,7 +73,7 @@ pub(crate) fn write_response(
     let mut head = Vec::with_capacity(256);
     let reason = reason_phrase(status);
     let _ = match answering.dialect {
-        Dialect::Http => write!(head, "HTTP/1.1 {status} {reason}\r\n"),
+        Dialect::Http => write!(head, "{} {status} {reason}\r\n", answering.version),
         Dialect::Cgi => write!(head, "Status: {status} {reason}\r\n"),
     };
     let mut has_date = false;

@@ -4,7 +4,7 @@
 //! the reactor (`reactor.rs`: epoll via mio, edge-triggered), timers (`timer.rs`), the
 //! cross-thread [`Waker`] (`waker.rs`), pooled guarded stacks (`stack_pool.rs`), the
 //! coroutine switch (`coroutine.rs`, the only `unsafe` here) and [`IoSource`]
-//! (`io_source.rs`). It knows nothing about servers or HTTP.
+//! (`io_source.rs`) and the loop-stall detector (`stall.rs`, [`stall_count`]). It knows nothing about servers or HTTP.
 //!
 //! # Using it
 //!
@@ -45,6 +45,9 @@
 //!   dies of `SIGSEGV`, after a message on stderr naming the coroutine (see
 //!   [`set_label`]), its stack size and how to raise it. Below 32 KiB even a panic
 //!   printing a backtrace overflows.
+//! - **A stall is reported:** a coroutine that keeps the thread longer than
+//!   [`RuntimeConfig::stall_threshold`] (100 ms by default) between two switches gets a
+//!   `log::warn!` naming it and the time held, and counts in [`stall_count`].
 //! - **Panics are contained:** a panic is caught at the coroutine's boundary and logged
 //!   with `log::error!`; the loop and the other coroutines carry on.
 //! - Coroutines are `!Send` and never migrate: thread-locals stay valid, but are shared
@@ -67,6 +70,7 @@ mod reactor;
 mod runtime;
 mod scheduler;
 mod stack_pool;
+mod stall;
 mod timer;
 mod waker;
 
@@ -77,6 +81,7 @@ use scheduler::ParkKind;
 pub use error::SpawnError;
 pub use io_source::{IoSource, forget_fd, wait_fd};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
+pub use stall::stall_count;
 pub use waker::Waker;
 
 /// Which readiness a coroutine waits for.

@@ -39,6 +39,11 @@ pub struct RuntimeConfig {
     pub max_idle_stacks: usize,
     /// Readiness events taken from epoll per poll. Default 1,024.
     pub events_capacity: usize,
+    /// A coroutine that keeps the thread longer than this between two switches is
+    /// reported (`log::warn!`, target `mixserve::rt::stall`) and counted in
+    /// [`stall_count`](super::stall_count). Default 100 ms; `None` turns the detector
+    /// off (it then reads no clock).
+    pub stall_threshold: Option<Duration>,
 }
 
 impl Default for RuntimeConfig {
@@ -48,6 +53,7 @@ impl Default for RuntimeConfig {
             max_coroutines: 30_000,
             max_idle_stacks: 1_024,
             events_capacity: 1_024,
+            stall_threshold: Some(Duration::from_millis(100)),
         }
     }
 }

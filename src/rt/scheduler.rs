@@ -16,6 +16,7 @@ use super::coroutine::{self, Co};
 use super::error::SpawnError;
 use super::reactor::Reactor;
 use super::stack_pool::{GuardedStack, StackPool};
+use super::stall::StallWatch;
 use super::timer::Timers;
 use super::waker::Remote;
 use super::{RuntimeConfig, context};
@@ -127,6 +128,8 @@ pub(crate) struct Core {
     /// [`forget_fd`](super::forget_fd): a socket is registered once, on its first wait.
     pub(crate) fd_keys:
         RefCell<std::collections::HashMap<std::os::fd::RawFd, super::reactor::SourceKey>>,
+    /// Times resumes, to report coroutines that keep the thread too long.
+    stall: StallWatch,
 }
 
 impl Core {
@@ -148,6 +151,7 @@ impl Core {
             remote_spare: RefCell::default(),
             tearing_down: Cell::new(false),
             fd_keys: RefCell::default(),
+            stall: StallWatch::new(config.stall_threshold),
         })
     }
 
@@ -206,6 +210,7 @@ impl Core {
     /// yielding coroutine costs no `epoll_wait` per switch yet cannot starve I/O.
     pub(crate) fn run_ready(&self, budget: usize) {
         let count = self.run_queue.borrow().len().max(budget);
+        self.stall.begin_batch();
         for _ in 0..count {
             let Some(id) = self.run_queue.borrow_mut().pop_front() else {
                 break;
@@ -231,7 +236,9 @@ impl Core {
             return;
         };
         context::set_current(Some(id));
+        let started = self.stall.resume_started();
         let finished = coroutine::resume(&mut co);
+        self.stall.resume_ended(started, || self.label(id));
         context::set_current(None);
         if finished {
             let guard = self.free_slot(id);
@@ -266,6 +273,23 @@ impl Core {
             .and_then(|s| s.guard.as_ref())
         {
             guard.set_label(label);
+        }
+    }
+
+    /// The label of coroutine `id` (see [`set_label`](Core::set_label)), or a neutral
+    /// name when it has none.
+    fn label(&self, id: CoroutineId) -> String {
+        let slots = self.slots.borrow();
+        let label = slots
+            .slots
+            .get(id.index as usize)
+            .and_then(|slot| slot.guard.as_ref())
+            .map(GuardRegistration::label)
+            .unwrap_or_default();
+        if label.is_empty() {
+            String::from("a coroutine")
+        } else {
+            format!("coroutine \"{label}\"")
         }
     }
 

@@ -148,6 +148,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
         conn.set_read_timeout(None);
         request = request.with_body(body);
         let app = &*self.app;
+        request.label_coroutine();
         let response = match panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))) {
             Ok(response) => response,
             Err(_) => {
@@ -159,6 +160,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
                 Response::text(500, "internal server error\n")
             }
         };
+        crate::http::access_log::log_access(config, &request, &response);
         answer(conn, config, response, head_only)
     }
 }

@@ -121,6 +121,17 @@ impl GuardRegistration {
         entry.label_len.store(buffer.len, Ordering::Release);
     }
 
+    /// The label last set (empty if none), for the stall warning.
+    pub(crate) fn label(&self) -> String {
+        let entry = &TABLE[self.index];
+        let len = entry.label_len.load(Ordering::Acquire).min(LABEL_MAX);
+        let bytes: Vec<u8> = entry.label[..len]
+            .iter()
+            .map(|byte| byte.load(Ordering::Relaxed))
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
     /// Forgets the label (a new coroutine starts on the stack).
     pub(crate) fn clear_label(&self) {
         TABLE[self.index].label_len.store(0, Ordering::Release);

@@ -122,9 +122,8 @@ fn read_line(reader: &mut impl BufRead) -> String {
 pub fn read_answer(reader: &mut impl BufRead, head_only: bool) -> Answer {
     let status_line = read_line(reader);
     let mut parts = status_line.splitn(3, ' ');
-    assert_eq!(
-        parts.next(),
-        Some("HTTP/1.1"),
+    assert!(
+        matches!(parts.next(), Some("HTTP/1.1" | "HTTP/1.0")),
         "status line {status_line:?}"
     );
     let status = parts

@@ -119,6 +119,14 @@ impl Scheduled {
         self
     }
 
+    /// Reports a handler that keeps its loop's thread longer than `threshold` between
+    /// two switches: a `log::warn!` naming the connection and the time held, counted in
+    /// [`rt::stall_count`]. Default 100 ms; `None` turns the detector off.
+    pub fn stall_threshold(mut self, threshold: Option<std::time::Duration>) -> Scheduled {
+        self.runtime.stall_threshold = threshold;
+        self
+    }
+
     /// Caps live connections in the process (default 25,000).
     pub fn max_connections(mut self, max: usize) -> Scheduled {
         self.max_connections = max;

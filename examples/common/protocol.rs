@@ -1,0 +1,74 @@
+//! `--protocol http|scgi`: the same application spoken over HTTP to clients, or over
+//! SCGI behind a front server's `scgi_pass` (see the README's "Behind nginx"); and
+//! `--access-log`, one common-log-format line per request on stderr.
+//!
+//! Include it beside `common` with `#[path = "common/protocol.rs"] mod protocol;`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use log::{Log, Metadata, Record};
+use mixserve::http::{Http, HttpConfig, HttpHandler};
+use mixserve::scgi::Scgi;
+
+use crate::common::{self, ServeArgs};
+
+/// Picks the wire protocol and the access log.
+#[derive(Debug, Args)]
+pub struct ProtocolArgs {
+    /// http (clients connect directly) or scgi (behind nginx's scgi_pass).
+    #[arg(long, default_value = "http")]
+    pub protocol: String,
+    /// Log one line per request in the common log format, on stderr.
+    #[arg(long)]
+    pub access_log: bool,
+}
+
+/// Serves `app` over the protocol `--protocol` names, with the model `--mixin` names.
+pub fn serve_app<A: HttpHandler>(serve: &ServeArgs, args: &ProtocolArgs, app: A) -> ExitCode {
+    let mut config = HttpConfig::default();
+    if args.access_log {
+        config.access_log = true;
+        // Fails only when a logger is already installed, which then gets the lines.
+        if log::set_logger(&ACCESS_LOGGER).is_ok() {
+            log::set_max_level(log::LevelFilter::Info);
+        }
+    }
+    match args.protocol.as_str() {
+        "http" => common::serve(serve, "http", Http::with_config(app, config)),
+        "scgi" => common::serve(serve, "scgi", Scgi::with_config(app, config)),
+        other => {
+            eprintln!("error: unknown protocol {other:?}: choose http or scgi");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints access-log records (and warnings from anywhere) on stderr.
+struct AccessLogger;
+
+static ACCESS_LOGGER: AccessLogger = AccessLogger;
+
+impl Log for AccessLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.target() == "mixserve::access" || metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        if record.target() == "mixserve::access" {
+            eprintln!("{}", record.args());
+        } else {
+            eprintln!(
+                "[{}] {}: {}",
+                record.level(),
+                record.target(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}

@@ -1,0 +1,261 @@
+//! Static files: `http::files::resolve` refuses every way out of the root (`..`, encoded
+//! `%2e%2e`, absolute paths, symbolic links leading out), and the `static` example serves
+//! `Range`, `If-Modified-Since`, `HEAD` and HTTP/1.0 clients under every model family.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+
+use mixserve::http::files::{ResolveError, StaticFiles, resolve};
+use util::{ServerProcess, connect, read_reply};
+
+/// The test file's size and contents.
+const SIZE: usize = 1000;
+
+fn contents() -> Vec<u8> {
+    (0..SIZE).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// `base/root` served, `base/secret.txt` beside it; removed on drop.
+struct Tree {
+    base: PathBuf,
+}
+
+impl Tree {
+    fn new(name: &str) -> Tree {
+        let base =
+            std::env::temp_dir().join(format!("mixserve-static-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.txt"), contents()).unwrap();
+        std::fs::write(root.join("index.html"), "<p>home</p>").unwrap();
+        std::fs::write(root.join("sub/b.txt"), "bee").unwrap();
+        std::fs::write(base.join("secret.txt"), "secret").unwrap();
+        symlink(root.join("a.txt"), root.join("inside-link")).unwrap();
+        symlink(base.join("secret.txt"), root.join("outside-link")).unwrap();
+        symlink(&base, root.join("outside-dir")).unwrap();
+        symlink("/etc", root.join("etc-link")).unwrap();
+        Tree { base }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.base.join("root")
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+#[test]
+fn resolves_paths_inside_the_root() {
+    let tree = Tree::new("inside");
+    let root = tree.root().canonicalize().unwrap();
+    assert_eq!(resolve(&root, "/a.txt"), Ok(root.join("a.txt")));
+    assert_eq!(resolve(&root, "/sub/./b.txt"), Ok(root.join("sub/b.txt")));
+    assert_eq!(resolve(&root, "/sub//b.txt"), Ok(root.join("sub/b.txt")));
+    assert_eq!(resolve(&root, "/%73ub/b.txt"), Ok(root.join("sub/b.txt")));
+    assert_eq!(resolve(&root, "/"), Ok(root.clone()));
+    assert_eq!(
+        resolve(&root, "/inside-link"),
+        Ok(root.join("a.txt")),
+        "a link that stays inside is followed"
+    );
+    assert_eq!(resolve(&root, "/missing"), Err(ResolveError::NotFound));
+}
+
+#[test]
+fn refuses_dot_dot() {
+    let tree = Tree::new("dotdot");
+    let root = tree.root();
+    for path in ["/../secret.txt", "/sub/../../secret.txt", "/sub/..", "/.."] {
+        assert_eq!(resolve(&root, path), Err(ResolveError::Forbidden), "{path}");
+    }
+}
+
+#[test]
+fn refuses_encoded_dot_dot() {
+    let tree = Tree::new("encoded");
+    let root = tree.root();
+    for path in [
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/.%2e/secret.txt",
+        "/%2e%2e%2fsecret.txt",
+        "/sub%2f..%2f..%2fsecret.txt",
+    ] {
+        assert_eq!(resolve(&root, path), Err(ResolveError::Forbidden), "{path}");
+    }
+}
+
+#[test]
+fn refuses_absolute_paths() {
+    let tree = Tree::new("absolute");
+    let root = tree.root();
+    for path in ["//etc/passwd", "/%2fetc/passwd", "/%2Fetc%2Fpasswd"] {
+        assert_eq!(resolve(&root, path), Err(ResolveError::Forbidden), "{path}");
+    }
+    for path in ["etc/passwd", "http://host/etc/passwd", "*", ""] {
+        assert_eq!(resolve(&root, path), Err(ResolveError::BadPath), "{path}");
+    }
+    assert_eq!(resolve(&root, "/a.txt%00"), Err(ResolveError::BadPath));
+}
+
+#[test]
+fn refuses_symlinks_leading_out() {
+    let tree = Tree::new("symlinks");
+    let root = tree.root();
+    for path in [
+        "/outside-link",
+        "/outside-dir/secret.txt",
+        "/etc-link/passwd",
+        "/outside-dir",
+    ] {
+        assert_eq!(resolve(&root, path), Err(ResolveError::Forbidden), "{path}");
+    }
+    let files = StaticFiles::new(&root).unwrap();
+    assert_eq!(files.locate("/"), Ok(files.root().join("index.html")));
+    assert_eq!(files.locate("/outside-dir"), Err(ResolveError::Forbidden));
+}
+
+/// Sends `raw` on a fresh connection and reads everything until the server closes.
+fn exchange(addr: SocketAddr, raw: &str) -> String {
+    let mut stream = connect(addr);
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// One request, `Connection: close`, with extra header lines.
+fn request(addr: SocketAddr, method: &str, path: &str, extra: &str) -> util::Reply {
+    let mut stream = connect(addr);
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}\r\n"
+    )
+    .unwrap();
+    read_reply(&mut BufReader::new(stream))
+}
+
+fn check_files(addr: SocketAddr) {
+    let whole = request(addr, "GET", "/a.txt", "");
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body, contents());
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    assert_eq!(
+        whole.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let modified = whole
+        .header("last-modified")
+        .expect("Last-Modified")
+        .to_owned();
+
+    let part = request(addr, "GET", "/a.txt", "Range: bytes=10-19\r\n");
+    assert_eq!(part.status, 206);
+    assert_eq!(part.header("content-range"), Some("bytes 10-19/1000"));
+    assert_eq!(part.body, contents()[10..20]);
+    let tail = request(addr, "GET", "/a.txt", "Range: bytes=-5\r\n");
+    assert_eq!((tail.status, &tail.body[..]), (206, &contents()[995..]));
+    let past = request(addr, "GET", "/a.txt", "Range: bytes=1000-\r\n");
+    assert_eq!(past.status, 416);
+    assert_eq!(past.header("content-range"), Some("bytes */1000"));
+    let several = request(addr, "GET", "/a.txt", "Range: bytes=0-1,5-6\r\n");
+    assert_eq!((several.status, several.body.len()), (200, SIZE));
+
+    let fresh = request(
+        addr,
+        "GET",
+        "/a.txt",
+        &format!("If-Modified-Since: {modified}\r\n"),
+    );
+    assert_eq!(fresh.status, 304);
+    assert!(fresh.body.is_empty());
+    let stale = request(
+        addr,
+        "GET",
+        "/a.txt",
+        "If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n",
+    );
+    assert_eq!((stale.status, stale.body.len()), (200, SIZE));
+
+    // HEAD: the same Content-Length, and the connection closes with no body after it.
+    let head = exchange(
+        addr,
+        "HEAD /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: 1000\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "no body after a HEAD: {head}");
+
+    // HTTP/1.0: the status line follows the request, and the connection closes.
+    let old = exchange(addr, "GET /sub/b.txt HTTP/1.0\r\n\r\n");
+    assert!(old.starts_with("HTTP/1.0 200 OK\r\n"), "{old}");
+    assert!(old.contains("Connection: close\r\n"), "{old}");
+    assert!(old.ends_with("\r\n\r\nbee"), "{old}");
+    let mut kept = BufReader::new(connect(addr));
+    kept.get_mut()
+        .write_all(b"GET /sub/b.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let first = read_reply(&mut kept);
+    assert_eq!(first.header("connection"), Some("keep-alive"));
+    kept.get_mut()
+        .write_all(b"GET /sub/b.txt HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let mut line = String::new();
+    kept.read_line(&mut line).unwrap();
+    assert_eq!(
+        line, "HTTP/1.0 200 OK\r\n",
+        "kept alive for a second request"
+    );
+
+    for (path, status) in [
+        ("/../secret.txt", "403"),
+        ("/%2e%2e/secret.txt", "403"),
+        ("/%2fetc/passwd", "403"),
+        ("/outside-link", "403"),
+        ("/missing", "404"),
+        ("/", "200"),
+    ] {
+        let answer = exchange(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{path}: {answer}"
+        );
+        assert!(!answer.contains("secret\n") && !answer.ends_with("secret"));
+    }
+}
+
+fn serve_under(model: &[&str]) {
+    let tree = Tree::new(&model.join("-"));
+    let root = tree.root();
+    let mut args = vec!["--root", root.to_str().unwrap()];
+    args.extend_from_slice(model);
+    let mut server = ServerProcess::start("static", &args);
+    check_files(server.addr);
+    server.stop();
+}
+
+#[test]
+fn static_example_under_every_model() {
+    for model in util::MODELS {
+        serve_under(&["--mixin", model]);
+    }
+    for variant in [
+        &["--mixin", "preforked", "--accept", "shared"][..],
+        &["--mixin", "preforked", "--inner", "scheduled"],
+        &["--mixin", "prethreaded", "--accept", "locked"],
+    ] {
+        serve_under(variant);
+    }
+}
