@@ -7,6 +7,10 @@
 //! curl localhost:8000/notify        # 1 (released); the waiter prints 1 too
 //! ```
 //!
+//! A waiter whose client hangs up is released at once (the HTTP adapter watches the
+//! connection) and answered by closing. `--wait-limit SECS` bounds a wait: at the limit
+//! the waiter gets `204 No Content` and polls again.
+//!
 //! The handler is plain blocking code and the same under every model; the
 //! `Broadcast` it waits on is created before the server starts, so under process-based
 //! models it lives in the master and every worker reaches it through the hub.
@@ -14,6 +18,8 @@
 mod common;
 
 use clap::Parser;
+use std::time::Duration;
+
 use mixserve::http::{Http, Request, Response};
 use mixserve::sync::{Broadcast, WaitError};
 
@@ -22,11 +28,15 @@ use mixserve::sync::{Broadcast, WaitError};
 struct Cli {
     #[command(flatten)]
     serve: common::ServeArgs,
+    /// Longest a `/wait` may last, in seconds (answered `204 No Content`); no limit
+    /// when absent.
+    #[arg(long)]
+    wait_limit: Option<f64>,
 }
 
 /// The seed's comet contract.
-fn comet(news: &Broadcast<usize>, req: &Request) -> Response {
-    let response = answer(news, req);
+fn comet(news: &Broadcast<usize>, limit: Option<Duration>, req: &Request) -> Response {
+    let response = answer(news, limit, req);
     if response.status_code() == 503 {
         // Give the worker back at once: a refused waiter has nothing more to ask.
         return response.with_header("Connection", "close");
@@ -34,10 +44,13 @@ fn comet(news: &Broadcast<usize>, req: &Request) -> Response {
     response
 }
 
-fn answer(news: &Broadcast<usize>, req: &Request) -> Response {
+fn answer(news: &Broadcast<usize>, limit: Option<Duration>, req: &Request) -> Response {
     match req.path() {
-        "/wait" => match news.wait() {
+        "/wait" => match limit.map_or_else(|| news.wait(), |limit| news.wait_timeout(limit)) {
             Ok(released) => Response::text(200, released.to_string()),
+            Err(WaitError::TimedOut) => Response::status(204),
+            // The client hung up: the adapter closes the connection without writing this.
+            Err(WaitError::ClientGone) => Response::status(499),
             Err(WaitError::NoOtherWorker) => Response::text(
                 503,
                 "this model serves one connection at a time, so no /notify could ever come\n",
@@ -56,6 +69,14 @@ fn answer(news: &Broadcast<usize>, req: &Request) -> Response {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let news = Broadcast::new();
-    let app = move |req: &mut Request| comet(&news, req);
+    let limit = match cli.wait_limit.map(Duration::try_from_secs_f64) {
+        None => None,
+        Some(Ok(limit)) => Some(limit),
+        Some(Err(error)) => {
+            eprintln!("comet: --wait-limit: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let app = move |req: &mut Request| comet(&news, limit, req);
     common::serve(&cli.serve, "http", Http::new(app))
 }

@@ -1,9 +1,11 @@
 //! [`Conn`]: the one thing a handler sees — a buffered, model-aware stream.
 //!
-//! `stream_io.rs` reads and writes it (try, then park or poll); `send_file.rs` sends files.
+//! `stream_io.rs` reads and writes it (try, then park or poll); `send_file.rs` sends files;
+//! `watch.rs` ties waits made for it to its client.
 
 mod send_file;
 mod stream_io;
+mod watch;
 
 use std::cell::Cell;
 use std::fmt;

@@ -80,7 +80,14 @@ impl<A: HttpHandler> HttpConnection<A> {
             keep_alive: keep_alive && !conn.draining(),
         };
         let app = &*self.app;
-        let response = match panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))) {
+        // Waits the application makes end when this client leaves (see `Conn::watch`).
+        let (outcome, client_left) = conn
+            .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))));
+        if client_left {
+            // Nobody is left to read the answer.
+            return Ok(Next::Drop);
+        }
+        let response = match outcome {
             Ok(response) => response,
             Err(_) => {
                 log::error!(

@@ -218,13 +218,23 @@ pub(crate) fn parse_head(bytes: &[u8], fields: usize) -> Result<Head, Reject> {
     })
 }
 
-/// 505 when the request line ends in a well-formed `HTTP/x.y` other than 1.0/1.1,
-/// 400 when the version is garbage.
+/// 505 only for a well-formed request line (`method SP target SP HTTP/x.y`, one space
+/// each, a token for the method) whose version is not 1.0/1.1; 400 for anything
+/// malformed — `G ET / HTTP/1.1` is a bad request, not an unsupported version.
 fn version_error(bytes: &[u8]) -> Reject {
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let token = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
-    match token {
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let [method, target, version] = parts[..] else {
+        return Reject::new(400, "malformed request line");
+    };
+    if method.is_empty() || !method.iter().all(|&b| is_token_char(b)) {
+        return Reject::new(400, "malformed method");
+    }
+    if target.is_empty() || target.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return Reject::new(400, "malformed request target");
+    }
+    match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
@@ -232,6 +242,11 @@ fn version_error(bytes: &[u8]) -> Reject {
         }
         _ => Reject::new(400, "malformed HTTP version"),
     }
+}
+
+/// A `tchar` of RFC 9110 §5.6.2: what a method name is made of.
+fn is_token_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 #[cfg(test)]
@@ -305,5 +320,17 @@ mod tests {
         );
         assert_eq!(status(b"GET / HTTP/1.0\r\n\r\n", 0), Ok(()));
         assert_eq!(status(b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 1), Err(400));
+    }
+
+    #[test]
+    fn a_malformed_request_line_is_400_not_505() {
+        let status = |input: &[u8]| parse_head(input, 1).map(|_| ()).map_err(|r| r.status);
+        assert_eq!(status(b"G ET / HTTP/1.1\r\nHost: a\r\n\r\n"), Err(400));
+        assert_eq!(status(b"GET / x HTTP/1.1\r\nHost: a\r\n\r\n"), Err(400));
+        assert_eq!(status(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n"), Err(400));
+        assert_eq!(status(b"G(T / HTTP/3.0\r\nHost: a\r\n\r\n"), Err(400));
+        assert_eq!(status(b"GET / HTTP/1.1 x\r\nHost: a\r\n\r\n"), Err(400));
+        assert_eq!(status(b"GET / HTTP/3.0\r\nHost: a\r\n\r\n"), Err(505));
+        assert_eq!(status(b"GET /a%20b HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(()));
     }
 }

@@ -148,7 +148,13 @@ impl<A: HttpHandler> ScgiConnection<A> {
         conn.set_read_timeout(None);
         request = request.with_body(body);
         let app = &*self.app;
-        let response = match panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))) {
+        // Waits the application makes end when the front end drops this request.
+        let (outcome, client_left) = conn
+            .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))));
+        if client_left {
+            return Ok(());
+        }
+        let response = match outcome {
             Ok(response) => response,
             Err(_) => {
                 log::error!(

@@ -8,6 +8,7 @@ use crate::sync::hub::protocol::{op, status};
 use crate::sync::lock;
 use crate::sync::registry::{self, Home, HubObject};
 use crate::sync::waiters::{Slot, WaitList, Waiter};
+use crate::sync::watch;
 use crate::sync::wire::Wire;
 use crate::sync::{SendError, WaitError, scope};
 
@@ -90,7 +91,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
                 .inner
                 .home
                 .call(op::BROADCAST_WAIT, deadline, &[])
-                .map_err(WaitError::Hub)?;
+                .map_err(watch::hub_error)?;
             return decode_wait(code, &payload);
         }
         let slot = Slot::new();

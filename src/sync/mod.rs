@@ -19,6 +19,7 @@ pub(crate) mod park;
 mod registry;
 pub(crate) mod scope;
 mod waiters;
+pub(crate) mod watch;
 mod wire;
 
 use std::sync::Arc;

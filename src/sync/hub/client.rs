@@ -57,6 +57,9 @@ fn connect() -> Result<Conn, String> {
 fn exchange(conn: &mut Conn, frame: &[u8]) -> std::io::Result<(u8, Vec<u8>)> {
     conn.write_all(frame)?;
     conn.flush()?;
+    // A handler's client that leaves ends the call; dropping this connection (never
+    // pooled after an error) makes the hub cancel the wait.
+    conn.wait_reply_unless_client_left()?;
     let mut len = [0u8; 4];
     conn.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;
