@@ -74,6 +74,8 @@ pub struct Conn {
     read_deadline: Option<Instant>,
     /// Set by the server when it shuts down gracefully.
     drain: Option<Arc<AtomicBool>>,
+    /// When this value was made (accepted, or received from another process).
+    created: Instant,
 }
 
 impl fmt::Debug for Conn {
@@ -118,6 +120,7 @@ impl Conn {
             write_timeout: None,
             read_deadline: None,
             drain: None,
+            created: Instant::now(),
         }
     }
 
@@ -132,6 +135,22 @@ impl Conn {
         self.drain
             .as_ref()
             .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+
+    /// When the connection began, as far as can be known: for TCP, when the kernel
+    /// completed the handshake — or last received data, if later — read from
+    /// `TCP_INFO`, so time spent in the listen queue, in a model's hand-off queue or on
+    /// the way to another process counts; otherwise when this `Conn` was made.
+    /// Deadlines for a connection's first request start here, so a connection that
+    /// waited for a free worker gets no fresh allowance when one takes it.
+    pub fn established_at(&self) -> Instant {
+        let now = Instant::now();
+        let kernel = match self.peer {
+            PeerAddr::Tcp(_) => crate::sys::tcp_info::since_last_data(self.fd.as_fd())
+                .and_then(|age| now.checked_sub(age)),
+            PeerAddr::Unix(_) => None,
+        };
+        kernel.map_or(self.created, |kernel| kernel.min(self.created))
     }
 
     /// The peer's address.

@@ -60,8 +60,14 @@ impl<A: HttpHandler> HttpConnection<A> {
         }
     }
 
-    /// Serves one request; errors are socket errors worth reporting.
-    fn serve_one(&mut self, conn: &mut Conn, first_deadline: Option<Instant>) -> io::Result<Next> {
+    /// Serves one request (`last`: the connection's last, answered with
+    /// `Connection: close`); errors are socket errors worth reporting.
+    fn serve_one(
+        &mut self,
+        conn: &mut Conn,
+        first_deadline: Option<Instant>,
+        last: bool,
+    ) -> io::Result<Next> {
         let config = &*self.config;
         let head = match head::read_head(conn, config, &mut self.head, first_deadline) {
             Ok(Some(head)) => head,
@@ -72,7 +78,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             Ok(request) => request,
             Err(failure) => return self.fail(conn, failure),
         };
-        let keep_alive = wants_keep_alive(&request);
+        let keep_alive = wants_keep_alive(&request) && !last;
         let answering = Answering {
             dialect: Dialect::Http,
             version: request.version(),
@@ -162,7 +168,8 @@ fn read_request(conn: &mut Conn, config: &HttpConfig, head: Head) -> Result<Requ
         conn.flush()
             .map_err(|error| read_failure(error, Failure::Close))?;
     }
-    conn.set_read_deadline(None);
+    // Per read, and for the whole body: a trickle cannot keep it open.
+    conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
     conn.set_read_timeout(Some(config.body_timeout));
     let (body, trailers) = match framing {
         Framing::None => (Vec::new(), Default::default()),
@@ -170,6 +177,7 @@ fn read_request(conn: &mut Conn, config: &HttpConfig, head: Head) -> Result<Requ
         Framing::Chunked => body::read_chunked(conn, config)?,
     };
     conn.set_read_timeout(None);
+    conn.set_read_deadline(None);
     Ok(Request::new(head.method, head.target)
         .with_version(head.version)
         .with_headers(head.headers)
@@ -212,9 +220,13 @@ impl<A: HttpHandler> Handler for HttpConnection<A> {
     }
 
     fn handle(&mut self, conn: &mut Conn) -> io::Result<()> {
-        let mut first_deadline = Some(Instant::now() + self.config.header_timeout);
+        // From the connection's establishment: time queued for a worker counts.
+        let mut first_deadline = Some(conn.established_at() + self.config.header_timeout);
+        let mut served = 0usize;
         loop {
-            let next = self.serve_one(conn, first_deadline.take());
+            served += 1;
+            let last = served >= self.config.max_requests_per_connection;
+            let next = self.serve_one(conn, first_deadline.take(), last);
             let result = match next {
                 Ok(Next::KeepAlive) => continue,
                 Ok(Next::Drop) => conn.flush(),

@@ -126,7 +126,9 @@ pub(crate) fn read_head(
         None => conn.set_read_deadline(Some(Instant::now() + config.header_timeout)),
     }
     loop {
-        let timeout = if started || first_deadline.is_some() {
+        // A connection that sent nothing is closed without a word (as nginx does): no
+        // answer to write, no lingering for a client that may never read.
+        let timeout = if started {
             Failure::Reject(Reject::new(408, "request head took too long"))
         } else {
             Failure::Close

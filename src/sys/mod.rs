@@ -11,6 +11,7 @@ pub(crate) mod process_lock;
 pub(crate) mod sendfile;
 pub(crate) mod shared_memory;
 pub(crate) mod signal;
+pub(crate) mod tcp_info;
 pub(crate) mod worker_process;
 
 use std::os::fd::{BorrowedFd, RawFd};

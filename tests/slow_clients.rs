@@ -1,0 +1,59 @@
+//! Slow and silent clients against capped servers (separate processes): connections
+//! that never send a byte cannot starve the clients queued behind them, because the
+//! first head's deadline counts from the connection's establishment, not from when a
+//! worker finally takes it.
+
+mod util;
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+use util::{ServerProcess, connect, read_reply};
+
+fn silent_sockets_do_not_starve_probes(args: &[&str]) {
+    let mut server = ServerProcess::start("comet", args);
+    let silent: Vec<TcpStream> = (0..232).map(|_| connect(server.addr)).collect();
+    let started = Instant::now();
+    let mut probes: Vec<BufReader<TcpStream>> = (0..100)
+        .map(|_| {
+            let mut probe = connect(server.addr);
+            probe
+                .write_all(b"GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            BufReader::new(probe)
+        })
+        .collect();
+    // Each probe has the client timeout (20 s, twice the default header deadline) to
+    // be answered; before the fix the last ones waited for seven rounds of deadlines.
+    for mut probe in probes.drain(..) {
+        assert_eq!(read_reply(&mut probe).status, 200, "{args:?}");
+        // Closed at once, as a real client does (a server lingers after `close`).
+        drop(probe);
+    }
+    eprintln!(
+        "{args:?}: 100 probes behind 232 silent sockets answered in {:?}",
+        started.elapsed()
+    );
+    drop(silent);
+    server.stop().expect("server stops");
+}
+
+#[test]
+fn silent_sockets_do_not_starve_a_capped_threading_server() {
+    silent_sockets_do_not_starve_probes(&["--mixin", "threading", "--max-workers", "32"]);
+}
+
+#[test]
+fn silent_sockets_do_not_starve_a_capped_preforked_server() {
+    silent_sockets_do_not_starve_probes(&[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "passed",
+        "--workers",
+        "4",
+        "--max-workers",
+        "4",
+    ]);
+}
