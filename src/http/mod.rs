@@ -46,7 +46,7 @@ mod config;
 pub(crate) mod connection;
 mod date;
 pub(crate) mod error;
-mod head;
+pub(crate) mod head;
 mod headers;
 mod request;
 mod response;

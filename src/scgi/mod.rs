@@ -22,7 +22,7 @@
 //! # let _ = app;
 //! ```
 
-mod netstring;
+pub(crate) mod netstring;
 
 use std::fmt;
 use std::io;
