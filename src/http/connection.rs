@@ -249,9 +249,9 @@ impl<A: HttpHandler> Handler for HttpConnection<A> {
 mod tests {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
-    use std::sync::atomic::AtomicBool;
 
     use super::*;
+    use crate::conn::Drain;
 
     #[test]
     fn draining_answers_with_close_and_stops() {
@@ -260,7 +260,9 @@ mod tests {
             .write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
         let mut conn = Conn::from_unix(server).unwrap();
-        conn.set_drain_flag(Arc::new(AtomicBool::new(true)));
+        let drain = Arc::new(Drain::new().unwrap());
+        drain.begin();
+        conn.set_drain_flag(drain);
         let app = |req: &mut Request| Response::text(200, req.target().to_owned());
         let mut handler = HttpConnection::new(Arc::new(app), Arc::new(HttpConfig::default()));
         client.shutdown(Shutdown::Write).unwrap();

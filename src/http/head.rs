@@ -13,7 +13,7 @@ use super::config::HttpConfig;
 use super::error::{Failure, Reject, read_failure};
 use super::headers::Headers;
 use super::request::Version;
-use crate::conn::Conn;
+use crate::conn::{Conn, Idle};
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -137,6 +137,15 @@ pub(crate) fn read_head(
             // Answers to earlier requests go out before we wait for more input.
             if let Err(error) = conn.flush() {
                 return Err(read_failure(error, Failure::Close));
+            }
+            // Idle between requests: a drain closes the connection at once.
+            if !started && first_deadline.is_none() {
+                let idle_until = Instant::now() + config.idle_timeout;
+                match conn.wait_idle(idle_until) {
+                    Ok(Idle::Request) => {}
+                    Ok(Idle::Draining) => return Ok(None),
+                    Err(error) => return Err(read_failure(error, Failure::Close)),
+                }
             }
         }
         match conn.fill_buf() {
