@@ -11,7 +11,9 @@
 //!   releasing side writes to, instead of `thread::park`;
 //! - a coroutine parks on both its wait list and the socket's readiness;
 //! - a worker process's hub call waits for the hub's reply or the hang-up, and on a
-//!   hang-up drops its hub connection, which makes the hub cancel the remote wait.
+//!   hang-up drops its hub connection, which makes the hub cancel the remote wait. (A
+//!   reply already there wins; a `Channel` value the hub sends in the very instant the
+//!   client leaves is lost with that connection, as it would be with the client.)
 //!
 //! Bytes the client pipelines behind its request are not a hang-up: the watch never
 //! reads, so they stay in the socket for the next request. As in nginx, a client that
@@ -206,11 +208,12 @@ pub(crate) fn wait_readable(fd: RawFd) -> io::Result<()> {
         return Ok(());
     };
     loop {
-        if watched.gone || hung_up(watched.fd) {
-            return Err(gone());
-        }
+        // A reply that is already here wins: a channel value it carries is not lost.
         if readable(fd) {
             return Ok(());
+        }
+        if watched.gone || hung_up(watched.fd) {
+            return Err(gone());
         }
         if rt::in_coroutine() {
             rt::park_or_readable(&[fd, watched.fd], None)?;
