@@ -1,47 +1,53 @@
 //! [`Drain`]: a server's graceful stop as its connections see it — a flag for "answer
 //! with `Connection: close`", and a pipe that becomes readable (and stays so) when the
 //! drain begins, so a connection idle between requests wakes and closes at once.
+//! Each process has its own pipe: a forked worker drains when its own server does.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::Conn;
+use crate::sync::lock;
 use crate::sys::pipe::SelfPipe;
 
 /// The drain state of one server, shared by its loop and its connections.
 ///
-/// A forked worker inherits the pipe, so it sees the bell even where its copy of the
-/// flag never changes.
-#[derive(Debug)]
+/// The bell is per process, made on first use: a worker forked from the server's
+/// process inherits this value, and ringing the inherited pipe would wake (and close
+/// the idle connections of) every process of the pool.
+#[derive(Debug, Default)]
 pub(crate) struct Drain {
     /// Set when the drain begins.
     flag: AtomicBool,
-    /// Written once when the drain begins; emptied only by `reset`.
-    bell: SelfPipe,
+    /// This process's bell and its pid: written once when the drain begins, emptied
+    /// only by `reset`.
+    bell: Mutex<Option<(u32, Arc<SelfPipe>)>>,
 }
 
 impl Drain {
-    pub(crate) fn new() -> io::Result<Drain> {
-        Ok(Drain {
-            flag: AtomicBool::new(false),
-            bell: SelfPipe::new()?,
-        })
+    pub(crate) fn new() -> Drain {
+        Drain::default()
     }
 
     /// Begins the drain: the flag, then the bell.
     pub(crate) fn begin(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        self.bell.notify();
+        if let Some(bell) = self.bell() {
+            bell.notify();
+        }
     }
 
     /// Ends it (the server may serve again).
     pub(crate) fn reset(&self) {
         self.flag.store(false, Ordering::SeqCst);
-        self.bell.drain();
+        if let Some(bell) = self.bell() {
+            bell.drain();
+        }
     }
 
     /// True once the drain began in this process.
@@ -49,9 +55,15 @@ impl Drain {
         self.flag.load(Ordering::SeqCst)
     }
 
-    /// True once the drain began here or in the process this one was forked from.
-    fn rang(&self) -> bool {
-        self.is_draining() || readable(self.bell.read_fd())
+    /// This process's bell (`None` if no pipe could be made: idle connections then
+    /// wait out their timeout).
+    fn bell(&self) -> Option<Arc<SelfPipe>> {
+        let pid = std::process::id();
+        let mut bell = lock(&self.bell);
+        if bell.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+            *bell = SelfPipe::new().ok().map(|pipe| (pid, Arc::new(pipe)));
+        }
+        bell.as_ref().map(|(_, pipe)| Arc::clone(pipe))
     }
 }
 
@@ -68,13 +80,17 @@ impl Conn {
     /// Waits, between requests, until the client sends something, the server begins to
     /// drain, or `deadline` (`TimedOut`). Without a drain state it only waits for input.
     pub(crate) fn wait_idle(&self, deadline: Instant) -> io::Result<Idle> {
-        let Some(drain) = &self.drain else {
+        let Some((drain, bell)) = self
+            .drain
+            .as_ref()
+            .and_then(|drain| Some((drain, drain.bell()?)))
+        else {
             self.wait_until_readable(deadline)?;
             return Ok(Idle::Request);
         };
-        let (socket, bell) = (self.as_raw_fd(), drain.bell.read_fd());
+        let (socket, bell) = (self.as_raw_fd(), bell.read_fd());
         loop {
-            if drain.rang() {
+            if drain.is_draining() {
                 return Ok(Idle::Draining);
             }
             if readable(socket) {

@@ -260,7 +260,7 @@ mod tests {
             .write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
         let mut conn = Conn::from_unix(server).unwrap();
-        let drain = Arc::new(Drain::new().unwrap());
+        let drain = Arc::new(Drain::new());
         drain.begin();
         conn.set_drain_flag(drain);
         let app = |req: &mut Request| Response::text(200, req.target().to_owned());

@@ -28,7 +28,7 @@ impl ShutdownState {
         Ok(ShutdownState {
             requested: AtomicBool::new(false),
             fast: AtomicBool::new(false),
-            draining: Arc::new(Drain::new()?),
+            draining: Arc::new(Drain::new()),
             pipe: SelfPipe::new()?,
         })
     }
