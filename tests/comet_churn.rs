@@ -212,3 +212,21 @@ fn a_half_closed_waiter_counts_as_gone() {
     );
     server.stop().expect("server stops");
 }
+
+#[test]
+fn a_wait_past_the_long_poll_limit_is_answered_204() {
+    for args in [&["--mixin", "threading"][..], &["--mixin", "forking"][..]] {
+        let mut args = args.to_vec();
+        args.extend(["--wait-limit", "0.2"]);
+        let mut server = ServerProcess::start("comet", &args);
+        let mut stream = connect(server.addr);
+        // `close`: the test's reader takes a body without a length as "until the end".
+        stream
+            .write_all(b"GET /wait HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let reply = read_reply(&mut BufReader::new(stream));
+        assert_eq!(reply.status, 204, "{args:?}");
+        assert_eq!(waiting(&server), "0");
+        server.stop().expect("server stops");
+    }
+}
