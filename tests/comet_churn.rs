@@ -230,3 +230,27 @@ fn a_wait_past_the_long_poll_limit_is_answered_204() {
         server.stop().expect("server stops");
     }
 }
+
+#[test]
+fn a_notify_from_a_client_that_half_closes_still_notifies() {
+    // The watch ends waits, never sends: a fire-and-forget `/notify` (request, then
+    // shutdown of the sending side) must reach the hub under process models too.
+    for args in [&["--mixin", "forking"][..], WAITING_MODELS[3]] {
+        let mut server = ServerProcess::start("comet", args);
+        let mut waiter = connect(server.addr);
+        send_wait(&mut waiter);
+        util::wait_for_waiters(server.addr, 1);
+        let mut notifier = connect(server.addr);
+        notifier
+            .write_all(b"GET /notify HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        notifier.shutdown(Shutdown::Write).unwrap();
+        let reply = read_reply(&mut BufReader::new(waiter));
+        assert_eq!(
+            (reply.status, reply.text()),
+            (200, "1".to_owned()),
+            "{args:?}"
+        );
+        server.stop().expect("server stops");
+    }
+}

@@ -49,9 +49,9 @@ impl Conn {
         (result, left)
     }
 
-    /// Waits until a reply is readable on this (hub) connection; fails with
-    /// `ConnectionAborted` when the client watched by the running handler leaves first.
-    /// Without a watch it returns at once.
+    /// Waits until a reply is readable on this (hub) connection; during a watched wait
+    /// fails with `ConnectionAborted` when the client leaves first. Otherwise (a send,
+    /// a count, no watch) it returns at once.
     pub(crate) fn wait_reply_unless_client_left(&self) -> io::Result<()> {
         self.note_loop_registration();
         watch::wait_readable(self.as_raw_fd())

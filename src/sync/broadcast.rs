@@ -87,6 +87,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
         if !self.inner.home.is_here() {
             // A draining worker answers at once; the hub applies the worker cap.
             let _blocking = scope::begin_wait(true)?;
+            let _watched = watch::remote_wait();
             let (code, payload) = self
                 .inner
                 .home

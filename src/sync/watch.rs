@@ -45,6 +45,9 @@ struct Watched {
     fd: RawFd,
     /// Set once a wait saw the client leave.
     gone: bool,
+    /// Set while a remote wait (a hub call that waits) is in progress: other hub calls
+    /// — a send, a count — finish whatever the client does.
+    in_remote_wait: bool,
 }
 
 thread_local! {
@@ -73,8 +76,41 @@ fn mark_gone() {
 /// Watches `fd` for the current thread or coroutine until the guard is dropped.
 pub(crate) fn watching(fd: RawFd) -> WatchGuard {
     let key = key();
-    let previous = WATCHED.with(|w| w.borrow_mut().insert(key, Watched { fd, gone: false }));
+    let watched = Watched {
+        fd,
+        gone: false,
+        in_remote_wait: false,
+    };
+    let previous = WATCHED.with(|w| w.borrow_mut().insert(key, watched));
     WatchGuard { key, previous }
+}
+
+/// Marks the hub calls of the current thread or coroutine as a wait until dropped: only
+/// those end when the watched client leaves (a send must reach the hub regardless).
+pub(crate) fn remote_wait() -> RemoteWait {
+    let key = key();
+    set_in_remote_wait(key, true);
+    RemoteWait { key }
+}
+
+fn set_in_remote_wait(key: Option<u64>, value: bool) {
+    let _ = WATCHED.try_with(|w| {
+        if let Some(watched) = w.borrow_mut().get_mut(&key) {
+            watched.in_remote_wait = value;
+        }
+    });
+}
+
+/// A remote wait in progress (see [`remote_wait`]).
+#[derive(Debug)]
+pub(crate) struct RemoteWait {
+    key: Option<u64>,
+}
+
+impl Drop for RemoteWait {
+    fn drop(&mut self) {
+        set_in_remote_wait(self.key, false);
+    }
 }
 
 /// Ends a watch; says whether a wait saw the client leave.
@@ -197,14 +233,14 @@ pub(crate) fn park(waker: &Waker, deadline: Option<Instant>) -> Result<(), Gone>
 }
 
 /// Waits until `fd` (a hub connection) is readable, or fails with `ConnectionAborted`
-/// once the watched client has left. Without a watch it returns at once: the caller's
-/// read then waits as usual.
+/// once the watched client has left. Outside a watched [`remote_wait`] it returns at
+/// once: the caller's read then waits as usual.
 pub(crate) fn wait_readable(fd: RawFd) -> io::Result<()> {
     let gone = || {
         mark_gone();
         io::Error::new(io::ErrorKind::ConnectionAborted, "the client left")
     };
-    let Some(watched) = current() else {
+    let Some(watched) = current().filter(|watched| watched.in_remote_wait) else {
         return Ok(());
     };
     loop {
