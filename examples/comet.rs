@@ -20,7 +20,7 @@ mod common;
 use clap::Parser;
 use std::time::Duration;
 
-use mixserve::http::{Http, Request, Response};
+use mixserve::http::{Http, HttpConfig, Request, Response};
 use mixserve::sync::{Broadcast, WaitError};
 
 #[derive(Debug, Parser)]
@@ -32,6 +32,9 @@ struct Cli {
     /// when absent.
     #[arg(long)]
     wait_limit: Option<f64>,
+    /// Time allowed for a whole request body, in seconds (`HttpConfig::body_deadline`).
+    #[arg(long)]
+    body_deadline: Option<f64>,
 }
 
 /// The seed's comet contract.
@@ -69,14 +72,23 @@ fn answer(news: &Broadcast<usize>, limit: Option<Duration>, req: &Request) -> Re
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let news = Broadcast::new();
-    let limit = match cli.wait_limit.map(Duration::try_from_secs_f64) {
-        None => None,
-        Some(Ok(limit)) => Some(limit),
-        Some(Err(error)) => {
-            eprintln!("comet: --wait-limit: {error}");
+    let (limit, body_deadline) = match (seconds(cli.wait_limit), seconds(cli.body_deadline)) {
+        (Ok(limit), Ok(body_deadline)) => (limit, body_deadline),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("comet: {error}");
             return std::process::ExitCode::from(2);
         }
     };
+    let mut config = HttpConfig::default();
+    if let Some(deadline) = body_deadline {
+        config.body_deadline = deadline;
+    }
     let app = move |req: &mut Request| comet(&news, limit, req);
-    common::serve(&cli.serve, "http", Http::new(app))
+    common::serve(&cli.serve, "http", Http::with_config(app, config))
+}
+
+fn seconds(value: Option<f64>) -> Result<Option<Duration>, String> {
+    value
+        .map(|secs| Duration::try_from_secs_f64(secs).map_err(|e| format!("{secs}: {e}")))
+        .transpose()
 }

@@ -57,3 +57,35 @@ fn silent_sockets_do_not_starve_a_capped_preforked_server() {
         "4",
     ]);
 }
+
+/// A body sent one byte at a time, each well within the per-read timeout, is cut at the
+/// whole-body deadline (`--body-deadline`, 1 s here) with `408`.
+fn a_trickled_body_is_cut(args: &[&str]) {
+    let mut args = args.to_vec();
+    args.extend(["--body-deadline", "1"]);
+    let mut server = ServerProcess::start("comet", &args);
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"POST /notify HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..1000 {
+            if writer.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    let reply = read_reply(&mut BufReader::new(stream));
+    assert_eq!(reply.status, 408, "{args:?}");
+    trickle.join().unwrap();
+    server.stop().expect("server stops");
+}
+
+#[test]
+fn a_trickled_body_is_cut_at_the_body_deadline() {
+    a_trickled_body_is_cut(&["--mixin", "threading"]);
+    a_trickled_body_is_cut(&["--mixin", "scheduled"]);
+    a_trickled_body_is_cut(&["--mixin", "preforked", "--accept", "locked"]);
+}
