@@ -7,6 +7,10 @@
 //! curl localhost:8000/notify        # 1 (released); the waiter prints 1 too
 //! ```
 //!
+//! A waiter whose client hangs up is released at once (the HTTP adapter watches the
+//! connection) and answered by closing. `--wait-limit SECS` bounds a wait: at the limit
+//! the waiter gets `204 No Content` and polls again.
+//!
 //! The handler is plain blocking code and the same under every model; the
 //! `Broadcast` it waits on is created before the server starts, so under process-based
 //! models it lives in the master and every worker reaches it through the hub.
@@ -16,7 +20,9 @@ mod common;
 mod protocol;
 
 use clap::Parser;
-use mixserve::http::{Request, Response};
+use std::time::Duration;
+
+use mixserve::http::{HttpConfig, Request, Response};
 use mixserve::sync::{Broadcast, WaitError};
 
 #[derive(Debug, Parser)]
@@ -26,11 +32,18 @@ struct Cli {
     protocol: protocol::ProtocolArgs,
     #[command(flatten)]
     serve: common::ServeArgs,
+    /// Longest a `/wait` may last, in seconds (answered `204 No Content`); no limit
+    /// when absent.
+    #[arg(long)]
+    wait_limit: Option<f64>,
+    /// Time allowed for a whole request body, in seconds (`HttpConfig::body_deadline`).
+    #[arg(long)]
+    body_deadline: Option<f64>,
 }
 
 /// The seed's comet contract.
-fn comet(news: &Broadcast<usize>, req: &Request) -> Response {
-    let response = answer(news, req);
+fn comet(news: &Broadcast<usize>, limit: Option<Duration>, req: &Request) -> Response {
+    let response = answer(news, limit, req);
     if response.status_code() == 503 {
         // Give the worker back at once: a refused waiter has nothing more to ask.
         return response.with_header("Connection", "close");
@@ -38,10 +51,13 @@ fn comet(news: &Broadcast<usize>, req: &Request) -> Response {
     response
 }
 
-fn answer(news: &Broadcast<usize>, req: &Request) -> Response {
+fn answer(news: &Broadcast<usize>, limit: Option<Duration>, req: &Request) -> Response {
     match req.path() {
-        "/wait" => match news.wait() {
+        "/wait" => match limit.map_or_else(|| news.wait(), |limit| news.wait_timeout(limit)) {
             Ok(released) => Response::text(200, released.to_string()),
+            Err(WaitError::TimedOut) => Response::status(204),
+            // The client hung up: the adapter closes the connection without writing this.
+            Err(WaitError::ClientGone) => Response::status(499),
             // Names the model and its limit: "the iterative model serves one connection
             // at a time, ...", "the preforked model lets at most 3 handlers wait ...".
             Err(error @ WaitError::NoOtherWorker { .. }) => {
@@ -61,6 +77,23 @@ fn answer(news: &Broadcast<usize>, req: &Request) -> Response {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let news = Broadcast::new();
-    let app = move |req: &mut Request| comet(&news, req);
-    protocol::serve_app(&cli.serve, &cli.protocol, app)
+    let (limit, body_deadline) = match (seconds(cli.wait_limit), seconds(cli.body_deadline)) {
+        (Ok(limit), Ok(body_deadline)) => (limit, body_deadline),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("comet: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut config = HttpConfig::default();
+    if let Some(deadline) = body_deadline {
+        config.body_deadline = deadline;
+    }
+    let app = move |req: &mut Request| comet(&news, limit, req);
+    protocol::serve_app(&cli.serve, &cli.protocol, app, config)
+}
+
+fn seconds(value: Option<f64>) -> Result<Option<Duration>, String> {
+    value
+        .map(|secs| Duration::try_from_secs_f64(secs).map_err(|e| format!("{secs}: {e}")))
+        .transpose()
 }

@@ -7,7 +7,7 @@ mod common;
 mod protocol;
 
 use clap::Parser;
-use mixserve::http::{Request, Response};
+use mixserve::http::{HttpConfig, Request, Response};
 
 #[derive(Debug, Parser)]
 #[command(about = "Hello server: / answers hello, /bytes/N answers N bytes, POST /echo the body")]
@@ -38,5 +38,5 @@ fn hello(req: &mut Request) -> Response {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    protocol::serve_app(&cli.serve, &cli.protocol, hello)
+    protocol::serve_app(&cli.serve, &cli.protocol, hello, HttpConfig::default())
 }

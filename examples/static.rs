@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use mixserve::http::HttpConfig;
 use mixserve::http::files::StaticFiles;
 
 #[derive(Debug, Parser)]
@@ -42,5 +43,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    protocol::serve_app(&cli.serve, &cli.protocol, files)
+    protocol::serve_app(&cli.serve, &cli.protocol, files, HttpConfig::default())
 }

@@ -63,6 +63,9 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod conn;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod http;
 pub mod mixin;

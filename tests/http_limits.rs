@@ -276,3 +276,77 @@ fn idle_connection_closes_silently() {
     );
     client.join().unwrap();
 }
+
+#[test]
+fn a_trickling_body_is_cut_at_the_body_deadline() {
+    // Every read gets a byte well within `body_timeout`; only the whole-body deadline
+    // can end this.
+    let config = config(|c| {
+        c.body_timeout = Duration::from_secs(10);
+        c.body_deadline = Duration::from_millis(300);
+    });
+    let mut client = client_with(config);
+    client.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    let mut writer = client.writer.try_clone().unwrap();
+    let trickle = thread::spawn(move || {
+        for _ in 0..1000 {
+            if writer.write_all(b"x").is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    expect_rejection(client, 408);
+    trickle.join().unwrap();
+}
+
+#[test]
+fn a_keep_alive_connection_serves_at_most_the_request_cap() {
+    let config = config(|c| c.max_requests_per_connection = 3);
+    let mut client = client_with(config);
+    client.send(
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /3 HTTP/1.1\r\nHost: x\r\n\r\nGET /4 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    for _ in 0..2 {
+        let answer = client.response();
+        assert_eq!(answer.status, 200);
+        assert!(!answer.closes());
+    }
+    let third = client.response();
+    assert_eq!(third.status, 200);
+    assert!(third.closes(), "the capped request says Connection: close");
+    assert!(client.closed(), "the fourth request is not served");
+    client.join().unwrap();
+}
+
+#[test]
+fn a_silent_connection_closes_without_an_answer() {
+    let config = config(|c| c.header_timeout = Duration::from_millis(100));
+    let mut client = client_with(config);
+    assert!(client.closed(), "no 408 to a client that never spoke");
+    client.join().unwrap();
+}
+
+#[test]
+fn a_malformed_method_is_400_and_only_a_real_version_is_505() {
+    rejects(b"G ET / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    rejects(b"GET / HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400);
+    rejects(b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505);
+}
+
+#[test]
+fn the_first_head_deadline_counts_time_spent_in_the_listen_queue() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let queued = Duration::from_millis(300);
+    thread::sleep(queued);
+    let (stream, _) = listener.accept().unwrap();
+    let conn = mixserve::Conn::from_tcp(stream).unwrap();
+    // Only a lower bound: a loaded machine makes the connection older, never younger.
+    assert!(
+        conn.established_at().elapsed() >= queued - Duration::from_millis(50),
+        "established {:?} ago",
+        conn.established_at().elapsed()
+    );
+}

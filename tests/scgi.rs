@@ -151,3 +151,32 @@ fn netstring_over_the_head_limit_closes() {
     client.send(&scgi_request(&[("HTTP_X", &long)], b""));
     assert!(client.closed());
 }
+
+#[test]
+fn a_wait_ends_when_the_front_end_drops_the_request() {
+    use mixserve::sync::{Broadcast, WaitError};
+    let news: Broadcast<usize> = Broadcast::new();
+    let app = {
+        let news = news.clone();
+        move |_: &mut Request| match news.wait() {
+            Ok(n) => Response::text(200, n.to_string()),
+            Err(WaitError::ClientGone) => Response::status(499),
+            Err(error) => Response::text(503, error.to_string()),
+        }
+    };
+    let mut client = start(Scgi::new(app));
+    client.send(&scgi_request(&[("REQUEST_URI", "/wait")], b""));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while news.waiting() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never waited");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The front end (nginx, say) gives up on the request: it closes the connection.
+    client
+        .writer
+        .shutdown(std::net::Shutdown::Both)
+        .expect("shutdown");
+    client.join().expect("handler ends cleanly");
+    assert_eq!(news.waiting(), 0);
+    assert_eq!(news.send_count(), Ok(0));
+}

@@ -85,3 +85,70 @@ fn channel_recv_timeout() {
         Ok(b"late".to_vec())
     );
 }
+
+/// A waiter watching a connection (`Conn::watch`), on a thread.
+fn watched_wait_on_a_thread(
+    news: &Broadcast<usize>,
+) -> (
+    std::os::unix::net::UnixStream,
+    thread::JoinHandle<Result<usize, WaitError>>,
+) {
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    let conn = mixserve::Conn::from_unix(server).unwrap();
+    let news = news.clone();
+    let waiter = thread::spawn(move || conn.watch(|| news.wait()));
+    (client, waiter)
+}
+
+#[test]
+fn a_watched_wait_ends_when_the_client_leaves() {
+    let news: Broadcast<usize> = Broadcast::new();
+    let (client, waiter) = watched_wait_on_a_thread(&news);
+    until(|| news.waiting() == 1);
+    drop(client);
+    assert_eq!(waiter.join().unwrap(), Err(WaitError::ClientGone));
+    assert_eq!(news.waiting(), 0);
+    assert_eq!(news.send_count(), Ok(0));
+}
+
+#[test]
+fn a_watched_wait_ignores_bytes_the_client_sends_and_takes_the_value() {
+    use std::io::Write;
+    let news: Broadcast<usize> = Broadcast::new();
+    let (mut client, waiter) = watched_wait_on_a_thread(&news);
+    until(|| news.waiting() == 1);
+    client.write_all(b"GET /next HTTP/1.1\r\n\r\n").unwrap();
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(news.waiting(), 1, "pipelined bytes are no hang-up");
+    assert_eq!(news.send_count(), Ok(1));
+    assert_eq!(waiter.join().unwrap(), Ok(1));
+}
+
+#[test]
+fn a_watched_channel_recv_on_a_coroutine_ends_when_the_client_leaves() {
+    use mixserve::rt::{Runtime, RuntimeConfig};
+    let jobs: Channel<u64> = Channel::new();
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    let outcome = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let runner = {
+        let (jobs, outcome) = (jobs.clone(), std::sync::Arc::clone(&outcome));
+        thread::spawn(move || {
+            let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+            runtime
+                .spawn(move || {
+                    let conn = mixserve::Conn::from_unix(server).unwrap();
+                    let got = conn.watch(|| jobs.recv());
+                    *outcome.lock().unwrap() = Some(got);
+                })
+                .unwrap();
+            runtime.run().unwrap();
+        })
+    };
+    // No waiter count on a channel: give the coroutine time to block, then leave.
+    thread::sleep(Duration::from_millis(100));
+    drop(client);
+    runner.join().unwrap();
+    assert_eq!(*outcome.lock().unwrap(), Some(Err(WaitError::ClientGone)));
+    jobs.send(5).unwrap();
+    assert_eq!(jobs.try_recv(), Ok(5), "the receiver left its list");
+}

@@ -24,9 +24,14 @@ pub struct ProtocolArgs {
     pub access_log: bool,
 }
 
-/// Serves `app` over the protocol `--protocol` names, with the model `--mixin` names.
-pub fn serve_app<A: HttpHandler>(serve: &ServeArgs, args: &ProtocolArgs, app: A) -> ExitCode {
-    let mut config = HttpConfig::default();
+/// Serves `app` over the protocol `--protocol` names, with the model `--mixin` names and
+/// `config` (plus `--access-log`).
+pub fn serve_app<A: HttpHandler>(
+    serve: &ServeArgs,
+    args: &ProtocolArgs,
+    app: A,
+    mut config: HttpConfig,
+) -> ExitCode {
     if args.access_log {
         config.access_log = true;
         // Fails only when a logger is already installed, which then gets the lines.

@@ -1,9 +1,15 @@
 //! [`Conn`]: the one thing a handler sees — a buffered, model-aware stream.
 //!
-//! `stream_io.rs` reads and writes it (try, then park or poll); `send_file.rs` sends files.
+//! `stream_io.rs` reads and writes it (try, then park or poll); `send_file.rs` sends files;
+//! `watch.rs` ties waits made for it to its client; `drain.rs` holds the server's drain
+//! state as connections see it.
 
+pub(crate) use drain::{Drain, Idle};
+
+mod drain;
 mod send_file;
 mod stream_io;
+mod watch;
 
 use std::cell::Cell;
 use std::fmt;
@@ -13,7 +19,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
@@ -70,8 +75,10 @@ pub struct Conn {
     write_timeout: Option<Duration>,
     /// An absolute limit for reads, e.g. "the whole request head by then".
     read_deadline: Option<Instant>,
-    /// Set by the server when it shuts down gracefully.
-    drain: Option<Arc<AtomicBool>>,
+    /// The server's drain state (a graceful shutdown).
+    drain: Option<Arc<Drain>>,
+    /// When this value was made (accepted, or received from another process).
+    created: Instant,
 }
 
 impl fmt::Debug for Conn {
@@ -116,20 +123,37 @@ impl Conn {
             write_timeout: None,
             read_deadline: None,
             drain: None,
+            created: Instant::now(),
         }
     }
 
     /// Lets the server tell this connection that a graceful shutdown has begun.
-    pub(crate) fn set_drain_flag(&mut self, flag: Arc<AtomicBool>) {
-        self.drain = Some(flag);
+    pub(crate) fn set_drain_flag(&mut self, drain: Arc<Drain>) {
+        self.drain = Some(drain);
     }
 
-    /// True once the server has begun a graceful shutdown: a protocol loop should finish
-    /// the request in hand, answer it with `Connection: close`, and return.
+    /// True once the server has begun a graceful shutdown: a protocol loop (or a raw
+    /// [`Handler`](crate::Handler)) should finish the request in hand, answer it with
+    /// `Connection: close`, and return. The HTTP adapter also closes a connection idle
+    /// between requests the moment a drain begins.
     pub fn draining(&self) -> bool {
-        self.drain
-            .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+        self.drain.as_ref().is_some_and(|drain| drain.is_draining())
+    }
+
+    /// When the connection began, as far as can be known: for TCP, when the kernel
+    /// completed the handshake — or last received data, if later — read from
+    /// `TCP_INFO`, so time spent in the listen queue, in a model's hand-off queue or on
+    /// the way to another process counts; otherwise when this `Conn` was made.
+    /// Deadlines for a connection's first request start here, so a connection that
+    /// waited for a free worker gets no fresh allowance when one takes it.
+    pub fn established_at(&self) -> Instant {
+        let now = Instant::now();
+        let kernel = match self.peer {
+            PeerAddr::Tcp(_) => crate::sys::tcp_info::since_last_data(self.fd.as_fd())
+                .and_then(|age| now.checked_sub(age)),
+            PeerAddr::Unix(_) => None,
+        };
+        kernel.map_or(self.created, |kernel| kernel.min(self.created))
     }
 
     /// The peer's address.

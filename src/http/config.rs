@@ -2,7 +2,31 @@
 
 use std::time::Duration;
 
-/// Limits and timeouts for [`Http`](super::Http). Every limit is on by default.
+/// Limits and timeouts for [`Http`](super::Http) (and [`Scgi`](crate::scgi::Scgi)).
+/// Every limit is on by default; the defaults follow nginx's where it has the same
+/// knob, and are no looser:
+///
+/// | field | default | over it | nginx's equivalent (default) |
+/// |---|---|---|---|
+/// | [`max_request_line`](Self::max_request_line) | 8 KiB | `414` | `large_client_header_buffers` (8k) |
+/// | [`max_header_line`](Self::max_header_line) | 8 KiB | `431` | `large_client_header_buffers` (8k) |
+/// | [`max_headers`](Self::max_headers) | 100 | `431` | — (bounded by buffer size) |
+/// | [`max_head_bytes`](Self::max_head_bytes) | 64 KiB | `431` | 4 × 8k buffers (32k) |
+/// | [`max_body`](Self::max_body) | 1 MiB | `413` | `client_max_body_size` (1m) |
+/// | [`header_timeout`](Self::header_timeout) | 10 s, from connect | `408` (silent close if nothing came) | `client_header_timeout` (60s) |
+/// | [`idle_timeout`](Self::idle_timeout) | 5 s | silent close | `keepalive_timeout` (75s) |
+/// | [`body_timeout`](Self::body_timeout) | 30 s per read | `408` | `client_body_timeout` (60s, per read) |
+/// | [`body_deadline`](Self::body_deadline) | 60 s, whole body | `408` | — (Apache: `RequestReadTimeout body=…,MinRate=…`) |
+/// | [`write_timeout`](Self::write_timeout) | 30 s per write | close | `send_timeout` (60s) |
+/// | [`max_requests_per_connection`](Self::max_requests_per_connection) | 1000 | last answer says `Connection: close` | `keepalive_requests` (1000) |
+/// | [`linger`](Self::linger) | 1 s | close | `lingering_time` (30s) / `lingering_timeout` (5s) |
+///
+/// Slow clients cannot stretch these: the first request's head must be complete
+/// `header_timeout` after the connection was established — time spent queued for a
+/// free worker counts (see [`Conn::established_at`](crate::Conn::established_at)) — and
+/// a body must be complete `body_deadline` after its head, however steadily it trickles.
+/// A long-poll limit is the application's choice: see `examples/comet.rs`
+/// (`--wait-limit`, answered `204`).
 ///
 /// | field | default | past it |
 /// |---|---|---|
@@ -44,14 +68,22 @@ pub struct HttpConfig {
     pub max_head_bytes: usize,
     /// Largest request body, after chunked decoding. Larger: `413`.
     pub max_body: usize,
-    /// Time allowed for a whole request head: from the connection's start for the first
-    /// request, from the request's first byte for later ones. Slower: `408`, then close.
+    /// Time allowed for a whole request head: from the connection's establishment for
+    /// the first request, from the request's first byte for later ones. Slower: `408`,
+    /// then close; a connection that sent nothing at all is closed without a word.
     pub header_timeout: Duration,
     /// How long a kept-alive connection may wait for the next request's first byte
     /// before it is closed without a word.
     pub idle_timeout: Duration,
     /// How long one read of a request body may wait for data. Slower: `408`, then close.
     pub body_timeout: Duration,
+    /// Time allowed for a whole request body, from the end of its head, so one byte
+    /// every few seconds cannot keep a request open. Slower: `408`, then close. Raise it
+    /// with [`max_body`](Self::max_body) for large uploads over slow links.
+    pub body_deadline: Duration,
+    /// Most requests served on one keep-alive connection; the last one is answered
+    /// with `Connection: close`.
+    pub max_requests_per_connection: usize,
     /// How long one write of a response may wait for the peer (`None`: for ever).
     pub write_timeout: Option<Duration>,
     /// After an error answer, how long to keep reading (and discarding) what the client
@@ -77,6 +109,8 @@ impl Default for HttpConfig {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(30),
+            body_deadline: Duration::from_secs(60),
+            max_requests_per_connection: 1000,
             write_timeout: Some(Duration::from_secs(30)),
             linger: Duration::from_secs(1),
             access_log: false,

@@ -60,8 +60,14 @@ impl<A: HttpHandler> HttpConnection<A> {
         }
     }
 
-    /// Serves one request; errors are socket errors worth reporting.
-    fn serve_one(&mut self, conn: &mut Conn, first_deadline: Option<Instant>) -> io::Result<Next> {
+    /// Serves one request (`last`: the connection's last, answered with
+    /// `Connection: close`); errors are socket errors worth reporting.
+    fn serve_one(
+        &mut self,
+        conn: &mut Conn,
+        first_deadline: Option<Instant>,
+        last: bool,
+    ) -> io::Result<Next> {
         let config = &*self.config;
         let head = match head::read_head(conn, config, &mut self.head, first_deadline) {
             Ok(Some(head)) => head,
@@ -72,7 +78,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             Ok(request) => request,
             Err(failure) => return self.fail(conn, failure),
         };
-        let keep_alive = wants_keep_alive(&request);
+        let keep_alive = wants_keep_alive(&request) && !last;
         let answering = Answering {
             dialect: Dialect::Http,
             version: request.version(),
@@ -81,7 +87,14 @@ impl<A: HttpHandler> HttpConnection<A> {
         };
         let app = &*self.app;
         request.label_coroutine();
-        let response = match panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))) {
+        // Waits the application makes end when this client leaves (see `Conn::watch`).
+        let (outcome, client_left) = conn
+            .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))));
+        if client_left {
+            // Nobody is left to read the answer.
+            return Ok(Next::Drop);
+        }
+        let response = match outcome {
             Ok(response) => response,
             Err(_) => {
                 log::error!(
@@ -157,7 +170,8 @@ fn read_request(conn: &mut Conn, config: &HttpConfig, head: Head) -> Result<Requ
         conn.flush()
             .map_err(|error| read_failure(error, Failure::Close))?;
     }
-    conn.set_read_deadline(None);
+    // Per read, and for the whole body: a trickle cannot keep it open.
+    conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
     conn.set_read_timeout(Some(config.body_timeout));
     let (body, trailers) = match framing {
         Framing::None => (Vec::new(), Default::default()),
@@ -165,6 +179,7 @@ fn read_request(conn: &mut Conn, config: &HttpConfig, head: Head) -> Result<Requ
         Framing::Chunked => body::read_chunked(conn, config)?,
     };
     conn.set_read_timeout(None);
+    conn.set_read_deadline(None);
     Ok(Request::new(head.method, head.target)
         .with_version(head.version)
         .with_headers(head.headers)
@@ -207,9 +222,13 @@ impl<A: HttpHandler> Handler for HttpConnection<A> {
     }
 
     fn handle(&mut self, conn: &mut Conn) -> io::Result<()> {
-        let mut first_deadline = Some(Instant::now() + self.config.header_timeout);
+        // From the connection's establishment: time queued for a worker counts.
+        let mut first_deadline = Some(conn.established_at() + self.config.header_timeout);
+        let mut served = 0usize;
         loop {
-            let next = self.serve_one(conn, first_deadline.take());
+            served += 1;
+            let last = served >= self.config.max_requests_per_connection;
+            let next = self.serve_one(conn, first_deadline.take(), last);
             let result = match next {
                 Ok(Next::KeepAlive) => continue,
                 Ok(Next::Drop) => conn.flush(),
@@ -232,9 +251,9 @@ impl<A: HttpHandler> Handler for HttpConnection<A> {
 mod tests {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
-    use std::sync::atomic::AtomicBool;
 
     use super::*;
+    use crate::conn::Drain;
 
     #[test]
     fn draining_answers_with_close_and_stops() {
@@ -243,7 +262,9 @@ mod tests {
             .write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
         let mut conn = Conn::from_unix(server).unwrap();
-        conn.set_drain_flag(Arc::new(AtomicBool::new(true)));
+        let drain = Arc::new(Drain::new());
+        drain.begin();
+        conn.set_drain_flag(drain);
         let app = |req: &mut Request| Response::text(200, req.target().to_owned());
         let mut handler = HttpConnection::new(Arc::new(app), Arc::new(HttpConfig::default()));
         client.shutdown(Shutdown::Write).unwrap();

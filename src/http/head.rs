@@ -13,7 +13,7 @@ use super::config::HttpConfig;
 use super::error::{Failure, Reject, read_failure};
 use super::headers::Headers;
 use super::request::Version;
-use crate::conn::Conn;
+use crate::conn::{Conn, Idle};
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -126,7 +126,9 @@ pub(crate) fn read_head(
         None => conn.set_read_deadline(Some(Instant::now() + config.header_timeout)),
     }
     loop {
-        let timeout = if started || first_deadline.is_some() {
+        // A connection that sent nothing is closed without a word (as nginx does): no
+        // answer to write, no lingering for a client that may never read.
+        let timeout = if started {
             Failure::Reject(Reject::new(408, "request head took too long"))
         } else {
             Failure::Close
@@ -135,6 +137,15 @@ pub(crate) fn read_head(
             // Answers to earlier requests go out before we wait for more input.
             if let Err(error) = conn.flush() {
                 return Err(read_failure(error, Failure::Close));
+            }
+            // Idle between requests: a drain closes the connection at once.
+            if !started && first_deadline.is_none() {
+                let idle_until = Instant::now() + config.idle_timeout;
+                match conn.wait_idle(idle_until) {
+                    Ok(Idle::Request) => {}
+                    Ok(Idle::Draining) => return Ok(None),
+                    Err(error) => return Err(read_failure(error, Failure::Close)),
+                }
             }
         }
         match conn.fill_buf() {
@@ -218,13 +229,23 @@ pub(crate) fn parse_head(bytes: &[u8], fields: usize) -> Result<Head, Reject> {
     })
 }
 
-/// 505 when the request line ends in a well-formed `HTTP/x.y` other than 1.0/1.1,
-/// 400 when the version is garbage.
+/// 505 only for a well-formed request line (`method SP target SP HTTP/x.y`, one space
+/// each, a token for the method) whose version is not 1.0/1.1; 400 for anything
+/// malformed — `G ET / HTTP/1.1` is a bad request, not an unsupported version.
 fn version_error(bytes: &[u8]) -> Reject {
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let token = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
-    match token {
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let [method, target, version] = parts[..] else {
+        return Reject::new(400, "malformed request line");
+    };
+    if method.is_empty() || !method.iter().all(|&b| is_token_char(b)) {
+        return Reject::new(400, "malformed method");
+    }
+    if target.is_empty() || target.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return Reject::new(400, "malformed request target");
+    }
+    match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
@@ -232,6 +253,11 @@ fn version_error(bytes: &[u8]) -> Reject {
         }
         _ => Reject::new(400, "malformed HTTP version"),
     }
+}
+
+/// A `tchar` of RFC 9110 §5.6.2: what a method name is made of.
+fn is_token_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 #[cfg(test)]
@@ -305,5 +331,17 @@ mod tests {
         );
         assert_eq!(status(b"GET / HTTP/1.0\r\n\r\n", 0), Ok(()));
         assert_eq!(status(b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 1), Err(400));
+    }
+
+    #[test]
+    fn a_malformed_request_line_is_400_not_505() {
+        let status = |input: &[u8]| parse_head(input, 1).map(|_| ()).map_err(|r| r.status);
+        assert_eq!(status(b"G ET / HTTP/1.1\r\nHost: a\r\n\r\n"), Err(400));
+        assert_eq!(status(b"GET / x HTTP/1.1\r\nHost: a\r\n\r\n"), Err(400));
+        assert_eq!(status(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n"), Err(400));
+        assert_eq!(status(b"G(T / HTTP/3.0\r\nHost: a\r\n\r\n"), Err(400));
+        assert_eq!(status(b"GET / HTTP/1.1 x\r\nHost: a\r\n\r\n"), Err(400));
+        assert_eq!(status(b"GET / HTTP/3.0\r\nHost: a\r\n\r\n"), Err(505));
+        assert_eq!(status(b"GET /a%20b HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(()));
     }
 }

@@ -49,7 +49,7 @@ mod date;
 pub(crate) mod error;
 mod file_type;
 pub mod files;
-mod head;
+pub(crate) mod head;
 mod headers;
 #[cfg(feature = "serde")]
 mod json;

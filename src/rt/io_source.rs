@@ -105,16 +105,64 @@ impl IoSource {
 pub fn wait_fd(fd: RawFd, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
     let core = context::core()
         .ok_or_else(|| io::Error::other("wait_fd called outside a coroutine runtime"))?;
+    let key = key_of(&core, fd)?;
+    wait_on(&core, key, interest, deadline)
+}
+
+/// The reactor key of `fd`, registering it (until [`forget_fd`]) on first use.
+fn key_of(core: &Core, fd: RawFd) -> io::Result<SourceKey> {
     let known = core.fd_keys.borrow().get(&fd).copied();
-    let key = match known {
-        Some(key) => key,
+    match known {
+        Some(key) => Ok(key),
         None => {
             let key = core.reactor.register(fd)?;
             core.fd_keys.borrow_mut().insert(fd, key);
-            key
+            Ok(key)
         }
-    };
-    wait_on(&core, key, interest, deadline)
+    }
+}
+
+/// Parks the current coroutine until its [`Waker`](super::Waker) wakes it, one of `fds`
+/// may be readable (data, EOF or an error), or `deadline` passes — a park that also
+/// watches sockets. Each fd is registered on first use as by [`wait_fd`] (the caller
+/// owes a [`forget_fd`] before closing it). Returns may be spurious: the caller
+/// re-checks what it waits for. It consumes the fds' read readiness, which costs
+/// [`wait_fd`] callers nothing: they try their syscall before they wait.
+///
+/// # Errors
+///
+/// Off a coroutine, when epoll refuses an fd, or while the runtime is being dropped.
+pub(crate) fn park_or_readable(fds: &[RawFd], deadline: Option<Instant>) -> io::Result<()> {
+    let core = context::core()
+        .ok_or_else(|| io::Error::other("park_or_readable called outside a coroutine runtime"))?;
+    let id = context::current()
+        .filter(|_| coroutine::on_coroutine())
+        .ok_or_else(|| io::Error::other("park_or_readable called off a coroutine"))?;
+    let keys = fds
+        .iter()
+        .map(|&fd| key_of(&core, fd))
+        .collect::<io::Result<Vec<_>>>()?;
+    let reactor = &core.reactor;
+    let mut ready = false;
+    for &key in &keys {
+        ready |= reactor.take_ready(key, Interest::Readable);
+    }
+    if ready || core.take_permit(id) || deadline.is_some_and(|d| d <= Instant::now()) {
+        return Ok(());
+    }
+    let reason = core.park_current(id, ParkKind::Park, deadline, |ticket| {
+        for &key in &keys {
+            reactor.add_waiter(key, Interest::Readable, ticket);
+        }
+    });
+    for &key in &keys {
+        reactor.remove_waiter(key, Interest::Readable, id);
+        reactor.take_ready(key, Interest::Readable);
+    }
+    match reason {
+        WakeReason::ShuttingDown => Err(io::Error::other("the coroutine runtime is shutting down")),
+        WakeReason::Woken | WakeReason::TimedOut => Ok(()),
+    }
 }
 
 /// Deregisters an fd registered by [`wait_fd`]; call it before closing the fd, on the

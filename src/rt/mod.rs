@@ -79,6 +79,7 @@ use std::time::{Duration, Instant};
 use scheduler::ParkKind;
 
 pub use error::SpawnError;
+pub(crate) use io_source::park_or_readable;
 pub use io_source::{IoSource, forget_fd, wait_fd};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use stall::stall_count;
@@ -103,6 +104,13 @@ pub fn current_waker() -> Option<Waker> {
     let id = context::current().filter(|_| coroutine::on_coroutine())?;
     let remote = context::with_core(|core| std::sync::Arc::clone(&core.remote))?;
     Some(Waker::new(remote, id))
+}
+
+/// The running coroutine's id, unique on this thread while it lives; `None` on a plain
+/// thread. Lets per-coroutine state live in a thread-local map.
+pub(crate) fn current_coroutine_id() -> Option<u64> {
+    let id = context::current().filter(|_| coroutine::on_coroutine())?;
+    Some((u64::from(id.generation) << 32) | u64::from(id.index))
 }
 
 /// Parks the current coroutine until its [`Waker`] is woken or `deadline` passes.

@@ -11,7 +11,8 @@
 //! A malformed netstring or variable block closes the connection without an answer; a
 //! body over [`HttpConfig::max_body`] gets `Status: 413`; a panicking application
 //! `Status: 500`. The limits of [`HttpConfig`] apply: `max_head_bytes` to the netstring,
-//! `header_timeout` to reading it, `body_timeout` and `write_timeout` as for HTTP.
+//! `header_timeout` to reading it (from the connection's establishment), `body_timeout`,
+//! `body_deadline` and `write_timeout` as for HTTP.
 //!
 //! ```
 //! use mixserve::http::{Request, Response};
@@ -21,7 +22,7 @@
 //! # let _ = app;
 //! ```
 
-mod netstring;
+pub(crate) mod netstring;
 
 use std::fmt;
 use std::io;
@@ -117,7 +118,7 @@ impl<A: HttpHandler> Handler for ScgiConnection<A> {
 impl<A: HttpHandler> ScgiConnection<A> {
     fn serve(&mut self, conn: &mut Conn) -> io::Result<()> {
         let config = &*self.config;
-        conn.set_read_deadline(Some(Instant::now() + config.header_timeout));
+        conn.set_read_deadline(Some(conn.established_at() + config.header_timeout));
         let mut block = Vec::new();
         if read_netstring(conn, config.max_head_bytes, &mut block)?.is_err() {
             return Ok(());
@@ -134,7 +135,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
                 false,
             );
         }
-        conn.set_read_deadline(None);
+        conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
         conn.set_read_timeout(Some(config.body_timeout));
         let body = match read_length(conn, length) {
             Ok(body) => body,
@@ -149,7 +150,13 @@ impl<A: HttpHandler> ScgiConnection<A> {
         request = request.with_body(body);
         let app = &*self.app;
         request.label_coroutine();
-        let response = match panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))) {
+        // Waits the application makes end when the front end drops this request.
+        let (outcome, client_left) = conn
+            .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))));
+        if client_left {
+            return Ok(());
+        }
+        let response = match outcome {
             Ok(response) => response,
             Err(_) => {
                 log::error!(

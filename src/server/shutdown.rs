@@ -6,6 +6,7 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::conn::Drain;
 use crate::sys::pipe::SelfPipe;
 
 /// How far a server is in stopping; shared by the loop, its connections and the handles.
@@ -15,8 +16,9 @@ pub(crate) struct ShutdownState {
     requested: AtomicBool,
     /// Set with `requested` when in-flight work should not be waited for (SIGQUIT).
     fast: AtomicBool,
-    /// Set by the loop when it stops accepting: connections finish the request in hand.
-    draining: Arc<AtomicBool>,
+    /// Set by the loop when it stops accepting: connections finish the request in hand
+    /// (idle ones close at once).
+    draining: Arc<Drain>,
     /// Wakes the loop; the signal handler writes to it too.
     pipe: SelfPipe,
 }
@@ -26,7 +28,7 @@ impl ShutdownState {
         Ok(ShutdownState {
             requested: AtomicBool::new(false),
             fast: AtomicBool::new(false),
-            draining: Arc::new(AtomicBool::new(false)),
+            draining: Arc::new(Drain::new()),
             pipe: SelfPipe::new()?,
         })
     }
@@ -72,15 +74,15 @@ impl ShutdownState {
     pub(crate) fn reset(&self) {
         self.requested.store(false, Ordering::SeqCst);
         self.fast.store(false, Ordering::SeqCst);
-        self.draining.store(false, Ordering::SeqCst);
+        self.draining.reset();
         self.pipe.drain();
     }
 
     pub(crate) fn begin_drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+        self.draining.begin();
     }
 
-    pub(crate) fn drain_flag(&self) -> Arc<AtomicBool> {
+    pub(crate) fn drain_flag(&self) -> Arc<Drain> {
         Arc::clone(&self.draining)
     }
 

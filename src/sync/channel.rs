@@ -10,6 +10,7 @@ use crate::sync::hub::protocol::{op, status};
 use crate::sync::lock;
 use crate::sync::registry::{self, Home, HubObject};
 use crate::sync::waiters::{Slot, WaitList, Waiter};
+use crate::sync::watch;
 use crate::sync::wire::Wire;
 use crate::sync::{SendError, TryRecvError, WaitError, scope};
 
@@ -133,11 +134,12 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
         if !self.inner.home.is_here() {
             // A draining worker answers at once; the hub applies the worker cap.
             let _blocking = scope::begin_wait(true)?;
+            let _watched = watch::remote_wait();
             let (code, payload) = self
                 .inner
                 .home
                 .call(op::CHANNEL_RECV, deadline, &[])
-                .map_err(WaitError::Hub)?;
+                .map_err(watch::hub_error)?;
             return decode_wait(code, &payload);
         }
         let slot = Slot::new();

@@ -26,6 +26,12 @@ pub enum WaitError {
     /// answered nonsense.
     #[error("shared-object hub: {0}")]
     Hub(String),
+    /// The client of the connection this wait was made for closed or reset it, so
+    /// nobody is left to answer: finish without writing. Only waits made inside a
+    /// watch ([`Conn::watch`](crate::Conn::watch); the HTTP and SCGI adapters watch
+    /// every request) end this way.
+    #[error("the client closed its connection")]
+    ClientGone,
 }
 
 /// The text of [`WaitError::NoOtherWorker`].

@@ -33,6 +33,7 @@ pub(crate) mod park;
 mod registry;
 pub(crate) mod scope;
 mod waiters;
+pub(crate) mod watch;
 pub mod wire;
 
 use std::sync::Arc;

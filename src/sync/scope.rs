@@ -4,17 +4,18 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::sync::Mutex;
 
+use crate::conn::Drain;
 use crate::sync::{WaitError, lock};
 
 /// One server's view for the shared objects.
 #[derive(Debug)]
 pub struct ServerScope {
-    /// The server's drain flag (shared with its connections).
-    draining: Arc<AtomicBool>,
+    /// The server's drain state (shared with its connections).
+    draining: Arc<Drain>,
     /// Handlers of this process blocked in a wait now.
     blocked: AtomicUsize,
     /// At most this many may block (`usize::MAX`: no limit). A model with `N` workers
@@ -25,7 +26,7 @@ pub struct ServerScope {
 }
 
 impl ServerScope {
-    pub(crate) fn new(draining: Arc<AtomicBool>) -> Arc<ServerScope> {
+    pub(crate) fn new(draining: Arc<Drain>) -> Arc<ServerScope> {
         Arc::new(ServerScope {
             draining,
             blocked: AtomicUsize::new(0),
@@ -68,7 +69,7 @@ impl ServerScope {
     }
 
     pub(crate) fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        self.draining.is_draining()
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::sync::hub::RemoteReply;
 use crate::sync::lock;
-use crate::sync::park::{self, Unparker};
+use crate::sync::watch::{self, Waker};
 use crate::sync::wire::Wire;
 use crate::sync::{WaitError, scope};
 
@@ -16,14 +16,14 @@ use crate::sync::{WaitError, scope};
 #[derive(Debug)]
 pub(crate) struct Slot<T> {
     result: Mutex<Option<Result<T, WaitError>>>,
-    unparker: Unparker,
+    waker: Waker,
 }
 
 impl<T> Slot<T> {
     pub(crate) fn new() -> Arc<Slot<T>> {
         Arc::new(Slot {
             result: Mutex::new(None),
-            unparker: Unparker::current(),
+            waker: Waker::current(),
         })
     }
 
@@ -34,37 +34,44 @@ impl<T> Slot<T> {
             *guard = Some(result);
         }
         drop(guard);
-        self.unparker.unpark();
+        self.waker.wake();
     }
 
     pub(crate) fn take(&self) -> Option<Result<T, WaitError>> {
         lock(&self.result).take()
     }
 
-    /// Parks until filled, or until `deadline`; then `leave` takes the waiter off its
-    /// list. If it was no longer there, a release won the race and its result stands.
+    /// Parks until filled, until `deadline`, or until the watched client leaves (see
+    /// [`watch`]); then `leave` takes the waiter off its list. If it was no longer
+    /// there, a release won the race and its result stands.
     pub(crate) fn wait_or_leave(
         &self,
         deadline: Option<Instant>,
         leave: impl FnOnce() -> bool,
     ) -> Result<T, WaitError> {
         match self.wait(deadline) {
-            Some(result) => result,
-            None if leave() => Err(WaitError::TimedOut),
-            None => self.take().unwrap_or(Err(WaitError::TimedOut)),
+            Ok(result) => result,
+            Err(error) if leave() => Err(error),
+            Err(error) => self.take().unwrap_or(Err(error)),
         }
     }
 
-    /// Parks until filled or `deadline`; `None` at the deadline.
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Result<T, WaitError>> {
+    /// Parks until filled; `TimedOut` at the deadline, `ClientGone` when the watched
+    /// client left first.
+    pub(crate) fn wait(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Result<T, WaitError>, WaitError> {
         loop {
             if let Some(result) = self.take() {
-                return Some(result);
+                return Ok(result);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return None;
+                return Err(WaitError::TimedOut);
             }
-            park::park(deadline);
+            if watch::park(&self.waker, deadline).is_err() {
+                return Err(WaitError::ClientGone);
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod sendfile;
 pub(crate) mod shared_memory;
 pub(crate) mod signal;
 pub(crate) mod stack_guard;
+pub(crate) mod tcp_info;
 pub(crate) mod worker_process;
 
 use std::os::fd::{BorrowedFd, RawFd};

@@ -73,6 +73,12 @@ fn accept_loop(
                     }
                 }
             }
+            // Out of fds: `get_request` already refused that connection with its spare
+            // fd, so go straight on to the next one (no pause per refusal).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                rt::yield_now();
+                continue;
+            }
             Err(e) => {
                 log::warn!("scheduled: accept failed: {e}");
                 rt::sleep(Duration::from_millis(10));

@@ -205,6 +205,9 @@ fn exchange(conn: &mut Conn, frame: &[u8], reply_by: Option<Instant>) -> io::Res
     conn.write_all(frame)?;
     conn.flush()?;
     conn.set_read_deadline(reply_by);
+    // A handler's client that leaves ends the call; dropping this connection (never
+    // pooled after an error) makes the hub cancel the wait.
+    conn.wait_reply_unless_client_left(reply_by)?;
     let mut len = [0u8; 4];
     conn.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;

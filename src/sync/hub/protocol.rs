@@ -109,7 +109,7 @@ pub(crate) fn status_of(error: &WaitError) -> u8 {
         WaitError::Closed => status::CLOSED,
         WaitError::TimedOut => status::TIMED_OUT,
         WaitError::NoOtherWorker { .. } => status::NO_WORKER,
-        WaitError::Hub(_) => status::ERROR,
+        WaitError::Hub(_) | WaitError::ClientGone => status::ERROR,
     }
 }
 

@@ -5,7 +5,6 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
@@ -24,7 +23,7 @@ struct Rig {
 
 impl Rig {
     fn new(trust: Trust) -> Rig {
-        let scope = ServerScope::new(Arc::new(AtomicBool::new(false)));
+        let scope = ServerScope::new(Arc::new(crate::conn::Drain::new()));
         scope.set_max_blocked(Some(100));
         let mut hub = HubServer::bind_trusting(scope, trust).unwrap();
         let poll = Poll::new().unwrap();

@@ -1,0 +1,141 @@
+//! [`Drain`]: a server's graceful stop as its connections see it — a flag for "answer
+//! with `Connection: close`", and a pipe that becomes readable (and stays so) when the
+//! drain begins, so a connection idle between requests wakes and closes at once.
+//! Each process has its own pipe: a forked worker drains when its own server does.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::Conn;
+use crate::sync::lock;
+use crate::sys::pipe::SelfPipe;
+
+/// The drain state of one server, shared by its loop and its connections.
+///
+/// The bell is per process, made on first use: a worker forked from the server's
+/// process inherits this value, and ringing the inherited pipe would wake (and close
+/// the idle connections of) every process of the pool.
+#[derive(Debug, Default)]
+pub(crate) struct Drain {
+    /// Set when the drain begins.
+    flag: AtomicBool,
+    /// This process's bell and its pid: written once when the drain begins, emptied
+    /// only by `reset`.
+    bell: Mutex<Option<(u32, Arc<SelfPipe>)>>,
+}
+
+impl Drain {
+    pub(crate) fn new() -> Drain {
+        Drain::default()
+    }
+
+    /// Begins the drain: the flag, then the bell.
+    pub(crate) fn begin(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Some(bell) = self.bell() {
+            bell.notify();
+        }
+    }
+
+    /// Ends it (the server may serve again).
+    pub(crate) fn reset(&self) {
+        self.flag.store(false, Ordering::SeqCst);
+        if let Some(bell) = self.bell() {
+            bell.drain();
+        }
+    }
+
+    /// True once the drain began in this process.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// This process's bell (`None` if no pipe could be made: idle connections then
+    /// wait out their timeout).
+    fn bell(&self) -> Option<Arc<SelfPipe>> {
+        let pid = std::process::id();
+        let mut bell = lock(&self.bell);
+        if bell.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+            *bell = SelfPipe::new().ok().map(|pipe| (pid, Arc::new(pipe)));
+        }
+        bell.as_ref().map(|(_, pipe)| Arc::clone(pipe))
+    }
+}
+
+/// How waiting for the next request on an idle connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Idle {
+    /// Bytes (or the end of the stream) arrived.
+    Request,
+    /// The server began draining: close without a word.
+    Draining,
+}
+
+impl Conn {
+    /// Waits, between requests, until the client sends something, the server begins to
+    /// drain, or `deadline` (`TimedOut`). Without a drain state it only waits for input.
+    pub(crate) fn wait_idle(&self, deadline: Instant) -> io::Result<Idle> {
+        let Some((drain, bell)) = self
+            .drain
+            .as_ref()
+            .and_then(|drain| Some((drain, drain.bell()?)))
+        else {
+            self.wait_until_readable(deadline)?;
+            return Ok(Idle::Request);
+        };
+        let (socket, bell) = (self.as_raw_fd(), bell.read_fd());
+        loop {
+            if drain.is_draining() {
+                return Ok(Idle::Draining);
+            }
+            if readable(socket) {
+                return Ok(Idle::Request);
+            }
+            if Instant::now() >= deadline {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            if crate::rt::in_coroutine() {
+                self.registered.set(true);
+                crate::rt::park_or_readable(&[socket, bell], Some(deadline))?;
+            } else {
+                poll_both(socket, bell, deadline)?;
+            }
+        }
+    }
+
+    fn wait_until_readable(&self, deadline: Instant) -> io::Result<()> {
+        crate::sync::park::wait_fd(
+            self.as_raw_fd(),
+            &self.registered,
+            crate::rt::Interest::Readable,
+            Some(deadline),
+        )
+    }
+}
+
+/// True when `fd` has input (or an error, or its end) now.
+fn readable(fd: RawFd) -> bool {
+    // The caller owns `fd` for the call.
+    let mut fds = [PollFd::new(crate::sys::borrow_fd(fd), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+fn poll_both(a: RawFd, b: RawFd, deadline: Instant) -> io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let millis = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+    // The caller owns both fds for the call.
+    let mut fds = [
+        PollFd::new(crate::sys::borrow_fd(a), PollFlags::POLLIN),
+        PollFd::new(crate::sys::borrow_fd(b), PollFlags::POLLIN),
+    ];
+    match poll(&mut fds, timeout) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+        Err(errno) => Err(errno.into()),
+    }
+}
