@@ -128,7 +128,7 @@ impl<M: MixIn> Server<M> {
                 self.mixin.service_actions(&self.ctx);
                 return Ok(());
             }
-            match crate::sync::park::poll_fd(
+            match crate::rt::park::poll_fd(
                 self.ctx.listener_fd(),
                 crate::rt::Interest::Readable,
                 deadline,

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::rt::park::{self, Unparker};
 use crate::sync::hub::RemoteReply;
 use crate::sync::lock;
-use crate::sync::park::{self, Unparker};
 use crate::sync::wire::Wire;
 use crate::sync::{WaitError, scope};
 

@@ -139,7 +139,7 @@ impl Pool {
     pub(super) fn serve_locked(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
         while !ctx.is_shutting_down() {
             let deadline = Instant::now() + ctx.poll_interval();
-            match crate::sync::park::poll_fd(
+            match crate::rt::park::poll_fd(
                 ctx.wake_fd(),
                 crate::rt::Interest::Readable,
                 Some(deadline),
