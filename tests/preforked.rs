@@ -127,6 +127,39 @@ fn scheduled_workers_hold_thousands_of_waiters() {
     }
 }
 
+/// Every inner model — the crate's and a user-written one — serves the comet contract
+/// inside the workers, and a SIGTERM answers the waiters it holds and ends cleanly.
+#[test]
+fn every_inner_model_serves_comet_and_drains_on_sigterm() {
+    for &inner in util::INNER_MODELS {
+        for accept in ["shared", "passed"] {
+            let args = [
+                "--mixin",
+                "preforked",
+                "--accept",
+                accept,
+                "--workers",
+                "2",
+                "--inner",
+                inner,
+            ];
+            let mut server = ServerProcess::start("comet", &args);
+            util::comet_contract(server.addr, 30);
+            let mut waiters = start_waiters(server.addr, 5);
+            wait_for_waiters(server.addr, 5);
+            server.signal(15);
+            for waiter in &mut waiters {
+                assert_eq!(read_reply(waiter).status, 503, "{inner} {accept}");
+            }
+            let status = server.stop();
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "{inner} {accept}: {status:?}"
+            );
+        }
+    }
+}
+
 /// SIGHUP replaces the workers: the waits they hold are answered (503), not reset
 /// when the old workers go, and the new workers serve the comet contract.
 #[test]

@@ -8,8 +8,10 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::conn::Conn;
-use crate::mixin::{MixIn, serve_accepting};
-use crate::server::Context;
+use crate::mixin::MixIn;
+use crate::mixin::serve_loop::{self, Takes};
+use crate::mixin::source::Source;
+use crate::server::{ConfigError, Context};
 use crate::sync::hub::HubServer;
 use crate::sys::fork::{self, Forked, SingleThreaded};
 
@@ -76,19 +78,25 @@ impl MixIn for Forking {
         "forking"
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         if self.max_children == 0 {
-            return Err("forking: max_children must be at least 1".into());
+            return Err(ConfigError::new(
+                "forking",
+                "max_children",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
 
+    /// The common loop over the listener, whose waits also serve the hub.
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
         self.single_threaded = Some(SingleThreaded::check("forking")?);
-        let mut hub = HubServer::bind(Arc::clone(ctx.scope()))?;
-        let result = serve_accepting(self, ctx, Some(&mut hub));
+        let hub = HubServer::bind(Arc::clone(ctx.scope()))?;
+        let source = Source::open(ctx, Some(hub))?;
+        serve_loop::serve(self, ctx, &source, Takes::Connections);
         self.single_threaded = None;
-        result
+        Ok(())
     }
 
     fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {

@@ -9,7 +9,6 @@
 //! | [`Preforked`] | pre-forked workers (or the master, passing fds) | the worker process, inline or on a thread |
 //! | [`Prethreaded`] | pool threads under a lock, or the main thread handing off | a pool thread |
 
-mod accept_loop;
 mod boxed;
 mod forking;
 mod iterative;
@@ -17,21 +16,24 @@ mod pool_stats;
 mod preforked;
 mod prethreaded;
 mod scheduled;
+mod serve_loop;
+pub(crate) mod source;
 mod threading;
+mod threads;
 
 use std::io;
 use std::sync::Arc;
 
 use crate::conn::Conn;
-use crate::server::Context;
+use crate::server::{ConfigError, Context};
 
-pub use accept_loop::serve as serve_accepting;
 pub use forking::Forking;
 pub use iterative::Iterative;
 pub use pool_stats::{PoolStats, WorkerStats};
-pub use preforked::{Accept, Dispatch, Inner, LockKind, Preforked};
+pub use preforked::{Accept, Dispatch, LockKind, Preforked};
 pub use prethreaded::{PoolAccept, Prethreaded};
 pub use scheduled::{Scheduled, ScheduledStats};
+pub use serve_loop::serve_accepting;
 pub use threading::Threading;
 
 /// How connections are accepted and where the handler runs.
@@ -108,13 +110,13 @@ pub trait MixIn: Send + 'static {
     fn name(&self) -> &'static str;
 
     /// Checks the model's configuration; an error stops the server at start-up.
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         Ok(())
     }
 
     /// Runs the server until shutdown. The default is [`serve_accepting`].
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
-        serve_accepting(self, ctx, None)
+        serve_accepting(self, ctx)
     }
 
     /// Runs the handler for one accepted connection, somewhere.

@@ -67,7 +67,7 @@ pub struct WorkerStats {
 /// ```
 /// use mixserve::mixin::{Accept, Preforked};
 ///
-/// let model = Preforked::new(Accept::Shared).workers(2);
+/// let model = Preforked::new().accept(Accept::Shared).workers(2);
 /// let stats = model.stats();
 /// // … build the server with `model`, serve, then:
 /// print!("{}", stats.table());

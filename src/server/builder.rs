@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::handler::MakeHandler;
 use crate::mixin::MixIn;
-use crate::server::{Context, DefaultHooks, Hooks, Listener, LoopConfig, Server, StartError};
+use crate::server::{
+    ConfigError, Context, DefaultHooks, Hooks, Listener, LoopConfig, Server, StartError,
+};
 
 /// Where the listener comes from.
 #[derive(Debug)]
@@ -121,17 +123,13 @@ impl<M: MixIn> ServerBuilder<M> {
 
     /// Checks the settings, binds the listener and returns the server, ready to serve.
     pub fn build<H: MakeHandler>(self, make_handler: H) -> Result<Server<M>, StartError> {
-        self.mixin.validate().map_err(StartError::Config)?;
+        self.mixin.validate()?;
         if self.backlog < 1 {
-            return Err(StartError::Config(format!(
-                "backlog must be at least 1, got {}",
-                self.backlog
-            )));
+            let problem = format!("must be at least 1, got {}", self.backlog);
+            return Err(ConfigError::new("server", "backlog", problem).into());
         }
         if self.poll_interval.is_zero() {
-            return Err(StartError::Config(
-                "poll_interval must be above zero".into(),
-            ));
+            return Err(ConfigError::new("server", "poll_interval", "must be above zero").into());
         }
         let listener = match self.source {
             Source::None => return Err(StartError::NoAddress),

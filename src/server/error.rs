@@ -5,9 +5,9 @@ use std::io;
 /// A configuration or start-up failure, reported by [`ServerBuilder::build`](crate::ServerBuilder::build).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The configuration is invalid (the message says which setting and why).
+    /// The configuration is invalid (which setting of which part, and why).
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
     /// No address was given to bind.
     #[error("no address to listen on: call bind, bind_unix or listener")]
     NoAddress,
@@ -30,4 +30,32 @@ pub enum StartError {
     /// Another system call failed at start-up.
     #[error("start-up failed: {0}")]
     Io(#[from] io::Error),
+}
+
+/// A setting refused at start-up: which part of the server (`"threading"`,
+/// `"preforked"`, `"server"`), which setting, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{part}: {setting} {problem}")]
+pub struct ConfigError {
+    /// The model's [`name`](crate::MixIn::name), or `"server"` for the builder's own.
+    pub part: &'static str,
+    /// The setting (`"max_threads"`).
+    pub setting: &'static str,
+    /// What is wrong (`"must be at least 1"`).
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// A refusal of `setting` of `part`.
+    pub fn new(
+        part: &'static str,
+        setting: &'static str,
+        problem: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            part,
+            setting,
+            problem: problem.into(),
+        }
+    }
 }

@@ -31,6 +31,15 @@ impl ShutdownState {
         })
     }
 
+    /// A fresh state (its own wake-up pipe) whose drain flag is `draining`: a
+    /// preforked worker's, sharing the flag its shared objects were made with.
+    pub(crate) fn sharing_drain(draining: Arc<AtomicBool>) -> io::Result<ShutdownState> {
+        Ok(ShutdownState {
+            draining,
+            ..ShutdownState::new()?
+        })
+    }
+
     /// Wakes the loop without asking it to stop (a worker slot came free).
     pub(crate) fn wake(&self) {
         self.pipe.notify();

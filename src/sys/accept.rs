@@ -9,33 +9,17 @@ use nix::errno::Errno;
 use nix::sys::socket::{SockFlag, accept4};
 use socket2::SockRef;
 
-use crate::conn::{Conn, PeerAddr};
-
 /// Accepts one connection from `listener` (`SOCK_CLOEXEC`; the new socket is
 /// blocking). Blocks if the listener does; `Interrupted` on a signal, `WouldBlock` on
 /// an empty non-blocking listener.
-pub(crate) fn accept(listener: RawFd) -> io::Result<Conn> {
+pub(crate) fn accept(listener: RawFd) -> io::Result<OwnedFd> {
     let fd = match accept4(listener, SockFlag::SOCK_CLOEXEC) {
         Ok(fd) => fd,
         Err(Errno::EAGAIN) => return Err(io::ErrorKind::WouldBlock.into()),
         Err(errno) => return Err(errno.into()),
     };
     // SAFETY: accept4 returned a fresh fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok(conn_from(fd))
-}
-
-/// Wraps a connected socket (accepted here or passed from another process).
-pub(crate) fn conn_from(fd: OwnedFd) -> Conn {
-    let peer = match SockRef::from(&fd)
-        .peer_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-    {
-        Some(addr) => PeerAddr::Tcp(addr),
-        None => PeerAddr::Unix(None),
-    };
-    Conn::from_fd(fd, peer)
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Whether `listener` was bound with `SO_REUSEPORT`.

@@ -15,8 +15,9 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 pub const MODELS: &[&str] = &["iterative", "threading", "forking", "scheduled"];
 
 /// The pool variants every shared test runs under: each preforked accept strategy
-/// with each inner model, and each prethreaded hand-over. `SO_REUSEPORT` spreads by
-/// hash, not by readiness, so it runs with threads inside each worker.
+/// with each inner model (the crate's models and a user-written one), and each
+/// prethreaded hand-over. `SO_REUSEPORT` spreads by hash, not by readiness, so it runs
+/// with more than one connection per worker.
 pub const POOL_VARIANTS: &[&[&str]] = &[
     &["--mixin", "preforked", "--accept", "shared"],
     &["--mixin", "preforked", "--accept", "locked"],
@@ -87,9 +88,55 @@ pub const POOL_VARIANTS: &[&[&str]] = &[
         "--inner",
         "scheduled",
     ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "shared",
+        "--inner",
+        "prethreaded",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "passed",
+        "--inner",
+        "prethreaded",
+        "--inner-accept",
+        "handoff",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "reuseport",
+        "--inner",
+        "prethreaded",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "locked-mutex",
+        "--inner",
+        "user",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "passed",
+        "--inner",
+        "user",
+    ],
     &["--mixin", "prethreaded", "--accept", "locked"],
     &["--mixin", "prethreaded", "--accept", "handoff"],
 ];
+
+/// Every model a preforked worker can run, by its `--inner` name (`user` is a model
+/// written outside the crate).
+pub const INNER_MODELS: &[&str] = &["iterative", "threading", "scheduled", "prethreaded", "user"];
 
 /// Path of a built example binary (cargo builds examples before running tests).
 pub fn example_path(name: &str) -> PathBuf {

@@ -11,10 +11,10 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use nix::sys::signal::Signal;
 
-use super::accept::message;
 use super::dispatch::Dispatcher;
 use super::pool::{CONTROL_BASE, Pool, WorkerPlan};
 use super::{Accept, Preforked};
+use crate::mixin::source::worker::message;
 use crate::server::Context;
 use crate::sync::hub::HubServer;
 use crate::sys::fork::{self, SingleThreaded};
@@ -42,6 +42,7 @@ enum Phase {
 /// Runs the master until shutdown; every worker is reaped before it returns.
 pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     let proof = SingleThreaded::check("preforked")?;
+    // The inner model moves into the plan the workers are forked with, and back.
     let plan = WorkerPlan::new(model, ctx)?;
     let master_accepts = matches!(model.accept, Accept::Passed(_) | Accept::ReusePort);
     // O_NONBLOCK is shared by every copy of the listener: set it once, for the run.
@@ -74,6 +75,11 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     master.pool.kill_all(&master.plan.board, poll.registry());
     hub.close(poll.registry());
     own_fds.iter().for_each(|&fd| fork::forget_in_child(fd));
+    model.inner = master
+        .plan
+        .inner
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     result
 }
 

@@ -2,23 +2,19 @@
 //! connection arrives (UNP §30.6–30.9, Apache's prefork, gunicorn).
 //!
 //! - `mod.rs` — the configuration: [`Preforked`], [`Accept`], [`LockKind`],
-//!   [`Dispatch`], [`Inner`];
+//!   [`Dispatch`];
 //! - `master.rs` — the master's single-threaded loop: signals, the hub, the listener
 //!   when the master accepts, worker pipes;
 //! - `pool.rs` — the worker table: spawn, reap, respawn with back-off, growth,
 //!   heartbeat, graceful replacement;
 //! - `dispatch.rs` — `Accept::Passed`: which ready worker gets the next connection;
-//! - `worker.rs` — a worker process from fork to `_exit`;
-//! - `accept.rs` — where a worker's connections come from, per [`Accept`];
-//! - `inner.rs` — how a worker serves them, per [`Inner`]; `scheduled.rs` — the
-//!   coroutine inner model.
+//! - `worker.rs` — a worker process from fork to `_exit`: it runs the inner model's
+//!   own `serve_forever` over the worker's share of the connections
+//!   ([`source::worker`](crate::mixin::source::worker)).
 
-mod accept;
 mod dispatch;
-mod inner;
 mod master;
 mod pool;
-mod scheduled;
 mod worker;
 
 use std::io;
@@ -26,9 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conn::Conn;
-use crate::mixin::MixIn;
 use crate::mixin::pool_stats::{PoolStats, Scoreboard};
-use crate::server::Context;
+use crate::mixin::{Iterative, MixIn};
+use crate::server::{ConfigError, Context};
 
 /// Who accepts connections in a [`Preforked`] pool, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,44 +72,15 @@ pub enum Dispatch {
     LeastBusy,
 }
 
-/// How each worker process serves the connections it takes.
+/// A master process and a pool of pre-forked workers, each running any model.
 ///
-/// A worker's loop is handed a connection source (its accept strategy) and runs until
-/// the source says stop; an inner model decides what "serving" means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Inner {
-    /// One connection at a time (UNP rows 2–5).
-    #[default]
-    Iterative,
-    /// A thread per connection inside each worker, at most `max_threads` at once
-    /// (`None`: no cap) — Apache's worker MPM.
-    Threading {
-        /// Connection threads per worker.
-        max_threads: Option<usize>,
-    },
-    /// A coroutine per connection on one loop inside each worker, at most
-    /// `max_connections` at once — nginx's and gunicorn+gevent's design: the loop holds
-    /// thousands of waiting clients, the workers use every core. The handler rules of
-    /// [`Scheduled`](crate::Scheduled) apply.
-    Scheduled {
-        /// Live connections per worker.
-        max_connections: usize,
-    },
-}
-
-impl Inner {
-    /// Connections one worker can serve at once (`None`: no limit).
-    fn capacity(&self) -> Option<usize> {
-        match *self {
-            Inner::Iterative => Some(1),
-            Inner::Threading { max_threads } => max_threads,
-            Inner::Scheduled { max_connections } => Some(max_connections),
-        }
-    }
-}
-
-/// A master process and a pool of pre-forked workers.
+/// Each worker runs the [`inner`](Preforked::inner) model — any [`MixIn`]: `Iterative`
+/// by default (UNP rows 2–5), `Threading` (Apache's worker MPM), `Scheduled` (nginx,
+/// gunicorn+gevent), `Prethreaded`, or your own — with its own `serve_forever`, over
+/// the worker's share of the connections ([`accept`](Preforked::accept) says how the
+/// workers share them). The model does not know it runs in a worker. `Forking` is the
+/// one exception: a worker has a watchdog thread, and a process with threads must not
+/// fork.
 ///
 /// The master forks [`workers`](Preforked::workers) processes before serving, then
 /// runs one single-threaded loop: it reaps and respawns workers (backing off, and
@@ -138,12 +105,14 @@ impl Inner {
 /// ```no_run
 /// use mixserve::Server;
 /// use mixserve::http::{Http, Request, Response};
-/// use mixserve::mixin::{Accept, Inner, LockKind, Preforked};
+/// use mixserve::mixin::{Accept, LockKind, Preforked};
+/// use mixserve::Threading;
 ///
-/// let model = Preforked::new(Accept::Locked(LockKind::SharedMutex))
+/// let model = Preforked::new()
+///     .accept(Accept::Locked(LockKind::SharedMutex))
 ///     .workers(4)
 ///     .max_workers(64)
-///     .inner(Inner::Iterative);
+///     .inner(Threading::new().max_threads(16));
 /// let stats = model.stats();
 /// let app = |_req: &mut Request| Response::text(200, "hello\n");
 /// let mut server = Server::builder(model).bind("127.0.0.1:8000").build(Http::new(app))?;
@@ -151,12 +120,11 @@ impl Inner {
 /// print!("{}", stats.table());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
 pub struct Preforked {
     /// Who accepts.
     accept: Accept,
-    /// How a worker serves.
-    inner: Inner,
+    /// The model each worker runs.
+    inner: Box<dyn MixIn>,
     /// Workers to keep running.
     workers: usize,
     /// The pool grows up to this many when every worker is busy.
@@ -173,6 +141,23 @@ pub struct Preforked {
     board: Option<Arc<Scoreboard>>,
 }
 
+impl std::fmt::Debug for Preforked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preforked")
+            .field("accept", &self.accept)
+            .field("inner", &self.inner.name())
+            .field("workers", &self.workers)
+            .field("max_workers", &self.max_workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Preforked {
+    fn default() -> Preforked {
+        Preforked::new()
+    }
+}
+
 impl Preforked {
     /// Default number of workers.
     pub const DEFAULT_WORKERS: usize = 4;
@@ -183,16 +168,16 @@ impl Preforked {
     /// Default heartbeat timeout.
     pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
 
-    /// A pool of [`DEFAULT_WORKERS`](Self::DEFAULT_WORKERS) iterative workers that
-    /// accept as `accept` says.
-    pub fn new(accept: Accept) -> Preforked {
+    /// A pool of [`DEFAULT_WORKERS`](Self::DEFAULT_WORKERS) iterative workers, each
+    /// blocking in `accept` on the shared listener ([`Accept::Shared`]).
+    pub fn new() -> Preforked {
         // Two slots per worker, so a full pool can be replaced (SIGHUP) side by side.
         let board = Scoreboard::new(2 * Preforked::MAX_WORKERS)
             .ok()
             .map(Arc::new);
         Preforked {
-            accept,
-            inner: Inner::default(),
+            accept: Accept::Shared,
+            inner: Box::new(Iterative::new()),
             workers: Preforked::DEFAULT_WORKERS,
             max_workers: Preforked::DEFAULT_MAX_WORKERS,
             max_requests: None,
@@ -214,9 +199,16 @@ impl Preforked {
         self
     }
 
-    /// Sets how each worker serves its connections.
-    pub fn inner(mut self, inner: Inner) -> Preforked {
-        self.inner = inner;
+    /// Sets who accepts connections, and how (default [`Accept::Shared`]).
+    pub fn accept(mut self, accept: Accept) -> Preforked {
+        self.accept = accept;
+        self
+    }
+
+    /// Sets the model each worker runs (default [`Iterative`]): any [`MixIn`] but
+    /// `Forking`. Each worker gets its own copy, made by the fork.
+    pub fn inner(mut self, inner: impl MixIn) -> Preforked {
+        self.inner = Box::new(inner);
         self
     }
 
@@ -240,9 +232,11 @@ impl Preforked {
         PoolStats::new(self.board.clone())
     }
 
-    /// Workers one process can hold at once times `max_workers`, for `max_blocked`.
+    /// Connections the whole pool can hold at once, for `max_blocked`: what one
+    /// worker's model holds (its `max_blocked` plus the one kept free) per worker.
     fn capacity(&self) -> Option<usize> {
-        self.inner.capacity().map(|per| per * self.max_workers)
+        let per_worker = self.inner.max_blocked()? + 1;
+        Some(per_worker * self.max_workers)
     }
 }
 
@@ -251,48 +245,44 @@ impl MixIn for Preforked {
         "preforked"
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let refuse =
+            |setting, problem: String| Err(ConfigError::new("preforked", setting, problem));
         if self.workers == 0 {
-            return Err("preforked: workers must be at least 1".into());
+            return refuse("workers", "must be at least 1".into());
         }
-        if self.max_workers < self.workers {
-            return Err(format!(
-                "preforked: max_workers ({}) is below workers ({})",
-                self.max_workers, self.workers
-            ));
-        }
-        if self.max_workers > Preforked::MAX_WORKERS {
-            return Err(format!(
-                "preforked: max_workers {} is above the limit of {}",
-                self.max_workers,
-                Preforked::MAX_WORKERS
-            ));
+        if self.max_workers < self.workers || self.max_workers > Preforked::MAX_WORKERS {
+            return refuse(
+                "max_workers",
+                format!(
+                    "{} must be from workers ({}) to {}",
+                    self.max_workers,
+                    self.workers,
+                    Preforked::MAX_WORKERS
+                ),
+            );
         }
         if self.board.is_none() {
-            return Err("preforked: cannot map shared memory for the scoreboard".into());
+            return refuse(
+                "stats",
+                "cannot map shared memory for the scoreboard".into(),
+            );
         }
         if self.max_requests == Some(0) {
-            return Err("preforked: max_requests must be at least 1".into());
+            return refuse("max_requests", "must be at least 1".into());
         }
         if self.heartbeat_timeout < Duration::from_secs(2) {
-            return Err("preforked: heartbeat_timeout must be at least 2 s".into());
+            return refuse("heartbeat_timeout", "must be at least 2 s".into());
         }
-        if let Inner::Threading {
-            max_threads: Some(0),
-        } = self.inner
-        {
-            return Err("preforked: inner threading needs max_threads of at least 1".into());
+        if self.inner.name() == "forking" {
+            return refuse(
+                "inner",
+                "cannot be forking: a worker has a watchdog thread, and a process with \
+                 threads must not fork"
+                    .into(),
+            );
         }
-        if let Inner::Scheduled { max_connections } = self.inner {
-            // One coroutine per connection plus the dispatcher, within the runtime's cap.
-            let most = crate::rt::RuntimeConfig::default().max_coroutines - 1;
-            if max_connections == 0 || max_connections > most {
-                return Err(format!(
-                    "preforked: inner scheduled needs max_connections from 1 to {most}"
-                ));
-            }
-        }
-        Ok(())
+        self.inner.validate()
     }
 
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {

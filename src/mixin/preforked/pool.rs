@@ -14,8 +14,10 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::worker::{self, EXIT_BOOT_FAILED};
-use super::{Accept, Inner, LockKind, Preforked};
+use super::{Accept, LockKind, Preforked};
+use crate::mixin::MixIn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
+use crate::mixin::source::worker::{AcceptLock, Way, WorkerSeat};
 use crate::server::{Context, ListenAddr};
 use crate::sys::fd_passing;
 use crate::sys::fork::{self, Forked, SingleThreaded};
@@ -32,20 +34,30 @@ const RESIGNAL_EVERY: Duration = Duration::from_millis(200);
 const SHRINK_AFTER: Duration = Duration::from_secs(2);
 
 /// Everything a worker needs, made by the master before it forks.
-#[derive(Debug)]
 pub(crate) struct WorkerPlan {
     pub(super) accept: Accept,
-    pub(super) inner: Inner,
+    /// The model each worker runs (each worker owns its copy after the fork).
+    pub(super) inner: std::sync::Mutex<Box<dyn MixIn>>,
     pub(super) board: Arc<Scoreboard>,
-    pub(super) file_lock: Option<FileLock>,
-    pub(super) mutex: Option<SharedMutex>,
-    pub(super) reuseport_addr: Option<SocketAddr>,
+    lock: Option<Arc<AcceptLock>>,
+    reuseport_addr: Option<SocketAddr>,
     max_requests: Option<u64>,
     jitter: u64,
 }
 
+impl std::fmt::Debug for WorkerPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPlan")
+            .field("accept", &self.accept)
+            .field("reuseport_addr", &self.reuseport_addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl WorkerPlan {
-    pub(super) fn new(model: &Preforked, ctx: &Context) -> io::Result<WorkerPlan> {
+    /// The plan for `model`'s workers; its inner model moves in (once everything
+    /// else succeeded) until the master gives it back.
+    pub(super) fn new(model: &mut Preforked, ctx: &Context) -> io::Result<WorkerPlan> {
         let reuseport_addr = match ctx.listener().local_addr()? {
             ListenAddr::Tcp(addr) => Some(addr),
             ListenAddr::Unix(_) => None,
@@ -69,24 +81,50 @@ impl WorkerPlan {
             .ok_or_else(|| io::Error::other("preforked: no scoreboard memory"))?;
         Ok(WorkerPlan {
             accept: model.accept,
-            inner: model.inner,
             board,
-            file_lock: match model.accept {
-                Accept::Locked(LockKind::File) => Some(FileLock::new()?),
-                _ => None,
-            },
-            mutex: match model.accept {
-                Accept::Locked(LockKind::SharedMutex) => Some(SharedMutex::new()?),
+            lock: match model.accept {
+                Accept::Locked(LockKind::File) => {
+                    Some(Arc::new(AcceptLock::File(FileLock::new()?)))
+                }
+                Accept::Locked(LockKind::SharedMutex) => {
+                    Some(Arc::new(AcceptLock::Mutex(SharedMutex::new()?)))
+                }
                 _ => None,
             },
             reuseport_addr,
             max_requests: model.max_requests,
             jitter: model.max_requests_jitter,
+            inner: std::sync::Mutex::new(std::mem::replace(
+                &mut model.inner,
+                Box::new(crate::mixin::Iterative::new()),
+            )),
+        })
+    }
+
+    /// The worker's seat in `slot`, made in the worker after the fork.
+    pub(super) fn seat(&self, slot: usize, control: RawFd) -> io::Result<WorkerSeat> {
+        let way =
+            match self.accept {
+                Accept::Shared => Way::Shared,
+                Accept::Locked(_) => Way::Locked(self.lock.clone().ok_or_else(|| {
+                    io::Error::other("preforked: the accept lock was not created")
+                })?),
+                Accept::ReusePort => Way::ReusePort(self.reuseport_addr.ok_or_else(|| {
+                    io::Error::other("reuseport: the listener has no TCP address")
+                })?),
+                Accept::Passed(_) => Way::Passed,
+            };
+        Ok(WorkerSeat {
+            board: Arc::clone(&self.board),
+            slot,
+            control,
+            way,
+            quota: self.quota(),
         })
     }
 
     /// This worker's connection quota: `max_requests` plus a per-process jitter.
-    pub(super) fn quota(&self) -> Option<u64> {
+    fn quota(&self) -> Option<u64> {
         let max = self.max_requests?;
         let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Some(max + (seed >> 32) % (self.jitter + 1))
@@ -378,7 +416,11 @@ impl Pool {
         plan.board.set_state(slot, SlotState::Exiting);
         let in_band = plan.stops_in_band()
             && worker.control.as_ref().is_some_and(|control| {
-                fd_passing::send_byte(control.as_raw_fd(), super::accept::message::QUIT).is_ok()
+                fd_passing::send_byte(
+                    control.as_raw_fd(),
+                    crate::mixin::source::worker::message::QUIT,
+                )
+                .is_ok()
             });
         if !in_band {
             fork::kill(worker.pid, Signal::SIGTERM);

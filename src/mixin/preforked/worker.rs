@@ -1,6 +1,7 @@
 //! A worker process, from the fork to `_exit`: it closes what belongs to the master,
 //! installs its stop signals, starts its watchdog thread (heartbeat, stop requests,
-//! master gone), then lets its inner model serve what its source hands it.
+//! master gone), then runs its inner model's own `serve_forever` on a context whose
+//! source is the worker's share of the connections.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -11,11 +12,11 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
-use super::accept::{SlotHandle, Source};
-use super::inner;
 use super::pool::WorkerPlan;
 use crate::mixin::pool_stats::SlotState;
+use crate::mixin::source::worker::WorkerSeat;
 use crate::server::Context;
+use crate::sync::lock;
 use crate::sys::pipe::SelfPipe;
 use crate::sys::worker_process::{self, RUN, STOP_FAST, STOP_GRACEFUL};
 use crate::sys::{borrow_fd, fork};
@@ -65,39 +66,36 @@ fn serve(
     control: &OwnedFd,
     master: u32,
 ) -> io::Result<()> {
+    let seat = Arc::new(plan.seat(slot, control.as_raw_fd())?);
+    let worker_ctx = Arc::new(ctx.for_worker(Arc::clone(&seat))?);
     let wake = SelfPipe::new()?;
     worker_process::install(wake.write_fd(), master)?;
-    let handle = SlotHandle {
-        board: Arc::clone(&plan.board),
-        slot,
-        control: control.as_raw_fd(),
-    };
-    // The watchdog inherits blocked stop signals, so they interrupt this thread's accept.
+    // Every thread of the worker blocks the stop signals (threads the model starts
+    // inherit that); its source unblocks them only while it waits for a connection,
+    // so they interrupt that wait and nothing else.
     worker_process::block_stop_signals(true);
-    let watchdog = {
-        let (ctx, handle) = (Arc::clone(ctx), handle.clone());
+    {
+        let (ctx, seat) = (Arc::clone(&worker_ctx), Arc::clone(&seat));
         thread::Builder::new()
             .name("mixserve-watchdog".into())
-            .spawn(move || watchdog(&ctx, &handle, &wake, master))
-    };
-    worker_process::block_stop_signals(false);
-    watchdog?;
-    let mut source = Source::open(ctx, plan, handle, control)?;
-    inner::run(plan.inner, ctx, &mut source);
-    Ok(())
+            .spawn(move || watchdog(&ctx, &seat, &wake, master))?;
+    }
+    let mut inner = lock(&plan.inner);
+    inner.serve_forever(&worker_ctx)
 }
 
-/// Beats every second; on a stop request, starts draining the worker's connections
-/// and signals the serving thread again every half second (a signal that landed just
-/// before it blocked in `accept` or took the lock is otherwise lost); a fast stop exits
-/// at once. When the master is gone, asks for a graceful stop.
-fn watchdog(ctx: &Context, slot: &SlotHandle, wake: &SelfPipe, master: u32) {
+/// Beats every second; on a stop request, stops the worker's model (its connections
+/// finish the request in hand) and signals the worker again every half second (a
+/// signal that landed just before its source blocked in `accept` or took the lock is
+/// otherwise lost); a fast stop exits at once. When the master is gone, asks for a
+/// graceful stop.
+fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
     let mut last_signal = Instant::now();
     loop {
         let mut fds = [PollFd::new(borrow_fd(wake.read_fd()), PollFlags::POLLIN)];
         let _ = poll(&mut fds, PollTimeout::from(BEAT_EVERY_MS));
         wake.drain();
-        slot.board.beat(slot.slot);
+        seat.board.beat(seat.slot);
         if nix::unistd::getppid().as_raw() as u32 != master {
             // The master died before (or despite) the parent-death signal.
             worker_process::request_stop(STOP_GRACEFUL);
@@ -107,6 +105,9 @@ fn watchdog(ctx: &Context, slot: &SlotHandle, wake: &SelfPipe, master: u32) {
             RUN => {}
             _ => {
                 ctx.shutdown.begin_drain();
+                if !ctx.is_shutting_down() {
+                    ctx.shutdown.request();
+                }
                 if last_signal.elapsed() >= RESIGNAL_EVERY {
                     fork::kill(nix::unistd::getpid(), Signal::SIGTERM);
                     last_signal = Instant::now();

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::conn::Conn;
 use crate::mixin::MixIn;
+use crate::mixin::source::Source;
 use crate::rt::{self, Runtime, RuntimeConfig};
-use crate::server::Context;
+use crate::server::{ConfigError, Context};
 
 /// One coroutine per connection on a single-threaded loop (or one loop per thread).
 ///
@@ -143,32 +144,46 @@ impl MixIn for Scheduled {
         "scheduled"
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let refuse =
+            |setting, problem: String| Err(ConfigError::new("scheduled", setting, problem));
         if self.runtime.stack_size < Scheduled::MIN_STACK_SIZE {
-            return Err(format!(
-                "scheduled: stack_size {} is below 32 KiB, where a panic's backtrace overflows the stack",
-                self.runtime.stack_size
-            ));
+            return refuse(
+                "stack_size",
+                format!(
+                    "{} is below 32 KiB, where a panic's backtrace overflows the stack",
+                    self.runtime.stack_size
+                ),
+            );
         }
-        if self.threads == 0 || self.max_connections == 0 {
-            return Err("scheduled: threads and max_connections must be at least 1".into());
+        if self.threads == 0 {
+            return refuse("threads", "must be at least 1".into());
         }
         // Two coroutines per loop (accept, watch) come on top of the connections.
-        if self.max_connections + 2 > self.runtime.max_coroutines {
-            return Err(format!(
-                "scheduled: max_connections {} needs more than the runtime's {} coroutines",
-                self.max_connections, self.runtime.max_coroutines
-            ));
+        if self.max_connections == 0 || self.max_connections + 2 > self.runtime.max_coroutines {
+            return refuse(
+                "max_connections",
+                format!(
+                    "{} must be from 1 to {} (the runtime's coroutines, less two)",
+                    self.max_connections,
+                    self.runtime.max_coroutines - 2
+                ),
+            );
         }
         Ok(())
     }
 
+    /// One loop per thread over the server's source; inside a preforked worker a
+    /// feeder thread takes the worker's connections while the loops have room.
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
-        ctx.listener().set_nonblocking(true)?;
+        let (counters, max) = (Arc::clone(&self.stats.inner), self.max_connections);
+        let room = Arc::new(move || counters.live.load(Ordering::SeqCst) < max);
+        let source = Arc::new(Source::open(ctx, None)?.fed(room)?);
         let settings = serve_loop::Settings {
             runtime: self.runtime.clone(),
             max_connections: self.max_connections,
             counters: Arc::clone(&self.stats.inner),
+            source,
         };
         if self.threads == 1 {
             return serve_loop::run(ctx, &settings, true);
