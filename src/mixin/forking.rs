@@ -10,8 +10,9 @@ use nix::unistd::Pid;
 use crate::conn::Conn;
 use crate::mixin::MixIn;
 use crate::mixin::serve_loop::{self, Takes};
+use crate::mixin::settings::settings;
 use crate::mixin::source::Source;
-use crate::server::{ConfigError, Context};
+use crate::server::{ConfigCheck, ConfigError, Context};
 use crate::sync::hub::HubServer;
 use crate::sys::fork::{self, Forked, SingleThreaded};
 
@@ -38,11 +39,10 @@ pub struct Forking {
     single_threaded: Option<SingleThreaded>,
 }
 
-impl Default for Forking {
-    fn default() -> Forking {
-        Forking::new()
-    }
-}
+settings!(Forking {
+    /// Caps the number of live children.
+    fn max_children(max: usize) { max_children = max }
+});
 
 impl Forking {
     /// The default cap: enough for a thousand comet waiters plus their notifier, well
@@ -56,12 +56,6 @@ impl Forking {
             children: HashSet::new(),
             single_threaded: None,
         }
-    }
-
-    /// Caps the number of live children.
-    pub fn max_children(mut self, max: usize) -> Forking {
-        self.max_children = max;
-        self
     }
 
     fn reap(&mut self) {
@@ -79,14 +73,7 @@ impl MixIn for Forking {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_children == 0 {
-            return Err(ConfigError::new(
-                "forking",
-                "max_children",
-                "must be at least 1",
-            ));
-        }
-        Ok(())
+        ConfigCheck(self.name()).at_least("max_children", self.max_children, 1)
     }
 
     /// The common loop over the listener, whose waits also serve the hub.

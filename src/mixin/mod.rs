@@ -17,6 +17,7 @@ mod preforked;
 mod prethreaded;
 mod scheduled;
 mod serve_loop;
+mod settings;
 pub(crate) mod source;
 mod threading;
 mod threads;

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::conn::Conn;
 use crate::mixin::MixIn;
+use crate::mixin::settings::settings;
 use crate::mixin::threads::Threads;
-use crate::server::{ConfigError, Context};
+use crate::server::{ConfigCheck, ConfigError, Context};
 
 /// One thread per connection (UNP row 6), with an optional cap.
 ///
@@ -32,11 +33,12 @@ pub struct Threading {
     running: Arc<AtomicUsize>,
 }
 
-impl Default for Threading {
-    fn default() -> Threading {
-        Threading::new()
-    }
-}
+settings!(Threading {
+    /// Caps the number of connection threads.
+    fn max_threads(max: usize) { max_threads = Some(max) }
+    /// Sets the stack size of connection threads (bytes).
+    fn stack_size(bytes: usize) { stack_size = Some(bytes) }
+});
 
 impl Threading {
     /// Thread per connection, no cap.
@@ -48,18 +50,6 @@ impl Threading {
             running: Arc::new(AtomicUsize::new(0)),
         }
     }
-
-    /// Caps the number of connection threads.
-    pub fn max_threads(mut self, max: usize) -> Threading {
-        self.max_threads = Some(max);
-        self
-    }
-
-    /// Sets the stack size of connection threads (bytes).
-    pub fn stack_size(mut self, bytes: usize) -> Threading {
-        self.stack_size = Some(bytes);
-        self
-    }
 }
 
 impl MixIn for Threading {
@@ -68,19 +58,13 @@ impl MixIn for Threading {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        match (self.max_threads, self.stack_size) {
-            (Some(0), _) => Err(ConfigError::new(
-                "threading",
-                "max_threads",
-                "must be at least 1",
-            )),
-            (_, Some(size)) if size < 16 * 1024 => Err(ConfigError::new(
-                "threading",
-                "stack_size",
-                format!("{size} is below 16 KiB"),
-            )),
-            _ => Ok(()),
-        }
+        let check = ConfigCheck(self.name());
+        check.at_least("max_threads", self.max_threads.unwrap_or(1), 1)?;
+        check.at_least(
+            "stack_size",
+            self.stack_size.unwrap_or(usize::MAX),
+            16 * 1024,
+        )
     }
 
     fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::handler::MakeHandler;
 use crate::mixin::MixIn;
 use crate::server::{
-    ConfigError, Context, DefaultHooks, Hooks, Listener, LoopConfig, Server, StartError,
+    ConfigCheck, Context, DefaultHooks, Hooks, Listener, LoopConfig, Server, StartError,
 };
 
 /// Where the listener comes from.
@@ -124,13 +124,10 @@ impl<M: MixIn> ServerBuilder<M> {
     /// Checks the settings, binds the listener and returns the server, ready to serve.
     pub fn build<H: MakeHandler>(self, make_handler: H) -> Result<Server<M>, StartError> {
         self.mixin.validate()?;
-        if self.backlog < 1 {
-            let problem = format!("must be at least 1, got {}", self.backlog);
-            return Err(ConfigError::new("server", "backlog", problem).into());
-        }
-        if self.poll_interval.is_zero() {
-            return Err(ConfigError::new("server", "poll_interval", "must be above zero").into());
-        }
+        let check = ConfigCheck("server");
+        check.at_least("backlog", usize::try_from(self.backlog).unwrap_or(0), 1)?;
+        let polls = !self.poll_interval.is_zero();
+        check.require("poll_interval", polls, "must be above zero")?;
         let listener = match self.source {
             Source::None => return Err(StartError::NoAddress),
             Source::Tcp(addr) if addr == "systemd" => {

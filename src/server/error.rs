@@ -59,3 +59,46 @@ impl ConfigError {
         }
     }
 }
+
+/// Checks the settings of one part of the server (named as in [`ConfigError::part`]),
+/// each refusal a [`ConfigError`]: `ConfigCheck("threading").at_least("max_threads", n, 1)?`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigCheck(pub &'static str);
+
+impl ConfigCheck {
+    /// `Ok` when `value` lies in `range`.
+    pub fn within(
+        self,
+        setting: &'static str,
+        value: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<(), ConfigError> {
+        let (low, high) = (*range.start(), *range.end());
+        let problem = format!("is {value}, must be from {low} to {high}");
+        self.require(setting, range.contains(&value), problem)
+    }
+
+    /// `Ok` when `value` is at least `low`.
+    pub fn at_least(
+        self,
+        setting: &'static str,
+        value: usize,
+        low: usize,
+    ) -> Result<(), ConfigError> {
+        let problem = format!("is {value}, must be at least {low}");
+        self.require(setting, value >= low, problem)
+    }
+
+    /// `Ok` when `holds`, else `problem`.
+    pub fn require(
+        self,
+        setting: &'static str,
+        holds: bool,
+        problem: impl Into<String>,
+    ) -> Result<(), ConfigError> {
+        match holds {
+            true => Ok(()),
+            false => Err(ConfigError::new(self.0, setting, problem)),
+        }
+    }
+}

@@ -23,7 +23,7 @@ use std::sync::Arc;
 pub use builder::ServerBuilder;
 pub use context::Context;
 pub(crate) use context::LoopConfig;
-pub use error::{ConfigError, StartError};
+pub use error::{ConfigCheck, ConfigError, StartError};
 pub use hooks::{DefaultHooks, Hooks};
 pub use listener::{ListenAddr, Listener};
 pub use shutdown::ShutdownHandle;

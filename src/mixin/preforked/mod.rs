@@ -23,8 +23,9 @@ use std::time::Duration;
 
 use crate::conn::Conn;
 use crate::mixin::pool_stats::{PoolStats, Scoreboard};
+use crate::mixin::settings::settings;
 use crate::mixin::{Iterative, MixIn};
-use crate::server::{ConfigError, Context};
+use crate::server::{ConfigCheck, ConfigError, Context};
 
 /// Who accepts connections in a [`Preforked`] pool, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,11 +153,19 @@ impl std::fmt::Debug for Preforked {
     }
 }
 
-impl Default for Preforked {
-    fn default() -> Preforked {
-        Preforked::new()
-    }
-}
+settings!(Preforked {
+    /// Sets how many workers run (at least 1).
+    fn workers(workers: usize) { workers = workers }
+    /// Sets how far the pool may grow when every worker is busy (at least `workers`).
+    fn max_workers(max: usize) { max_workers = max }
+    /// Sets who accepts connections, and how (default [`Accept::Shared`]).
+    fn accept(accept: Accept) { accept = accept }
+    /// Sets the model each worker runs (default [`Iterative`]): any [`MixIn`] but
+    /// `Forking`. Each worker gets its own copy, made by the fork.
+    fn inner(inner: impl MixIn) { inner = Box::new(inner) }
+    /// Sets how long a worker may stay silent before it is killed as hung.
+    fn heartbeat_timeout(timeout: Duration) { heartbeat_timeout = timeout }
+});
 
 impl Preforked {
     /// Default number of workers.
@@ -187,42 +196,11 @@ impl Preforked {
         }
     }
 
-    /// Sets how many workers run (at least 1).
-    pub fn workers(mut self, workers: usize) -> Preforked {
-        self.workers = workers;
-        self
-    }
-
-    /// Sets how far the pool may grow when every worker is busy (at least `workers`).
-    pub fn max_workers(mut self, max: usize) -> Preforked {
-        self.max_workers = max;
-        self
-    }
-
-    /// Sets who accepts connections, and how (default [`Accept::Shared`]).
-    pub fn accept(mut self, accept: Accept) -> Preforked {
-        self.accept = accept;
-        self
-    }
-
-    /// Sets the model each worker runs (default [`Iterative`]): any [`MixIn`] but
-    /// `Forking`. Each worker gets its own copy, made by the fork.
-    pub fn inner(mut self, inner: impl MixIn) -> Preforked {
-        self.inner = Box::new(inner);
-        self
-    }
-
     /// Retires each worker after `max` connections plus up to `jitter` more (chosen
     /// at random per worker); the master starts a fresh one.
     pub fn max_requests(mut self, max: u64, jitter: u64) -> Preforked {
         self.max_requests = Some(max);
         self.max_requests_jitter = jitter;
-        self
-    }
-
-    /// Sets how long a worker may stay silent before it is killed as hung.
-    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Preforked {
-        self.heartbeat_timeout = timeout;
         self
     }
 
@@ -246,42 +224,24 @@ impl MixIn for Preforked {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let refuse =
-            |setting, problem: String| Err(ConfigError::new("preforked", setting, problem));
-        if self.workers == 0 {
-            return refuse("workers", "must be at least 1".into());
-        }
-        if self.max_workers < self.workers || self.max_workers > Preforked::MAX_WORKERS {
-            return refuse(
-                "max_workers",
-                format!(
-                    "{} must be from workers ({}) to {}",
-                    self.max_workers,
-                    self.workers,
-                    Preforked::MAX_WORKERS
-                ),
-            );
-        }
-        if self.board.is_none() {
-            return refuse(
-                "stats",
-                "cannot map shared memory for the scoreboard".into(),
-            );
-        }
-        if self.max_requests == Some(0) {
-            return refuse("max_requests", "must be at least 1".into());
-        }
-        if self.heartbeat_timeout < Duration::from_secs(2) {
-            return refuse("heartbeat_timeout", "must be at least 2 s".into());
-        }
-        if self.inner.name() == "forking" {
-            return refuse(
-                "inner",
-                "cannot be forking: a worker has a watchdog thread, and a process with \
-                 threads must not fork"
-                    .into(),
-            );
-        }
+        let check = ConfigCheck(self.name());
+        check.within("workers", self.workers, 1..=Preforked::MAX_WORKERS)?;
+        let most = Preforked::MAX_WORKERS;
+        check.within("max_workers", self.max_workers, self.workers..=most)?;
+        check.require(
+            "max_requests",
+            self.max_requests != Some(0),
+            "must be above 0",
+        )?;
+        let beats = self.heartbeat_timeout >= Duration::from_secs(2);
+        check.require("heartbeat_timeout", beats, "must be at least 2 s")?;
+        check.require("stats", self.board.is_some(), "cannot map the scoreboard")?;
+        let forks = self.inner.name() == "forking";
+        check.require(
+            "inner",
+            !forks,
+            "cannot fork: a worker has a watchdog thread",
+        )?;
         self.inner.validate()
     }
 

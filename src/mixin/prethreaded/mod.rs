@@ -13,8 +13,9 @@ use crate::conn::Conn;
 use crate::mixin::MixIn;
 use crate::mixin::pool_stats::{PoolStats, Scoreboard};
 use crate::mixin::serve_loop::{self, Takes};
+use crate::mixin::settings::settings;
 use crate::mixin::source::Source;
-use crate::server::{ConfigError, Context};
+use crate::server::{ConfigCheck, ConfigError, Context};
 
 use pool::Pool;
 
@@ -65,11 +66,12 @@ pub struct Prethreaded {
     pool: Option<Pool>,
 }
 
-impl Default for Prethreaded {
-    fn default() -> Prethreaded {
-        Prethreaded::new()
-    }
-}
+settings!(Prethreaded {
+    /// Sets how connections reach the threads.
+    fn accept(accept: PoolAccept) { accept = accept }
+    /// Sets how far the pool may grow.
+    fn max_threads(max: usize) { max_threads = max }
+});
 
 impl Prethreaded {
     /// Default growth limit.
@@ -97,18 +99,6 @@ impl Prethreaded {
     pub fn threads(mut self, threads: usize) -> Prethreaded {
         self.threads = threads;
         self.max_threads = self.max_threads.max(threads);
-        self
-    }
-
-    /// Sets how connections reach the threads.
-    pub fn accept(mut self, accept: PoolAccept) -> Prethreaded {
-        self.accept = accept;
-        self
-    }
-
-    /// Sets how far the pool may grow.
-    pub fn max_threads(mut self, max: usize) -> Prethreaded {
-        self.max_threads = max;
         self
     }
 
@@ -141,26 +131,10 @@ impl MixIn for Prethreaded {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let refuse =
-            |setting, problem: String| Err(ConfigError::new("prethreaded", setting, problem));
-        if self.threads == 0 {
-            return refuse("threads", "must be at least 1".into());
-        }
-        if self.max_threads < self.threads || self.max_threads > Prethreaded::MAX_THREADS {
-            return refuse(
-                "max_threads",
-                format!(
-                    "{} must be from threads ({}) to {}",
-                    self.max_threads,
-                    self.threads,
-                    Prethreaded::MAX_THREADS
-                ),
-            );
-        }
-        if self.board.is_none() {
-            return refuse("stats", "cannot map memory for the statistics".into());
-        }
-        Ok(())
+        let (check, most) = (ConfigCheck(self.name()), Prethreaded::MAX_THREADS);
+        check.within("threads", self.threads, 1..=most)?;
+        check.within("max_threads", self.max_threads, self.threads..=most)?;
+        check.require("stats", self.board.is_some(), "cannot map the counters")
     }
 
     /// The common loop over the server's source: under `Handoff` it takes each

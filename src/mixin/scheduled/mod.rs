@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::conn::Conn;
 use crate::mixin::MixIn;
+use crate::mixin::settings::settings;
 use crate::mixin::source::Source;
 use crate::rt::{self, Runtime, RuntimeConfig};
-use crate::server::{ConfigError, Context};
+use crate::server::{ConfigCheck, ConfigError, Context};
 
 /// One coroutine per connection on a single-threaded loop (or one loop per thread).
 ///
@@ -90,11 +91,15 @@ impl ScheduledStats {
     }
 }
 
-impl Default for Scheduled {
-    fn default() -> Scheduled {
-        Scheduled::new()
-    }
-}
+settings!(Scheduled {
+    /// Sets each coroutine's stack size in bytes (default 64 KiB; at least 32 KiB).
+    fn stack_size(bytes: usize) { runtime.stack_size = bytes }
+    /// Caps live connections in the process (default 25,000).
+    fn max_connections(max: usize) { max_connections = max }
+    /// Runs `n` loops on `n` threads sharing the listener, to use more cores in one
+    /// process (default 1). Each connection stays on the loop that accepted it.
+    fn threads(n: usize) { threads = n }
+});
 
 impl Scheduled {
     /// The default cap on live connections: well under the ~32,000 guarded stacks
@@ -114,25 +119,6 @@ impl Scheduled {
         }
     }
 
-    /// Sets each coroutine's stack size in bytes (default 64 KiB; at least 32 KiB).
-    pub fn stack_size(mut self, bytes: usize) -> Scheduled {
-        self.runtime.stack_size = bytes;
-        self
-    }
-
-    /// Caps live connections in the process (default 25,000).
-    pub fn max_connections(mut self, max: usize) -> Scheduled {
-        self.max_connections = max;
-        self
-    }
-
-    /// Runs `n` loops on `n` threads sharing the listener, to use more cores in one
-    /// process (default 1). Each connection stays on the loop that accepted it.
-    pub fn threads(mut self, n: usize) -> Scheduled {
-        self.threads = n;
-        self
-    }
-
     /// The counters, to read while the server runs or after it stopped.
     pub fn stats(&self) -> ScheduledStats {
         self.stats.clone()
@@ -145,32 +131,13 @@ impl MixIn for Scheduled {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let refuse =
-            |setting, problem: String| Err(ConfigError::new("scheduled", setting, problem));
-        if self.runtime.stack_size < Scheduled::MIN_STACK_SIZE {
-            return refuse(
-                "stack_size",
-                format!(
-                    "{} is below 32 KiB, where a panic's backtrace overflows the stack",
-                    self.runtime.stack_size
-                ),
-            );
-        }
-        if self.threads == 0 {
-            return refuse("threads", "must be at least 1".into());
-        }
+        let stack = self.runtime.stack_size;
+        let check = ConfigCheck(self.name());
+        check.at_least("stack_size", stack, Scheduled::MIN_STACK_SIZE)?;
+        check.at_least("threads", self.threads, 1)?;
         // Two coroutines per loop (accept, watch) come on top of the connections.
-        if self.max_connections == 0 || self.max_connections + 2 > self.runtime.max_coroutines {
-            return refuse(
-                "max_connections",
-                format!(
-                    "{} must be from 1 to {} (the runtime's coroutines, less two)",
-                    self.max_connections,
-                    self.runtime.max_coroutines - 2
-                ),
-            );
-        }
-        Ok(())
+        let most = self.runtime.max_coroutines.saturating_sub(2);
+        check.within("max_connections", self.max_connections, 1..=most)
     }
 
     /// One loop per thread over the server's source; inside a preforked worker a
