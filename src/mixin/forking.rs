@@ -11,7 +11,7 @@ use crate::conn::Conn;
 use crate::mixin::MixIn;
 use crate::mixin::serve_loop::{self, Takes};
 use crate::mixin::settings::settings;
-use crate::mixin::source::Source;
+use crate::server::source::Source;
 use crate::server::{ConfigCheck, ConfigError, Context};
 use crate::sync::hub::HubServer;
 use crate::sys::fork::{self, Forked, SingleThreaded};

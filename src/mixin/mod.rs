@@ -12,13 +12,12 @@
 mod boxed;
 mod forking;
 mod iterative;
-mod pool_stats;
+pub(crate) mod pool_stats;
 mod preforked;
 mod prethreaded;
 mod scheduled;
 mod serve_loop;
 mod settings;
-pub(crate) mod source;
 mod threading;
 mod threads;
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::mixin::MixIn;
-use crate::mixin::source::Source;
 use crate::server::Context;
+use crate::server::source::Source;
 
 /// How often a drain looks at what is still running.
 const DRAIN_TICK: Duration = Duration::from_millis(20);

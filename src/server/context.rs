@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use crate::conn::Conn;
 use crate::handler::{Handler, MakeHandler};
-use crate::mixin::source::worker::WorkerSeat;
-use crate::mixin::source::{SpareFd, accept_with_rules};
 use crate::server::hooks::Hooks;
 use crate::server::listener::Listener;
 use crate::server::shutdown::ShutdownState;
+use crate::server::source::accept_with_rules;
+use crate::server::source::worker::WorkerSeat;
 use crate::sync::ServerScope;
+use crate::sys::accept::SpareFd;
 
 /// The handler chain with its type erased, so mix-ins need not be generic over it.
 pub(crate) trait Service: Send + Sync {

@@ -16,6 +16,7 @@ mod error;
 mod hooks;
 mod listener;
 mod shutdown;
+pub(crate) mod source;
 
 use std::io;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use super::Dispatch;
 use super::pool::Pool;
 use crate::conn::Conn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
-use crate::mixin::source::worker::message;
+use crate::server::source::worker::message;
 use crate::sys::fd_passing;
 
 /// Which workers said "ready", and how the next one is picked.

@@ -10,7 +10,7 @@
 //! - `dispatch.rs` — `Accept::Passed`: which ready worker gets the next connection;
 //! - `worker.rs` — a worker process from fork to `_exit`: it runs the inner model's
 //!   own `serve_forever` over the worker's share of the connections
-//!   ([`source::worker`](crate::mixin::source::worker)).
+//!   ([`source::worker`](crate::server::source::worker)).
 
 mod dispatch;
 mod master;

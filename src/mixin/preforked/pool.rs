@@ -17,7 +17,7 @@ use super::worker::{self, EXIT_BOOT_FAILED};
 use super::{Accept, LockKind, Preforked};
 use crate::mixin::MixIn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
-use crate::mixin::source::worker::{AcceptLock, Way, WorkerSeat};
+use crate::server::source::worker::{AcceptLock, Way, WorkerSeat};
 use crate::server::{Context, ListenAddr};
 use crate::sys::fd_passing;
 use crate::sys::fork::{self, Forked, SingleThreaded};
@@ -39,8 +39,8 @@ pub(crate) struct WorkerPlan {
     /// The model each worker runs (each worker owns its copy after the fork).
     pub(super) inner: std::sync::Mutex<Box<dyn MixIn>>,
     pub(super) board: Arc<Scoreboard>,
-    lock: Option<Arc<AcceptLock>>,
-    reuseport_addr: Option<SocketAddr>,
+    /// How workers take connections (its lock made before the fork).
+    way: Way,
     max_requests: Option<u64>,
     jitter: u64,
 }
@@ -49,7 +49,7 @@ impl std::fmt::Debug for WorkerPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerPlan")
             .field("accept", &self.accept)
-            .field("reuseport_addr", &self.reuseport_addr)
+            .field("way", &self.way)
             .finish_non_exhaustive()
     }
 }
@@ -58,23 +58,17 @@ impl WorkerPlan {
     /// The plan for `model`'s workers; its inner model moves in (once everything
     /// else succeeded) until the master gives it back.
     pub(super) fn new(model: &mut Preforked, ctx: &Context) -> io::Result<WorkerPlan> {
-        let reuseport_addr = match ctx.listener().local_addr()? {
-            ListenAddr::Tcp(addr) => Some(addr),
-            ListenAddr::Unix(_) => None,
+        let way = match model.accept {
+            Accept::Shared => Way::Shared,
+            Accept::Locked(LockKind::File) => {
+                Way::Locked(Arc::new(AcceptLock::File(FileLock::new()?)))
+            }
+            Accept::Locked(LockKind::SharedMutex) => {
+                Way::Locked(Arc::new(AcceptLock::Mutex(SharedMutex::new()?)))
+            }
+            Accept::ReusePort => Way::ReusePort(reuseport_addr(ctx)?),
+            Accept::Passed(_) => Way::Passed,
         };
-        if model.accept == Accept::ReusePort {
-            if reuseport_addr.is_none() {
-                return Err(io::Error::other(
-                    "preforked: Accept::ReusePort needs a TCP listener",
-                ));
-            }
-            if !crate::sys::accept::has_reuseport(ctx.listener_fd()) {
-                return Err(io::Error::other(
-                    "preforked: Accept::ReusePort needs the server's listener bound with \
-                     SO_REUSEPORT: build with .listener(Listener::bind_tcp_reuseport(addr, backlog)?)",
-                ));
-            }
-        }
         let board = model
             .board
             .clone()
@@ -82,16 +76,7 @@ impl WorkerPlan {
         Ok(WorkerPlan {
             accept: model.accept,
             board,
-            lock: match model.accept {
-                Accept::Locked(LockKind::File) => {
-                    Some(Arc::new(AcceptLock::File(FileLock::new()?)))
-                }
-                Accept::Locked(LockKind::SharedMutex) => {
-                    Some(Arc::new(AcceptLock::Mutex(SharedMutex::new()?)))
-                }
-                _ => None,
-            },
-            reuseport_addr,
+            way,
             max_requests: model.max_requests,
             jitter: model.max_requests_jitter,
             inner: std::sync::Mutex::new(std::mem::replace(
@@ -102,25 +87,14 @@ impl WorkerPlan {
     }
 
     /// The worker's seat in `slot`, made in the worker after the fork.
-    pub(super) fn seat(&self, slot: usize, control: RawFd) -> io::Result<WorkerSeat> {
-        let way =
-            match self.accept {
-                Accept::Shared => Way::Shared,
-                Accept::Locked(_) => Way::Locked(self.lock.clone().ok_or_else(|| {
-                    io::Error::other("preforked: the accept lock was not created")
-                })?),
-                Accept::ReusePort => Way::ReusePort(self.reuseport_addr.ok_or_else(|| {
-                    io::Error::other("reuseport: the listener has no TCP address")
-                })?),
-                Accept::Passed(_) => Way::Passed,
-            };
-        Ok(WorkerSeat {
+    pub(super) fn seat(&self, slot: usize, control: RawFd) -> WorkerSeat {
+        WorkerSeat {
             board: Arc::clone(&self.board),
             slot,
             control,
-            way,
+            way: self.way.clone(),
             quota: self.quota(),
-        })
+        }
     }
 
     /// This worker's connection quota: `max_requests` plus a per-process jitter.
@@ -135,6 +109,23 @@ impl WorkerPlan {
     fn stops_in_band(&self) -> bool {
         matches!(self.accept, Accept::Passed(_) | Accept::ReusePort)
     }
+}
+
+/// The address each worker binds its own `SO_REUSEPORT` listener to: the server's,
+/// which must be TCP and bound with `SO_REUSEPORT` itself.
+fn reuseport_addr(ctx: &Context) -> io::Result<SocketAddr> {
+    let ListenAddr::Tcp(addr) = ctx.listener().local_addr()? else {
+        return Err(io::Error::other(
+            "preforked: Accept::ReusePort needs a TCP listener",
+        ));
+    };
+    if !crate::sys::accept::has_reuseport(ctx.listener_fd()) {
+        return Err(io::Error::other(
+            "preforked: Accept::ReusePort needs the server's listener bound with \
+             SO_REUSEPORT: build with .listener(Listener::bind_tcp_reuseport(addr, backlog)?)",
+        ));
+    }
+    Ok(addr)
 }
 
 /// One live worker, as the master sees it.
@@ -418,7 +409,7 @@ impl Pool {
             && worker.control.as_ref().is_some_and(|control| {
                 fd_passing::send_byte(
                     control.as_raw_fd(),
-                    crate::mixin::source::worker::message::QUIT,
+                    crate::server::source::worker::message::QUIT,
                 )
                 .is_ok()
             });

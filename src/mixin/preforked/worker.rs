@@ -14,8 +14,8 @@ use nix::sys::signal::Signal;
 
 use super::pool::WorkerPlan;
 use crate::mixin::pool_stats::SlotState;
-use crate::mixin::source::worker::WorkerSeat;
 use crate::server::Context;
+use crate::server::source::worker::WorkerSeat;
 use crate::sync::lock;
 use crate::sys::pipe::SelfPipe;
 use crate::sys::worker_process::{self, RUN, STOP_FAST, STOP_GRACEFUL};
@@ -66,7 +66,7 @@ fn serve(
     control: &OwnedFd,
     master: u32,
 ) -> io::Result<()> {
-    let seat = Arc::new(plan.seat(slot, control.as_raw_fd())?);
+    let seat = Arc::new(plan.seat(slot, control.as_raw_fd()));
     let worker_ctx = Arc::new(ctx.for_worker(Arc::clone(&seat))?);
     let wake = SelfPipe::new()?;
     worker_process::install(wake.write_fd(), master)?;

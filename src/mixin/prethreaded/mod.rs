@@ -14,7 +14,7 @@ use crate::mixin::MixIn;
 use crate::mixin::pool_stats::{PoolStats, Scoreboard};
 use crate::mixin::serve_loop::{self, Takes};
 use crate::mixin::settings::settings;
-use crate::mixin::source::Source;
+use crate::server::source::Source;
 use crate::server::{ConfigCheck, ConfigError, Context};
 
 use pool::Pool;

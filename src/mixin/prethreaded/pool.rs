@@ -11,9 +11,9 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use super::PoolAccept;
 use crate::conn::Conn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
-use crate::mixin::source::Source;
 use crate::mixin::threads::{Threads, Tracker};
 use crate::server::Context;
+use crate::server::source::Source;
 use crate::sync::lock;
 
 /// What every pool thread shares.

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::conn::Conn;
 use crate::mixin::MixIn;
 use crate::mixin::settings::settings;
-use crate::mixin::source::Source;
 use crate::rt::{self, Runtime, RuntimeConfig};
+use crate::server::source::Source;
 use crate::server::{ConfigCheck, ConfigError, Context};
 
 /// One coroutine per connection on a single-threaded loop (or one loop per thread).

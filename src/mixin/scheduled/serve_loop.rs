@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use super::Counters;
 use crate::mixin::serve_loop::drain;
-use crate::mixin::source::Source;
 use crate::rt::{self, Interest, Runtime, RuntimeConfig, RuntimeHandle};
 use crate::server::Context;
+use crate::server::source::Source;
 
 /// What every loop of one `Scheduled` server shares.
 #[derive(Debug)]

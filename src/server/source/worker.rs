@@ -41,7 +41,7 @@ const REUSEPORT_BACKLOG: i32 = 4096;
 const MUTEX_SLICE: Duration = Duration::from_millis(250);
 
 /// How a worker takes its connections (the master's `Accept`, made concrete).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Way {
     /// Blocking `accept` on the inherited listener.
     Shared,

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use super::Source;
 use crate::conn::Conn;
-use crate::server::Context;
 use crate::sync::lock;
 use crate::sys::pipe::SelfPipe;
 
@@ -72,19 +71,6 @@ impl Fed {
             }
         }
         conn
-    }
-
-    /// A blocking take for a thread: waits for the queue up to the poll interval.
-    pub(crate) fn next(&self, ctx: &Context) -> Option<Conn> {
-        self.try_next().or_else(|| {
-            crate::rt::park::poll_fd(
-                self.ready_fd(),
-                crate::rt::Interest::Readable,
-                Some(std::time::Instant::now() + ctx.poll_interval()),
-            )
-            .ok()?;
-            self.try_next()
-        })
     }
 
     pub(crate) fn ready_fd(&self) -> RawFd {

@@ -9,14 +9,14 @@
 //! | worker ([`worker`]) | a preforked worker's share: blocking `accept` on the shared listener, `accept` under a lock, its own `SO_REUSEPORT` listener, or fds the master passes | every model inside a worker |
 //! | fed ([`fed`]) | a thread that pulls from a blocking source and hands over through a queue, so a coroutine loop can wait on it | `Scheduled` inside a worker |
 //!
-//! The accept-side rules live here once: errors that concern one connection are
-//! retried, `EMFILE` is answered with the spare fd, wasted wake-ups are counted, other
-//! failures are logged and backed off, and a stopping worker's leftovers are served.
+//! The accept-side rules live here once: every source accepts through
+//! [`accept::accept_with_rules`] (errors that concern one connection retried, `EMFILE`
+//! answered with the spare fd), counts wasted wake-ups, logs and backs off from other
+//! failures, and serves a stopping worker's leftovers.
 
 pub(crate) mod fed;
 pub(crate) mod worker;
 
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
@@ -32,7 +32,8 @@ use crate::mixin::pool_stats::Scoreboard;
 use crate::server::Context;
 use crate::sync::hub::HubServer;
 use crate::sync::lock;
-use crate::sys::{accept, borrow_fd, fork};
+use crate::sys::accept::{self, SpareFd};
+use crate::sys::{borrow_fd, fork};
 
 /// How long a source backs off after an accept failure that is not about one
 /// connection (out of memory, a broken listener), so the loop never spins on it.
@@ -113,7 +114,7 @@ impl Source {
                 conn
             }),
             Flavor::Worker(share) => share.next(&self.ctx),
-            Flavor::Fed(fed) => fed.next(&self.ctx),
+            Flavor::Fed(fed) => fed.try_next(),
         };
         conn.and_then(|conn| self.admit(conn))
     }
@@ -215,59 +216,9 @@ impl Source {
     }
 }
 
-impl Drop for Source {
-    fn drop(&mut self) {
-        if let Flavor::Listener(Some(hub)) = &self.flavor {
-            let mut hub = lock(hub);
-            let HubLoop { poll, hub, .. } = &mut *hub;
-            hub.close(poll.registry());
-        }
-    }
-}
-
-/// A spare fd, closed to make room when `accept` fails with `EMFILE`.
-#[derive(Debug)]
-pub(crate) struct SpareFd(Mutex<Option<File>>);
-
-impl SpareFd {
-    pub(crate) fn new() -> SpareFd {
-        SpareFd(Mutex::new(File::open("/dev/null").ok()))
-    }
-
-    /// Out of fds: frees the spare, accepts the waiting connection with it and closes
-    /// it at once (the client sees a reset, not a hang), then takes the spare back.
-    fn refuse_one(&self, listener: RawFd) {
-        let mut spare = lock(&self.0);
-        drop(spare.take());
-        if let Ok(fd) = accept::accept(listener) {
-            conn_from(fd).abort();
-        }
-        *spare = File::open("/dev/null").ok();
-    }
-}
-
-/// One `accept` with the crate's rules: `Ok(None)` when there is nothing to take now
-/// (an empty non-blocking listener, a signal, a connection reset before it was taken,
-/// one refused for want of fds); `Err` only for failures the caller must back off from.
+/// One `accept` with the crate's rules ([`accept::accept_with_rules`]), as a [`Conn`].
 pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<Option<Conn>> {
-    match accept::accept(listener) {
-        Ok(fd) => Ok(Some(conn_from(fd))),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) if is_transient(&e) => Ok(None),
-        Err(e) if is_out_of_fds(&e) => {
-            log::warn!("accept: {e}; refusing one connection");
-            spare.refuse_one(listener);
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
+    accept::accept_with_rules(listener, spare).map(|fd| fd.map(conn_from))
 }
 
 /// Wraps an accepted or passed socket, with its peer's address.
@@ -281,32 +232,6 @@ pub(crate) fn conn_from(fd: OwnedFd) -> Conn {
         None => PeerAddr::Unix(None),
     };
     Conn::from_fd(fd, peer)
-}
-
-/// Errors from `accept` that concern only the connection being accepted (it was reset
-/// before we took it, or the network dropped it): try the next one.
-fn is_transient(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(
-            libc::ECONNABORTED
-                | libc::EPROTO
-                | libc::ENETDOWN
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::EOPNOTSUPP
-                | libc::ENETUNREACH
-        )
-    )
-}
-
-fn is_out_of_fds(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }
 
 fn count_wasted(seat: Seat<'_>) {
@@ -421,6 +346,7 @@ impl HubLoop {
 
 impl Drop for HubLoop {
     fn drop(&mut self) {
+        self.hub.close(self.poll.registry());
         self.own_fds
             .iter()
             .for_each(|&fd| fork::forget_in_child(fd));
