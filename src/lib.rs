@@ -94,7 +94,8 @@ pub use conn::{Conn, PeerAddr};
 pub use handler::{Handler, MakeHandler};
 pub use mixin::{Forking, Iterative, MixIn, Preforked, Prethreaded, Scheduled, Threading};
 pub use server::{
-    Context, Hooks, ListenAddr, Listener, Server, ServerBuilder, ShutdownHandle, StartError,
+    ConfigCheck, ConfigError, Context, Hooks, ListenAddr, Listener, Server, ServerBuilder,
+    ShutdownHandle, StartError,
 };
 
 /// The README's code blocks, compiled as doc tests so they cannot rot.

@@ -96,7 +96,7 @@ impl MixIn for Threading {
     }
 
     fn max_blocked(&self) -> Option<usize> {
-        self.max_threads.map(|max| max - 1)
+        self.max_threads.map(|max| max.saturating_sub(1))
     }
 
     fn in_flight(&self) -> usize {
