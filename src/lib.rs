@@ -9,7 +9,8 @@
 //! ## The pieces
 //!
 //! - [`Server`] binds a TCP or Unix-domain listener and runs the model's loop until a
-//!   [`ShutdownHandle`] or a signal (SIGTERM/SIGINT graceful, SIGQUIT fast) stops it.
+//!   [`ShutdownHandle`] or a signal stops it: SIGTERM and Ctrl-C (SIGINT) graceful in
+//!   every model, a second Ctrl-C or SIGQUIT fast.
 //! - [`Handler`] serves one [`Conn`]; [`MakeHandler`] makes one per connection. For
 //!   HTTP, write an [`http::HttpHandler`] and serve it with [`http::Http`] (or behind a
 //!   front server with [`scgi::Scgi`]).

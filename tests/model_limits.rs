@@ -3,6 +3,7 @@
 
 mod util;
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use util::{
@@ -53,6 +54,73 @@ fn sigterm_answers_pending_waiters_then_exits_cleanly() {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{model}: drain too slow"
+        );
+    }
+}
+
+/// Ctrl-C (SIGINT to the whole process group, as a terminal sends it) is graceful under
+/// every model: pending waiters are answered 503, an in-flight connection is still
+/// served, and the server exits cleanly — at once after a second Ctrl-C, although an
+/// idle client would otherwise hold the drain for the whole (long) shutdown timeout.
+#[test]
+fn ctrl_c_is_graceful_under_every_model_and_a_second_one_is_fast() {
+    let variants: &[&[&str]] = &[
+        &["--mixin", "threading"],
+        &["--mixin", "forking"],
+        &["--mixin", "scheduled"],
+        &["--mixin", "prethreaded"],
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "2",
+            "--inner",
+            "threading",
+        ],
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "2",
+            "--accept",
+            "passed",
+        ],
+    ];
+    for &args in variants {
+        let mut server = ServerProcess::start("comet", args);
+        let mut waiters = start_waiters(server.addr, 3);
+        wait_for_waiters(server.addr, 3);
+        server.interrupt();
+        for waiter in &mut waiters {
+            assert_eq!(read_reply(waiter).status, 503, "{args:?}");
+        }
+        let status = server.exited_within(Duration::from_secs(20));
+        assert!(status.is_some_and(|s| s.success()), "{args:?}: {status:?}");
+    }
+    for model in [
+        "threading",
+        "forking",
+        "scheduled",
+        "prethreaded",
+        "preforked",
+    ] {
+        let args = ["--mixin", model, "--shutdown-timeout", "600"];
+        let mut server = ServerProcess::start("echo", &args);
+        let mut idle = util::connect(server.addr);
+        // Served before the stop, so the connection is surely taken by a worker.
+        idle.write_all(b"ping\n").unwrap();
+        let mut echoed = [0u8; 5];
+        idle.read_exact(&mut echoed).unwrap();
+        server.interrupt();
+        // Graceful: the connection in hand is still served.
+        idle.write_all(b"pong\n").unwrap();
+        idle.read_exact(&mut echoed).unwrap();
+        assert_eq!(&echoed, b"pong\n", "{model}");
+        server.interrupt();
+        let status = server.exited_within(Duration::from_secs(120));
+        assert!(
+            status.is_some(),
+            "{model}: a second Ctrl-C did not stop it at once"
         );
     }
 }

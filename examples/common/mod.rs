@@ -54,7 +54,14 @@ pub struct ServeArgs {
     /// preforked: retire a worker after this many connections (plus up to 10% jitter).
     #[arg(long)]
     pub max_requests: Option<u64>,
+    /// How long a graceful stop waits for in-flight connections, in seconds (default 10).
+    #[arg(long)]
+    pub shutdown_timeout: Option<u64>,
 }
+
+/// What the examples print about stopping (every model's signal table says the same).
+pub const STOP_BANNER: &str =
+    "Ctrl-C or SIGTERM stops gracefully (waiters get 503), a second Ctrl-C or SIGQUIT at once";
 
 /// Live connections per worker under `--inner scheduled`.
 const INNER_SCHEDULED_CONNECTIONS: usize = 10_000;
@@ -176,7 +183,7 @@ fn bind(args: &ServeArgs, builder: ServerBuilder<Box<dyn MixIn>>) -> ServerBuild
 }
 
 /// Builds the server, prints `listening on SCHEME://ADDR` as the first line, and serves
-/// until SIGTERM or SIGINT; with `--stats`, prints the per-worker table afterwards.
+/// until SIGTERM or SIGINT (see [`STOP_BANNER`]); with `--stats`, prints the per-worker table afterwards.
 pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) -> ExitCode {
     let (model, stats) = match mixin(args) {
         Ok(model) => model,
@@ -186,7 +193,11 @@ pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) ->
         }
     };
     let name = model.name();
-    let mut server = match bind(args, Server::builder(model)).build(make_handler) {
+    let mut builder = bind(args, Server::builder(model));
+    if let Some(secs) = args.shutdown_timeout {
+        builder = builder.shutdown_timeout(std::time::Duration::from_secs(secs));
+    }
+    let mut server = match builder.build(make_handler) {
         Ok(server) => server,
         Err(error) => {
             eprintln!("error: {error}");
@@ -201,7 +212,7 @@ pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) ->
         }
     }
     let _ = std::io::stdout().flush();
-    eprintln!("serving with the {name} model; stop with Ctrl-C");
+    eprintln!("serving with the {name} model; {STOP_BANNER}");
     let result = server.serve_forever();
     if let (true, Some(stats)) = (args.stats, stats) {
         print!("{}", stats.table());

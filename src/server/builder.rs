@@ -90,7 +90,8 @@ impl<M: MixIn> ServerBuilder<M> {
         self
     }
 
-    /// Whether SIGTERM and SIGINT (graceful) and SIGQUIT (fast) stop the server
+    /// Whether SIGTERM and SIGINT (graceful; a second SIGINT fast) and SIGQUIT (fast)
+    /// stop the server
     /// (default: on). The handler only writes a byte to the loop's self-pipe.
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;

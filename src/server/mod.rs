@@ -91,7 +91,7 @@ impl<M: MixIn> Server<M> {
     /// Serves until shut down (a [`ShutdownHandle`], or SIGTERM/SIGINT when signal
     /// handling is on), then drains: stops accepting, lets in-flight connections finish
     /// and answers pending waiters, forcing what is left after the shutdown timeout.
-    /// SIGQUIT skips the wait.
+    /// A second SIGINT (Ctrl-C twice), or SIGQUIT, skips the wait.
     pub fn serve_forever(&mut self) -> io::Result<()> {
         let _signals = if self.handle_signals {
             let wanted = [

@@ -50,16 +50,19 @@ impl ShutdownState {
         self.pipe.notify();
     }
 
-    /// Turns the stop signals received since the last look into a request: SIGTERM or
-    /// SIGINT graceful, SIGQUIT fast. (A preforked master has its own mapping.)
+    /// Turns the stop signals received since the last look into a request — the one
+    /// mapping of every model, a preforked master's included: SIGTERM and the first
+    /// SIGINT (Ctrl-C) graceful; a second SIGINT, or SIGQUIT, fast.
     pub(crate) fn take_stop_signals(&self) {
-        use crate::sys::signal::take;
+        use crate::sys::signal::{take, take_interrupts};
         use nix::sys::signal::Signal;
-        if take(Signal::SIGTERM) || take(Signal::SIGINT) {
-            self.request();
-        }
-        if take(Signal::SIGQUIT) {
+        take(Signal::SIGINT); // counted by `take_interrupts`
+        let interrupts = take_interrupts();
+        let again = interrupts > 1 || (interrupts == 1 && self.is_requested());
+        if take(Signal::SIGQUIT) || again {
             self.request_fast();
+        } else if take(Signal::SIGTERM) || interrupts == 1 {
+            self.request();
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
 
@@ -11,16 +11,22 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signa
 pub(crate) const RUN: u8 = 0;
 /// Finish the connection in hand, then exit (SIGTERM).
 pub(crate) const STOP_GRACEFUL: u8 = 1;
-/// Exit now (SIGINT, SIGQUIT).
+/// Exit now (a second SIGINT, SIGQUIT).
 pub(crate) const STOP_FAST: u8 = 2;
 
 static STOP: AtomicU8 = AtomicU8::new(RUN);
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// SIGINTs received by this worker.
+static INTERRUPTS: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn on_stop_signal(signal: libc::c_int) {
     // SAFETY: reading this thread's errno slot, always valid.
     let saved = unsafe { *libc::__errno_location() };
-    let level = if signal == libc::SIGTERM {
+    // SIGTERM, and the first SIGINT (a terminal's Ctrl-C reaches every worker), are
+    // graceful; a second SIGINT, or SIGQUIT, fast. Counted, not read from `STOP`: the
+    // master's SIGTERM may be handled first, though it came second.
+    let first_interrupt = signal == libc::SIGINT && INTERRUPTS.fetch_add(1, Ordering::SeqCst) == 0;
+    let level = if signal == libc::SIGTERM || first_interrupt {
         STOP_GRACEFUL
     } else {
         STOP_FAST
@@ -38,7 +44,8 @@ extern "C" fn on_stop_signal(signal: libc::c_int) {
 /// The signals that stop a worker.
 pub(crate) const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
 
-/// In a fresh worker: SIGTERM asks a graceful stop, SIGINT/SIGQUIT a fast one, each
+/// In a fresh worker: SIGTERM and a first SIGINT ask a graceful stop, a second SIGINT
+/// or SIGQUIT a fast one, each
 /// interrupting blocking calls (`EINTR`) and poking `wake_fd`; the master's own
 /// signals (SIGHUP, SIGTTIN, SIGTTOU), sent to a whole process group by a terminal,
 /// are ignored. The parent-death signal is SIGTERM; a master that died before that
@@ -46,6 +53,7 @@ pub(crate) const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, S
 pub(crate) fn install(wake_fd: RawFd, master: u32) -> io::Result<()> {
     WAKE_FD.store(wake_fd, Ordering::SeqCst);
     STOP.store(RUN, Ordering::SeqCst);
+    INTERRUPTS.store(0, Ordering::SeqCst);
     let stop = SigAction::new(
         SigHandler::Handler(on_stop_signal),
         SaFlags::empty(),

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -159,11 +160,14 @@ impl ServerProcess {
     /// Starts `example` with `args` plus `--addr 127.0.0.1:0` and reads its address.
     pub fn start(example: &str, args: &[&str]) -> ServerProcess {
         let path = example_path(example);
+        // Its own process group, so `interrupt` reaches the server and its workers as
+        // a terminal's Ctrl-C does, and nothing of the test harness.
         let mut child = Command::new(&path)
             .args(args)
             .args(["--addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
@@ -191,10 +195,16 @@ impl ServerProcess {
             .status();
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit; returns the exit status.
-    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        self.signal(15);
-        let deadline = Instant::now() + Duration::from_secs(20);
+    /// Ctrl-C: SIGINT to the server's whole process group (master and workers).
+    pub fn interrupt(&self) {
+        let _ = Command::new("kill")
+            .args(["-2", "--", &format!("-{}", self.child.id())])
+            .status();
+    }
+
+    /// Waits (bounded by `limit`) for the server to exit; returns its status.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
@@ -202,6 +212,12 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal(15);
+        self.exited_within(Duration::from_secs(20))
     }
 
     /// The rest of the server's stdout (after it exited).

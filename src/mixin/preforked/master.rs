@@ -188,12 +188,7 @@ impl Master<'_> {
     /// Signals and shutdown requests.
     fn on_wake(&mut self) {
         self.ctx.shutdown.clear_wakeups();
-        if signal::take(Signal::SIGTERM) {
-            self.ctx.shutdown.request();
-        }
-        if signal::take(Signal::SIGINT) || signal::take(Signal::SIGQUIT) {
-            self.ctx.shutdown.request_fast();
-        }
+        self.ctx.shutdown.take_stop_signals();
         if self.phase != Phase::Serving {
             return;
         }

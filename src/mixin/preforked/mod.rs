@@ -101,7 +101,8 @@ pub enum Dispatch {
 /// | signal | effect |
 /// |---|---|
 /// | SIGTERM | graceful: stop accepting, finish in-flight connections, answer pending waiters, exit; workers left after the shutdown timeout are killed |
-/// | SIGINT, SIGQUIT | fast: kill the workers and exit |
+/// | SIGINT (Ctrl-C) | the first graceful, as SIGTERM (workers, which get it from the terminal too, finish what they hold); a second one fast |
+/// | SIGQUIT | fast: kill the workers and exit |
 /// | SIGHUP | replace every worker: new ones start, old ones finish what they hold and exit |
 /// | SIGTTIN / SIGTTOU | one worker more / less |
 ///
