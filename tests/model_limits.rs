@@ -125,6 +125,48 @@ fn ctrl_c_is_graceful_under_every_model_and_a_second_one_is_fast() {
     }
 }
 
+/// A graceful stop closes the listener at once: while an in-flight connection keeps
+/// the server draining, a new connect is refused (not parked in a backlog nobody
+/// accepts from), and the connection in hand is still served.
+#[test]
+fn a_graceful_stop_refuses_new_connections_while_it_drains() {
+    let variants: &[&[&str]] = &[
+        &["--mixin", "threading"],
+        &["--mixin", "forking"],
+        &["--mixin", "scheduled"],
+        &["--mixin", "prethreaded"],
+        &["--mixin", "prethreaded", "--accept", "handoff"],
+        &["--mixin", "preforked", "--workers", "2"],
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "2",
+            "--accept",
+            "passed",
+        ],
+    ];
+    for &args in variants {
+        let args = [args, &["--shutdown-timeout", "600"]].concat();
+        let mut server = ServerProcess::start("echo", &args);
+        let mut in_flight = util::connect(server.addr);
+        let mut echoed = [0u8; 5];
+        in_flight.write_all(b"ping\n").unwrap();
+        in_flight.read_exact(&mut echoed).unwrap();
+        server.signal(15);
+        util::wait_until("new connects refused", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(server.addr).is_err()
+        });
+        assert!(server.exited_within(Duration::ZERO).is_none(), "{args:?}");
+        in_flight.write_all(b"pong\n").unwrap();
+        in_flight.read_exact(&mut echoed).unwrap();
+        assert_eq!(&echoed, b"pong\n", "{args:?}");
+        drop(in_flight);
+        let status = server.exited_within(Duration::from_secs(60));
+        assert!(status.is_some_and(|s| s.success()), "{args:?}: {status:?}");
+    }
+}
+
 /// Children are reaped and the parent's fd table returns to where it was.
 #[test]
 fn forking_leaves_no_zombies_and_no_fds() {

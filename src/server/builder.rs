@@ -150,6 +150,7 @@ impl<M: MixIn> ServerBuilder<M> {
             poll_interval: self.poll_interval,
             shutdown_timeout: self.shutdown_timeout,
             timeout: self.timeout,
+            backlog: self.backlog,
         };
         let ctx = Context::new(listener, Box::new(make_handler), hooks, config)?;
         Ok(Server {

@@ -47,6 +47,8 @@ pub(crate) struct LoopConfig {
     pub(crate) shutdown_timeout: Duration,
     /// `handle_request`'s wait for one connection (`None`: for ever).
     pub(crate) timeout: Option<Duration>,
+    /// The listen backlog (to listen again after a stop closed the listener).
+    pub(crate) backlog: i32,
 }
 
 /// The server as a mix-in sees it. Shared (`Arc`) with every thread a mix-in starts;
@@ -87,7 +89,7 @@ impl Context {
         hooks: Box<dyn Hooks>,
         config: LoopConfig,
     ) -> io::Result<Context> {
-        let shutdown = Arc::new(ShutdownState::new()?);
+        let shutdown = Arc::new(ShutdownState::new(listener.as_raw_fd(), config.backlog)?);
         Ok(Context {
             listener: Arc::new(listener),
             service: Arc::from(service),

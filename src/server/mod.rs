@@ -89,7 +89,8 @@ impl<M: MixIn> Server<M> {
     }
 
     /// Serves until shut down (a [`ShutdownHandle`], or SIGTERM/SIGINT when signal
-    /// handling is on), then drains: stops accepting, lets in-flight connections finish
+    /// handling is on), then drains: stops listening (new connects are refused at once;
+    /// a second `serve_forever` listens again), lets in-flight connections finish
     /// and answers pending waiters, forcing what is left after the shutdown timeout.
     /// A second SIGINT (Ctrl-C twice), or SIGQUIT, skips the wait.
     pub fn serve_forever(&mut self) -> io::Result<()> {

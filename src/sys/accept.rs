@@ -101,6 +101,19 @@ fn abort(fd: &OwnedFd) {
     let _ = SockRef::from(fd).set_linger(Some(std::time::Duration::ZERO));
 }
 
+/// Stops `listener` listening: connections in its backlog are reset, new connects are
+/// refused, `accept` fails. The socket stays open (its fd number is not reused);
+/// [`listen_again`] restores it.
+pub(crate) fn stop_listening(listener: RawFd) -> io::Result<()> {
+    SockRef::from(&super::borrow_fd(listener)).shutdown(std::net::Shutdown::Read)
+}
+
+/// Makes a listener stopped by [`stop_listening`] listen again (a TCP listener bound to
+/// port 0 gets a new port).
+pub(crate) fn listen_again(listener: RawFd, backlog: i32) -> io::Result<()> {
+    SockRef::from(&super::borrow_fd(listener)).listen(backlog)
+}
+
 /// Whether `listener` was bound with `SO_REUSEPORT`.
 pub(crate) fn has_reuseport(listener: RawFd) -> bool {
     SockRef::from(&super::borrow_fd(listener))

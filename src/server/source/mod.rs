@@ -199,8 +199,10 @@ impl Source {
         match accept_with_rules(self.ctx.listener_fd(), self.ctx.spare_fd()) {
             Ok(conn) => conn,
             Err(e) => {
-                log::warn!("accept failed: {e}");
-                crate::rt::sleep(BACK_OFF);
+                if !self.ctx.is_shutting_down() {
+                    log::warn!("accept failed: {e}");
+                    crate::rt::sleep(BACK_OFF);
+                }
                 None
             }
         }

@@ -242,6 +242,8 @@ impl Share {
             io::ErrorKind::WouldBlock => {
                 self.seat.board.count_wasted_wakeup(self.seat.slot);
             }
+            // The master closed the shared listener: the pool is stopping.
+            _ if error.raw_os_error() == Some(libc::EINVAL) => std::thread::sleep(BACK_OFF),
             _ => {
                 log::warn!("preforked worker {}: accept: {error}", self.seat.slot);
                 std::thread::sleep(BACK_OFF);
