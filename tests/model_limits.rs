@@ -167,6 +167,54 @@ fn a_graceful_stop_refuses_new_connections_while_it_drains() {
     }
 }
 
+/// During a graceful stop a keep-alive connection in flight is answered with
+/// `Connection: close` and closed, in every model — forked children and preforked
+/// workers that take passed fds included.
+#[test]
+fn in_flight_keep_alive_connections_are_closed_by_the_drain() {
+    let variants: &[&[&str]] = &[
+        &["--mixin", "threading"],
+        &["--mixin", "forking"],
+        &["--mixin", "scheduled"],
+        &["--mixin", "prethreaded"],
+        &["--mixin", "preforked", "--workers", "2"],
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "2",
+            "--accept",
+            "passed",
+        ],
+    ];
+    for &args in variants {
+        let args = [args, &["--shutdown-timeout", "600"]].concat();
+        let mut server = ServerProcess::start("hello", &args);
+        let mut client = std::io::BufReader::new(util::connect(server.addr));
+        let ask = |client: &mut std::io::BufReader<std::net::TcpStream>| {
+            let request = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+            client.get_mut().write_all(request).unwrap();
+            read_reply(client)
+        };
+        assert_eq!(ask(&mut client).header("connection"), None, "{args:?}");
+        server.signal(15);
+        let mut closed = false;
+        for _ in 0..500 {
+            if ask(&mut client).header("connection") == Some("close") {
+                closed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(closed, "{args:?}: no Connection: close while draining");
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{args:?}");
+        let status = server.exited_within(Duration::from_secs(60));
+        assert!(status.is_some_and(|s| s.success()), "{args:?}: {status:?}");
+    }
+}
+
 /// Children are reaped and the parent's fd table returns to where it was.
 #[test]
 fn forking_leaves_no_zombies_and_no_fds() {

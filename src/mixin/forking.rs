@@ -14,6 +14,7 @@ use crate::mixin::settings::settings;
 use crate::server::source::Source;
 use crate::server::{ConfigCheck, ConfigError, Context};
 use crate::sync::hub::HubServer;
+use crate::sys::drain_signal;
 use crate::sys::fork::{self, Forked, SingleThreaded};
 
 /// One child process per connection (UNP row 1), as socketserver's `ForkingMixIn`.
@@ -37,6 +38,8 @@ pub struct Forking {
     children: HashSet<Pid>,
     /// Checked when the loop starts; the key to `fork`.
     single_threaded: Option<SingleThreaded>,
+    /// The children were told that the drain began.
+    told_drain: bool,
 }
 
 settings!(Forking {
@@ -55,6 +58,7 @@ impl Forking {
             max_children: Forking::DEFAULT_MAX_CHILDREN,
             children: HashSet::new(),
             single_threaded: None,
+            told_drain: false,
         }
     }
 
@@ -98,6 +102,8 @@ impl MixIn for Forking {
                 fork::after_fork_in_child();
                 crate::sys::signal::ignore_terminal_signals();
                 crate::sync::hub::after_fork_in_child();
+                // The parent's drain reaches this child's connection too.
+                let _ = crate::sys::drain_signal::follow_parent_drain(ctx.shutdown.drain_flag());
                 // Never unwind into the parent's loop: its destructors would act on the
                 // parent's children and fds.
                 let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -113,8 +119,22 @@ impl MixIn for Forking {
         }
     }
 
-    fn service_actions(&mut self, _ctx: &Arc<Context>) {
+    /// Reaps children; once the drain began, tells each child, so the response it is
+    /// writing goes out with `Connection: close`.
+    fn service_actions(&mut self, ctx: &Arc<Context>) {
         self.reap();
+        let draining = ctx
+            .shutdown
+            .drain_flag()
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if draining != self.told_drain {
+            self.told_drain = draining;
+            if draining {
+                self.children
+                    .iter()
+                    .for_each(|&child| drain_signal::tell(child));
+            }
+        }
     }
 
     fn can_accept(&self) -> bool {

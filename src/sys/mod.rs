@@ -4,6 +4,7 @@
 
 pub(crate) mod accept;
 pub(crate) mod activation;
+pub(crate) mod drain_signal;
 pub(crate) mod fd_passing;
 pub(crate) mod fork;
 pub(crate) mod pipe;

@@ -16,6 +16,8 @@ pub(crate) const STOP_FAST: u8 = 2;
 
 static STOP: AtomicU8 = AtomicU8::new(RUN);
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The thread waiting for a connection now (its kernel thread id; 0: none).
+static WAITING: AtomicI32 = AtomicI32::new(0);
 /// SIGINTs received by this worker.
 static INTERRUPTS: AtomicU32 = AtomicU32::new(0);
 
@@ -96,4 +98,30 @@ pub(crate) fn block_stop_signals(block: bool) {
         SigmaskHow::SIG_UNBLOCK
     };
     let _ = nix::sys::signal::pthread_sigmask(how, Some(&set), None);
+}
+
+/// The calling thread starts waiting for a connection: the stop signals, blocked in
+/// every other thread of the worker but the watchdog, may interrupt it now.
+pub(crate) fn begin_interruptible_wait() {
+    WAITING.store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
+    block_stop_signals(false);
+}
+
+/// The calling thread stops waiting for a connection.
+pub(crate) fn end_interruptible_wait() {
+    block_stop_signals(true);
+    let me = nix::unistd::gettid().as_raw();
+    let _ = WAITING.compare_exchange(me, 0, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// Interrupts the thread waiting for a connection, if any (SIGTERM to that thread
+/// alone), so it looks at the stop flag; a signal the watchdog took never reaches it.
+pub(crate) fn interrupt_waiting_thread() {
+    let tid = WAITING.load(Ordering::SeqCst);
+    if tid != 0 {
+        // SAFETY: tgkill only sends a signal; a thread that left meanwhile makes it
+        // fail with ESRCH (or, its id reused by another thread of this process, gives
+        // that thread a SIGTERM whose handler only records the stop), both harmless.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGTERM) };
+    }
 }

@@ -104,8 +104,8 @@ impl WorkerPlan {
         Some(max + (seed >> 32) % (self.jitter + 1))
     }
 
-    /// Whether workers are stopped in-band (a quit byte on their socket) rather than
-    /// by a signal: those that read their socket.
+    /// Whether workers also get their stop in band (a quit byte on their socket,
+    /// after the fds passed to them): those that read their socket.
     fn stops_in_band(&self) -> bool {
         matches!(self.accept, Accept::Passed(_) | Accept::ReusePort)
     }
@@ -359,7 +359,7 @@ impl Pool {
     /// kills those still there after `timeout`. Runs while draining too.
     pub(super) fn tend(&mut self, plan: &WorkerPlan, timeout: Duration) {
         self.check_heartbeats(&plan.board);
-        self.resignal_stopping(plan, timeout);
+        self.resignal_stopping(timeout);
     }
 
     fn check_heartbeats(&self, board: &Scoreboard) {
@@ -380,14 +380,14 @@ impl Pool {
     }
 
     /// Signals stopping workers again; kills those past the shutdown timeout.
-    fn resignal_stopping(&mut self, plan: &WorkerPlan, timeout: Duration) {
+    fn resignal_stopping(&mut self, timeout: Duration) {
         for worker in self.workers.iter_mut().flatten() {
             let Some((since, last)) = worker.stopping.as_mut() else {
                 continue;
             };
             if since.elapsed() > timeout {
                 fork::kill(worker.pid, Signal::SIGKILL);
-            } else if !plan.stops_in_band() && last.elapsed() > RESIGNAL_EVERY {
+            } else if last.elapsed() > RESIGNAL_EVERY {
                 fork::kill(worker.pid, Signal::SIGTERM);
                 *last = Instant::now();
             }
@@ -405,17 +405,16 @@ impl Pool {
         let now = Instant::now();
         worker.stopping = Some((now, now));
         plan.board.set_state(slot, SlotState::Exiting);
-        let in_band = plan.stops_in_band()
-            && worker.control.as_ref().is_some_and(|control| {
-                fd_passing::send_byte(
-                    control.as_raw_fd(),
-                    crate::server::source::worker::message::QUIT,
-                )
-                .is_ok()
-            });
-        if !in_band {
-            fork::kill(worker.pid, Signal::SIGTERM);
+        // A worker that reads its control socket gets the quit in band too, after
+        // every fd passed to it; the signal makes it stop at once (its connections
+        // answer with `Connection: close`) and serve those fds as leftovers.
+        if plan.stops_in_band() {
+            if let Some(control) = worker.control.as_ref() {
+                let quit = crate::server::source::worker::message::QUIT;
+                let _ = fd_passing::send_byte(control.as_raw_fd(), quit);
+            }
         }
+        fork::kill(worker.pid, Signal::SIGTERM);
     }
 
     /// Pids of the workers asked to stop and not yet gone.

@@ -10,7 +10,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::Signal;
 
 use super::pool::WorkerPlan;
 use crate::mixin::pool_stats::SlotState;
@@ -71,8 +70,8 @@ fn serve(
     let wake = SelfPipe::new()?;
     worker_process::install(wake.write_fd(), master)?;
     // Every thread of the worker blocks the stop signals (threads the model starts
-    // inherit that); its source unblocks them only while it waits for a connection,
-    // so they interrupt that wait and nothing else.
+    // inherit that) but the watchdog; its source unblocks them only while it waits
+    // for a connection, so they interrupt that wait and no handler.
     worker_process::block_stop_signals(true);
     {
         let (ctx, seat) = (Arc::clone(&worker_ctx), Arc::clone(&seat));
@@ -85,15 +84,23 @@ fn serve(
 }
 
 /// Beats every second; on a stop request, stops the worker's model (its connections
-/// finish the request in hand) and signals the worker again every half second (a
-/// signal that landed just before its source blocked in `accept` or took the lock is
-/// otherwise lost); a fast stop exits at once. When the master is gone, asks for a
+/// finish the request in hand) and interrupts the thread waiting for a connection at
+/// once and every half second after (a signal that landed here, or just before that
+/// thread blocked in `accept` or took the lock, is otherwise lost); a fast stop exits
+/// at once. When the master is gone, asks for a
 /// graceful stop.
 fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
-    let mut last_signal = Instant::now();
+    // A stop signal that lands here while the model is busy is seen at once.
+    worker_process::block_stop_signals(false);
+    let mut last_signal: Option<Instant> = None;
     loop {
         let mut fds = [PollFd::new(borrow_fd(wake.read_fd()), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(BEAT_EVERY_MS));
+        let every = if last_signal.is_some() {
+            RESIGNAL_EVERY.as_millis() as u16
+        } else {
+            BEAT_EVERY_MS
+        };
+        let _ = poll(&mut fds, PollTimeout::from(every));
         wake.drain();
         seat.board.beat(seat.slot);
         if nix::unistd::getppid().as_raw() as u32 != master {
@@ -108,9 +115,9 @@ fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
                 if !ctx.is_shutting_down() {
                     ctx.shutdown.request();
                 }
-                if last_signal.elapsed() >= RESIGNAL_EVERY {
-                    fork::kill(nix::unistd::getpid(), Signal::SIGTERM);
-                    last_signal = Instant::now();
+                if last_signal.is_none_or(|last| last.elapsed() >= RESIGNAL_EVERY) {
+                    worker_process::interrupt_waiting_thread();
+                    last_signal = Some(Instant::now());
                 }
             }
         }

@@ -152,10 +152,10 @@ impl Share {
     }
 
     /// The next connection: blocks until one comes, or a signal or the master's quit
-    /// interrupts (`None`). The stop signals are unblocked only here, so they
-    /// interrupt this wait and no thread of the model.
+    /// interrupts (`None`). The stop signals are unblocked only here (and in the
+    /// watchdog, which then interrupts this wait), never in a thread of the model.
     pub(crate) fn next(&self, ctx: &Context) -> Option<Conn> {
-        worker_process::block_stop_signals(false);
+        worker_process::begin_interruptible_wait();
         let taken = if self.check_stop(ctx) {
             None
         } else {
@@ -168,7 +168,7 @@ impl Share {
                 }
             }
         };
-        worker_process::block_stop_signals(true);
+        worker_process::end_interruptible_wait();
         self.check_stop(ctx);
         taken.map(|conn| self.took(conn))
     }
@@ -219,13 +219,22 @@ impl Share {
     }
 
     /// Connections already handed to a stopping worker: its own `SO_REUSEPORT` queue
-    /// and fds passed before the master's quit. Others have none.
+    /// and fds the master passed before its quit. Others have none.
     pub(crate) fn leftover(&self) -> Option<Conn> {
-        let own = self.own.as_ref()?;
-        let conn = crate::sys::accept::accept(own.as_raw_fd())
-            .ok()
-            .map(conn_from)
-            .or_else(|| receive(self.seat.control).ok().flatten())?;
+        let control = self.seat.control;
+        let passed = || {
+            // Never block here: what is not in the socket now will not come.
+            fd_passing::set_nonblocking(&borrow_fd(control), true).ok()?;
+            receive(control).ok().flatten()
+        };
+        let conn = match (&self.seat.way, &self.own) {
+            (Way::ReusePort(_), Some(own)) => crate::sys::accept::accept(own.as_raw_fd())
+                .ok()
+                .map(conn_from)
+                .or_else(passed),
+            (Way::Passed, _) => passed(),
+            _ => None,
+        }?;
         Some(self.took(conn))
     }
 
