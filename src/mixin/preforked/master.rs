@@ -22,6 +22,8 @@ use crate::sys::signal;
 
 const WAKE: Token = Token(0);
 const LISTENER: Token = Token(1);
+/// How long before a stopping worker's drain runs out its waiters are answered.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 /// The housekeeping tick: growth, heartbeats, re-signalling.
 const TICK: Duration = Duration::from_millis(100);
 /// After stopping the workers, how long to wait before answering pending waiters, so
@@ -128,8 +130,10 @@ impl Master<'_> {
                 }
             }
             hub.expire_timeouts(&registry);
-            // Workers being replaced or retired: their clients' waits are answered now.
-            hub.answer_waiters_of(&registry, &self.pool.stopping_pids());
+            // Workers being replaced or retired keep their waiters (the next notify
+            // releases them) until just before their drain runs out: answered then.
+            let waited = self.ctx.shutdown_timeout().saturating_sub(ANSWER_MARGIN);
+            hub.answer_waiters_of(&registry, &self.pool.overdue_pids(waited));
             for slot in self.pool.reap(&self.plan.board, &registry) {
                 self.dispatcher.forget(slot);
             }
@@ -204,10 +208,12 @@ impl Master<'_> {
             self.pool.target -= 1;
             let board = &self.plan.board;
             let slots: Vec<usize> = self.pool.active_slots().collect();
+            let idle = |&&s: &&usize| board.state(s) == crate::mixin::pool_stats::SlotState::Idle;
             let victim = slots
                 .iter()
                 .rev()
-                .find(|&&s| board.state(s) == crate::mixin::pool_stats::SlotState::Idle)
+                .find(|&&s| board.is_free(s))
+                .or_else(|| slots.iter().rev().find(idle))
                 .or(slots.last())
                 .copied();
             if let Some(slot) = victim {

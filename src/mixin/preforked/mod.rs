@@ -103,8 +103,8 @@ pub enum Dispatch {
 /// | SIGTERM | graceful: stop accepting, finish in-flight connections, answer pending waiters, exit; workers left after the shutdown timeout are killed |
 /// | SIGINT (Ctrl-C) | the first graceful, as SIGTERM (workers, which get it from the terminal too, finish what they hold); a second one fast |
 /// | SIGQUIT | fast: kill the workers and exit |
-/// | SIGHUP | replace every worker: new ones start, old ones finish what they hold and exit |
-/// | SIGTTIN / SIGTTOU | one worker more / less |
+/// | SIGHUP | replace every worker: new ones start, old ones finish what they hold and exit; a wait they hold stays until the next notify releases it (or is answered `503` just before the shutdown timeout) |
+/// | SIGTTIN / SIGTTOU | one worker more / less (an idle worker that holds no waiter is retired first; a retired worker keeps its waiters as on SIGHUP) |
 ///
 /// One worker is always kept free of shared-object waits: when `max_workers` workers
 /// could all block in `/wait`, the last free one answers further waits with `503`.

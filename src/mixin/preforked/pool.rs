@@ -30,6 +30,8 @@ const MAX_BOOT_FAILURES: u32 = 5;
 /// A stopping worker is signalled again this often (a signal can land just before
 /// it blocks in `accept`).
 const RESIGNAL_EVERY: Duration = Duration::from_millis(200);
+/// A stopping worker still there this long after the shutdown timeout is killed.
+const KILL_AFTER: Duration = Duration::from_secs(2);
 /// An extra (grown) worker idle this long is retired.
 const SHRINK_AFTER: Duration = Duration::from_secs(2);
 
@@ -335,9 +337,10 @@ impl Pool {
                 self.spawn(ctx, plan, registry)?;
             }
         }
+        // Only a worker that holds nobody is retired: a waiter stays with its worker.
         let idle: Vec<usize> = self
             .active_slots()
-            .filter(|&slot| board.state(slot) == SlotState::Idle)
+            .filter(|&slot| board.is_free(slot))
             .collect();
         if self.active() > self.target
             && idle.len() > 1
@@ -385,7 +388,7 @@ impl Pool {
             let Some((since, last)) = worker.stopping.as_mut() else {
                 continue;
             };
-            if since.elapsed() > timeout {
+            if since.elapsed() > timeout + KILL_AFTER {
                 fork::kill(worker.pid, Signal::SIGKILL);
             } else if last.elapsed() > RESIGNAL_EVERY {
                 fork::kill(worker.pid, Signal::SIGTERM);
@@ -417,12 +420,18 @@ impl Pool {
         fork::kill(worker.pid, Signal::SIGTERM);
     }
 
-    /// Pids of the workers asked to stop and not yet gone.
-    pub(super) fn stopping_pids(&self) -> Vec<u32> {
+    /// Pids of the workers asked to stop at least `waited` ago and not yet gone: the
+    /// waiters they still hold get their answer now, before the worker's own drain
+    /// runs out and forces their connections.
+    pub(super) fn overdue_pids(&self, waited: Duration) -> Vec<u32> {
         self.workers
             .iter()
             .flatten()
-            .filter(|worker| worker.stopping.is_some())
+            .filter(|worker| {
+                worker
+                    .stopping
+                    .is_some_and(|(since, _)| since.elapsed() >= waited)
+            })
             .map(|worker| worker.pid.as_raw() as u32)
             .collect()
     }

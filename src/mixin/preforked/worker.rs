@@ -103,6 +103,7 @@ fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
         let _ = poll(&mut fds, PollTimeout::from(every));
         wake.drain();
         seat.board.beat(seat.slot);
+        seat.board.set_waiters(seat.slot, ctx.scope().blocked());
         if nix::unistd::getppid().as_raw() as u32 != master {
             // The master died before (or despite) the parent-death signal.
             worker_process::request_stop(STOP_GRACEFUL);
