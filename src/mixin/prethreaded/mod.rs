@@ -108,10 +108,15 @@ impl Prethreaded {
     }
 
     fn start(&mut self, ctx: &Arc<Context>, source: &Arc<Source>) -> io::Result<()> {
-        let board = self
-            .board
-            .clone()
-            .ok_or_else(|| io::Error::other("prethreaded: no statistics memory"))?;
+        let board = match ctx.worker_seat() {
+            // Inside a preforked worker the mapping made before the fork is shared by
+            // every worker: each pool counts on its own (the pool's table shows workers).
+            Some(_) => Arc::new(Scoreboard::new(self.max_threads)?),
+            None => self
+                .board
+                .clone()
+                .ok_or_else(|| io::Error::other("prethreaded: no statistics memory"))?,
+        };
         let pool = Pool::start(
             ctx,
             source,
