@@ -116,6 +116,13 @@ fn ctrl_c_is_graceful_under_every_model_and_a_second_one_is_fast() {
         idle.write_all(b"pong\n").unwrap();
         idle.read_exact(&mut echoed).unwrap();
         assert_eq!(&echoed, b"pong\n", "{model}");
+        // Two signals sent before the process ran in between are one to the kernel:
+        // the second goes once the first was seen (the listener closed).
+        util::wait_until(
+            "the graceful stop to begin",
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(server.addr).is_err(),
+        );
         server.interrupt();
         let status = server.exited_within(Duration::from_secs(120));
         assert!(
