@@ -70,7 +70,7 @@ fn bad_configuration_is_refused_at_start() {
 /// Each refusal names the part and the setting: the pool's own, and its inner model's.
 #[test]
 fn pool_configurations_name_the_setting_they_refuse() {
-    use mixserve::mixin::{Accept, Preforked};
+    use mixserve::mixin::Preforked;
     use mixserve::{ConfigError, Prethreaded};
     let refused = |model: Box<dyn mixserve::MixIn>| -> (&'static str, &'static str) {
         match Server::builder(model)
@@ -82,11 +82,6 @@ fn pool_configurations_name_the_setting_they_refuse() {
             Ok(_) => panic!("expected a configuration error, the server started"),
         }
     };
-    let reuseport_iterative = Preforked::new().accept(Accept::ReusePort);
-    assert_eq!(
-        refused(Box::new(reuseport_iterative)),
-        ("preforked", "inner")
-    );
     let forking_inside = Preforked::new().inner(Forking::new());
     assert_eq!(refused(Box::new(forking_inside)), ("preforked", "inner"));
     let bad_inner = Preforked::new().inner(Threading::new().max_threads(0));

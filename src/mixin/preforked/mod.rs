@@ -27,11 +27,6 @@ use crate::mixin::settings::settings;
 use crate::mixin::{Iterative, MixIn};
 use crate::server::{ConfigCheck, ConfigError, Context};
 
-/// Why `Accept::ReusePort` refuses a one-connection-at-a-time inner model.
-const REUSEPORT_NEEDS_ROOM: &str = "serves one connection at a time, and under Accept::ReusePort \
-     each worker has its own queue: a notify hashed to a worker blocked in a wait would hang; \
-     run threading, scheduled or prethreaded inside";
-
 /// Who accepts connections in a [`Preforked`] pool, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accept {
@@ -49,9 +44,10 @@ pub enum Accept {
     /// the master accepts what the kernel gives it and passes it to a worker. A
     /// worker that dies (or is replaced) loses what waits in its own queue — a
     /// kernel limit (`net.ipv4.tcp_migrate_req` lifts it). Because each worker has its
-    /// own queue, the inner model must serve more than one connection at a time: an
-    /// `Iterative` inner model is refused at start-up (a worker blocked in a wait could
-    /// never take the notify the kernel hashed to it).
+    /// own queue, the reserve rule applies per worker: a wait that would take the
+    /// worker's last free slot fails at once (`503`; every wait, with an `Iterative`
+    /// inner model), since a notify the kernel hashed to that worker could not be
+    /// served.
     ReusePort,
     /// The master accepts and passes each connection's fd (`SCM_RIGHTS`) over a
     /// socketpair to a worker that said it is ready (UNP row 5).
@@ -247,12 +243,7 @@ impl MixIn for Preforked {
         check.require("heartbeat_timeout", beats, "must be at least 2 s")?;
         check.require("stats", self.board.is_some(), "cannot map the scoreboard")?;
         let forks = self.inner.name() == "forking";
-        check.require("inner", !forks, "cannot fork: a worker has threads")?;
-        // Each worker has its own queue under SO_REUSEPORT: a worker whose one
-        // connection waits could never take the notify the kernel hashed to it.
-        let one_at_a_time = self.inner.max_blocked() == Some(0);
-        let hangs = self.accept == Accept::ReusePort && one_at_a_time;
-        check.require("inner", !hangs, REUSEPORT_NEEDS_ROOM)
+        check.require("inner", !forks, "cannot fork: a worker has threads")
     }
 
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {

@@ -14,7 +14,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use super::pool::WorkerPlan;
 use crate::mixin::pool_stats::SlotState;
 use crate::server::Context;
-use crate::server::source::worker::WorkerSeat;
+use crate::server::source::worker::{Way, WorkerSeat};
 use crate::sync::lock;
 use crate::sys::pipe::SelfPipe;
 use crate::sys::worker_process::{self, RUN, STOP_FAST, STOP_GRACEFUL};
@@ -80,6 +80,10 @@ fn serve(
             .spawn(move || watchdog(&ctx, &seat, &wake, master))?;
     }
     let mut inner = lock(&plan.inner);
+    if let Way::ReusePort(_) = seat.way {
+        // A queue of its own: the reserve rule applies to this worker alone.
+        worker_ctx.scope().set_max_blocked(inner.max_blocked());
+    }
     inner.serve_forever(&worker_ctx)
 }
 
