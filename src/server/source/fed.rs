@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -25,8 +24,6 @@ struct Inbox {
     queue: Mutex<VecDeque<Conn>>,
     /// Readable while the queue may hold connections.
     ready: SelfPipe,
-    /// The feeder is done.
-    closed: AtomicBool,
 }
 
 /// The consumer's side.
@@ -46,7 +43,6 @@ impl Fed {
         let inbox = Arc::new(Inbox {
             queue: Mutex::new(VecDeque::new()),
             ready: SelfPipe::new()?,
-            closed: AtomicBool::new(false),
         });
         let feeder = {
             let inbox = Arc::clone(&inbox);
@@ -103,6 +99,5 @@ fn feed(source: &Source, inbox: &Inbox, room: &(dyn Fn() -> bool + Send + Sync))
     while let Some(conn) = source.leftover() {
         lock(&inbox.queue).push_back(conn);
     }
-    inbox.closed.store(true, Ordering::SeqCst);
     inbox.ready.notify();
 }
