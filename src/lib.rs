@@ -9,7 +9,8 @@
 //! ## The pieces
 //!
 //! - [`Server`] binds a TCP or Unix-domain listener and runs the model's loop until a
-//!   [`ShutdownHandle`] or a signal (SIGTERM/SIGINT graceful, SIGQUIT fast) stops it.
+//!   [`ShutdownHandle`] or a signal stops it: SIGTERM and Ctrl-C (SIGINT) graceful in
+//!   every model, a second Ctrl-C or SIGQUIT fast.
 //! - [`Handler`] serves one [`Conn`]; [`MakeHandler`] makes one per connection. For
 //!   HTTP, write an [`http::HttpHandler`] and serve it with [`http::Http`] (or behind a
 //!   front server with [`scgi::Scgi`]).
@@ -27,8 +28,26 @@
 //! | [`Threading`] | blocking handlers, moderate numbers of connections; the simple default |
 //! | [`Forking`] | isolation per connection (a crash kills one child), short requests |
 //! | [`Scheduled`] | thousands of mostly idle connections (comet) in one process; read its rules |
-//! | [`Preforked`] | a fixed pool of processes (UNP rows 2–5), optionally threaded inside |
+//! | [`Preforked`] | a fixed pool of processes (UNP rows 2–5), each running any other model inside |
 //! | [`Prethreaded`] | a fixed, growing pool of threads (UNP rows 7–8) |
+//!
+//! Models compose: each is one loop over a connection source — the listener in one
+//! process, a worker's share of the connections inside [`Preforked`] — so
+//! `Preforked::new().workers(4).inner(Threading::new())` runs the threading model in
+//! four processes, and a [`MixIn`] you write runs there too.
+//!
+//! ## Module map (layers point down)
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | [`server`] | [`Server`], its builder, the [`Context`] a model is given, the connection sources, shutdown and signals |
+//! | [`mixin`] | the [`MixIn`] trait, the one serve loop and drain, and one file or folder per model |
+//! | [`handler`] | [`Handler`] and handler factories |
+//! | [`http`], [`scgi`] | protocols onto one [`http::HttpHandler`]; they know nothing of models |
+//! | [`conn`] | [`Conn`], the one thing a handler sees |
+//! | [`sync`] | shared objects a handler blocks on under any model; the hub between processes |
+//! | [`rt`] | the coroutine runtime, and where every wait decides to park a coroutine or block a thread |
+//! | `sys` | system calls (fork, fd passing, signals, locks, `accept` and its error rules); `unsafe` lives here and in the coroutine switch |
 //!
 //! ## Example: the comet server
 //!
@@ -80,7 +99,8 @@ pub use conn::{Conn, PeerAddr};
 pub use handler::{Handler, MakeHandler};
 pub use mixin::{Forking, Iterative, MixIn, Preforked, Prethreaded, Scheduled, Threading};
 pub use server::{
-    Context, Hooks, ListenAddr, Listener, Server, ServerBuilder, ShutdownHandle, StartError,
+    ConfigCheck, ConfigError, Context, Hooks, ListenAddr, Listener, Server, ServerBuilder,
+    ShutdownHandle, StartError,
 };
 
 /// The README's code blocks, compiled as doc tests so they cannot rot.

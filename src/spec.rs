@@ -25,7 +25,7 @@
 //! | `threading` | `max-workers` (threads) |
 //! | `forking` | `max-workers` (children) |
 //! | `scheduled` | `max-workers` (live connections), `threads` (loops), `stack-size` (bytes per coroutine; `128k`, `1m`) |
-//! | `preforked` | `workers`, `max-workers`, `accept` (`shared`, `locked`, `locked-mutex`, `reuseport`, `passed`, `passed-round-robin`, `passed-least-busy`), `inner` (`iterative`, `threading`, `scheduled`), `heartbeat-timeout` (seconds), `max-requests` |
+//! | `preforked` | `workers`, `max-workers`, `accept` (`shared`, `locked`, `locked-mutex`, `reuseport`, `passed`, `passed-round-robin`, `passed-least-busy`), `inner` (`iterative`, `threading`, `scheduled`, `prethreaded`), `heartbeat-timeout` (seconds), `max-requests` |
 //! | `prethreaded` | `threads`, `max-workers`, `accept` (`locked`, `handoff`) |
 //!
 //! An option the chosen model does not take is an error, not silently ignored.

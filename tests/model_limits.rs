@@ -3,6 +3,7 @@
 
 mod util;
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use util::{
@@ -54,6 +55,170 @@ fn sigterm_answers_pending_waiters_then_exits_cleanly() {
             started.elapsed() < Duration::from_secs(10),
             "{model}: drain too slow"
         );
+    }
+}
+
+/// Ctrl-C (SIGINT to the whole process group, as a terminal sends it) is graceful under
+/// every model: pending waiters are answered 503, an in-flight connection is still
+/// served, and the server exits cleanly — at once after a second Ctrl-C, although an
+/// idle client would otherwise hold the drain for the whole (long) shutdown timeout.
+#[test]
+fn ctrl_c_is_graceful_under_every_model_and_a_second_one_is_fast() {
+    let variants: &[&[&str]] = &[
+        &["--mixin", "threading"],
+        &["--mixin", "forking"],
+        &["--mixin", "scheduled"],
+        &["--mixin", "prethreaded"],
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "2",
+            "--inner",
+            "threading",
+        ],
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "2",
+            "--accept",
+            "passed",
+        ],
+    ];
+    for &args in variants {
+        let mut server = ServerProcess::start("comet", args);
+        let mut waiters = start_waiters(server.addr, 3);
+        wait_for_waiters(server.addr, 3);
+        server.interrupt();
+        for waiter in &mut waiters {
+            assert_eq!(read_reply(waiter).status, 503, "{args:?}");
+        }
+        let status = server.exited_within(Duration::from_secs(20));
+        assert!(status.is_some_and(|s| s.success()), "{args:?}: {status:?}");
+    }
+    for model in [
+        "threading",
+        "forking",
+        "scheduled",
+        "prethreaded",
+        "preforked",
+    ] {
+        let args = ["--mixin", model, "--shutdown-timeout", "600"];
+        let mut server = ServerProcess::start("echo", &args);
+        let mut idle = util::connect(server.addr);
+        // Served before the stop, so the connection is surely taken by a worker.
+        idle.write_all(b"ping\n").unwrap();
+        let mut echoed = [0u8; 5];
+        idle.read_exact(&mut echoed).unwrap();
+        server.interrupt();
+        // Graceful: the connection in hand is still served.
+        idle.write_all(b"pong\n").unwrap();
+        idle.read_exact(&mut echoed).unwrap();
+        assert_eq!(&echoed, b"pong\n", "{model}");
+        // Two signals sent before the process ran in between are one to the kernel:
+        // the second goes once the first was seen (the listener closed).
+        util::wait_until(
+            "the graceful stop to begin",
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(server.addr).is_err(),
+        );
+        server.interrupt();
+        let status = server.exited_within(Duration::from_secs(120));
+        assert!(
+            status.is_some(),
+            "{model}: a second Ctrl-C did not stop it at once"
+        );
+    }
+}
+
+/// A graceful stop closes the listener at once: while an in-flight connection keeps
+/// the server draining, a new connect is refused (not parked in a backlog nobody
+/// accepts from), and the connection in hand is still served.
+#[test]
+fn a_graceful_stop_refuses_new_connections_while_it_drains() {
+    let variants: &[&[&str]] = &[
+        &["--mixin", "threading"],
+        &["--mixin", "forking"],
+        &["--mixin", "scheduled"],
+        &["--mixin", "prethreaded"],
+        &["--mixin", "prethreaded", "--accept", "handoff"],
+        &["--mixin", "preforked", "--workers", "2"],
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "2",
+            "--accept",
+            "passed",
+        ],
+    ];
+    for &args in variants {
+        let args = [args, &["--shutdown-timeout", "600"]].concat();
+        let mut server = ServerProcess::start("echo", &args);
+        let mut in_flight = util::connect(server.addr);
+        let mut echoed = [0u8; 5];
+        in_flight.write_all(b"ping\n").unwrap();
+        in_flight.read_exact(&mut echoed).unwrap();
+        server.signal(15);
+        util::wait_until("new connects refused", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(server.addr).is_err()
+        });
+        assert!(server.exited_within(Duration::ZERO).is_none(), "{args:?}");
+        in_flight.write_all(b"pong\n").unwrap();
+        in_flight.read_exact(&mut echoed).unwrap();
+        assert_eq!(&echoed, b"pong\n", "{args:?}");
+        drop(in_flight);
+        let status = server.exited_within(Duration::from_secs(60));
+        assert!(status.is_some_and(|s| s.success()), "{args:?}: {status:?}");
+    }
+}
+
+/// During a graceful stop a keep-alive connection in flight is answered with
+/// `Connection: close` and closed, in every model — forked children and preforked
+/// workers that take passed fds included.
+#[test]
+fn in_flight_keep_alive_connections_are_closed_by_the_drain() {
+    let variants: &[&[&str]] = &[
+        &["--mixin", "threading"],
+        &["--mixin", "forking"],
+        &["--mixin", "scheduled"],
+        &["--mixin", "prethreaded"],
+        &["--mixin", "preforked", "--workers", "2"],
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "2",
+            "--accept",
+            "passed",
+        ],
+    ];
+    for &args in variants {
+        let args = [args, &["--shutdown-timeout", "600"]].concat();
+        let mut server = ServerProcess::start("hello", &args);
+        let mut client = std::io::BufReader::new(util::connect(server.addr));
+        let ask = |client: &mut std::io::BufReader<std::net::TcpStream>| {
+            let request = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+            client.get_mut().write_all(request).unwrap();
+            read_reply(client)
+        };
+        assert_eq!(ask(&mut client).header("connection"), None, "{args:?}");
+        server.signal(15);
+        let mut closed = false;
+        for _ in 0..500 {
+            if ask(&mut client).header("connection") == Some("close") {
+                closed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(closed, "{args:?}: no Connection: close while draining");
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{args:?}");
+        let status = server.exited_within(Duration::from_secs(60));
+        assert!(status.is_some_and(|s| s.success()), "{args:?}: {status:?}");
     }
 }
 

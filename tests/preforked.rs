@@ -127,37 +127,111 @@ fn scheduled_workers_hold_thousands_of_waiters() {
     }
 }
 
-/// SIGHUP replaces the workers: the waits they hold are answered (503), not reset
-/// when the old workers go, and the new workers serve the comet contract.
+/// Every inner model — the crate's and a user-written one — serves the comet contract
+/// inside the workers, and a SIGTERM answers the waiters it holds and ends cleanly.
 #[test]
-fn sighup_answers_the_waiters_of_replaced_workers() {
+fn every_inner_model_serves_comet_and_drains_on_sigterm() {
+    for &inner in util::INNER_MODELS {
+        for accept in ["shared", "passed"] {
+            let args = [
+                "--mixin",
+                "preforked",
+                "--accept",
+                accept,
+                "--workers",
+                "2",
+                "--inner",
+                inner,
+            ];
+            let mut server = ServerProcess::start("comet", &args);
+            util::comet_contract(server.addr, 30);
+            let mut waiters = start_waiters(server.addr, 5);
+            wait_for_waiters(server.addr, 5);
+            server.signal(15);
+            for waiter in &mut waiters {
+                assert_eq!(read_reply(waiter).status, 503, "{inner} {accept}");
+            }
+            let status = server.stop();
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "{inner} {accept}: {status:?}"
+            );
+        }
+    }
+}
+
+/// Pools never evict a waiter: SIGHUP (replace every worker) and SIGTTOU (one worker
+/// fewer) let the old workers drain, and the waits they hold stay until the next
+/// notify, served by a worker still active, releases every one of them (200, with the
+/// full count); then the old workers go and the pool serves the comet contract. (A
+/// wait still held just before the shutdown timeout would be answered 503; the
+/// timeout here is long.)
+#[test]
+fn waiters_survive_sighup_and_shrink_and_the_next_notify_releases_them() {
+    let cases = [("shared", "threading", 1, 2), ("passed", "scheduled", 1, 2)];
+    let cases = cases.into_iter().chain([("shared", "threading", 22, 1)]);
+    for (accept, inner, signal, workers_after) in cases {
+        let args = [
+            "--mixin",
+            "preforked",
+            "--accept",
+            accept,
+            "--workers",
+            "2",
+            "--inner",
+            inner,
+            "--shutdown-timeout",
+            "600",
+        ];
+        let server = ServerProcess::start("comet", &args);
+        let pid = server.child.id();
+        wait_until("2 workers", LONG, || live_children(pid).len() == 2);
+        let mut waiters = start_waiters(server.addr, 10);
+        wait_for_waiters(server.addr, 10);
+        // Every worker now, grown ones included (a burst of passed fds grows the pool).
+        let old = live_children(pid);
+        server.signal(signal);
+        if signal == 1 {
+            wait_until("new workers beside the old", LONG, || {
+                live_children(pid).difference(&old).count() >= 2
+            });
+        }
+        let notify = get(server.addr, "/notify");
+        assert_eq!(notify.text(), "10", "{accept} {inner} signal {signal}");
+        for waiter in &mut waiters {
+            let reply = read_reply(waiter);
+            assert_eq!(
+                (reply.status, reply.text()),
+                (200, "10".into()),
+                "{accept} {inner}"
+            );
+        }
+        wait_until("the retired workers gone", LONG, || {
+            live_children(pid).len() == workers_after
+        });
+        util::comet_contract(server.addr, 20);
+    }
+}
+
+/// Under `SO_REUSEPORT` each worker has its own queue, so the reserve rule applies per
+/// worker: with iterative workers every `/wait` answers 503 at once (a notify hashed
+/// to a worker blocked in a wait could never be served), and nothing hangs.
+#[test]
+fn reuseport_applies_the_reserve_rule_per_worker() {
     let args = [
         "--mixin",
         "preforked",
         "--accept",
-        "shared",
+        "reuseport",
         "--workers",
         "2",
-        "--inner",
-        "threading",
     ];
     let server = ServerProcess::start("comet", &args);
-    let pid = server.child.id();
-    wait_until("2 workers", LONG, || live_children(pid).len() == 2);
-    let old = live_children(pid);
-    let mut waiters = start_waiters(server.addr, 10);
-    wait_for_waiters(server.addr, 10);
-    server.signal(1);
-    for waiter in &mut waiters {
-        assert_eq!(read_reply(waiter).status, 503);
+    for _ in 0..20 {
+        assert_eq!(get(server.addr, "/wait").status, 503);
     }
-    // A waiter that reaches an old worker while it drains is answered 503 too, so the
-    // contract is checked once only new workers serve.
-    wait_until("the old workers gone", LONG, || {
-        let now = live_children(pid);
-        now.len() == 2 && now.is_disjoint(&old)
-    });
-    util::comet_contract(server.addr, 20);
+    assert_eq!(get(server.addr, "/notify").text(), "0");
+    assert_eq!(get(server.addr, "/").text(), "0");
 }
 
 /// 1000 waiters on 4 iterative workers: the pool grows to its limit, every waiter past

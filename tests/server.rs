@@ -67,6 +67,29 @@ fn bad_configuration_is_refused_at_start() {
     assert!(matches!(unresolvable, Err(StartError::Resolve { .. })));
 }
 
+/// Each refusal names the part and the setting: the pool's own, and its inner model's.
+#[test]
+fn pool_configurations_name_the_setting_they_refuse() {
+    use mixserve::mixin::Preforked;
+    use mixserve::{ConfigError, Prethreaded};
+    let refused = |model: Box<dyn mixserve::MixIn>| -> (&'static str, &'static str) {
+        match Server::builder(model)
+            .bind("127.0.0.1:0")
+            .build(echo_once())
+        {
+            Err(StartError::Config(ConfigError { part, setting, .. })) => (part, setting),
+            Err(other) => panic!("expected a configuration error, got {other}"),
+            Ok(_) => panic!("expected a configuration error, the server started"),
+        }
+    };
+    let forking_inside = Preforked::new().inner(Forking::new());
+    assert_eq!(refused(Box::new(forking_inside)), ("preforked", "inner"));
+    let bad_inner = Preforked::new().inner(Threading::new().max_threads(0));
+    assert_eq!(refused(Box::new(bad_inner)), ("threading", "max_threads"));
+    let no_threads = Prethreaded::new().threads(0);
+    assert_eq!(refused(Box::new(no_threads)), ("prethreaded", "threads"));
+}
+
 #[test]
 fn forking_refuses_to_fork_a_multithreaded_process() {
     let mut server = Server::builder(Forking::new())

@@ -1,11 +1,13 @@
 //! What every example shares: the command line that picks a model, and the start-up.
 
+mod user_model;
+
 use std::io::Write;
 use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 
 use clap::Args;
-use mixserve::mixin::{Accept, Dispatch, Inner, LockKind, PoolAccept, PoolStats};
+use mixserve::mixin::{Accept, Dispatch, LockKind, PoolAccept, PoolStats};
 use mixserve::{
     Forking, Iterative, Listener, MakeHandler, MixIn, Preforked, Prethreaded, Scheduled, Server,
     ServerBuilder, Threading,
@@ -32,9 +34,14 @@ pub struct ServeArgs {
     /// or passed-least-busy; prethreaded: locked or handoff.
     #[arg(long)]
     pub accept: Option<String>,
-    /// preforked: how each worker serves — iterative, threading or scheduled.
+    /// preforked: the model each worker runs — iterative, threading, scheduled,
+    /// prethreaded (with --threads and, for its hand-over, --inner-accept), or user
+    /// (a model written outside the crate, see `examples/common/user_model.rs`).
     #[arg(long, default_value = "iterative")]
     pub inner: String,
+    /// preforked with --inner prethreaded: locked or handoff.
+    #[arg(long)]
+    pub inner_accept: Option<String>,
     /// prethreaded: threads to start (the pool grows up to --max-workers).
     #[arg(long, default_value_t = 8)]
     pub threads: usize,
@@ -47,75 +54,95 @@ pub struct ServeArgs {
     /// preforked: retire a worker after this many connections (plus up to 10% jitter).
     #[arg(long)]
     pub max_requests: Option<u64>,
+    /// How long a graceful stop waits for in-flight connections, in seconds (default 10).
+    #[arg(long)]
+    pub shutdown_timeout: Option<u64>,
 }
+
+/// What the examples print about stopping (every model's signal table says the same).
+pub const STOP_BANNER: &str =
+    "Ctrl-C or SIGTERM stops gracefully (waiters get 503), a second Ctrl-C or SIGQUIT at once";
 
 /// Live connections per worker under `--inner scheduled`.
 const INNER_SCHEDULED_CONNECTIONS: usize = 10_000;
 
 /// The model named on the command line, with its statistics handle if it has one.
 pub fn mixin(args: &ServeArgs) -> Result<(Box<dyn MixIn>, Option<PoolStats>), String> {
-    let model: Box<dyn MixIn> = match args.mixin.as_str() {
+    if args.mixin != "preforked" {
+        return model(&args.mixin, args.accept.as_deref(), args.max_workers, args);
+    }
+    let (inner, _) = model(&args.inner, args.inner_accept.as_deref(), None, args)
+        .map_err(|e| format!("--inner: {e}"))?;
+    let inner = match (args.inner.as_str(), inner) {
+        // Coroutines per worker: many, so one worker holds thousands of waiters.
+        ("scheduled", _) => Box::new(Scheduled::new().max_connections(INNER_SCHEDULED_CONNECTIONS)),
+        (_, inner) => inner,
+    };
+    let model = Preforked::new()
+        .accept(preforked_accept(args.accept.as_deref())?)
+        .workers(args.workers)
+        .max_workers(args.max_workers.unwrap_or(Preforked::DEFAULT_MAX_WORKERS))
+        .inner(inner);
+    let model = match args.heartbeat_timeout {
+        Some(secs) => model.heartbeat_timeout(std::time::Duration::from_secs(secs)),
+        None => model,
+    };
+    let model = match args.max_requests {
+        Some(max) => model.max_requests(max, max / 10),
+        None => model,
+    };
+    let stats = model.stats();
+    Ok((Box::new(model), Some(stats)))
+}
+
+/// One model by name (`max` is `--max-workers` for a top-level model).
+fn model(
+    name: &str,
+    accept: Option<&str>,
+    max: Option<usize>,
+    args: &ServeArgs,
+) -> Result<(Box<dyn MixIn>, Option<PoolStats>), String> {
+    let model: Box<dyn MixIn> = match name {
         "iterative" => Box::new(Iterative::new()),
+        "user" => Box::new(user_model::UserThreads::default()),
         "threading" => {
             let model = Threading::new();
-            Box::new(match args.max_workers {
+            Box::new(match max {
                 Some(max) => model.max_threads(max),
                 None => model,
             })
         }
         "forking" => {
             let model = Forking::new();
-            Box::new(match args.max_workers {
+            Box::new(match max {
                 Some(max) => model.max_children(max),
                 None => model,
             })
         }
         "scheduled" => {
             let model = Scheduled::new();
-            Box::new(match args.max_workers {
+            Box::new(match max {
                 Some(max) => model.max_connections(max),
                 None => model,
             })
         }
-        "preforked" => {
-            let model = Preforked::new(preforked_accept(args.accept.as_deref())?)
-                .workers(args.workers)
-                .max_workers(args.max_workers.unwrap_or(Preforked::DEFAULT_MAX_WORKERS))
-                .inner(match args.inner.as_str() {
-                    "iterative" => Inner::Iterative,
-                    "threading" => Inner::Threading { max_threads: None },
-                    "scheduled" => Inner::Scheduled {
-                        max_connections: INNER_SCHEDULED_CONNECTIONS,
-                    },
-                    other => return Err(format!("unknown inner model {other:?}")),
-                });
-            let model = match args.heartbeat_timeout {
-                Some(secs) => model.heartbeat_timeout(std::time::Duration::from_secs(secs)),
-                None => model,
-            };
-            let model = match args.max_requests {
-                Some(max) => model.max_requests(max, max / 10),
-                None => model,
-            };
-            let stats = model.stats();
-            return Ok((Box::new(model), Some(stats)));
-        }
         "prethreaded" => {
-            let accept = match args.accept.as_deref().unwrap_or("locked") {
+            let accept = match accept.unwrap_or("locked") {
                 "locked" => PoolAccept::Locked,
                 "handoff" => PoolAccept::Handoff,
                 other => return Err(format!("prethreaded: unknown --accept {other:?}")),
             };
-            let model = Prethreaded::new(args.threads)
+            let model = Prethreaded::new()
+                .threads(args.threads)
                 .accept(accept)
-                .max_threads(args.max_workers.unwrap_or(Prethreaded::DEFAULT_MAX_THREADS));
+                .max_threads(max.unwrap_or(Prethreaded::DEFAULT_MAX_THREADS));
             let stats = model.stats();
             return Ok((Box::new(model), Some(stats)));
         }
         other => {
             return Err(format!(
                 "unknown mix-in {other:?}: choose iterative, threading, forking, scheduled, \
-                 preforked or prethreaded"
+                 preforked, prethreaded or user"
             ));
         }
     };
@@ -156,7 +183,7 @@ fn bind(args: &ServeArgs, builder: ServerBuilder<Box<dyn MixIn>>) -> ServerBuild
 }
 
 /// Builds the server, prints `listening on SCHEME://ADDR` as the first line, and serves
-/// until SIGTERM or SIGINT; with `--stats`, prints the per-worker table afterwards.
+/// until SIGTERM or SIGINT (see [`STOP_BANNER`]); with `--stats`, prints the per-worker table afterwards.
 pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) -> ExitCode {
     let (model, stats) = match mixin(args) {
         Ok(model) => model,
@@ -166,7 +193,11 @@ pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) ->
         }
     };
     let name = model.name();
-    let mut server = match bind(args, Server::builder(model)).build(make_handler) {
+    let mut builder = bind(args, Server::builder(model));
+    if let Some(secs) = args.shutdown_timeout {
+        builder = builder.shutdown_timeout(std::time::Duration::from_secs(secs));
+    }
+    let mut server = match builder.build(make_handler) {
         Ok(server) => server,
         Err(error) => {
             eprintln!("error: {error}");
@@ -181,7 +212,7 @@ pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) ->
         }
     }
     let _ = std::io::stdout().flush();
-    eprintln!("serving with the {name} model; stop with Ctrl-C");
+    eprintln!("serving with the {name} model; {STOP_BANNER}");
     let result = server.serve_forever();
     if let (true, Some(stats)) = (args.stats, stats) {
         print!("{}", stats.table());

@@ -42,6 +42,12 @@ impl Drain {
         }
     }
 
+    /// Sets the flag alone, from a signal handler (async-signal-safe: one atomic
+    /// store). Idle connections notice at their next wake-up rather than at once.
+    pub(crate) fn mark(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
     /// Ends it (the server may serve again).
     pub(crate) fn reset(&self) {
         self.flag.store(false, Ordering::SeqCst);
@@ -109,7 +115,7 @@ impl Conn {
     }
 
     fn wait_until_readable(&self, deadline: Instant) -> io::Result<()> {
-        crate::sync::park::wait_fd(
+        crate::rt::park::wait_fd(
             self.as_raw_fd(),
             &self.registered,
             crate::rt::Interest::Readable,

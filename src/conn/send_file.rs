@@ -10,7 +10,7 @@ use nix::errno::Errno;
 
 use super::Conn;
 use crate::rt::Interest;
-use crate::sync::park;
+use crate::rt::park;
 use crate::sys;
 
 impl Conn {

@@ -11,7 +11,7 @@ use nix::sys::socket::{MsgFlags, recv, send};
 
 use super::{BUFFER_SIZE, Conn};
 use crate::rt::Interest;
-use crate::sync::park;
+use crate::rt::park;
 
 impl Conn {
     pub(super) fn recv_raw_into(&mut self, start: usize) -> io::Result<usize> {

@@ -42,14 +42,14 @@
 //! ```
 
 pub(crate) mod access_log;
-pub(crate) mod body;
+mod body;
 mod config;
-pub(crate) mod connection;
+mod connection;
 mod date;
-pub(crate) mod error;
+mod error;
 mod file_type;
 pub mod files;
-pub(crate) mod head;
+mod head;
 mod headers;
 #[cfg(feature = "serde")]
 mod json;
@@ -57,7 +57,17 @@ mod params;
 mod range;
 mod request;
 mod response;
-pub(crate) mod write;
+mod write;
+
+/// The seams a protocol adapter ([`scgi`](crate::scgi)) builds on, named here so an
+/// adapter never reaches into this module's files: body framing, the lingering close,
+/// failure answers and the response writer.
+pub(crate) mod seams {
+    pub(crate) use super::body::{parse_length, read_length};
+    pub(crate) use super::connection::linger_close;
+    pub(crate) use super::error::{Failure, peer_gone};
+    pub(crate) use super::write::{Answering, Dialect, write_response};
+}
 
 use std::fmt;
 use std::sync::Arc;

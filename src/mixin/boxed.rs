@@ -13,7 +13,7 @@ impl MixIn for Box<dyn MixIn> {
         (**self).name()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::server::ConfigError> {
         (**self).validate()
     }
 

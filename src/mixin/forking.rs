@@ -8,9 +8,13 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::conn::Conn;
-use crate::mixin::{MixIn, serve_accepting};
-use crate::server::Context;
+use crate::mixin::MixIn;
+use crate::mixin::serve_loop::{self, Takes};
+use crate::mixin::settings::settings;
+use crate::server::source::Source;
+use crate::server::{ConfigCheck, ConfigError, Context};
 use crate::sync::hub::HubServer;
+use crate::sys::drain_signal;
 use crate::sys::fork::{self, Forked, SingleThreaded};
 
 /// One child process per connection (UNP row 1), as socketserver's `ForkingMixIn`.
@@ -34,13 +38,14 @@ pub struct Forking {
     children: HashSet<Pid>,
     /// Checked when the loop starts; the key to `fork`.
     single_threaded: Option<SingleThreaded>,
+    /// The children were told that the drain began.
+    told_drain: bool,
 }
 
-impl Default for Forking {
-    fn default() -> Forking {
-        Forking::new()
-    }
-}
+settings!(Forking {
+    /// Caps the number of live children.
+    fn max_children(max: usize) { max_children = max }
+});
 
 impl Forking {
     /// The default cap: enough for a thousand comet waiters plus their notifier, well
@@ -53,13 +58,8 @@ impl Forking {
             max_children: Forking::DEFAULT_MAX_CHILDREN,
             children: HashSet::new(),
             single_threaded: None,
+            told_drain: false,
         }
-    }
-
-    /// Caps the number of live children.
-    pub fn max_children(mut self, max: usize) -> Forking {
-        self.max_children = max;
-        self
     }
 
     fn reap(&mut self) {
@@ -76,19 +76,18 @@ impl MixIn for Forking {
         "forking"
     }
 
-    fn validate(&self) -> Result<(), String> {
-        if self.max_children == 0 {
-            return Err("forking: max_children must be at least 1".into());
-        }
-        Ok(())
+    fn validate(&self) -> Result<(), ConfigError> {
+        ConfigCheck(self.name()).at_least("max_children", self.max_children, 1)
     }
 
+    /// The common loop over the listener, whose waits also serve the hub.
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
         self.single_threaded = Some(SingleThreaded::check("forking")?);
-        let mut hub = HubServer::bind(Arc::clone(ctx.scope()))?;
-        let result = serve_accepting(self, ctx, Some(&mut hub));
+        let hub = HubServer::bind(Arc::clone(ctx.scope()))?;
+        let source = Source::open(ctx, Some(hub))?;
+        serve_loop::serve(self, ctx, &source, Takes::Connections);
         self.single_threaded = None;
-        result
+        Ok(())
     }
 
     fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {
@@ -103,6 +102,8 @@ impl MixIn for Forking {
                 fork::after_fork_in_child();
                 crate::sys::signal::ignore_terminal_signals();
                 crate::sync::hub::after_fork_in_child();
+                // The parent's drain reaches this child's connection too.
+                let _ = crate::sys::drain_signal::follow_parent_drain(ctx.shutdown.drain_flag());
                 // Never unwind into the parent's loop: its destructors would act on the
                 // parent's children and fds.
                 let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -118,8 +119,19 @@ impl MixIn for Forking {
         }
     }
 
-    fn service_actions(&mut self, _ctx: &Arc<Context>) {
+    /// Reaps children; once the drain began, tells each child, so the response it is
+    /// writing goes out with `Connection: close`.
+    fn service_actions(&mut self, ctx: &Arc<Context>) {
         self.reap();
+        let draining = ctx.shutdown.drain_flag().is_draining();
+        if draining != self.told_drain {
+            self.told_drain = draining;
+            if draining {
+                self.children
+                    .iter()
+                    .for_each(|&child| drain_signal::tell(child));
+            }
+        }
     }
 
     fn can_accept(&self) -> bool {

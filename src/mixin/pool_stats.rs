@@ -17,6 +17,8 @@ const BEAT: usize = 2;
 const CONNECTIONS: usize = 3;
 const REQUESTS: usize = 4;
 const WASTED: usize = 5;
+/// Handlers of the worker blocked in a shared-object wait (as of its last heartbeat).
+const WAITERS: usize = 6;
 
 /// What a worker slot is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +69,7 @@ pub struct WorkerStats {
 /// ```
 /// use mixserve::mixin::{Accept, Preforked};
 ///
-/// let model = Preforked::new(Accept::Shared).workers(2);
+/// let model = Preforked::new().accept(Accept::Shared).workers(2);
 /// let stats = model.stats();
 /// // … build the server with `model`, serve, then:
 /// print!("{}", stats.table());
@@ -167,7 +169,20 @@ impl Scoreboard {
     /// before the fork, so the worker's own first state change always wins.
     pub(crate) fn prepare(&self, slot: usize) {
         self.set_state(slot, SlotState::Starting);
+        self.set_waiters(slot, 0);
         self.beat(slot);
+    }
+
+    /// Records how many handlers of the worker in `slot` wait on a shared object.
+    pub(crate) fn set_waiters(&self, slot: usize, waiters: usize) {
+        self.word(slot, WAITERS)
+            .store(waiters as u64, Ordering::SeqCst);
+    }
+
+    /// Whether the worker in `slot` is idle and holds no waiter: the one a pool may
+    /// retire without answering anybody early.
+    pub(crate) fn is_free(&self, slot: usize) -> bool {
+        self.state(slot) == SlotState::Idle && self.word(slot, WAITERS).load(Ordering::SeqCst) == 0
     }
 
     /// Records the process serving `slot`.

@@ -66,6 +66,7 @@ mod context;
 mod coroutine;
 mod error;
 mod io_source;
+pub(crate) mod park;
 mod reactor;
 mod runtime;
 mod scheduler;

@@ -33,10 +33,9 @@ use std::time::Instant;
 
 use crate::conn::{Conn, PeerAddr};
 use crate::handler::{Handler, MakeHandler};
-use crate::http::body::read_length;
-use crate::http::connection::linger_close;
-use crate::http::error::{Failure, peer_gone};
-use crate::http::write::{Answering, Dialect, write_response};
+use crate::http::seams::{
+    Answering, Dialect, Failure, linger_close, peer_gone, read_length, write_response,
+};
 use crate::http::{Headers, HttpConfig, HttpHandler, Request, Response, Version};
 
 use netstring::{parse_variables, read_netstring};

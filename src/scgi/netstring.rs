@@ -78,7 +78,7 @@ pub(crate) fn parse_variables(block: &[u8]) -> Result<(Variables<'_>, u64), Malf
     }
     let length = match pairs.first() {
         Some((b"CONTENT_LENGTH", value)) => {
-            crate::http::body::parse_length(value).map_err(|_| bad)?
+            crate::http::seams::parse_length(value).map_err(|_| bad)?
         }
         _ => return Err(bad),
     };

@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::handler::MakeHandler;
 use crate::mixin::MixIn;
 use crate::server::{
-    Context, DefaultHooks, Hooks, IntoBindAddr, Listener, LoopConfig, Server, StartError,
+    ConfigCheck, Context, DefaultHooks, Hooks, IntoBindAddr, Listener, LoopConfig, Server,
+    StartError,
 };
 
 /// Where the listener comes from.
@@ -91,7 +92,8 @@ impl<M: MixIn> ServerBuilder<M> {
         self
     }
 
-    /// Whether SIGTERM and SIGINT (graceful) and SIGQUIT (fast) stop the server
+    /// Whether SIGTERM and SIGINT (graceful; a second SIGINT fast) and SIGQUIT (fast)
+    /// stop the server
     /// (default: on). The handler only writes a byte to the loop's self-pipe.
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;
@@ -124,18 +126,11 @@ impl<M: MixIn> ServerBuilder<M> {
 
     /// Checks the settings, binds the listener and returns the server, ready to serve.
     pub fn build<H: MakeHandler>(self, make_handler: H) -> Result<Server<M>, StartError> {
-        self.mixin.validate().map_err(StartError::Config)?;
-        if self.backlog < 1 {
-            return Err(StartError::Config(format!(
-                "backlog must be at least 1, got {}",
-                self.backlog
-            )));
-        }
-        if self.poll_interval.is_zero() {
-            return Err(StartError::Config(
-                "poll_interval must be above zero".into(),
-            ));
-        }
+        self.mixin.validate()?;
+        let check = ConfigCheck("server");
+        check.at_least("backlog", usize::try_from(self.backlog).unwrap_or(0), 1)?;
+        let polls = !self.poll_interval.is_zero();
+        check.require("poll_interval", polls, "must be above zero")?;
         let listener = match self.source {
             Source::None => return Err(StartError::NoAddress),
             Source::Tcp(addr) if addr == "systemd" => {
@@ -157,6 +152,7 @@ impl<M: MixIn> ServerBuilder<M> {
             poll_interval: self.poll_interval,
             shutdown_timeout: self.shutdown_timeout,
             timeout: self.timeout,
+            backlog: self.backlog,
         };
         let ctx = Context::new(listener, Box::new(make_handler), hooks, config)?;
         Ok(Server {

@@ -1,10 +1,9 @@
 //! [`Context`]: what a mix-in is given — the listener, the handler chain, the hooks and
 //! the shutdown state. socketserver calls this "the server"; mix-ins call its methods.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conn::Conn;
@@ -12,8 +11,10 @@ use crate::handler::{Handler, MakeHandler};
 use crate::server::hooks::Hooks;
 use crate::server::listener::Listener;
 use crate::server::shutdown::ShutdownState;
+use crate::server::source::accept_with_rules;
+use crate::server::source::worker::WorkerSeat;
 use crate::sync::ServerScope;
-use crate::sync::lock;
+use crate::sys::accept::SpareFd;
 
 /// The handler chain with its type erased, so mix-ins need not be generic over it.
 pub(crate) trait Service: Send + Sync {
@@ -46,17 +47,20 @@ pub(crate) struct LoopConfig {
     pub(crate) shutdown_timeout: Duration,
     /// `handle_request`'s wait for one connection (`None`: for ever).
     pub(crate) timeout: Option<Duration>,
+    /// The listen backlog (to listen again after a stop closed the listener).
+    pub(crate) backlog: i32,
 }
 
 /// The server as a mix-in sees it. Shared (`Arc`) with every thread a mix-in starts;
 /// forked children inherit a copy.
 pub struct Context {
-    /// The listening socket.
-    listener: Listener,
+    /// The listening socket (shared with a preforked worker's context; a worker
+    /// whose master accepts has closed its copy of the fd and never uses it).
+    listener: Arc<Listener>,
     /// Makes and runs one handler per connection.
-    service: Box<dyn Service>,
+    service: Arc<dyn Service>,
     /// The user's hooks.
-    hooks: Box<dyn Hooks>,
+    hooks: Arc<dyn Hooks>,
     /// Stop flag, drain flag and the loop's wake-up pipe.
     pub(crate) shutdown: Arc<ShutdownState>,
     /// What the shared objects know of this server.
@@ -64,7 +68,9 @@ pub struct Context {
     /// Loop tunables.
     pub(crate) config: LoopConfig,
     /// A spare fd, closed to make room when `accept` fails with `EMFILE`.
-    spare_fd: Mutex<Option<File>>,
+    spare_fd: SpareFd,
+    /// In a preforked worker: its place in the pool, where its connections come from.
+    worker: Option<Arc<WorkerSeat>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -83,16 +89,44 @@ impl Context {
         hooks: Box<dyn Hooks>,
         config: LoopConfig,
     ) -> io::Result<Context> {
-        let shutdown = Arc::new(ShutdownState::new()?);
+        let shutdown = Arc::new(ShutdownState::new(listener.as_raw_fd(), config.backlog)?);
         Ok(Context {
-            listener,
-            service,
-            hooks,
+            listener: Arc::new(listener),
+            service: Arc::from(service),
+            hooks: Arc::from(hooks),
             scope: ServerScope::new(shutdown.drain_flag()),
             shutdown,
             config,
-            spare_fd: Mutex::new(File::open("/dev/null").ok()),
+            spare_fd: SpareFd::new(),
+            worker: None,
         })
+    }
+
+    /// The context of a preforked worker's model, made in the worker after the fork:
+    /// the same listener, handler, hooks and shared objects; its own shutdown state
+    /// (the master's wake-up pipe is not the worker's), sharing the drain flag the
+    /// shared objects look at; and the worker's seat, which makes its source.
+    pub(crate) fn for_worker(&self, seat: Arc<WorkerSeat>) -> io::Result<Context> {
+        Ok(Context {
+            listener: Arc::clone(&self.listener),
+            service: Arc::clone(&self.service),
+            hooks: Arc::clone(&self.hooks),
+            shutdown: Arc::new(ShutdownState::sharing_drain(self.shutdown.drain_flag())?),
+            scope: Arc::clone(&self.scope),
+            config: self.config.clone(),
+            spare_fd: SpareFd::new(),
+            worker: Some(seat),
+        })
+    }
+
+    /// The worker's seat, when this is a preforked worker's context.
+    pub(crate) fn worker_seat(&self) -> Option<Arc<WorkerSeat>> {
+        self.worker.clone()
+    }
+
+    /// The spare fd of this process, for `EMFILE`.
+    pub(crate) fn spare_fd(&self) -> &SpareFd {
+        &self.spare_fd
     }
 
     /// The listening socket.
@@ -105,32 +139,11 @@ impl Context {
     /// with a reserved fd and closed at once, so the loop neither spins nor leaves the
     /// client hanging.
     pub fn get_request(&self) -> io::Result<Option<Conn>> {
-        loop {
-            match self.listener.accept() {
-                Ok(mut conn) => {
-                    conn.set_drain_flag(self.shutdown.drain_flag());
-                    return Ok(Some(conn));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_transient_accept_error(&e) => continue,
-                Err(e) if is_out_of_fds(&e) => {
-                    log::warn!("accept: {e}; refusing one connection");
-                    self.refuse_with_spare_fd();
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            }
+        let mut conn = accept_with_rules(self.listener_fd(), &self.spare_fd)?;
+        if let Some(conn) = conn.as_mut() {
+            conn.set_drain_flag(self.shutdown.drain_flag());
         }
-    }
-
-    fn refuse_with_spare_fd(&self) {
-        let mut spare = lock(&self.spare_fd);
-        drop(spare.take());
-        if let Ok(conn) = self.listener.accept() {
-            conn.abort();
-        }
-        *spare = File::open("/dev/null").ok();
+        Ok(conn)
     }
 
     /// Asks the hooks whether to serve a connection (socketserver `verify_request`).
@@ -160,6 +173,9 @@ impl Context {
         let result = served.unwrap_or_else(|panic| Err(io::Error::other(panic_message(&panic))));
         if let Err(error) = result {
             self.hooks.handle_error(conn.peer_addr(), &error);
+        }
+        if let Some(seat) = &self.worker {
+            seat.served();
         }
     }
 
@@ -232,30 +248,4 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-text payload".into());
     format!("the handler panicked: {text}")
-}
-
-/// Errors from `accept` that concern only the connection being accepted (it was reset
-/// before we took it, or the network dropped it): try the next one.
-fn is_transient_accept_error(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(
-            libc::ECONNABORTED
-                | libc::EPROTO
-                | libc::ENETDOWN
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::EOPNOTSUPP
-                | libc::ENETUNREACH
-        )
-    )
-}
-
-fn is_out_of_fds(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }

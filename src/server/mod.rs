@@ -17,6 +17,7 @@ mod error;
 mod hooks;
 mod listener;
 mod shutdown;
+pub(crate) mod source;
 
 use std::io;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ pub use bind_addr::IntoBindAddr;
 pub use builder::ServerBuilder;
 pub use context::Context;
 pub(crate) use context::LoopConfig;
-pub use error::StartError;
+pub use error::{ConfigCheck, ConfigError, StartError};
 pub use hooks::{DefaultHooks, Hooks};
 pub use listener::{ListenAddr, Listener};
 pub use shutdown::ShutdownHandle;
@@ -90,9 +91,10 @@ impl<M: MixIn> Server<M> {
     }
 
     /// Serves until shut down (a [`ShutdownHandle`], or SIGTERM/SIGINT when signal
-    /// handling is on), then drains: stops accepting, lets in-flight connections finish
+    /// handling is on), then drains: stops listening (new connects are refused at once;
+    /// a second `serve_forever` listens again), lets in-flight connections finish
     /// and answers pending waiters, forcing what is left after the shutdown timeout.
-    /// SIGQUIT skips the wait.
+    /// A second SIGINT (Ctrl-C twice), or SIGQUIT, skips the wait.
     pub fn serve_forever(&mut self) -> io::Result<()> {
         let _signals = if self.handle_signals {
             let wanted = [
@@ -132,7 +134,7 @@ impl<M: MixIn> Server<M> {
                 self.mixin.service_actions(&self.ctx);
                 return Ok(());
             }
-            match crate::sync::park::poll_fd(
+            match crate::rt::park::poll_fd(
                 self.ctx.listener_fd(),
                 crate::rt::Interest::Readable,
                 deadline,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::conn::Drain;
+use crate::sys::accept;
 use crate::sys::pipe::SelfPipe;
 
 /// How far a server is in stopping; shared by the loop, its connections and the handles.
@@ -21,15 +22,64 @@ pub(crate) struct ShutdownState {
     draining: Arc<Drain>,
     /// Wakes the loop; the signal handler writes to it too.
     pipe: SelfPipe,
+    /// The listener a stop closes to new connections at once (none in a preforked
+    /// worker: the master closes the shared one).
+    gate: Option<Gate>,
+}
+
+/// The listener a graceful stop closes at once, so new clients are refused instead of
+/// waiting in a backlog nobody will accept from.
+#[derive(Debug)]
+struct Gate {
+    listener: RawFd,
+    backlog: i32,
+    /// Only the process that made the server closes it (a forked child never does).
+    owner: u32,
+    closed: AtomicBool,
+}
+
+impl Gate {
+    fn close(&self) {
+        if std::process::id() == self.owner && !self.closed.swap(true, Ordering::SeqCst) {
+            if let Err(e) = accept::stop_listening(self.listener) {
+                log::warn!("cannot stop listening at shutdown: {e}");
+            }
+        }
+    }
+
+    fn reopen(&self) {
+        if self.closed.swap(false, Ordering::SeqCst) {
+            if let Err(e) = accept::listen_again(self.listener, self.backlog) {
+                log::warn!("cannot listen again after a shutdown: {e}");
+            }
+        }
+    }
 }
 
 impl ShutdownState {
-    pub(crate) fn new() -> io::Result<ShutdownState> {
+    /// The state of a server listening on `listener`, which a stop closes at once.
+    pub(crate) fn new(listener: RawFd, backlog: i32) -> io::Result<ShutdownState> {
+        let gate = Gate {
+            listener,
+            backlog,
+            owner: std::process::id(),
+            closed: AtomicBool::new(false),
+        };
+        Ok(ShutdownState {
+            gate: Some(gate),
+            ..ShutdownState::sharing_drain(Arc::new(Drain::new()))?
+        })
+    }
+
+    /// A fresh state (its own wake-up pipe) whose drain flag is `draining`: a
+    /// preforked worker's, sharing the flag its shared objects were made with.
+    pub(crate) fn sharing_drain(draining: Arc<Drain>) -> io::Result<ShutdownState> {
         Ok(ShutdownState {
             requested: AtomicBool::new(false),
             fast: AtomicBool::new(false),
-            draining: Arc::new(Drain::new()),
+            draining,
             pipe: SelfPipe::new()?,
+            gate: None,
         })
     }
 
@@ -38,21 +88,28 @@ impl ShutdownState {
         self.pipe.notify();
     }
 
+    /// Asks for a stop; the listener is closed to new connections at once.
     pub(crate) fn request(&self) {
         self.requested.store(true, Ordering::SeqCst);
+        if let Some(gate) = &self.gate {
+            gate.close();
+        }
         self.pipe.notify();
     }
 
-    /// Turns the stop signals received since the last look into a request: SIGTERM or
-    /// SIGINT graceful, SIGQUIT fast. (A preforked master has its own mapping.)
+    /// Turns the stop signals received since the last look into a request — the one
+    /// mapping of every model, a preforked master's included: SIGTERM and the first
+    /// SIGINT (Ctrl-C) graceful; a second SIGINT, or SIGQUIT, fast.
     pub(crate) fn take_stop_signals(&self) {
-        use crate::sys::signal::take;
+        use crate::sys::signal::{take, take_interrupts};
         use nix::sys::signal::Signal;
-        if take(Signal::SIGTERM) || take(Signal::SIGINT) {
-            self.request();
-        }
-        if take(Signal::SIGQUIT) {
+        take(Signal::SIGINT); // counted by `take_interrupts`
+        let interrupts = take_interrupts();
+        let again = interrupts > 1 || (interrupts == 1 && self.is_requested());
+        if take(Signal::SIGQUIT) || again {
             self.request_fast();
+        } else if take(Signal::SIGTERM) || interrupts == 1 {
+            self.request();
         }
     }
 
@@ -72,6 +129,9 @@ impl ShutdownState {
 
     /// Clears a finished shutdown so `serve_forever` may be called again.
     pub(crate) fn reset(&self) {
+        if let Some(gate) = &self.gate {
+            gate.reopen();
+        }
         self.requested.store(false, Ordering::SeqCst);
         self.fast.store(false, Ordering::SeqCst);
         self.draining.reset();

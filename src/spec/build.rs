@@ -3,7 +3,7 @@
 use std::net::ToSocketAddrs;
 
 use super::{ModelSpec, SpecError};
-use crate::mixin::{Accept, Dispatch, Inner, LockKind, PoolAccept, PoolStats};
+use crate::mixin::{Accept, Dispatch, LockKind, PoolAccept, PoolStats};
 use crate::{
     Forking, Iterative, Listener, MixIn, Preforked, Prethreaded, Scheduled, Server, ServerBuilder,
     Threading,
@@ -193,22 +193,23 @@ fn preforked(spec: &ModelSpec) -> Result<Model, SpecError> {
             ));
         }
     };
-    let inner = match spec.inner.as_deref().unwrap_or("iterative") {
-        "iterative" => Inner::Iterative,
-        "threading" => Inner::Threading { max_threads: None },
-        "scheduled" => Inner::Scheduled {
-            max_connections: INNER_SCHEDULED_CONNECTIONS,
-        },
+    // Any model but the process-based ones runs inside a worker.
+    let inner: Box<dyn MixIn> = match spec.inner.as_deref().unwrap_or("iterative") {
+        "iterative" => Box::new(Iterative::new()),
+        "threading" => Box::new(Threading::new()),
+        "scheduled" => Box::new(Scheduled::new().max_connections(INNER_SCHEDULED_CONNECTIONS)),
+        "prethreaded" => Box::new(Prethreaded::new().threads(PRETHREADED_THREADS)),
         other => {
             return Err(bad(
                 spec,
                 "inner",
                 other,
-                "iterative, threading or scheduled",
+                "iterative, threading, scheduled or prethreaded",
             ));
         }
     };
-    let mut model = Preforked::new(accept)
+    let mut model = Preforked::new()
+        .accept(accept)
         .workers(spec.workers.unwrap_or(Preforked::DEFAULT_WORKERS))
         .max_workers(spec.max_workers.unwrap_or(Preforked::DEFAULT_MAX_WORKERS))
         .inner(inner);
@@ -232,7 +233,8 @@ fn prethreaded(spec: &ModelSpec) -> Result<Model, SpecError> {
         "handoff" => PoolAccept::Handoff,
         other => return Err(bad(spec, "accept", other, "locked or handoff")),
     };
-    let model = Prethreaded::new(spec.threads.unwrap_or(PRETHREADED_THREADS))
+    let model = Prethreaded::new()
+        .threads(spec.threads.unwrap_or(PRETHREADED_THREADS))
         .accept(accept)
         .max_threads(spec.max_workers.unwrap_or(Prethreaded::DEFAULT_MAX_THREADS));
     let stats = model.stats();

@@ -88,8 +88,9 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
         if !self.inner.home.is_here() {
-            // A draining worker answers at once; the hub applies the worker cap.
-            let _blocking = scope::begin_wait(true)?;
+            // A draining worker answers at once; the hub applies the pool's cap, and
+            // a worker with a queue of its own (SO_REUSEPORT) its own cap here.
+            let _blocking = scope::begin_wait(deadline.is_some())?;
             let _watched = watch::remote_wait();
             let (code, payload) = self
                 .inner

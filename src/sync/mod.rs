@@ -29,7 +29,6 @@ pub(crate) mod broadcast;
 mod channel;
 mod error;
 pub mod hub;
-pub(crate) mod park;
 mod registry;
 pub(crate) mod scope;
 mod waiters;

@@ -31,8 +31,8 @@ use std::time::Instant;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::rt;
+use crate::rt::park::{self, Unparker};
 use crate::sync::WaitError;
-use crate::sync::park::{self, Unparker};
 use crate::sys::pipe::SelfPipe;
 
 /// `POLLRDHUP`: the peer closed its end (nix does not name it).

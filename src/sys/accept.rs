@@ -1,41 +1,117 @@
 //! An `accept` that a signal interrupts. std's `accept` retries `EINTR` itself, so a
 //! worker blocked in it could never notice a stop signal; this one returns
-//! `Interrupted` and lets the worker look at its stop flag.
+//! `Interrupted` and lets the worker look at its stop flag. Also the crate's one set
+//! of accept rules: which errors concern one connection only, and `EMFILE`.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
 use nix::errno::Errno;
 use nix::sys::socket::{SockFlag, accept4};
 use socket2::SockRef;
 
-use crate::conn::{Conn, PeerAddr};
-
 /// Accepts one connection from `listener` (`SOCK_CLOEXEC`; the new socket is
 /// blocking). Blocks if the listener does; `Interrupted` on a signal, `WouldBlock` on
 /// an empty non-blocking listener.
-pub(crate) fn accept(listener: RawFd) -> io::Result<Conn> {
+pub(crate) fn accept(listener: RawFd) -> io::Result<OwnedFd> {
     let fd = match accept4(listener, SockFlag::SOCK_CLOEXEC) {
         Ok(fd) => fd,
         Err(Errno::EAGAIN) => return Err(io::ErrorKind::WouldBlock.into()),
         Err(errno) => return Err(errno.into()),
     };
     // SAFETY: accept4 returned a fresh fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok(conn_from(fd))
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Wraps a connected socket (accepted here or passed from another process).
-pub(crate) fn conn_from(fd: OwnedFd) -> Conn {
-    let peer = match SockRef::from(&fd)
-        .peer_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-    {
-        Some(addr) => PeerAddr::Tcp(addr),
-        None => PeerAddr::Unix(None),
-    };
-    Conn::from_fd(fd, peer)
+/// A spare fd, closed to make room when `accept` fails with `EMFILE`.
+#[derive(Debug)]
+pub(crate) struct SpareFd(Mutex<Option<File>>);
+
+impl SpareFd {
+    pub(crate) fn new() -> SpareFd {
+        SpareFd(Mutex::new(File::open("/dev/null").ok()))
+    }
+
+    /// Out of fds: frees the spare, accepts the waiting connection with it and closes
+    /// it at once (the client sees a reset, not a hang), then takes the spare back.
+    fn refuse_one(&self, listener: RawFd) {
+        let mut spare = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        drop(spare.take());
+        if let Ok(fd) = accept(listener) {
+            abort(&fd);
+        }
+        *spare = File::open("/dev/null").ok();
+    }
+}
+
+/// One `accept` with the crate's rules: `Ok(None)` when there is nothing to take now
+/// (an empty non-blocking listener, a signal, a connection reset before it was taken,
+/// one refused for want of fds); `Err` only for failures the caller must back off from.
+pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<Option<OwnedFd>> {
+    match accept(listener) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) if is_transient(&e) => Ok(None),
+        Err(e) if is_out_of_fds(&e) => {
+            log::warn!("accept: {e}; refusing one connection");
+            spare.refuse_one(listener);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Errors from `accept` that concern only the connection being accepted (it was reset
+/// before we took it, or the network dropped it): try the next one.
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
+}
+
+fn is_out_of_fds(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Closes `fd` with a reset (`SO_LINGER` 0), so the client is not left hanging.
+fn abort(fd: &OwnedFd) {
+    let _ = SockRef::from(fd).set_linger(Some(std::time::Duration::ZERO));
+}
+
+/// Stops `listener` listening: connections in its backlog are reset, new connects are
+/// refused, `accept` fails. The socket stays open (its fd number is not reused);
+/// [`listen_again`] restores it.
+pub(crate) fn stop_listening(listener: RawFd) -> io::Result<()> {
+    SockRef::from(&super::borrow_fd(listener)).shutdown(std::net::Shutdown::Read)
+}
+
+/// Makes a listener stopped by [`stop_listening`] listen again (a TCP listener bound to
+/// port 0 gets a new port).
+pub(crate) fn listen_again(listener: RawFd, backlog: i32) -> io::Result<()> {
+    SockRef::from(&super::borrow_fd(listener)).listen(backlog)
 }
 
 /// Whether `listener` was bound with `SO_REUSEPORT`.

@@ -4,6 +4,7 @@
 
 pub(crate) mod accept;
 pub(crate) mod activation;
+pub(crate) mod drain_signal;
 pub(crate) mod fd_passing;
 pub(crate) mod fork;
 pub(crate) mod pipe;
@@ -24,4 +25,11 @@ use std::os::fd::{BorrowedFd, RawFd};
 pub(crate) fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
     // SAFETY: every caller owns `fd` and keeps it open while the borrow is used (see doc).
     unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// True when `fd` (owned by the caller) is readable now: one `poll(2)` that never waits.
+pub(crate) fn readable_now(fd: RawFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(borrow_fd(fd), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
@@ -12,6 +12,9 @@ const SLOTS: usize = 64;
 
 static PIPES: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
 static PENDING: AtomicU64 = AtomicU64::new(0);
+/// SIGINTs since the last look, counted: a second Ctrl-C means "now", even when both
+/// arrive before the loop looks.
+static INTERRUPTS: AtomicU32 = AtomicU32::new(0);
 
 /// The signals the crate's loops act on.
 pub(crate) const HANDLED: [Signal; 7] = [
@@ -31,6 +34,9 @@ extern "C" fn on_signal(signal: libc::c_int) {
     let saved = unsafe { *libc::__errno_location() };
     if (0..64).contains(&signal) {
         PENDING.fetch_or(1 << signal, Ordering::SeqCst);
+    }
+    if signal == libc::SIGINT {
+        INTERRUPTS.fetch_add(1, Ordering::SeqCst);
     }
     for slot in &PIPES {
         let fd = slot.load(Ordering::SeqCst);
@@ -106,6 +112,11 @@ pub(crate) fn take(signal: Signal) -> bool {
     PENDING.fetch_and(!bit, Ordering::SeqCst) & bit != 0
 }
 
+/// How many SIGINTs arrived since the last call.
+pub(crate) fn take_interrupts() -> u32 {
+    INTERRUPTS.swap(0, Ordering::SeqCst)
+}
+
 /// In a freshly forked child: forget the parent's pipes and restore default handling,
 /// so a signal for the child never pokes the master's loop.
 pub(crate) fn reset_in_child() {
@@ -113,6 +124,7 @@ pub(crate) fn reset_in_child() {
         slot.store(-1, Ordering::SeqCst);
     }
     PENDING.store(0, Ordering::SeqCst);
+    INTERRUPTS.store(0, Ordering::SeqCst);
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for signal in HANDLED {
         // SAFETY: restoring the default disposition installs no handler.

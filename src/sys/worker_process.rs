@@ -5,13 +5,14 @@
 //! The stop signals are blocked in every thread that runs handlers, so a handler never
 //! sees `EINTR` from them, however often the master re-sends them during a drain. They
 //! reach only the watchdog thread (which never blocks them) and a thread while it waits
-//! for its next connection inside [`accepting`], where an interrupted `accept` is the
-//! point. A thread-directed re-send ([`interrupt_accept`]) wakes that thread if a
-//! signal landed just before it blocked.
+//! for its next connection (between [`begin_interruptible_wait`] and
+//! [`end_interruptible_wait`]), where an interrupted `accept` is the point. A
+//! thread-directed re-send ([`interrupt_waiting_thread`]) wakes that thread if a signal
+//! landed just before it blocked.
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
 
@@ -19,18 +20,24 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signa
 pub(crate) const RUN: u8 = 0;
 /// Finish the connection in hand, then exit (SIGTERM).
 pub(crate) const STOP_GRACEFUL: u8 = 1;
-/// Exit now (SIGINT, SIGQUIT).
+/// Exit now (a second SIGINT, SIGQUIT).
 pub(crate) const STOP_FAST: u8 = 2;
 
 static STOP: AtomicU8 = AtomicU8::new(RUN);
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
-/// The thread that last waited for a connection (0: none yet).
-static ACCEPTING_TID: AtomicI32 = AtomicI32::new(0);
+/// The thread waiting for a connection now (its kernel thread id; 0: none).
+static WAITING: AtomicI32 = AtomicI32::new(0);
+/// SIGINTs received by this worker.
+static INTERRUPTS: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn on_stop_signal(signal: libc::c_int) {
     // SAFETY: reading this thread's errno slot, always valid.
     let saved = unsafe { *libc::__errno_location() };
-    let level = if signal == libc::SIGTERM {
+    // SIGTERM, and the first SIGINT (a terminal's Ctrl-C reaches every worker), are
+    // graceful; a second SIGINT, or SIGQUIT, fast. Counted, not read from `STOP`: the
+    // master's SIGTERM may be handled first, though it came second.
+    let first_interrupt = signal == libc::SIGINT && INTERRUPTS.fetch_add(1, Ordering::SeqCst) == 0;
+    let level = if signal == libc::SIGTERM || first_interrupt {
         STOP_GRACEFUL
     } else {
         STOP_FAST
@@ -48,15 +55,16 @@ extern "C" fn on_stop_signal(signal: libc::c_int) {
 /// The signals that stop a worker.
 pub(crate) const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
 
-/// In a fresh worker: SIGTERM asks a graceful stop, SIGINT/SIGQUIT a fast one, each
-/// poking `wake_fd` and interrupting (`EINTR`) the blocking call of the thread that
-/// takes it — only a thread inside [`accepting`] or the watchdog, see the module doc; the master's own
+/// In a fresh worker: SIGTERM and a first SIGINT ask a graceful stop, a second SIGINT
+/// or SIGQUIT a fast one, each
+/// interrupting blocking calls (`EINTR`) and poking `wake_fd`; the master's own
 /// signals (SIGHUP, SIGTTIN, SIGTTOU), sent to a whole process group by a terminal,
 /// are ignored. The parent-death signal is SIGTERM; a master that died before that
 /// was set is caught by comparing `getppid` with `master`.
 pub(crate) fn install(wake_fd: RawFd, master: u32) -> io::Result<()> {
     WAKE_FD.store(wake_fd, Ordering::SeqCst);
     STOP.store(RUN, Ordering::SeqCst);
+    INTERRUPTS.store(0, Ordering::SeqCst);
     let stop = SigAction::new(
         SigHandler::Handler(on_stop_signal),
         SaFlags::empty(),
@@ -101,36 +109,28 @@ pub(crate) fn block_stop_signals(block: bool) {
     let _ = nix::sys::signal::pthread_sigmask(how, Some(&set), None);
 }
 
-/// While alive, the calling thread takes the stop signals, so they interrupt its wait
-/// for a connection; dropping it blocks them again, before the connection's handler
-/// runs on this thread.
-#[derive(Debug)]
-pub(crate) struct Accepting(());
-
-/// Opens the calling thread to the stop signals for its wait for a connection; a
-/// signal that arrived while they were blocked is handled now.
-pub(crate) fn accepting() -> Accepting {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
-    ACCEPTING_TID.store(tid, Ordering::SeqCst);
+/// The calling thread starts waiting for a connection: the stop signals, blocked in
+/// every other thread of the worker but the watchdog, may interrupt it now.
+pub(crate) fn begin_interruptible_wait() {
+    WAITING.store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
     block_stop_signals(false);
-    Accepting(())
 }
 
-impl Drop for Accepting {
-    fn drop(&mut self) {
-        block_stop_signals(true);
-    }
+/// The calling thread stops waiting for a connection.
+pub(crate) fn end_interruptible_wait() {
+    block_stop_signals(true);
+    let me = nix::unistd::gettid().as_raw();
+    let _ = WAITING.compare_exchange(me, 0, Ordering::SeqCst, Ordering::SeqCst);
 }
 
-/// Sends SIGTERM to the thread that waits for connections (not to the process, which
-/// could hand it to any thread): it interrupts that wait, or stays pending until the
-/// thread waits again.
-pub(crate) fn interrupt_accept() {
-    let tid = ACCEPTING_TID.load(Ordering::SeqCst);
-    if tid > 0 {
-        // SAFETY: tgkill only sends a signal; a thread that is gone makes it fail with
-        // ESRCH, which is ignored. The tgid check keeps it inside this process.
+/// Interrupts the thread waiting for a connection, if any (SIGTERM to that thread
+/// alone), so it looks at the stop flag; a signal the watchdog took never reaches it.
+pub(crate) fn interrupt_waiting_thread() {
+    let tid = WAITING.load(Ordering::SeqCst);
+    if tid != 0 {
+        // SAFETY: tgkill only sends a signal; a thread that left meanwhile makes it
+        // fail with ESRCH (or, its id reused by another thread of this process, gives
+        // that thread a SIGTERM whose handler only records the stop), both harmless.
         unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGTERM) };
     }
 }

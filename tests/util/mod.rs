@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,8 +16,9 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 pub const MODELS: &[&str] = &["iterative", "threading", "forking", "scheduled"];
 
 /// The pool variants every shared test runs under: each preforked accept strategy
-/// with each inner model, and each prethreaded hand-over. `SO_REUSEPORT` spreads by
-/// hash, not by readiness, so it runs with threads inside each worker.
+/// with each inner model (the crate's models and a user-written one), and each
+/// prethreaded hand-over. `SO_REUSEPORT` spreads by hash, not by readiness, so it runs
+/// with more than one connection per worker.
 pub const POOL_VARIANTS: &[&[&str]] = &[
     &["--mixin", "preforked", "--accept", "shared"],
     &["--mixin", "preforked", "--accept", "locked"],
@@ -87,9 +89,55 @@ pub const POOL_VARIANTS: &[&[&str]] = &[
         "--inner",
         "scheduled",
     ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "shared",
+        "--inner",
+        "prethreaded",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "passed",
+        "--inner",
+        "prethreaded",
+        "--inner-accept",
+        "handoff",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "reuseport",
+        "--inner",
+        "prethreaded",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "locked-mutex",
+        "--inner",
+        "user",
+    ],
+    &[
+        "--mixin",
+        "preforked",
+        "--accept",
+        "passed",
+        "--inner",
+        "user",
+    ],
     &["--mixin", "prethreaded", "--accept", "locked"],
     &["--mixin", "prethreaded", "--accept", "handoff"],
 ];
+
+/// Every model a preforked worker can run, by its `--inner` name (`user` is a model
+/// written outside the crate).
+pub const INNER_MODELS: &[&str] = &["iterative", "threading", "scheduled", "prethreaded", "user"];
 
 /// Path of a built example binary (cargo builds examples before running tests).
 pub fn example_path(name: &str) -> PathBuf {
@@ -112,11 +160,14 @@ impl ServerProcess {
     /// Starts `example` with `args` plus `--addr 127.0.0.1:0` and reads its address.
     pub fn start(example: &str, args: &[&str]) -> ServerProcess {
         let path = example_path(example);
+        // Its own process group, so `interrupt` reaches the server and its workers as
+        // a terminal's Ctrl-C does, and nothing of the test harness.
         let mut child = Command::new(&path)
             .args(args)
             .args(["--addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
@@ -144,10 +195,16 @@ impl ServerProcess {
             .status();
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit; returns the exit status.
-    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        self.signal(15);
-        let deadline = Instant::now() + Duration::from_secs(20);
+    /// Ctrl-C: SIGINT to the server's whole process group (master and workers).
+    pub fn interrupt(&self) {
+        let _ = Command::new("kill")
+            .args(["-2", "--", &format!("-{}", self.child.id())])
+            .status();
+    }
+
+    /// Waits (bounded by `limit`) for the server to exit; returns its status.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
@@ -155,6 +212,12 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal(15);
+        self.exited_within(Duration::from_secs(20))
     }
 
     /// The rest of the server's stdout (after it exited).

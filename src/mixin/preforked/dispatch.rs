@@ -6,10 +6,10 @@ use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 
 use super::Dispatch;
-use super::accept::message;
 use super::pool::Pool;
 use crate::conn::Conn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
+use crate::server::source::worker::message;
 use crate::sys::fd_passing;
 
 /// Which workers said "ready", and how the next one is picked.

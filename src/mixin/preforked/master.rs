@@ -11,17 +11,19 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use nix::sys::signal::Signal;
 
-use super::accept::message;
 use super::dispatch::Dispatcher;
 use super::pool::{CONTROL_BASE, Pool, WorkerPlan};
 use super::{Accept, Preforked};
 use crate::server::Context;
+use crate::server::source::worker::message;
 use crate::sync::hub::HubServer;
 use crate::sys::fork::{self, SingleThreaded};
 use crate::sys::signal;
 
 const WAKE: Token = Token(0);
 const LISTENER: Token = Token(1);
+/// How long before a stopping worker's drain runs out its waiters are answered.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 /// The housekeeping tick: growth, heartbeats, re-signalling.
 const TICK: Duration = Duration::from_millis(100);
 /// After stopping the workers, how long to wait before answering pending waiters, so
@@ -42,6 +44,7 @@ enum Phase {
 /// Runs the master until shutdown; every worker is reaped before it returns.
 pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     let proof = SingleThreaded::check("preforked")?;
+    // The inner model moves into the plan the workers are forked with, and back.
     let plan = WorkerPlan::new(model, ctx)?;
     let master_accepts = matches!(model.accept, Accept::Passed(_) | Accept::ReusePort);
     // O_NONBLOCK is shared by every copy of the listener: set it once, for the run.
@@ -74,6 +77,11 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     master.pool.kill_all(&master.plan.board, poll.registry());
     hub.close(poll.registry());
     own_fds.iter().for_each(|&fd| fork::forget_in_child(fd));
+    model.inner = master
+        .plan
+        .inner
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     result
 }
 
@@ -122,8 +130,10 @@ impl Master<'_> {
                 }
             }
             hub.expire_timeouts(&registry);
-            // Workers being replaced or retired: their clients' waits are answered now.
-            hub.answer_waiters_of(&registry, &self.pool.stopping_pids());
+            // Workers being replaced or retired keep their waiters (the next notify
+            // releases them) until just before their drain runs out: answered then.
+            let waited = self.ctx.shutdown_timeout().saturating_sub(ANSWER_MARGIN);
+            hub.answer_waiters_of(&registry, &self.pool.overdue_pids(waited));
             for slot in self.pool.reap(&self.plan.board, &registry) {
                 self.dispatcher.forget(slot);
             }
@@ -182,12 +192,7 @@ impl Master<'_> {
     /// Signals and shutdown requests.
     fn on_wake(&mut self) {
         self.ctx.shutdown.clear_wakeups();
-        if signal::take(Signal::SIGTERM) {
-            self.ctx.shutdown.request();
-        }
-        if signal::take(Signal::SIGINT) || signal::take(Signal::SIGQUIT) {
-            self.ctx.shutdown.request_fast();
-        }
+        self.ctx.shutdown.take_stop_signals();
         if self.phase != Phase::Serving {
             return;
         }
@@ -203,10 +208,12 @@ impl Master<'_> {
             self.pool.target -= 1;
             let board = &self.plan.board;
             let slots: Vec<usize> = self.pool.active_slots().collect();
+            let idle = |&&s: &&usize| board.state(s) == crate::mixin::pool_stats::SlotState::Idle;
             let victim = slots
                 .iter()
                 .rev()
-                .find(|&&s| board.state(s) == crate::mixin::pool_stats::SlotState::Idle)
+                .find(|&&s| board.is_free(s))
+                .or_else(|| slots.iter().rev().find(idle))
                 .or(slots.last())
                 .copied();
             if let Some(slot) = victim {

@@ -2,23 +2,19 @@
 //! connection arrives (UNP §30.6–30.9, Apache's prefork, gunicorn).
 //!
 //! - `mod.rs` — the configuration: [`Preforked`], [`Accept`], [`LockKind`],
-//!   [`Dispatch`], [`Inner`];
+//!   [`Dispatch`];
 //! - `master.rs` — the master's single-threaded loop: signals, the hub, the listener
 //!   when the master accepts, worker pipes;
 //! - `pool.rs` — the worker table: spawn, reap, respawn with back-off, growth,
 //!   heartbeat, graceful replacement;
 //! - `dispatch.rs` — `Accept::Passed`: which ready worker gets the next connection;
-//! - `worker.rs` — a worker process from fork to `_exit`;
-//! - `accept.rs` — where a worker's connections come from, per [`Accept`];
-//! - `inner.rs` — how a worker serves them, per [`Inner`]; `scheduled.rs` — the
-//!   coroutine inner model.
+//! - `worker.rs` — a worker process from fork to `_exit`: it runs the inner model's
+//!   own `serve_forever` over the worker's share of the connections
+//!   ([`source::worker`](crate::server::source::worker)).
 
-mod accept;
 mod dispatch;
-mod inner;
 mod master;
 mod pool;
-mod scheduled;
 mod worker;
 
 use std::io;
@@ -26,9 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conn::Conn;
-use crate::mixin::MixIn;
 use crate::mixin::pool_stats::{PoolStats, Scoreboard};
-use crate::server::Context;
+use crate::mixin::settings::settings;
+use crate::mixin::{Iterative, MixIn};
+use crate::server::{ConfigCheck, ConfigError, Context};
 
 /// Who accepts connections in a [`Preforked`] pool, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +43,11 @@ pub enum Accept {
     /// `SO_REUSEPORT` too ([`Listener::bind_tcp_reuseport`](crate::Listener::bind_tcp_reuseport));
     /// the master accepts what the kernel gives it and passes it to a worker. A
     /// worker that dies (or is replaced) loses what waits in its own queue — a
-    /// kernel limit (`net.ipv4.tcp_migrate_req` lifts it).
+    /// kernel limit (`net.ipv4.tcp_migrate_req` lifts it). Because each worker has its
+    /// own queue, the reserve rule applies per worker: a wait that would take the
+    /// worker's last free slot fails at once (`503`; every wait, with an `Iterative`
+    /// inner model), since a notify the kernel hashed to that worker could not be
+    /// served.
     ReusePort,
     /// The master accepts and passes each connection's fd (`SCM_RIGHTS`) over a
     /// socketpair to a worker that said it is ready (UNP row 5).
@@ -76,44 +77,15 @@ pub enum Dispatch {
     LeastBusy,
 }
 
-/// How each worker process serves the connections it takes.
+/// A master process and a pool of pre-forked workers, each running any model.
 ///
-/// A worker's loop is handed a connection source (its accept strategy) and runs until
-/// the source says stop; an inner model decides what "serving" means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Inner {
-    /// One connection at a time (UNP rows 2–5).
-    #[default]
-    Iterative,
-    /// A thread per connection inside each worker, at most `max_threads` at once
-    /// (`None`: no cap) — Apache's worker MPM.
-    Threading {
-        /// Connection threads per worker.
-        max_threads: Option<usize>,
-    },
-    /// A coroutine per connection on one loop inside each worker, at most
-    /// `max_connections` at once — nginx's and gunicorn+gevent's design: the loop holds
-    /// thousands of waiting clients, the workers use every core. The handler rules of
-    /// [`Scheduled`](crate::Scheduled) apply.
-    Scheduled {
-        /// Live connections per worker.
-        max_connections: usize,
-    },
-}
-
-impl Inner {
-    /// Connections one worker can serve at once (`None`: no limit).
-    fn capacity(&self) -> Option<usize> {
-        match *self {
-            Inner::Iterative => Some(1),
-            Inner::Threading { max_threads } => max_threads,
-            Inner::Scheduled { max_connections } => Some(max_connections),
-        }
-    }
-}
-
-/// A master process and a pool of pre-forked workers.
+/// Each worker runs the [`inner`](Preforked::inner) model — any [`MixIn`]: `Iterative`
+/// by default (UNP rows 2–5), `Threading` (Apache's worker MPM), `Scheduled` (nginx,
+/// gunicorn+gevent), `Prethreaded`, or your own — with its own `serve_forever`, over
+/// the worker's share of the connections ([`accept`](Preforked::accept) says how the
+/// workers share them). The model does not know it runs in a worker. `Forking` is the
+/// one exception: a worker has a watchdog thread, and a process with threads must not
+/// fork.
 ///
 /// The master forks [`workers`](Preforked::workers) processes before serving, then
 /// runs one single-threaded loop: it reaps and respawns workers (backing off, and
@@ -125,9 +97,10 @@ impl Inner {
 /// | signal | effect |
 /// |---|---|
 /// | SIGTERM | graceful: stop accepting, finish in-flight connections, answer pending waiters, exit; workers left after the shutdown timeout are killed |
-/// | SIGINT, SIGQUIT | fast: kill the workers and exit |
-/// | SIGHUP | replace every worker: new ones start, old ones finish what they hold and exit |
-/// | SIGTTIN / SIGTTOU | one worker more / less |
+/// | SIGINT (Ctrl-C) | the first graceful, as SIGTERM (workers, which get it from the terminal too, finish what they hold); a second one fast |
+/// | SIGQUIT | fast: kill the workers and exit |
+/// | SIGHUP | replace every worker: new ones start, old ones finish what they hold and exit; a wait they hold stays until the next notify releases it (or is answered `503` just before the shutdown timeout) |
+/// | SIGTTIN / SIGTTOU | one worker more / less (an idle worker that holds no waiter is retired first; a retired worker keeps its waiters as on SIGHUP) |
 ///
 /// One worker is always kept free of shared-object waits: when `max_workers` workers
 /// could all block in `/wait`, the last free one answers further waits with `503`.
@@ -138,12 +111,14 @@ impl Inner {
 /// ```no_run
 /// use mixserve::Server;
 /// use mixserve::http::{Http, Request, Response};
-/// use mixserve::mixin::{Accept, Inner, LockKind, Preforked};
+/// use mixserve::mixin::{Accept, LockKind, Preforked};
+/// use mixserve::Threading;
 ///
-/// let model = Preforked::new(Accept::Locked(LockKind::SharedMutex))
+/// let model = Preforked::new()
+///     .accept(Accept::Locked(LockKind::SharedMutex))
 ///     .workers(4)
 ///     .max_workers(64)
-///     .inner(Inner::Iterative);
+///     .inner(Threading::new().max_threads(16));
 /// let stats = model.stats();
 /// let app = |_req: &mut Request| Response::text(200, "hello\n");
 /// let mut server = Server::builder(model).bind("127.0.0.1:8000").build(Http::new(app))?;
@@ -151,12 +126,11 @@ impl Inner {
 /// print!("{}", stats.table());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
 pub struct Preforked {
     /// Who accepts.
     accept: Accept,
-    /// How a worker serves.
-    inner: Inner,
+    /// The model each worker runs.
+    inner: Box<dyn MixIn>,
     /// Workers to keep running.
     workers: usize,
     /// The pool grows up to this many when every worker is busy.
@@ -173,6 +147,31 @@ pub struct Preforked {
     board: Option<Arc<Scoreboard>>,
 }
 
+impl std::fmt::Debug for Preforked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preforked")
+            .field("accept", &self.accept)
+            .field("inner", &self.inner.name())
+            .field("workers", &self.workers)
+            .field("max_workers", &self.max_workers)
+            .finish_non_exhaustive()
+    }
+}
+
+settings!(Preforked {
+    /// Sets how many workers run (at least 1).
+    fn workers(workers: usize) { workers = workers }
+    /// Sets how far the pool may grow when every worker is busy (at least `workers`).
+    fn max_workers(max: usize) { max_workers = max }
+    /// Sets who accepts connections, and how (default [`Accept::Shared`]).
+    fn accept(accept: Accept) { accept = accept }
+    /// Sets the model each worker runs (default [`Iterative`]): any [`MixIn`] but
+    /// `Forking`. Each worker gets its own copy, made by the fork.
+    fn inner(inner: impl MixIn) { inner = Box::new(inner) }
+    /// Sets how long a worker may stay silent before it is killed as hung.
+    fn heartbeat_timeout(timeout: Duration) { heartbeat_timeout = timeout }
+});
+
 impl Preforked {
     /// Default number of workers.
     pub const DEFAULT_WORKERS: usize = 4;
@@ -183,16 +182,16 @@ impl Preforked {
     /// Default heartbeat timeout.
     pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
 
-    /// A pool of [`DEFAULT_WORKERS`](Self::DEFAULT_WORKERS) iterative workers that
-    /// accept as `accept` says.
-    pub fn new(accept: Accept) -> Preforked {
+    /// A pool of [`DEFAULT_WORKERS`](Self::DEFAULT_WORKERS) iterative workers, each
+    /// blocking in `accept` on the shared listener ([`Accept::Shared`]).
+    pub fn new() -> Preforked {
         // Two slots per worker, so a full pool can be replaced (SIGHUP) side by side.
         let board = Scoreboard::new(2 * Preforked::MAX_WORKERS)
             .ok()
             .map(Arc::new);
         Preforked {
-            accept,
-            inner: Inner::default(),
+            accept: Accept::Shared,
+            inner: Box::new(Iterative::new()),
             workers: Preforked::DEFAULT_WORKERS,
             max_workers: Preforked::DEFAULT_MAX_WORKERS,
             max_requests: None,
@@ -200,24 +199,6 @@ impl Preforked {
             heartbeat_timeout: Preforked::DEFAULT_HEARTBEAT_TIMEOUT,
             board,
         }
-    }
-
-    /// Sets how many workers run (at least 1).
-    pub fn workers(mut self, workers: usize) -> Preforked {
-        self.workers = workers;
-        self
-    }
-
-    /// Sets how far the pool may grow when every worker is busy (at least `workers`).
-    pub fn max_workers(mut self, max: usize) -> Preforked {
-        self.max_workers = max;
-        self
-    }
-
-    /// Sets how each worker serves its connections.
-    pub fn inner(mut self, inner: Inner) -> Preforked {
-        self.inner = inner;
-        self
     }
 
     /// Retires each worker after `max` connections plus up to `jitter` more (chosen
@@ -228,21 +209,17 @@ impl Preforked {
         self
     }
 
-    /// Sets how long a worker may stay silent before it is killed as hung.
-    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Preforked {
-        self.heartbeat_timeout = timeout;
-        self
-    }
-
     /// A handle on the per-worker counters, readable after the server has been built
     /// with this model (and after `serve_forever` returned).
     pub fn stats(&self) -> PoolStats {
         PoolStats::new(self.board.clone())
     }
 
-    /// Workers one process can hold at once times `max_workers`, for `max_blocked`.
+    /// Connections the whole pool can hold at once, for `max_blocked`: what one
+    /// worker's model holds (its `max_blocked` plus the one kept free) per worker.
     fn capacity(&self) -> Option<usize> {
-        self.inner.capacity().map(|per| per * self.max_workers)
+        let per_worker = self.inner.max_blocked()? + 1;
+        Some(per_worker * self.max_workers)
     }
 }
 
@@ -251,48 +228,22 @@ impl MixIn for Preforked {
         "preforked"
     }
 
-    fn validate(&self) -> Result<(), String> {
-        if self.workers == 0 {
-            return Err("preforked: workers must be at least 1".into());
-        }
-        if self.max_workers < self.workers {
-            return Err(format!(
-                "preforked: max_workers ({}) is below workers ({})",
-                self.max_workers, self.workers
-            ));
-        }
-        if self.max_workers > Preforked::MAX_WORKERS {
-            return Err(format!(
-                "preforked: max_workers {} is above the limit of {}",
-                self.max_workers,
-                Preforked::MAX_WORKERS
-            ));
-        }
-        if self.board.is_none() {
-            return Err("preforked: cannot map shared memory for the scoreboard".into());
-        }
-        if self.max_requests == Some(0) {
-            return Err("preforked: max_requests must be at least 1".into());
-        }
-        if self.heartbeat_timeout < Duration::from_secs(2) {
-            return Err("preforked: heartbeat_timeout must be at least 2 s".into());
-        }
-        if let Inner::Threading {
-            max_threads: Some(0),
-        } = self.inner
-        {
-            return Err("preforked: inner threading needs max_threads of at least 1".into());
-        }
-        if let Inner::Scheduled { max_connections } = self.inner {
-            // One coroutine per connection plus the dispatcher, within the runtime's cap.
-            let most = crate::rt::RuntimeConfig::default().max_coroutines - 1;
-            if max_connections == 0 || max_connections > most {
-                return Err(format!(
-                    "preforked: inner scheduled needs max_connections from 1 to {most}"
-                ));
-            }
-        }
-        Ok(())
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.inner.validate()?;
+        let check = ConfigCheck(self.name());
+        check.within("workers", self.workers, 1..=Preforked::MAX_WORKERS)?;
+        let most = Preforked::MAX_WORKERS;
+        check.within("max_workers", self.max_workers, self.workers..=most)?;
+        check.require(
+            "max_requests",
+            self.max_requests != Some(0),
+            "must be above 0",
+        )?;
+        let beats = self.heartbeat_timeout >= Duration::from_secs(2);
+        check.require("heartbeat_timeout", beats, "must be at least 2 s")?;
+        check.require("stats", self.board.is_some(), "cannot map the scoreboard")?;
+        let forks = self.inner.name() == "forking";
+        check.require("inner", !forks, "cannot fork: a worker has threads")
     }
 
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {

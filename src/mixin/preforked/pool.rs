@@ -14,8 +14,10 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::worker::{self, EXIT_BOOT_FAILED};
-use super::{Accept, Inner, LockKind, Preforked};
+use super::{Accept, LockKind, Preforked};
+use crate::mixin::MixIn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
+use crate::server::source::worker::{AcceptLock, Way, WorkerSeat};
 use crate::server::{Context, ListenAddr};
 use crate::sys::fd_passing;
 use crate::sys::fork::{self, Forked, SingleThreaded};
@@ -28,75 +30,104 @@ const MAX_BOOT_FAILURES: u32 = 5;
 /// A stopping worker is signalled again this often (a signal can land just before
 /// it blocks in `accept`).
 const RESIGNAL_EVERY: Duration = Duration::from_millis(200);
+/// A stopping worker still there this long after the shutdown timeout is killed.
+const KILL_AFTER: Duration = Duration::from_secs(2);
 /// An extra (grown) worker idle this long is retired.
 const SHRINK_AFTER: Duration = Duration::from_secs(2);
 
 /// Everything a worker needs, made by the master before it forks.
-#[derive(Debug)]
 pub(crate) struct WorkerPlan {
     pub(super) accept: Accept,
-    pub(super) inner: Inner,
+    /// The model each worker runs (each worker owns its copy after the fork).
+    pub(super) inner: std::sync::Mutex<Box<dyn MixIn>>,
     pub(super) board: Arc<Scoreboard>,
-    pub(super) file_lock: Option<FileLock>,
-    pub(super) mutex: Option<SharedMutex>,
-    pub(super) reuseport_addr: Option<SocketAddr>,
+    /// How workers take connections (its lock made before the fork).
+    way: Way,
     max_requests: Option<u64>,
     jitter: u64,
 }
 
+impl std::fmt::Debug for WorkerPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPlan")
+            .field("accept", &self.accept)
+            .field("way", &self.way)
+            .finish_non_exhaustive()
+    }
+}
+
 impl WorkerPlan {
-    pub(super) fn new(model: &Preforked, ctx: &Context) -> io::Result<WorkerPlan> {
-        let reuseport_addr = match ctx.listener().local_addr()? {
-            ListenAddr::Tcp(addr) => Some(addr),
-            ListenAddr::Unix(_) => None,
+    /// The plan for `model`'s workers; its inner model moves in (once everything
+    /// else succeeded) until the master gives it back.
+    pub(super) fn new(model: &mut Preforked, ctx: &Context) -> io::Result<WorkerPlan> {
+        let way = match model.accept {
+            Accept::Shared => Way::Shared,
+            Accept::Locked(LockKind::File) => {
+                Way::Locked(Arc::new(AcceptLock::File(FileLock::new()?)))
+            }
+            Accept::Locked(LockKind::SharedMutex) => {
+                Way::Locked(Arc::new(AcceptLock::Mutex(SharedMutex::new()?)))
+            }
+            Accept::ReusePort => Way::ReusePort(reuseport_addr(ctx)?),
+            Accept::Passed(_) => Way::Passed,
         };
-        if model.accept == Accept::ReusePort {
-            if reuseport_addr.is_none() {
-                return Err(io::Error::other(
-                    "preforked: Accept::ReusePort needs a TCP listener",
-                ));
-            }
-            if !crate::sys::accept::has_reuseport(ctx.listener_fd()) {
-                return Err(io::Error::other(
-                    "preforked: Accept::ReusePort needs the server's listener bound with \
-                     SO_REUSEPORT: build with .listener(Listener::bind_tcp_reuseport(addr, backlog)?)",
-                ));
-            }
-        }
         let board = model
             .board
             .clone()
             .ok_or_else(|| io::Error::other("preforked: no scoreboard memory"))?;
         Ok(WorkerPlan {
             accept: model.accept,
-            inner: model.inner,
             board,
-            file_lock: match model.accept {
-                Accept::Locked(LockKind::File) => Some(FileLock::new()?),
-                _ => None,
-            },
-            mutex: match model.accept {
-                Accept::Locked(LockKind::SharedMutex) => Some(SharedMutex::new()?),
-                _ => None,
-            },
-            reuseport_addr,
+            way,
             max_requests: model.max_requests,
             jitter: model.max_requests_jitter,
+            inner: std::sync::Mutex::new(std::mem::replace(
+                &mut model.inner,
+                Box::new(crate::mixin::Iterative::new()),
+            )),
         })
     }
 
+    /// The worker's seat in `slot`, made in the worker after the fork.
+    pub(super) fn seat(&self, slot: usize, control: RawFd) -> WorkerSeat {
+        WorkerSeat {
+            board: Arc::clone(&self.board),
+            slot,
+            control,
+            way: self.way.clone(),
+            quota: self.quota(),
+        }
+    }
+
     /// This worker's connection quota: `max_requests` plus a per-process jitter.
-    pub(super) fn quota(&self) -> Option<u64> {
+    fn quota(&self) -> Option<u64> {
         let max = self.max_requests?;
         let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Some(max + (seed >> 32) % (self.jitter + 1))
     }
 
-    /// Whether workers are stopped in-band (a quit byte on their socket) rather than
-    /// by a signal: those that read their socket.
+    /// Whether workers also get their stop in band (a quit byte on their socket,
+    /// after the fds passed to them): those that read their socket.
     fn stops_in_band(&self) -> bool {
         matches!(self.accept, Accept::Passed(_) | Accept::ReusePort)
     }
+}
+
+/// The address each worker binds its own `SO_REUSEPORT` listener to: the server's,
+/// which must be TCP and bound with `SO_REUSEPORT` itself.
+fn reuseport_addr(ctx: &Context) -> io::Result<SocketAddr> {
+    let ListenAddr::Tcp(addr) = ctx.listener().local_addr()? else {
+        return Err(io::Error::other(
+            "preforked: Accept::ReusePort needs a TCP listener",
+        ));
+    };
+    if !crate::sys::accept::has_reuseport(ctx.listener_fd()) {
+        return Err(io::Error::other(
+            "preforked: Accept::ReusePort needs the server's listener bound with \
+             SO_REUSEPORT: build with .listener(Listener::bind_tcp_reuseport(addr, backlog)?)",
+        ));
+    }
+    Ok(addr)
 }
 
 /// One live worker, as the master sees it.
@@ -306,9 +337,10 @@ impl Pool {
                 self.spawn(ctx, plan, registry)?;
             }
         }
+        // Only a worker that holds nobody is retired: a waiter stays with its worker.
         let idle: Vec<usize> = self
             .active_slots()
-            .filter(|&slot| board.state(slot) == SlotState::Idle)
+            .filter(|&slot| board.is_free(slot))
             .collect();
         if self.active() > self.target
             && idle.len() > 1
@@ -330,7 +362,7 @@ impl Pool {
     /// kills those still there after `timeout`. Runs while draining too.
     pub(super) fn tend(&mut self, plan: &WorkerPlan, timeout: Duration) {
         self.check_heartbeats(&plan.board);
-        self.resignal_stopping(plan, timeout);
+        self.resignal_stopping(timeout);
     }
 
     fn check_heartbeats(&self, board: &Scoreboard) {
@@ -351,14 +383,14 @@ impl Pool {
     }
 
     /// Signals stopping workers again; kills those past the shutdown timeout.
-    fn resignal_stopping(&mut self, plan: &WorkerPlan, timeout: Duration) {
+    fn resignal_stopping(&mut self, timeout: Duration) {
         for worker in self.workers.iter_mut().flatten() {
             let Some((since, last)) = worker.stopping.as_mut() else {
                 continue;
             };
-            if since.elapsed() > timeout {
+            if since.elapsed() > timeout + KILL_AFTER {
                 fork::kill(worker.pid, Signal::SIGKILL);
-            } else if !plan.stops_in_band() && last.elapsed() > RESIGNAL_EVERY {
+            } else if last.elapsed() > RESIGNAL_EVERY {
                 fork::kill(worker.pid, Signal::SIGTERM);
                 *last = Instant::now();
             }
@@ -376,21 +408,30 @@ impl Pool {
         let now = Instant::now();
         worker.stopping = Some((now, now));
         plan.board.set_state(slot, SlotState::Exiting);
-        let in_band = plan.stops_in_band()
-            && worker.control.as_ref().is_some_and(|control| {
-                fd_passing::send_byte(control.as_raw_fd(), super::accept::message::QUIT).is_ok()
-            });
-        if !in_band {
-            fork::kill(worker.pid, Signal::SIGTERM);
+        // A worker that reads its control socket gets the quit in band too, after
+        // every fd passed to it; the signal makes it stop at once (its connections
+        // answer with `Connection: close`) and serve those fds as leftovers.
+        if plan.stops_in_band() {
+            if let Some(control) = worker.control.as_ref() {
+                let quit = crate::server::source::worker::message::QUIT;
+                let _ = fd_passing::send_byte(control.as_raw_fd(), quit);
+            }
         }
+        fork::kill(worker.pid, Signal::SIGTERM);
     }
 
-    /// Pids of the workers asked to stop and not yet gone.
-    pub(super) fn stopping_pids(&self) -> Vec<u32> {
+    /// Pids of the workers asked to stop at least `waited` ago and not yet gone: the
+    /// waiters they still hold get their answer now, before the worker's own drain
+    /// runs out and forces their connections.
+    pub(super) fn overdue_pids(&self, waited: Duration) -> Vec<u32> {
         self.workers
             .iter()
             .flatten()
-            .filter(|worker| worker.stopping.is_some())
+            .filter(|worker| {
+                worker
+                    .stopping
+                    .is_some_and(|(since, _)| since.elapsed() >= waited)
+            })
             .map(|worker| worker.pid.as_raw() as u32)
             .collect()
     }

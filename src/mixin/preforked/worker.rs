@@ -1,6 +1,7 @@
 //! A worker process, from the fork to `_exit`: it closes what belongs to the master,
 //! installs its stop signals, starts its watchdog thread (heartbeat, stop requests,
-//! master gone), then lets its inner model serve what its source hands it.
+//! master gone), then runs its inner model's own `serve_forever` on a context whose
+//! source is the worker's share of the connections.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -10,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::accept::{SlotHandle, Source};
-use super::inner;
 use super::pool::WorkerPlan;
 use crate::mixin::pool_stats::SlotState;
 use crate::server::Context;
+use crate::server::source::worker::{Way, WorkerSeat};
+use crate::sync::lock;
 use crate::sys::pipe::SelfPipe;
 use crate::sys::worker_process::{self, RUN, STOP_FAST, STOP_GRACEFUL};
 use crate::sys::{borrow_fd, fork};
@@ -64,39 +65,49 @@ fn serve(
     control: &OwnedFd,
     master: u32,
 ) -> io::Result<()> {
+    let seat = Arc::new(plan.seat(slot, control.as_raw_fd()));
+    let worker_ctx = Arc::new(ctx.for_worker(Arc::clone(&seat))?);
     let wake = SelfPipe::new()?;
     worker_process::install(wake.write_fd(), master)?;
-    let handle = SlotHandle {
-        board: Arc::clone(&plan.board),
-        slot,
-        control: control.as_raw_fd(),
-    };
-    // The watchdog takes the stop signals at any time; this thread (and every thread
-    // it starts) only while it waits for a connection, so handlers never see EINTR.
-    let watchdog = {
-        let (ctx, handle) = (Arc::clone(ctx), handle.clone());
+    // Every thread of the worker blocks the stop signals (threads the model starts
+    // inherit that) but the watchdog; its source unblocks them only while it waits
+    // for a connection, so they interrupt that wait and no handler.
+    worker_process::block_stop_signals(true);
+    {
+        let (ctx, seat) = (Arc::clone(&worker_ctx), Arc::clone(&seat));
         thread::Builder::new()
             .name("mixserve-watchdog".into())
-            .spawn(move || watchdog(&ctx, &handle, &wake, master))
-    };
-    worker_process::block_stop_signals(true);
-    watchdog?;
-    let mut source = Source::open(ctx, plan, handle, control)?;
-    inner::run(plan.inner, ctx, &mut source);
-    Ok(())
+            .spawn(move || watchdog(&ctx, &seat, &wake, master))?;
+    }
+    let mut inner = lock(&plan.inner);
+    if let Way::ReusePort(_) = seat.way {
+        // A queue of its own: the reserve rule applies to this worker alone.
+        worker_ctx.scope().set_max_blocked(inner.max_blocked());
+    }
+    inner.serve_forever(&worker_ctx)
 }
 
-/// Beats every second; on a stop request, starts draining the worker's connections
-/// and signals the serving thread again every half second (a signal that landed just
-/// before it blocked in `accept` or took the lock is otherwise lost); a fast stop exits
-/// at once. When the master is gone, asks for a graceful stop.
-fn watchdog(ctx: &Context, slot: &SlotHandle, wake: &SelfPipe, master: u32) {
-    let mut last_signal = Instant::now();
+/// Beats every second; on a stop request, stops the worker's model (its connections
+/// finish the request in hand) and interrupts the thread waiting for a connection at
+/// once and every half second after (a signal that landed here, or just before that
+/// thread blocked in `accept` or took the lock, is otherwise lost); a fast stop exits
+/// at once. When the master is gone, asks for a
+/// graceful stop.
+fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
+    // A stop signal that lands here while the model is busy is seen at once.
+    worker_process::block_stop_signals(false);
+    let mut last_signal: Option<Instant> = None;
     loop {
         let mut fds = [PollFd::new(borrow_fd(wake.read_fd()), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(BEAT_EVERY_MS));
+        let every = if last_signal.is_some() {
+            RESIGNAL_EVERY.as_millis() as u16
+        } else {
+            BEAT_EVERY_MS
+        };
+        let _ = poll(&mut fds, PollTimeout::from(every));
         wake.drain();
-        slot.board.beat(slot.slot);
+        seat.board.beat(seat.slot);
+        seat.board.set_waiters(seat.slot, ctx.scope().blocked());
         if nix::unistd::getppid().as_raw() as u32 != master {
             // The master died before (or despite) the parent-death signal.
             worker_process::request_stop(STOP_GRACEFUL);
@@ -106,9 +117,12 @@ fn watchdog(ctx: &Context, slot: &SlotHandle, wake: &SelfPipe, master: u32) {
             RUN => {}
             _ => {
                 ctx.shutdown.begin_drain();
-                if last_signal.elapsed() >= RESIGNAL_EVERY {
-                    worker_process::interrupt_accept();
-                    last_signal = Instant::now();
+                if !ctx.is_shutting_down() {
+                    ctx.shutdown.request();
+                }
+                if last_signal.is_none_or(|last| last.elapsed() >= RESIGNAL_EVERY) {
+                    worker_process::interrupt_waiting_thread();
+                    last_signal = Some(Instant::now());
                 }
             }
         }

@@ -10,9 +10,12 @@ use std::io;
 use std::sync::Arc;
 
 use crate::conn::Conn;
+use crate::mixin::MixIn;
 use crate::mixin::pool_stats::{PoolStats, Scoreboard};
-use crate::mixin::{MixIn, serve_accepting};
-use crate::server::Context;
+use crate::mixin::serve_loop::{self, Takes};
+use crate::mixin::settings::settings;
+use crate::server::source::Source;
+use crate::server::{ConfigCheck, ConfigError, Context};
 
 use pool::Pool;
 
@@ -40,7 +43,10 @@ pub enum PoolAccept {
 /// use mixserve::mixin::PoolAccept;
 /// use mixserve::http::{Http, Request, Response};
 ///
-/// let model = Prethreaded::new(8).accept(PoolAccept::Handoff).max_threads(64);
+/// let model = Prethreaded::new()
+///     .threads(8)
+///     .accept(PoolAccept::Handoff)
+///     .max_threads(64);
 /// let app = |_req: &mut Request| Response::text(200, "hello\n");
 /// let mut server = Server::builder(model).bind("127.0.0.1:8000").build(Http::new(app))?;
 /// server.serve_forever()?;
@@ -60,33 +66,39 @@ pub struct Prethreaded {
     pool: Option<Pool>,
 }
 
+settings!(Prethreaded {
+    /// Sets how connections reach the threads.
+    fn accept(accept: PoolAccept) { accept = accept }
+    /// Sets how far the pool may grow.
+    fn max_threads(max: usize) { max_threads = max }
+});
+
 impl Prethreaded {
     /// Default growth limit.
     pub const DEFAULT_MAX_THREADS: usize = 512;
     /// The largest `max_threads` accepted.
     pub const MAX_THREADS: usize = 1024;
 
-    /// A pool of `threads` threads with a locked accept, growing up to
-    /// [`DEFAULT_MAX_THREADS`](Self::DEFAULT_MAX_THREADS).
-    pub fn new(threads: usize) -> Prethreaded {
+    /// Default number of threads started up front.
+    pub const DEFAULT_THREADS: usize = 8;
+
+    /// A pool of [`DEFAULT_THREADS`](Self::DEFAULT_THREADS) threads with a locked
+    /// accept, growing up to [`DEFAULT_MAX_THREADS`](Self::DEFAULT_MAX_THREADS).
+    pub fn new() -> Prethreaded {
         Prethreaded {
             accept: PoolAccept::default(),
-            threads,
-            max_threads: Prethreaded::DEFAULT_MAX_THREADS.max(threads),
+            threads: Prethreaded::DEFAULT_THREADS,
+            max_threads: Prethreaded::DEFAULT_MAX_THREADS,
             board: Scoreboard::new(Prethreaded::MAX_THREADS).ok().map(Arc::new),
             pool: None,
         }
     }
 
-    /// Sets how connections reach the threads.
-    pub fn accept(mut self, accept: PoolAccept) -> Prethreaded {
-        self.accept = accept;
-        self
-    }
-
-    /// Sets how far the pool may grow.
-    pub fn max_threads(mut self, max: usize) -> Prethreaded {
-        self.max_threads = max;
+    /// Sets how many threads start up front (at least 1; the pool grows past them
+    /// when every thread is busy).
+    pub fn threads(mut self, threads: usize) -> Prethreaded {
+        self.threads = threads;
+        self.max_threads = self.max_threads.max(threads);
         self
     }
 
@@ -95,12 +107,24 @@ impl Prethreaded {
         PoolStats::new(self.board.clone())
     }
 
-    fn start(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
-        let board = self
-            .board
-            .clone()
-            .ok_or_else(|| io::Error::other("prethreaded: no statistics memory"))?;
-        let pool = Pool::start(ctx, board, self.accept, self.threads, self.max_threads)?;
+    fn start(&mut self, ctx: &Arc<Context>, source: &Arc<Source>) -> io::Result<()> {
+        let board = match ctx.worker_seat() {
+            // Inside a preforked worker the mapping made before the fork is shared by
+            // every worker: each pool counts on its own (the pool's table shows workers).
+            Some(_) => Arc::new(Scoreboard::new(self.max_threads)?),
+            None => self
+                .board
+                .clone()
+                .ok_or_else(|| io::Error::other("prethreaded: no statistics memory"))?,
+        };
+        let pool = Pool::start(
+            ctx,
+            source,
+            board,
+            self.accept,
+            self.threads,
+            self.max_threads,
+        )?;
         self.pool = Some(pool);
         Ok(())
     }
@@ -111,42 +135,26 @@ impl MixIn for Prethreaded {
         "prethreaded"
     }
 
-    fn validate(&self) -> Result<(), String> {
-        if self.threads == 0 {
-            return Err("prethreaded: threads must be at least 1".into());
-        }
-        if self.max_threads < self.threads {
-            return Err(format!(
-                "prethreaded: max_threads ({}) is below threads ({})",
-                self.max_threads, self.threads
-            ));
-        }
-        if self.max_threads > Prethreaded::MAX_THREADS {
-            return Err(format!(
-                "prethreaded: max_threads {} is above the limit of {}",
-                self.max_threads,
-                Prethreaded::MAX_THREADS
-            ));
-        }
-        if self.board.is_none() {
-            return Err("prethreaded: cannot map memory for the statistics".into());
-        }
-        Ok(())
+    fn validate(&self) -> Result<(), ConfigError> {
+        let (check, most) = (ConfigCheck(self.name()), Prethreaded::MAX_THREADS);
+        check.within("threads", self.threads, 1..=most)?;
+        check.within("max_threads", self.max_threads, self.threads..=most)?;
+        check.require("stats", self.board.is_some(), "cannot map the counters")
     }
 
+    /// The common loop over the server's source: under `Handoff` it takes each
+    /// connection and hands it to the pool; under `Locked` the pool's threads take
+    /// them and the loop only watches for shutdown. Either way it ends with the
+    /// common drain, then stops the pool.
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
-        self.start(ctx)?;
-        let result = match self.accept {
-            PoolAccept::Handoff => serve_accepting(self, ctx, None),
-            PoolAccept::Locked => match self.pool.as_mut() {
-                Some(pool) => pool.serve_locked(ctx),
-                None => Ok(()),
-            },
+        let source = Arc::new(Source::open(ctx, None)?);
+        self.start(ctx, &source)?;
+        let takes = match self.accept {
+            PoolAccept::Handoff => Takes::Connections,
+            PoolAccept::Locked => Takes::Nothing,
         };
-        if self.accept == PoolAccept::Locked {
-            self.server_close(ctx);
-        }
-        result
+        serve_loop::serve(self, ctx, &source, takes);
+        Ok(())
     }
 
     fn process_request(&mut self, ctx: &Arc<Context>, conn: Conn) -> io::Result<()> {

@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::conn::Conn;
 use crate::mixin::MixIn;
+use crate::mixin::settings::settings;
 use crate::rt::{self, Runtime, RuntimeConfig};
-use crate::server::Context;
+use crate::server::source::Source;
+use crate::server::{ConfigCheck, ConfigError, Context};
 
 /// One coroutine per connection on a single-threaded loop (or one loop per thread).
 ///
@@ -89,11 +91,20 @@ impl ScheduledStats {
     }
 }
 
-impl Default for Scheduled {
-    fn default() -> Scheduled {
-        Scheduled::new()
-    }
-}
+settings!(Scheduled {
+    /// Sets each coroutine's stack size in bytes (default 64 KiB; at least 32 KiB).
+    fn stack_size(bytes: usize) { runtime.stack_size = bytes }
+    /// Caps live connections in the process (default 25,000).
+    fn max_connections(max: usize) { max_connections = max }
+    /// Runs `n` loops on `n` threads sharing the listener, to use more cores in one
+    /// process (default 1). Each connection stays on the loop that accepted it.
+    fn threads(n: usize) { threads = n }
+    /// Reports a handler that keeps its loop's thread longer than `threshold` between
+    /// two switches: a `log::warn!` naming the connection and the time held, counted in
+    /// [`rt::stall_count`](crate::rt::stall_count). Default 100 ms; `None` turns the
+    /// detector off.
+    fn stall_threshold(threshold: Option<std::time::Duration>) { runtime.stall_threshold = threshold }
+});
 
 impl Scheduled {
     /// The default cap on live connections: well under the ~32,000 guarded stacks
@@ -113,33 +124,6 @@ impl Scheduled {
         }
     }
 
-    /// Sets each coroutine's stack size in bytes (default 64 KiB; at least 32 KiB).
-    pub fn stack_size(mut self, bytes: usize) -> Scheduled {
-        self.runtime.stack_size = bytes;
-        self
-    }
-
-    /// Reports a handler that keeps its loop's thread longer than `threshold` between
-    /// two switches: a `log::warn!` naming the connection and the time held, counted in
-    /// [`rt::stall_count`]. Default 100 ms; `None` turns the detector off.
-    pub fn stall_threshold(mut self, threshold: Option<std::time::Duration>) -> Scheduled {
-        self.runtime.stall_threshold = threshold;
-        self
-    }
-
-    /// Caps live connections in the process (default 25,000).
-    pub fn max_connections(mut self, max: usize) -> Scheduled {
-        self.max_connections = max;
-        self
-    }
-
-    /// Runs `n` loops on `n` threads sharing the listener, to use more cores in one
-    /// process (default 1). Each connection stays on the loop that accepted it.
-    pub fn threads(mut self, n: usize) -> Scheduled {
-        self.threads = n;
-        self
-    }
-
     /// The counters, to read while the server runs or after it stopped.
     pub fn stats(&self) -> ScheduledStats {
         self.stats.clone()
@@ -151,32 +135,27 @@ impl MixIn for Scheduled {
         "scheduled"
     }
 
-    fn validate(&self) -> Result<(), String> {
-        if self.runtime.stack_size < Scheduled::MIN_STACK_SIZE {
-            return Err(format!(
-                "scheduled: stack_size {} is below 32 KiB, where a panic's backtrace overflows the stack",
-                self.runtime.stack_size
-            ));
-        }
-        if self.threads == 0 || self.max_connections == 0 {
-            return Err("scheduled: threads and max_connections must be at least 1".into());
-        }
+    fn validate(&self) -> Result<(), ConfigError> {
+        let stack = self.runtime.stack_size;
+        let check = ConfigCheck(self.name());
+        check.at_least("stack_size", stack, Scheduled::MIN_STACK_SIZE)?;
+        check.at_least("threads", self.threads, 1)?;
         // Two coroutines per loop (accept, watch) come on top of the connections.
-        if self.max_connections + 2 > self.runtime.max_coroutines {
-            return Err(format!(
-                "scheduled: max_connections {} needs more than the runtime's {} coroutines",
-                self.max_connections, self.runtime.max_coroutines
-            ));
-        }
-        Ok(())
+        let most = self.runtime.max_coroutines.saturating_sub(2);
+        check.within("max_connections", self.max_connections, 1..=most)
     }
 
+    /// One loop per thread over the server's source; inside a preforked worker a
+    /// feeder thread takes the worker's connections while the loops have room.
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
-        ctx.listener().set_nonblocking(true)?;
+        let (counters, max) = (Arc::clone(&self.stats.inner), self.max_connections);
+        let room = Arc::new(move || counters.live.load(Ordering::SeqCst) < max);
+        let source = Arc::new(Source::open(ctx, None)?.fed(room)?);
         let settings = serve_loop::Settings {
             runtime: self.runtime.clone(),
             max_connections: self.max_connections,
             counters: Arc::clone(&self.stats.inner),
+            source,
         };
         if self.threads == 1 {
             return serve_loop::run(ctx, &settings, true);

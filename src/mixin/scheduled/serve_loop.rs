@@ -11,8 +11,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Counters;
+use crate::mixin::serve_loop::drain;
 use crate::rt::{self, Interest, Runtime, RuntimeConfig, RuntimeHandle};
 use crate::server::Context;
+use crate::server::source::Source;
 
 /// What every loop of one `Scheduled` server shares.
 #[derive(Debug)]
@@ -20,6 +22,8 @@ pub(super) struct Settings {
     pub(super) runtime: RuntimeConfig,
     pub(super) max_connections: usize,
     pub(super) counters: Arc<Counters>,
+    /// Where every loop takes its connections.
+    pub(super) source: Arc<Source>,
 }
 
 /// This loop's connections, by id, with their sockets (to force them at shutdown).
@@ -36,12 +40,13 @@ pub(super) fn run(ctx: &Arc<Context>, settings: &Settings, primary: bool) -> io:
     let accept = {
         let (ctx, stop, sockets) = (Arc::clone(ctx), Rc::clone(&stop), Rc::clone(&sockets));
         let (max, counters) = (settings.max_connections, Arc::clone(&settings.counters));
-        move || accept_loop(&ctx, &stop, &sockets, max, &counters)
+        let source = Arc::clone(&settings.source);
+        move || accept_loop(&ctx, &source, &stop, &sockets, max, &counters)
     };
     let watch = {
         let (ctx, stop, sockets) = (Arc::clone(ctx), Rc::clone(&stop), Rc::clone(&sockets));
-        let handle = runtime.handle();
-        move || watch_loop(&ctx, &stop, &sockets, &handle, primary)
+        let (handle, source) = (runtime.handle(), Arc::clone(&settings.source));
+        move || watch_loop(&ctx, &source, &stop, &sockets, &handle, primary)
     };
     runtime.spawn(accept).map_err(io::Error::other)?;
     runtime.spawn(watch).map_err(io::Error::other)?;
@@ -52,42 +57,37 @@ pub(super) fn run(ctx: &Arc<Context>, settings: &Settings, primary: bool) -> io:
 /// the cap (counted as refused).
 fn accept_loop(
     ctx: &Arc<Context>,
+    source: &Source,
     stop: &Cell<bool>,
     sockets: &LiveSockets,
     max_connections: usize,
     counters: &Arc<Counters>,
 ) {
+    let Some(ready_fd) = source.ready_fd() else {
+        log::error!("scheduled: the connection source cannot be waited on");
+        return;
+    };
     let mut next_id = 0u64;
     while !stop.get() {
-        let mut conn = match ctx.get_request() {
-            Ok(Some(conn)) => conn,
-            Ok(None) => {
-                // Bounded, so a stop is noticed within one poll interval.
-                let deadline = Instant::now() + ctx.poll_interval();
-                match rt::wait_fd(ctx.listener_fd(), Interest::Readable, Some(deadline)) {
-                    Ok(()) => continue,
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
-                    Err(e) => {
-                        log::error!("scheduled: cannot wait on the listener: {e}");
-                        return;
-                    }
-                }
-            }
-            // Out of fds: `get_request` already refused that connection with its spare
-            // fd, so go straight on to the next one (no pause per refusal).
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+        let Some(mut conn) = source.try_next() else {
+            // A connection refused for want of fds leaves the rest of the backlog
+            // queued with no new edge to wake us: look before waiting, and go straight
+            // on (no pause per refusal).
+            if crate::sys::readable_now(ready_fd) {
                 rt::yield_now();
                 continue;
             }
-            Err(e) => {
-                log::warn!("scheduled: accept failed: {e}");
-                rt::sleep(Duration::from_millis(10));
-                continue;
+            // Bounded, so a stop is noticed within one poll interval.
+            let deadline = Instant::now() + ctx.poll_interval();
+            match rt::wait_fd(ready_fd, Interest::Readable, Some(deadline)) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
+                Err(e) => {
+                    log::error!("scheduled: cannot wait for connections: {e}");
+                    return;
+                }
             }
         };
-        if !ctx.verify_request(&conn) {
-            continue;
-        }
         if counters.live.load(Ordering::SeqCst) >= max_connections {
             counters.refused.fetch_add(1, Ordering::Relaxed);
             log::debug!("scheduled: at {max_connections} connections, refusing one");
@@ -110,7 +110,7 @@ fn accept_loop(
             log::warn!("scheduled: refusing a connection: {e}");
         }
     }
-    rt::forget_fd(ctx.listener_fd());
+    rt::forget_fd(ready_fd);
 }
 
 /// A connection counted live and tracked for shutdown until dropped.
@@ -145,6 +145,7 @@ impl Drop for Tracked {
 /// timeout, force the rest, and finally stop the loop.
 fn watch_loop(
     ctx: &Arc<Context>,
+    source: &Source,
     stop: &Cell<bool>,
     sockets: &LiveSockets,
     handle: &RuntimeHandle,
@@ -164,12 +165,7 @@ fn watch_loop(
     }
     rt::forget_fd(wake_fd);
     stop.set(true);
-    ctx.shutdown.begin_drain();
-    crate::sync::close_waiters_of(ctx.scope());
-    let deadline = Instant::now() + ctx.shutdown_timeout();
-    while !sockets.borrow().is_empty() && Instant::now() < deadline && !ctx.shutdown.is_fast() {
-        rt::sleep(Duration::from_millis(20));
-    }
+    drain(ctx, source, &mut || sockets.borrow().len());
     for &fd in sockets.borrow().values() {
         // Open: see `LiveSockets`. Parked reads and writes wake with EOF or an error.
         let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);

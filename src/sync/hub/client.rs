@@ -18,10 +18,10 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
 
 use crate::conn::{Conn, PeerAddr};
+use crate::rt::park;
 use crate::sync::hub::protocol::{self, NO_TIMEOUT, Request, op};
 use crate::sync::hub::server::HUB_ADDR;
 use crate::sync::lock;
-use crate::sync::park;
 
 /// Idle connections a thread keeps for its next calls.
 pub(crate) const MAX_IDLE: usize = 4;

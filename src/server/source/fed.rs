@@ -1,0 +1,103 @@
+//! A hand-off source: a feeder thread pulls connections from a blocking source (a
+//! preforked worker's `accept`, which its stop signals interrupt) and queues them,
+//! poking a pipe a coroutine loop can wait on. Connections cross threads before they
+//! ever wait, which `Conn` allows.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::Source;
+use crate::conn::Conn;
+use crate::sync::lock;
+use crate::sys::pipe::SelfPipe;
+
+/// How often a feeder whose consumer is full looks again.
+const FULL_RECHECK: Duration = Duration::from_millis(50);
+
+/// What the feeder and the consumer share.
+#[derive(Debug)]
+struct Inbox {
+    queue: Mutex<VecDeque<Conn>>,
+    /// Readable while the queue may hold connections.
+    ready: SelfPipe,
+}
+
+/// The consumer's side.
+#[derive(Debug)]
+pub(crate) struct Fed {
+    inbox: Arc<Inbox>,
+    feeder: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Fed {
+    /// Starts the feeder on `source`; it takes a connection only while `room` says
+    /// the consumer can start one.
+    pub(crate) fn start(
+        source: Source,
+        room: Arc<dyn Fn() -> bool + Send + Sync>,
+    ) -> io::Result<Fed> {
+        let inbox = Arc::new(Inbox {
+            queue: Mutex::new(VecDeque::new()),
+            ready: SelfPipe::new()?,
+        });
+        let feeder = {
+            let inbox = Arc::clone(&inbox);
+            thread::Builder::new()
+                .name("mixserve-feeder".into())
+                .spawn(move || feed(&source, &inbox, &*room))?
+        };
+        Ok(Fed {
+            inbox,
+            feeder: Mutex::new(Some(feeder)),
+        })
+    }
+
+    /// A queued connection, if any.
+    pub(crate) fn try_next(&self) -> Option<Conn> {
+        let conn = lock(&self.inbox.queue).pop_front();
+        if conn.is_none() {
+            self.inbox.ready.drain();
+            // Queued between the pop and the drain: keep the pipe readable.
+            if !lock(&self.inbox.queue).is_empty() {
+                self.inbox.ready.notify();
+            }
+        }
+        conn
+    }
+
+    pub(crate) fn ready_fd(&self) -> RawFd {
+        self.inbox.ready.read_fd()
+    }
+}
+
+impl Drop for Fed {
+    fn drop(&mut self) {
+        if let Some(feeder) = lock(&self.feeder).take() {
+            let _ = feeder.join();
+        }
+    }
+}
+
+/// Pulls from `source` until it stops; queues each connection and pokes the pipe.
+fn feed(source: &Source, inbox: &Inbox, room: &(dyn Fn() -> bool + Send + Sync)) {
+    while !source.ctx.is_shutting_down() {
+        if !room() {
+            source.at_capacity();
+            thread::sleep(FULL_RECHECK);
+            source.idle(Duration::ZERO);
+            continue;
+        }
+        if let Some(conn) = source.next() {
+            lock(&inbox.queue).push_back(conn);
+            inbox.ready.notify();
+        }
+    }
+    while let Some(conn) = source.leftover() {
+        lock(&inbox.queue).push_back(conn);
+    }
+    inbox.ready.notify();
+}

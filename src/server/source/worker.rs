@@ -1,0 +1,309 @@
+//! A preforked worker's share of the connections, per accept strategy: blocking
+//! `accept` on the inherited listener, `accept` under a process lock, the worker's own
+//! `SO_REUSEPORT` listener (plus fds the master passes), or fds the master passes after
+//! a "ready". The share keeps the worker's slot on the scoreboard current (idle while
+//! it waits, busy when its model is full) and turns the worker's stop into the model's
+//! shutdown.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::{BACK_OFF, accept_with_rules, conn_from};
+use crate::conn::Conn;
+use crate::mixin::pool_stats::{Scoreboard, SlotState};
+use crate::server::{Context, Listener};
+use crate::sys::borrow_fd;
+use crate::sys::fd_passing::{self, Received};
+use crate::sys::process_lock::{FileLock, SharedMutex};
+use crate::sys::worker_process::{self, RUN, STOP_FAST, STOP_GRACEFUL};
+
+/// Control bytes between master and worker.
+pub(crate) mod message {
+    /// Worker → master: ready for one passed connection.
+    pub const READY: u8 = b'r';
+    /// Worker → master: I took the last idle slot; grow the pool.
+    pub const GROW: u8 = b'g';
+    /// Master → worker: a connection (with its fd attached).
+    pub const CONNECTION: u8 = b'c';
+    /// Master → worker: finish what you hold and exit.
+    pub const QUIT: u8 = b'q';
+}
+
+/// Backlog of a worker's own `SO_REUSEPORT` listener.
+const REUSEPORT_BACKLOG: i32 = 4096;
+/// How long a worker waits for the shared mutex before looking at its stop flag.
+const MUTEX_SLICE: Duration = Duration::from_millis(250);
+
+/// How a worker takes its connections (the master's `Accept`, made concrete).
+#[derive(Debug, Clone)]
+pub(crate) enum Way {
+    /// Blocking `accept` on the inherited listener.
+    Shared,
+    /// `accept` while holding a lock shared by every worker.
+    Locked(Arc<AcceptLock>),
+    /// The worker's own `SO_REUSEPORT` listener on this address, and passed fds.
+    ReusePort(SocketAddr),
+    /// Fds the master passes after a "ready".
+    Passed,
+}
+
+/// The lock around `accept`, made before the fork.
+#[derive(Debug)]
+pub(crate) enum AcceptLock {
+    /// A record lock on an unnamed file.
+    File(FileLock),
+    /// A robust process-shared mutex.
+    Mutex(SharedMutex),
+}
+
+/// A worker's place, as its model's source sees it.
+#[derive(Debug)]
+pub(crate) struct WorkerSeat {
+    /// The pool's scoreboard.
+    pub(crate) board: Arc<Scoreboard>,
+    /// This worker's slot on it.
+    pub(crate) slot: usize,
+    /// The worker's end of its control socket.
+    pub(crate) control: RawFd,
+    /// How it takes connections.
+    pub(crate) way: Way,
+    /// Connections it takes before it retires (`max_requests` plus jitter).
+    pub(crate) quota: Option<u64>,
+}
+
+impl WorkerSeat {
+    /// Marks the worker busy; if no worker is left idle, asks the master to grow.
+    pub(crate) fn busy(&self) {
+        self.board.set_state(self.slot, SlotState::Busy);
+        let free = self
+            .board
+            .count_in(self.board.slots(), &[SlotState::Idle, SlotState::Starting]);
+        if free == 0 {
+            let _ = fd_passing::send_byte(self.control, message::GROW);
+        }
+    }
+
+    /// One connection fully served.
+    pub(crate) fn served(&self) {
+        self.board.count_request(self.slot);
+    }
+}
+
+/// A worker's source.
+#[derive(Debug)]
+pub(crate) struct Share {
+    seat: Arc<WorkerSeat>,
+    /// `ReusePort`: the worker's own listener.
+    own: Option<Listener>,
+    /// `Passed`: a "ready" is outstanding.
+    announced: AtomicBool,
+    /// Connections taken so far.
+    taken: AtomicU64,
+}
+
+impl Share {
+    /// Opens the share; fails (a boot failure) if e.g. the worker's own
+    /// `SO_REUSEPORT` listener cannot be bound.
+    pub(crate) fn open(_ctx: &Context, seat: Arc<WorkerSeat>) -> io::Result<Share> {
+        let own = match seat.way {
+            Way::ReusePort(addr) => {
+                let listener = Listener::bind_tcp_reuseport(addr, REUSEPORT_BACKLOG)?;
+                listener.set_nonblocking(true)?;
+                fd_passing::set_nonblocking(&borrow_fd(seat.control), true)?;
+                Some(listener)
+            }
+            _ => None,
+        };
+        Ok(Share {
+            seat,
+            own,
+            announced: AtomicBool::new(false),
+            taken: AtomicU64::new(0),
+        })
+    }
+
+    /// Turns a stop asked of the worker (a signal, the master's quit, the quota) into
+    /// the model's shutdown; true if stopping.
+    pub(crate) fn check_stop(&self, ctx: &Context) -> bool {
+        if self
+            .seat
+            .quota
+            .is_some_and(|quota| self.taken.load(Ordering::SeqCst) >= quota)
+        {
+            worker_process::request_stop(STOP_GRACEFUL);
+        }
+        match worker_process::stop_requested() {
+            RUN => false,
+            STOP_FAST => {
+                ctx.shutdown.request_fast();
+                true
+            }
+            _ => {
+                ctx.shutdown.request();
+                true
+            }
+        }
+    }
+
+    /// The next connection: blocks until one comes, or a signal or the master's quit
+    /// interrupts (`None`). The stop signals are unblocked only here (and in the
+    /// watchdog, which then interrupts this wait), never in a thread of the model.
+    pub(crate) fn next(&self, ctx: &Context) -> Option<Conn> {
+        worker_process::begin_interruptible_wait();
+        let taken = if self.check_stop(ctx) {
+            None
+        } else {
+            self.seat.board.set_state(self.seat.slot, SlotState::Idle);
+            match self.wait_one(ctx) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    self.on_error(e);
+                    None
+                }
+            }
+        };
+        worker_process::end_interruptible_wait();
+        self.check_stop(ctx);
+        taken.map(|conn| self.took(conn))
+    }
+
+    /// The model is full: the worker shows busy.
+    pub(crate) fn busy(&self) {
+        self.seat.busy();
+    }
+
+    /// One attempt: a connection, or `None` to look at the stop flag and go round.
+    fn wait_one(&self, ctx: &Context) -> io::Result<Option<Conn>> {
+        let listener = ctx.listener_fd();
+        let control = self.seat.control;
+        match &self.seat.way {
+            Way::Shared => accept_with_rules(listener, ctx.spare_fd()),
+            Way::Locked(lock) => locked_accept(lock, listener, ctx),
+            Way::ReusePort(_) => {
+                let own = self.own.as_ref().map_or(listener, AsRawFd::as_raw_fd);
+                let (listener_ready, control_ready) = wait_two(own, control)?;
+                if control_ready {
+                    if let Some(conn) = receive(control)? {
+                        return Ok(Some(conn));
+                    }
+                }
+                if !listener_ready {
+                    return Ok(None);
+                }
+                let conn = accept_with_rules(own, ctx.spare_fd())?;
+                if conn.is_none() {
+                    self.seat.board.count_wasted_wakeup(self.seat.slot);
+                }
+                Ok(conn)
+            }
+            Way::Passed => {
+                if !self.announced.swap(true, Ordering::SeqCst) {
+                    if let Err(e) = fd_passing::send_byte(control, message::READY) {
+                        self.announced.store(false, Ordering::SeqCst);
+                        return Err(e);
+                    }
+                }
+                let conn = receive(control)?;
+                if conn.is_some() {
+                    self.announced.store(false, Ordering::SeqCst);
+                }
+                Ok(conn)
+            }
+        }
+    }
+
+    /// Connections already handed to a stopping worker: its own `SO_REUSEPORT` queue
+    /// and fds the master passed before its quit. Others have none.
+    pub(crate) fn leftover(&self) -> Option<Conn> {
+        let control = self.seat.control;
+        let passed = || {
+            // Never block here: what is not in the socket now will not come.
+            fd_passing::set_nonblocking(&borrow_fd(control), true).ok()?;
+            receive(control).ok().flatten()
+        };
+        let conn = match (&self.seat.way, &self.own) {
+            (Way::ReusePort(_), Some(own)) => crate::sys::accept::accept(own.as_raw_fd())
+                .ok()
+                .map(conn_from)
+                .or_else(passed),
+            (Way::Passed, _) => passed(),
+            _ => None,
+        }?;
+        Some(self.took(conn))
+    }
+
+    /// Counts a new connection.
+    fn took(&self, conn: Conn) -> Conn {
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        self.seat.board.count_connection(self.seat.slot);
+        conn
+    }
+
+    fn on_error(&self, error: io::Error) {
+        match error.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => {
+                self.seat.board.count_wasted_wakeup(self.seat.slot);
+            }
+            // The master closed the shared listener: the pool is stopping.
+            _ if error.raw_os_error() == Some(libc::EINVAL) => std::thread::sleep(BACK_OFF),
+            _ => {
+                log::warn!("preforked worker {}: accept: {error}", self.seat.slot);
+                std::thread::sleep(BACK_OFF);
+            }
+        }
+    }
+}
+
+/// Takes the accept lock, accepts one connection, releases the lock.
+fn locked_accept(lock: &AcceptLock, listener: RawFd, ctx: &Context) -> io::Result<Option<Conn>> {
+    match lock {
+        AcceptLock::File(lock) => {
+            lock.lock()?;
+            let result = accept_with_rules(listener, ctx.spare_fd());
+            lock.unlock()?;
+            result
+        }
+        AcceptLock::Mutex(mutex) => {
+            if !mutex.lock_timeout(MUTEX_SLICE)? {
+                return Ok(None);
+            }
+            let result = accept_with_rules(listener, ctx.spare_fd());
+            mutex.unlock()?;
+            result
+        }
+    }
+}
+
+/// Reads one control message: a passed connection, or a quit / a gone master (which
+/// ask the worker to stop).
+fn receive(control: RawFd) -> io::Result<Option<Conn>> {
+    match fd_passing::recv_fd(control)? {
+        Received::Message(message::CONNECTION, Some(fd)) => Ok(Some(conn_from(fd))),
+        Received::Message(message::QUIT, _) | Received::Closed => {
+            worker_process::request_stop(STOP_GRACEFUL);
+            Ok(None)
+        }
+        Received::Message(other, _) => {
+            log::warn!("preforked worker: unexpected control byte {other:#x}");
+            Ok(None)
+        }
+    }
+}
+
+/// Waits until `listener` or `control` is readable; a signal interrupts the wait.
+fn wait_two(listener: RawFd, control: RawFd) -> io::Result<(bool, bool)> {
+    let mut fds = [
+        PollFd::new(borrow_fd(listener), PollFlags::POLLIN),
+        PollFd::new(borrow_fd(control), PollFlags::POLLIN),
+    ];
+    poll(&mut fds, PollTimeout::NONE)?;
+    let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+    Ok((ready(&fds[0]), ready(&fds[1])))
+}
