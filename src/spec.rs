@@ -297,7 +297,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .contains("iterative, threading or scheduled"),
+                .contains("iterative, threading, scheduled or prethreaded"),
             "{error}"
         );
         let error = "scheduled:max-workers=lots"

@@ -42,7 +42,7 @@ pub struct ModelArgs {
     /// passed-least-busy; prethreaded: locked or handoff.
     #[arg(long)]
     pub accept: Option<String>,
-    /// preforked: how each worker serves — iterative, threading or scheduled.
+    /// preforked: how each worker serves — iterative, threading, scheduled or prethreaded.
     #[arg(long)]
     pub inner: Option<String>,
     /// prethreaded: threads to start; scheduled: loops, one thread each.
