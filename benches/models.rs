@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use support::fig30_report;
 use support::process_control::{self, Load};
 use support::report::Table;
 use support::throughput::{self, Timing};
@@ -48,9 +49,18 @@ struct Args {
     /// Fig. 30.1: concurrent clients.
     #[arg(long, default_value_t = 5)]
     clients: usize,
-    /// Fig. 30.1: sequential connections per client [default: 500, quick: 100].
+    /// Fig. 30.1: sequential connections per client in one round [default: sized so that
+    /// a round of the iterative server takes about 1 s, quick: 0.3 s].
     #[arg(long)]
     conns: Option<usize>,
+    /// Fig. 30.1: interleaved rounds, fixed [default: 5 to 15, more while a row's median
+    /// is less precise than 1.5%; quick: 3 to 5].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Fig. 30.1: compare the ordering with the rounds CSV of an earlier run
+    /// (`process_control_rounds.csv`).
+    #[arg(long)]
+    against: Option<PathBuf>,
     /// Fig. 30.1: bytes asked for per connection.
     #[arg(long, default_value_t = 4000)]
     bytes: usize,
@@ -103,7 +113,7 @@ fn main() -> ExitCode {
     let comet_models = comet_models(&args);
     let keepalive_models = fig30_models.clone();
     let steps = [
-        (wanted("fig30"), fig30_models.len()),
+        (wanted("fig30"), 0),
         (wanted("comet"), comet_models.len()),
         (wanted("keepalive"), keepalive_models.len()),
     ];
@@ -112,14 +122,33 @@ fn main() -> ExitCode {
     let mut charts = Vec::new();
 
     if wanted("fig30") {
+        let (min_reps, max_reps) = match (args.rounds, args.quick) {
+            (Some(n), _) => (n, n),
+            (None, true) => (3, 5),
+            (None, false) => (5, 15),
+        };
         let load = Load {
             clients: args.clients,
-            conns: args.conns.unwrap_or(if args.quick { 100 } else { 500 }),
+            conns: args.conns,
             bytes: args.bytes,
+            target_wall: Duration::from_millis(if args.quick { 300 } else { 1000 }),
+            min_reps,
+            max_reps,
+            target_rel_se: 0.015,
+            budget: Duration::from_secs(if args.quick { 60 } else { 600 }),
         };
-        let per_run = Duration::from_secs(if args.quick { 30 } else { 120 });
-        let (fig1, fig2) = process_control::run(&bin_dir, &fig30_models, load, per_run, &bar);
-        charts.extend(process_control::charts(&out, &fig1, &fig2));
+        bar.inc_length(max_reps as u64);
+        let measured = process_control::run(&bin_dir, &fig30_models, load, &bar);
+        let mut fig1 = fig30_report::cpu_table(&measured);
+        if let Some(previous) = &args.against {
+            fig1.note(fig30_report::agreement(previous, &measured));
+        }
+        let fig2 = fig30_report::distribution_table(&measured);
+        charts.extend(fig30_report::charts(&out, &fig1, &fig2));
+        let rounds = fig30_report::rounds_table(&measured);
+        if let Err(e) = rounds.write_csv(&out.join("process_control_rounds.csv")) {
+            eprintln!("writing process_control_rounds.csv: {e}");
+        }
         tables.push(("process_control", fig1));
         tables.push(("distribution", fig2));
     }

@@ -28,8 +28,11 @@ pub const POOL: usize = 15;
 
 /// Every model in UNP Figure 30.1 order, then the two the book does not have.
 pub fn all() -> Vec<Model> {
-    let pre = format!("--mixin preforked --workers {POOL} --inner iterative --accept");
-    let thr = format!("--mixin prethreaded --threads {POOL} --accept");
+    // Fixed pools, as in the book: no growth beyond the POOL started.
+    let pre = format!(
+        "--mixin preforked --workers {POOL} --max-workers {POOL} --inner iterative --accept"
+    );
+    let thr = format!("--mixin prethreaded --threads {POOL} --max-workers {POOL} --accept");
     vec![
         model("iterative", Some(0), "--mixin iterative"),
         model("forking", Some(1), "--mixin forking"),
