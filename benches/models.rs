@@ -28,6 +28,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use support::fig30_report;
+use support::herd::{self, HerdLoad};
+use support::herd_server;
 use support::process_control::{self, Load};
 use support::report::Table;
 use support::throughput::{self, Timing};
@@ -40,8 +42,8 @@ struct Args {
     /// Short run (about a minute): smaller loads, 1 s of keep-alive per point.
     #[arg(long)]
     quick: bool,
-    /// Comma-separated measurements: fig30, comet, keepalive.
-    #[arg(long, default_value = "fig30,comet,keepalive")]
+    /// Comma-separated measurements: fig30, herd, comet, keepalive.
+    #[arg(long, default_value = "fig30,herd,comet,keepalive")]
     only: String,
     /// Comma-separated model names or parts of names (e.g. `preforked,scheduled`).
     #[arg(long, default_value = "")]
@@ -49,12 +51,12 @@ struct Args {
     /// Fig. 30.1: concurrent clients.
     #[arg(long, default_value_t = 5)]
     clients: usize,
-    /// Fig. 30.1: sequential connections per client in one round [default: sized so that
-    /// a round of the iterative server takes about 1 s, quick: 0.3 s].
+    /// Fig. 30.1: sequential connections per client per model in one round [default: sized
+    /// per model so that its share of a round takes about 0.1 s, quick: 0.05 s].
     #[arg(long)]
     conns: Option<usize>,
-    /// Fig. 30.1: interleaved rounds, fixed [default: 5 to 15, more while a row's median
-    /// is less precise than 1.5%; quick: 3 to 5].
+    /// Fig. 30.1: interleaved rounds, fixed [default: 20 to 400, more while a row's median
+    /// is less precise than 1.5% and for at most 5 minutes; quick: 5 to 40, 40 s].
     #[arg(long)]
     rounds: Option<usize>,
     /// Fig. 30.1: compare the ordering with the rounds CSV of an earlier run
@@ -67,9 +69,16 @@ struct Args {
     /// Comet: waiters for every model, instead of each model's default.
     #[arg(long)]
     comet_n: Option<usize>,
+    /// Herd: children of the server, all waiting on one listener.
+    #[arg(long, default_value_t = 10)]
+    herd_children: usize,
     /// Keep-alive: comma-separated connection counts.
     #[arg(long, default_value = "50,1000")]
     levels: String,
+    /// Keep-alive open loop: comma-separated rates, as fractions of each model's
+    /// closed-loop req/s at the first level (empty: no open-loop run).
+    #[arg(long, default_value = "0.25,0.5,0.75")]
+    rates: String,
     /// Keep-alive: measured seconds per point [default: 5, quick: 1].
     #[arg(long)]
     seconds: Option<u64>,
@@ -88,6 +97,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // The herd server re-executes this binary; it must fork before any thread exists.
+    if let Some(code) = herd_server::main_if_asked() {
+        return code;
+    }
     let args = Args::parse();
     machine::kill_servers_on_interrupt();
     let nofile = machine::raise_nofile_limit();
@@ -114,6 +127,7 @@ fn main() -> ExitCode {
     let keepalive_models = fig30_models.clone();
     let steps = [
         (wanted("fig30"), 0),
+        (wanted("herd"), herd_server::STYLES.len()),
         (wanted("comet"), comet_models.len()),
         (wanted("keepalive"), keepalive_models.len()),
     ];
@@ -124,20 +138,20 @@ fn main() -> ExitCode {
     if wanted("fig30") {
         let (min_reps, max_reps) = match (args.rounds, args.quick) {
             (Some(n), _) => (n, n),
-            (None, true) => (3, 5),
-            (None, false) => (5, 15),
+            (None, true) => (5, 40),
+            (None, false) => (20, 400),
         };
         let load = Load {
             clients: args.clients,
             conns: args.conns,
             bytes: args.bytes,
-            target_wall: Duration::from_millis(if args.quick { 300 } else { 1000 }),
+            target_wall: Duration::from_millis(if args.quick { 50 } else { 100 }),
             min_reps,
             max_reps,
             target_rel_se: 0.015,
-            budget: Duration::from_secs(if args.quick { 60 } else { 600 }),
+            budget: Duration::from_secs(if args.quick { 40 } else { 300 }),
         };
-        bar.inc_length(max_reps as u64);
+        bar.inc_length(1);
         let measured = process_control::run(&bin_dir, &fig30_models, load, &bar);
         let mut fig1 = fig30_report::cpu_table(&measured);
         if let Some(previous) = &args.against {
@@ -151,6 +165,19 @@ fn main() -> ExitCode {
         }
         tables.push(("process_control", fig1));
         tables.push(("distribution", fig2));
+    }
+    if wanted("herd") {
+        let load = HerdLoad {
+            children: args.herd_children,
+            clients: args.clients,
+            conns: if args.quick { 200 } else { 1000 },
+            bytes: args.bytes,
+        };
+        let runs = herd::run(load, &bar);
+        let (summary, per_child) = herd::tables(&runs, load);
+        charts.extend(herd::chart(&out, &summary));
+        tables.push(("herd", summary));
+        tables.push(("herd_children", per_child));
     }
     if wanted("comet") {
         let per_run = Duration::from_secs(if args.quick { 30 } else { 90 });
@@ -174,16 +201,26 @@ fn main() -> ExitCode {
         } else {
             machine::on_path("wrk")
         };
-        let table = throughput::run(
+        let fractions: Vec<f64> = args
+            .rates
+            .split(',')
+            .filter_map(|r| r.trim().parse().ok())
+            .filter(|r| *r > 0.0)
+            .collect();
+        let (table, open) = throughput::run(
             &bin_dir,
             &keepalive_models,
             &levels,
             timing,
+            &fractions,
             wrk.as_deref(),
             &bar,
         );
         charts.extend(throughput::chart(&out, &table, &levels));
         tables.push(("keepalive", table));
+        if !fractions.is_empty() {
+            tables.push(("keepalive_open_loop", open));
+        }
     }
     bar.finish_and_clear();
     let mut markdown = String::new();

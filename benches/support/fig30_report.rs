@@ -27,9 +27,9 @@ fn summary(row: &Row) -> Summary {
 pub fn cpu_table(m: &Measured) -> Table {
     let verified = if BOOK_VERIFIED { "" } else { " †" };
     let title = format!(
-        "Process control (UNP Fig. 30.1): {} rounds × {} clients × {} connections × {} bytes, \
-         server CPU during the load",
-        m.rounds, m.clients, m.conns, m.bytes
+        "Process control (UNP Fig. 30.1): {} interleaved rounds, {} clients × `conns` \
+         connections × {} bytes per model per round, server CPU during the load",
+        m.rounds, m.clients, m.bytes
     );
     let solaris = format!("book Solaris Δ s{verified}");
     let dunix = format!("book DUnix Δ s{verified}");
@@ -38,6 +38,7 @@ pub fn cpu_table(m: &Measured) -> Table {
         &[
             "row",
             "model",
+            "conns",
             "errors",
             MEDIAN,
             "± µs",
@@ -61,9 +62,10 @@ pub fn cpu_table(m: &Measured) -> Table {
         ];
         let s = summary(row);
         if row.unavailable.is_some() || s.n == 0 {
-            cells.extend(std::iter::repeat_n(NA.to_owned(), 7));
+            cells.extend(std::iter::repeat_n(NA.to_owned(), 8));
         } else {
             cells.extend([
+                row.conns.to_string(),
                 row.errors.to_string(),
                 num(Some(s.median), 1),
                 num(Some(s.se()).filter(|v| v.is_finite()), 1),
@@ -75,7 +77,7 @@ pub fn cpu_table(m: &Measured) -> Table {
                     let d = Summary::of(&stats::paired(&row.samples, &b.samples));
                     let text = if std::ptr::eq(row, b) {
                         "0 (baseline)".to_owned()
-                    } else if stats::distinct_from_zero(&d) {
+                    } else if compare(&row.samples, &b.samples).0 {
                         num(Some(d.median), 1)
                     } else {
                         "≈ 0 (noise)".to_owned()
@@ -104,13 +106,14 @@ pub fn cpu_table(m: &Measured) -> Table {
     ));
     table.note(format!("Within noise: {}", within_noise(m)));
     table.note(format!(
-        "CPU = user + sys of all the server's processes, their exited threads and reaped \
+        "conns = sequential connections per client in each round, sized so that every model's \
+         share of a round takes about the same time. CPU = user + sys of all the server's processes, their exited threads and reaped \
          children, read from /proc right before and after each load (start-up and shutdown \
          not counted), per connection served. Median of {} interleaved rounds; ± is the \
          standard error of the median (1.25 × IQR / √n); q1/q3 the quartiles. Δ is the median \
-         of the per-round differences from the iterative server; two rows differ when the \
-         median of their per-round differences is more than {DISTINCT_SE} standard errors from \
-         0. {}",
+         of the per-round differences from the iterative server (± its standard error); two \
+         rows differ when the median of their per-round log-ratios is more than \
+         {DISTINCT_SE} standard errors from 0 (a Δ that does not is printed as noise). {}",
         m.rounds,
         if m.converged {
             format!("Every row reached ±{:.1}%.", m.target_rel_se * 100.0)
@@ -132,9 +135,10 @@ pub fn cpu_table(m: &Measured) -> Table {
     table
 }
 
-/// Whether rows `a` and `b` differ, and the sign of `a - b` (median of paired rounds).
+/// Whether rows `a` and `b` differ, and the sign of `a - b`: the median of the per-round
+/// log-ratios, tested against 0.
 fn compare(a: &[Option<f64>], b: &[Option<f64>]) -> (bool, f64) {
-    let d = Summary::of(&stats::paired(a, b));
+    let d = Summary::of(&stats::paired_log(a, b));
     (stats::distinct_from_zero(&d), d.median)
 }
 

@@ -23,6 +23,10 @@ pub struct GroupCpu {
     pub ns: u64,
     /// Processes in the group at that moment.
     pub processes: usize,
+    /// Voluntary context switches of the group's live threads (each time one went to sleep
+    /// waiting: a wake-up that found nothing to do shows here even when the kernel hid
+    /// it from the program).
+    pub sleeps: u64,
 }
 
 /// Reads the CPU time of every process whose process group is `pgid`.
@@ -47,7 +51,8 @@ pub fn snapshot(pgid: i32) -> GroupCpu {
             continue;
         }
         let coarse = (stat.utime + stat.stime) * tick_ns;
-        let precise = live_threads_ns(pid);
+        let (precise, sleeps) = live_threads(pid);
+        cpu.sleeps += sleeps;
         cpu.ns += coarse.max(precise) + (stat.cutime + stat.cstime) * tick_ns;
         cpu.processes += 1;
     }
@@ -93,18 +98,30 @@ fn stat_fields(pid: i32) -> Option<Stat> {
     })
 }
 
-/// Σ over the live threads of `pid` of the first field of `schedstat` (ns on a CPU).
-fn live_threads_ns(pid: i32) -> u64 {
+/// Σ over the live threads of `pid`: the first field of `schedstat` (ns on a CPU), and
+/// `voluntary_ctxt_switches` from `status`.
+fn live_threads(pid: i32) -> (u64, u64) {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
+        return (0, 0);
     };
-    tasks
-        .flatten()
-        .filter_map(|t| {
-            let text = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
-            text.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
+    let (mut ns, mut sleeps) = (0, 0);
+    for task in tasks.flatten() {
+        let path = task.path();
+        ns += std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        sleeps += std::fs::read_to_string(path.join("status"))
+            .ok()
+            .and_then(|t| {
+                let line = t
+                    .lines()
+                    .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .unwrap_or(0);
+    }
+    (ns, sleeps)
 }
 
 /// Nanoseconds per clock tick (`sysconf(_SC_CLK_TCK)`, usually 100 Hz).

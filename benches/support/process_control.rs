@@ -30,11 +30,14 @@ use super::stats::Summary;
 pub struct Load {
     /// Concurrent clients (threads of the bench process).
     pub clients: usize,
-    /// Sequential connections per client in one repetition; `None`: sized by calibration.
+    /// Sequential connections per client in one repetition, for every model; `None`:
+    /// sized per model by calibration, so that every model's share of a round takes
+    /// about `target_wall` and the rounds stay short (the samples paired in a round are
+    /// then close in time).
     pub conns: Option<usize>,
     /// Bytes asked for on each connection (`GET /bytes/N`).
     pub bytes: usize,
-    /// Wall time the calibration aims at for one repetition of the iterative server.
+    /// Wall time the calibration aims at for one model's share of a round.
     pub target_wall: Duration,
     /// Rounds always run.
     pub min_reps: usize,
@@ -59,6 +62,8 @@ pub struct Row {
     pub ok: u64,
     /// Connections that failed or came back short over all rounds.
     pub errors: u64,
+    /// Sequential connections per client in each of its rounds.
+    pub conns: usize,
     /// What the server reported when it stopped (its `--stats` table).
     pub usage: Option<ServerUsage>,
 }
@@ -68,10 +73,8 @@ pub struct Row {
 pub struct Measured {
     /// One row per model, in the order given.
     pub rows: Vec<Row>,
-    /// The load of one repetition: clients × connections per client.
+    /// Concurrent clients.
     pub clients: usize,
-    /// Sequential connections per client in one repetition.
-    pub conns: usize,
     /// Bytes per connection.
     pub bytes: usize,
     /// Rounds run.
@@ -86,7 +89,7 @@ pub struct Measured {
 const SETTLE: Duration = Duration::from_secs(2);
 /// Connections per client of the unmeasured warm-up and of the calibration run.
 const WARMUP_CONNS: usize = 40;
-const CALIBRATION_CONNS: usize = 200;
+const CALIBRATION_CONNS: usize = 100;
 
 /// Starts every model, then runs interleaved rounds of `load` against them.
 pub fn run(bin_dir: &Path, models: &[Model], load: Load, bar: &ProgressBar) -> Measured {
@@ -105,6 +108,7 @@ pub fn run(bin_dir: &Path, models: &[Model], load: Load, bar: &ProgressBar) -> M
             samples: Vec::new(),
             ok: 0,
             errors: 0,
+            conns: 0,
             usage: None,
         });
     }
@@ -118,27 +122,24 @@ pub fn run(bin_dir: &Path, models: &[Model], load: Load, bar: &ProgressBar) -> M
             deadline(Duration::from_secs(30)),
         );
     }
-    let conns = load
-        .conns
-        .unwrap_or_else(|| calibrate(&servers, &rows, load));
+    for (row, server) in rows.iter_mut().zip(&servers) {
+        if let Some(server) = server {
+            row.conns = load.conns.unwrap_or_else(|| calibrate(server, load));
+        }
+    }
     let started = Instant::now();
     let mut rounds = 0;
     let mut converged = false;
     while rounds < load.max_reps {
-        bar.set_message(format!(
-            "fig 30.1 round {} ({} × {conns} connections)",
-            rounds + 1,
-            load.clients
-        ));
+        bar.set_message(format!("fig 30.1 round {}", rounds + 1));
         for (row, server) in rows.iter_mut().zip(&servers) {
             let Some(server) = server else { continue };
-            let (sample, ok, errors) = measure_once(server, load, conns);
+            let (sample, ok, errors) = measure_once(server, load, row.conns);
             row.ok += ok;
             row.errors += errors;
             row.samples.push(sample);
         }
         rounds += 1;
-        bar.inc(1);
         if rounds >= load.min_reps {
             converged = rows.iter().filter(|r| r.unavailable.is_none()).all(|r| {
                 let samples: Vec<f64> = r.samples.iter().flatten().copied().collect();
@@ -149,13 +150,13 @@ pub fn run(bin_dir: &Path, models: &[Model], load: Load, bar: &ProgressBar) -> M
             }
         }
     }
+    bar.inc(1);
     for (row, server) in rows.iter_mut().zip(servers) {
         row.usage = server.map(ServerProc::stop);
     }
     Measured {
         rows,
         clients: load.clients,
-        conns,
         bytes: load.bytes,
         rounds,
         converged,
@@ -180,17 +181,9 @@ fn measure_once(server: &ServerProc, load: Load, conns: usize) -> (Option<f64>, 
     (sample, result.ok, result.errors)
 }
 
-/// Connections per client so that one repetition of the first server (the iterative
-/// baseline when it runs) takes about `load.target_wall`.
-fn calibrate(servers: &[Option<ServerProc>], rows: &[Row], load: Load) -> usize {
-    let first = rows
-        .iter()
-        .position(|r| r.model.name == "iterative")
-        .and_then(|i| servers[i].as_ref())
-        .or_else(|| servers.iter().flatten().next());
-    let Some(server) = first else {
-        return CALIBRATION_CONNS;
-    };
+/// Connections per client so that one repetition against `server` takes about
+/// `load.target_wall`.
+fn calibrate(server: &ServerProc, load: Load) -> usize {
     let result = client::bytes_load(
         server.addr(),
         load.clients,
@@ -203,5 +196,5 @@ fn calibrate(servers: &[Option<ServerProc>], rows: &[Row], load: Load) -> usize 
         return CALIBRATION_CONNS;
     }
     let conns = (load.target_wall.as_secs_f64() / per_conn).round() as usize;
-    conns.clamp(100, 20_000)
+    conns.clamp(20, 20_000)
 }

@@ -66,6 +66,18 @@ pub fn distinct_from_zero(diffs: &Summary) -> bool {
     diffs.n >= 3 && diffs.median.abs() > DISTINCT_SE * diffs.se()
 }
 
+/// The log-ratios `ln(a[k] / b[k])` of the rounds where both were measured and positive:
+/// a slowdown of the whole machine during a round scales both and cancels here.
+pub fn paired_log(a: &[Option<f64>], b: &[Option<f64>]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .filter_map(|(x, y)| {
+            let (x, y) = ((*x)?, (*y)?);
+            (x > 0.0 && y > 0.0).then(|| (x / y).ln())
+        })
+        .collect()
+}
+
 /// The differences `a[k] - b[k]` of the rounds where both were measured.
 pub fn paired(a: &[Option<f64>], b: &[Option<f64>]) -> Vec<f64> {
     a.iter()

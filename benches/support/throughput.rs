@@ -1,5 +1,8 @@
 //! Keep-alive throughput and latency of the `hello` workload per model, at several
-//! connection counts, with our own mio load generator and with `wrk` when installed.
+//! connection counts, with our own mio load generator and with `wrk` when installed
+//! (closed loop: the throughput); then, on the same server, the open-loop latency at
+//! fractions of the throughput it reached at the first connection count
+//! ([`open_loop`]: no coordinated omission).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,8 +12,10 @@ use indicatif::ProgressBar;
 use super::chart;
 use super::client;
 use super::model::Model;
+use super::open_loop;
 use super::report::{NA, Table, num};
 use super::runs;
+use super::server_proc::ServerProc;
 use super::wrk;
 
 /// How long to load each server.
@@ -22,15 +27,21 @@ pub struct Timing {
     pub measure: Duration,
 }
 
-/// Runs every model at every connection count; one row per (model, connections).
+/// The open-loop rates, as fractions of each model's closed-loop req/s at the first level.
+pub type Fractions<'a> = &'a [f64];
+
+/// Runs every model at every connection count (one row per model and count), then the
+/// open-loop rates at the first count (one row per model and rate).
 pub fn run(
     bin_dir: &Path,
     models: &[Model],
     levels: &[usize],
     timing: Timing,
+    fractions: Fractions,
     wrk_path: Option<&Path>,
     bar: &ProgressBar,
-) -> Table {
+) -> (Table, Table) {
+    let mut open = open_table(levels.first().copied().unwrap_or(50));
     let mut table = Table::new(
         "Keep-alive throughput: GET / on the hello example",
         &[
@@ -61,17 +72,21 @@ pub fn run(
                 continue;
             }
         };
+        let mut peak = None;
         for &conns in levels {
             let mut row = vec![model.name.to_owned(), conns.to_string()];
             match client::keepalive(server.addr(), conns, timing.warmup, timing.measure) {
-                Ok(k) => row.extend([
-                    k.connected.to_string(),
-                    k.served.to_string(),
-                    k.non_200.to_string(),
-                    num(Some(k.rps), 0),
-                    num((k.requests > 0).then(|| k.p50_us as f64 / 1e3), 3),
-                    num((k.requests > 0).then(|| k.p99_us as f64 / 1e3), 3),
-                ]),
+                Ok(k) => {
+                    peak = peak.or(Some(k.rps));
+                    row.extend([
+                        k.connected.to_string(),
+                        k.served.to_string(),
+                        k.non_200.to_string(),
+                        num(Some(k.rps), 0),
+                        num((k.requests > 0).then(|| k.p50_us as f64 / 1e3), 3),
+                        num((k.requests > 0).then(|| k.p99_us as f64 / 1e3), 3),
+                    ]);
+                }
                 Err(e) => {
                     row.extend(std::iter::repeat_n(NA.to_owned(), 6));
                     table.note(format!(
@@ -92,6 +107,14 @@ pub fn run(
             }
             table.row(row);
         }
+        if let (Some(peak), Some(&conns)) = (peak.filter(|p| *p > 0.0), levels.first()) {
+            bar.set_message(format!("open loop {}", model.name));
+            for &fraction in fractions {
+                open_row(
+                    &mut open, &server, model.name, conns, fraction, peak, timing,
+                );
+            }
+        }
         let usage = server.stop();
         if !usage.clean_exit {
             table.note(format!("- {}: did not exit 0 on SIGTERM", model.name));
@@ -105,7 +128,67 @@ pub fn run(
     if wrk_path.is_none() {
         table.note("wrk is not on PATH: its columns are n/a.");
     }
+    (table, open)
+}
+
+fn open_table(conns: usize) -> Table {
+    let mut table = Table::new(
+        &format!(
+            "Keep-alive latency, open loop (no coordinated omission): GET / on {conns} connections \
+             at fractions of each model's closed-loop req/s"
+        ),
+        &[
+            "model",
+            "load",
+            "rate req/s",
+            "answered req/s",
+            "unanswered",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            "client lag p99 ms",
+        ],
+    );
+    table.note(
+        "Each connection sends on its own fixed schedule; latency runs from the intended \
+         send time, so time a request waited in the client behind a slow answer counts. \
+         unanswered = requests due in the window without an answer at its end (counted in \
+         the percentiles with their wait so far, a lower bound). client lag = how late the \
+         load generator itself sent (its own noise floor).",
+    );
     table
+}
+
+fn open_row(
+    table: &mut Table,
+    server: &ServerProc,
+    model: &str,
+    conns: usize,
+    fraction: f64,
+    peak: f64,
+    timing: Timing,
+) {
+    let rate = (peak * fraction).max(1.0);
+    let mut row = vec![
+        model.to_owned(),
+        format!("{:.0}%", fraction * 100.0),
+        num(Some(rate), 0),
+    ];
+    let ms = |us: u64| num(Some(us as f64 / 1e3), 3);
+    match open_loop::run(server.addr(), conns, rate, timing.warmup, timing.measure) {
+        Ok(o) => row.extend([
+            num(Some(o.achieved), 0),
+            o.unanswered.to_string(),
+            ms(o.p50_us),
+            ms(o.p99_us),
+            ms(o.p999_us),
+            ms(o.max_us),
+            ms(o.send_lag_p99_us),
+        ]),
+        Err(e) => table.note(format!("- {model} at {rate:.0} req/s: {e}")),
+    }
+    table.row(row);
 }
 
 /// A chart of requests per second: one group per model, one bar per (tool, connections).

@@ -1,0 +1,219 @@
+//! The thundering-herd table (csdesign, UNP §30.6): the same client load against the
+//! benchmark-only server of [`herd_server`] in each of its four wait styles, side by side:
+//! connections, wake-ups and wasted wake-ups per child, their totals, the server CPU per
+//! connection during the load, and the evenness (CV) of the connections over the children.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+
+use super::chart;
+use super::client;
+use super::herd_server::{FLAG, STYLES};
+use super::proc_cpu;
+use super::report::{NA, Table, num};
+use super::runs;
+use super::server_proc::ServerProc;
+use super::stats;
+
+/// The herd load: `children` server processes; `clients` × `conns` connections of `bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct HerdLoad {
+    /// Children of the server, all waiting on one listener.
+    pub children: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Sequential connections per client.
+    pub conns: usize,
+    /// Bytes per connection.
+    pub bytes: usize,
+}
+
+/// One wait style's measurement.
+#[derive(Debug, Clone)]
+pub struct HerdRun {
+    /// The style, as in [`STYLES`].
+    pub style: &'static str,
+    /// Per child: connections, wake-ups, wasted wake-ups.
+    pub children: Vec<[u64; 3]>,
+    /// Server CPU µs per connection during the load.
+    pub cpu_us_per_conn: Option<f64>,
+    /// Times a server process went to sleep (voluntary context switches) per connection.
+    pub sleeps_per_conn: Option<f64>,
+    /// Connections the clients completed and those that failed.
+    pub ok: u64,
+    /// Connections that failed or came back short.
+    pub errors: u64,
+    /// Why it has no measurement.
+    pub unavailable: Option<String>,
+}
+
+/// Runs the load against each style in turn (the bench binary re-executed as the server).
+pub fn run(load: HerdLoad, bar: &ProgressBar) -> Vec<HerdRun> {
+    let exe = std::env::current_exe().unwrap_or_default();
+    STYLES
+        .iter()
+        .map(|&style| {
+            bar.set_message(format!("herd {style}"));
+            let result = measure(&exe, style, load);
+            bar.inc(1);
+            result
+        })
+        .collect()
+}
+
+fn measure(exe: &Path, style: &'static str, load: HerdLoad) -> HerdRun {
+    let mut out = HerdRun {
+        style,
+        children: Vec::new(),
+        cpu_us_per_conn: None,
+        sleeps_per_conn: None,
+        ok: 0,
+        errors: 0,
+        unavailable: None,
+    };
+    let args = [FLAG.to_owned(), style.to_owned(), load.children.to_string()];
+    let server = match ServerProc::start(exe, &args) {
+        Ok(s) => s,
+        Err(e) => {
+            out.unavailable = Some(runs::unavailable_note(style, &e));
+            return out;
+        }
+    };
+    let before = proc_cpu::snapshot(server.pid());
+    let result = client::bytes_load(
+        server.addr(),
+        load.clients,
+        load.conns,
+        load.bytes,
+        Instant::now() + Duration::from_secs(300),
+    );
+    let after = proc_cpu::snapshot(server.pid());
+    out.ok = result.ok;
+    out.errors = result.errors;
+    out.cpu_us_per_conn = (result.ok > 0 && after.ns >= before.ns)
+        .then(|| (after.ns - before.ns) as f64 / 1e3 / result.ok as f64);
+    out.sleeps_per_conn = (result.ok > 0 && after.sleeps >= before.sleeps)
+        .then(|| (after.sleeps - before.sleeps) as f64 / result.ok as f64);
+    out.children = server
+        .stop()
+        .stdout
+        .iter()
+        .filter_map(|l| parse_child(l))
+        .collect();
+    out
+}
+
+/// `herd child I: C connections, W wakeups, X wasted` → `[C, W, X]`.
+fn parse_child(line: &str) -> Option<[u64; 3]> {
+    let rest = line.strip_prefix("herd child ")?;
+    let numbers: Vec<u64> = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match numbers[..] {
+        [_, c, w, x] => Some([c, w, x]),
+        _ => None,
+    }
+}
+
+/// The summary table (one row per style) and the csdesign table (one row per child).
+pub fn tables(runs: &[HerdRun], load: HerdLoad) -> (Table, Table) {
+    let mut summary = Table::new(
+        &format!(
+            "Thundering herd (csdesign): {} children, {} clients × {} connections × {} bytes",
+            load.children, load.clients, load.conns, load.bytes
+        ),
+        &[
+            "wait style",
+            "children",
+            "connections",
+            "errors",
+            "wake-ups",
+            "wasted",
+            "wasted/conn",
+            "sleeps/conn",
+            "CPU µs/conn",
+            "CV conns",
+        ],
+    );
+    for r in runs {
+        let total = |k: usize| r.children.iter().map(|c| c[k]).sum::<u64>();
+        if r.children.is_empty() {
+            summary.row(vec![r.style.to_owned()]);
+        } else {
+            let conns: Vec<u64> = r.children.iter().map(|c| c[0]).collect();
+            summary.row(vec![
+                r.style.to_owned(),
+                r.children.len().to_string(),
+                total(0).to_string(),
+                r.errors.to_string(),
+                total(1).to_string(),
+                total(2).to_string(),
+                num((total(0) > 0).then(|| total(2) as f64 / total(0) as f64), 2),
+                num(r.sleeps_per_conn, 2),
+                num(r.cpu_us_per_conn, 1),
+                num(stats::cv(&conns), 3),
+            ]);
+        }
+        if let Some(why) = &r.unavailable {
+            summary.note(why.clone());
+        }
+    }
+    summary.note(
+        "poll = every child poll()s the listener, then accept()s non-blocking (the seed's \
+         select design); blocking = accept() blocks; epoll-exclusive = each child's epoll set \
+         holds the listener with EPOLLEXCLUSIVE; lock = fcntl lock around a blocking accept. \
+         A wake-up is a return from the wait; wasted = it found no connection (EAGAIN). \
+         sleeps = voluntary context switches of the server's processes: a child the kernel \
+         woke for a connection another child took goes back to sleep inside poll() without \
+         returning, so the herd shows there even where `wasted` stays small. CPU over the \
+         load window, all processes.",
+    );
+    let mut columns = vec!["child".to_owned()];
+    for r in runs {
+        columns.push(format!("{} conns", r.style));
+        columns.push(format!("{} wasted", r.style));
+    }
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let mut per_child = Table::new(
+        "Thundering herd per child: connections and wasted wake-ups (csdesign table)",
+        &columns,
+    );
+    let longest = runs.iter().map(|r| r.children.len()).max().unwrap_or(0);
+    for i in 0..longest {
+        let mut row = vec![i.to_string()];
+        for r in runs {
+            let cell = |k: usize| {
+                r.children
+                    .get(i)
+                    .map_or(NA.to_owned(), |c| c[k].to_string())
+            };
+            row.push(cell(0));
+            row.push(cell(2));
+        }
+        per_child.row(row);
+    }
+    (summary, per_child)
+}
+
+/// A chart of wasted wake-ups per connection and CPU per connection, per style.
+pub fn chart(out_dir: &Path, summary: &Table) -> Vec<PathBuf> {
+    let categories: Vec<String> = summary.rows.iter().map(|r| r[0].clone()).collect();
+    let series = vec![
+        ("wasted/conn".to_owned(), summary.numbers("wasted/conn")),
+        ("CPU µs/conn".to_owned(), summary.numbers("CPU µs/conn")),
+    ];
+    let path = out_dir.join("herd.svg");
+    match chart::bars(
+        &path,
+        "Thundering herd: wasted wake-ups and CPU per connection",
+        "per connection",
+        &categories,
+        &series,
+    ) {
+        Ok(()) => vec![path],
+        Err(_) => Vec::new(),
+    }
+}
