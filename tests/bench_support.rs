@@ -25,6 +25,7 @@ fn row(name: &'static str, samples: &[f64]) -> Row {
         },
         unavailable: None,
         samples: samples.iter().map(|s| Some(*s)).collect(),
+        sleeps: Vec::new(),
         ok: 100,
         errors: 0,
         conns: 20,

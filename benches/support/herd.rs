@@ -134,10 +134,15 @@ pub fn tables(runs: &[HerdRun], load: HerdLoad) -> (Table, Table) {
             "wasted",
             "wasted/conn",
             "sleeps/conn",
+            "futile kernel wake-ups/conn",
             "CPU µs/conn",
             "CV conns",
         ],
     );
+    let blocking = runs
+        .iter()
+        .find(|r| r.style == "blocking")
+        .and_then(|r| r.sleeps_per_conn);
     for r in runs {
         let total = |k: usize| r.children.iter().map(|c| c[k]).sum::<u64>();
         if r.children.is_empty() {
@@ -153,6 +158,12 @@ pub fn tables(runs: &[HerdRun], load: HerdLoad) -> (Table, Table) {
                 total(2).to_string(),
                 num((total(0) > 0).then(|| total(2) as f64 / total(0) as f64), 2),
                 num(r.sleeps_per_conn, 2),
+                num(
+                    r.sleeps_per_conn
+                        .zip(blocking)
+                        .map(|(s, b)| (s - b).max(0.0)),
+                    2,
+                ),
                 num(r.cpu_us_per_conn, 1),
                 num(stats::cv(&conns), 3),
             ]);
@@ -168,8 +179,9 @@ pub fn tables(runs: &[HerdRun], load: HerdLoad) -> (Table, Table) {
          A wake-up is a return from the wait; wasted = it found no connection (EAGAIN). \
          sleeps = voluntary context switches of the server's processes: a child the kernel \
          woke for a connection another child took goes back to sleep inside poll() without \
-         returning, so the herd shows there even where `wasted` stays small. CPU over the \
-         load window, all processes.",
+         returning, so the herd shows there even where `wasted` stays small; futile kernel \
+         wake-ups = sleeps/conn minus blocking accept's (same children, same load; 0 when \
+         not above it). CPU over the load window, all processes.",
     );
     let mut columns = vec!["child".to_owned()];
     for r in runs {

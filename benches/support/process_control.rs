@@ -58,6 +58,9 @@ pub struct Row {
     pub unavailable: Option<String>,
     /// Server CPU µs per connection, one entry per round (`None`: nothing served).
     pub samples: Vec<Option<f64>>,
+    /// Times a server thread went to sleep (voluntary context switches) per connection,
+    /// one entry per round.
+    pub sleeps: Vec<Option<f64>>,
     /// Connections served correctly over all rounds.
     pub ok: u64,
     /// Connections that failed or came back short over all rounds.
@@ -106,6 +109,7 @@ pub fn run(bin_dir: &Path, models: &[Model], load: Load, bar: &ProgressBar) -> M
             model: model.clone(),
             unavailable,
             samples: Vec::new(),
+            sleeps: Vec::new(),
             ok: 0,
             errors: 0,
             conns: 0,
@@ -134,10 +138,11 @@ pub fn run(bin_dir: &Path, models: &[Model], load: Load, bar: &ProgressBar) -> M
         bar.set_message(format!("fig 30.1 round {}", rounds + 1));
         for (row, server) in rows.iter_mut().zip(&servers) {
             let Some(server) = server else { continue };
-            let (sample, ok, errors) = measure_once(server, load, row.conns);
-            row.ok += ok;
-            row.errors += errors;
-            row.samples.push(sample);
+            let once = measure_once(server, load, row.conns);
+            row.ok += once.ok;
+            row.errors += once.errors;
+            row.samples.push(once.cpu_us);
+            row.sleeps.push(once.sleeps);
         }
         rounds += 1;
         if rounds >= load.min_reps {
@@ -164,8 +169,17 @@ pub fn run(bin_dir: &Path, models: &[Model], load: Load, bar: &ProgressBar) -> M
     }
 }
 
-/// One repetition against one server: (CPU µs per good connection, good, failed).
-fn measure_once(server: &ServerProc, load: Load, conns: usize) -> (Option<f64>, u64, u64) {
+/// What one repetition against one server measured.
+struct Once {
+    /// CPU µs per good connection.
+    cpu_us: Option<f64>,
+    /// Voluntary context switches per good connection.
+    sleeps: Option<f64>,
+    ok: u64,
+    errors: u64,
+}
+
+fn measure_once(server: &ServerProc, load: Load, conns: usize) -> Once {
     let pgid = server.pid();
     let before = proc_cpu::snapshot(pgid);
     let result = client::bytes_load(
@@ -176,9 +190,14 @@ fn measure_once(server: &ServerProc, load: Load, conns: usize) -> (Option<f64>, 
         Instant::now() + Duration::from_secs(300),
     );
     let after = proc_cpu::settled(pgid, before.processes, SETTLE);
-    let sample = (result.ok > 0 && after.ns >= before.ns)
-        .then(|| (after.ns - before.ns) as f64 / 1e3 / result.ok as f64);
-    (sample, result.ok, result.errors)
+    let per_conn =
+        |a: u64, b: u64| (result.ok > 0 && a >= b).then(|| (a - b) as f64 / result.ok as f64);
+    Once {
+        cpu_us: per_conn(after.ns, before.ns).map(|ns| ns / 1e3),
+        sleeps: per_conn(after.sleeps, before.sleeps),
+        ok: result.ok,
+        errors: result.errors,
+    }
 }
 
 /// Connections per client so that one repetition against `server` takes about
