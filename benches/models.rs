@@ -1,22 +1,30 @@
-//! The model-comparison benchmark (issue 5, DESIGN §9): every concurrency model's example
-//! server started as its own process and measured side by side in one run.
+//! The model-comparison benchmark (issues 5 and 15, DESIGN §9): every concurrency model's
+//! example server started as its own process and measured side by side in one run.
 //!
 //! - **fig30** — process-control cost after UNP Fig. 30.1: C clients × M sequential
-//!   connections × B bytes (`GET /bytes/B` on `hello`); server CPU (user + sys, children
-//!   included) and the difference from the iterative baseline, beside the book's column.
-//!   The same runs give UNP Fig. 30.2: connections served by each of 15 pool workers.
+//!   connections × B bytes (`GET /bytes/B` on `hello`) against every model, in interleaved
+//!   rounds (A B C … A B C …); server CPU over each load window only, read from `/proc`, as
+//!   µs per connection with median and spread, Δ over the iterative baseline, and which
+//!   differences are within noise. The same servers give UNP Fig. 30.2: connections served
+//!   by each worker of the fixed pools of 15, with their coefficient of variation.
+//! - **herd** — the csdesign thundering-herd table: 10 children of a benchmark-only server
+//!   waiting on one listener with poll + non-blocking accept, blocking accept,
+//!   EPOLLEXCLUSIVE, or an fcntl lock; wake-ups, wasted wake-ups, CPU per connection.
 //! - **comet** — N waiters and one notify per model that can hold them.
 //! - **keepalive** — `GET /` on `hello` at 50 and 1,000 keep-alive connections: req/s,
-//!   p50/p99, with our mio load generator and with `wrk` when it is on `PATH`.
+//!   p50/p99 (closed loop: the throughput), with our mio load generator and with `wrk`
+//!   when it is on `PATH`; then open-loop latency at fractions of each model's req/s
+//!   (constant rate, latency from the intended send time: no coordinated omission).
 //!
 //! ```text
-//! cargo bench --bench models                     # full run, < 30 min on 2 cores
-//! cargo bench --bench models -- --quick          # about a minute
+//! cargo bench --bench models                     # full run, about 15 min on 2 cores
+//! cargo bench --bench models -- --quick          # about 3 minutes
 //! cargo bench --bench models -- --only fig30 --models iterative,forking,preforked
+//! cargo bench --bench models -- --only fig30 --against earlier/process_control_rounds.csv
 //! ```
 //! Models the examples do not offer yet show as `n/a`. Output: Markdown on stdout, and
 //! `results.md`, one CSV and one or more SVG charts per measurement under
-//! `target/mixserve-bench/`.
+//! `target/mixserve-bench/` (`process_control_rounds.csv` holds every round of Fig. 30.1).
 
 #[allow(dead_code)]
 mod support;
@@ -219,6 +227,7 @@ fn main() -> ExitCode {
         charts.extend(throughput::chart(&out, &table, &levels));
         tables.push(("keepalive", table));
         if !fractions.is_empty() {
+            charts.extend(throughput::open_loop_chart(&out, &open));
             tables.push(("keepalive_open_loop", open));
         }
     }

@@ -1,5 +1,9 @@
 //! The models compared, as command-line arguments of the example servers, the book's
 //! reference numbers, and the parser for the per-worker table printed by `--stats`.
+//!
+//! This is the one place that knows the examples' model flags (`--mixin`, `--workers`,
+//! `--max-workers`, `--inner`, `--accept`, `--threads`); [`super::runs::start`] adds only
+//! `--addr` and `--stats`. When the examples' flags change, change them here.
 
 /// One concurrency model as the examples are asked to run it.
 #[derive(Debug, Clone)]

@@ -226,3 +226,40 @@ pub fn chart(out_dir: &Path, table: &Table, levels: &[usize]) -> Vec<PathBuf> {
         Err(_) => Vec::new(),
     }
 }
+
+/// A chart of the open-loop p99 latency: one group per model, one bar per rate.
+pub fn open_loop_chart(out_dir: &Path, table: &Table) -> Vec<PathBuf> {
+    let mut categories: Vec<String> = table.rows.iter().map(|r| r[0].clone()).collect();
+    categories.dedup();
+    let mut loads: Vec<String> = table.rows.iter().map(|r| r[1].clone()).collect();
+    loads.sort();
+    loads.dedup();
+    let p99 = table.numbers("p99 ms");
+    let series: Vec<chart::Series> = loads
+        .iter()
+        .map(|load| {
+            let per_model = categories
+                .iter()
+                .map(|m| {
+                    let i = table
+                        .rows
+                        .iter()
+                        .position(|r| &r[0] == m && &r[1] == load)?;
+                    p99[i]
+                })
+                .collect();
+            (format!("p99 at {load} of closed-loop req/s"), per_model)
+        })
+        .collect();
+    let path = out_dir.join("keepalive_open_loop_p99.svg");
+    match chart::bars(
+        &path,
+        "Keep-alive p99 latency, open loop (ms, from the intended send time)",
+        "ms",
+        &categories,
+        &series,
+    ) {
+        Ok(()) => vec![path],
+        Err(_) => Vec::new(),
+    }
+}
