@@ -106,13 +106,16 @@ pub fn run(
                 None => row.extend(std::iter::repeat_n(NA.to_owned(), 4)),
             }
             table.row(row);
-        }
-        if let (Some(peak), Some(&conns)) = (peak.filter(|p| *p > 0.0), levels.first()) {
-            bar.set_message(format!("open loop {}", model.name));
-            for &fraction in fractions {
-                open_row(
-                    &mut open, &server, model.name, conns, fraction, peak, timing,
-                );
+            // The open loop runs right after the first level, before a larger level can
+            // leave the server busy with connections the client has already closed.
+            if let (Some(peak), true) = (peak.filter(|p| *p > 0.0), Some(&conns) == levels.first())
+            {
+                bar.set_message(format!("open loop {}", model.name));
+                for &fraction in fractions {
+                    open_row(
+                        &mut open, &server, model.name, conns, fraction, peak, timing,
+                    );
+                }
             }
         }
         let usage = server.stop();
