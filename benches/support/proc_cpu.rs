@@ -3,10 +3,10 @@
 //! each with its live threads, its dead threads and the children it has reaped.
 //!
 //! Per process `P` of the group, one snapshot counts
-//! - `max(Σ schedstat of P's live threads, utime + stime of P)`: the threads' schedstat is
-//!   in nanoseconds but misses threads that have exited; `utime + stime` (whole thread
-//!   group, dead threads included) is exact but truncated to a clock tick (10 ms). When no
-//!   thread has exited the first is larger and exact; otherwise the second, within a tick.
+//! - P's CPU clock (`clock_getcpuclockid` + `clock_gettime`): every thread of P, the exited
+//!   ones included, in nanoseconds. Where that clock cannot be read, the larger of the
+//!   schedstat sum of P's live threads (ns, misses exited threads) and `utime + stime`
+//!   from `/proc/P/stat` (exited threads included, truncated to a 10 ms clock tick).
 //! - `cutime + cstime`: the children `P` has reaped (the forking model's per-connection
 //!   children), within a tick.
 //!
@@ -53,7 +53,8 @@ pub fn snapshot(pgid: i32) -> GroupCpu {
         let coarse = (stat.utime + stat.stime) * tick_ns;
         let (precise, sleeps) = live_threads(pid);
         cpu.sleeps += sleeps;
-        cpu.ns += coarse.max(precise) + (stat.cutime + stat.cstime) * tick_ns;
+        let own = process_clock_ns(pid).unwrap_or(coarse.max(precise));
+        cpu.ns += own + (stat.cutime + stat.cstime) * tick_ns;
         cpu.processes += 1;
     }
     cpu
@@ -122,6 +123,24 @@ fn live_threads(pid: i32) -> (u64, u64) {
             .unwrap_or(0);
     }
     (ns, sleeps)
+}
+
+/// The CPU time of every thread of `pid`, exited ones included, in nanoseconds.
+fn process_clock_ns(pid: i32) -> Option<u64> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: clock is a valid, writable clockid_t.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec; clock names pid's CPU clock.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
 /// Nanoseconds per clock tick (`sysconf(_SC_CLK_TCK)`, usually 100 Hz).
