@@ -179,6 +179,7 @@ fn main() -> ExitCode {
             children: args.herd_children,
             clients: args.clients,
             conns: if args.quick { 200 } else { 1000 },
+            rounds: if args.quick { 5 } else { 20 },
             bytes: args.bytes,
         };
         let runs = herd::run(load, &bar);

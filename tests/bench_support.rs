@@ -226,3 +226,31 @@ fn open_loop_accounts_for_every_scheduled_request() {
     assert!(run.unanswered as f64 >= due / 2.0 - 1.0, "{run:?}");
     let _ = server.join();
 }
+
+#[test]
+fn a_distinct_saving_below_the_baseline_is_marked_not_hidden() {
+    let m = measured(vec![
+        row("iterative", &noisy(100.0, &COMMON)),
+        row("event-loop", &noisy(60.0, &COMMON)),
+    ]);
+    let table = fig30_report::cpu_table(&m);
+    let delta = table.columns.iter().position(|c| c == "Δ vs iterative µs");
+    let cell = &table.rows[1][delta.expect("Δ column")];
+    assert!(cell.ends_with('‡'), "{cell}");
+    assert!(
+        table
+            .notes
+            .iter()
+            .any(|n| n.starts_with("‡ Distinctly cheaper"))
+    );
+}
+
+#[test]
+fn herd_child_lines_parse() {
+    let line = "herd child 3: 120 connections, 131 wakeups, 11 wasted";
+    assert_eq!(support::herd::parse_child(line), Some([120, 131, 11]));
+    assert_eq!(
+        support::herd::parse_child("listening on tcp://127.0.0.1:1"),
+        None
+    );
+}

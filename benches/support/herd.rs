@@ -15,7 +15,7 @@ use super::proc_cpu;
 use super::report::{NA, Table, num};
 use super::runs;
 use super::server_proc::ServerProc;
-use super::stats;
+use super::stats::{self, Summary};
 
 /// The herd load: `children` server processes; `clients` × `conns` connections of `bytes`.
 #[derive(Debug, Clone, Copy)]
@@ -24,8 +24,10 @@ pub struct HerdLoad {
     pub children: usize,
     /// Concurrent clients.
     pub clients: usize,
-    /// Sequential connections per client.
+    /// Sequential connections per client, over all rounds.
     pub conns: usize,
+    /// Interleaved rounds the connections are spread over.
+    pub rounds: usize,
     /// Bytes per connection.
     pub bytes: usize,
 }
@@ -49,64 +51,79 @@ pub struct HerdRun {
     pub unavailable: Option<String>,
 }
 
-/// Runs the load against each style in turn (the bench binary re-executed as the server).
+/// Starts one server per style (the bench binary re-executed), then runs the load in
+/// `rounds` interleaved slices (poll, blocking, epoll-exclusive, lock, poll, …), so that
+/// the machine's noise hits every style alike; CPU and sleeps per connection are the
+/// medians over the rounds, the per-child counts the sums.
 pub fn run(load: HerdLoad, bar: &ProgressBar) -> Vec<HerdRun> {
     let exe = std::env::current_exe().unwrap_or_default();
-    STYLES
-        .iter()
-        .map(|&style| {
-            bar.set_message(format!("herd {style}"));
-            let result = measure(&exe, style, load);
-            bar.inc(1);
-            result
-        })
-        .collect()
-}
-
-fn measure(exe: &Path, style: &'static str, load: HerdLoad) -> HerdRun {
-    let mut out = HerdRun {
-        style,
-        children: Vec::new(),
-        cpu_us_per_conn: None,
-        sleeps_per_conn: None,
-        ok: 0,
-        errors: 0,
-        unavailable: None,
-    };
-    let args = [FLAG.to_owned(), style.to_owned(), load.children.to_string()];
-    let server = match ServerProc::start(exe, &args) {
-        Ok(s) => s,
-        Err(e) => {
-            out.unavailable = Some(runs::unavailable_note(style, &e));
-            return out;
+    let mut runs: Vec<HerdRun> = Vec::new();
+    let mut servers = Vec::new();
+    for &style in &STYLES {
+        let args = [FLAG.to_owned(), style.to_owned(), load.children.to_string()];
+        let mut run = HerdRun {
+            style,
+            children: Vec::new(),
+            cpu_us_per_conn: None,
+            sleeps_per_conn: None,
+            ok: 0,
+            errors: 0,
+            unavailable: None,
+        };
+        match ServerProc::start(&exe, &args) {
+            Ok(s) => servers.push(Some(s)),
+            Err(e) => {
+                run.unavailable = Some(runs::unavailable_note(style, &e));
+                servers.push(None);
+            }
         }
-    };
-    let before = proc_cpu::snapshot(server.pid());
-    let result = client::bytes_load(
-        server.addr(),
-        load.clients,
-        load.conns,
-        load.bytes,
-        Instant::now() + Duration::from_secs(300),
-    );
-    let after = proc_cpu::snapshot(server.pid());
-    out.ok = result.ok;
-    out.errors = result.errors;
-    out.cpu_us_per_conn = (result.ok > 0 && after.ns >= before.ns)
-        .then(|| (after.ns - before.ns) as f64 / 1e3 / result.ok as f64);
-    out.sleeps_per_conn = (result.ok > 0 && after.sleeps >= before.sleeps)
-        .then(|| (after.sleeps - before.sleeps) as f64 / result.ok as f64);
-    out.children = server
-        .stop()
-        .stdout
-        .iter()
-        .filter_map(|l| parse_child(l))
-        .collect();
-    out
+        runs.push(run);
+    }
+    let per_round = load.conns.div_ceil(load.rounds.max(1)).max(1);
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    let mut sleeps: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    for round in 0..load.rounds.max(1) {
+        bar.set_message(format!("herd round {}", round + 1));
+        for (i, server) in servers.iter().enumerate() {
+            let Some(server) = server else { continue };
+            let before = proc_cpu::snapshot(server.pid());
+            let result = client::bytes_load(
+                server.addr(),
+                load.clients,
+                per_round,
+                load.bytes,
+                Instant::now() + Duration::from_secs(300),
+            );
+            let after = proc_cpu::snapshot(server.pid());
+            runs[i].ok += result.ok;
+            runs[i].errors += result.errors;
+            if result.ok > 0 {
+                let n = result.ok as f64;
+                cpu[i].push(after.ns.saturating_sub(before.ns) as f64 / 1e3 / n);
+                sleeps[i].push(after.sleeps.saturating_sub(before.sleeps) as f64 / n);
+            }
+        }
+    }
+    for ((run, server), (cpu, sleeps)) in runs.iter_mut().zip(servers).zip(cpu.iter().zip(&sleeps))
+    {
+        let median = |v: &[f64]| (!v.is_empty()).then(|| Summary::of(v).median);
+        run.cpu_us_per_conn = median(cpu);
+        run.sleeps_per_conn = median(sleeps);
+        if let Some(server) = server {
+            run.children = server
+                .stop()
+                .stdout
+                .iter()
+                .filter_map(|l| parse_child(l))
+                .collect();
+        }
+    }
+    bar.inc(STYLES.len() as u64);
+    runs
 }
 
 /// `herd child I: C connections, W wakeups, X wasted` → `[C, W, X]`.
-fn parse_child(line: &str) -> Option<[u64; 3]> {
+pub fn parse_child(line: &str) -> Option<[u64; 3]> {
     let rest = line.strip_prefix("herd child ")?;
     let numbers: Vec<u64> = rest
         .split(|c: char| !c.is_ascii_digit())
@@ -122,8 +139,9 @@ fn parse_child(line: &str) -> Option<[u64; 3]> {
 pub fn tables(runs: &[HerdRun], load: HerdLoad) -> (Table, Table) {
     let mut summary = Table::new(
         &format!(
-            "Thundering herd (csdesign): {} children, {} clients × {} connections × {} bytes",
-            load.children, load.clients, load.conns, load.bytes
+            "Thundering herd (csdesign): {} children, {} clients × {} connections × {} bytes \
+             in {} interleaved rounds",
+            load.children, load.clients, load.conns, load.bytes, load.rounds
         ),
         &[
             "wait style",
@@ -181,7 +199,8 @@ pub fn tables(runs: &[HerdRun], load: HerdLoad) -> (Table, Table) {
          woke for a connection another child took goes back to sleep inside poll() without \
          returning, so the herd shows there even where `wasted` stays small; futile kernel \
          wake-ups = sleeps/conn minus blocking accept's (same children, same load; 0 when \
-         not above it). CPU over the load window, all processes.",
+         not above it). CPU (over the load windows, all processes) and sleeps are medians over \
+         the rounds.",
     );
     let mut columns = vec!["child".to_owned()];
     for r in runs {
