@@ -84,9 +84,13 @@ struct Args {
     #[arg(long, default_value = "50,1000")]
     levels: String,
     /// Keep-alive open loop: comma-separated rates, as fractions of each model's
-    /// closed-loop req/s at the first level (empty: no open-loop run).
+    /// closed-loop req/s on `--open-conns` connections (empty: no open-loop run).
     #[arg(long, default_value = "0.25,0.5,0.75")]
     rates: String,
+    /// Keep-alive open loop: connections (at most the pools' 15 workers, so that the
+    /// pools serve them all and the latency shows queueing, not starvation).
+    #[arg(long, default_value_t = 10)]
+    open_conns: usize,
     /// Keep-alive: measured seconds per point [default: 5, quick: 1].
     #[arg(long)]
     seconds: Option<u64>,
@@ -221,7 +225,10 @@ fn main() -> ExitCode {
             &keepalive_models,
             &levels,
             timing,
-            &fractions,
+            throughput::OpenPlan {
+                conns: args.open_conns,
+                fractions: &fractions,
+            },
             wrk.as_deref(),
             &bar,
         );

@@ -143,6 +143,16 @@ impl Fleet {
         self.conns[i].state == State::Idle
     }
 
+    /// Registers a readable fd (a timer) whose readiness should end a [`Fleet::poll_once`]
+    /// wait; its events are otherwise ignored.
+    pub fn register_wakeup(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        self.poll.registry().register(
+            &mut mio::unix::SourceFd(&fd),
+            Token(usize::MAX),
+            Interest::READABLE,
+        )
+    }
+
     /// Sends the request on connection `i` if it is idle.
     pub fn send_on(&mut self, i: usize) {
         if self.is_idle(i) {
@@ -205,7 +215,12 @@ impl Fleet {
         mut on_response: impl FnMut(usize, u16, &[u8], Duration) -> Next,
     ) -> io::Result<()> {
         self.poll.poll(&mut self.events, Some(timeout))?;
-        let ready: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
+        let ready: Vec<usize> = self
+            .events
+            .iter()
+            .map(|e| e.token().0)
+            .filter(|&i| i < self.conns.len())
+            .collect();
         for i in ready {
             match self.conns[i].state {
                 State::Sending => self.write_some(i),

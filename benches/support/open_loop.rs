@@ -8,6 +8,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -51,6 +52,8 @@ pub fn run(
     duration: Duration,
 ) -> io::Result<OpenLoop> {
     let mut fleet = Fleet::connect(addr, conns, Instant::now() + Duration::from_secs(5))?;
+    let timer = Timer::new()?;
+    fleet.register_wakeup(timer.fd.as_raw_fd())?;
     fleet.set_request(format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes());
     let n = fleet.len();
     let interval = Duration::from_secs_f64(n as f64 / rate.max(1e-3));
@@ -87,11 +90,11 @@ pub fn run(
                 next_due = next_due.min(*due);
             }
         }
-        // Sleep in the poll until the next send is due; mio waits in whole milliseconds,
-        // so the last millisecond is spent polling without a wait.
-        let wait = next_due.saturating_duration_since(Instant::now());
-        let wait = wait.saturating_sub(Duration::from_millis(1));
-        fleet.poll_once(wait.min(Duration::from_millis(50)), |i, status, _, _| {
+        // Sleep in the poll until a response comes or the next send is due: mio's own
+        // timeout has whole milliseconds, the timer nanoseconds (and no spinning, which
+        // would take the CPU from the server on a small machine).
+        timer.arm(next_due.saturating_duration_since(Instant::now()));
+        fleet.poll_once(Duration::from_millis(50), |i, status, _, _| {
             let now = Instant::now();
             if intended[i] >= start && intended[i] < end {
                 let _ = hist.record((now - intended[i]).as_micros().max(1) as u64);
@@ -103,6 +106,7 @@ pub fn run(
             intended[i] += interval;
             Next::Idle
         })?;
+        timer.drain();
     }
     // Requests due in the window and never answered: their wait so far, a lower bound.
     for due in &mut intended {
@@ -121,4 +125,48 @@ pub fn run(
     out.max_us = hist.max();
     out.send_lag_p99_us = lag.value_at_quantile(0.99);
     Ok(out)
+}
+
+/// A monotonic `timerfd`, non-blocking: readable once its one-shot time has come.
+struct Timer {
+    fd: OwnedFd,
+}
+
+impl Timer {
+    fn new() -> io::Result<Timer> {
+        let flags = libc::TFD_NONBLOCK | libc::TFD_CLOEXEC;
+        // SAFETY: plain syscall; the fd it returns is owned here and closed on drop.
+        let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just created and nothing else owns it.
+        Ok(Timer {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Fires once, `after` from now (at once for zero).
+    fn arm(&self, after: Duration) {
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: the fd is a timerfd; spec is valid; the old value is not asked for.
+        unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Reads the expiry count, if any, so that the timer is no longer readable.
+    fn drain(&self) {
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a buffer of 8; EAGAIN when not expired.
+        unsafe { libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+    }
 }

@@ -1,7 +1,7 @@
 //! Keep-alive throughput and latency of the `hello` workload per model, at several
 //! connection counts, with our own mio load generator and with `wrk` when installed
-//! (closed loop: the throughput); then, on the same server, the open-loop latency at
-//! fractions of the throughput it reached at the first connection count
+//! (closed loop: the throughput); first, on the same server, the open-loop latency on a
+//! few connections at fractions of the closed-loop throughput of that many connections
 //! ([`open_loop`]: no coordinated omission).
 
 use std::path::{Path, PathBuf};
@@ -27,21 +27,28 @@ pub struct Timing {
     pub measure: Duration,
 }
 
-/// The open-loop rates, as fractions of each model's closed-loop req/s at the first level.
-pub type Fractions<'a> = &'a [f64];
+/// The open-loop runs: `conns` connections at these fractions of the closed-loop req/s
+/// that the same connections reach on the same server.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenPlan<'a> {
+    /// Keep-alive connections.
+    pub conns: usize,
+    /// Rates as fractions of the closed-loop req/s (empty: no open-loop runs).
+    pub fractions: &'a [f64],
+}
 
-/// Runs every model at every connection count (one row per model and count), then the
-/// open-loop rates at the first count (one row per model and rate).
+/// Per model: the open-loop rates (one row per model and rate), then every connection
+/// count closed-loop (one row per model and count).
 pub fn run(
     bin_dir: &Path,
     models: &[Model],
     levels: &[usize],
     timing: Timing,
-    fractions: Fractions,
+    plan: OpenPlan,
     wrk_path: Option<&Path>,
     bar: &ProgressBar,
 ) -> (Table, Table) {
-    let mut open = open_table(levels.first().copied().unwrap_or(50));
+    let mut open = open_table(plan.conns);
     let mut table = Table::new(
         "Keep-alive throughput: GET / on the hello example",
         &[
@@ -72,12 +79,14 @@ pub fn run(
                 continue;
             }
         };
-        let mut peak = None;
+        if !plan.fractions.is_empty() {
+            bar.set_message(format!("open loop {}", model.name));
+            open_rows(&mut open, &server, model.name, plan, timing);
+        }
         for &conns in levels {
             let mut row = vec![model.name.to_owned(), conns.to_string()];
             match client::keepalive(server.addr(), conns, timing.warmup, timing.measure) {
                 Ok(k) => {
-                    peak = peak.or(Some(k.rps));
                     row.extend([
                         k.connected.to_string(),
                         k.served.to_string(),
@@ -106,17 +115,6 @@ pub fn run(
                 None => row.extend(std::iter::repeat_n(NA.to_owned(), 4)),
             }
             table.row(row);
-            // The open loop runs right after the first level, before a larger level can
-            // leave the server busy with connections the client has already closed.
-            if let (Some(peak), true) = (peak.filter(|p| *p > 0.0), Some(&conns) == levels.first())
-            {
-                bar.set_message(format!("open loop {}", model.name));
-                for &fraction in fractions {
-                    open_row(
-                        &mut open, &server, model.name, conns, fraction, peak, timing,
-                    );
-                }
-            }
         }
         let usage = server.stop();
         if !usage.clean_exit {
@@ -138,10 +136,11 @@ fn open_table(conns: usize) -> Table {
     let mut table = Table::new(
         &format!(
             "Keep-alive latency, open loop (no coordinated omission): GET / on {conns} connections \
-             at fractions of each model's closed-loop req/s"
+             at fractions of each model's closed-loop req/s on as many"
         ),
         &[
             "model",
+            "closed-loop req/s",
             "load",
             "rate req/s",
             "answered req/s",
@@ -151,6 +150,7 @@ fn open_table(conns: usize) -> Table {
             "p99.9 ms",
             "max ms",
             "client lag p99 ms",
+            "tail",
         ],
     );
     table.note(
@@ -158,40 +158,62 @@ fn open_table(conns: usize) -> Table {
          send time, so time a request waited in the client behind a slow answer counts. \
          unanswered = requests due in the window without an answer at its end (counted in \
          the percentiles with their wait so far, a lower bound). client lag = how late the \
-         load generator itself sent (its own noise floor).",
+         load generator itself sent (its own noise floor); tail = client-bound when that lag \
+         is at least half the p99 (over 1 ms): the p99 then measures the load generator \
+         starved of CPU, not the server.",
     );
     table
 }
 
-fn open_row(
-    table: &mut Table,
-    server: &ServerProc,
-    model: &str,
-    conns: usize,
-    fraction: f64,
-    peak: f64,
-    timing: Timing,
-) {
-    let rate = (peak * fraction).max(1.0);
-    let mut row = vec![
-        model.to_owned(),
-        format!("{:.0}%", fraction * 100.0),
-        num(Some(rate), 0),
-    ];
+/// The closed-loop req/s of `plan.conns` connections, then one open-loop row per fraction.
+fn open_rows(table: &mut Table, server: &ServerProc, model: &str, plan: OpenPlan, timing: Timing) {
+    let peak = match client::keepalive(server.addr(), plan.conns, timing.warmup, timing.measure) {
+        Ok(k) if k.rps > 0.0 => k.rps,
+        Ok(_) => {
+            table.note(format!(
+                "- {model}: no answer in the closed loop, no open loop"
+            ));
+            return;
+        }
+        Err(e) => {
+            table.note(format!("- {model}: closed loop failed: {e}"));
+            return;
+        }
+    };
     let ms = |us: u64| num(Some(us as f64 / 1e3), 3);
-    match open_loop::run(server.addr(), conns, rate, timing.warmup, timing.measure) {
-        Ok(o) => row.extend([
-            num(Some(o.achieved), 0),
-            o.unanswered.to_string(),
-            ms(o.p50_us),
-            ms(o.p99_us),
-            ms(o.p999_us),
-            ms(o.max_us),
-            ms(o.send_lag_p99_us),
-        ]),
-        Err(e) => table.note(format!("- {model} at {rate:.0} req/s: {e}")),
+    for &fraction in plan.fractions {
+        let rate = (peak * fraction).max(1.0);
+        let mut row = vec![
+            model.to_owned(),
+            num(Some(peak), 0),
+            format!("{:.0}%", fraction * 100.0),
+            num(Some(rate), 0),
+        ];
+        match open_loop::run(
+            server.addr(),
+            plan.conns,
+            rate,
+            timing.warmup,
+            timing.measure,
+        ) {
+            Ok(o) => row.extend([
+                num(Some(o.achieved), 0),
+                o.unanswered.to_string(),
+                ms(o.p50_us),
+                ms(o.p99_us),
+                ms(o.p999_us),
+                ms(o.max_us),
+                ms(o.send_lag_p99_us),
+                if o.send_lag_p99_us * 2 >= o.p99_us && o.p99_us > 1_000 {
+                    "client-bound".to_owned()
+                } else {
+                    "server".to_owned()
+                },
+            ]),
+            Err(e) => table.note(format!("- {model} at {rate:.0} req/s: {e}")),
+        }
+        table.row(row);
     }
-    table.row(row);
 }
 
 /// A chart of requests per second: one group per model, one bar per (tool, connections).
@@ -234,7 +256,7 @@ pub fn chart(out_dir: &Path, table: &Table, levels: &[usize]) -> Vec<PathBuf> {
 pub fn open_loop_chart(out_dir: &Path, table: &Table) -> Vec<PathBuf> {
     let mut categories: Vec<String> = table.rows.iter().map(|r| r[0].clone()).collect();
     categories.dedup();
-    let mut loads: Vec<String> = table.rows.iter().map(|r| r[1].clone()).collect();
+    let mut loads: Vec<String> = table.rows.iter().map(|r| r[2].clone()).collect();
     loads.sort();
     loads.dedup();
     let p99 = table.numbers("p99 ms");
