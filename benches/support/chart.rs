@@ -88,6 +88,71 @@ pub fn bars(
     Ok(())
 }
 
+/// One bar per category (the median) with a whisker over its spread (`low`, `high`).
+pub fn bars_with_spread(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    categories: &[String],
+    values: &[Option<f64>],
+    spread: &[Option<(f64, f64)>],
+) -> Result<()> {
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let top = values
+        .iter()
+        .flatten()
+        .chain(spread.iter().flatten().map(|(_, high)| high))
+        .fold(0.0f64, |a, &b| a.max(b));
+    let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+    let n = categories.len().max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(150)
+        .y_label_area_size(80)
+        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(WHITE)
+        .x_labels(n)
+        .x_label_formatter(&|_| String::new())
+        .y_label_formatter(&|v| short_number(*v))
+        .y_desc(y_desc)
+        .draw()?;
+    let label_font = ("sans-serif", 13)
+        .into_font()
+        .transform(FontTransform::Rotate90);
+    for (c, name) in categories.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(SegmentValue::CenterOf(c), 0.0));
+        root.draw(&Text::new(name.clone(), (x + 7, y + 8), label_font.clone()))?;
+        let left = chart.backend_coord(&(SegmentValue::Exact(c), 0.0));
+        let right = chart.backend_coord(&(SegmentValue::Exact(c + 1), 0.0));
+        let width = f64::from(right.0 - left.0);
+        let (x0, x1) = (left.0 + (width * 0.2) as i32, left.0 + (width * 0.8) as i32);
+        let Some(v) = values.get(c).copied().flatten() else {
+            let font = ("sans-serif", 12).into_font().color(&BLACK.mix(0.6));
+            root.draw(&Text::new("n/a", (x - 10, left.1 - 16), font))?;
+            continue;
+        };
+        let y_of = |v: f64| chart.backend_coord(&(SegmentValue::Exact(c), v)).1;
+        root.draw(&Rectangle::new(
+            [(x0, y_of(v)), (x1, left.1)],
+            Palette99::pick(0).filled(),
+        ))?;
+        if let Some((low, high)) = spread.get(c).copied().flatten() {
+            let (yl, yh) = (y_of(low), y_of(high));
+            let style = BLACK.stroke_width(2);
+            root.draw(&PathElement::new([(x, yl), (x, yh)], style))?;
+            root.draw(&PathElement::new([(x - 6, yl), (x + 6, yl)], style))?;
+            root.draw(&PathElement::new([(x - 6, yh), (x + 6, yh)], style))?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
 /// Lines: x = index (worker number), one line per series.
 pub fn lines(
     path: &Path,

@@ -19,6 +19,8 @@ pub enum Next {
     Again,
     /// This connection is finished (it stays open until the fleet is dropped).
     Done,
+    /// Keep the connection open and send nothing until [`Fleet::send_on`] says so.
+    Idle,
 }
 
 #[derive(Debug, PartialEq)]
@@ -126,6 +128,38 @@ impl Fleet {
         }
     }
 
+    /// Remembers `request` for [`Fleet::send_on`] without sending it.
+    pub fn set_request(&mut self, request: &[u8]) {
+        self.request = request.to_vec();
+    }
+
+    /// How many connections were attempted (open, failed or still connecting).
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether connection `i` is open and waiting for a request to send.
+    pub fn is_idle(&self, i: usize) -> bool {
+        self.conns[i].state == State::Idle
+    }
+
+    /// Registers a readable fd (a timer) whose readiness should end a [`Fleet::poll_once`]
+    /// wait; its events are otherwise ignored.
+    pub fn register_wakeup(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        self.poll.registry().register(
+            &mut mio::unix::SourceFd(&fd),
+            Token(usize::MAX),
+            Interest::READABLE,
+        )
+    }
+
+    /// Sends the request on connection `i` if it is idle.
+    pub fn send_on(&mut self, i: usize) {
+        if self.is_idle(i) {
+            self.start_request(i);
+        }
+    }
+
     fn start_request(&mut self, i: usize) {
         let conn = &mut self.conns[i];
         conn.state = State::Sending;
@@ -156,8 +190,8 @@ impl Fleet {
         }
     }
 
-    /// Runs the loop until every connection is done or failed, or `deadline`, or `stop`
-    /// says so. `on_response(status, body, latency)` sees each complete response.
+    /// Runs the loop until every connection is done, idle or failed, or `deadline`.
+    /// `on_response(status, body, latency)` sees each complete response.
     pub fn run(
         &mut self,
         deadline: Instant,
@@ -165,27 +199,46 @@ impl Fleet {
     ) -> io::Result<()> {
         while Instant::now() < deadline && self.active() > 0 {
             let wait = deadline.saturating_duration_since(Instant::now());
-            self.poll
-                .poll(&mut self.events, Some(wait.min(Duration::from_millis(100))))?;
-            let ready: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
-            for i in ready {
-                match self.conns[i].state {
-                    State::Sending => self.write_some(i),
-                    State::Receiving => {
-                        if let Some((body_at, end)) = self.read_some(i) {
-                            let conn = &mut self.conns[i];
-                            let latency = conn.sent_at.elapsed();
-                            conn.answered_at = Some(Instant::now());
-                            let status = status_code(&conn.inbuf);
-                            let next = on_response(status, &conn.inbuf[body_at..end], latency);
-                            match next {
-                                Next::Again => self.start_request(i),
-                                Next::Done => self.conns[i].state = State::Done,
-                            }
+            self.poll_once(
+                wait.min(Duration::from_millis(100)),
+                |_, status, body, latency| on_response(status, body, latency),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One wait of at most `timeout` and the work it brings: writes go on, and
+    /// `on_response(connection, status, body, latency)` sees each complete response.
+    pub fn poll_once(
+        &mut self,
+        timeout: Duration,
+        mut on_response: impl FnMut(usize, u16, &[u8], Duration) -> Next,
+    ) -> io::Result<()> {
+        self.poll.poll(&mut self.events, Some(timeout))?;
+        let ready: Vec<usize> = self
+            .events
+            .iter()
+            .map(|e| e.token().0)
+            .filter(|&i| i < self.conns.len())
+            .collect();
+        for i in ready {
+            match self.conns[i].state {
+                State::Sending => self.write_some(i),
+                State::Receiving => {
+                    if let Some((body_at, end)) = self.read_some(i) {
+                        let conn = &mut self.conns[i];
+                        let latency = conn.sent_at.elapsed();
+                        conn.answered_at = Some(Instant::now());
+                        let status = status_code(&conn.inbuf);
+                        let next = on_response(i, status, &conn.inbuf[body_at..end], latency);
+                        match next {
+                            Next::Again => self.start_request(i),
+                            Next::Done => self.conns[i].state = State::Done,
+                            Next::Idle => self.conns[i].state = State::Idle,
                         }
                     }
-                    _ => {}
                 }
+                _ => {}
             }
         }
         Ok(())

@@ -10,12 +10,18 @@
 
 pub mod chart;
 pub mod client;
+pub mod fig30_report;
 pub mod fleet;
+pub mod herd;
+pub mod herd_server;
 pub mod machine;
 pub mod model;
+pub mod open_loop;
+pub mod proc_cpu;
 pub mod process_control;
 pub mod report;
 pub mod runs;
 pub mod server_proc;
+pub mod stats;
 pub mod throughput;
 pub mod wrk;

@@ -1,5 +1,9 @@
 //! The models compared, as command-line arguments of the example servers, the book's
 //! reference numbers, and the parser for the per-worker table printed by `--stats`.
+//!
+//! This is the one place that knows the examples' model flags (`--mixin`, `--workers`,
+//! `--max-workers`, `--inner`, `--accept`, `--threads`); [`super::runs::start`] adds only
+//! `--addr` and `--stats`. When the examples' flags change, change them here.
 
 /// One concurrency model as the examples are asked to run it.
 #[derive(Debug, Clone)]
@@ -28,8 +32,11 @@ pub const POOL: usize = 15;
 
 /// Every model in UNP Figure 30.1 order, then the two the book does not have.
 pub fn all() -> Vec<Model> {
-    let pre = format!("--mixin preforked --workers {POOL} --inner iterative --accept");
-    let thr = format!("--mixin prethreaded --threads {POOL} --accept");
+    // Fixed pools, as in the book: no growth beyond the POOL started.
+    let pre = format!(
+        "--mixin preforked --workers {POOL} --max-workers {POOL} --inner iterative --accept"
+    );
+    let thr = format!("--mixin prethreaded --threads {POOL} --max-workers {POOL} --accept");
     vec![
         model("iterative", Some(0), "--mixin iterative"),
         model("forking", Some(1), "--mixin forking"),

@@ -1,242 +1,219 @@
-//! UNP Figure 30.1 (process-control CPU time of each model under the same client load)
-//! and Figure 30.2 (connections served by each worker of a pool), measured in one pass:
-//! the pooled models print their per-worker counts with `--stats` when they stop.
+//! UNP Figure 30.1 (process-control CPU of each model under the same client load) and
+//! Figure 30.2 (connections served by each worker of a fixed pool of 15), measured so that
+//! the designs can be told apart on a small, shared machine:
+//!
+//! - every server is started once and warmed up; its CPU is read from `/proc` right before
+//!   and right after each load ([`proc_cpu`]), so start-up and shutdown are not counted;
+//! - repetitions are interleaved (A B C … A B C …), so a burst of noise from the rest of
+//!   the machine hits every model alike, and Δ over the iterative baseline is the median
+//!   of the per-round differences (paired);
+//! - the load per repetition is sized from a calibration run (or `--conns`), and rounds
+//!   are added until every row's median is known to `target_rel_se` or the budget is
+//!   spent. The tables ([`fig30_report`]) say which differences are within noise.
+//!
+//! [`fig30_report`]: super::fig30_report
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
-use super::chart;
-use super::client::{self, BytesLoad};
-use super::model::{self, BOOK_FIG_30_1, BOOK_VERIFIED, Model};
-use super::report::{NA, Table, num};
+use super::client;
+use super::model::Model;
+use super::proc_cpu;
 use super::runs;
-use super::server_proc::ServerUsage;
+use super::server_proc::{ServerProc, ServerUsage};
+use super::stats::Summary;
 
-const DELTA: &str = "Δ vs iterative s";
-
-/// The client load: `clients` × `conns` sequential connections × `bytes` each.
+/// How the load is sized and repeated.
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
     /// Concurrent clients (threads of the bench process).
     pub clients: usize,
-    /// Sequential connections per client.
-    pub conns: usize,
+    /// Sequential connections per client in one repetition, for every model; `None`:
+    /// sized per model by calibration, so that every model's share of a round takes
+    /// about `target_wall` and the rounds stay short (the samples paired in a round are
+    /// then close in time).
+    pub conns: Option<usize>,
     /// Bytes asked for on each connection (`GET /bytes/N`).
     pub bytes: usize,
+    /// Wall time the calibration aims at for one model's share of a round.
+    pub target_wall: Duration,
+    /// Rounds always run.
+    pub min_reps: usize,
+    /// Rounds at most.
+    pub max_reps: usize,
+    /// Stop adding rounds once every row's median has this relative standard error.
+    pub target_rel_se: f64,
+    /// Stop adding rounds after this much time in the measured rounds.
+    pub budget: Duration,
 }
 
-/// One model's measurement (`None` when the example does not offer it).
+/// One model's measurements.
 #[derive(Debug)]
-struct Measured {
-    model: Model,
-    run: Option<(BytesLoad, ServerUsage)>,
+pub struct Row {
+    /// The model.
+    pub model: Model,
+    /// Why it has no measurement, when it has none.
+    pub unavailable: Option<String>,
+    /// Server CPU µs per connection, one entry per round (`None`: nothing served).
+    pub samples: Vec<Option<f64>>,
+    /// Times a server thread went to sleep (voluntary context switches) per connection,
+    /// one entry per round.
+    pub sleeps: Vec<Option<f64>>,
+    /// Connections served correctly over all rounds.
+    pub ok: u64,
+    /// Connections that failed or came back short over all rounds.
+    pub errors: u64,
+    /// Sequential connections per client in each of its rounds.
+    pub conns: usize,
+    /// What the server reported when it stopped (its `--stats` table).
+    pub usage: Option<ServerUsage>,
 }
 
-/// Runs `load` against every model; returns the Fig. 30.1 and Fig. 30.2 tables.
-pub fn run(
-    bin_dir: &Path,
-    models: &[Model],
-    load: Load,
-    per_run: Duration,
-    bar: &ProgressBar,
-) -> (Table, Table) {
-    let mut notes = Vec::new();
-    let measured: Vec<Measured> = models
-        .iter()
-        .map(|model| {
-            bar.set_message(format!("fig 30.1 {}", model.name));
-            let run = match runs::start(bin_dir, "hello", model) {
-                Ok(server) => {
-                    let deadline = Instant::now() + per_run;
-                    let result = client::bytes_load(
-                        server.addr(),
-                        load.clients,
-                        load.conns,
-                        load.bytes,
-                        deadline,
-                    );
-                    Some((result, server.stop()))
-                }
-                Err(e) => {
-                    notes.push(runs::unavailable_note(model.name, &e));
-                    None
-                }
-            };
-            bar.inc(1);
-            Measured {
-                model: model.clone(),
-                run,
-            }
-        })
-        .collect();
-    let mut fig1 = cpu_table(&measured, load);
-    fig1.notes.extend(notes);
-    (fig1, distribution_table(&measured))
+/// The whole measurement.
+#[derive(Debug)]
+pub struct Measured {
+    /// One row per model, in the order given.
+    pub rows: Vec<Row>,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Bytes per connection.
+    pub bytes: usize,
+    /// Rounds run.
+    pub rounds: usize,
+    /// Whether the rounds stopped because every row reached the target precision.
+    pub converged: bool,
+    /// The target relative standard error.
+    pub target_rel_se: f64,
 }
 
-fn cpu_table(measured: &[Measured], load: Load) -> Table {
-    let verified = if BOOK_VERIFIED { "" } else { " †" };
-    let title = format!(
-        "Process control (UNP Fig. 30.1): {} clients × {} connections × {} bytes, server CPU",
-        load.clients, load.conns, load.bytes
-    );
-    let solaris = format!("book Solaris Δ s{verified}");
-    let dunix = format!("book DUnix Δ s{verified}");
-    let mut table = Table::new(
-        &title,
-        &[
-            "row",
-            "model",
-            "ok",
-            "errors",
-            "wall s",
-            "user s",
-            "sys s",
-            "CPU s",
-            "Δ vs iterative s",
-            &solaris,
-            &dunix,
-        ],
-    );
-    let cpu = |m: &Measured| m.run.as_ref().map(|(_, u)| u.user + u.sys);
-    let baseline = measured
-        .iter()
-        .find(|m| m.model.name == "iterative")
-        .and_then(cpu);
-    for m in measured {
-        let book = m
-            .model
-            .unp_row
-            .and_then(|r| BOOK_FIG_30_1.iter().find(|b| b.row == r));
-        let mut row = vec![
-            m.model.unp_row.map_or("—".to_owned(), |r| r.to_string()),
-            m.model.name.to_owned(),
-        ];
-        match &m.run {
-            Some((load, usage)) => {
-                row.extend([
-                    load.ok.to_string(),
-                    load.errors.to_string(),
-                    num(Some(load.wall.as_secs_f64()), 2),
-                    num(Some(usage.user), 3),
-                    num(Some(usage.sys), 3),
-                    num(cpu(m), 3),
-                    num(cpu(m).zip(baseline).map(|(c, b)| c - b), 3),
-                ]);
-                if !usage.clean_exit {
-                    table.note(format!("- {}: did not exit 0 on SIGTERM", m.model.name));
-                }
-            }
-            None => row.extend(std::iter::repeat_n(NA.to_owned(), 7)),
-        }
-        row.push(num(book.and_then(|b| b.solaris), 1));
-        row.push(num(book.and_then(|b| b.digital_unix), 1));
-        table.row(row);
+/// Bounded wait for per-connection children to be reaped after a load.
+const SETTLE: Duration = Duration::from_secs(2);
+/// Connections per client of the unmeasured warm-up and of the calibration run.
+const WARMUP_CONNS: usize = 40;
+const CALIBRATION_CONNS: usize = 100;
+
+/// Starts every model, then runs interleaved rounds of `load` against them.
+pub fn run(bin_dir: &Path, models: &[Model], load: Load, bar: &ProgressBar) -> Measured {
+    let mut servers: Vec<Option<ServerProc>> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    for model in models {
+        bar.set_message(format!("fig 30.1 start {}", model.name));
+        let (server, unavailable) = match runs::start(bin_dir, "hello", model) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(runs::unavailable_note(model.name, &e))),
+        };
+        servers.push(server);
+        rows.push(Row {
+            model: model.clone(),
+            unavailable,
+            samples: Vec::new(),
+            sleeps: Vec::new(),
+            ok: 0,
+            errors: 0,
+            conns: 0,
+            usage: None,
+        });
     }
-    table.note("CPU = user + sys of the server and the children it reaped (wait4), start-up and shutdown included.");
-    table.note(
-        "Book: Stevens, Fenner, Rudoff, UNIX Network Programming vol. 1, 3rd ed., Fig. 30.1 \
-         (5 clients × 500 connections × 4,000 bytes; CPU seconds minus the iterative baseline).",
-    );
-    if !BOOK_VERIFIED {
-        table.note("† book values recalled, not yet checked against the printed figure.");
-    }
-    table
-}
-
-fn distribution_table(measured: &[Measured]) -> Table {
-    let pooled: Vec<&Measured> = measured.iter().filter(|m| m.model.pooled).collect();
-    let counts: Vec<Vec<u64>> = pooled
-        .iter()
-        .map(|m| {
-            m.run
-                .as_ref()
-                .map(|(_, u)| model::parse_worker_stats(&u.stdout))
-                .unwrap_or_default()
-        })
-        .collect();
-    let mut columns = vec!["worker"];
-    columns.extend(pooled.iter().map(|m| m.model.name));
-    let mut table = Table::new(
-        "Connections served per worker (UNP Fig. 30.2, csdesign)",
-        &columns,
-    );
-    let longest = counts.iter().map(Vec::len).max().unwrap_or(0);
-    // Without any per-worker table there is nothing to lay out by worker.
-    let rows = if longest == 0 {
-        0
-    } else {
-        longest.max(model::POOL)
-    };
-    for w in 0..rows {
-        let mut row = vec![w.to_string()];
-        row.extend(
-            counts
-                .iter()
-                .map(|c| c.get(w).map_or(NA.to_owned(), u64::to_string)),
+    let deadline = |d: Duration| Instant::now() + d;
+    for server in servers.iter().flatten() {
+        client::bytes_load(
+            server.addr(),
+            load.clients,
+            WARMUP_CONNS,
+            load.bytes,
+            deadline(Duration::from_secs(30)),
         );
-        table.row(row);
     }
-    let mut total = vec!["total".to_owned()];
-    total.extend(counts.iter().map(|c| {
-        if c.is_empty() {
-            NA.to_owned()
-        } else {
-            c.iter().sum::<u64>().to_string()
-        }
-    }));
-    table.row(total);
-    for (m, c) in pooled.iter().zip(&counts) {
-        if m.run.is_some() && c.is_empty() {
-            table.note(format!(
-                "- {}: no per-worker table in its --stats output",
-                m.model.name
-            ));
+    for (row, server) in rows.iter_mut().zip(&servers) {
+        if let Some(server) = server {
+            row.conns = load.conns.unwrap_or_else(|| calibrate(server, load));
         }
     }
-    table
+    let started = Instant::now();
+    let mut rounds = 0;
+    let mut converged = false;
+    while rounds < load.max_reps {
+        bar.set_message(format!("fig 30.1 round {}", rounds + 1));
+        for (row, server) in rows.iter_mut().zip(&servers) {
+            let Some(server) = server else { continue };
+            let once = measure_once(server, load, row.conns);
+            row.ok += once.ok;
+            row.errors += once.errors;
+            row.samples.push(once.cpu_us);
+            row.sleeps.push(once.sleeps);
+        }
+        rounds += 1;
+        if rounds >= load.min_reps {
+            converged = rows.iter().filter(|r| r.unavailable.is_none()).all(|r| {
+                let samples: Vec<f64> = r.samples.iter().flatten().copied().collect();
+                Summary::of(&samples).relative_se() <= load.target_rel_se
+            });
+            if converged || started.elapsed() >= load.budget {
+                break;
+            }
+        }
+    }
+    bar.inc(1);
+    for (row, server) in rows.iter_mut().zip(servers) {
+        row.usage = server.map(ServerProc::stop);
+    }
+    Measured {
+        rows,
+        clients: load.clients,
+        bytes: load.bytes,
+        rounds,
+        converged,
+        target_rel_se: load.target_rel_se,
+    }
 }
 
-/// Charts: CPU seconds per model (ours and the book's Δ), connections per worker.
-pub fn charts(out_dir: &Path, fig1: &Table, fig2: &Table) -> Vec<PathBuf> {
-    let mut written = Vec::new();
-    let categories: Vec<String> = fig1.rows.iter().map(|r| r[1].clone()).collect();
-    let series = vec![
-        ("CPU s".to_owned(), fig1.numbers("CPU s")),
-        (DELTA.to_owned(), fig1.numbers(DELTA)),
-    ];
-    let path = out_dir.join("process_control.svg");
-    if chart::bars(
-        &path,
-        "Process control CPU (UNP Fig. 30.1)",
-        "seconds",
-        &categories,
-        &series,
-    )
-    .is_ok()
-    {
-        written.push(path);
+/// What one repetition against one server measured.
+struct Once {
+    /// CPU µs per good connection.
+    cpu_us: Option<f64>,
+    /// Voluntary context switches per good connection.
+    sleeps: Option<f64>,
+    ok: u64,
+    errors: u64,
+}
+
+fn measure_once(server: &ServerProc, load: Load, conns: usize) -> Once {
+    let pgid = server.pid();
+    let before = proc_cpu::snapshot(pgid);
+    let result = client::bytes_load(
+        server.addr(),
+        load.clients,
+        conns,
+        load.bytes,
+        Instant::now() + Duration::from_secs(300),
+    );
+    let after = proc_cpu::settled(pgid, before.processes, SETTLE);
+    let per_conn =
+        |a: u64, b: u64| (result.ok > 0 && a >= b).then(|| (a - b) as f64 / result.ok as f64);
+    Once {
+        cpu_us: per_conn(after.ns, before.ns).map(|ns| ns / 1e3),
+        sleeps: per_conn(after.sleeps, before.sleeps),
+        ok: result.ok,
+        errors: result.errors,
     }
-    let body = &fig2.rows[..fig2.rows.len().saturating_sub(1)];
-    let lines: Vec<(String, Vec<f64>)> = (1..fig2.columns.len())
-        .filter_map(|i| {
-            let values: Vec<f64> = body.iter().filter_map(|r| r[i].parse().ok()).collect();
-            (!values.is_empty()).then(|| (fig2.columns[i].clone(), values))
-        })
-        .collect();
-    let path = out_dir.join("distribution.svg");
-    if chart::lines(
-        &path,
-        "Connections per worker (UNP Fig. 30.2)",
-        "worker",
-        "connections",
-        &lines,
-    )
-    .is_ok()
-    {
-        written.push(path);
+}
+
+/// Connections per client so that one repetition against `server` takes about
+/// `load.target_wall`.
+fn calibrate(server: &ServerProc, load: Load) -> usize {
+    let result = client::bytes_load(
+        server.addr(),
+        load.clients,
+        CALIBRATION_CONNS,
+        load.bytes,
+        Instant::now() + Duration::from_secs(60),
+    );
+    let per_conn = result.wall.as_secs_f64() / CALIBRATION_CONNS as f64;
+    if per_conn <= 0.0 {
+        return CALIBRATION_CONNS;
     }
-    written
+    let conns = (load.target_wall.as_secs_f64() / per_conn).round() as usize;
+    conns.clamp(20, 20_000)
 }

@@ -139,6 +139,11 @@ impl ServerProc {
         self.addr
     }
 
+    /// The server's process id, which is also its process group id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// Samples the group's memory now (in addition to the periodic sampler).
     pub fn sample_rss_now(&self) {
         self.peak_rss
