@@ -181,7 +181,8 @@ impl Waker {
         if current().is_some() && !rt::in_coroutine() {
             match wake_signal::arm() {
                 Ok(bell) => return Waker::Signal(bell),
-                Err(error) => log::warn!("cannot watch a client while waiting: {error}"),
+                // Logged once as a warning where it can happen (no free signal).
+                Err(error) => log::debug!("waiting without watching the client: {error}"),
             }
         }
         Waker::Park(Unparker::current())
