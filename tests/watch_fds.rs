@@ -87,10 +87,11 @@ fn many_waiters_under_a_low_fd_limit(args: &[&str]) {
         Duration::from_secs(60),
         || server.waiting() == WAITERS.to_string(),
     );
-    // One socket per waiter and nothing else (a little slack for a probe in flight).
+    // One socket per waiter and nothing more per waiter (slack for probes still being
+    // closed and fds a server opens once, lazily; a pipe pair per wait would be 800).
     let waiting_fds = count_fds(pid);
     assert!(
-        waiting_fds <= at_rest + WAITERS + 4,
+        waiting_fds <= at_rest + WAITERS + WAITERS / 10,
         "{args:?}: {waiting_fds} fds with {WAITERS} waiters, {at_rest} at rest"
     );
 
