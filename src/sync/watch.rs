@@ -7,8 +7,10 @@
 //! [`WaitError::ClientGone`](crate::sync::WaitError::ClientGone) as soon as the peer's
 //! end closes (`EOF`), resets or hangs up:
 //!
-//! - a plain thread blocks in `poll(2)` on the socket (`POLLRDHUP`) and on a pipe the
-//!   releasing side writes to, instead of `thread::park`;
+//! - a plain thread blocks in `ppoll(2)` on the socket (`POLLRDHUP`) instead of
+//!   `thread::park`, and the releasing side wakes it with the crate's wake signal (see
+//!   [`crate::sys::wake_signal`]): no file descriptor is made per wait, so ten thousand
+//!   waiting threads cost ten thousand client sockets and nothing more;
 //! - a coroutine parks on both its wait list and the socket's readiness;
 //! - a worker process's hub call waits for the hub's reply or the hang-up, and on a
 //!   hang-up drops its hub connection, which makes the hub cancel the remote wait. (A
@@ -33,7 +35,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::rt;
 use crate::rt::park::{self, Unparker};
 use crate::sync::WaitError;
-use crate::sys::pipe::SelfPipe;
+use crate::sys::wake_signal::{self, ThreadBell};
 
 /// `POLLRDHUP`: the peer closed its end (nix does not name it).
 const RDHUP: PollFlags = PollFlags::from_bits_retain(libc::POLLRDHUP);
@@ -163,23 +165,24 @@ fn hung_up(fd: RawFd) -> bool {
 }
 
 /// How a local waiter is woken: a plain park, or — for a watched thread, which blocks
-/// in `poll(2)` rather than `thread::park` — a pipe written to.
+/// in `ppoll(2)` rather than `thread::park` — the crate's wake signal.
 #[derive(Debug, Clone)]
 pub(crate) enum Waker {
     /// `thread::unpark` or a coroutine's waker.
     Park(Unparker),
-    /// A watched thread's pipe.
-    Bell(Arc<SelfPipe>),
+    /// A watched thread, armed for the wake signal.
+    Signal(Arc<ThreadBell>),
 }
 
 impl Waker {
-    /// The waker for whoever runs now. A pipe is made per wait (and closed with it), so
-    /// pooled threads hold no extra fd between waits.
+    /// The waker for whoever runs now. A watched thread is armed here, before the
+    /// waker is registered anywhere, so no wake sent from now on can be lost.
     pub(crate) fn current() -> Waker {
         if current().is_some() && !rt::in_coroutine() {
-            match SelfPipe::new() {
-                Ok(pipe) => return Waker::Bell(Arc::new(pipe)),
-                Err(error) => log::warn!("no pipe to watch a client with: {error}"),
+            match wake_signal::arm() {
+                Ok(bell) => return Waker::Signal(bell),
+                // Logged once as a warning where it can happen (no free signal).
+                Err(error) => log::debug!("waiting without watching the client: {error}"),
             }
         }
         Waker::Park(Unparker::current())
@@ -189,7 +192,7 @@ impl Waker {
     pub(crate) fn wake(&self) {
         match self {
             Waker::Park(unparker) => unparker.unpark(),
-            Waker::Bell(pipe) => pipe.notify(),
+            Waker::Signal(bell) => bell.ring(),
         }
     }
 }
@@ -215,12 +218,9 @@ pub(crate) fn park(waker: &Waker, deadline: Option<Instant>) -> Result<(), Gone>
         }
     } else {
         match waker {
-            Waker::Bell(pipe) => {
-                let _ = poll_until(
-                    &[(watched.fd, RDHUP), (pipe.read_fd(), PollFlags::POLLIN)],
-                    deadline,
-                );
-                pipe.drain();
+            Waker::Signal(bell) => {
+                // An error (none is expected) is a spurious return: the caller loops.
+                let _ = wake_signal::wait_hangup_or_ring(watched.fd, bell, deadline);
             }
             Waker::Park(_) => park::park(deadline),
         }

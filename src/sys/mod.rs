@@ -14,6 +14,7 @@ pub(crate) mod shared_memory;
 pub(crate) mod signal;
 pub(crate) mod stack_guard;
 pub(crate) mod tcp_info;
+pub(crate) mod wake_signal;
 pub(crate) mod worker_process;
 
 use std::os::fd::{BorrowedFd, RawFd};
