@@ -7,6 +7,9 @@
 //! curl localhost:8000/notify        # 1 (released); the waiter prints 1 too
 //! ```
 //!
+//! With `--redis redis://127.0.0.1:6379` the broadcast lives on Redis instead, so a
+//! `/notify` on any server started that way releases the waiters of all of them.
+//!
 //! The handler is plain blocking code and the same under every model; the
 //! `Broadcast` it waits on is created before the server starts, so under process-based
 //! models it lives in the master and every worker reaches it through the hub.
@@ -22,6 +25,9 @@ use mixserve::sync::{Broadcast, WaitError};
 struct Cli {
     #[command(flatten)]
     serve: common::ServeArgs,
+    /// Share the broadcast with every server on this Redis (e.g. redis://127.0.0.1:6379).
+    #[arg(long)]
+    redis: Option<String>,
 }
 
 /// The seed's comet contract.
@@ -55,7 +61,16 @@ fn answer(news: &Broadcast<usize>, req: &Request) -> Response {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let news = Broadcast::new();
+    let news = match &cli.redis {
+        None => Broadcast::new(),
+        Some(url) => match mixserve::sync::Redis::connect(url) {
+            Ok(redis) => redis.broadcast("comet"),
+            Err(error) => {
+                eprintln!("comet: {error}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+    };
     let app = move |req: &mut Request| comet(&news, req);
     common::serve(&cli.serve, "http", Http::new(app))
 }

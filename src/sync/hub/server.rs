@@ -15,6 +15,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::sync::hub::protocol::{self, NO_TIMEOUT, status};
 use crate::sync::lock;
+use crate::sync::redis::driver as redis;
 use crate::sync::registry;
 use crate::sync::wire::Wire;
 use crate::sync::{ServerScope, WaitError};
@@ -141,28 +142,36 @@ impl HubServer {
     pub(crate) fn register(&mut self, registry: &Registry, first: usize) -> io::Result<()> {
         self.listener_token = Token(first);
         self.next_token = first + 1;
-        registry.register(&mut self.listener, self.listener_token, Interest::READABLE)
+        registry.register(&mut self.listener, self.listener_token, Interest::READABLE)?;
+        // Redis-backed objects of this process are driven by this loop from now on.
+        redis::host(registry);
+        Ok(())
     }
 
     /// The earliest remote-wait deadline, for the loop's poll timeout.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines
+        let hub = self
+            .deadlines
             .peek()
-            .map(|Reverse((deadline, ..))| *deadline)
+            .map(|Reverse((deadline, ..))| *deadline);
+        hub.into_iter().chain(redis::next_deadline()).min()
     }
 
     /// Handles a readiness event for one of the hub's tokens.
     pub(crate) fn on_event(&mut self, registry: &Registry, token: Token, event: &Event) {
-        if token == self.listener_token {
+        if redis::owns(token) {
+            redis::on_event(registry, token);
+        } else if token == self.listener_token {
             self.accept(registry);
         } else if (event.is_readable() || event.is_read_closed() || event.is_error())
             && !self.read(token)
         {
             self.drop_conn(registry, token);
         }
-        if event.is_writable() {
+        if event.is_writable() && !redis::owns(token) {
             self.write(registry, token);
         }
+        redis::pump(registry);
         self.flush_outbox(registry);
     }
 
@@ -328,6 +337,7 @@ impl HubServer {
                 self.reply_to(token).send(status::TIMED_OUT, b"timed out");
             }
         }
+        redis::pump(registry);
         self.flush_outbox(registry);
     }
 
@@ -354,6 +364,7 @@ impl HubServer {
             self.drop_conn(registry, token);
         }
         let _ = registry.deregister(&mut self.listener);
+        redis::unhost(Some(registry));
     }
 
     /// Answers `Closed` to the waits pending for the worker processes `pids` (workers
