@@ -106,6 +106,10 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
                 .map_err(WaitError::Hub)?;
             return decode_wait(code, &payload);
         }
+        if let Some(link) = self.inner.redis.get() {
+            // The waiter hears sends only once this process is subscribed.
+            link.start();
+        }
         let slot = Slot::new();
         let (key, _blocking) = {
             let mut waiters = self.lock();

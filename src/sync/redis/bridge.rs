@@ -5,8 +5,9 @@
 //! It owns a command connection, a subscriber connection and, per `Channel` with
 //! receivers here, a connection for the blocking pop. It is up when all of them have
 //! finished their hand-shake; any failure (a lost connection, a reply overdue) takes
-//! it down as a whole: every pending caller gets an error at once, nothing queued is
-//! sent later, and it reconnects after an exponential back-off with jitter.
+//! it down as a whole: every pending caller gets an error at once, and it reconnects
+//! after an exponential back-off with jitter. While down, commands fail at once; while
+//! connecting they wait for the connection, never longer than their reply deadline.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -56,18 +57,16 @@ impl std::fmt::Debug for Shared {
 enum Phase {
     /// Never driven yet: commands wait in the backlog.
     Idle,
-    /// Connecting; on the first attempt commands wait, afterwards they fail.
-    Connecting {
-        first: bool,
-        since: Instant,
-    },
+    /// Connecting (`first`: never up before); commands wait in the backlog, each no
+    /// longer than its reply deadline.
+    Connecting { first: bool, since: Instant },
+    /// Every connection finished its hand-shake and the subscriptions are confirmed.
     Up,
-    Down {
-        retry_at: Instant,
-    },
+    /// Lost; commands fail at once until the reconnect at `retry_at`.
+    Down { retry_at: Instant },
 }
 
-/// A command waiting for the first connection.
+/// A command waiting for the connection.
 struct Queued {
     packed: Vec<u8>,
     deadline: Instant,
@@ -146,7 +145,8 @@ pub(crate) fn submit(shared: &Arc<Shared>, packed: Vec<u8>, on_reply: OnReply) {
                     Some(on_reply)
                 }
             }
-            Phase::Idle | Phase::Connecting { first: true, .. } => {
+            // Sent once connected (within the reply deadline) or failed with the rest.
+            Phase::Idle | Phase::Connecting { .. } => {
                 state.backlog.push(Queued {
                     packed,
                     deadline,

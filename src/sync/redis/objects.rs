@@ -39,6 +39,11 @@ impl BroadcastLink {
         Instant::now() + config.count_deadline + 3 * config.timeout
     }
 
+    /// Makes sure the bridge is driven (a local waiter needs the subscription).
+    pub(crate) fn start(&self) {
+        crate::sync::redis::driver::kick(&self.shared);
+    }
+
     /// Releases every waiter of the cluster; the cluster-wide count.
     pub(crate) fn send(&self, make: MakeValue) -> Result<usize, SendError> {
         let result = block_on(self.deadline(), |done| {

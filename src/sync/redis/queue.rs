@@ -291,11 +291,7 @@ pub(crate) fn len(
 
 /// Takes a value if one is queued (never blocks); `take` receives it, after which it
 /// is removed from this process's processing list.
-pub(crate) fn try_recv(
-    shared: &Arc<Shared>,
-    list: &str,
-    take: Take,
-) {
+pub(crate) fn try_recv(shared: &Arc<Shared>, list: &str, take: Take) {
     let held = held_key(list, &shared.node);
     let packed = redis::cmd("LMOVE")
         .arg(list)
