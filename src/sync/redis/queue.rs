@@ -101,8 +101,9 @@ impl Queues {
                 .get_packed_command();
             cmd.push(&packed, deadline, Some(bridge::ignore_reply()), 1);
         }
+        // Receivers that waited through an outage asked again (`want`) when their pop
+        // failed; their pops go out on the next tick.
         self.next_beat = Some(Instant::now());
-        self.wanted.extend(self.objects.keys().cloned());
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
