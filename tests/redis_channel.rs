@@ -215,3 +215,33 @@ fn a_frozen_redis_costs_a_bounded_wait() {
     assert_eq!(released, 1);
     assert_eq!(waiter.join().unwrap(), Ok(1));
 }
+
+#[test]
+fn a_value_sent_on_one_bridge_reaches_the_waiters_of_another() {
+    let Some(redis) = redis_or_skip("a_value_sent_on_one_bridge_reaches_the_waiters_of_another")
+    else {
+        return;
+    };
+    // Different settings make separate bridges: two nodes of the cluster in one process.
+    let here = Redis::builder(&redis.url()).connect().unwrap();
+    let there = Redis::builder(&redis.url())
+        .timeout(Duration::from_secs(3))
+        .connect()
+        .unwrap();
+    let news_here: Broadcast<String> = here.broadcast("news");
+    let news_there: Broadcast<String> = there.broadcast("news");
+    let waiters: Vec<_> = [&news_here, &news_there, &news_there]
+        .into_iter()
+        .map(|news| {
+            let news = news.clone();
+            std::thread::spawn(move || news.wait())
+        })
+        .collect();
+    wait_until("three waiters in the cluster", || news_here.waiting() == 3);
+    assert_eq!(news_there.waiting(), 3);
+    assert_eq!(news_here.send("hello".to_string()), Ok(3));
+    for waiter in waiters {
+        assert_eq!(waiter.join().unwrap(), Ok("hello".to_string()));
+    }
+    assert_eq!(here.partial_counts(), 0);
+}
