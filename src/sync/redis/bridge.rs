@@ -54,7 +54,7 @@ impl std::fmt::Debug for Shared {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Phase {
+pub(super) enum Phase {
     /// Never driven yet: commands wait in the backlog.
     Idle,
     /// Connecting (`first`: never up before); commands wait in the backlog, each no
@@ -67,24 +67,24 @@ enum Phase {
 }
 
 /// A command waiting for the connection.
-struct Queued {
+pub(super) struct Queued {
     packed: Vec<u8>,
-    deadline: Instant,
-    on_reply: OnReply,
+    pub(super) deadline: Instant,
+    pub(super) on_reply: OnReply,
 }
 
 /// The bridge's mutable state, behind `Shared::state`.
 pub(crate) struct State {
-    phase: Phase,
+    pub(super) phase: Phase,
     /// Failed attempts since the last time it was up.
     attempt: u32,
     /// Why it went down last.
     last_error: String,
     pub(crate) cmd: Option<RedisConn>,
-    sub: Option<RedisConn>,
+    pub(super) sub: Option<RedisConn>,
     /// Blocking-pop connections, by list key.
     pub(crate) poppers: HashMap<String, RedisConn>,
-    backlog: Vec<Queued>,
+    pub(super) backlog: Vec<Queued>,
     /// Broadcast protocol state.
     pub(crate) pubsub: pubsub::PubSub,
     /// Channel protocol state.
@@ -169,7 +169,7 @@ pub(crate) fn unavailable(shared: &Shared) -> String {
     format!("redis at {} is unavailable ({why})", shared.config.url)
 }
 
-fn connect(shared: &Arc<Shared>, state: &mut State, registry: &Registry) -> Deferred {
+pub(super) fn connect(shared: &Arc<Shared>, state: &mut State, registry: &Registry) -> Deferred {
     let first = matches!(state.phase, Phase::Idle);
     let deadline = shared.reply_deadline();
     let opened = RedisConn::open(shared.config.addr, next_token(), registry).and_then(|cmd| {
@@ -219,7 +219,7 @@ pub(crate) fn subscribe(shared: &Arc<Shared>, channel: &[u8]) {
 
 /// Takes the bridge down: closes every connection, fails every pending caller, and
 /// schedules the reconnect.
-fn go_down(
+pub(super) fn go_down(
     shared: &Arc<Shared>,
     state: &mut State,
     registry: Option<&Registry>,
@@ -357,103 +357,6 @@ fn check_up(shared: &Arc<Shared>, state: &mut State) -> Deferred {
     Deferred::new()
 }
 
-/// Everything time-driven plus the writes: reconnects, overdue replies, the channel's
-/// heartbeats and pops, broadcast counts past their deadline. Call after events and
-/// whenever `next_deadline` passes.
-pub(crate) fn pump(shared: &Arc<Shared>, registry: &Registry) {
-    for _ in 0..4 {
-        let deferred = {
-            let mut state = shared.state();
-            tick(shared, &mut state, registry)
-        };
-        if deferred.is_empty() {
-            return;
-        }
-        run(deferred);
-    }
-}
-
-fn tick(shared: &Arc<Shared>, state: &mut State, registry: &Registry) -> Deferred {
-    let now = Instant::now();
-    let mut deferred = Deferred::new();
-    match state.phase {
-        Phase::Idle => deferred.extend(connect(shared, state, registry)),
-        Phase::Down { retry_at } if now >= retry_at => {
-            deferred.extend(connect(shared, state, registry))
-        }
-        Phase::Connecting { since, .. } if now >= since + shared.config.timeout => {
-            let why = "connect or hand-shake timed out".to_string();
-            return go_down(shared, state, Some(registry), why);
-        }
-        _ => {}
-    }
-    let overdue = state.backlog.iter().any(|queued| queued.deadline <= now);
-    if overdue {
-        let (late, kept) = std::mem::take(&mut state.backlog)
-            .into_iter()
-            .partition(|queued| queued.deadline <= now);
-        state.backlog = kept;
-        let error = format!("redis at {}: not connected in time", shared.config.url);
-        for queued in late {
-            let error = error.clone();
-            deferred.push(Box::new(move || (queued.on_reply)(Err(error))));
-        }
-    }
-    if state.phase == Phase::Up {
-        let stuck = conns(state).any(|c| c.deadline().is_some_and(|d| d <= now));
-        if stuck {
-            let why = format!("no reply within {:?}", shared.config.timeout);
-            deferred.extend(go_down(shared, state, Some(registry), why));
-            return deferred;
-        }
-        deferred.extend(queue::tick(shared, state, registry));
-    }
-    deferred.extend(state.pubsub.tick(now));
-    let mut failed = None;
-    for conn in conns_mut(state) {
-        if let Err(e) = conn.flush() {
-            failed = Some(e.to_string());
-        }
-    }
-    if let Some(why) = failed {
-        deferred.extend(go_down(shared, state, Some(registry), why));
-    }
-    deferred
-}
-
-fn conns(state: &State) -> impl Iterator<Item = &RedisConn> {
-    state
-        .cmd
-        .iter()
-        .chain(state.sub.iter())
-        .chain(state.poppers.values())
-}
-
-fn conns_mut(state: &mut State) -> impl Iterator<Item = &mut RedisConn> {
-    state
-        .cmd
-        .iter_mut()
-        .chain(state.sub.iter_mut())
-        .chain(state.poppers.values_mut())
-}
-
-/// When `pump` must run next.
-pub(crate) fn next_deadline(shared: &Shared) -> Option<Instant> {
-    let state = shared.state();
-    let phase = match state.phase {
-        Phase::Down { retry_at } => Some(retry_at),
-        Phase::Connecting { since, .. } => Some(since + shared.config.timeout),
-        Phase::Idle => Some(Instant::now()),
-        Phase::Up => state.queues.next_deadline(),
-    };
-    conns(&state)
-        .filter_map(RedisConn::deadline)
-        .chain(state.backlog.iter().map(|queued| queued.deadline))
-        .chain(phase)
-        .chain(state.pubsub.next_deadline())
-        .min()
-}
-
 /// Closes every connection and fails what is pending; the bridge starts over (idle)
 /// when driven again. The host loop is going away.
 pub(crate) fn stop(shared: &Arc<Shared>, registry: Option<&Registry>) {
@@ -484,8 +387,8 @@ pub(crate) fn run(deferred: Deferred) {
     }
 }
 
-/// Sends `packed` on a connection of its own-use kind (`None` handler ignored by
-/// callers that do not care), used by the protocols for fire-and-forget commands.
+/// The handler of a command whose reply nobody needs (heartbeats, confirmations); a
+/// failure is only logged.
 pub(crate) fn ignore_reply() -> OnReply {
     Box::new(|reply: Reply| {
         if let Err(e) = reply {

@@ -19,6 +19,7 @@ use mio::{Events, Poll, Registry, Token};
 
 use crate::sync::lock;
 use crate::sync::redis::bridge::{self, Shared};
+use crate::sync::redis::turn;
 
 /// The helper thread's wake-up token.
 const WAKE: Token = Token(0);
@@ -108,7 +109,7 @@ pub(crate) fn host(registry: &Registry) {
         if matches!(*driver, Driver::None) {
             *driver = Driver::Hosted;
             drop(driver);
-            bridge::pump(&shared, registry);
+            turn::pump(&shared, registry);
         }
     }
 }
@@ -131,7 +132,7 @@ pub(crate) fn on_event(registry: &Registry, token: Token) {
     for shared in hosted() {
         if bridge::owns(&shared, token) {
             bridge::on_event(&shared, registry, token);
-            bridge::pump(&shared, registry);
+            turn::pump(&shared, registry);
         }
     }
 }
@@ -139,16 +140,13 @@ pub(crate) fn on_event(registry: &Registry, token: Token) {
 /// One turn of the hosting loop: writes, timers, reconnects.
 pub(crate) fn pump(registry: &Registry) {
     for shared in hosted() {
-        bridge::pump(&shared, registry);
+        turn::pump(&shared, registry);
     }
 }
 
 /// When the hosting loop must turn next.
 pub(crate) fn next_deadline() -> Option<Instant> {
-    hosted()
-        .iter()
-        .filter_map(|s| bridge::next_deadline(s))
-        .min()
+    hosted().iter().filter_map(|s| turn::next_deadline(s)).min()
 }
 
 /// In a forked child: the master's Redis sockets were closed by the fork hook; forget
@@ -185,8 +183,8 @@ fn run(mut poll: Poll, weak: &Weak<Shared>, stop: &AtomicBool) {
         let Some(shared) = weak.upgrade() else {
             return;
         };
-        bridge::pump(&shared, poll.registry());
-        let timeout = bridge::next_deadline(&shared)
+        turn::pump(&shared, poll.registry());
+        let timeout = turn::next_deadline(&shared)
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(1))
             .min(Duration::from_secs(1));

@@ -66,6 +66,7 @@ pub(crate) mod driver;
 pub(crate) mod objects;
 pub(crate) mod pubsub;
 pub(crate) mod queue;
+mod turn;
 mod wait;
 
 use std::sync::Arc;
