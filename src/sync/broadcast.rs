@@ -193,7 +193,7 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
         refuse: Option<WaitError>,
     ) -> Option<u64> {
         let reply = match self.redis.get() {
-            Some(link) => match link.serve(code, payload, reply) {
+            Some(link) => match link.serve(code, payload, reply, lock(&self.waiters).len()) {
                 Ok(()) => return None,
                 Err(reply) => reply,
             },

@@ -68,12 +68,14 @@ impl BroadcastLink {
     }
 
     /// Serves a worker's request through the hub without blocking; gives `reply` back
-    /// if the operation is not Redis's to serve (a wait joins the local list).
+    /// if the operation is not Redis's to serve (a wait joins the local list). `local`
+    /// is this process's count, the answer to `waiting` when Redis cannot tell.
     pub(crate) fn serve(
         &self,
         code: u8,
         payload: &[u8],
         reply: RemoteReply,
+        local: usize,
     ) -> Result<(), RemoteReply> {
         let answer = |reply: RemoteReply| {
             move |result: Result<Counted, String>| match result {
@@ -98,7 +100,10 @@ impl BroadcastLink {
                 pubsub::send(&self.shared, &self.channel, make, Box::new(answer(reply)));
             }
             op::BROADCAST_WAITING => {
-                pubsub::count(&self.shared, &self.channel, Box::new(answer(reply)));
+                let answer = move |result: Result<Counted, String>| {
+                    reply.complete(Ok(result.map_or(local, |counted| counted.count)))
+                };
+                pubsub::count(&self.shared, &self.channel, Box::new(answer));
             }
             _ => return Err(reply),
         }
