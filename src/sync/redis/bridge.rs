@@ -396,3 +396,19 @@ pub(crate) fn ignore_reply() -> OnReply {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_cap_with_jitter() {
+        for attempt in 0..40 {
+            let base = Duration::from_millis(50)
+                .saturating_mul(1u32 << attempt.min(10))
+                .min(MAX_BACKOFF);
+            let pause = backoff(attempt);
+            assert!(pause >= base / 2 && pause <= base * 3 / 2, "{attempt}: {pause:?}");
+        }
+    }
+}
