@@ -151,6 +151,35 @@ fn unreachable_redis_or_bad_url_fails_at_start() {
     }
 }
 
+/// Inodes of the TCP sockets connected to `port`, from `/proc/PID/net/tcp`.
+fn sockets_to(pid: u32, port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let remote = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(2)?.ends_with(&remote)).then(|| fields.get(9).map(|s| s.to_string()))?
+        })
+        .collect()
+}
+
+/// True if process `pid` holds a socket with one of these inodes.
+fn holds_socket(pid: u32, inodes: &[String]) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            inodes
+                .iter()
+                .any(|inode| target == format!("socket:[{inode}]"))
+        })
+    })
+}
+
 /// Threads of a process, from `/proc/PID/task`.
 fn threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
@@ -170,6 +199,20 @@ fn process_masters_never_start_a_thread() {
         assert_eq!(threads(a.child.id()), 1);
         let mut waiters = start_waiters(a.addr, 3);
         wait_for_waiters(a.addr, 3);
+        // The master's Redis sockets are closed in every child it forked.
+        let redis_sockets = sockets_to(a.child.id(), redis.port);
+        assert!(
+            holds_socket(a.child.id(), &redis_sockets),
+            "{redis_sockets:?}"
+        );
+        let children = util::children_of(a.child.id());
+        assert!(!children.is_empty());
+        for (child, _) in children {
+            assert!(
+                !holds_socket(child, &redis_sockets),
+                "child {child} holds a Redis socket"
+            );
+        }
         assert_eq!(get(a.addr, "/notify").text(), "3");
         for waiter in &mut waiters {
             assert_eq!(read_reply(waiter).text(), "3");

@@ -408,7 +408,10 @@ mod tests {
                 .saturating_mul(1u32 << attempt.min(10))
                 .min(MAX_BACKOFF);
             let pause = backoff(attempt);
-            assert!(pause >= base / 2 && pause <= base * 3 / 2, "{attempt}: {pause:?}");
+            assert!(
+                pause >= base / 2 && pause <= base * 3 / 2,
+                "{attempt}: {pause:?}"
+            );
         }
     }
 }
