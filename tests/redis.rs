@@ -226,3 +226,38 @@ fn process_masters_never_start_a_thread() {
         );
     }
 }
+
+#[test]
+fn a_frozen_redis_answers_503_in_bounded_time_and_recovers() {
+    let Some(redis) = redis_or_skip("a_frozen_redis_answers_503_in_bounded_time") else {
+        return;
+    };
+    for model in [
+        &["--mixin", "preforked", "--inner", "scheduled"][..],
+        &["--mixin", "scheduled"][..],
+    ] {
+        let a = comet(&redis, model);
+        let mut waiters = start_waiters(a.addr, 2);
+        wait_for_waiters(a.addr, 2);
+        redis.freeze(true);
+        // The reply timeout (2 s) ends the notify; the client's own limit is 20 s.
+        let refused = get(a.addr, "/notify");
+        redis.freeze(false);
+        assert_eq!(refused.status, 503, "{}", refused.text());
+        // Refused notifies release nobody; once reconnected, one releases both.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let notify = get(a.addr, "/notify");
+            if notify.status == 200 {
+                assert_eq!(notify.text(), "2");
+                break;
+            }
+            assert_eq!(notify.status, 503, "{}", notify.text());
+            assert!(std::time::Instant::now() < deadline, "never reconnected");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for waiter in &mut waiters {
+            assert_eq!(read_reply(waiter).text(), "2");
+        }
+    }
+}
