@@ -150,12 +150,14 @@ pub(crate) fn next_deadline() -> Option<Instant> {
 }
 
 /// In a forked child: the master's Redis sockets were closed by the fork hook; forget
-/// them, and drive nothing here.
+/// them, and drive nothing here. A `Redis::connect` in the child makes a bridge of its
+/// own (its own node id), never the master's.
 pub(crate) fn after_fork_in_child() {
     for shared in live() {
         bridge::abandon(&shared);
         *lock(&shared.driver) = Driver::None;
     }
+    lock(&BRIDGES).clear();
 }
 
 fn spawn(shared: &Arc<Shared>) -> std::io::Result<Helper> {
