@@ -245,3 +245,32 @@ fn a_value_sent_on_one_bridge_reaches_the_waiters_of_another() {
     }
     assert_eq!(here.partial_counts(), 0);
 }
+
+#[test]
+fn sends_on_two_broadcasts_at_once_count_their_own_waiters() {
+    let Some(redis) = redis_or_skip("sends_on_two_broadcasts_at_once_count_their_own_waiters")
+    else {
+        return;
+    };
+    let backend = Redis::connect(&redis.url()).unwrap();
+    let (one, two): (Broadcast<usize>, Broadcast<usize>) =
+        (backend.broadcast("one"), backend.broadcast("two"));
+    for round in 0..5 {
+        let waiters: Vec<_> = [&one, &two, &two]
+            .into_iter()
+            .map(|news| {
+                let news = news.clone();
+                std::thread::spawn(move || news.wait())
+            })
+            .collect();
+        wait_until("the waiters", || one.waiting() == 1 && two.waiting() == 2);
+        let sender = {
+            let one = one.clone();
+            std::thread::spawn(move || one.send_count())
+        };
+        assert_eq!(two.send_count(), Ok(2), "round {round}");
+        assert_eq!(sender.join().unwrap(), Ok(1), "round {round}");
+        let got: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(got, [Ok(1), Ok(2), Ok(2)], "round {round}");
+    }
+}

@@ -78,6 +78,10 @@ pub(crate) struct PubSub {
     pub(crate) partial: u64,
 }
 
+/// The cluster's generation counter, one for every broadcast, so a generation also
+/// names the send its acks answer.
+const GENERATION: &str = "mixserve:bc-generation";
+
 /// Increments the generation and publishes the prepare message, atomically.
 const PREPARE: &str = "local g = redis.call('INCR', KEYS[1]) \
      return {g, redis.call('PUBLISH', KEYS[2], 'P ' .. g .. ' ' .. ARGV[1])}";
@@ -224,7 +228,7 @@ pub(crate) fn send(
     let packed = redis::cmd("EVAL")
         .arg(PREPARE)
         .arg(2)
-        .arg(format!("{}:gen", String::from_utf8_lossy(channel)))
+        .arg(GENERATION)
         .arg(channel)
         .arg(&shared.node)
         .get_packed_command();
