@@ -274,3 +274,48 @@ fn sends_on_two_broadcasts_at_once_count_their_own_waiters() {
         assert_eq!(got, [Ok(1), Ok(2), Ok(2)], "round {round}");
     }
 }
+
+#[test]
+fn coroutines_park_on_redis_and_their_neighbours_run() {
+    let Some(redis) = redis_or_skip("coroutines_park_on_redis_and_their_neighbours_run") else {
+        return;
+    };
+    let url = redis.url();
+    let (tx, rx) = mpsc::channel();
+    // One loop thread: a receiver parks on Redis, a neighbour ticks, then sends.
+    let runner = std::thread::spawn(move || {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let jobs: Channel<String> = Redis::connect(&url).unwrap().channel("coroutines");
+        let got = Rc::new(RefCell::new(None));
+        let ticks_before_send = Rc::new(RefCell::new(0));
+        let mut runtime = mixserve::rt::Runtime::new(Default::default()).unwrap();
+        {
+            let (jobs, got) = (jobs.clone(), Rc::clone(&got));
+            runtime
+                .spawn(move || *got.borrow_mut() = Some(jobs.recv()))
+                .unwrap();
+        }
+        {
+            let ticks = Rc::clone(&ticks_before_send);
+            runtime
+                .spawn(move || {
+                    for _ in 0..5 {
+                        mixserve::rt::sleep(Duration::from_millis(10));
+                        *ticks.borrow_mut() += 1;
+                    }
+                    jobs.send("hello".to_string()).unwrap();
+                })
+                .unwrap();
+        }
+        runtime.run().unwrap();
+        let got = got.borrow_mut().take();
+        tx.send((got, *ticks_before_send.borrow())).unwrap();
+    });
+    let (got, ticks) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a coroutine blocked the loop on Redis");
+    runner.join().unwrap();
+    assert_eq!(got, Some(Ok("hello".to_string())));
+    assert_eq!(ticks, 5);
+}
