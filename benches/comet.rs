@@ -7,12 +7,17 @@
 //! cargo bench --bench comet                 # N = 10,000 for both models
 //! cargo bench --bench comet -- --quick      # N = 1,000
 //! cargo bench --bench comet -- --n 5000 --models scheduled
+//! cargo bench --bench comet -- --redis      # also: 5,000 waiters on each of two servers
+//!                                           # sharing one Redis, one notify
 //! ```
 //! Output: a Markdown table on stdout; `comet.csv` and `comet_*.svg` under
 //! `target/mixserve-bench/`.
 
 #[allow(dead_code)]
 mod support;
+
+#[path = "support/redis.rs"]
+mod cross_server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +40,13 @@ struct Args {
     /// Comma-separated model names (substrings) to run.
     #[arg(long, default_value = "scheduled,threading")]
     models: String,
+    /// Also run the round across two servers sharing one Redis (`redis-server` needed):
+    /// half the waiters on each of the first two `--redis-models`.
+    #[arg(long)]
+    redis: bool,
+    /// The two servers of the `--redis` round.
+    #[arg(long, default_value = "scheduled,preforked-2x-scheduled")]
+    redis_models: String,
     /// Use the example binaries in this directory instead of building them.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -91,5 +103,27 @@ fn main() -> ExitCode {
         println!("chart: {}", svg.display());
     }
     println!("csv: {}", out.join("comet.csv").display());
+    if args.redis {
+        let pair: Vec<model::Model> = args
+            .redis_models
+            .split(',')
+            .filter_map(|name| {
+                model::comet()
+                    .into_iter()
+                    .find(|(m, _)| m.name == name.trim())
+            })
+            .map(|(m, _)| m)
+            .collect();
+        let [a, b] = pair.as_slice() else {
+            eprintln!("--redis-models: name two comet models");
+            return ExitCode::FAILURE;
+        };
+        let cross = cross_server::cross_server_section(&bin_dir, a, b, n / 2, per_run);
+        println!("{}", cross.markdown());
+        if let Err(e) = cross.write_csv(&out.join("comet_redis.csv")) {
+            eprintln!("writing comet_redis.csv: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -11,6 +11,9 @@
 //! connection) and answered by closing. `--wait-limit SECS` bounds a wait: at the limit
 //! the waiter gets `204 No Content` and polls again.
 //!
+//! With `--redis redis://127.0.0.1:6379` the broadcast lives on Redis instead, so a
+//! `/notify` on any server started that way releases the waiters of all of them.
+//!
 //! The handler is plain blocking code and the same under every model; the
 //! `Broadcast` it waits on is created before the server starts, so under process-based
 //! models it lives in the master and every worker reaches it through the hub.
@@ -39,6 +42,9 @@ struct Cli {
     /// Time allowed for a whole request body, in seconds (`HttpConfig::body_deadline`).
     #[arg(long)]
     body_deadline: Option<f64>,
+    /// Share the broadcast with every server on this Redis (e.g. redis://127.0.0.1:6379).
+    #[arg(long)]
+    redis: Option<String>,
 }
 
 /// The seed's comet contract.
@@ -76,7 +82,16 @@ fn answer(news: &Broadcast<usize>, limit: Option<Duration>, req: &Request) -> Re
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let news = Broadcast::new();
+    let news = match &cli.redis {
+        None => Broadcast::new(),
+        Some(url) => match mixserve::sync::Redis::connect(url) {
+            Ok(redis) => redis.broadcast("comet"),
+            Err(error) => {
+                eprintln!("comet: {error}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+    };
     let (limit, body_deadline) = match (seconds(cli.wait_limit), seconds(cli.body_deadline)) {
         (Ok(limit), Ok(body_deadline)) => (limit, body_deadline),
         (Err(error), _) | (_, Err(error)) => {

@@ -1,11 +1,12 @@
 //! [`Broadcast`]: wait for the next value; a send releases every current waiter.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::sync::hub::RemoteReply;
 use crate::sync::hub::protocol::{op, status};
 use crate::sync::lock;
+use crate::sync::redis::objects::BroadcastLink;
 use crate::sync::registry::{self, Home, HubObject};
 use crate::sync::waiters::{Slot, WaitList, Waiter};
 use crate::sync::watch;
@@ -55,6 +56,8 @@ struct Inner<T> {
     /// Where the object lives (elsewhere it is reached through the hub).
     home: Home,
     waiters: Mutex<WaitList<T>>,
+    /// Set when the object lives on Redis (see [`crate::sync::Redis`]).
+    redis: OnceLock<BroadcastLink>,
 }
 
 impl<T: Wire + Clone + Send + 'static> Default for Broadcast<T> {
@@ -69,8 +72,18 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
         let inner = registry::new_object(|home| Inner {
             home,
             waiters: Mutex::new(WaitList::new()),
+            redis: OnceLock::new(),
         });
         Broadcast { inner }
+    }
+
+    /// A broadcast called `name` on Redis (see [`Redis::broadcast`](crate::sync::Redis::broadcast)).
+    pub(crate) fn on_redis(redis: &Arc<crate::sync::redis::Shared>, name: &str) -> Broadcast<T> {
+        let broadcast = Broadcast::new();
+        let waiters: Arc<dyn crate::sync::redis::pubsub::Waiters> = broadcast.inner.clone();
+        let link = BroadcastLink::attach(redis, name, Arc::downgrade(&waiters));
+        let _ = broadcast.inner.redis.set(link);
+        broadcast
     }
 
     /// Waits for the next value sent.
@@ -99,6 +112,10 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
                 .map_err(watch::hub_error)?;
             return decode_wait(code, &payload);
         }
+        if let Some(link) = self.inner.redis.get() {
+            // The waiter hears sends only once this process is subscribed.
+            link.start();
+        }
         let slot = Slot::new();
         let (key, _blocking) = {
             let mut waiters = self.lock();
@@ -116,6 +133,11 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
             value.encode(&mut payload);
             let (code, reply) = self.inner.home.send(op::BROADCAST_SEND, &payload)?;
             return decode_count(code, &reply);
+        }
+        if let Some(link) = self.inner.redis.get() {
+            let mut bytes = Vec::new();
+            value.encode(&mut bytes);
+            return link.send(Box::new(move |_| bytes));
         }
         Ok(self.lock().release_all(&value))
     }
@@ -135,6 +157,13 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
                 .map_err(SendError::Hub)?;
             return decode_count(code, &reply);
         }
+        if let Some(link) = self.inner.redis.get() {
+            return link.send(Box::new(|count| {
+                let mut bytes = Vec::new();
+                T::from(count).encode(&mut bytes);
+                bytes
+            }));
+        }
         let mut waiters = self.lock();
         let count = waiters.len();
         Ok(waiters.release_all(&T::from(count)))
@@ -144,6 +173,10 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
     pub fn waiting(&self) -> usize {
         if !self.inner.home.is_here() {
             return self.inner.home.count(op::BROADCAST_WAITING);
+        }
+        if let Some(link) = self.inner.redis.get() {
+            let local = self.lock().len();
+            return link.waiting(local);
         }
         self.lock().len()
     }
@@ -167,6 +200,13 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
         reply: RemoteReply,
         refuse: Option<WaitError>,
     ) -> Option<u64> {
+        let reply = match self.redis.get() {
+            Some(link) => match link.serve(code, payload, reply, lock(&self.waiters).len()) {
+                Ok(()) => return None,
+                Err(reply) => reply,
+            },
+            None => reply,
+        };
         let mut waiters = lock(&self.waiters);
         match code {
             op::BROADCAST_WAIT if refuse.is_some() => {
@@ -205,6 +245,16 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
 
     fn close_scope(&self, scope: usize) {
         lock(&self.waiters).close_scope(scope);
+    }
+}
+
+impl<T: Wire + Clone + Send + 'static> crate::sync::redis::pubsub::Waiters for Inner<T> {
+    fn count(&self) -> usize {
+        lock(&self.waiters).len()
+    }
+
+    fn detach(&self) -> Box<dyn crate::sync::redis::pubsub::Batch> {
+        Box::new(lock(&self.waiters).detach())
     }
 }
 

@@ -1,13 +1,14 @@
 //! [`Channel`]: a queue of values; each value goes to exactly one receiver.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::sync::broadcast::{decode_count, decode_wait};
 use crate::sync::hub::RemoteReply;
 use crate::sync::hub::protocol::{op, status};
 use crate::sync::lock;
+use crate::sync::redis::objects::ChannelLink;
 use crate::sync::registry::{self, Home, HubObject};
 use crate::sync::waiters::{Slot, WaitList, Waiter};
 use crate::sync::watch;
@@ -51,6 +52,8 @@ struct Inner<T> {
     /// Where the object lives (elsewhere it is reached through the hub).
     home: Home,
     state: Mutex<State<T>>,
+    /// Set when the object lives on Redis (see [`crate::sync::Redis`]).
+    redis: OnceLock<ChannelLink>,
 }
 
 #[derive(Debug)]
@@ -74,8 +77,18 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
                 queue: VecDeque::new(),
                 receivers: WaitList::new(),
             }),
+            redis: OnceLock::new(),
         });
         Channel { inner }
+    }
+
+    /// A channel called `name` on Redis (see [`Redis::channel`](crate::sync::Redis::channel)).
+    pub(crate) fn on_redis(redis: &Arc<crate::sync::redis::Shared>, name: &str) -> Channel<T> {
+        let channel = Channel::new();
+        let receivers: Arc<dyn crate::sync::redis::queue::Receivers> = channel.inner.clone();
+        let link = ChannelLink::attach(redis, name, Arc::downgrade(&receivers));
+        let _ = channel.inner.redis.set(link);
+        channel
     }
 
     /// Queues `value`, or hands it straight to the oldest waiting receiver.
@@ -85,6 +98,11 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
             value.encode(&mut payload);
             let (code, reply) = self.inner.home.send(op::CHANNEL_SEND, &payload)?;
             return decode_count(code, &reply).map(drop);
+        }
+        if let Some(link) = self.inner.redis.get() {
+            let mut bytes = Vec::new();
+            value.encode(&mut bytes);
+            return link.send(bytes);
         }
         self.lock().push(value);
         Ok(())
@@ -114,6 +132,10 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
                 _ => decode_wait(code, &payload).map_err(|e| TryRecvError::Hub(e.to_string())),
             };
         }
+        if let Some(link) = self.inner.redis.get() {
+            let bytes = link.try_recv()?;
+            return T::decode(&bytes).map_err(|e| TryRecvError::Hub(e.to_string()));
+        }
         self.lock().queue.pop_front().ok_or(TryRecvError::Empty)
     }
 
@@ -121,6 +143,9 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
     pub fn len(&self) -> usize {
         if !self.inner.home.is_here() {
             return self.inner.home.count(op::CHANNEL_LEN);
+        }
+        if let Some(link) = self.inner.redis.get() {
+            return link.len();
         }
         self.lock().queue.len()
     }
@@ -155,6 +180,9 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
                 blocking,
             )
         };
+        if let Some(link) = self.inner.redis.get() {
+            link.want();
+        }
         slot.wait_or_leave(deadline, || self.lock().receivers.remove(key))
     }
 
@@ -192,6 +220,9 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
         reply: RemoteReply,
         refuse: Option<WaitError>,
     ) -> Option<u64> {
+        if let Some(link) = self.redis.get() {
+            return serve_on_redis(self, link, code, payload, reply, refuse);
+        }
         let mut state = lock(&self.state);
         match code {
             op::CHANNEL_SEND => match T::decode(payload) {
@@ -232,5 +263,39 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
             // It was encoded from a T here: only a broken Wire impl gets here.
             Err(e) => log::error!("hub: a channel value put back does not decode: {e}"),
         }
+    }
+}
+
+/// A worker's request for a channel on Redis: a receive joins the local list and starts
+/// a pop; the rest go to Redis.
+fn serve_on_redis<T: Wire + Clone + Send + 'static>(
+    inner: &Inner<T>,
+    link: &ChannelLink,
+    code: u8,
+    payload: &[u8],
+    reply: RemoteReply,
+    refuse: Option<WaitError>,
+) -> Option<u64> {
+    if code != op::CHANNEL_RECV {
+        link.serve(code, payload, reply);
+        return None;
+    }
+    if let Some(error) = refuse {
+        reply.complete::<T>(Err(error));
+        return None;
+    }
+    let key = lock(&inner.state).receivers.push(Waiter::Remote(reply));
+    link.want();
+    Some(key)
+}
+
+impl<T: Wire + Clone + Send + 'static> crate::sync::redis::queue::Receivers for Inner<T> {
+    fn waiting(&self) -> usize {
+        lock(&self.state).receivers.len()
+    }
+
+    fn hand(&self, bytes: &[u8]) -> Result<bool, crate::sync::WireError> {
+        let value = T::decode(bytes)?;
+        Ok(lock(&self.state).receivers.release_one(value).is_ok())
     }
 }

@@ -24,11 +24,15 @@
 //! [`WaitError::Closed`]; an `Iterative` server, which can never run a second
 //! connection while one waits, fails such waits at once with
 //! [`WaitError::NoOtherWorker`].
+//!
+//! Across machines, the same objects can live on Redis instead ([`Redis`]): several
+//! servers then share one `Broadcast` or `Channel`, and handlers do not change.
 
 pub(crate) mod broadcast;
 mod channel;
 mod error;
 pub mod hub;
+pub(crate) mod redis;
 mod registry;
 pub(crate) mod scope;
 mod waiters;
@@ -40,6 +44,7 @@ use std::sync::Arc;
 pub use broadcast::Broadcast;
 pub use channel::Channel;
 pub use error::{SendError, TryRecvError, WaitError};
+pub use redis::{Redis, RedisBuilder, RedisError};
 pub use scope::ServerScope;
 pub use wire::{Wire, WireError};
 

@@ -171,3 +171,20 @@ fn complete<T: Wire>(waiter: Waiter<T>, result: Result<T, WaitError>) {
         Waiter::Remote(reply) => reply.complete(result),
     }
 }
+
+impl<T: Wire + Clone> WaitList<T> {
+    /// Takes every waiter off this list into a new one; keys stay unique here.
+    pub(crate) fn detach(&mut self) -> WaitList<T> {
+        WaitList {
+            entries: std::mem::take(&mut self.entries),
+            next_key: self.next_key,
+        }
+    }
+
+    /// Answers every waiter with `error`.
+    pub(crate) fn fail_all(&mut self, error: WaitError) {
+        for (_, entry) in std::mem::take(&mut self.entries) {
+            complete(entry.waiter, Err(error.clone()));
+        }
+    }
+}

@@ -32,4 +32,5 @@ pub use status::HubStatus;
 /// In a freshly forked worker: forget connections inherited from the parent.
 pub(crate) fn after_fork_in_child() {
     client::forget_pool();
+    crate::sync::redis::driver::after_fork_in_child();
 }

@@ -26,6 +26,7 @@ use crate::sync::hub::reply::{Outbox, RemoteReply};
 use crate::sync::hub::sends::SendLog;
 use crate::sync::hub::status::HubStatus;
 use crate::sync::lock;
+use crate::sync::redis::driver as redis;
 use crate::sync::registry;
 use crate::sync::{ServerScope, WaitError};
 use crate::sys::fork;
@@ -118,7 +119,10 @@ impl HubServer {
     pub(crate) fn register(&mut self, registry: &Registry, first: usize) -> io::Result<()> {
         self.listener_token = Token(first);
         self.next_token = first + 1;
-        registry.register(&mut self.listener, self.listener_token, Interest::READABLE)
+        registry.register(&mut self.listener, self.listener_token, Interest::READABLE)?;
+        // Redis-backed objects of this process are driven by this loop from now on.
+        redis::host(registry);
+        Ok(())
     }
 
     /// The earliest remote-wait deadline (or accept retry), for the loop's poll timeout.
@@ -127,24 +131,27 @@ impl HubServer {
             .deadlines
             .peek()
             .map(|Reverse((deadline, ..))| *deadline);
-        match (wait, self.accept_retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [wait, self.accept_retry, redis::next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Handles a readiness event for one of the hub's tokens.
     pub(crate) fn on_event(&mut self, registry: &Registry, token: Token, event: &Event) {
-        if token == self.listener_token {
+        if redis::owns(token) {
+            redis::on_event(registry, token);
+        } else if token == self.listener_token {
             self.accept(registry);
         } else if (event.is_readable() || event.is_read_closed() || event.is_error())
             && !self.read(token)
         {
             self.drop_peer(registry, token);
         }
-        if event.is_writable() {
+        if event.is_writable() && !redis::owns(token) {
             self.write(registry, token);
         }
+        redis::pump(registry);
         self.flush_outbox(registry);
     }
 
@@ -396,6 +403,7 @@ impl HubServer {
                     .send(status::TIMED_OUT, b"timed out");
             }
         }
+        redis::pump(registry);
         self.flush_outbox(registry);
     }
 
@@ -433,6 +441,7 @@ impl HubServer {
             self.drop_peer(registry, token);
         }
         let _ = registry.deregister(&mut self.listener);
+        redis::unhost(Some(registry));
     }
 
     /// Answers `Closed` to the waits pending for the worker processes `pids` (workers

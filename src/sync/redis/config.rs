@@ -1,0 +1,134 @@
+//! Where Redis is and how long to wait for it: the URL, the timeouts, and the start-up
+//! check that turns a bad URL or an unreachable server into an error before serving.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use redis::{ConnectionAddr, IntoConnectionInfo, Value};
+
+use crate::sync::redis::RedisError;
+
+/// Settings of one Redis backend (see [`RedisBuilder`](crate::sync::RedisBuilder)).
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// The URL as given (for messages).
+    pub(crate) url: String,
+    /// The server's address, resolved once at start-up.
+    pub(crate) addr: SocketAddr,
+    /// `SELECT` this database (0: none sent).
+    pub(crate) db: i64,
+    /// `AUTH` with these, when the URL has a password.
+    pub(crate) auth: Option<(Option<String>, String)>,
+    /// A command not answered within this counts as a stuck connection; also the
+    /// connect timeout and the longest a caller waits for a reply.
+    pub(crate) timeout: Duration,
+    /// How long a send waits for every server's count.
+    pub(crate) count_deadline: Duration,
+    /// How long a process's claim on the values it took stays alive without renewal.
+    pub(crate) lease: Duration,
+}
+
+impl Config {
+    /// Parses `url` (`redis://[user:password@]host:port[/db]`).
+    pub(crate) fn parse(url: &str) -> Result<Config, RedisError> {
+        let bad = |why: String| RedisError::BadUrl {
+            url: url.to_string(),
+            why,
+        };
+        let info = url.into_connection_info().map_err(|e| bad(e.to_string()))?;
+        let (host, port) = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+            _ => return Err(bad("only redis://host:port (plain TCP) is supported".into())),
+        };
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?
+            .next()
+            .ok_or_else(|| bad(format!("{host} resolves to no address")))?;
+        let settings = info.redis_settings();
+        Ok(Config {
+            url: url.to_string(),
+            addr,
+            db: settings.db(),
+            auth: settings
+                .password()
+                .map(|p| (settings.username().map(str::to_string), p.to_string())),
+            timeout: Duration::from_secs(2),
+            count_deadline: Duration::from_secs(1),
+            lease: Duration::from_secs(5),
+        })
+    }
+
+    /// The hand-shake every new connection starts with: `AUTH`, `SELECT`.
+    pub(crate) fn handshake(&self) -> Vec<Vec<u8>> {
+        let mut commands = Vec::new();
+        if let Some((user, password)) = &self.auth {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(user) = user {
+                auth.arg(user);
+            }
+            commands.push(auth.arg(password).get_packed_command());
+        }
+        if self.db != 0 {
+            commands.push(redis::cmd("SELECT").arg(self.db).get_packed_command());
+        }
+        commands
+    }
+
+    /// Start-up check, blocking (the caller is not serving yet): connects, runs the
+    /// hand-shake and a `PING`, all within the timeout.
+    pub(crate) fn check(&self) -> Result<(), RedisError> {
+        let unreachable = |why: String| RedisError::Unreachable {
+            url: self.url.clone(),
+            why,
+        };
+        let deadline = Instant::now() + self.timeout;
+        let mut stream = TcpStream::connect_timeout(&self.addr, self.timeout)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut commands = self.handshake();
+        commands.push(redis::cmd("PING").get_packed_command());
+        for command in &commands {
+            stream
+                .write_all(command)
+                .map_err(|e| unreachable(e.to_string()))?;
+        }
+        let mut parser = redis::Parser::new();
+        for _ in &commands {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(unreachable("no answer within the timeout".into()));
+            }
+            stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| unreachable(e.to_string()))?;
+            match parser.parse_value(&mut stream as &mut dyn Read) {
+                Ok(Value::ServerError(e)) => return Err(unreachable(e.to_string())),
+                Ok(_) => {}
+                Err(e) => return Err(unreachable(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let config = Config::parse("redis://:secret@127.0.0.1:6390/3").unwrap();
+        assert_eq!(config.addr, "127.0.0.1:6390".parse().unwrap());
+        assert_eq!(config.db, 3);
+        assert_eq!(config.auth, Some((None, "secret".to_string())));
+        assert!(matches!(
+            Config::parse("http://127.0.0.1:6379"),
+            Err(RedisError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            Config::parse("not a url"),
+            Err(RedisError::BadUrl { .. })
+        ));
+    }
+}

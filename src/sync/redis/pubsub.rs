@@ -1,0 +1,428 @@
+//! `Broadcast` over Redis PUB/SUB, in two phases with a generation number.
+//!
+//! A send runs a script that takes the next generation `g` (`INCR`) and publishes
+//! `P g sender` on the object's channel; `PUBLISH` says how many servers heard it.
+//! Each server, on `P`, detaches its current waiters into a batch for `g` (a waiter
+//! joins exactly one batch: never missed, never counted twice) and answers its count
+//! on the sender's ack channel. When every server answered, or the count deadline
+//! passed (the sum is then a lower bound, logged and counted as partial), the sender
+//! publishes `R g sender` with the value, and each server releases batch `g`. A batch
+//! whose release does not come within the deadline plus the timeout (the sender or
+//! Redis went away) is answered with an error, so no waiter hangs.
+//!
+//! `waiting()` asks the same way (`C q sender`), without detaching anyone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+use crate::sync::WaitError;
+use crate::sync::redis::bridge::{self, Deferred, Shared};
+
+/// The waiters of one `Broadcast` in this process, as the protocol sees them.
+pub(crate) trait Waiters: Send + Sync {
+    /// How many wait now.
+    fn count(&self) -> usize;
+    /// Takes every current waiter off the list, into a batch.
+    fn detach(&self) -> Box<dyn Batch>;
+}
+
+/// Waiters detached for one generation.
+pub(crate) trait Batch: Send {
+    /// How many.
+    fn len(&self) -> usize;
+    /// Releases them all with the value in `bytes` (an error if it does not decode).
+    fn release(self: Box<Self>, bytes: &[u8]);
+    /// Answers them all with `error`.
+    fn fail(self: Box<Self>, error: WaitError);
+}
+
+/// A cluster-wide count: the sum of the servers' answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counted {
+    pub(crate) count: usize,
+    /// False when some server did not answer in time (the count is a lower bound).
+    pub(crate) complete: bool,
+}
+
+/// A batch's key: `(channel, sender, generation)`.
+type BatchKey = (Vec<u8>, Vec<u8>, u64);
+
+type Done = Box<dyn FnOnce(Result<Counted, String>) + Send>;
+
+/// Answers being summed for one request: `(kind, id)`, kind `P` or `C`.
+struct Gather {
+    /// Servers that heard the request (`None` until `PUBLISH` answers).
+    expected: Option<usize>,
+    got: usize,
+    total: usize,
+    deadline: Instant,
+    done: Done,
+}
+
+/// The protocol's state in one bridge.
+pub(crate) struct PubSub {
+    /// This process's ack channel.
+    ack: Vec<u8>,
+    /// Broadcasts here, by channel.
+    objects: HashMap<Vec<u8>, Weak<dyn Waiters>>,
+    gathers: HashMap<(u8, u64), Gather>,
+    /// Acks that came before the sender learnt its generation: `(got, total, since)`.
+    early: HashMap<(u8, u64), (usize, usize, Instant)>,
+    /// Detached waiters by `(channel, sender, generation)`, with their deadline.
+    batches: HashMap<BatchKey, (Box<dyn Batch>, Instant)>,
+    next_query: u64,
+    /// Sends whose count was a lower bound.
+    pub(crate) partial: u64,
+}
+
+/// The cluster's generation counter, one for every broadcast, so a generation also
+/// names the send its acks answer.
+const GENERATION: &str = "mixserve:bc-generation";
+
+/// Increments the generation and publishes the prepare message, atomically.
+const PREPARE: &str = "local g = redis.call('INCR', KEYS[1]) \
+     return {g, redis.call('PUBLISH', KEYS[2], 'P ' .. g .. ' ' .. ARGV[1])}";
+
+pub(crate) fn ack_channel(node: &str) -> Vec<u8> {
+    format!("mixserve:ack:{node}").into_bytes()
+}
+
+pub(crate) fn object_channel(name: &str) -> Vec<u8> {
+    format!("mixserve:bc:{name}").into_bytes()
+}
+
+impl PubSub {
+    pub(crate) fn new(ack: Vec<u8>) -> PubSub {
+        PubSub {
+            ack,
+            objects: HashMap::new(),
+            gathers: HashMap::new(),
+            early: HashMap::new(),
+            batches: HashMap::new(),
+            next_query: 0,
+            partial: 0,
+        }
+    }
+
+    /// Every channel the subscriber listens on.
+    pub(crate) fn channels(&self) -> Vec<Vec<u8>> {
+        let mut channels = vec![self.ack.clone()];
+        channels.extend(self.objects.keys().cloned());
+        channels
+    }
+
+    /// Redis went away: batches and counts in progress fail.
+    pub(crate) fn on_down(&mut self, error: &str) -> Deferred {
+        let mut deferred = Deferred::new();
+        for (_, (batch, _)) in self.batches.drain() {
+            let error = WaitError::Hub(format!("{error}; the release was interrupted"));
+            deferred.push(Box::new(move || batch.fail(error)));
+        }
+        for (_, gather) in self.gathers.drain() {
+            let error = error.to_string();
+            deferred.push(Box::new(move || (gather.done)(Err(error))));
+        }
+        self.early.clear();
+        deferred
+    }
+
+    /// Counts past their deadline complete as partial; batches past theirs fail.
+    pub(crate) fn tick(&mut self, now: Instant) -> Deferred {
+        let mut deferred = Deferred::new();
+        let late: Vec<(u8, u64)> = self
+            .gathers
+            .iter()
+            .filter(|(_, g)| g.deadline <= now)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in late {
+            if let Some(gather) = self.gathers.remove(&key) {
+                deferred.push(self.finish(gather));
+            }
+        }
+        let expired: Vec<_> = self
+            .batches
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            if let Some((batch, _)) = self.batches.remove(&key) {
+                let error = WaitError::Hub("redis: the release of this notify never came".into());
+                deferred.push(Box::new(move || batch.fail(error)));
+            }
+        }
+        self.early
+            .retain(|_, (_, _, since)| now.duration_since(*since) < Duration::from_secs(30));
+        deferred
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let gathers = self.gathers.values().map(|g| g.deadline);
+        gathers.chain(self.batches.values().map(|(_, d)| *d)).min()
+    }
+
+    fn finish(&mut self, gather: Gather) -> Box<dyn FnOnce() + Send> {
+        let counted = Counted {
+            count: gather.total,
+            complete: gather.expected == Some(gather.got),
+        };
+        if !counted.complete {
+            self.partial += 1;
+            log::warn!(
+                "redis broadcast: {} of {:?} servers answered in time; the count {} is a lower bound",
+                gather.got,
+                gather.expected,
+                gather.total
+            );
+        }
+        Box::new(move || (gather.done)(Ok(counted)))
+    }
+
+    /// One more server answered `key` with `count`.
+    fn on_ack(&mut self, key: (u8, u64), count: usize) -> Option<Box<dyn FnOnce() + Send>> {
+        let Some(gather) = self.gathers.get_mut(&key) else {
+            let early = self.early.entry(key).or_insert((0, 0, Instant::now()));
+            early.0 += 1;
+            early.1 += count;
+            return None;
+        };
+        gather.got += 1;
+        gather.total += count;
+        self.complete_if_done(key)
+    }
+
+    fn complete_if_done(&mut self, key: (u8, u64)) -> Option<Box<dyn FnOnce() + Send>> {
+        let gather = self.gathers.get(&key)?;
+        if gather.expected.is_some_and(|n| gather.got >= n) {
+            let gather = self.gathers.remove(&key)?;
+            return Some(self.finish(gather));
+        }
+        None
+    }
+}
+
+/// Registers a broadcast (its channel joins the subscriptions).
+pub(crate) fn attach(shared: &Arc<Shared>, name: &str, object: Weak<dyn Waiters>) -> Vec<u8> {
+    let channel = object_channel(name);
+    shared
+        .state()
+        .pubsub
+        .objects
+        .insert(channel.clone(), object);
+    bridge::subscribe(shared, &channel);
+    channel
+}
+
+/// Releases every waiter of the cluster with the value `make(count)`; `done` gets the
+/// count. Never blocks.
+pub(crate) fn send(
+    shared: &Arc<Shared>,
+    channel: &[u8],
+    make: Box<dyn FnOnce(usize) -> Vec<u8> + Send>,
+    done: Done,
+) {
+    let packed = redis::cmd("EVAL")
+        .arg(PREPARE)
+        .arg(2)
+        .arg(GENERATION)
+        .arg(channel)
+        .arg(&shared.node)
+        .get_packed_command();
+    let (shared2, channel) = (Arc::clone(shared), channel.to_vec());
+    bridge::submit(
+        shared,
+        packed,
+        Box::new(move |reply| {
+            let (generation, heard) = match reply.and_then(two_ints) {
+                Ok(pair) => pair,
+                Err(e) => return done(Err(e)),
+            };
+            let shared = shared2;
+            let release = {
+                let shared = Arc::clone(&shared);
+                move |counted: Result<Counted, String>| {
+                    let counted = match counted {
+                        Ok(counted) => counted,
+                        Err(e) => return done(Err(e)),
+                    };
+                    let mut message = format!("R {generation} {}\n", shared.node).into_bytes();
+                    message.extend_from_slice(&make(counted.count));
+                    let packed = redis::cmd("PUBLISH")
+                        .arg(channel.as_slice())
+                        .arg(message)
+                        .get_packed_command();
+                    bridge::submit(
+                        &shared,
+                        packed,
+                        Box::new(move |reply| done(reply.map(|_| counted))),
+                    );
+                }
+            };
+            gather(&shared, (b'P', generation), Some(heard), Box::new(release));
+        }),
+    );
+}
+
+/// The number of waiters in the cluster; never blocks.
+pub(crate) fn count(shared: &Arc<Shared>, channel: &[u8], done: Done) {
+    let id = {
+        let mut state = shared.state();
+        state.pubsub.next_query += 1;
+        state.pubsub.next_query
+    };
+    gather(shared, (b'C', id), None, done);
+    let message = format!("C {id} {}", shared.node);
+    let packed = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(message)
+        .get_packed_command();
+    let shared2 = Arc::clone(shared);
+    bridge::submit(
+        shared,
+        packed,
+        Box::new(move |reply| {
+            let heard = match reply {
+                Ok(Value::Int(n)) => n.max(0) as usize,
+                Ok(_) => 0,
+                Err(e) => {
+                    let gather = shared2.state().pubsub.gathers.remove(&(b'C', id));
+                    if let Some(gather) = gather {
+                        (gather.done)(Err(e));
+                    }
+                    return;
+                }
+            };
+            let finished = {
+                let mut state = shared2.state();
+                if let Some(gather) = state.pubsub.gathers.get_mut(&(b'C', id)) {
+                    gather.expected = Some(heard);
+                }
+                state.pubsub.complete_if_done((b'C', id))
+            };
+            if let Some(finished) = finished {
+                finished();
+            }
+        }),
+    );
+}
+
+/// Starts summing answers for `key`.
+fn gather(shared: &Arc<Shared>, key: (u8, u64), expected: Option<usize>, done: Done) {
+    let finished = {
+        let mut state = shared.state();
+        let early = state.pubsub.early.remove(&key);
+        let (got, total) = early.map_or((0, 0), |(got, total, _)| (got, total));
+        let deadline = Instant::now() + shared.config.count_deadline;
+        let gather = Gather {
+            expected,
+            got,
+            total,
+            deadline,
+            done,
+        };
+        state.pubsub.gathers.insert(key, gather);
+        state.pubsub.complete_if_done(key)
+    };
+    if let Some(finished) = finished {
+        finished();
+    }
+}
+
+fn two_ints(value: Value) -> Result<(u64, usize), String> {
+    match value {
+        Value::Array(items) => match items.as_slice() {
+            [Value::Int(a), Value::Int(b)] => Ok((*a as u64, (*b).max(0) as usize)),
+            _ => Err("redis: unexpected reply to the prepare script".into()),
+        },
+        _ => Err("redis: unexpected reply to the prepare script".into()),
+    }
+}
+
+/// A message on one of the subscribed channels (runs outside the bridge's lock).
+pub(crate) fn on_message(shared: &Arc<Shared>, channel: &[u8], payload: &[u8]) {
+    let is_ack = shared.state().pubsub.ack == channel;
+    if is_ack {
+        let Some((kind, id, count)) = parse_ack(payload) else {
+            return;
+        };
+        let finished = shared.state().pubsub.on_ack((kind, id), count);
+        if let Some(finished) = finished {
+            finished();
+        }
+        return;
+    }
+    let (head, value) = match payload.iter().position(|&b| b == b'\n') {
+        Some(at) => (&payload[..at], &payload[at + 1..]),
+        None => (payload, &[][..]),
+    };
+    let Some((kind, id, sender)) = parse_head(head) else {
+        return;
+    };
+    let object = shared.state().pubsub.objects.get(channel).cloned();
+    let Some(object) = object.and_then(|o| o.upgrade()) else {
+        return;
+    };
+    let count = match kind {
+        b'P' => {
+            let key = (channel.to_vec(), sender.to_vec(), id);
+            if shared.state().pubsub.batches.contains_key(&key) {
+                return;
+            }
+            let batch = object.detach();
+            let count = batch.len();
+            let deadline = Instant::now() + shared.config.count_deadline + shared.config.timeout;
+            shared.state().pubsub.batches.insert(key, (batch, deadline));
+            count
+        }
+        b'C' => object.count(),
+        b'R' => {
+            let key = (channel.to_vec(), sender.to_vec(), id);
+            let batch = shared.state().pubsub.batches.remove(&key);
+            if let Some((batch, _)) = batch {
+                batch.release(value);
+            }
+            return;
+        }
+        _ => return,
+    };
+    let mut to = b"mixserve:ack:".to_vec();
+    to.extend_from_slice(sender);
+    let answer = format!("{} {id} {count}", kind as char);
+    let packed = redis::cmd("PUBLISH")
+        .arg(to)
+        .arg(answer)
+        .get_packed_command();
+    bridge::submit(shared, packed, bridge::ignore_reply());
+}
+
+/// `K id sender`.
+fn parse_head(head: &[u8]) -> Option<(u8, u64, &[u8])> {
+    let mut parts = head.splitn(3, |&b| b == b' ');
+    let kind = *parts.next()?.first()?;
+    let id = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    Some((kind, id, parts.next()?))
+}
+
+/// `K id count`.
+fn parse_ack(payload: &[u8]) -> Option<(u8, u64, usize)> {
+    let (kind, id, count) = parse_head(payload)?;
+    Some((kind, id, std::str::from_utf8(count).ok()?.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_parse_and_reject_garbage() {
+        assert_eq!(parse_head(b"P 7 abc"), Some((b'P', 7, &b"abc"[..])));
+        assert_eq!(parse_ack(b"C 3 12"), Some((b'C', 3, 12)));
+        assert_eq!(parse_head(b"P x abc"), None);
+        assert_eq!(parse_ack(b"P 1"), None);
+        assert_eq!(parse_head(b""), None);
+    }
+}
