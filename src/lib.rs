@@ -92,6 +92,7 @@ pub mod rt;
 pub mod scgi;
 pub mod server;
 pub mod spec;
+pub mod status;
 pub mod sync;
 mod sys;
 

@@ -87,6 +87,7 @@ impl<A: HttpHandler> HttpConnection<A> {
         };
         let app = &*self.app;
         request.label_coroutine();
+        crate::status::count(crate::status::Counter::Requests);
         // Waits the application makes end when this client leaves (see `Conn::watch`).
         let (outcome, client_left) = conn
             .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))));

@@ -149,6 +149,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
         request = request.with_body(body);
         let app = &*self.app;
         request.label_coroutine();
+        crate::status::count(crate::status::Counter::Requests);
         // Waits the application makes end when the front end drops this request.
         let (outcome, client_left) = conn
             .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))));
