@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use log::{Log, Metadata, Record};
-use mixserve::http::{Http, HttpConfig, HttpHandler, Request, Response};
+use mixserve::http::{BodyReader, Http, HttpConfig, HttpHandler, Request, Response};
 use mixserve::scgi::Scgi;
 
 use crate::common::{self, ServeArgs};
@@ -77,6 +77,14 @@ impl<A: HttpHandler> HttpHandler for WithStatus<A> {
             ),
             None => Response::text(503, "no live status outside a server\n"),
         }
+    }
+
+    fn streams_body(&self, req: &Request) -> bool {
+        self.path.as_deref() != Some(req.path()) && self.app.streams_body(req)
+    }
+
+    fn handle_streaming(&self, req: &mut Request, body: &mut BodyReader<'_>) -> Response {
+        self.app.handle_streaming(req, body)
     }
 }
 
