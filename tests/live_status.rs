@@ -144,3 +144,34 @@ fn preforked_worker_rows_sum_to_the_total() {
         );
     }
 }
+
+#[test]
+fn preforked_counts_worker_restarts() {
+    // Each worker retires after one connection, so slots are filled again.
+    let server = start(&[
+        "--mixin",
+        "preforked",
+        "--workers",
+        "2",
+        "--max-requests",
+        "1",
+    ]);
+    wait_until(
+        "a worker restarted in its slot",
+        Duration::from_secs(60),
+        || {
+            assert_eq!(get(server.addr, "/").status, 200);
+            let text = status(&server);
+            total(&text, "mixserve_worker_restarts_total") >= 1
+        },
+    );
+    let text = status(&server);
+    let rows = text
+        .lines()
+        .filter(|l| l.starts_with("mixserve_worker_restarts_total{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap());
+    assert_eq!(
+        rows.sum::<u64>(),
+        total(&text, "mixserve_worker_restarts_total")
+    );
+}

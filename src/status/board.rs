@@ -11,15 +11,16 @@ use crate::sys::shared_memory::SharedWords;
 
 /// Words per row.
 pub(crate) const ROW_WORDS: usize = 16;
-/// Worker rows after the server's own row; a slot beyond them counts in row 0.
-pub(crate) const WORKER_ROWS: usize = 256;
+/// Worker rows after the server's own row: one per slot of the largest preforked
+/// pool (two per worker, for side-by-side replacement); a slot beyond counts in row 0.
+pub(crate) const WORKER_ROWS: usize = 2 * crate::mixin::Preforked::MAX_WORKERS;
 
 /// The counters of one row, by word index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Counter {
     /// Connections handed to the handler.
     Connections = 0,
-    /// Requests the protocol adapter parsed (HTTP, SCGI); other handlers: connections.
+    /// Requests the protocol adapter parsed (HTTP, SCGI); other handlers count none.
     Requests = 1,
     /// Connections inside the handler now (a gauge).
     InFlight = 2,

@@ -87,7 +87,7 @@ impl Status {
         }
         let _ = writeln!(
             out,
-            "# HELP mixserve_worker_restarts_total Workers started again in a slot.\n\
+            "# HELP mixserve_worker_restarts_total Workers started in a slot after its first (replacements, retirements).\n\
              # TYPE mixserve_worker_restarts_total counter\n\
              mixserve_worker_restarts_total {}",
             self.worker_restarts
