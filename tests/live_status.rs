@@ -1,6 +1,7 @@
 //! The live status under every model, read through the examples' `--status-path`
 //! (Prometheus text): requests are counted, the in-flight and waiter gauges see blocked
-//! long-polls, and a preforked pool's per-worker rows sum to its total. The forking
+//! long-polls (also per named shared object), and a preforked pool's per-worker rows
+//! sum to its total. The forking
 //! models read the counters from shared memory, so every process shows up.
 
 mod util;

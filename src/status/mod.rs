@@ -5,6 +5,7 @@
 //!
 //! - `board.rs` — the counters, in memory shared by the master and every process it
 //!   forks (mapped when the server is built, before any fork);
+//! - `objects.rs` — named shared objects ([`watch_broadcast`], [`watch_channel`]);
 //! - `prometheus.rs` — [`Status::prometheus`], the text exposition format.
 //!
 //! Read it with [`Server::status`](crate::Server::status) (from any thread, also while
@@ -29,6 +30,7 @@
 //! ```
 
 mod board;
+mod objects;
 mod prometheus;
 
 use std::cell::RefCell;
@@ -36,6 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) use board::{Counter, StatusBoard};
+pub use objects::{ObjectFigures, watch_broadcast, watch_channel};
 
 /// A handle on a server's live counters; cheap to clone, usable from any thread and
 /// any process of the server.
@@ -89,6 +92,8 @@ pub struct Status {
     pub worker_restarts: u64,
     /// One row per preforked worker slot that ever had a worker (empty otherwise).
     pub workers: Vec<WorkerFigures>,
+    /// The shared objects named with [`watch_broadcast`] and [`watch_channel`].
+    pub objects: Vec<ObjectFigures>,
 }
 
 impl StatusHandle {
@@ -97,6 +102,7 @@ impl StatusHandle {
     }
 
     /// Reads every counter now. Each is read atomically; the set is not one instant.
+    /// Watched shared objects are read too (from a forked process: through the hub).
     pub fn snapshot(&self) -> Status {
         let board = &self.board;
         let mut total = Figures::default();
@@ -121,6 +127,7 @@ impl StatusHandle {
             total,
             worker_restarts: restarts,
             workers,
+            objects: objects::read_all(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Figures, Status};
+use super::{Figures, ObjectFigures, Status};
 
 /// One metric: name, type, help, and how to read it from a row.
 struct Metric {
@@ -101,6 +101,7 @@ impl Status {
                 worker.starts.saturating_sub(1)
             );
         }
+        objects_into(&self.objects, &mut out);
         let _ = writeln!(
             out,
             "# HELP mixserve_info The concurrency model.\n\
@@ -112,9 +113,48 @@ impl Status {
     }
 }
 
+/// The watched shared objects: waiters on each `Broadcast`, queue of each `Channel`.
+fn objects_into(all: &[ObjectFigures], out: &mut String) {
+    let families = [
+        (
+            "mixserve_object_waiters",
+            "Handlers waiting on a named Broadcast now.",
+            "broadcast",
+        ),
+        (
+            "mixserve_object_queued",
+            "Values queued in a named Channel now.",
+            "channel",
+        ),
+    ];
+    for (name, help, kind) in families {
+        let mut objects = all.iter().filter(|o| o.kind == kind).peekable();
+        if objects.peek().is_none() {
+            continue;
+        }
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for object in objects {
+            let value = if kind == "broadcast" {
+                object.waiting
+            } else {
+                object.queued
+            };
+            let _ = writeln!(out, "{name}{{object=\"{}\"}} {value}", escape(&object.name));
+        }
+    }
+}
+
+/// A label value as the exposition format wants it: `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{Figures, Status, WorkerFigures};
+    use super::super::{Figures, ObjectFigures, Status, WorkerFigures};
 
     #[test]
     fn renders_totals_and_worker_rows() {
@@ -141,6 +181,20 @@ mod tests {
                     figures: row(3),
                 },
             ],
+            objects: vec![
+                ObjectFigures {
+                    name: "news \"x\"".into(),
+                    kind: "broadcast",
+                    waiting: 7,
+                    queued: 0,
+                },
+                ObjectFigures {
+                    name: "jobs".into(),
+                    kind: "channel",
+                    waiting: 0,
+                    queued: 4,
+                },
+            ],
         };
         let text = status.prometheus();
         assert!(text.contains("# TYPE mixserve_requests_total counter\n"));
@@ -150,6 +204,8 @@ mod tests {
         assert!(text.contains("mixserve_requests_total{worker=\"1\"} 3\n"));
         assert!(text.contains("mixserve_worker_restarts_total{worker=\"0\",pid=\"10\"} 1\n"));
         assert!(text.contains("mixserve_info{model=\"preforked\"} 1\n"));
+        assert!(text.contains("mixserve_object_waiters{object=\"news \\\"x\\\"\"} 7\n"));
+        assert!(text.contains("mixserve_object_queued{object=\"jobs\"} 4\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').expect("a sample has a value");
             assert!(value.parse::<u64>().is_ok(), "{line}");
