@@ -6,6 +6,9 @@
 //! request, and writes its [`Response`]. Keep-alive, pipelining (answered in order),
 //! `Content-Length` and chunked bodies both ways, `Expect: 100-continue` and `HEAD` are
 //! handled here; the application sees a complete [`Request`] and returns a [`Response`].
+//! An application that wants the body as it arrives (large uploads) says so with
+//! [`HttpHandler::streams_body`] — or is written as a [`Streaming`] closure — and reads
+//! it from a [`BodyReader`]; the limits and the whole-body deadline still hold.
 //!
 //! Bad input gets a short error answer and a closed connection: `400` for malformed or
 //! ambiguous framing, `408` for a slow head or body, `413` for a body over the limit,

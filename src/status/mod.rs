@@ -54,7 +54,8 @@ pub struct Figures {
     pub connections: u64,
     /// Requests parsed by the HTTP or SCGI adapter (other handlers count none).
     pub requests: u64,
-    /// Connections inside the handler now.
+    /// Connections inside the handler now (an idle keep-alive connection counts until
+    /// it closes).
     pub in_flight: u64,
     /// Connections refused at a cap (`503`, or closed when the handler is not HTTP).
     pub refused: u64,
