@@ -6,6 +6,7 @@
 
 mod util;
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use util::{MODELS, ServerProcess, get, read_reply, start_waiters, wait_until};
@@ -175,4 +176,31 @@ fn preforked_counts_worker_restarts() {
         rows.sum::<u64>(),
         total(&text, "mixserve_worker_restarts_total")
     );
+}
+
+/// The status text, or `None` when the server closed without an answer (refused).
+fn try_status(server: &ServerProcess) -> Option<String> {
+    let mut stream = util::connect(server.addr);
+    let request = format!("GET {STATUS} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+}
+
+#[test]
+fn refusals_at_the_cap_are_counted() {
+    let server = start(&["--mixin", "scheduled", "--max-workers", "2"]);
+    // Two idle connections fill the cap; the third is closed unanswered.
+    let holders = [util::connect(server.addr), util::connect(server.addr)];
+    let mut refused = util::connect(server.addr);
+    let mut rest = Vec::new();
+    let _ = refused.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    drop(holders);
+    wait_until("the refusal in the status", Duration::from_secs(60), || {
+        try_status(&server).is_some_and(|text| total(&text, "mixserve_refused_total") >= 1)
+    });
 }
