@@ -92,6 +92,8 @@ fn main() -> std::process::ExitCode {
             }
         },
     };
+    // Its waiters show in `--status-path` (read through the hub in forked workers).
+    mixserve::status::watch_broadcast("news", &news);
     let (limit, body_deadline) = match (seconds(cli.wait_limit), seconds(cli.body_deadline)) {
         (Ok(limit), Ok(body_deadline)) => (limit, body_deadline),
         (Err(error), _) | (_, Err(error)) => {

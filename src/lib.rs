@@ -46,6 +46,7 @@
 //! | [`http`], [`scgi`] | protocols onto one [`http::HttpHandler`]; they know nothing of models |
 //! | [`conn`] | [`Conn`], the one thing a handler sees |
 //! | [`sync`] | shared objects a handler blocks on under any model; the hub between processes |
+//! | [`status`] | live counters shared by every process of a server, and their Prometheus text |
 //! | [`rt`] | the coroutine runtime, and where every wait decides to park a coroutine or block a thread |
 //! | `sys` | system calls (fork, fd passing, signals, locks, `accept` and its error rules); `unsafe` lives here and in the coroutine switch |
 //!
@@ -92,6 +93,7 @@ pub mod rt;
 pub mod scgi;
 pub mod server;
 pub mod spec;
+pub mod status;
 pub mod sync;
 mod sys;
 

@@ -1,6 +1,7 @@
 //! `--protocol http|scgi`: the same application spoken over HTTP to clients, or over
-//! SCGI behind a front server's `scgi_pass` (see the README's "Behind nginx"); and
-//! `--access-log`, one common-log-format line per request on stderr.
+//! SCGI behind a front server's `scgi_pass` (see the README's "Behind nginx");
+//! `--access-log`, one common-log-format line per request on stderr; and
+//! `--status-path /_status`, the live status (Prometheus text) answered before the app.
 //!
 //! Include it beside `common` with `#[path = "common/protocol.rs"] mod protocol;`.
 
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use log::{Log, Metadata, Record};
-use mixserve::http::{Http, HttpConfig, HttpHandler};
+use mixserve::http::{BodyReader, Http, HttpConfig, HttpHandler, Request, Response};
 use mixserve::scgi::Scgi;
 
 use crate::common::{self, ServeArgs};
@@ -22,6 +23,10 @@ pub struct ProtocolArgs {
     /// Log one line per request in the common log format, on stderr.
     #[arg(long)]
     pub access_log: bool,
+    /// Answer GET requests for this path with the live status (Prometheus text format),
+    /// before the application sees them.
+    #[arg(long, value_name = "PATH")]
+    pub status_path: Option<String>,
 }
 
 /// Serves `app` over the protocol `--protocol` names, with the model `--mixin` names and
@@ -39,6 +44,10 @@ pub fn serve_app<A: HttpHandler>(
             log::set_max_level(log::LevelFilter::Info);
         }
     }
+    let app = WithStatus {
+        path: args.status_path.clone(),
+        app,
+    };
     match args.protocol.as_str() {
         "http" => common::serve(serve, "http", Http::with_config(app, config)),
         "scgi" => common::serve(serve, "scgi", Scgi::with_config(app, config)),
@@ -46,6 +55,36 @@ pub fn serve_app<A: HttpHandler>(
             eprintln!("error: unknown protocol {other:?}: choose http or scgi");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The application, with `--status-path` answered first.
+struct WithStatus<A> {
+    path: Option<String>,
+    app: A,
+}
+
+impl<A: HttpHandler> HttpHandler for WithStatus<A> {
+    fn handle(&self, req: &mut Request) -> Response {
+        if self.path.as_deref() != Some(req.path()) {
+            return self.app.handle(req);
+        }
+        match mixserve::status::current() {
+            Some(status) => Response::bytes(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                status.snapshot().prometheus(),
+            ),
+            None => Response::text(503, "no live status outside a server\n"),
+        }
+    }
+
+    fn streams_body(&self, req: &Request) -> bool {
+        self.path.as_deref() != Some(req.path()) && self.app.streams_body(req)
+    }
+
+    fn handle_streaming(&self, req: &mut Request, body: &mut BodyReader<'_>) -> Response {
+        self.app.handle_streaming(req, body)
     }
 }
 

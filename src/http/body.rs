@@ -102,7 +102,7 @@ pub(crate) fn read_length<R: BufRead>(reader: &mut R, length: u64) -> Result<Vec
     }
 }
 
-fn body_failure(error: std::io::Error) -> Failure {
+pub(crate) fn body_failure(error: std::io::Error) -> Failure {
     read_failure(
         error,
         Failure::Reject(Reject::new(408, "request body took too long")),
@@ -146,7 +146,11 @@ pub(crate) fn read_chunked<R: BufRead>(
 }
 
 /// Reads one line ending in CRLF into `line` (without the CRLF), at most `limit` bytes.
-fn read_line<R: BufRead>(reader: &mut R, limit: usize, line: &mut Vec<u8>) -> Result<(), Failure> {
+pub(crate) fn read_line<R: BufRead>(
+    reader: &mut R,
+    limit: usize,
+    line: &mut Vec<u8>,
+) -> Result<(), Failure> {
     line.clear();
     loop {
         let available = reader.fill_buf().map_err(body_failure)?;
@@ -174,7 +178,7 @@ fn read_line<R: BufRead>(reader: &mut R, limit: usize, line: &mut Vec<u8>) -> Re
 
 /// Parses `chunk-size [ chunk-ext ]`: hex digits without overflow, then nothing or
 /// `;`-led extensions free of control characters.
-fn parse_chunk_line(line: &[u8]) -> Result<u64, Reject> {
+pub(crate) fn parse_chunk_line(line: &[u8]) -> Result<u64, Reject> {
     let bad = Reject::new(400, "malformed chunk size");
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
@@ -199,7 +203,7 @@ fn parse_chunk_line(line: &[u8]) -> Result<u64, Reject> {
 }
 
 /// Reads trailer fields up to the blank line that ends the chunked body.
-fn read_trailers<R: BufRead>(
+pub(crate) fn read_trailers<R: BufRead>(
     reader: &mut R,
     config: &HttpConfig,
     line: &mut Vec<u8>,

@@ -10,9 +10,11 @@ use std::time::Instant;
 
 use super::HttpHandler;
 use super::body::{self, Framing};
+use super::body_reader::BodyReader;
 use super::config::HttpConfig;
 use super::error::{Failure, Reject, peer_gone, read_failure};
 use super::head::{self, Head};
+use super::headers::Headers;
 use super::request::{Request, Version};
 use super::response::Response;
 use super::write::{Answering, Dialect, write_response};
@@ -74,10 +76,22 @@ impl<A: HttpHandler> HttpConnection<A> {
             Ok(None) => return Ok(Next::Drop),
             Err(failure) => return self.fail(conn, failure),
         };
-        let mut request = match read_request(conn, config, head) {
-            Ok(request) => request,
+        let framing = match begin_body(conn, config, &head) {
+            Ok(framing) => framing,
             Err(failure) => return self.fail(conn, failure),
         };
+        let mut request = Request::new(head.method, head.target)
+            .with_version(head.version)
+            .with_headers(head.headers)
+            .with_peer(conn.peer_addr().clone());
+        let app = &*self.app;
+        let streams = app.streams_body(&request);
+        if !streams {
+            match read_body(conn, config, framing) {
+                Ok((body, trailers)) => request = request.with_body(body).with_trailers(trailers),
+                Err(failure) => return self.fail(conn, failure),
+            }
+        }
         let keep_alive = wants_keep_alive(&request) && !last;
         let answering = Answering {
             dialect: Dialect::Http,
@@ -85,11 +99,28 @@ impl<A: HttpHandler> HttpConnection<A> {
             head_only: request.method() == "HEAD",
             keep_alive: keep_alive && !conn.draining(),
         };
-        let app = &*self.app;
         request.label_coroutine();
-        // Waits the application makes end when this client leaves (see `Conn::watch`).
-        let (outcome, client_left) = conn
-            .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))));
+        crate::status::count(crate::status::Counter::Requests);
+        let (outcome, client_left, body_drained) = if streams {
+            let mut body = BodyReader::new(conn, framing, config);
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                app.handle_streaming(&mut request, &mut body)
+            }));
+            let failure = body.take_failure();
+            let drained = failure.is_none() && body.drain();
+            conn.set_read_timeout(None);
+            conn.set_read_deadline(None);
+            if let Some(failure) = failure {
+                return self.fail(conn, failure);
+            }
+            (outcome, false, drained)
+        } else {
+            // Waits the application makes end when this client leaves (see `Conn::watch`).
+            let (outcome, left) = conn.watch_reporting(|| {
+                panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request)))
+            });
+            (outcome, left, true)
+        };
         if client_left {
             // Nobody is left to read the answer.
             return Ok(Next::Drop);
@@ -108,7 +139,7 @@ impl<A: HttpHandler> HttpConnection<A> {
         };
         super::access_log::log_access(config, &request, &response);
         let answering = Answering {
-            keep_alive: answering.keep_alive && !conn.draining(),
+            keep_alive: answering.keep_alive && body_drained && !conn.draining(),
             ..answering
         };
         // Not flushed here: reading the next head flushes before it waits, so answers
@@ -139,8 +170,11 @@ impl<A: HttpHandler> HttpConnection<A> {
     }
 }
 
-/// Reads the body the head announces and builds the request.
-fn read_request(conn: &mut Conn, config: &HttpConfig, head: Head) -> Result<Request, Failure> {
+/// Checks the framing the head announces against the limits, answers
+/// `Expect: 100-continue`, and arms the body's deadlines (per read, and for the whole
+/// body: a trickle cannot keep it open). The body itself is read next, by
+/// [`read_body`] or by a streaming handler.
+fn begin_body(conn: &mut Conn, config: &HttpConfig, head: &Head) -> Result<Framing, Failure> {
     let framing = Framing::of(&head.headers, head.version)?;
     if let Framing::Length(length) = framing
         && length > config.max_body as u64
@@ -170,22 +204,25 @@ fn read_request(conn: &mut Conn, config: &HttpConfig, head: Head) -> Result<Requ
         conn.flush()
             .map_err(|error| read_failure(error, Failure::Close))?;
     }
-    // Per read, and for the whole body: a trickle cannot keep it open.
     conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
     conn.set_read_timeout(Some(config.body_timeout));
-    let (body, trailers) = match framing {
-        Framing::None => (Vec::new(), Default::default()),
-        Framing::Length(length) => (body::read_length(conn, length)?, Default::default()),
+    Ok(framing)
+}
+
+/// Reads the whole body (the buffered default), then disarms the body's deadlines.
+fn read_body(
+    conn: &mut Conn,
+    config: &HttpConfig,
+    framing: Framing,
+) -> Result<(Vec<u8>, Headers), Failure> {
+    let read = match framing {
+        Framing::None => (Vec::new(), Headers::new()),
+        Framing::Length(length) => (body::read_length(conn, length)?, Headers::new()),
         Framing::Chunked => body::read_chunked(conn, config)?,
     };
     conn.set_read_timeout(None);
     conn.set_read_deadline(None);
-    Ok(Request::new(head.method, head.target)
-        .with_version(head.version)
-        .with_headers(head.headers)
-        .with_trailers(trailers)
-        .with_body(body)
-        .with_peer(conn.peer_addr().clone()))
+    Ok(read)
 }
 
 /// HTTP/1.1 stays open unless `Connection: close`; HTTP/1.0 only on `keep-alive`.

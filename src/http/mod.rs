@@ -6,6 +6,9 @@
 //! request, and writes its [`Response`]. Keep-alive, pipelining (answered in order),
 //! `Content-Length` and chunked bodies both ways, `Expect: 100-continue` and `HEAD` are
 //! handled here; the application sees a complete [`Request`] and returns a [`Response`].
+//! An application that wants the body as it arrives (large uploads) says so with
+//! [`HttpHandler::streams_body`] — or is written as a [`Streaming`] closure — and reads
+//! it from a [`BodyReader`]; the limits and the whole-body deadline still hold.
 //!
 //! Bad input gets a short error answer and a closed connection: `400` for malformed or
 //! ambiguous framing, `408` for a slow head or body, `413` for a body over the limit,
@@ -43,6 +46,7 @@
 
 pub(crate) mod access_log;
 mod body;
+mod body_reader;
 mod config;
 mod connection;
 mod date;
@@ -57,13 +61,14 @@ mod params;
 mod range;
 mod request;
 mod response;
+mod streaming;
 mod write;
 
 /// The seams a protocol adapter ([`scgi`](crate::scgi)) builds on, named here so an
 /// adapter never reaches into this module's files: body framing, the lingering close,
 /// failure answers and the response writer.
 pub(crate) mod seams {
-    pub(crate) use super::body::{parse_length, read_length};
+    pub(crate) use super::body::{Framing, parse_length, read_length};
     pub(crate) use super::connection::linger_close;
     pub(crate) use super::error::{Failure, peer_gone};
     pub(crate) use super::write::{Answering, Dialect, write_response};
@@ -78,6 +83,7 @@ use crate::conn::Conn;
 use crate::handler::MakeHandler;
 
 pub use access_log::ACCESS_LOG_TARGET;
+pub use body_reader::BodyReader;
 pub use config::HttpConfig;
 pub use connection::HttpConnection;
 pub use headers::Headers;
@@ -86,6 +92,7 @@ pub use json::JsonError;
 pub use params::Params;
 pub use request::{Request, Version};
 pub use response::{Body, Response, reason_phrase};
+pub use streaming::Streaming;
 
 /// An HTTP application: turns each [`Request`] into a [`Response`].
 ///
@@ -129,6 +136,28 @@ pub trait HttpHandler: Send + Sync + 'static {
     /// Answers one request. The body is already read; a panic here becomes a `500`
     /// and closes the connection.
     fn handle(&self, req: &mut Request) -> Response;
+
+    /// Whether this request's body is read by the handler as it arrives
+    /// ([`handle_streaming`](Self::handle_streaming)) rather than buffered whole
+    /// before [`handle`](Self::handle) — the default. Called once the head is read
+    /// (method, target, header fields and peer are known; the body is empty).
+    fn streams_body(&self, req: &Request) -> bool {
+        let _ = req;
+        false
+    }
+
+    /// Answers a request whose body streams: read it from `body` (a [`Read`]
+    /// that decodes `chunked` as it goes, with the body limit and whole-body deadline
+    /// enforced). Body bytes left unread are thrown away before the next request on
+    /// the connection (or, past a small amount, the connection closes after the
+    /// answer). A body that breaks a limit is answered by the server (`413`, `408`,
+    /// `400`), whatever this returns. The default reads nothing and calls `handle`.
+    ///
+    /// [`Read`]: std::io::Read
+    fn handle_streaming(&self, req: &mut Request, body: &mut BodyReader<'_>) -> Response {
+        let _ = body;
+        self.handle(req)
+    }
 }
 
 impl<F> HttpHandler for F

@@ -34,9 +34,9 @@ use std::time::Instant;
 use crate::conn::{Conn, PeerAddr};
 use crate::handler::{Handler, MakeHandler};
 use crate::http::seams::{
-    Answering, Dialect, Failure, linger_close, peer_gone, read_length, write_response,
+    Answering, Dialect, Failure, Framing, linger_close, peer_gone, read_length, write_response,
 };
-use crate::http::{Headers, HttpConfig, HttpHandler, Request, Response, Version};
+use crate::http::{BodyReader, Headers, HttpConfig, HttpHandler, Request, Response, Version};
 
 use netstring::{parse_variables, read_netstring};
 
@@ -136,22 +136,34 @@ impl<A: HttpHandler> ScgiConnection<A> {
         }
         conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
         conn.set_read_timeout(Some(config.body_timeout));
-        let body = match read_length(conn, length) {
-            Ok(body) => body,
-            Err(Failure::Io(error)) => return Err(error),
-            Err(Failure::Reject(reject)) => {
-                let response = Response::text(reject.status, format!("{}\n", reject.message));
-                return answer(conn, config, response, false);
-            }
-            Err(Failure::Close) => return Ok(()),
-        };
-        conn.set_read_timeout(None);
-        request = request.with_body(body);
         let app = &*self.app;
+        let streams = app.streams_body(&request);
+        if !streams {
+            match read_length(conn, length) {
+                Ok(body) => request = request.with_body(body),
+                Err(failure) => return fail(conn, config, failure),
+            }
+            conn.set_read_timeout(None);
+        }
         request.label_coroutine();
-        // Waits the application makes end when the front end drops this request.
-        let (outcome, client_left) = conn
-            .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request))));
+        crate::status::count(crate::status::Counter::Requests);
+        let (outcome, client_left) = if streams {
+            // One request per connection: what the handler leaves unread is not drained.
+            let mut body = BodyReader::new(conn, Framing::Length(length), config);
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                app.handle_streaming(&mut request, &mut body)
+            }));
+            if let Some(failure) = body.take_failure() {
+                return fail(conn, config, failure);
+            }
+            conn.set_read_timeout(None);
+            (outcome, false)
+        } else {
+            // Waits the application makes end when the front end drops this request.
+            conn.watch_reporting(|| {
+                panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request)))
+            })
+        };
         if client_left {
             return Ok(());
         }
@@ -168,6 +180,18 @@ impl<A: HttpHandler> ScgiConnection<A> {
         };
         crate::http::access_log::log_access(config, &request, &response);
         answer(conn, config, response, head_only)
+    }
+}
+
+/// Answers a body that could not be read (or closes quietly).
+fn fail(conn: &mut Conn, config: &HttpConfig, failure: Failure) -> io::Result<()> {
+    match failure {
+        Failure::Io(error) => Err(error),
+        Failure::Reject(reject) => {
+            let response = Response::text(reject.status, format!("{}\n", reject.message));
+            answer(conn, config, response, false)
+        }
+        Failure::Close => Ok(()),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::server::listener::Listener;
 use crate::server::shutdown::ShutdownState;
 use crate::server::source::accept_with_rules;
 use crate::server::source::worker::WorkerSeat;
+use crate::status::{Counter, StatusBoard, StatusHandle};
 use crate::sync::ServerScope;
 use crate::sys::accept::SpareFd;
 
@@ -71,6 +72,10 @@ pub struct Context {
     spare_fd: SpareFd,
     /// In a preforked worker: its place in the pool, where its connections come from.
     worker: Option<Arc<WorkerSeat>>,
+    /// The live counters, shared by every process of the server.
+    status: Arc<StatusBoard>,
+    /// This process's row on them (0, or a preforked worker's own).
+    status_row: usize,
 }
 
 impl std::fmt::Debug for Context {
@@ -90,6 +95,11 @@ impl Context {
         config: LoopConfig,
     ) -> io::Result<Context> {
         let shutdown = Arc::new(ShutdownState::new(listener.as_raw_fd(), config.backlog)?);
+        let status = Arc::new(StatusBoard::new()?);
+        status.word(0, Counter::Pid).store(
+            u64::from(std::process::id()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(Context {
             listener: Arc::new(listener),
             service: Arc::from(service),
@@ -99,6 +109,8 @@ impl Context {
             config,
             spare_fd: SpareFd::new(),
             worker: None,
+            status,
+            status_row: 0,
         })
     }
 
@@ -107,6 +119,8 @@ impl Context {
     /// (the master's wake-up pipe is not the worker's), sharing the drain flag the
     /// shared objects look at; and the worker's seat, which makes its source.
     pub(crate) fn for_worker(&self, seat: Arc<WorkerSeat>) -> io::Result<Context> {
+        let status_row = StatusBoard::worker_row(seat.slot);
+        self.status.worker_started(status_row, std::process::id());
         Ok(Context {
             listener: Arc::clone(&self.listener),
             service: Arc::clone(&self.service),
@@ -116,6 +130,8 @@ impl Context {
             config: self.config.clone(),
             spare_fd: SpareFd::new(),
             worker: Some(seat),
+            status: Arc::clone(&self.status),
+            status_row,
         })
     }
 
@@ -167,9 +183,14 @@ impl Context {
     /// sockets, worker slots) never outlives it.
     pub fn serve_connection(&self, conn: &mut Conn) {
         crate::sync::scope::enter(&self.scope);
+        crate::status::enter(&self.status, self.status_row);
         crate::rt::set_label(format_args!("connection from {}", conn.peer_addr()));
+        self.count(Counter::Connections);
+        self.count(Counter::InFlight);
         let served =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.service.serve(conn)));
+        self.status.sub(self.status_row, Counter::InFlight);
+        crate::status::report_stalls(&self.status, self.status_row);
         let result = served.unwrap_or_else(|panic| Err(io::Error::other(panic_message(&panic))));
         if let Err(error) = result {
             self.hooks.handle_error(conn.peer_addr(), &error);
@@ -182,8 +203,24 @@ impl Context {
     /// Answers a connection the server cannot serve now (every worker is busy and
     /// none can be added): HTTP handlers send `503`, others just close.
     pub fn reject_request(&self, mut conn: Conn) {
+        self.count(Counter::Refused);
         self.service.reject(&mut conn);
         let _ = conn.flush();
+    }
+
+    /// A handle on the server's live counters (see [`status`](crate::status)).
+    pub fn status(&self) -> StatusHandle {
+        StatusHandle::new(Arc::clone(&self.status))
+    }
+
+    /// Adds one to `counter` on this process's status row.
+    pub(crate) fn count(&self, counter: Counter) {
+        self.status.add(self.status_row, counter, 1);
+    }
+
+    /// Records the model's name for the live status.
+    pub(crate) fn set_status_model(&self, model: &'static str) {
+        self.status.set_model(model);
     }
 
     /// Reports an error from the accepting side.

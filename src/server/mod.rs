@@ -90,6 +90,13 @@ impl<M: MixIn> Server<M> {
         self.ctx.shutdown_handle()
     }
 
+    /// A handle on the live counters, readable from any thread while the server runs
+    /// (under `Forking` and `Preforked` they live in shared memory, so they cover every
+    /// process); see [`status`](crate::status).
+    pub fn status(&self) -> crate::status::StatusHandle {
+        self.ctx.status()
+    }
+
     /// Serves until shut down (a [`ShutdownHandle`], or SIGTERM/SIGINT when signal
     /// handling is on), then drains: stops listening (new connects are refused at once;
     /// a second `serve_forever` listens again), lets in-flight connections finish
@@ -108,6 +115,7 @@ impl<M: MixIn> Server<M> {
             None
         };
         self.ctx.scope().set_model(self.mixin.name());
+        self.ctx.set_status_model(self.mixin.name());
         self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
         let result = self.mixin.serve_forever(&self.ctx);
         self.ctx.shutdown.reset();
@@ -124,6 +132,7 @@ impl<M: MixIn> Server<M> {
             .timeout
             .map(|t| std::time::Instant::now() + t);
         self.ctx.scope().set_model(self.mixin.name());
+        self.ctx.set_status_model(self.mixin.name());
         self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
         self.ctx.listener().set_nonblocking(true)?;
         loop {

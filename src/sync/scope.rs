@@ -117,6 +117,7 @@ impl Drop for Blocking {
     fn drop(&mut self) {
         if let Some(scope) = &self.0 {
             scope.blocked.fetch_sub(1, Ordering::SeqCst);
+            crate::status::uncount(crate::status::Counter::Waiters);
         }
     }
 }
@@ -133,6 +134,7 @@ pub(crate) fn begin_wait(has_deadline: bool) -> Result<Blocking, WaitError> {
             return Err(WaitError::Closed);
         }
         let before = scope.blocked.fetch_add(1, Ordering::SeqCst);
+        crate::status::count(crate::status::Counter::Waiters);
         let guard = Blocking(Some(Arc::clone(&scope)));
         if !has_deadline && before >= scope.max_blocked() {
             return Err(scope.no_other_worker());

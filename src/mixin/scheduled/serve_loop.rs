@@ -90,6 +90,7 @@ fn accept_loop(
         };
         if counters.live.load(Ordering::SeqCst) >= max_connections {
             counters.refused.fetch_add(1, Ordering::Relaxed);
+            ctx.count(crate::status::Counter::Refused);
             log::debug!("scheduled: at {max_connections} connections, refusing one");
             continue;
         }
@@ -107,6 +108,7 @@ fn accept_loop(
         };
         if let Err(e) = rt::spawn(served) {
             counters.refused.fetch_add(1, Ordering::Relaxed);
+            ctx.count(crate::status::Counter::Refused);
             log::warn!("scheduled: refusing a connection: {e}");
         }
     }

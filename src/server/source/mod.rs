@@ -115,6 +115,7 @@ impl Source {
                 let conn = listener_ready.then(|| self.take()).flatten();
                 if listener_ready && conn.is_none() {
                     count_wasted(seat);
+                    self.ctx.count(crate::status::Counter::WastedWakeups);
                 }
                 conn
             }),

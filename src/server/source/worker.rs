@@ -18,6 +18,7 @@ use super::{BACK_OFF, accept_with_rules, conn_from};
 use crate::conn::Conn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
 use crate::server::{Context, Listener};
+use crate::status::Counter;
 use crate::sys::borrow_fd;
 use crate::sys::fd_passing::{self, Received};
 use crate::sys::process_lock::{FileLock, SharedMutex};
@@ -163,7 +164,7 @@ impl Share {
             match self.wait_one(ctx) {
                 Ok(conn) => conn,
                 Err(e) => {
-                    self.on_error(e);
+                    self.on_error(ctx, e);
                     None
                 }
             }
@@ -199,6 +200,7 @@ impl Share {
                 let conn = accept_with_rules(own, ctx.spare_fd())?;
                 if conn.is_none() {
                     self.seat.board.count_wasted_wakeup(self.seat.slot);
+                    ctx.count(Counter::WastedWakeups);
                 }
                 Ok(conn)
             }
@@ -245,11 +247,12 @@ impl Share {
         conn
     }
 
-    fn on_error(&self, error: io::Error) {
+    fn on_error(&self, ctx: &Context, error: io::Error) {
         match error.kind() {
             io::ErrorKind::Interrupted => {}
             io::ErrorKind::WouldBlock => {
                 self.seat.board.count_wasted_wakeup(self.seat.slot);
+                ctx.count(Counter::WastedWakeups);
             }
             // The master closed the shared listener: the pool is stopping.
             _ if error.raw_os_error() == Some(libc::EINVAL) => std::thread::sleep(BACK_OFF),

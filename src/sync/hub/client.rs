@@ -86,6 +86,7 @@ pub(crate) fn call(
             .min(NO_TIMEOUT as u128 - 1) as u64
     });
     let id = incarnation().wrapping_add(NEXT_CALL.fetch_add(1, Ordering::Relaxed));
+    crate::status::count(crate::status::Counter::HubRoundTrips);
     let request = Request {
         op,
         object,
