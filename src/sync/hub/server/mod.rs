@@ -31,6 +31,8 @@ use crate::sync::registry;
 use crate::sync::{ServerScope, WaitError};
 use crate::sys::fork;
 
+mod accept;
+
 /// The address workers connect to: set when a hub binds, inherited by forked workers.
 pub(crate) static HUB_ADDR: Mutex<Option<String>> = Mutex::new(None);
 
@@ -153,70 +155,6 @@ impl HubServer {
         }
         redis::pump(registry);
         self.flush_outbox(registry);
-    }
-
-    fn accept(&mut self, registry: &Registry) {
-        self.accept_retry = None;
-        loop {
-            let accepted = match self.injected_accept_failure() {
-                Some(failure) => Err(failure),
-                None => self.listener.accept(),
-            };
-            match accepted {
-                Ok((stream, _)) => self.admit(registry, stream),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the worker waits in the backlog
-                    // until fds are free again.
-                    log::warn!("hub accept: {e}; retrying in {ACCEPT_RETRY:?}");
-                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// A test's stand-in for running out of fds; never in a real build.
-    #[cfg(not(test))]
-    fn injected_accept_failure(&mut self) -> Option<io::Error> {
-        None
-    }
-
-    #[cfg(test)]
-    fn injected_accept_failure(&mut self) -> Option<io::Error> {
-        let fail = self.failing_accepts > 0;
-        self.failing_accepts = self.failing_accepts.saturating_sub(1);
-        fail.then(|| io::Error::from_raw_os_error(libc::EMFILE))
-    }
-
-    /// Keeps a connection from a trusted worker under its limit; closes any other.
-    fn admit(&mut self, registry: &Registry, mut stream: mio::net::UnixStream) {
-        let pid = match self.trust.check(&stream) {
-            Ok(pid) => pid,
-            Err(why) => {
-                self.refusals.note(&why);
-                return;
-            }
-        };
-        let held = self.per_pid.get(&pid).copied().unwrap_or(0);
-        if held >= self.per_worker_limit {
-            self.refusals
-                .note(&format!("worker {pid} already holds {held} (the limit)"));
-            return;
-        }
-        let token = Token(self.next_token);
-        self.next_token += 1;
-        if let Err(e) =
-            registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-        {
-            log::warn!("hub: cannot register a connection of worker {pid}: {e}");
-            return;
-        }
-        fork::close_in_child(stream.as_raw_fd());
-        *self.per_pid.entry(pid).or_default() += 1;
-        self.peers.insert(token, Peer::new(stream, pid));
     }
 
     /// Reads and serves complete requests; false when the connection is finished.

@@ -1,0 +1,78 @@
+//! Taking a worker's connection: the hub's accept loop (retried later after `EMFILE`
+//! and friends) and the admission of a trusted peer under its per-worker limit.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use mio::{Interest, Registry, Token};
+
+use super::{ACCEPT_RETRY, HubServer};
+use crate::sync::hub::peer::Peer;
+use crate::sys::fork;
+
+impl HubServer {
+    pub(super) fn accept(&mut self, registry: &Registry) {
+        self.accept_retry = None;
+        loop {
+            let accepted = match self.injected_accept_failure() {
+                Some(failure) => Err(failure),
+                None => self.listener.accept(),
+            };
+            match accepted {
+                Ok((stream, _)) => self.admit(registry, stream),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the worker waits in the backlog
+                    // until fds are free again.
+                    log::warn!("hub accept: {e}; retrying in {ACCEPT_RETRY:?}");
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A test's stand-in for running out of fds; never in a real build.
+    #[cfg(not(test))]
+    fn injected_accept_failure(&mut self) -> Option<io::Error> {
+        None
+    }
+
+    #[cfg(test)]
+    fn injected_accept_failure(&mut self) -> Option<io::Error> {
+        let fail = self.failing_accepts > 0;
+        self.failing_accepts = self.failing_accepts.saturating_sub(1);
+        fail.then(|| io::Error::from_raw_os_error(libc::EMFILE))
+    }
+
+    /// Keeps a connection from a trusted worker under its limit; closes any other.
+    fn admit(&mut self, registry: &Registry, mut stream: mio::net::UnixStream) {
+        let pid = match self.trust.check(&stream) {
+            Ok(pid) => pid,
+            Err(why) => {
+                self.refusals.note(&why);
+                return;
+            }
+        };
+        let held = self.per_pid.get(&pid).copied().unwrap_or(0);
+        if held >= self.per_worker_limit {
+            self.refusals
+                .note(&format!("worker {pid} already holds {held} (the limit)"));
+            return;
+        }
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        if let Err(e) =
+            registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            log::warn!("hub: cannot register a connection of worker {pid}: {e}");
+            return;
+        }
+        fork::close_in_child(stream.as_raw_fd());
+        *self.per_pid.entry(pid).or_default() += 1;
+        self.peers.insert(token, Peer::new(stream, pid));
+    }
+}
