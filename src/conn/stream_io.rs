@@ -15,6 +15,7 @@ use crate::rt::park;
 
 impl Conn {
     pub(super) fn recv_raw_into(&mut self, start: usize) -> io::Result<usize> {
+        self.hold_read_buffer();
         let fd = self.fd.as_raw_fd();
         let deadline = earliest(self.read_deadline, self.read_timeout);
         let (buf, registered) = (&mut self.read_buf[start..], &self.registered);
@@ -99,7 +100,7 @@ fn send_raw(
 
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.read_pos == self.read_end && buf.len() >= self.read_buf.len() {
+        if self.read_pos == self.read_end && buf.len() >= BUFFER_SIZE {
             let fd = self.fd.as_raw_fd();
             let deadline = earliest(self.read_deadline, self.read_timeout);
             return recv_raw(fd, buf, &self.registered, deadline);
