@@ -56,12 +56,14 @@ mod tests {
     use std::io::{BufRead, Read, Write};
     use std::net::Shutdown;
     use std::os::unix::net::UnixStream;
+    use std::rc::Rc;
     use std::sync::Arc;
 
     use super::*;
     use crate::Conn;
     use crate::handler::Handler;
     use crate::http::{HttpConfig, HttpConnection, Request, Response};
+    use crate::rt::{Runtime, RuntimeConfig};
 
     #[test]
     fn a_connection_holds_a_buffer_only_while_bytes_are_buffered() {
@@ -84,6 +86,42 @@ mod tests {
         conn.read_to_string(&mut rest).unwrap();
         assert_eq!(rest, "gh", "reading takes a buffer again");
         assert_eq!(conn.buffer_capacity(), BUFFER_SIZE);
+    }
+
+    #[test]
+    fn a_read_parked_with_nothing_buffered_holds_no_buffer() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let before = held_on_this_thread();
+        let started = Rc::new(Cell::new(false));
+        let read = Rc::new(RefCell::new(String::new()));
+        let held_while_parked = Rc::new(Cell::new(None));
+        let (started_a, read_a) = (Rc::clone(&started), Rc::clone(&read));
+        runtime
+            .spawn(move || {
+                let mut conn = Conn::from_unix(server).unwrap();
+                started_a.set(true);
+                conn.read_line(&mut read_a.borrow_mut()).unwrap();
+            })
+            .unwrap();
+        let held = Rc::clone(&held_while_parked);
+        runtime
+            .spawn(move || {
+                for _ in 0..1000 {
+                    if started.get() {
+                        break;
+                    }
+                    crate::rt::yield_now();
+                }
+                // The reader found nothing and parked.
+                held.set(Some(held_on_this_thread() - before));
+                client.write_all(b"hi\n").unwrap();
+            })
+            .unwrap();
+        runtime.run().unwrap();
+        assert_eq!(held_while_parked.get(), Some(0));
+        assert_eq!(*read.borrow(), "hi\n");
+        assert_eq!(held_on_this_thread(), before);
     }
 
     #[test]
