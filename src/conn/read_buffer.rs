@@ -7,7 +7,7 @@
 //! connection to read, so a busy keep-alive loop reuses the same few buffers instead of
 //! asking the allocator each time.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 
 use super::BUFFER_SIZE;
 
@@ -17,13 +17,18 @@ const SPARE_MAX: usize = 16;
 thread_local! {
     /// Buffers given back and not yet taken again.
     static SPARE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
-    /// Buffers taken on this thread minus buffers given back on it (tests read it).
-    static HELD: Cell<isize> = const { Cell::new(0) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Buffers taken on this thread minus buffers given back on it.
+    static HELD: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
 }
 
 /// A read buffer of [`BUFFER_SIZE`] bytes: a spare one, or a fresh one.
 pub(super) fn take() -> Box<[u8]> {
-    let _ = HELD.try_with(|held| held.set(held.get() + 1));
+    #[cfg(test)]
+    HELD.with(|held| held.set(held.get() + 1));
     SPARE
         .try_with(|spare| spare.borrow_mut().pop())
         .ok()
@@ -33,7 +38,8 @@ pub(super) fn take() -> Box<[u8]> {
 
 /// Gives a buffer back: kept as a spare, or freed when there are enough spares.
 pub(super) fn give(buffer: Box<[u8]>) {
-    let _ = HELD.try_with(|held| held.set(held.get() - 1));
+    #[cfg(test)]
+    HELD.with(|held| held.set(held.get() - 1));
     if buffer.len() != BUFFER_SIZE {
         return;
     }
@@ -48,11 +54,12 @@ pub(super) fn give(buffer: Box<[u8]>) {
 /// Buffers taken on this thread and not given back on it.
 #[cfg(test)]
 pub(crate) fn held_on_this_thread() -> isize {
-    HELD.with(Cell::get)
+    HELD.with(std::cell::Cell::get)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
     use std::io::{BufRead, Read, Write};
     use std::net::Shutdown;
     use std::os::unix::net::UnixStream;
