@@ -7,6 +7,7 @@
 pub(crate) use drain::{Drain, Idle};
 
 mod drain;
+mod read_buffer;
 mod send_file;
 mod stream_io;
 mod watch;
@@ -64,7 +65,8 @@ pub struct Conn {
     fd: OwnedFd,
     /// TCP or Unix, with the peer's address.
     peer: PeerAddr,
-    /// Bytes received but not yet consumed: `read_buf[read_pos..read_end]`.
+    /// Bytes received but not yet consumed: `read_buf[read_pos..read_end]`. Empty (no
+    /// allocation) until the first read and whenever given back while idle.
     read_buf: Box<[u8]>,
     read_pos: usize,
     read_end: usize,
@@ -115,7 +117,7 @@ impl Conn {
             registered: Cell::new(false),
             fd,
             peer,
-            read_buf: vec![0; BUFFER_SIZE].into_boxed_slice(),
+            read_buf: Box::default(),
             read_pos: 0,
             read_end: 0,
             write_buf: Vec::new(),
@@ -222,6 +224,7 @@ impl Conn {
     /// Reads more bytes into the buffer, keeping what is unconsumed; returns how many
     /// arrived (0 at end of stream, or when the buffer is full).
     pub fn fill_more(&mut self) -> io::Result<usize> {
+        self.hold_read_buffer();
         if self.read_pos > 0 {
             self.read_buf.copy_within(self.read_pos..self.read_end, 0);
             self.read_end -= self.read_pos;
@@ -238,16 +241,44 @@ impl Conn {
 
     /// Capacity of the read buffer: a protocol head must fit in it.
     pub fn buffer_capacity(&self) -> usize {
-        self.read_buf.len()
+        BUFFER_SIZE
+    }
+
+    /// Gives the read buffer back when nothing is buffered, before a wait that may be
+    /// long (idle between requests, a handler's long poll): a parked connection then
+    /// holds no buffer. The next read takes one again.
+    pub(crate) fn release_read_buffer(&mut self) {
+        if self.read_pos == self.read_end && !self.read_buf.is_empty() {
+            read_buffer::give(std::mem::take(&mut self.read_buf));
+            self.read_pos = 0;
+            self.read_end = 0;
+        }
+    }
+
+    /// Makes sure there is a read buffer to read into.
+    fn hold_read_buffer(&mut self) {
+        if self.read_buf.is_empty() {
+            self.read_buf = read_buffer::take();
+        }
+    }
+
+    /// True while this connection holds a read buffer.
+    #[cfg(test)]
+    pub(crate) fn holds_read_buffer(&self) -> bool {
+        !self.read_buf.is_empty()
     }
 }
 
 impl Drop for Conn {
     /// Deregisters the socket from the coroutine loop it waited on (before the fd
-    /// closes, so a reused fd number is never deregistered by mistake).
+    /// closes, so a reused fd number is never deregistered by mistake), and gives the
+    /// read buffer back for the next connection.
     fn drop(&mut self) {
         if self.registered.get() {
             crate::rt::forget_fd(self.fd.as_raw_fd());
+        }
+        if !self.read_buf.is_empty() {
+            read_buffer::give(std::mem::take(&mut self.read_buf));
         }
     }
 }

@@ -14,11 +14,26 @@ use crate::rt::Interest;
 use crate::rt::park;
 
 impl Conn {
+    /// One `recv` into `read_buf[start..]`, as [`recv_raw`] does. While it waits with
+    /// nothing buffered (`start` 0 and nothing unconsumed) it holds no read buffer: a
+    /// client that connects and stays silent costs no buffer.
     pub(super) fn recv_raw_into(&mut self, start: usize) -> io::Result<usize> {
+        self.hold_read_buffer();
         let fd = self.fd.as_raw_fd();
         let deadline = earliest(self.read_deadline, self.read_timeout);
-        let (buf, registered) = (&mut self.read_buf[start..], &self.registered);
-        recv_raw(fd, buf, registered, deadline)
+        let flags = recv_flags(deadline);
+        loop {
+            match recv_once(fd, &mut self.read_buf[start..], flags) {
+                Err(Errno::EAGAIN) => {
+                    if start == 0 {
+                        self.release_read_buffer();
+                    }
+                    park::wait_fd(fd, &self.registered, Interest::Readable, deadline)?;
+                    self.hold_read_buffer();
+                }
+                result => return result.map_err(io::Error::from),
+            }
+        }
     }
 
     pub(super) fn send_all(&mut self, mut data: &[u8]) -> io::Result<()> {
@@ -59,18 +74,30 @@ fn recv_raw(
     registered: &Cell<bool>,
     deadline: Option<Instant>,
 ) -> io::Result<usize> {
-    let blocking = deadline.is_none() && !crate::rt::in_coroutine();
-    let flags = if blocking {
+    let flags = recv_flags(deadline);
+    loop {
+        match recv_once(fd, buf, flags) {
+            Err(Errno::EAGAIN) => park::wait_fd(fd, registered, Interest::Readable, deadline)?,
+            result => return result.map_err(io::Error::from),
+        }
+    }
+}
+
+/// Blocking when nothing limits the read on a plain thread, non-blocking otherwise.
+fn recv_flags(deadline: Option<Instant>) -> MsgFlags {
+    if deadline.is_none() && !crate::rt::in_coroutine() {
         MsgFlags::empty()
     } else {
         MsgFlags::MSG_DONTWAIT
-    };
+    }
+}
+
+/// One `recv`, retried on `EINTR`.
+fn recv_once(fd: RawFd, buf: &mut [u8], flags: MsgFlags) -> Result<usize, Errno> {
     loop {
         match recv(fd, buf, flags) {
-            Ok(n) => return Ok(n),
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => park::wait_fd(fd, registered, Interest::Readable, deadline)?,
-            Err(errno) => return Err(errno.into()),
+            result => return result,
         }
     }
 }
@@ -99,7 +126,7 @@ fn send_raw(
 
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.read_pos == self.read_end && buf.len() >= self.read_buf.len() {
+        if self.read_pos == self.read_end && buf.len() >= BUFFER_SIZE {
             let fd = self.fd.as_raw_fd();
             let deadline = earliest(self.read_deadline, self.read_timeout);
             return recv_raw(fd, buf, &self.registered, deadline);
@@ -116,6 +143,7 @@ impl BufRead for Conn {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.read_pos == self.read_end {
             self.read_pos = 0;
+            self.read_end = 0;
             self.read_end = self.recv_raw_into(0)?;
         }
         Ok(&self.read_buf[self.read_pos..self.read_end])

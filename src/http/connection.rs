@@ -115,6 +115,8 @@ impl<A: HttpHandler> HttpConnection<A> {
             }
             (outcome, false, drained)
         } else {
+            // A handler may wait long (a long poll): it holds no read buffer meanwhile.
+            conn.release_read_buffer();
             // Waits the application makes end when this client leaves (see `Conn::watch`).
             let (outcome, left) = conn.watch_reporting(|| {
                 panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request)))

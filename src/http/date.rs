@@ -1,6 +1,7 @@
 //! HTTP dates: the IMF-fixdate of RFC 9110 §5.6.7 (`Date`, `Last-Modified`, parsed back
 //! for `If-Modified-Since`) and the common log format's `10/Oct/2000:13:55:36 +0000`.
 
+use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Month abbreviations, January first.
@@ -8,9 +9,28 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-/// Formats `time` as e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+thread_local! {
+    /// The last date formatted on this thread, by its second: every response carries a
+    /// `Date`, and formatting one cost more than the rest of a small answer's head.
+    static LAST_HTTP_DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Formats `time` as e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (once per second per thread;
+/// a copy of the last one otherwise).
 pub(crate) fn http_date(time: SystemTime) -> String {
     let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    LAST_HTTP_DATE
+        .try_with(|last| {
+            let mut last = last.borrow_mut();
+            if last.0 != seconds {
+                *last = (seconds, format_http_date(seconds));
+            }
+            last.1.clone()
+        })
+        .unwrap_or_else(|_| format_http_date(seconds))
+}
+
+fn format_http_date(seconds: u64) -> String {
     let days = seconds / 86_400;
     let second_of_day = seconds % 86_400;
     let (year, month, day) = civil_from_days(days);
@@ -119,6 +139,18 @@ mod tests {
         assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
         assert_eq!(at(4_107_542_399), "Sun, 28 Feb 2100 23:59:59 GMT");
         assert_eq!(at(4_107_542_400), "Mon, 01 Mar 2100 00:00:00 GMT");
+    }
+
+    #[test]
+    fn the_cached_date_follows_the_second() {
+        let at = |secs, nanos| http_date(UNIX_EPOCH + Duration::new(secs, nanos));
+        assert_eq!(at(784_111_777, 0), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            at(784_111_777, 999_999_999),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(at(784_111_778, 0), "Sun, 06 Nov 1994 08:49:38 GMT");
+        assert_eq!(at(784_111_777, 5), "Sun, 06 Nov 1994 08:49:37 GMT");
     }
 
     #[test]

@@ -138,8 +138,10 @@ pub(crate) fn read_head(
             if let Err(error) = conn.flush() {
                 return Err(read_failure(error, Failure::Close));
             }
-            // Idle between requests: a drain closes the connection at once.
+            // Idle between requests: a drain closes the connection at once. Nothing is
+            // buffered, so the read buffer goes back while the connection idles.
             if !started && first_deadline.is_none() {
+                conn.release_read_buffer();
                 let idle_until = Instant::now() + config.idle_timeout;
                 match conn.wait_idle(idle_until) {
                     Ok(Idle::Request) => {}
