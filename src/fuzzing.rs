@@ -8,9 +8,7 @@
 use std::io::{self, BufRead, Read};
 
 use crate::http::HttpConfig;
-use crate::http::body::{self, Framing};
-use crate::http::error::Failure;
-use crate::http::head::{HeadScanner, parse_head};
+use crate::http::fuzz_seams::{Failure, Framing, HeadScanner, parse_head, read_chunked};
 use crate::http::{Headers, Version};
 use crate::scgi::netstring::{parse_variables, read_netstring};
 
@@ -137,7 +135,7 @@ pub fn request_head(pieces: &[&[u8]]) -> HeadOutcome {
 pub fn chunked_body(pieces: &[&[u8]]) -> Result<(Vec<u8>, Headers, usize), u16> {
     let config = limits();
     let mut reader = Pieces::new(pieces);
-    match body::read_chunked(&mut reader, &config) {
+    match read_chunked(&mut reader, &config) {
         Ok((body, trailers)) => {
             assert!(body.len() <= config.max_body, "body over its limit");
             Ok((body, trailers, reader.consumed))

@@ -74,6 +74,15 @@ pub(crate) mod seams {
     pub(crate) use super::write::{Answering, Dialect, write_response};
 }
 
+/// What the fuzz targets drive (feature `fuzzing`): the head scanner and parser and the
+/// chunked decoder.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz_seams {
+    pub(crate) use super::body::{Framing, read_chunked};
+    pub(crate) use super::error::Failure;
+    pub(crate) use super::head::{HeadScanner, parse_head};
+}
+
 use std::fmt;
 use std::sync::Arc;
 
