@@ -44,6 +44,11 @@ enum Phase {
 /// Runs the master until shutdown; every worker is reaped before it returns.
 pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     let proof = SingleThreaded::check("preforked")?;
+    // What the master's open-file limit can supervise caps the pool (and its capacity).
+    model.max_workers = super::budget::cap(model.workers, model.max_workers)?;
+    ctx.scope()
+        .set_max_blocked(crate::mixin::MixIn::max_blocked(model));
+    let fit = super::budget::workers_that_fit().unwrap_or(usize::MAX);
     // The inner model moves into the plan the workers are forked with, and back.
     let plan = WorkerPlan::new(model, ctx)?;
     let master_accepts = matches!(model.accept, Accept::Passed(_) | Accept::ReusePort);
@@ -69,6 +74,7 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
             _ => super::Dispatch::RoundRobin,
         }),
         master_accepts,
+        fit,
         listener_pending: false,
         grow_asked: false,
         phase: Phase::Serving,
@@ -91,6 +97,8 @@ struct Master<'a> {
     pool: Pool,
     dispatcher: Dispatcher,
     master_accepts: bool,
+    /// Workers the master's fd budget fits.
+    fit: usize,
     /// The listener may hold connections the master has not accepted yet.
     listener_pending: bool,
     /// A worker took the last idle slot.
@@ -223,8 +231,10 @@ impl Master<'_> {
         }
     }
 
+    /// How far SIGTTIN may raise the target: half the slots (replacements need the
+    /// rest), within the master's fd budget.
     fn pool_max(&self) -> usize {
-        self.pool.workers.len() / 2
+        (self.pool.workers.len() / 2).min(self.fit)
     }
 
     /// Stopping workers take no more passed connections.

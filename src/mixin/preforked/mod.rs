@@ -12,8 +12,11 @@
 //!   own `serve_forever` over the worker's share of the connections
 //!   ([`source::worker`](crate::server::source::worker)).
 
+mod backoff;
+mod budget;
 mod dispatch;
 mod master;
+mod plan;
 mod pool;
 mod worker;
 

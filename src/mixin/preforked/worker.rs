@@ -65,6 +65,11 @@ fn serve(
     control: &OwnedFd,
     master: u32,
 ) -> io::Result<()> {
+    if plan.fail_boot == Some(slot) {
+        return Err(io::Error::other(
+            "failing on purpose (MIXSERVE_TEST_FAIL_BOOT)",
+        ));
+    }
     let seat = Arc::new(plan.seat(slot, control.as_raw_fd()));
     let worker_ctx = Arc::new(ctx.for_worker(Arc::clone(&seat))?);
     let wake = SelfPipe::new()?;
