@@ -136,7 +136,8 @@ impl Pool {
             .count()
     }
 
-    /// Starts a worker in the lowest free slot not backing off (`why`: for the log).
+    /// Starts a worker in the lowest free slot unless it is backing off (`why`: for
+    /// the log).
     /// A failure is logged, counted and backed off, and the pool goes on with the
     /// workers it has. Returns whether a worker started.
     fn try_spawn(
@@ -150,11 +151,15 @@ impl Pool {
         if !self.resources.ready(now) {
             return false;
         }
-        let Some(slot) = (0..self.workers.len())
-            .find(|&s| self.workers[s].is_none() && self.backoff[s].ready(now))
-        else {
+        // Always the lowest free slot: a slot backing off holds back every start (a
+        // fresh slot would dodge its back-off), so a worker that cannot start costs at
+        // most one fork per back-off.
+        let Some(slot) = self.workers.iter().position(Option::is_none) else {
             return false;
         };
+        if !self.backoff[slot].ready(now) {
+            return false;
+        }
         match self.spawn(slot, ctx, plan, registry) {
             Ok(()) => {
                 self.resources.succeeded();
