@@ -239,3 +239,59 @@ fn under_nofile_1024_the_pool_stops_growing_says_why_and_answers_every_waiter() 
     );
     server.stop();
 }
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet: it runs no more).
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn when_the_master_is_killed_workers_stop_listening_and_exit_promptly() {
+    let mut server = Logged::start(
+        "comet",
+        &["--mixin", "preforked", "--workers", "2"],
+        &[],
+        None,
+    );
+    let master = server.child.id();
+    let workers: Vec<u32> = {
+        let mut found = Vec::new();
+        wait_until("two workers", LONG, || {
+            found = util::children_of(master)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect();
+            found.len() == 2
+        });
+        found
+    };
+    // An idle keep-alive client, served once by a worker.
+    let mut idle = util::connect(server.addr);
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut idle = BufReader::new(idle);
+    assert_eq!(read_reply(&mut idle).status, 200);
+    let _ = Command::new("kill")
+        .args(["-9", &master.to_string()])
+        .status();
+    let _ = server.child.wait();
+    // Generous bounds (a loaded box); the workers act on the parent-death signal at once.
+    let refused = |addr| {
+        matches!(std::net::TcpStream::connect(addr),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    };
+    wait_until("new connections refused", Duration::from_secs(10), || {
+        refused(server.addr)
+    });
+    wait_until("the workers to exit", Duration::from_secs(10), || {
+        workers.iter().all(|&pid| gone(pid))
+    });
+    // The idle client was closed, not left hanging.
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut idle, &mut rest);
+    let log = server.log();
+    assert!(log.contains("the master died"), "{log}");
+}

@@ -92,6 +92,25 @@ fn serve(
     inner.serve_forever(&worker_ctx)
 }
 
+/// The master is gone: the shared listener stops listening at once, for every worker
+/// (`shutdown` acts on the socket, not on this worker's copy of the fd), so a new
+/// connection is refused instead of queued where nobody will accept it; the drain that
+/// follows closes idle keep-alive connections and finishes the requests in hand.
+/// (Workers that take passed fds never held the listener; a worker's own
+/// `SO_REUSEPORT` listener closes when it exits.)
+fn stop_listening(ctx: &Context, seat: &WorkerSeat) {
+    if matches!(seat.way, Way::Shared | Way::Locked(_)) {
+        let (fd, how) = (ctx.listener_fd(), nix::sys::socket::Shutdown::Read);
+        if let Err(error) = nix::sys::socket::shutdown(fd, how) {
+            log::debug!("preforked worker: shutting the listener down: {error}");
+        }
+    }
+    log::warn!(
+        "preforked worker {}: the master died; stopped listening, finishing what it holds",
+        std::process::id()
+    );
+}
+
 /// Beats every second; on a stop request, stops the worker's model (its connections
 /// finish the request in hand) and interrupts the thread waiting for a connection at
 /// once and every half second after (a signal that landed here, or just before that
@@ -102,6 +121,7 @@ fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
     // A stop signal that lands here while the model is busy is seen at once.
     worker_process::block_stop_signals(false);
     let mut last_signal: Option<Instant> = None;
+    let mut orphaned = false;
     loop {
         let mut fds = [PollFd::new(borrow_fd(wake.read_fd()), PollFlags::POLLIN)];
         let every = if last_signal.is_some() {
@@ -113,8 +133,11 @@ fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
         wake.drain();
         seat.board.beat(seat.slot);
         seat.board.set_waiters(seat.slot, ctx.scope().blocked());
-        if nix::unistd::getppid().as_raw() as u32 != master {
-            // The master died before (or despite) the parent-death signal.
+        if !orphaned && nix::unistd::getppid().as_raw() as u32 != master {
+            // The master died (its parent-death SIGTERM woke us, or it died before
+            // that was set): nobody supervises this pool any more.
+            orphaned = true;
+            stop_listening(ctx, seat);
             worker_process::request_stop(STOP_GRACEFUL);
         }
         match worker_process::stop_requested() {
