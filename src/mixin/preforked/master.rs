@@ -204,15 +204,16 @@ impl Master<'_> {
         if self.phase != Phase::Serving {
             return;
         }
-        if signal::take(Signal::SIGHUP) {
+        let fd = self.ctx.shutdown.signal_fd();
+        if signal::take(fd, Signal::SIGHUP) {
             log::info!("preforked: SIGHUP, replacing every worker");
             self.pool.stop_all(&self.plan);
             self.forget_stopped();
         }
-        if signal::take(Signal::SIGTTIN) {
+        if signal::take(fd, Signal::SIGTTIN) {
             self.pool.target = (self.pool.target + 1).min(self.pool_max());
         }
-        if signal::take(Signal::SIGTTOU) && self.pool.target > 1 {
+        if signal::take(fd, Signal::SIGTTOU) && self.pool.target > 1 {
             self.pool.target -= 1;
             let board = &self.plan.board;
             let slots: Vec<usize> = self.pool.active_slots().collect();
