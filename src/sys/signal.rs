@@ -127,9 +127,12 @@ fn slots_of(write_fd: RawFd) -> impl Iterator<Item = usize> {
 /// leaves the other signals, and other loops' view, pending.
 pub(crate) fn take(write_fd: RawFd, signal: Signal) -> bool {
     let bit = 1u64 << (signal as i32);
-    slots_of(write_fd).fold(false, |seen, slot| {
-        PENDING[slot].fetch_and(!bit, Ordering::SeqCst) & bit != 0 || seen
-    })
+    // Every registration of the pipe is cleared (no short-circuit).
+    let mut seen = false;
+    for slot in slots_of(write_fd) {
+        seen |= PENDING[slot].fetch_and(!bit, Ordering::SeqCst) & bit != 0;
+    }
+    seen
 }
 
 /// How many SIGINTs arrived since the loop whose pipe is `write_fd` last looked.
