@@ -295,3 +295,46 @@ fn when_the_master_is_killed_workers_stop_listening_and_exit_promptly() {
     let log = server.log();
     assert!(log.contains("the master died"), "{log}");
 }
+
+#[test]
+fn a_handler_stuck_in_a_loop_is_found_by_the_heartbeat_and_its_worker_replaced() {
+    let mut server = Logged::start(
+        "hub_probe",
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "2",
+            "--max-workers",
+            "2",
+            "--heartbeat-timeout",
+            "2",
+        ],
+        &[],
+        None,
+    );
+    let master = server.child.id();
+    let live = || {
+        util::children_of(master)
+            .into_iter()
+            .filter(|&(_, state)| state != 'Z')
+            .count()
+    };
+    wait_until("two workers", LONG, || live() == 2);
+    let mut stuck = util::connect(server.addr);
+    stuck.set_read_timeout(Some(LONG)).unwrap();
+    stuck
+        .write_all(b"GET /spin HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    // The spinning worker is killed (its client sees the connection end) and replaced.
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stuck, &mut rest);
+    assert!(rest.is_empty(), "a stuck handler answered: {rest:?}");
+    wait_until("the stuck worker's replacement", LONG, || {
+        server.log().contains("killed by SIGKILL") && live() == 2
+    });
+    assert_eq!(get(server.addr, "/len").status, 200, "the pool serves on");
+    let log = server.log();
+    assert!(log.contains("its serving loop is stuck"), "{log}");
+    assert!(server.alive());
+}

@@ -111,7 +111,9 @@ fn stop_listening(ctx: &Context, seat: &WorkerSeat) {
     );
 }
 
-/// Beats every second; on a stop request, stops the worker's model (its connections
+/// Every second, beats the heartbeat if the serving loop is alive (it came back to
+/// its source since the last look, or waits for a connection, or a handler is parked
+/// in a shared-object wait); on a stop request, stops the worker's model (its connections
 /// finish the request in hand) and interrupts the thread waiting for a connection at
 /// once and every half second after (a signal that landed here, or just before that
 /// thread blocked in `accept` or took the lock, is otherwise lost); a fast stop exits
@@ -122,6 +124,7 @@ fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
     worker_process::block_stop_signals(false);
     let mut last_signal: Option<Instant> = None;
     let mut orphaned = false;
+    let mut last_turns = worker_process::loop_turns();
     loop {
         let mut fds = [PollFd::new(borrow_fd(wake.read_fd()), PollFlags::POLLIN)];
         let every = if last_signal.is_some() {
@@ -131,8 +134,14 @@ fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
         };
         let _ = poll(&mut fds, PollTimeout::from(every));
         wake.drain();
-        seat.board.beat(seat.slot);
-        seat.board.set_waiters(seat.slot, ctx.scope().blocked());
+        let waiters = ctx.scope().blocked();
+        let turns = worker_process::loop_turns();
+        if turns != last_turns || worker_process::waiting_for_connection() || waiters > 0 {
+            // The serving loop is alive (see `mod` docs): a stuck handler stops this.
+            seat.board.beat(seat.slot);
+        }
+        last_turns = turns;
+        seat.board.set_waiters(seat.slot, waiters);
         if !orphaned && nix::unistd::getppid().as_raw() as u32 != master {
             // The master died (its parent-death SIGTERM woke us, or it died before
             // that was set): nobody supervises this pool any more.
