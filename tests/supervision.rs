@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use util::{example_path, get, read_reply, wait_until};
@@ -27,10 +28,12 @@ struct Logged {
 impl Logged {
     /// Starts `example` with `args`, `env` and, when given, `ulimit -n nofile`.
     fn start(example: &str, args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Logged {
+        // One file per server: the tests run in parallel.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let log = std::env::temp_dir().join(format!(
             "mixserve-supervision-{}-{}.log",
             std::process::id(),
-            example_path(example).display().to_string().len() + args.len() + env.len()
+            NEXT.fetch_add(1, Ordering::SeqCst)
         ));
         let stderr = std::fs::File::create(&log).expect("log file");
         let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
@@ -142,7 +145,7 @@ fn a_worker_that_cannot_start_is_retried_with_growing_backoff_while_the_others_s
     // The old master re-forked about 5 times a second (60 in 12 s); a back-off of
     // 100 ms doubling makes about 7 attempts, and at most one a second after 10 s.
     assert!(
-        (3..=12).contains(&failures.len()),
+        (2..=12).contains(&failures.len()),
         "{} boot failures in 12 s:\n{log}",
         failures.len()
     );
