@@ -341,3 +341,22 @@ fn a_handler_stuck_in_a_loop_is_found_by_the_heartbeat_and_its_worker_replaced()
     assert!(log.contains("its serving loop is stuck"), "{log}");
     assert!(server.alive());
 }
+
+#[test]
+fn workers_that_cannot_fit_the_masters_open_file_limit_are_a_clear_start_up_error() {
+    let mut server = Logged::start(
+        "comet",
+        &["--mixin", "preforked", "--workers", "64"],
+        &[],
+        Some(128),
+    );
+    wait_until("the server to give up", LONG, || !server.alive());
+    let status = server.child.wait().expect("status");
+    assert!(!status.success(), "{status:?}");
+    let log = server.log();
+    assert!(
+        log.contains("64 workers do not fit") && log.contains("RLIMIT_NOFILE 128"),
+        "{log}"
+    );
+    assert!(util::children_of(server.child.id()).is_empty());
+}
