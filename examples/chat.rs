@@ -63,6 +63,8 @@ fn chat(room: &Broadcast<Line>, poll: Duration, req: &mut Request) -> Response {
 }
 
 fn main() -> ExitCode {
+    // Warnings (the pool's supervision) on by default; RUST_LOG for more.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let model = match cli.model.build() {
         Ok(model) => model,

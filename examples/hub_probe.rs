@@ -9,7 +9,7 @@
 //! `/big?BYTES` tries to queue a job of that size; `/late` makes a `Broadcast` inside the
 //! handler (too late to share); `/nap?MS` queues the job `napping`, then sleeps in
 //! `poll(2)` (which no `SA_RESTART` restarts) and answers `slept`, or `interrupted` if
-//! a signal reached the handler. Every error answers with its message. With
+//! a signal reached the handler; `/spin` never returns (a stuck handler). Every error answers with its message. With
 //! `--own-child` it starts a process of its own first and says, at the end, whether
 //! the server left that child's exit status alone.
 
@@ -74,6 +74,10 @@ fn answer(jobs: &Channel<String>, req: &Request) -> Response {
                 Ok(_) => Response::text(200, "no error\n"),
             }
         }
+        // A handler stuck for good: its worker's heartbeat stops (supervision tests).
+        "/spin" => loop {
+            std::hint::spin_loop();
+        },
         _ => Response::text(404, "no such route\n"),
     }
 }

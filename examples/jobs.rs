@@ -65,6 +65,8 @@ fn jobs(queue: &Channel<Job>, poll: Duration, req: &mut Request) -> Response {
 }
 
 fn main() -> ExitCode {
+    // Warnings (the pool's supervision) on by default; RUST_LOG for more.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let model = match cli.model.build() {
         Ok(model) => model,

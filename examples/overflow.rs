@@ -36,6 +36,8 @@ fn recurse(depth: u64) -> u64 {
 }
 
 fn main() -> ExitCode {
+    // Warnings (the pool's supervision) on by default; RUST_LOG for more.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let model = match cli.model.build() {
         Ok(model) => model,

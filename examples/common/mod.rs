@@ -63,6 +63,27 @@ pub struct ServeArgs {
 pub const STOP_BANNER: &str =
     "Ctrl-C or SIGTERM stops gracefully (waiters get 503), a second Ctrl-C or SIGQUIT at once";
 
+/// Installs the examples' one logger on stderr: `RUST_LOG` honoured, warnings (the
+/// pool's supervision: worker exits, back-offs, refusals) on by default; with
+/// `access_log`, the `mixserve::access` lines too, printed bare. The first call wins.
+pub fn init_logger(access_log: bool) {
+    let env = env_logger::Env::default().default_filter_or("warn");
+    let mut builder = env_logger::Builder::from_env(env);
+    if access_log {
+        builder.filter_module("mixserve::access", log::LevelFilter::Info);
+    }
+    builder.format(|out, record| {
+        if record.target() == "mixserve::access" {
+            writeln!(out, "{}", record.args())
+        } else {
+            let pid = std::process::id();
+            let (level, target) = (record.level(), record.target());
+            writeln!(out, "[{level} {target} {pid}] {}", record.args())
+        }
+    });
+    let _ = builder.try_init();
+}
+
 /// Live connections per worker under `--inner scheduled`.
 const INNER_SCHEDULED_CONNECTIONS: usize = 10_000;
 
@@ -185,6 +206,7 @@ fn bind(args: &ServeArgs, builder: ServerBuilder<Box<dyn MixIn>>) -> ServerBuild
 /// Builds the server, prints `listening on SCHEME://ADDR` as the first line, and serves
 /// until SIGTERM or SIGINT (see [`STOP_BANNER`]); with `--stats`, prints the per-worker table afterwards.
 pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) -> ExitCode {
+    init_logger(false);
     let (model, stats) = match mixin(args) {
         Ok(model) => model,
         Err(message) => {

@@ -8,7 +8,6 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use log::{Log, Metadata, Record};
 use mixserve::http::{BodyReader, Http, HttpConfig, HttpHandler, Request, Response};
 use mixserve::scgi::Scgi;
 
@@ -37,13 +36,9 @@ pub fn serve_app<A: HttpHandler>(
     app: A,
     mut config: HttpConfig,
 ) -> ExitCode {
-    if args.access_log {
-        config.access_log = true;
-        // Fails only when a logger is already installed, which then gets the lines.
-        if log::set_logger(&ACCESS_LOGGER).is_ok() {
-            log::set_max_level(log::LevelFilter::Info);
-        }
-    }
+    config.access_log |= args.access_log;
+    // The examples' one logger, with the access lines when asked.
+    common::init_logger(config.access_log);
     let app = WithStatus {
         path: args.status_path.clone(),
         app,
@@ -86,33 +81,4 @@ impl<A: HttpHandler> HttpHandler for WithStatus<A> {
     fn handle_streaming(&self, req: &mut Request, body: &mut BodyReader<'_>) -> Response {
         self.app.handle_streaming(req, body)
     }
-}
-
-/// Prints access-log records (and warnings from anywhere) on stderr.
-struct AccessLogger;
-
-static ACCESS_LOGGER: AccessLogger = AccessLogger;
-
-impl Log for AccessLogger {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target() == "mixserve::access" || metadata.level() <= log::Level::Warn
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        if record.target() == "mixserve::access" {
-            eprintln!("{}", record.args());
-        } else {
-            eprintln!(
-                "[{}] {}: {}",
-                record.level(),
-                record.target(),
-                record.args()
-            );
-        }
-    }
-
-    fn flush(&self) {}
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::sys::shared_memory::SharedWords;
 
 /// Words per worker slot.
-const SLOT_WORDS: usize = 8;
+const SLOT_WORDS: usize = 10;
 const PID: usize = 0;
 const STATE: usize = 1;
 const BEAT: usize = 2;
@@ -19,6 +19,11 @@ const REQUESTS: usize = 4;
 const WASTED: usize = 5;
 /// Handlers of the worker blocked in a shared-object wait (as of its last heartbeat).
 const WAITERS: usize = 6;
+/// Supervision of the slot by the master: workers started after the first, attempts
+/// to start one that failed (fork, socketpair, registration, or its boot), back-offs.
+const RESTARTS: usize = 7;
+const SPAWN_FAILURES: usize = 8;
+const BACKOFFS: usize = 9;
 
 /// What a worker slot is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +66,13 @@ pub struct WorkerStats {
     pub requests: u64,
     /// Wake-ups that found no connection to accept (`EAGAIN` after readiness).
     pub wasted_wakeups: u64,
+    /// Workers started in the slot after its first (replacements, respawns).
+    pub restarts: u64,
+    /// Attempts to start a worker in the slot that failed: `fork`, `socketpair` or a
+    /// registration refused (`EMFILE`, `EAGAIN`, `ENOMEM`), or the worker died booting.
+    pub spawn_failures: u64,
+    /// Times the master backed off before trying the slot again.
+    pub backoffs: u64,
 }
 
 /// A handle on a pool's per-worker counters; cheap to clone, readable while the server
@@ -93,43 +105,67 @@ impl PoolStats {
         (0..board.slots())
             .filter_map(|slot| {
                 let word = |i| board.word(slot, i).load(Ordering::Relaxed);
-                (word(PID) != 0).then(|| WorkerStats {
+                let used = word(PID) != 0 || word(SPAWN_FAILURES) != 0;
+                used.then(|| WorkerStats {
                     worker: slot,
                     pid: word(PID) as u32,
                     connections: word(CONNECTIONS),
                     requests: word(REQUESTS),
                     wasted_wakeups: word(WASTED),
+                    restarts: word(RESTARTS),
+                    spawn_failures: word(SPAWN_FAILURES),
+                    backoffs: word(BACKOFFS),
                 })
             })
             .collect()
     }
 
-    /// The distribution table (UNP Fig. 30.2), one Markdown row per worker, then totals:
+    /// The distribution table (UNP Fig. 30.2), one Markdown row per worker, then totals,
+    /// with the master's supervision counters (restarts, spawn failures, back-offs):
     ///
     /// ```text
-    /// | worker | pid | connections | requests | wasted wakeups |
-    /// |---|---|---|---|---|
-    /// | 0 | 4242 | 51 | 51 | 0 |
-    /// | total | - | 51 | 51 | 0 |
+    /// | worker | pid | connections | requests | wasted wakeups | restarts | spawn failures | back-offs |
+    /// |---|---|---|---|---|---|---|---|
+    /// | 0 | 4242 | 51 | 51 | 0 | 0 | 0 | 0 |
+    /// | total | - | 51 | 51 | 0 | 0 | 0 | 0 |
     /// ```
     pub fn table(&self) -> String {
         let workers = self.workers();
         let mut out = String::from(
-            "| worker | pid | connections | requests | wasted wakeups |\n|---|---|---|---|---|\n",
+            "| worker | pid | connections | requests | wasted wakeups | restarts | spawn failures \
+             | back-offs |\n|---|---|---|---|---|---|---|---|\n",
         );
-        let (mut connections, mut requests, mut wasted) = (0, 0, 0);
+        let mut total = [0u64; 6];
         for w in &workers {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                w.worker, w.pid, w.connections, w.requests, w.wasted_wakeups
-            );
-            connections += w.connections;
-            requests += w.requests;
-            wasted += w.wasted_wakeups;
+            let row = [
+                w.connections,
+                w.requests,
+                w.wasted_wakeups,
+                w.restarts,
+                w.spawn_failures,
+                w.backoffs,
+            ];
+            let _ = write!(out, "| {} | {} |", w.worker, w.pid);
+            for (sum, n) in total.iter_mut().zip(row) {
+                *sum += n;
+                let _ = write!(out, " {n} |");
+            }
+            out.push('\n');
         }
-        let _ = writeln!(out, "| total | - | {connections} | {requests} | {wasted} |");
+        out.push_str("| total | - |");
+        for n in total {
+            let _ = write!(out, " {n} |");
+        }
+        out.push('\n');
         out
+    }
+
+    /// The master's supervision counters summed over every slot: workers restarted,
+    /// failed starts, back-offs.
+    pub fn supervision(&self) -> (u64, u64, u64) {
+        self.workers().iter().fold((0, 0, 0), |(r, f, b), w| {
+            (r + w.restarts, f + w.spawn_failures, b + w.backoffs)
+        })
     }
 }
 
@@ -211,6 +247,22 @@ impl Scoreboard {
 
     pub(crate) fn count_request(&self, slot: usize) {
         self.word(slot, REQUESTS).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A worker was started in `slot` again.
+    pub(crate) fn count_restart(&self, slot: usize) {
+        self.word(slot, RESTARTS).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Starting a worker in `slot` failed.
+    pub(crate) fn count_spawn_failure(&self, slot: usize) {
+        self.word(slot, SPAWN_FAILURES)
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The master backed off before trying `slot` again.
+    pub(crate) fn count_backoff(&self, slot: usize) {
+        self.word(slot, BACKOFFS).fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_wasted_wakeup(&self, slot: usize) {

@@ -103,12 +103,14 @@ impl ShutdownState {
     pub(crate) fn take_stop_signals(&self) {
         use crate::sys::signal::{take, take_interrupts};
         use nix::sys::signal::Signal;
-        take(Signal::SIGINT); // counted by `take_interrupts`
-        let interrupts = take_interrupts();
+        // This server's own view: every server in the process sees each signal.
+        let fd = self.signal_fd();
+        take(fd, Signal::SIGINT); // counted by `take_interrupts`
+        let interrupts = take_interrupts(fd);
         let again = interrupts > 1 || (interrupts == 1 && self.is_requested());
-        if take(Signal::SIGQUIT) || again {
+        if take(fd, Signal::SIGQUIT) || again {
             self.request_fast();
-        } else if take(Signal::SIGTERM) || interrupts == 1 {
+        } else if take(fd, Signal::SIGTERM) || interrupts == 1 {
             self.request();
         }
     }

@@ -1,5 +1,9 @@
 //! Signals through the self-pipe trick: the handler only records the signal number and
 //! writes one byte to every registered pipe; loops read the pending set at leisure.
+//!
+//! The pending set is kept per registration: every loop registered when a signal
+//! arrives sees it (two servers in one process both stop on one SIGTERM), and taking
+//! a signal takes it for the loop whose pipe is named only.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -11,10 +15,11 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 const SLOTS: usize = 64;
 
 static PIPES: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
-static PENDING: AtomicU64 = AtomicU64::new(0);
-/// SIGINTs since the last look, counted: a second Ctrl-C means "now", even when both
-/// arrive before the loop looks.
-static INTERRUPTS: AtomicU32 = AtomicU32::new(0);
+/// Per registration: the signals arrived since its loop last looked.
+static PENDING: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+/// Per registration: SIGINTs since the last look, counted: a second Ctrl-C means
+/// "now", even when both arrive before the loop looks.
+static INTERRUPTS: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
 
 /// The signals the crate's loops act on.
 pub(crate) const HANDLED: [Signal; 7] = [
@@ -32,15 +37,18 @@ extern "C" fn on_signal(signal: libc::c_int) {
     // the interrupted code may be between a failing call and its errno read.
     // SAFETY: __errno_location returns this thread's errno slot, always valid.
     let saved = unsafe { *libc::__errno_location() };
-    if (0..64).contains(&signal) {
-        PENDING.fetch_or(1 << signal, Ordering::SeqCst);
-    }
-    if signal == libc::SIGINT {
-        INTERRUPTS.fetch_add(1, Ordering::SeqCst);
-    }
-    for slot in &PIPES {
-        let fd = slot.load(Ordering::SeqCst);
+    let bit = if (0..64).contains(&signal) {
+        1u64 << signal
+    } else {
+        0
+    };
+    for (slot, pipe) in PIPES.iter().enumerate() {
+        let fd = pipe.load(Ordering::SeqCst);
         if fd >= 0 {
+            PENDING[slot].fetch_or(bit, Ordering::SeqCst);
+            if signal == libc::SIGINT {
+                INTERRUPTS[slot].fetch_add(1, Ordering::SeqCst);
+            }
             // SAFETY: writing one byte from a static buffer; a closed or full pipe only
             // makes write fail, which is ignored.
             unsafe { libc::write(fd, b"s".as_ptr().cast(), 1) };
@@ -66,6 +74,9 @@ pub(crate) fn register(write_fd: RawFd, signals: &[Signal]) -> io::Result<Signal
                 .is_ok()
         })
         .ok_or_else(|| io::Error::other("too many loops listening for signals in one process"))?;
+    // What a previous owner of the slot left is not this loop's.
+    PENDING[slot].store(0, Ordering::SeqCst);
+    INTERRUPTS[slot].store(0, Ordering::SeqCst);
     let action = SigAction::new(
         SigHandler::Handler(on_signal),
         SaFlags::SA_RESTART,
@@ -106,25 +117,40 @@ impl Drop for SignalRegistration {
     }
 }
 
-/// True if `signal` arrived since the last `take_pending`; leaves the others pending.
-pub(crate) fn take(signal: Signal) -> bool {
-    let bit = 1u64 << (signal as i32);
-    PENDING.fetch_and(!bit, Ordering::SeqCst) & bit != 0
+/// The registrations of the loop whose pipe is `write_fd` (one loop may register the
+/// same pipe more than once, for different signals).
+fn slots_of(write_fd: RawFd) -> impl Iterator<Item = usize> {
+    (0..SLOTS).filter(move |&slot| write_fd >= 0 && PIPES[slot].load(Ordering::SeqCst) == write_fd)
 }
 
-/// How many SIGINTs arrived since the last call.
-pub(crate) fn take_interrupts() -> u32 {
-    INTERRUPTS.swap(0, Ordering::SeqCst)
+/// True if `signal` arrived since the loop whose pipe is `write_fd` last took it;
+/// leaves the other signals, and other loops' view, pending.
+pub(crate) fn take(write_fd: RawFd, signal: Signal) -> bool {
+    let bit = 1u64 << (signal as i32);
+    // Every registration of the pipe is cleared (no short-circuit).
+    let mut seen = false;
+    for slot in slots_of(write_fd) {
+        seen |= PENDING[slot].fetch_and(!bit, Ordering::SeqCst) & bit != 0;
+    }
+    seen
+}
+
+/// How many SIGINTs arrived since the loop whose pipe is `write_fd` last looked.
+pub(crate) fn take_interrupts(write_fd: RawFd) -> u32 {
+    slots_of(write_fd)
+        .map(|slot| INTERRUPTS[slot].swap(0, Ordering::SeqCst))
+        .max()
+        .unwrap_or(0)
 }
 
 /// In a freshly forked child: forget the parent's pipes and restore default handling,
 /// so a signal for the child never pokes the master's loop.
 pub(crate) fn reset_in_child() {
-    for slot in &PIPES {
-        slot.store(-1, Ordering::SeqCst);
+    for slot in 0..SLOTS {
+        PIPES[slot].store(-1, Ordering::SeqCst);
+        PENDING[slot].store(0, Ordering::SeqCst);
+        INTERRUPTS[slot].store(0, Ordering::SeqCst);
     }
-    PENDING.store(0, Ordering::SeqCst);
-    INTERRUPTS.store(0, Ordering::SeqCst);
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for signal in HANDLED {
         // SAFETY: restoring the default disposition installs no handler.

@@ -12,7 +12,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
 
@@ -29,6 +29,11 @@ static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 static WAITING: AtomicI32 = AtomicI32::new(0);
 /// SIGINTs received by this worker.
 static INTERRUPTS: AtomicU32 = AtomicU32::new(0);
+/// Turns of the worker's serving loop: bumped each time the model comes back to its
+/// source (for its next connection, or to wait for room).
+static TURNS: AtomicU64 = AtomicU64::new(0);
+/// Threads blocked waiting for a connection now (`WAITING` names only the last).
+static WAITING_THREADS: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn on_stop_signal(signal: libc::c_int) {
     // SAFETY: reading this thread's errno slot, always valid.
@@ -64,6 +69,7 @@ pub(crate) const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, S
 pub(crate) fn install(wake_fd: RawFd, master: u32) -> io::Result<()> {
     WAKE_FD.store(wake_fd, Ordering::SeqCst);
     STOP.store(RUN, Ordering::SeqCst);
+    WAITING_THREADS.store(0, Ordering::SeqCst);
     INTERRUPTS.store(0, Ordering::SeqCst);
     let stop = SigAction::new(
         SigHandler::Handler(on_stop_signal),
@@ -109,16 +115,35 @@ pub(crate) fn block_stop_signals(block: bool) {
     let _ = nix::sys::signal::pthread_sigmask(how, Some(&set), None);
 }
 
+/// The model's serving loop came back to its source (see [`loop_turns`]).
+pub(crate) fn loop_turned() {
+    TURNS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many times the serving loop came back to its source so far: the watchdog beats
+/// the heartbeat only while this moves, or the loop is [`waiting_for_connection`], or a
+/// handler is parked in a shared-object wait.
+pub(crate) fn loop_turns() -> u64 {
+    TURNS.load(Ordering::Relaxed)
+}
+
+/// Whether a thread of the worker is blocked waiting for its next connection now.
+pub(crate) fn waiting_for_connection() -> bool {
+    WAITING_THREADS.load(Ordering::SeqCst) != 0
+}
+
 /// The calling thread starts waiting for a connection: the stop signals, blocked in
 /// every other thread of the worker but the watchdog, may interrupt it now.
 pub(crate) fn begin_interruptible_wait() {
     WAITING.store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
+    WAITING_THREADS.fetch_add(1, Ordering::SeqCst);
     block_stop_signals(false);
 }
 
 /// The calling thread stops waiting for a connection.
 pub(crate) fn end_interruptible_wait() {
     block_stop_signals(true);
+    WAITING_THREADS.fetch_sub(1, Ordering::SeqCst);
     let me = nix::unistd::gettid().as_raw();
     let _ = WAITING.compare_exchange(me, 0, Ordering::SeqCst, Ordering::SeqCst);
 }

@@ -44,6 +44,11 @@ enum Phase {
 /// Runs the master until shutdown; every worker is reaped before it returns.
 pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     let proof = SingleThreaded::check("preforked")?;
+    // What the master's open-file limit can supervise caps the pool (and its capacity).
+    model.max_workers = super::budget::cap(model.workers, model.max_workers)?;
+    ctx.scope()
+        .set_max_blocked(crate::mixin::MixIn::max_blocked(model));
+    let fit = super::budget::workers_that_fit().unwrap_or(usize::MAX);
     // The inner model moves into the plan the workers are forked with, and back.
     let plan = WorkerPlan::new(model, ctx)?;
     let master_accepts = matches!(model.accept, Accept::Passed(_) | Accept::ReusePort);
@@ -69,6 +74,7 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
             _ => super::Dispatch::RoundRobin,
         }),
         master_accepts,
+        fit,
         listener_pending: false,
         grow_asked: false,
         phase: Phase::Serving,
@@ -91,6 +97,8 @@ struct Master<'a> {
     pool: Pool,
     dispatcher: Dispatcher,
     master_accepts: bool,
+    /// Workers the master's fd budget fits.
+    fit: usize,
     /// The listener may hold connections the master has not accepted yet.
     listener_pending: bool,
     /// A worker took the last idle slot.
@@ -196,15 +204,16 @@ impl Master<'_> {
         if self.phase != Phase::Serving {
             return;
         }
-        if signal::take(Signal::SIGHUP) {
+        let fd = self.ctx.shutdown.signal_fd();
+        if signal::take(fd, Signal::SIGHUP) {
             log::info!("preforked: SIGHUP, replacing every worker");
             self.pool.stop_all(&self.plan);
             self.forget_stopped();
         }
-        if signal::take(Signal::SIGTTIN) {
+        if signal::take(fd, Signal::SIGTTIN) {
             self.pool.target = (self.pool.target + 1).min(self.pool_max());
         }
-        if signal::take(Signal::SIGTTOU) && self.pool.target > 1 {
+        if signal::take(fd, Signal::SIGTTOU) && self.pool.target > 1 {
             self.pool.target -= 1;
             let board = &self.plan.board;
             let slots: Vec<usize> = self.pool.active_slots().collect();
@@ -223,8 +232,10 @@ impl Master<'_> {
         }
     }
 
+    /// How far SIGTTIN may raise the target: half the slots (replacements need the
+    /// rest), within the master's fd budget.
     fn pool_max(&self) -> usize {
-        self.pool.workers.len() / 2
+        (self.pool.workers.len() / 2).min(self.fit)
     }
 
     /// Stopping workers take no more passed connections.

@@ -12,8 +12,11 @@
 //!   own `serve_forever` over the worker's share of the connections
 //!   ([`source::worker`](crate::server::source::worker)).
 
+mod backoff;
+mod budget;
 mod dispatch;
 mod master;
+mod plan;
 mod pool;
 mod worker;
 
@@ -88,9 +91,11 @@ pub enum Dispatch {
 /// fork.
 ///
 /// The master forks [`workers`](Preforked::workers) processes before serving, then
-/// runs one single-threaded loop: it reaps and respawns workers (backing off, and
-/// stopping with an error when they die while starting), grows the pool when every
-/// worker is busy — up to [`max_workers`](Preforked::max_workers) — serves the shared
+/// runs one single-threaded loop: it reaps and respawns workers, grows the pool when
+/// every worker is busy — up to [`max_workers`](Preforked::max_workers), capped at
+/// start by what the master's `RLIMIT_NOFILE` can supervise (about 2 fds per worker
+/// plus 64 spare; a warning says so, and too few fds for `workers` is a start-up
+/// error) — serves the shared
 /// objects ([`Broadcast`](crate::sync::Broadcast), [`Channel`](crate::sync::Channel))
 /// to the workers through the hub, and handles signals:
 ///
@@ -104,9 +109,34 @@ pub enum Dispatch {
 ///
 /// One worker is always kept free of shared-object waits: when `max_workers` workers
 /// could all block in `/wait`, the last free one answers further waits with `503`.
-/// Workers exit when the master dies. A worker whose heartbeat stops (a frozen
-/// process) is killed and replaced; a worker merely waiting in a long `/wait` keeps
-/// beating and is left alone.
+/// The pool degrades, it never dies of its own failures: a worker that cannot be
+/// started (`fork`, `socketpair` or a registration failing: `EMFILE`, `EAGAIN`,
+/// `ENOMEM`) or that dies while starting is logged with the reason, counted
+/// ([`PoolStats`]: restarts, spawn failures, back-offs) and retried after an
+/// exponential back-off (100 ms doubling, at most 10 s; per slot, reset only when that
+/// slot's own worker serves), while the others serve. Only a pool none of whose
+/// workers ever started gives up, with an error. Worker exits, respawns, back-offs
+/// and refusals to grow are logged (`log` crate, with the pid and the reason).
+///
+/// When the master dies, workers that share its listener shut it down at once (a new
+/// connection is refused instead of queued for nobody), then drain: idle keep-alive
+/// connections close at once, requests in hand finish.
+///
+/// **Heartbeat.** A worker's watchdog beats every second while the worker's *serving
+/// loop is alive*, which means one of: the model came back to its source since the
+/// last beat (asked for its next connection, or waited for room), a thread of the
+/// worker is blocked waiting for a connection now, or a handler is parked in a
+/// shared-object wait (`Broadcast::wait`, `Channel::recv`: a long wait is not a stuck
+/// handler). Per inner model: `Iterative` — the one thread returns to its source
+/// after each connection, so a handler that runs (or blocks outside a shared wait)
+/// longer than the [`heartbeat_timeout`](Preforked::heartbeat_timeout) gets its
+/// worker killed and replaced; `Prethreaded` — the same once *every* thread is stuck;
+/// `Threading` and `Scheduled` — the loop is the thread that takes connections (the
+/// scheduled model's feeder), which keeps coming back while handler threads or
+/// coroutines run, so a stuck handler there holds a thread or its loop but not the
+/// heartbeat (the scheduled model's own stall detector reports a coroutine that
+/// blocks its loop). A frozen worker (SIGSTOP) stops beating in every model. Keep the
+/// timeout above the longest handler run outside shared waits.
 ///
 /// ```no_run
 /// use mixserve::Server;

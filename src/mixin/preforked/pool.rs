@@ -1,9 +1,15 @@
 //! The master's worker table: spawning into free slots, reaping, respawning with
 //! back-off, growing when every worker is busy, shrinking back, the heartbeat check,
 //! and stopping workers (gracefully, or at once).
+//!
+//! The pool degrades, it never dies of its own failures: a worker that cannot be
+//! started (`fork`, `socketpair` or a registration failing with `EMFILE`, `EAGAIN`,
+//! `ENOMEM`…) or that dies while starting is logged with the reason, counted in the
+//! slot's stats and backed off (per slot for a worker's own boot, pool-wide for the
+//! master's resources), and the master serves on with the workers it has. Only a pool
+//! none of whose workers ever started gives up, with an error.
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,122 +19,27 @@ use mio::{Interest, Registry, Token};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::Preforked;
+use super::backoff::Backoff;
 use super::worker::{self, EXIT_BOOT_FAILED};
-use super::{Accept, LockKind, Preforked};
-use crate::mixin::MixIn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
-use crate::server::source::worker::{AcceptLock, Way, WorkerSeat};
-use crate::server::{Context, ListenAddr};
+use crate::server::Context;
 use crate::sys::fd_passing;
 use crate::sys::fork::{self, Forked, SingleThreaded};
-use crate::sys::process_lock::{FileLock, SharedMutex};
+
+pub(crate) use super::plan::WorkerPlan;
 
 /// Worker control sockets use tokens from here (one per slot).
 pub(super) const CONTROL_BASE: usize = 16;
-/// Consecutive deaths at start-up after which the master gives up.
+/// Consecutive deaths at start-up, before any worker ever served, after which the
+/// master gives up (the configuration cannot work; later failures only back off).
 const MAX_BOOT_FAILURES: u32 = 5;
-/// A stopping worker is signalled again this often (a signal can land just before
-/// it blocks in `accept`).
-const RESIGNAL_EVERY: Duration = Duration::from_millis(200);
+/// The pool at its limit with every worker busy is logged at most this often.
+const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// A stopping worker still there this long after the shutdown timeout is killed.
 const KILL_AFTER: Duration = Duration::from_secs(2);
 /// An extra (grown) worker idle this long is retired.
 const SHRINK_AFTER: Duration = Duration::from_secs(2);
-
-/// Everything a worker needs, made by the master before it forks.
-pub(crate) struct WorkerPlan {
-    pub(super) accept: Accept,
-    /// The model each worker runs (each worker owns its copy after the fork).
-    pub(super) inner: std::sync::Mutex<Box<dyn MixIn>>,
-    pub(super) board: Arc<Scoreboard>,
-    /// How workers take connections (its lock made before the fork).
-    way: Way,
-    max_requests: Option<u64>,
-    jitter: u64,
-}
-
-impl std::fmt::Debug for WorkerPlan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerPlan")
-            .field("accept", &self.accept)
-            .field("way", &self.way)
-            .finish_non_exhaustive()
-    }
-}
-
-impl WorkerPlan {
-    /// The plan for `model`'s workers; its inner model moves in (once everything
-    /// else succeeded) until the master gives it back.
-    pub(super) fn new(model: &mut Preforked, ctx: &Context) -> io::Result<WorkerPlan> {
-        let way = match model.accept {
-            Accept::Shared => Way::Shared,
-            Accept::Locked(LockKind::File) => {
-                Way::Locked(Arc::new(AcceptLock::File(FileLock::new()?)))
-            }
-            Accept::Locked(LockKind::SharedMutex) => {
-                Way::Locked(Arc::new(AcceptLock::Mutex(SharedMutex::new()?)))
-            }
-            Accept::ReusePort => Way::ReusePort(reuseport_addr(ctx)?),
-            Accept::Passed(_) => Way::Passed,
-        };
-        let board = model
-            .board
-            .clone()
-            .ok_or_else(|| io::Error::other("preforked: no scoreboard memory"))?;
-        Ok(WorkerPlan {
-            accept: model.accept,
-            board,
-            way,
-            max_requests: model.max_requests,
-            jitter: model.max_requests_jitter,
-            inner: std::sync::Mutex::new(std::mem::replace(
-                &mut model.inner,
-                Box::new(crate::mixin::Iterative::new()),
-            )),
-        })
-    }
-
-    /// The worker's seat in `slot`, made in the worker after the fork.
-    pub(super) fn seat(&self, slot: usize, control: RawFd) -> WorkerSeat {
-        WorkerSeat {
-            board: Arc::clone(&self.board),
-            slot,
-            control,
-            way: self.way.clone(),
-            quota: self.quota(),
-        }
-    }
-
-    /// This worker's connection quota: `max_requests` plus a per-process jitter.
-    fn quota(&self) -> Option<u64> {
-        let max = self.max_requests?;
-        let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Some(max + (seed >> 32) % (self.jitter + 1))
-    }
-
-    /// Whether workers also get their stop in band (a quit byte on their socket,
-    /// after the fds passed to them): those that read their socket.
-    fn stops_in_band(&self) -> bool {
-        matches!(self.accept, Accept::Passed(_) | Accept::ReusePort)
-    }
-}
-
-/// The address each worker binds its own `SO_REUSEPORT` listener to: the server's,
-/// which must be TCP and bound with `SO_REUSEPORT` itself.
-fn reuseport_addr(ctx: &Context) -> io::Result<SocketAddr> {
-    let ListenAddr::Tcp(addr) = ctx.listener().local_addr()? else {
-        return Err(io::Error::other(
-            "preforked: Accept::ReusePort needs a TCP listener",
-        ));
-    };
-    if !crate::sys::accept::has_reuseport(ctx.listener_fd()) {
-        return Err(io::Error::other(
-            "preforked: Accept::ReusePort needs the server's listener bound with \
-             SO_REUSEPORT: build with .listener(Listener::bind_tcp_reuseport(addr, backlog)?)",
-        ));
-    }
-    Ok(addr)
-}
 
 /// One live worker, as the master sees it.
 #[derive(Debug)]
@@ -136,8 +47,11 @@ pub(super) struct Worker {
     pub(super) pid: Pid,
     /// The master's end of the control socket (`None` once the worker closed it).
     pub(super) control: Option<OwnedFd>,
-    /// When it was asked to stop, and when it was last signalled.
-    stopping: Option<(Instant, Instant)>,
+    /// When it was asked to stop (it is signalled once: its watchdog re-sends the
+    /// stop to its own waiting thread as long as needed).
+    stopping: Option<Instant>,
+    /// SIGKILL sent (once; it is reaped next).
+    killed: bool,
     started: Instant,
 }
 
@@ -155,8 +69,17 @@ pub(super) struct Pool {
     pub(super) target: usize,
     max: usize,
     heartbeat_timeout: Duration,
+    /// Consecutive deaths at start-up while no worker has ever served.
     boot_failures: u32,
-    spawn_not_before: Instant,
+    /// Some worker reached its serving loop once.
+    ever_served: bool,
+    /// Per slot: a worker that dies while starting backs its slot off; only that
+    /// slot's own worker serving resets it, never a healthy sibling.
+    backoff: Vec<Backoff>,
+    /// The master's own resources (fork, socketpair, registration) failed.
+    resources: Backoff,
+    /// When the pool at its limit was last logged.
+    limit_logged: Option<Instant>,
     last_shrink: Instant,
     proof: SingleThreaded,
 }
@@ -169,7 +92,10 @@ impl Pool {
             max: model.max_workers,
             heartbeat_timeout: model.heartbeat_timeout,
             boot_failures: 0,
-            spawn_not_before: Instant::now(),
+            ever_served: false,
+            backoff: vec![Backoff::new(); slots],
+            resources: Backoff::new(),
+            limit_logged: None,
             last_shrink: Instant::now(),
             proof,
         }
@@ -202,22 +128,76 @@ impl Pool {
             .map(|(slot, _)| slot)
     }
 
-    /// Forks a worker into the lowest free slot.
-    pub(super) fn spawn(
+    /// Empty slots waiting out their back-off (their worker died while starting): a
+    /// replacement is owed to each, so they count towards the target.
+    fn backing_off(&self, now: Instant) -> usize {
+        (0..self.workers.len())
+            .filter(|&s| self.workers[s].is_none() && !self.backoff[s].ready(now))
+            .count()
+    }
+
+    /// Starts a worker in the lowest free slot unless it is backing off (`why`: for
+    /// the log).
+    /// A failure is logged, counted and backed off, and the pool goes on with the
+    /// workers it has. Returns whether a worker started.
+    fn try_spawn(
         &mut self,
         ctx: &Arc<Context>,
         plan: &WorkerPlan,
         registry: &Registry,
+        why: &str,
+    ) -> bool {
+        let now = Instant::now();
+        if !self.resources.ready(now) {
+            return false;
+        }
+        // Always the lowest free slot: a slot backing off holds back every start (a
+        // fresh slot would dodge its back-off), so a worker that cannot start costs at
+        // most one fork per back-off.
+        let Some(slot) = self.workers.iter().position(Option::is_none) else {
+            return false;
+        };
+        if !self.backoff[slot].ready(now) {
+            return false;
+        }
+        match self.spawn(slot, ctx, plan, registry) {
+            Ok(()) => {
+                self.resources.succeeded();
+                true
+            }
+            Err(error) => {
+                plan.board.count_spawn_failure(slot);
+                plan.board.count_backoff(slot);
+                let delay = self.resources.failed();
+                log::warn!(
+                    "preforked: cannot start a worker ({why}) in slot {slot}: {error}; \
+                     serving on with {} workers, next attempt in {delay:?}",
+                    self.active()
+                );
+                false
+            }
+        }
+    }
+
+    /// Forks a worker into `slot` (free).
+    fn spawn(
+        &mut self,
+        slot: usize,
+        ctx: &Arc<Context>,
+        plan: &WorkerPlan,
+        registry: &Registry,
     ) -> io::Result<()> {
-        let slot = self
-            .workers
-            .iter()
-            .position(Option::is_none)
-            .ok_or_else(|| io::Error::other("preforked: no free worker slot"))?;
-        let (master_end, worker_end) = fd_passing::socketpair()?;
+        let (master_end, worker_end) = fd_passing::socketpair()
+            .map_err(|e| io::Error::new(e.kind(), format!("socketpair: {e}")))?;
+        // The master's end only (the worker's end is another open file description).
+        fd_passing::set_nonblocking(&master_end, true)?;
         let master = std::process::id();
         plan.board.prepare(slot);
-        match fork::fork(&self.proof)? {
+        let forked = fork::fork(&self.proof).map_err(|e| {
+            plan.board.set_state(slot, SlotState::Empty);
+            io::Error::new(e.kind(), format!("fork: {e}"))
+        })?;
+        match forked {
             Forked::Child => {
                 drop(master_end);
                 // Never unwind into the master's loop: its destructors would act on the
@@ -236,18 +216,24 @@ impl Pool {
                     pid,
                     control: Some(master_end),
                     stopping: None,
+                    killed: false,
                     started: Instant::now(),
                 });
                 fork::close_in_child(fd);
-                let control = self.workers[slot].as_ref().and_then(|w| w.control.as_ref());
-                if let Some(control) = control {
-                    fd_passing::set_nonblocking(control, true)?;
+                let token = Token(CONTROL_BASE + slot);
+                let registered = registry.register(&mut SourceFd(&fd), token, Interest::READABLE);
+                if let Err(error) = registered {
+                    // The master cannot hear this worker: it goes (reaped as asked to).
+                    fork::kill(pid, Signal::SIGKILL);
+                    if let Some(worker) = self.workers[slot].as_mut() {
+                        worker.stopping = Some(Instant::now());
+                    }
+                    plan.board.set_state(slot, SlotState::Exiting);
+                    return Err(io::Error::new(
+                        error.kind(),
+                        format!("registering worker {pid}'s control socket: {error}"),
+                    ));
                 }
-                registry.register(
-                    &mut SourceFd(&fd),
-                    Token(CONTROL_BASE + slot),
-                    Interest::READABLE,
-                )?;
                 Ok(())
             }
         }
@@ -283,21 +269,36 @@ impl Pool {
             board.set_state(slot, SlotState::Empty);
             freed.push(slot);
             if worker.stopping.is_some() {
+                log::debug!("preforked: worker {pid} (slot {slot}) exited as asked ({code})");
                 continue;
             }
             if at_boot {
-                self.boot_failures += 1;
-                let backoff = Duration::from_millis(100 << self.boot_failures.min(6));
-                self.spawn_not_before = Instant::now() + backoff;
+                if !self.ever_served {
+                    self.boot_failures += 1;
+                }
+                board.count_spawn_failure(slot);
+                board.count_backoff(slot);
+                let delay = self.backoff[slot].failed();
                 log::warn!(
-                    "preforked: worker {pid} died while starting (exit {code}); \
-                     retrying in {backoff:?}"
+                    "preforked: worker {pid} (slot {slot}) died while starting ({}); \
+                     {} other workers serve on; retrying the slot in {delay:?}",
+                    exit_reason(code),
+                    self.active()
                 );
-            } else if code != 0 {
-                log::warn!(
-                    "preforked: worker {pid} died (exit {code}) after {:?}; replacing it",
-                    worker.started.elapsed()
-                );
+            } else {
+                board.count_restart(slot);
+                let uptime = worker.started.elapsed();
+                match code {
+                    0 => log::info!(
+                        "preforked: worker {pid} (slot {slot}) retired after {uptime:?}; \
+                         replacing it"
+                    ),
+                    _ => log::warn!(
+                        "preforked: worker {pid} (slot {slot}) died ({}) after {uptime:?}; \
+                         replacing it",
+                        exit_reason(code)
+                    ),
+                }
             }
         }
         freed
@@ -315,28 +316,44 @@ impl Pool {
     ) -> io::Result<()> {
         if self.boot_failures >= MAX_BOOT_FAILURES {
             return Err(io::Error::other(format!(
-                "preforked: {} workers in a row died while starting; stopping instead of \
-                 fork-looping (see the workers' errors above)",
+                "preforked: {} workers in a row died while starting and none ever served; \
+                 stopping instead of fork-looping (see the workers' errors above)",
                 self.boot_failures
             )));
         }
-        let board = &plan.board;
-        if self
+        let board = Arc::clone(&plan.board);
+        let serving: Vec<usize> = self
             .active_slots()
-            .any(|slot| matches!(board.state(slot), SlotState::Idle | SlotState::Busy))
-        {
+            .filter(|&slot| matches!(board.state(slot), SlotState::Idle | SlotState::Busy))
+            .collect();
+        for slot in serving {
+            // Only the slot's own worker serving ends its back-off.
+            self.backoff[slot].succeeded();
+            self.ever_served = true;
             self.boot_failures = 0;
         }
         let now = Instant::now();
-        if now >= self.spawn_not_before {
-            while self.active() < self.target {
-                self.spawn(ctx, plan, registry)?;
-            }
-            let free = free.unwrap_or_else(|| self.free(board));
-            if free == 0 && self.active() < self.max {
-                self.spawn(ctx, plan, registry)?;
+        while self.active() + self.backing_off(now) < self.target {
+            if !self.try_spawn(ctx, plan, registry, "to keep the pool's size") {
+                break;
             }
         }
+        let free = free.unwrap_or_else(|| self.free(&board));
+        if free == 0 && self.active() < self.max {
+            self.try_spawn(ctx, plan, registry, "growing: every worker is busy");
+        } else if free == 0
+            && self
+                .limit_logged
+                .is_none_or(|at| at.elapsed() > LIMIT_LOG_EVERY)
+        {
+            self.limit_logged = Some(now);
+            log::warn!(
+                "preforked: every worker is busy and the pool is at max_workers ({}): not \
+                 growing; waits beyond its capacity are answered 503",
+                self.max
+            );
+        }
+        let board = &plan.board;
         // Only a worker that holds nobody is retired: a waiter stays with its worker.
         let idle: Vec<usize> = self
             .active_slots()
@@ -358,11 +375,11 @@ impl Pool {
         Ok(())
     }
 
-    /// Kills workers whose heartbeat stopped; signals stopping workers again and
-    /// kills those still there after `timeout`. Runs while draining too.
+    /// Kills workers whose heartbeat stopped, and stopping workers still there after
+    /// `timeout`. Runs while draining too.
     pub(super) fn tend(&mut self, plan: &WorkerPlan, timeout: Duration) {
         self.check_heartbeats(&plan.board);
-        self.resignal_stopping(timeout);
+        self.kill_overdue(timeout);
     }
 
     fn check_heartbeats(&self, board: &Scoreboard) {
@@ -371,7 +388,8 @@ impl Pool {
             if let Some(worker) = worker {
                 if board.silent_for_millis(slot) > limit {
                     log::warn!(
-                        "preforked: worker {} silent for {} ms; killing it",
+                        "preforked: worker {} (slot {slot}) silent for {} ms (its serving \
+                         loop is stuck); killing it",
                         worker.pid,
                         board.silent_for_millis(slot)
                     );
@@ -382,17 +400,17 @@ impl Pool {
         }
     }
 
-    /// Signals stopping workers again; kills those past the shutdown timeout.
-    fn resignal_stopping(&mut self, timeout: Duration) {
+    /// Kills stopping workers past the shutdown timeout.
+    fn kill_overdue(&mut self, timeout: Duration) {
         for worker in self.workers.iter_mut().flatten() {
-            let Some((since, last)) = worker.stopping.as_mut() else {
-                continue;
-            };
-            if since.elapsed() > timeout + KILL_AFTER {
+            let overdue = |since: Instant| since.elapsed() > timeout + KILL_AFTER;
+            if !worker.killed && worker.stopping.is_some_and(overdue) {
+                log::warn!(
+                    "preforked: worker {} still there {timeout:?} after its stop; killing it",
+                    worker.pid
+                );
                 fork::kill(worker.pid, Signal::SIGKILL);
-            } else if last.elapsed() > RESIGNAL_EVERY {
-                fork::kill(worker.pid, Signal::SIGTERM);
-                *last = Instant::now();
+                worker.killed = true;
             }
         }
     }
@@ -405,8 +423,7 @@ impl Pool {
         if worker.stopping.is_some() {
             return;
         }
-        let now = Instant::now();
-        worker.stopping = Some((now, now));
+        worker.stopping = Some(Instant::now());
         plan.board.set_state(slot, SlotState::Exiting);
         // A worker that reads its control socket gets the quit in band too, after
         // every fd passed to it; the signal makes it stop at once (its connections
@@ -430,7 +447,7 @@ impl Pool {
             .filter(|worker| {
                 worker
                     .stopping
-                    .is_some_and(|(since, _)| since.elapsed() >= waited)
+                    .is_some_and(|since| since.elapsed() >= waited)
             })
             .map(|worker| worker.pid.as_raw() as u32)
             .collect()
@@ -460,5 +477,18 @@ impl Pool {
     pub(super) fn control_fd(&self, slot: usize) -> Option<RawFd> {
         let worker = self.workers.get(slot)?.as_ref()?;
         worker.control.as_ref().map(AsRawFd::as_raw_fd)
+    }
+}
+
+/// A worker's end, as the log says it: its exit code, or the signal that killed it.
+fn exit_reason(code: i32) -> String {
+    match code {
+        EXIT_BOOT_FAILED => format!("exit {code}: could not start serving"),
+        worker::EXIT_PANICKED => format!("exit {code}: panicked"),
+        c if c > 128 => match Signal::try_from(c - 128) {
+            Ok(signal) => format!("killed by {signal}"),
+            Err(_) => format!("exit {c}"),
+        },
+        c => format!("exit {c}"),
     }
 }

@@ -65,6 +65,11 @@ fn serve(
     control: &OwnedFd,
     master: u32,
 ) -> io::Result<()> {
+    if plan.fail_boot == Some(slot) {
+        return Err(io::Error::other(
+            "failing on purpose (MIXSERVE_TEST_FAIL_BOOT)",
+        ));
+    }
     let seat = Arc::new(plan.seat(slot, control.as_raw_fd()));
     let worker_ctx = Arc::new(ctx.for_worker(Arc::clone(&seat))?);
     let wake = SelfPipe::new()?;
@@ -87,7 +92,28 @@ fn serve(
     inner.serve_forever(&worker_ctx)
 }
 
-/// Beats every second; on a stop request, stops the worker's model (its connections
+/// The master is gone: the shared listener stops listening at once, for every worker
+/// (`shutdown` acts on the socket, not on this worker's copy of the fd), so a new
+/// connection is refused instead of queued where nobody will accept it; the drain that
+/// follows closes idle keep-alive connections and finishes the requests in hand.
+/// (Workers that take passed fds never held the listener; a worker's own
+/// `SO_REUSEPORT` listener closes when it exits.)
+fn stop_listening(ctx: &Context, seat: &WorkerSeat) {
+    if matches!(seat.way, Way::Shared | Way::Locked(_)) {
+        let (fd, how) = (ctx.listener_fd(), nix::sys::socket::Shutdown::Read);
+        if let Err(error) = nix::sys::socket::shutdown(fd, how) {
+            log::debug!("preforked worker: shutting the listener down: {error}");
+        }
+    }
+    log::warn!(
+        "preforked worker {}: the master died; stopped listening, finishing what it holds",
+        std::process::id()
+    );
+}
+
+/// Every second, beats the heartbeat if the serving loop is alive (it came back to
+/// its source since the last look, or waits for a connection, or a handler is parked
+/// in a shared-object wait); on a stop request, stops the worker's model (its connections
 /// finish the request in hand) and interrupts the thread waiting for a connection at
 /// once and every half second after (a signal that landed here, or just before that
 /// thread blocked in `accept` or took the lock, is otherwise lost); a fast stop exits
@@ -97,6 +123,8 @@ fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
     // A stop signal that lands here while the model is busy is seen at once.
     worker_process::block_stop_signals(false);
     let mut last_signal: Option<Instant> = None;
+    let mut orphaned = false;
+    let mut last_turns = worker_process::loop_turns();
     loop {
         let mut fds = [PollFd::new(borrow_fd(wake.read_fd()), PollFlags::POLLIN)];
         let every = if last_signal.is_some() {
@@ -106,10 +134,19 @@ fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
         };
         let _ = poll(&mut fds, PollTimeout::from(every));
         wake.drain();
-        seat.board.beat(seat.slot);
-        seat.board.set_waiters(seat.slot, ctx.scope().blocked());
-        if nix::unistd::getppid().as_raw() as u32 != master {
-            // The master died before (or despite) the parent-death signal.
+        let waiters = ctx.scope().blocked();
+        let turns = worker_process::loop_turns();
+        if turns != last_turns || worker_process::waiting_for_connection() || waiters > 0 {
+            // The serving loop is alive (see `mod` docs): a stuck handler stops this.
+            seat.board.beat(seat.slot);
+        }
+        last_turns = turns;
+        seat.board.set_waiters(seat.slot, waiters);
+        if !orphaned && nix::unistd::getppid().as_raw() as u32 != master {
+            // The master died (its parent-death SIGTERM woke us, or it died before
+            // that was set): nobody supervises this pool any more.
+            orphaned = true;
+            stop_listening(ctx, seat);
             worker_process::request_stop(STOP_GRACEFUL);
         }
         match worker_process::stop_requested() {

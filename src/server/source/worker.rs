@@ -132,6 +132,8 @@ impl Share {
     /// Turns a stop asked of the worker (a signal, the master's quit, the quota) into
     /// the model's shutdown; true if stopping.
     pub(crate) fn check_stop(&self, ctx: &Context) -> bool {
+        // Every return of the model to its source passes here: the loop is alive.
+        worker_process::loop_turned();
         if self
             .seat
             .quota

@@ -1,0 +1,121 @@
+//! What the master prepares once, before any fork, for every worker it will start:
+//! the way workers take connections (its lock made before the fork), the inner model,
+//! the scoreboard, the connection quota.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use super::{Accept, LockKind, Preforked};
+use crate::mixin::MixIn;
+use crate::mixin::pool_stats::Scoreboard;
+use crate::server::source::worker::{AcceptLock, Way, WorkerSeat};
+use crate::server::{Context, ListenAddr};
+use crate::sys::process_lock::{FileLock, SharedMutex};
+
+/// Everything a worker needs, made by the master before it forks.
+pub(crate) struct WorkerPlan {
+    pub(super) accept: Accept,
+    /// The model each worker runs (each worker owns its copy after the fork).
+    pub(super) inner: std::sync::Mutex<Box<dyn MixIn>>,
+    pub(super) board: Arc<Scoreboard>,
+    /// How workers take connections (its lock made before the fork).
+    pub(super) way: Way,
+    max_requests: Option<u64>,
+    jitter: u64,
+    /// The slot whose workers fail to start on purpose (the supervision tests set
+    /// [`FAIL_BOOT_VAR`]; read once, before any fork).
+    pub(super) fail_boot: Option<usize>,
+}
+
+/// Test hook: `MIXSERVE_TEST_FAIL_BOOT=<slot>` makes every worker started in that slot
+/// fail before serving, so the tests can watch the master back off while the others
+/// serve. Nothing else reads it.
+const FAIL_BOOT_VAR: &str = "MIXSERVE_TEST_FAIL_BOOT";
+
+impl std::fmt::Debug for WorkerPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPlan")
+            .field("accept", &self.accept)
+            .field("way", &self.way)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerPlan {
+    /// The plan for `model`'s workers; its inner model moves in (once everything
+    /// else succeeded) until the master gives it back.
+    pub(super) fn new(model: &mut Preforked, ctx: &Context) -> io::Result<WorkerPlan> {
+        let way = match model.accept {
+            Accept::Shared => Way::Shared,
+            Accept::Locked(LockKind::File) => {
+                Way::Locked(Arc::new(AcceptLock::File(FileLock::new()?)))
+            }
+            Accept::Locked(LockKind::SharedMutex) => {
+                Way::Locked(Arc::new(AcceptLock::Mutex(SharedMutex::new()?)))
+            }
+            Accept::ReusePort => Way::ReusePort(reuseport_addr(ctx)?),
+            Accept::Passed(_) => Way::Passed,
+        };
+        let board = model
+            .board
+            .clone()
+            .ok_or_else(|| io::Error::other("preforked: no scoreboard memory"))?;
+        Ok(WorkerPlan {
+            accept: model.accept,
+            board,
+            way,
+            max_requests: model.max_requests,
+            jitter: model.max_requests_jitter,
+            fail_boot: std::env::var(FAIL_BOOT_VAR)
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            inner: std::sync::Mutex::new(std::mem::replace(
+                &mut model.inner,
+                Box::new(crate::mixin::Iterative::new()),
+            )),
+        })
+    }
+
+    /// The worker's seat in `slot`, made in the worker after the fork.
+    pub(super) fn seat(&self, slot: usize, control: RawFd) -> WorkerSeat {
+        WorkerSeat {
+            board: Arc::clone(&self.board),
+            slot,
+            control,
+            way: self.way.clone(),
+            quota: self.quota(),
+        }
+    }
+
+    /// This worker's connection quota: `max_requests` plus a per-process jitter.
+    fn quota(&self) -> Option<u64> {
+        let max = self.max_requests?;
+        let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Some(max + (seed >> 32) % (self.jitter + 1))
+    }
+
+    /// Whether workers also get their stop in band (a quit byte on their socket,
+    /// after the fds passed to them): those that read their socket.
+    pub(super) fn stops_in_band(&self) -> bool {
+        matches!(self.accept, Accept::Passed(_) | Accept::ReusePort)
+    }
+}
+
+/// The address each worker binds its own `SO_REUSEPORT` listener to: the server's,
+/// which must be TCP and bound with `SO_REUSEPORT` itself.
+fn reuseport_addr(ctx: &Context) -> io::Result<SocketAddr> {
+    let ListenAddr::Tcp(addr) = ctx.listener().local_addr()? else {
+        return Err(io::Error::other(
+            "preforked: Accept::ReusePort needs a TCP listener",
+        ));
+    };
+    if !crate::sys::accept::has_reuseport(ctx.listener_fd()) {
+        return Err(io::Error::other(
+            "preforked: Accept::ReusePort needs the server's listener bound with \
+             SO_REUSEPORT: build with .listener(Listener::bind_tcp_reuseport(addr, backlog)?)",
+        ));
+    }
+    Ok(addr)
+}
