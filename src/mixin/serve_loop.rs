@@ -12,6 +12,9 @@ use crate::server::source::Source;
 
 /// How often a drain looks at what is still running.
 const DRAIN_TICK: Duration = Duration::from_millis(20);
+/// How long a drain waits before it says (and then keeps saying, this often) what it
+/// still waits for.
+const DRAIN_REPORT: Duration = Duration::from_secs(2);
 
 /// Runs `mixin` until shutdown: takes connections from the server's source (the
 /// listener, or a preforked worker's share) while [`MixIn::can_accept`], hands each to
@@ -77,15 +80,41 @@ pub(crate) fn serve<M: MixIn + ?Sized>(
 /// The graceful end, written once: tells connections to finish the request in hand
 /// (`Connection: close`), answers every pending waiter (here and, for a forking
 /// parent, in its children through the hub), then waits while `in_flight` reports
-/// work, up to the shutdown timeout (SIGQUIT cuts it short). The caller then forces
-/// what is left.
+/// work, up to the shutdown timeout (SIGQUIT cuts it short), saying in the log what it
+/// waits for when that takes long. The caller then forces what is left.
 pub(crate) fn drain(ctx: &Context, source: &Source, in_flight: &mut dyn FnMut() -> usize) {
     ctx.shutdown.begin_drain();
     crate::sync::close_waiters_of(ctx.scope());
     source.close_hub_waiters();
-    let deadline = Instant::now() + ctx.shutdown_timeout();
-    while in_flight() > 0 && Instant::now() < deadline && !ctx.shutdown.is_fast() {
+    let started = Instant::now();
+    let deadline = started + ctx.shutdown_timeout();
+    let mut report_at = started + DRAIN_REPORT;
+    let mut left = in_flight();
+    if left > 0 {
+        log::info!(
+            "draining: {left} connection(s) in flight; idle ones close now, the rest finish \
+             their request (at most {:?})",
+            ctx.shutdown_timeout()
+        );
+    }
+    while left > 0 && Instant::now() < deadline && !ctx.shutdown.is_fast() {
         source.pause(DRAIN_TICK);
         ctx.shutdown.take_stop_signals();
+        left = in_flight();
+        let now = Instant::now();
+        if left > 0 && now >= report_at {
+            log::warn!(
+                "draining: still waiting for {left} connection(s) in flight after {:.1?}; \
+                 forced in {:.1?} (SIGQUIT or a second Ctrl-C: now)",
+                now - started,
+                deadline.saturating_duration_since(now)
+            );
+            report_at = now + DRAIN_REPORT;
+        }
+    }
+    if left > 0 && !ctx.shutdown.is_fast() {
+        log::warn!(
+            "draining: shutdown timeout reached; closing {left} connection(s) still in flight"
+        );
     }
 }
