@@ -50,6 +50,8 @@ pub struct Fleet {
     events: Events,
     conns: Vec<Conn>,
     request: Vec<u8>,
+    /// Where the connections go (a connection the server closes is opened again here).
+    addr: SocketAddr,
     /// Connections that failed: connect refused, reset, EOF before a whole response.
     pub failed: usize,
 }
@@ -63,6 +65,7 @@ impl Fleet {
             events: Events::with_capacity(1024),
             conns: Vec::with_capacity(n),
             request: Vec::new(),
+            addr,
             failed: 0,
         };
         let (mut connecting, mut established) = (0, 0);
@@ -232,6 +235,11 @@ impl Fleet {
                         let status = status_code(&conn.inbuf);
                         let next = on_response(i, status, &conn.inbuf[body_at..end], latency);
                         match next {
+                            // Like wrk: a server that ends the connection (a cap on
+                            // requests per connection) gets a fresh one.
+                            Next::Again if says_close(&self.conns[i].inbuf[..body_at]) => {
+                                self.reconnect(i)
+                            }
                             Next::Again => self.start_request(i),
                             Next::Done => self.conns[i].state = State::Done,
                             Next::Idle => self.conns[i].state = State::Idle,
@@ -242,6 +250,33 @@ impl Fleet {
             }
         }
         Ok(())
+    }
+
+    /// Opens connection `i` again (blocking: loopback) and sends the request on it.
+    fn reconnect(&mut self, i: usize) {
+        let fresh = std::net::TcpStream::connect(self.addr).and_then(|stream| {
+            stream.set_nonblocking(true)?;
+            Ok(TcpStream::from_std(stream))
+        });
+        let registered = fresh.and_then(|mut stream| {
+            self.poll.registry().register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(stream)
+        });
+        match registered {
+            Ok(stream) => {
+                let mut old = std::mem::replace(&mut self.conns[i].stream, stream);
+                let _ = self.poll.registry().deregister(&mut old);
+                self.start_request(i);
+            }
+            Err(_) => {
+                self.conns[i].state = State::Failed;
+                self.failed += 1;
+            }
+        }
     }
 
     /// Connections that got an answer at or after `since`.
@@ -305,6 +340,16 @@ pub fn status_code(buf: &[u8]) -> u16 {
         .nth(1)
         .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Whether a response head says `Connection: close`.
+fn says_close(head: &[u8]) -> bool {
+    String::from_utf8_lossy(head).lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("connection")
+                && value.trim().eq_ignore_ascii_case("close")
+        })
+    })
 }
 
 /// The start of the body and the Content-Length (if any) once the head is complete.
