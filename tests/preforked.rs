@@ -168,6 +168,7 @@ fn every_inner_model_serves_comet_and_drains_on_sigterm() {
 /// timeout here is long.)
 #[test]
 fn waiters_survive_sighup_and_shrink_and_the_next_notify_releases_them() {
+    const WAITERS: usize = 500;
     let cases = [("shared", "threading", 1, 2), ("passed", "scheduled", 1, 2)];
     let cases = cases.into_iter().chain([("shared", "threading", 22, 1)]);
     for (accept, inner, signal, workers_after) in cases {
@@ -186,8 +187,8 @@ fn waiters_survive_sighup_and_shrink_and_the_next_notify_releases_them() {
         let server = ServerProcess::start("comet", &args);
         let pid = server.child.id();
         wait_until("2 workers", LONG, || live_children(pid).len() == 2);
-        let mut waiters = start_waiters(server.addr, 10);
-        wait_for_waiters(server.addr, 10);
+        let mut waiters = start_waiters(server.addr, WAITERS);
+        wait_for_waiters(server.addr, WAITERS);
         // Every worker now, grown ones included (a burst of passed fds grows the pool).
         let old = live_children(pid);
         server.signal(signal);
@@ -197,12 +198,16 @@ fn waiters_survive_sighup_and_shrink_and_the_next_notify_releases_them() {
             });
         }
         let notify = get(server.addr, "/notify");
-        assert_eq!(notify.text(), "10", "{accept} {inner} signal {signal}");
+        assert_eq!(
+            notify.text(),
+            WAITERS.to_string(),
+            "{accept} {inner} signal {signal}"
+        );
         for waiter in &mut waiters {
             let reply = read_reply(waiter);
             assert_eq!(
                 (reply.status, reply.text()),
-                (200, "10".into()),
+                (200, WAITERS.to_string()),
                 "{accept} {inner}"
             );
         }
