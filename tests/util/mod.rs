@@ -171,14 +171,7 @@ impl ServerProcess {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("first line");
-        let addr = line
-            .trim()
-            .rsplit("://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("{example}: bad first line {line:?}"));
+        let addr = listening_addr(&mut stdout, example);
         ServerProcess {
             child,
             addr,
@@ -408,4 +401,15 @@ pub fn comet_contract(addr: SocketAddr, n: usize) {
         assert_eq!((reply.status, reply.text()), (200, n.to_string()));
     }
     assert_eq!(get(addr, "/").text(), "0");
+}
+
+/// The address an example prints on its first line (`listening on http://ADDR`).
+pub fn listening_addr(stdout: &mut impl BufRead, example: &str) -> SocketAddr {
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("first line");
+    line.trim()
+        .rsplit("://")
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{example}: bad first line {line:?}"))
 }
