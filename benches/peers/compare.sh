@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# mixserve beside tokio+hyper, nginx and may_minihttp, measured in one run with the team's
+# peer kit, then the ratios issue #12 asks for.
+#
+#   bash benches/peers/compare.sh            # from the crate root; ~12 min with the defaults
+#   bash benches/peers/compare.sh ratios DIR # only print the ratios of an earlier run
+#
+# What runs: `run_all.sh hello` (wrk -t2, keep-alive GET /, DURATION s, REPS repetitions,
+# c=50 and c=1000, the server pinned to core 0 and wrk to core 1, and both floating) and
+# `run_all.sh comet` (10,000 long-poll waiters released by one notify). CPU and RSS are
+# summed over every process of a server (its process group). Ratios are of medians taken in
+# this one run; absolute figures drift between machines and between runs.
+#
+# Knobs (environment): PEERS_KIT (default ../shared/peers/run_all.sh), DURATION=5, REPS=2,
+# COMET_N=10000, OUT (results directory; default under the kit's work directory).
+# Needs: the kit installs wrk, nginx and the peers (`run_all.sh install`); a quiet machine.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+kit=${PEERS_KIT:-../shared/peers/run_all.sh}
+
+if [[ ${1:-} == ratios ]]; then
+  exec python3 "$here/ratios.py" "${2:?results directory}"
+fi
+if [[ ! -f $kit ]]; then
+  echo "peer kit not found at $kit (set PEERS_KIT to its run_all.sh)" >&2
+  exit 2
+fi
+
+export DURATION=${DURATION:-5} REPS=${REPS:-2}
+export OUT=${OUT:-$HOME/.cache/mixserve-peers/results/compare-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+
+bash "$kit" install
+HELLO_PEERS="tokio-hyper nginx-1w nginx-2w may_minihttp mixserve-scheduled mixserve-preforked-2w-scheduled" \
+  CONNS="50 1000" SETUPS="pinned shared" bash "$kit" hello >/dev/null
+COMET_PEERS="tokio-hyper may_minihttp mixserve-scheduled mixserve-preforked-2w-scheduled" \
+  COMET_NS=${COMET_N:-10000} SETUPS="shared" REPS=1 bash "$kit" comet >/dev/null
+
+echo "results: $OUT (full tables: $OUT/summary.md)"
+python3 "$here/ratios.py" "$OUT"
