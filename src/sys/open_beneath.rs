@@ -56,7 +56,10 @@ pub(crate) fn open_beneath(
         };
         match openat2(root, target, how) {
             Ok(fd) => return Ok(fd),
-            Err(Errno::ENOSYS | Errno::EPERM) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            Err(Errno::ENOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            // An old seccomp filter's answer to a call it does not know; rarely, a real
+            // refusal, which the walk meets again.
+            Err(Errno::EPERM) => {}
             // An escape or an absolute link (EXDEV), a magic link or a loop (ELOOP), a
             // rename racing the lookup (EAGAIN): the walk gives the final word.
             Err(Errno::EXDEV | Errno::ELOOP | Errno::EAGAIN) => {}
@@ -91,7 +94,8 @@ pub(crate) fn open_by_walk(
         let flags = if last {
             final_flags() | OFlag::O_NOFOLLOW
         } else {
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW
+            // O_PATH: passing through needs search permission only, as in a lookup.
+            OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW
         };
         let refused = match openat(dir, name.as_os_str(), flags, Mode::empty()) {
             Ok(fd) if last => return Ok(fd),
@@ -123,11 +127,10 @@ pub(crate) fn open_by_walk(
             push_components(&mut pending, target);
         }
     }
-    // The path ended on a directory (or was empty): the innermost one, or the root.
-    match dirs.pop() {
-        Some(dir) => Ok(dir),
-        None => Ok(openat(root, ".", final_flags(), Mode::empty())?),
-    }
+    // The path ended on a directory (or was empty): the innermost one, or the root,
+    // opened for reading as `openat2` would.
+    let dir = dirs.last().map_or(root, |dir| dir.as_fd());
+    Ok(openat(dir, ".", final_flags(), Mode::empty())?)
 }
 
 /// Queues `path`'s names in front of `pending` (so they are resolved next, in order),
@@ -203,7 +206,7 @@ mod tests {
         ] {
             assert_eq!(read(open(path).expect(path)), expected, "{path}");
         }
-        for path in ["", "sub", "dir-in"] {
+        for path in ["", "sub", "dir-in", "sub/..", "dir-in/.."] {
             let dir = File::from(open(path).expect(path));
             assert!(dir.metadata().unwrap().is_dir(), "{path}");
         }
