@@ -7,7 +7,7 @@
 //! curl localhost:8000/../etc/passwd        # 403 (curl itself strips the ..; try nc)
 //! ```
 //!
-//! Request paths are resolved by `mixserve::http::files::resolve`: `..` segments (plain
+//! Request paths are opened beneath the root by `StaticFiles::open`: `..` segments (plain
 //! or percent-encoded), absolute paths and symbolic links leading out of the root are
 //! refused with `403`; a directory serves its `index.html`.
 

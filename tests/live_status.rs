@@ -2,14 +2,15 @@
 //! (Prometheus text): requests are counted, the in-flight and waiter gauges see blocked
 //! long-polls (also per named shared object), and a preforked pool's per-worker rows
 //! sum to its total. The forking
-//! models read the counters from shared memory, so every process shows up.
+//! models read the counters from shared memory, so every process shows up, and a
+//! forking child killed mid-request gives its gauges back when it is reaped.
 
 mod util;
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use util::{MODELS, ServerProcess, get, read_reply, start_waiters, wait_until};
+use util::{MODELS, ServerProcess, children_of, get, read_reply, start_waiters, wait_until};
 
 const STATUS: &str = "/_status";
 
@@ -203,4 +204,42 @@ fn refusals_at_the_cap_are_counted() {
     wait_until("the refusal in the status", Duration::from_secs(60), || {
         try_status(&server).is_some_and(|text| total(&text, "mixserve_refused_total") >= 1)
     });
+}
+
+/// `SIGKILL` runs nothing in the child: what it counted in flight and waiting stays
+/// counted unless the parent gives it back when it reaps the child.
+#[test]
+fn a_forking_child_killed_mid_request_gives_its_gauges_back() {
+    let server = start(&["--mixin", "forking"]);
+    let waiters = start_waiters(server.addr, 2);
+    wait_until("two waiters", Duration::from_secs(60), || {
+        let text = status(&server);
+        total(&text, "mixserve_waiters") == 2 && total(&text, "mixserve_in_flight") >= 3
+    });
+    // Every child now: the two waiting, and any still ending after a status request.
+    let children = children_of(server.child.id());
+    assert!(children.len() >= 2, "{children:?}");
+    for (pid, _) in children {
+        // A child that ended meanwhile is no error.
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    wait_until(
+        "the killed children's gauges given back",
+        Duration::from_secs(60),
+        || {
+            let text = status(&server);
+            total(&text, "mixserve_waiters") == 0 && total(&text, "mixserve_in_flight") == 1
+        },
+    );
+    drop(waiters);
+    // The server still serves, and counts a new waiter from zero.
+    let mut waiter = start_waiters(server.addr, 1);
+    wait_until("one new waiter", Duration::from_secs(60), || {
+        total(&status(&server), "mixserve_waiters") == 1
+    });
+    assert_eq!(get(server.addr, "/notify").status, 200);
+    assert_eq!(read_reply(&mut waiter[0]).status, 200);
 }

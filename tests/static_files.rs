@@ -39,6 +39,10 @@ impl Tree {
         symlink(base.join("secret.txt"), root.join("outside-link")).unwrap();
         symlink(&base, root.join("outside-dir")).unwrap();
         symlink("/etc", root.join("etc-link")).unwrap();
+        symlink("sub/b.txt", root.join("relative-link")).unwrap();
+        symlink("sub", root.join("sub-link")).unwrap();
+        symlink("../secret.txt", root.join("relative-out")).unwrap();
+        symlink("../../secret.txt", root.join("sub/climb-out")).unwrap();
         Tree { base }
     }
 
@@ -122,6 +126,52 @@ fn refuses_symlinks_leading_out() {
     let files = StaticFiles::new(&root).unwrap();
     assert_eq!(files.locate("/"), Ok(files.root().join("index.html")));
     assert_eq!(files.locate("/outside-dir"), Err(ResolveError::Forbidden));
+}
+
+/// `StaticFiles::open` opens beneath the root: links that stay inside are followed
+/// (relative, or absolute under the root), links leading out are refused like the
+/// path-level check refuses them.
+#[test]
+fn open_follows_links_inside_and_refuses_links_out() {
+    let tree = Tree::new("open");
+    let files = StaticFiles::new(tree.root()).unwrap();
+    let read = |path: &str| {
+        let (mut file, name) = files.open(path).expect(path);
+        let mut text = Vec::new();
+        file.read_to_end(&mut text).unwrap();
+        (text, name)
+    };
+    assert_eq!(read("/a.txt"), (contents(), PathBuf::from("a.txt")));
+    assert_eq!(read("/inside-link").0, contents());
+    assert_eq!(read("/relative-link").0, b"bee");
+    assert_eq!(read("/sub-link/b.txt").0, b"bee");
+    assert_eq!(read("/%73ub//./b.txt").0, b"bee");
+    assert_eq!(
+        read("/"),
+        (b"<p>home</p>".to_vec(), PathBuf::from("index.html"))
+    );
+    for path in [
+        "/outside-link",
+        "/outside-dir/secret.txt",
+        "/outside-dir",
+        "/etc-link/passwd",
+        "/relative-out",
+        "/sub/climb-out",
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2fetc/passwd",
+    ] {
+        assert_eq!(
+            files.open(path).map(|_| ()),
+            Err(ResolveError::Forbidden),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        files.open("/missing").map(|_| ()),
+        Err(ResolveError::NotFound)
+    );
+    assert_eq!(files.open("a.txt").map(|_| ()), Err(ResolveError::BadPath));
 }
 
 /// Sends `raw` on a fresh connection and reads everything until the server closes.
@@ -221,6 +271,9 @@ fn check_files(addr: SocketAddr) {
         ("/%2e%2e/secret.txt", "403"),
         ("/%2fetc/passwd", "403"),
         ("/outside-link", "403"),
+        ("/relative-out", "403"),
+        ("/sub/climb-out", "403"),
+        ("/outside-dir/secret.txt", "403"),
         ("/missing", "404"),
         ("/", "200"),
     ] {
@@ -234,6 +287,12 @@ fn check_files(addr: SocketAddr) {
         );
         assert!(!answer.contains("secret\n") && !answer.ends_with("secret"));
     }
+    // Links that stay inside the root are served.
+    for path in ["/inside-link", "/relative-link", "/sub-link/b.txt"] {
+        let reply = request(addr, "GET", path, "");
+        assert_eq!(reply.status, 200, "{path}");
+    }
+    assert_eq!(request(addr, "GET", "/relative-link", "").body, b"bee");
 }
 
 fn serve_under(model: &[&str]) {

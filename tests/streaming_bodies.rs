@@ -1,18 +1,26 @@
 //! Request bodies read as they arrive (`HttpHandler::handle_streaming`, `Streaming`):
 //! the handler runs before the body is complete, `chunked` is decoded chunk by chunk,
 //! the body limit and the whole-body deadline hold while it streams, and a body left
-//! partly unread is drained so the connection serves the next request.
+//! partly unread is drained so the connection serves the next request. A streaming
+//! handler is watched as a buffered one is: a shared-object wait in it ends with
+//! `ClientGone` when the client leaves, while unread body bytes are no hang-up.
 
 mod http_util;
 
 use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::time::Duration;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use http_util::start;
+use mixserve::MakeHandler;
 use mixserve::http::{BodyReader, Http, HttpConfig, Request, Response, Streaming};
+use mixserve::rt::{Runtime, RuntimeConfig};
 use mixserve::scgi::Scgi;
+use mixserve::sync::{Broadcast, WaitError};
 
 /// A safety net against a hang; never asserted on as a time.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -228,5 +236,144 @@ fn scgi_streams_a_content_length_body() {
         raw.ends_with(&format!("{} {} -", body.len(), sum(&body))),
         "{raw}"
     );
+    client.join().unwrap();
+}
+
+/// An app that reads its whole body, reports its length on `body_read`, then waits for
+/// `news` and reports how the wait ended on `ended`.
+fn read_then_wait(
+    news: Broadcast<u64>,
+    body_read: Sender<usize>,
+    ended: Sender<Result<u64, WaitError>>,
+) -> Streaming<impl Fn(&mut Request, &mut BodyReader<'_>) -> Response> {
+    let (body_read, ended) = (Mutex::new(body_read), Mutex::new(ended));
+    Streaming(move |_req: &mut Request, body: &mut BodyReader<'_>| {
+        let mut bytes = Vec::new();
+        if body.read_to_end(&mut bytes).is_err() {
+            return Response::text(400, "bad body\n");
+        }
+        let _ = body_read.lock().unwrap().send(bytes.len());
+        let outcome = news.wait();
+        let _ = ended.lock().unwrap().send(outcome.clone());
+        Response::text(200, format!("{outcome:?}"))
+    })
+}
+
+/// Polls (bounded) until `news` has `count` waiters.
+fn until_waiting(news: &Broadcast<u64>, count: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    while news.waiting() != count {
+        assert!(Instant::now() < deadline, "{count} waiter(s) never came");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Serves one connection with a handler made by `make` on a coroutine of a runtime of
+/// its own thread; the thread ends when the coroutine does.
+fn serve_on_a_coroutine<M: MakeHandler>(make: M) -> (UnixStream, JoinHandle<()>)
+where
+    M::Handler: Send + 'static,
+{
+    let (client, server) = UnixStream::pair().unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let handler = make.make_handler();
+    let runner = thread::spawn(move || {
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        runtime
+            .spawn(move || {
+                let _ = http_util::serve(handler, server);
+            })
+            .unwrap();
+        runtime.run().unwrap();
+    });
+    (client, runner)
+}
+
+const READ_THEN_WAIT: &[u8] = b"POST /wait HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+
+#[test]
+fn a_streaming_wait_ends_when_the_client_leaves_on_a_thread() {
+    let news = Broadcast::new();
+    let (read_tx, body_read) = mpsc::channel();
+    let (ended_tx, ended) = mpsc::channel();
+    let mut client = start(Http::new(read_then_wait(news.clone(), read_tx, ended_tx)));
+    client.send(READ_THEN_WAIT);
+    assert_eq!(body_read.recv_timeout(PATIENCE), Ok(5));
+    until_waiting(&news, 1);
+    client.writer.shutdown(Shutdown::Both).unwrap();
+    let outcome = ended.recv_timeout(PATIENCE).expect("the wait ended");
+    assert_eq!(outcome, Err(WaitError::ClientGone));
+    assert_eq!(news.waiting(), 0);
+    // The server's thread returns: nothing holds it any more.
+    client.join().unwrap();
+}
+
+#[test]
+fn a_streaming_wait_ends_when_the_client_leaves_on_a_coroutine() {
+    let news = Broadcast::new();
+    let (read_tx, body_read) = mpsc::channel();
+    let (ended_tx, ended) = mpsc::channel();
+    let app = Http::new(read_then_wait(news.clone(), read_tx, ended_tx));
+    let (mut client, runner) = serve_on_a_coroutine(app);
+    client.write_all(READ_THEN_WAIT).unwrap();
+    assert_eq!(body_read.recv_timeout(PATIENCE), Ok(5));
+    until_waiting(&news, 1);
+    drop(client);
+    let outcome = ended.recv_timeout(PATIENCE).expect("the wait ended");
+    assert_eq!(outcome, Err(WaitError::ClientGone));
+    assert_eq!(news.waiting(), 0);
+    // The runtime's thread returns once its only coroutine is done.
+    runner.join().unwrap();
+}
+
+/// A handler that waits before reading its body: the body bytes waiting in the socket
+/// are no hang-up, on a thread or a coroutine; the notify releases it and it reads on.
+#[test]
+fn unread_body_bytes_are_no_hang_up_for_a_streaming_wait() {
+    let wait_then_read = |news: Broadcast<u64>| {
+        Http::new(Streaming(
+            move |_req: &mut Request, body: &mut BodyReader<'_>| {
+                let outcome = news.wait();
+                let mut bytes = Vec::new();
+                let read = body.read_to_end(&mut bytes).map_err(|e| e.kind());
+                Response::text(200, format!("{outcome:?} {read:?}"))
+            },
+        ))
+    };
+    let request = READ_THEN_WAIT;
+    let expected = "Ok(7) Ok(5)";
+
+    let news = Broadcast::new();
+    let mut client = start(wait_then_read(news.clone()));
+    client.send(request);
+    until_waiting(&news, 1);
+    assert_eq!(news.send(7), Ok(1));
+    assert_eq!(client.response().text(), expected);
+    client.join().unwrap();
+
+    let news = Broadcast::new();
+    let (mut client, runner) = serve_on_a_coroutine(wait_then_read(news.clone()));
+    client.write_all(request).unwrap();
+    until_waiting(&news, 1);
+    assert_eq!(news.send(7), Ok(1));
+    let answer = http_util::read_answer(&mut std::io::BufReader::new(&client), false);
+    assert_eq!(answer.text(), expected);
+    drop(client);
+    runner.join().unwrap();
+}
+
+#[test]
+fn a_streaming_scgi_wait_ends_when_the_front_end_drops_the_request() {
+    let news = Broadcast::new();
+    let (read_tx, body_read) = mpsc::channel();
+    let (ended_tx, ended) = mpsc::channel();
+    let mut client = start(Scgi::new(read_then_wait(news.clone(), read_tx, ended_tx)));
+    let block = "CONTENT_LENGTH\x005\0SCGI\x001\0REQUEST_METHOD\0POST\0";
+    client.send(format!("{}:{block},hello", block.len()).as_bytes());
+    assert_eq!(body_read.recv_timeout(PATIENCE), Ok(5));
+    until_waiting(&news, 1);
+    client.writer.shutdown(Shutdown::Both).unwrap();
+    let outcome = ended.recv_timeout(PATIENCE).expect("the wait ended");
+    assert_eq!(outcome, Err(WaitError::ClientGone));
     client.join().unwrap();
 }

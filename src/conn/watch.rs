@@ -40,13 +40,19 @@ impl Conn {
 
     /// [`watch`](Self::watch), also saying whether a wait saw the client leave.
     pub(crate) fn watch_reporting<R>(&self, f: impl FnOnce() -> R) -> (R, bool) {
-        // On a coroutine the watch registers the socket with the loop: deregister it
-        // when this connection drops.
-        self.note_loop_registration();
-        let guard = watch::watching(self.as_raw_fd());
+        let guard = self.start_watch();
         let result = f();
         let left = guard.client_left();
         (result, left)
+    }
+
+    /// Watches this connection until the guard drops — for code that must lend the
+    /// connection out meanwhile (a streaming body reads from it).
+    pub(crate) fn start_watch(&self) -> watch::WatchGuard {
+        // On a coroutine the watch registers the socket with the loop: deregister it
+        // when this connection drops.
+        self.note_loop_registration();
+        watch::watching(self.as_raw_fd())
     }
 
     /// Waits until a reply is readable on this (hub) connection; during a watched wait

@@ -102,18 +102,22 @@ impl<A: HttpHandler> HttpConnection<A> {
         request.label_coroutine();
         crate::status::count(crate::status::Counter::Requests);
         let (outcome, client_left, body_drained) = if streams {
+            // Watched as `handle` is; unread body bytes are no hang-up (see `Conn::watch`).
+            let watch = conn.start_watch();
             let mut body = BodyReader::new(conn, framing, config);
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
                 app.handle_streaming(&mut request, &mut body)
             }));
+            let left = watch.client_left();
+            drop(watch);
             let failure = body.take_failure();
-            let drained = failure.is_none() && body.drain();
+            let drained = !left && failure.is_none() && body.drain();
             conn.set_read_timeout(None);
             conn.set_read_deadline(None);
             if let Some(failure) = failure {
                 return self.fail(conn, failure);
             }
-            (outcome, false, drained)
+            (outcome, left, drained)
         } else {
             // A handler may wait long (a long poll): it holds no read buffer meanwhile.
             conn.release_read_buffer();

@@ -1,6 +1,7 @@
-//! Serving files from a directory: [`resolve`] a request path safely under a root,
-//! [`serve_file`] with `Range`, `Last-Modified`/`If-Modified-Since` and `HEAD`, and
-//! [`StaticFiles`], an [`HttpHandler`] doing both.
+//! Serving files from a directory: [`StaticFiles::open`] opens a request path beneath a
+//! root with no window for a swapped symbolic link ([`resolve`] checks one as a path),
+//! [`serve_opened`] answers with `Range`, `Last-Modified`/`If-Modified-Since` and
+//! `HEAD`, and [`StaticFiles`], an [`HttpHandler`], does both.
 //!
 //! The body goes out by `sendfile(2)` ([`Body::File`]) under every model; under
 //! `scheduled` a full socket parks the coroutine, not the loop.
@@ -17,14 +18,17 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::date::{http_date, parse_http_date};
 use super::file_type::content_type_of;
 use super::range::{RangeAnswer, parse_range};
 use super::{Body, HttpHandler, Request, Response};
+use crate::sys::open_beneath::open_beneath;
 
 /// Why a request path does not name a file under the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +74,10 @@ impl std::error::Error for ResolveError {}
 /// canonicalized, and the result must still lie under the canonical root — so a
 /// symbolic link inside the root may point elsewhere inside it, but not out of it.
 ///
+/// This answers with a path: opening it afterwards is a second lookup, and a link
+/// swapped in between would be followed. To serve a file, open it with
+/// [`StaticFiles::open`], which checks and opens in one step.
+///
 /// ```
 /// use mixserve::http::files::{ResolveError, resolve};
 ///
@@ -78,6 +86,14 @@ impl std::error::Error for ResolveError {}
 /// assert_eq!(resolve(&root, "/%2e%2e/etc/passwd"), Err(ResolveError::Forbidden));
 /// ```
 pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, ResolveError> {
+    let relative = relative_path(path)?;
+    let root = root.canonicalize().map_err(|_| ResolveError::NotFound)?;
+    inside(&root, &root.join(relative))
+}
+
+/// The request path as a path relative to the root: percent-decoded, empty and `.`
+/// segments dropped; a `..` segment or an absolute path refused.
+fn relative_path(path: &str) -> Result<PathBuf, ResolveError> {
     let Some(relative) = path.strip_prefix('/') else {
         return Err(ResolveError::BadPath);
     };
@@ -88,16 +104,15 @@ pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, ResolveError> {
     if decoded.first() == Some(&b'/') || decoded.first() == Some(&b'\\') {
         return Err(ResolveError::Forbidden);
     }
-    let mut candidate = root.to_path_buf();
+    let mut relative = PathBuf::new();
     for segment in decoded.split(|&b| b == b'/') {
         match segment {
             b"" | b"." => {}
             b".." => return Err(ResolveError::Forbidden),
-            _ => candidate.push(OsStr::from_bytes(segment)),
+            _ => relative.push(OsStr::from_bytes(segment)),
         }
     }
-    let root = root.canonicalize().map_err(|_| ResolveError::NotFound)?;
-    inside(&root, &candidate)
+    Ok(relative)
 }
 
 /// `candidate`, canonicalized, if it lies under the canonical `root`.
@@ -115,6 +130,15 @@ fn inside(root: &Path, candidate: &Path) -> Result<PathBuf, ResolveError> {
     }
 }
 
+/// The refusal an open beneath the root failed with: an escape (`EXDEV`) or no
+/// permission is `403`, anything else (missing, a link loop, not a directory) `404`.
+fn refusal(error: &io::Error) -> ResolveError {
+    match error.raw_os_error() {
+        Some(libc::EXDEV | libc::EACCES | libc::EPERM) => ResolveError::Forbidden,
+        _ => ResolveError::NotFound,
+    }
+}
+
 /// Answers `req` with the file at `path`: `GET` and `HEAD` only (`405` otherwise).
 ///
 /// - `Last-Modified` from the file's modification time, and `304` when the request's
@@ -125,11 +149,30 @@ fn inside(root: &Path, candidate: &Path) -> Result<PathBuf, ResolveError> {
 ///   gets the whole file;
 /// - `HEAD`: the same header fields, `Content-Length` included, and no body;
 /// - `Content-Type` guessed from the extension; `404` for a missing or non-regular file.
+///
+/// `path` is opened as it is (links followed): for a path from a request, open the file
+/// with [`StaticFiles::open`] and answer with [`serve_opened`].
 pub fn serve_file(req: &Request, path: &Path) -> Response {
-    if req.method() != "GET" && req.method() != "HEAD" {
-        return Response::text(405, "only GET and HEAD\n").with_header("Allow", "GET, HEAD");
+    match File::open(path) {
+        Ok(file) => serve_opened(req, file, path),
+        Err(_) if req.method() == "GET" || req.method() == "HEAD" => {
+            Response::text(404, "not found\n")
+        }
+        Err(_) => method_not_allowed(),
     }
-    let opened = File::open(path).and_then(|file| Ok((file.metadata()?, file)));
+}
+
+fn method_not_allowed() -> Response {
+    Response::text(405, "only GET and HEAD\n").with_header("Allow", "GET, HEAD")
+}
+
+/// [`serve_file`] for a file already open: `name` (its path, or only its file name)
+/// gives the `Content-Type`.
+pub fn serve_opened(req: &Request, file: File, name: &Path) -> Response {
+    if req.method() != "GET" && req.method() != "HEAD" {
+        return method_not_allowed();
+    }
+    let opened = file.metadata().map(|metadata| (metadata, file));
     let (metadata, file) = match opened {
         Ok((metadata, file)) if metadata.is_file() => (metadata, file),
         _ => return Response::text(404, "not found\n"),
@@ -183,7 +226,7 @@ pub fn serve_file(req: &Request, path: &Path) -> Response {
         }
     };
     answer = answer
-        .with_header("Content-Type", content_type_of(path))
+        .with_header("Content-Type", content_type_of(name))
         .with_header("Accept-Ranges", "bytes");
     if let Some(last_modified) = last_modified {
         answer = answer.with_header("Last-Modified", last_modified);
@@ -192,25 +235,31 @@ pub fn serve_file(req: &Request, path: &Path) -> Response {
 }
 
 /// An [`HttpHandler`] serving the files under a directory: each request path is
-/// [`resolve`]d under the root (a directory means its `index.html`) and answered by
-/// [`serve_file`]; a refused path gets the [`ResolveError::status`].
+/// [`open`](StaticFiles::open)ed beneath the root (a directory means its `index.html`)
+/// and answered by [`serve_opened`]; a refused path gets the [`ResolveError::status`].
 #[derive(Debug, Clone)]
 pub struct StaticFiles {
     /// The canonical root directory.
     root: PathBuf,
+    /// The root directory, open: every file is opened beneath it.
+    dir: Arc<OwnedFd>,
 }
 
 impl StaticFiles {
     /// Serves the files under `root`. Fails when `root` is not an existing directory.
     pub fn new(root: impl AsRef<Path>) -> io::Result<StaticFiles> {
         let root = root.as_ref().canonicalize()?;
-        if !root.is_dir() {
+        let dir = File::open(&root)?;
+        if !dir.metadata()?.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{} is not a directory", root.display()),
             ));
         }
-        Ok(StaticFiles { root })
+        Ok(StaticFiles {
+            root,
+            dir: Arc::new(OwnedFd::from(dir)),
+        })
     }
 
     /// The canonical root directory.
@@ -218,7 +267,8 @@ impl StaticFiles {
         &self.root
     }
 
-    /// The file a request path names, a directory standing for its `index.html`.
+    /// The file a request path names, a directory standing for its `index.html`, as a
+    /// path (see [`resolve`]: to serve it, [`open`](Self::open) it instead).
     pub fn locate(&self, path: &str) -> Result<PathBuf, ResolveError> {
         let found = resolve(&self.root, path)?;
         if found.is_dir() {
@@ -227,12 +277,42 @@ impl StaticFiles {
             Ok(found)
         }
     }
+
+    /// Opens the file a request path names (a directory standing for its
+    /// `index.html`), refusing what [`resolve`] refuses — with no window between the
+    /// check and the open: every step of the lookup, each symbolic link included, is
+    /// made beneath the open root (`openat2(2)` with `RESOLVE_BENEATH`, or a walk of
+    /// `openat(O_NOFOLLOW)` calls where that is missing), so a link swapped in while
+    /// the request is served cannot lead out. A link inside the root may name another
+    /// place inside it (relative, or absolute under the root's canonical path).
+    ///
+    /// Returns the open file and its path under the root as requested, for the
+    /// `Content-Type`.
+    pub fn open(&self, path: &str) -> Result<(File, PathBuf), ResolveError> {
+        let mut relative = relative_path(path)?;
+        let file = self.open_relative(&relative)?;
+        if !file
+            .metadata()
+            .map_err(|_| ResolveError::NotFound)?
+            .is_dir()
+        {
+            return Ok((file, relative));
+        }
+        relative.push("index.html");
+        Ok((self.open_relative(&relative)?, relative))
+    }
+
+    fn open_relative(&self, relative: &Path) -> Result<File, ResolveError> {
+        open_beneath(self.dir.as_fd(), &self.root, relative)
+            .map(File::from)
+            .map_err(|error| refusal(&error))
+    }
 }
 
 impl HttpHandler for StaticFiles {
     fn handle(&self, req: &mut Request) -> Response {
-        match self.locate(req.path()) {
-            Ok(path) => serve_file(req, &path),
+        match self.open(req.path()) {
+            Ok((file, name)) => serve_opened(req, file, &name),
             Err(error) => Response::text(error.status(), format!("{error}\n")),
         }
     }

@@ -162,6 +162,10 @@ pub trait HttpHandler: Send + Sync + 'static {
     /// answer). A body that breaks a limit is answered by the server (`413`, `408`,
     /// `400`), whatever this returns. The default reads nothing and calls `handle`.
     ///
+    /// Watched like `handle` (see [`Conn::watch`](crate::Conn::watch)): a shared-object
+    /// wait made here ends with `WaitError::ClientGone` when the client closes or resets
+    /// the connection. Body bytes not read yet are no hang-up; a half-close is.
+    ///
     /// [`Read`]: std::io::Read
     fn handle_streaming(&self, req: &mut Request, body: &mut BodyReader<'_>) -> Response {
         let _ = body;

@@ -1,6 +1,6 @@
 //! [`Forking`]: a new child process per connection.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use crate::mixin::serve_loop::{self, Takes};
 use crate::mixin::settings::settings;
 use crate::server::source::Source;
 use crate::server::{ConfigCheck, ConfigError, Context};
+use crate::status::StatusHandle;
 use crate::sync::hub::HubServer;
 use crate::sys::drain_signal;
 use crate::sys::fork::{self, Forked, SingleThreaded};
@@ -30,12 +31,20 @@ use crate::sys::fork::{self, Forked, SingleThreaded};
 /// exits (connections wait in the backlog). One child is always kept free of
 /// shared-object waits: a `/wait` that would take the last one fails at once (`503`),
 /// so a `/notify` can still be served.
+///
+/// Each child counts its [live status](crate::status) gauges (in flight, waiting) in a
+/// slot of its own, which the parent empties when it reaps the child: a child killed
+/// mid-request leaves nothing counted.
 #[derive(Debug)]
 pub struct Forking {
     /// At most this many children at once.
     max_children: usize,
-    /// Live children.
-    children: HashSet<Pid>,
+    /// Live children, each with its slot of status gauges (if it got one).
+    children: HashMap<Pid, Option<usize>>,
+    /// The live status, once `serve_forever` mapped the children's gauge slots.
+    status: Option<StatusHandle>,
+    /// Gauge slots no live child holds.
+    free_slots: Vec<usize>,
     /// Checked when the loop starts; the key to `fork`.
     single_threaded: Option<SingleThreaded>,
     /// The children were told that the drain began.
@@ -56,7 +65,9 @@ impl Forking {
     pub fn new() -> Forking {
         Forking {
             max_children: Forking::DEFAULT_MAX_CHILDREN,
-            children: HashSet::new(),
+            children: HashMap::new(),
+            status: None,
+            free_slots: Vec::new(),
             single_threaded: None,
             told_drain: false,
         }
@@ -64,9 +75,39 @@ impl Forking {
 
     fn reap(&mut self) {
         for (pid, code) in fork::reap_exited() {
-            if self.children.remove(&pid) && code != 0 {
+            let Some(slot) = self.children.remove(&pid) else {
+                continue;
+            };
+            if code != 0 {
                 log::debug!("forking: child {pid} exited with {code}");
             }
+            self.give_back(slot);
+        }
+    }
+
+    /// Gives back the gauge slot of a child that is gone — with whatever the child
+    /// still counted there (killed mid-request, it could not take it back itself).
+    fn give_back(&mut self, slot: Option<usize>) {
+        if let (Some(slot), Some(status)) = (slot, &self.status) {
+            status.board().clear_child_slot(slot);
+            self.free_slots.push(slot);
+        }
+    }
+
+    /// One slot of status gauges per child (see [`crate::status`]); without it (the
+    /// mapping failed), the children count in the server's row and one killed
+    /// mid-request leaves its gauges raised.
+    fn map_child_slots(&mut self, ctx: &Arc<Context>) {
+        if self.status.is_some() {
+            return;
+        }
+        let status = ctx.status();
+        match status.board().map_child_slots(self.max_children) {
+            Ok(slots) => {
+                self.free_slots = (0..slots).rev().collect();
+                self.status = Some(status);
+            }
+            Err(error) => log::warn!("forking: no status slots for the children: {error}"),
         }
     }
 }
@@ -83,6 +124,7 @@ impl MixIn for Forking {
     /// The common loop over the listener, whose waits also serve the hub.
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
         self.single_threaded = Some(SingleThreaded::check("forking")?);
+        self.map_child_slots(ctx);
         let hub = HubServer::bind(Arc::clone(ctx.scope()))?;
         let source = Source::open(ctx, Some(hub))?;
         serve_loop::serve(self, ctx, &source, Takes::Connections);
@@ -96,9 +138,23 @@ impl MixIn for Forking {
         if self.single_threaded.is_none() {
             self.single_threaded = Some(SingleThreaded::check("forking")?);
         }
+        let slot = self.free_slots.pop();
+        if let (Some(slot), Some(status)) = (slot, &self.status) {
+            status.board().clear_child_slot(slot);
+        }
         let proof = self.single_threaded.as_ref().expect("checked above");
-        match fork::fork(proof)? {
+        let forked = match fork::fork(proof) {
+            Ok(forked) => forked,
+            Err(error) => {
+                self.free_slots.extend(slot);
+                return Err(error);
+            }
+        };
+        match forked {
             Forked::Child => {
+                if let Some(slot) = slot {
+                    crate::status::enter_child_slot(slot);
+                }
                 fork::after_fork_in_child();
                 crate::sys::signal::ignore_terminal_signals();
                 crate::sync::hub::after_fork_in_child();
@@ -112,7 +168,7 @@ impl MixIn for Forking {
                 fork::exit_child(if served.is_ok() { 0 } else { 101 });
             }
             Forked::Parent(pid) => {
-                self.children.insert(pid);
+                self.children.insert(pid, slot);
                 drop(conn);
                 Ok(())
             }
@@ -128,7 +184,7 @@ impl MixIn for Forking {
             self.told_drain = draining;
             if draining {
                 self.children
-                    .iter()
+                    .keys()
                     .for_each(|&child| drain_signal::tell(child));
             }
         }
@@ -148,11 +204,13 @@ impl MixIn for Forking {
 
     fn server_close(&mut self, _ctx: &Arc<Context>) {
         self.reap();
-        for &pid in &self.children {
+        for &pid in self.children.keys() {
             fork::kill(pid, Signal::SIGKILL);
         }
-        for pid in self.children.drain() {
+        let children: Vec<_> = self.children.drain().collect();
+        for (pid, slot) in children {
             fork::wait_child(pid);
+            self.give_back(slot);
         }
     }
 }

@@ -149,15 +149,19 @@ impl<A: HttpHandler> ScgiConnection<A> {
         crate::status::count(crate::status::Counter::Requests);
         let (outcome, client_left) = if streams {
             // One request per connection: what the handler leaves unread is not drained.
+            // Watched as `handle` is; unread body bytes are no hang-up.
+            let watch = conn.start_watch();
             let mut body = BodyReader::new(conn, Framing::Length(length), config);
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
                 app.handle_streaming(&mut request, &mut body)
             }));
+            let left = watch.client_left();
+            drop(watch);
             if let Some(failure) = body.take_failure() {
                 return fail(conn, config, failure);
             }
             conn.set_read_timeout(None);
-            (outcome, false)
+            (outcome, left)
         } else {
             // Waits the application makes end when the front end drops this request.
             conn.watch_reporting(|| {

@@ -2,10 +2,15 @@
 //! one row for the server's own process (and the children `Forking` makes), then one
 //! row per preforked worker slot. It is mapped when the server is built, before any
 //! fork, so a handler in a worker writes where the master (and any other worker) reads.
+//!
+//! A `Forking` child's gauges (in flight, waiters) go to a ledger slot of its own
+//! instead of row 0, and row 0 reads as its own words plus every slot. The parent
+//! empties a child's slot when it reaps it: a child killed mid-request (`SIGKILL`
+//! runs no destructor) gives back what it held.
 
 use std::io;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::sys::shared_memory::SharedWords;
 
@@ -40,11 +45,20 @@ pub(crate) enum Counter {
     Pid = 9,
 }
 
+/// Gauges per `Forking` child slot: in flight, waiters.
+const SLOT_WORDS: usize = 2;
+
+/// The `Forking` child slot of this process (`NO_SLOT` outside such a child).
+static CHILD_SLOT: AtomicUsize = AtomicUsize::new(NO_SLOT);
+const NO_SLOT: usize = usize::MAX;
+
 /// The shared rows, and the model's name once the server runs.
 #[derive(Debug)]
 pub(crate) struct StatusBoard {
     words: SharedWords,
     model: OnceLock<&'static str>,
+    /// One slot of gauges per live `Forking` child, mapped before its first fork.
+    children: OnceLock<SharedWords>,
 }
 
 impl StatusBoard {
@@ -53,6 +67,7 @@ impl StatusBoard {
         Ok(StatusBoard {
             words: SharedWords::new((1 + WORKER_ROWS) * ROW_WORDS)?,
             model: OnceLock::new(),
+            children: OnceLock::new(),
         })
     }
 
@@ -69,21 +84,66 @@ impl StatusBoard {
         &self.words.words()[row * ROW_WORDS + counter as usize]
     }
 
+    /// The value of `counter` in `row`; row 0's gauges include every child slot's.
     pub(crate) fn get(&self, row: usize, counter: Counter) -> u64 {
-        self.word(row, counter).load(Ordering::Relaxed)
+        let own = self.word(row, counter).load(Ordering::Relaxed);
+        let Some(index) = slot_index(row, counter) else {
+            return own;
+        };
+        let slots = self.children.get().map_or(&[][..], SharedWords::words);
+        slots
+            .chunks(SLOT_WORDS)
+            .fold(own, |sum, slot| sum + slot[index].load(Ordering::Relaxed))
     }
 
     pub(crate) fn add(&self, row: usize, counter: Counter, n: u64) {
-        self.word(row, counter).fetch_add(n, Ordering::Relaxed);
+        self.target(row, counter).fetch_add(n, Ordering::Relaxed);
     }
 
     /// Lowers a gauge, never below zero.
     pub(crate) fn sub(&self, row: usize, counter: Counter) {
         let _ = self
-            .word(row, counter)
+            .target(row, counter)
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 Some(v.saturating_sub(1))
             });
+    }
+
+    /// Where this process counts `counter` of `row`: a `Forking` child's gauges go to
+    /// its slot.
+    fn target(&self, row: usize, counter: Counter) -> &AtomicU64 {
+        let slot = CHILD_SLOT.load(Ordering::Relaxed);
+        let in_slot = slot_index(row, counter).zip(self.children.get());
+        match in_slot {
+            Some((index, slots)) if slot != NO_SLOT => slots
+                .words()
+                .get(slot * SLOT_WORDS + index)
+                .unwrap_or_else(|| self.word(row, counter)),
+            _ => self.word(row, counter),
+        }
+    }
+
+    /// Maps one slot of gauges per `Forking` child, `slots` of them; call it in the
+    /// parent before it forks. Returns how many slots there are (a second call keeps
+    /// the first mapping).
+    pub(crate) fn map_child_slots(&self, slots: usize) -> io::Result<usize> {
+        if self.children.get().is_none() {
+            let words = SharedWords::new(slots * SLOT_WORDS)?;
+            let _ = self.children.set(words);
+        }
+        Ok(self
+            .children
+            .get()
+            .map_or(0, |w| w.words().len() / SLOT_WORDS))
+    }
+
+    /// Empties a child's slot: in the parent, before a child gets it and once it is
+    /// reaped (whatever it still held is given back).
+    pub(crate) fn clear_child_slot(&self, slot: usize) {
+        let words = self.children.get().map_or(&[][..], SharedWords::words);
+        for word in words.iter().skip(slot * SLOT_WORDS).take(SLOT_WORDS) {
+            word.store(0, Ordering::Relaxed);
+        }
     }
 
     /// A worker starts in `row`: count it, record its pid, and zero the gauges its
@@ -103,5 +163,19 @@ impl StatusBoard {
 
     pub(crate) fn model(&self) -> &'static str {
         self.model.get().copied().unwrap_or("unknown")
+    }
+}
+
+/// In a `Forking` child right after the fork: its gauges go to `slot` from now on.
+pub(crate) fn enter_child_slot(slot: usize) {
+    CHILD_SLOT.store(slot, Ordering::Relaxed);
+}
+
+/// The word of `counter` within a child slot, for row 0's gauges only.
+fn slot_index(row: usize, counter: Counter) -> Option<usize> {
+    match (row, counter) {
+        (0, Counter::InFlight) => Some(0),
+        (0, Counter::Waiters) => Some(1),
+        _ => None,
     }
 }

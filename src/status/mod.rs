@@ -37,7 +37,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub(crate) use board::{Counter, StatusBoard};
+pub(crate) use board::{Counter, StatusBoard, enter_child_slot};
 pub use objects::{ObjectFigures, watch_broadcast, watch_channel};
 
 /// A handle on a server's live counters; cheap to clone, usable from any thread and
@@ -100,6 +100,11 @@ pub struct Status {
 impl StatusHandle {
     pub(crate) fn new(board: Arc<StatusBoard>) -> StatusHandle {
         StatusHandle { board }
+    }
+
+    /// The shared counters themselves.
+    pub(crate) fn board(&self) -> &StatusBoard {
+        &self.board
     }
 
     /// Reads every counter now. Each is read atomically; the set is not one instant.

@@ -7,6 +7,7 @@ pub(crate) mod activation;
 pub(crate) mod drain_signal;
 pub(crate) mod fd_passing;
 pub(crate) mod fork;
+pub(crate) mod open_beneath;
 pub(crate) mod pipe;
 pub(crate) mod process_lock;
 pub(crate) mod sendfile;
