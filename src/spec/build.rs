@@ -78,7 +78,7 @@ pub(super) const TAKERS: &[(&str, &str)] = &[
     ("max-requests", "preforked"),
 ];
 
-/// The options preforked hands to its inner model, and the inner models that take each.
+/// The options preforked hands to its inner model, and the inner model that takes each.
 const INNER_TAKERS: &[(&str, &str)] = &[
     ("inner-accept", "prethreaded"),
     ("threads", "prethreaded"),
@@ -249,21 +249,13 @@ pub(super) fn inner(spec: &ModelSpec, extra: &ExtraModels) -> Result<Box<dyn Mix
         let choices = one_of(INNER_NAMES.iter().copied().chain(extra.names()));
         return Err(bad(spec, "inner", name, &choices));
     }
-    let inner_options = [
-        ("inner-accept", spec.inner_accept.is_some()),
-        ("threads", spec.threads.is_some()),
-        ("stack-size", spec.stack_size.is_some()),
-    ];
-    for (option, _) in inner_options.iter().filter(|(_, set)| *set) {
-        let takers = INNER_TAKERS
-            .iter()
-            .find(|(known, _)| known == option)
-            .map_or("", |(_, takers)| *takers);
-        if takers != name {
+    for option in given(spec) {
+        let taker = INNER_TAKERS.iter().find(|(known, _)| *known == option);
+        if let Some((_, taker)) = taker.filter(|(_, taker)| *taker != name) {
             return Err(SpecError::NotForInner {
                 inner: name.to_owned(),
-                option: (*option).to_owned(),
-                hint: format!(", only with inner={takers}"),
+                option: option.to_owned(),
+                hint: format!(", only with inner={taker}"),
             });
         }
     }
