@@ -17,6 +17,9 @@
 //! With the `clap` feature, `ModelArgs` puts the same choices on a command line
 //! (`--mixin preforked --workers 8 --inner scheduled`).
 //!
+//! A model of the program's own joins the choices through [`ExtraModels`]: under its
+//! name it is a model (`--mixin NAME`) or preforked's inner model (`inner=NAME`).
+//!
 //! # Names and options
 //!
 //! | model | options |
@@ -25,14 +28,16 @@
 //! | `threading` | `max-workers` (threads) |
 //! | `forking` | `max-workers` (children) |
 //! | `scheduled` | `max-workers` (live connections), `threads` (loops), `stack-size` (bytes per coroutine; `128k`, `1m`) |
-//! | `preforked` | `workers`, `max-workers`, `accept` (`shared`, `locked`, `locked-mutex`, `reuseport`, `passed`, `passed-round-robin`, `passed-least-busy`), `inner` (`iterative`, `threading`, `scheduled`, `prethreaded`), `heartbeat-timeout` (seconds), `max-requests` |
+//! | `preforked` | `workers`, `max-workers`, `accept` (`shared`, `locked`, `locked-mutex`, `reuseport`, `passed`, `passed-round-robin`, `passed-least-busy`), `inner` (`iterative`, `threading`, `scheduled`, `prethreaded`, or an [extra](ExtraModels) name), `heartbeat-timeout` (seconds), `max-requests`; for the inner model: `threads` and `inner-accept` (`locked`, `handoff`) with `inner=prethreaded`, `stack-size` with `inner=scheduled` |
 //! | `prethreaded` | `threads`, `max-workers`, `accept` (`locked`, `handoff`) |
 //!
 //! An option the chosen model does not take is an error, not silently ignored.
+//! Preforked workers running `inner=scheduled` hold up to 10 000 connections each.
 
 #[cfg(feature = "clap")]
 mod args;
 mod build;
+mod extra;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -40,6 +45,7 @@ use std::time::Duration;
 #[cfg(feature = "clap")]
 pub use args::ModelArgs;
 pub use build::Model;
+pub use extra::ExtraModels;
 
 /// The model names [`ModelSpec`] knows, in the order the docs list them.
 pub const MODEL_NAMES: &[&str] = &[
@@ -63,11 +69,16 @@ pub struct ModelSpec {
     pub workers: Option<usize>,
     /// preforked and prethreaded: how connections are accepted (see the module docs).
     pub accept: Option<String>,
-    /// preforked: how each worker serves (`iterative`, `threading`, `scheduled`).
+    /// preforked: how each worker serves (`iterative`, `threading`, `scheduled`,
+    /// `prethreaded`, or a name from [`ExtraModels`]).
     pub inner: Option<String>,
-    /// prethreaded: threads to start; scheduled: loops (one thread each).
+    /// preforked with `inner=prethreaded`: how the worker's threads take connections
+    /// (`locked`, `handoff`).
+    pub inner_accept: Option<String>,
+    /// prethreaded (also as preforked's inner model): threads to start; scheduled:
+    /// loops (one thread each).
     pub threads: Option<usize>,
-    /// scheduled: each coroutine's stack, in bytes.
+    /// scheduled (also as preforked's inner model): each coroutine's stack, in bytes.
     pub stack_size: Option<usize>,
     /// preforked: kill a worker whose heartbeat is silent this long.
     pub heartbeat_timeout: Option<Duration>,
@@ -78,11 +89,22 @@ pub struct ModelSpec {
 /// A model name or option that does not make a model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    /// The name is not one of [`MODEL_NAMES`].
-    #[error(
-        "unknown model {0:?}: choose iterative, threading, forking, scheduled, preforked or prethreaded"
-    )]
-    UnknownModel(String),
+    /// The name is not one of [`MODEL_NAMES`] nor an [extra](ExtraModels) one.
+    #[error("unknown model {name:?}: choose {choices}")]
+    UnknownModel {
+        /// The name given.
+        name: String,
+        /// The names known, as "a, b or c".
+        choices: String,
+    },
+    /// An option no model takes.
+    #[error("unknown option {option:?}: choose {choices}")]
+    UnknownOption {
+        /// The option given.
+        option: String,
+        /// Every option, as "a, b or c".
+        choices: String,
+    },
     /// An option the model does not take.
     #[error("the {model} model takes no option {option:?}{hint}")]
     NotForModel {
@@ -91,6 +113,16 @@ pub enum SpecError {
         /// The option given.
         option: String,
         /// Which models take it, as ", only ..." (may be empty).
+        hint: String,
+    },
+    /// An option for preforked's inner model that this inner model does not take.
+    #[error("preforked: inner={inner} takes no option {option:?}{hint}")]
+    NotForInner {
+        /// The inner model.
+        inner: String,
+        /// The option given.
+        option: String,
+        /// Which inner models take it, as ", only with inner=..." (may be empty).
         hint: String,
     },
     /// An option's value is not one the model knows.
@@ -116,6 +148,7 @@ impl ModelSpec {
             workers: None,
             accept: None,
             inner: None,
+            inner_accept: None,
             threads: None,
             stack_size: None,
             heartbeat_timeout: None,
@@ -147,7 +180,25 @@ impl ModelSpec {
         self
     }
 
-    /// Sets `threads` (prethreaded, scheduled).
+    /// Sets `inner-accept` (preforked with `inner=prethreaded`).
+    pub fn inner_accept(mut self, accept: impl Into<String>) -> ModelSpec {
+        self.inner_accept = Some(accept.into());
+        self
+    }
+
+    /// Sets `heartbeat-timeout` (preforked).
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> ModelSpec {
+        self.heartbeat_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets `max-requests` (preforked).
+    pub fn max_requests(mut self, max: u64) -> ModelSpec {
+        self.max_requests = Some(max);
+        self
+    }
+
+    /// Sets `threads` (prethreaded, scheduled, preforked with `inner=prethreaded`).
     pub fn threads(mut self, threads: usize) -> ModelSpec {
         self.threads = Some(threads);
         self
@@ -175,7 +226,18 @@ impl ModelSpec {
     ///
     /// As [`into_mixin`](ModelSpec::into_mixin).
     pub fn build(&self) -> Result<Model, SpecError> {
-        build::build(self)
+        build::build(self, &ExtraModels::new())
+    }
+
+    /// Builds the model, where the names in `extra` are models too (as the model, or
+    /// as preforked's inner model); see [`ExtraModels`].
+    ///
+    /// # Errors
+    ///
+    /// As [`into_mixin`](ModelSpec::into_mixin); an unknown name's error lists the
+    /// names in `extra` among the choices.
+    pub fn build_with(&self, extra: &ExtraModels) -> Result<Model, SpecError> {
+        build::build(self, extra)
     }
 
     /// Sets one option by its name in the module docs (`max-workers`, `workers`, ...).
@@ -197,13 +259,13 @@ impl ModelSpec {
             }
             "accept" => self.accept = Some(value.to_owned()),
             "inner" => self.inner = Some(value.to_owned()),
+            "inner-accept" => self.inner_accept = Some(value.to_owned()),
             "heartbeat-timeout" => self.heartbeat_timeout = Some(Duration::from_secs(number()?)),
             "max-requests" => self.max_requests = Some(number()?),
             _ => {
-                return Err(SpecError::NotForModel {
-                    model: self.model.clone(),
+                return Err(SpecError::UnknownOption {
                     option: option.to_owned(),
-                    hint: String::new(),
+                    choices: extra::one_of(build::TAKERS.iter().map(|(name, _)| *name)),
                 });
             }
         }
@@ -223,13 +285,11 @@ impl FromStr for ModelSpec {
 }
 
 impl ModelSpec {
-    /// Parses `name[:option=value,...]` without checking that the options fit the model.
+    /// Parses `name[:option=value,...]` without checking that the name is known or
+    /// that the options fit the model (building checks both).
     pub(crate) fn parse_unchecked(text: &str) -> Result<ModelSpec, SpecError> {
         let (name, options) = text.split_once(':').unwrap_or((text, ""));
         let name = name.trim();
-        if !MODEL_NAMES.contains(&name) {
-            return Err(SpecError::UnknownModel(name.to_owned()));
-        }
         let mut spec = ModelSpec::new(name);
         for option in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
             let (key, value) = option.split_once('=').ok_or_else(|| SpecError::BadValue {
@@ -258,53 +318,4 @@ pub(crate) fn parse_size(text: &str) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_name_builds_with_its_defaults() {
-        for name in MODEL_NAMES {
-            let model = ModelSpec::new(*name).build().unwrap();
-            assert_eq!(model.mixin.name(), *name);
-        }
-    }
-
-    #[test]
-    fn options_parse() {
-        let spec: ModelSpec = "preforked: workers=3, inner=scheduled, accept=passed"
-            .parse()
-            .unwrap();
-        assert_eq!(spec.workers, Some(3));
-        assert_eq!(spec.inner.as_deref(), Some("scheduled"));
-        assert!(spec.build().unwrap().stats.is_some());
-        let spec: ModelSpec = "scheduled:stack-size=256k,threads=2".parse().unwrap();
-        assert_eq!(spec.stack_size, Some(256 * 1024));
-        assert!(
-            "scheduled:stack-size=1k".parse::<ModelSpec>().is_err(),
-            "below the minimum"
-        );
-        let spec: ModelSpec = "preforked:accept=reuseport".parse().unwrap();
-        assert!(spec.build().unwrap().reuse_port);
-    }
-
-    #[test]
-    fn errors_name_the_problem() {
-        let error = "fork".parse::<ModelSpec>().unwrap_err();
-        assert!(error.to_string().contains("choose iterative"), "{error}");
-        let error = "threading:threads=4".parse::<ModelSpec>().unwrap_err();
-        assert!(error.to_string().contains("only prethreaded"), "{error}");
-        let error = "preforked:inner=forking".parse::<ModelSpec>().unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("iterative, threading, scheduled or prethreaded"),
-            "{error}"
-        );
-        let error = "scheduled:max-workers=lots"
-            .parse::<ModelSpec>()
-            .unwrap_err();
-        assert!(error.to_string().contains("whole number"), "{error}");
-        assert!("prethreaded:accept=shared".parse::<ModelSpec>().is_err());
-        assert!("iterative:colour=blue".parse::<ModelSpec>().is_err());
-    }
-}
+mod tests;

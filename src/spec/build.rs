@@ -2,7 +2,8 @@
 
 use std::net::ToSocketAddrs;
 
-use super::{ModelSpec, SpecError};
+use super::extra::one_of;
+use super::{ExtraModels, MODEL_NAMES, ModelSpec, SpecError};
 use crate::mixin::{Accept, Dispatch, LockKind, PoolAccept, PoolStats};
 use crate::{
     Forking, Iterative, Listener, MixIn, Preforked, Prethreaded, Scheduled, Server, ServerBuilder,
@@ -10,7 +11,7 @@ use crate::{
 };
 
 /// Live connections per worker when preforked workers run the scheduled model.
-const INNER_SCHEDULED_CONNECTIONS: usize = 10_000;
+pub(super) const INNER_SCHEDULED_CONNECTIONS: usize = 10_000;
 
 /// Threads a prethreaded pool starts with when `threads` is not given.
 pub(super) const PRETHREADED_THREADS: usize = 8;
@@ -61,8 +62,8 @@ impl std::fmt::Debug for Model {
     }
 }
 
-/// Which models take each option (for the "only ..." hint).
-const TAKERS: &[(&str, &str)] = &[
+/// Every option, and which models take it (for the "only ..." hint).
+pub(super) const TAKERS: &[(&str, &str)] = &[
     (
         "max-workers",
         "threading, forking, scheduled, preforked and prethreaded",
@@ -70,13 +71,24 @@ const TAKERS: &[(&str, &str)] = &[
     ("workers", "preforked"),
     ("accept", "preforked and prethreaded"),
     ("inner", "preforked"),
-    ("threads", "prethreaded and scheduled"),
-    ("stack-size", "scheduled"),
+    ("inner-accept", "preforked"),
+    ("threads", "prethreaded, scheduled and preforked"),
+    ("stack-size", "scheduled and preforked"),
     ("heartbeat-timeout", "preforked"),
     ("max-requests", "preforked"),
 ];
 
-pub(super) fn build(spec: &ModelSpec) -> Result<Model, SpecError> {
+/// The options preforked hands to its inner model, and the inner model that takes each.
+const INNER_TAKERS: &[(&str, &str)] = &[
+    ("inner-accept", "prethreaded"),
+    ("threads", "prethreaded"),
+    ("stack-size", "scheduled"),
+];
+
+/// The built-in models a preforked worker can run.
+const INNER_NAMES: &[&str] = &["iterative", "threading", "scheduled", "prethreaded"];
+
+pub(super) fn build(spec: &ModelSpec, extra: &ExtraModels) -> Result<Model, SpecError> {
     let takes: &[&str] = match spec.model.as_str() {
         "iterative" => &[],
         "threading" | "forking" => &["max-workers"],
@@ -86,11 +98,15 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Model, SpecError> {
             "workers",
             "accept",
             "inner",
+            "inner-accept",
+            "threads",
+            "stack-size",
             "heartbeat-timeout",
             "max-requests",
         ],
         "prethreaded" => &["max-workers", "accept", "threads"],
-        other => return Err(SpecError::UnknownModel(other.to_owned())),
+        name if extra.names().any(|known| known == name) => &[],
+        _ => return Err(unknown_model(spec, extra)),
     };
     for option in given(spec) {
         if !takes.contains(&option) {
@@ -122,9 +138,17 @@ pub(super) fn build(spec: &ModelSpec) -> Result<Model, SpecError> {
             None => Box::new(Forking::new()),
         }),
         "scheduled" => plain(Box::new(scheduled(spec)?)),
-        "preforked" => preforked(spec)?,
-        _ => prethreaded(spec)?,
+        "preforked" => preforked(spec, extra)?,
+        "prethreaded" => prethreaded(spec)?,
+        name => plain(extra.make(name).ok_or_else(|| unknown_model(spec, extra))?),
     })
+}
+
+fn unknown_model(spec: &ModelSpec, extra: &ExtraModels) -> SpecError {
+    SpecError::UnknownModel {
+        name: spec.model.clone(),
+        choices: one_of(MODEL_NAMES.iter().copied().chain(extra.names())),
+    }
 }
 
 /// The options set in `spec`, by their names in the module docs.
@@ -134,6 +158,7 @@ fn given(spec: &ModelSpec) -> impl Iterator<Item = &'static str> {
         ("workers", spec.workers.is_some()),
         ("accept", spec.accept.is_some()),
         ("inner", spec.inner.is_some()),
+        ("inner-accept", spec.inner_accept.is_some()),
         ("threads", spec.threads.is_some()),
         ("stack-size", spec.stack_size.is_some()),
         ("heartbeat-timeout", spec.heartbeat_timeout.is_some()),
@@ -160,21 +185,24 @@ fn scheduled(spec: &ModelSpec) -> Result<Scheduled, SpecError> {
     if let Some(threads) = spec.threads {
         model = model.threads(threads);
     }
-    if let Some(bytes) = spec.stack_size {
-        if bytes < Scheduled::MIN_STACK_SIZE {
-            return Err(bad(
-                spec,
-                "stack-size",
-                &bytes.to_string(),
-                "at least 32k (a panic's backtrace needs about 32 KiB)",
-            ));
-        }
-        model = model.stack_size(bytes);
-    }
-    Ok(model)
+    with_stack_size(spec, model)
 }
 
-fn preforked(spec: &ModelSpec) -> Result<Model, SpecError> {
+/// `model` with the spec's `stack-size`, if one is given.
+fn with_stack_size(spec: &ModelSpec, model: Scheduled) -> Result<Scheduled, SpecError> {
+    match spec.stack_size {
+        None => Ok(model),
+        Some(bytes) if bytes >= Scheduled::MIN_STACK_SIZE => Ok(model.stack_size(bytes)),
+        Some(bytes) => Err(bad(
+            spec,
+            "stack-size",
+            &bytes.to_string(),
+            "at least 32k (a panic's backtrace needs about 32 KiB)",
+        )),
+    }
+}
+
+fn preforked(spec: &ModelSpec, extra: &ExtraModels) -> Result<Model, SpecError> {
     let accept_name = spec.accept.as_deref().unwrap_or("shared");
     let accept = match accept_name {
         "shared" => Accept::Shared,
@@ -193,21 +221,7 @@ fn preforked(spec: &ModelSpec) -> Result<Model, SpecError> {
             ));
         }
     };
-    // Any model but the process-based ones runs inside a worker.
-    let inner: Box<dyn MixIn> = match spec.inner.as_deref().unwrap_or("iterative") {
-        "iterative" => Box::new(Iterative::new()),
-        "threading" => Box::new(Threading::new()),
-        "scheduled" => Box::new(Scheduled::new().max_connections(INNER_SCHEDULED_CONNECTIONS)),
-        "prethreaded" => Box::new(Prethreaded::new().threads(PRETHREADED_THREADS)),
-        other => {
-            return Err(bad(
-                spec,
-                "inner",
-                other,
-                "iterative, threading, scheduled or prethreaded",
-            ));
-        }
-    };
+    let inner = inner(spec, extra)?;
     let mut model = Preforked::new()
         .accept(accept)
         .workers(spec.workers.unwrap_or(Preforked::DEFAULT_WORKERS))
@@ -227,20 +241,66 @@ fn preforked(spec: &ModelSpec) -> Result<Model, SpecError> {
     })
 }
 
+/// Preforked's inner model: any model but the process-based ones, or an extra one.
+pub(super) fn inner(spec: &ModelSpec, extra: &ExtraModels) -> Result<Box<dyn MixIn>, SpecError> {
+    let name = spec.inner.as_deref().unwrap_or("iterative");
+    let known = INNER_NAMES.contains(&name) || extra.names().any(|known| known == name);
+    if !known {
+        let choices = one_of(INNER_NAMES.iter().copied().chain(extra.names()));
+        return Err(bad(spec, "inner", name, &choices));
+    }
+    for option in given(spec) {
+        let taker = INNER_TAKERS.iter().find(|(known, _)| *known == option);
+        if let Some((_, taker)) = taker.filter(|(_, taker)| *taker != name) {
+            return Err(SpecError::NotForInner {
+                inner: name.to_owned(),
+                option: option.to_owned(),
+                hint: format!(", only with inner={taker}"),
+            });
+        }
+    }
+    Ok(match name {
+        "iterative" => Box::new(Iterative::new()),
+        "threading" => Box::new(Threading::new()),
+        "scheduled" => Box::new(with_stack_size(
+            spec,
+            Scheduled::new().max_connections(INNER_SCHEDULED_CONNECTIONS),
+        )?),
+        "prethreaded" => Box::new(prethreaded_pool(
+            spec,
+            ("inner-accept", &spec.inner_accept),
+            None,
+        )?),
+        name => extra
+            .make(name)
+            .ok_or_else(|| bad(spec, "inner", name, "a known model"))?,
+    })
+}
+
 fn prethreaded(spec: &ModelSpec) -> Result<Model, SpecError> {
-    let accept = match spec.accept.as_deref().unwrap_or("locked") {
-        "locked" => PoolAccept::Locked,
-        "handoff" => PoolAccept::Handoff,
-        other => return Err(bad(spec, "accept", other, "locked or handoff")),
-    };
-    let model = Prethreaded::new()
-        .threads(spec.threads.unwrap_or(PRETHREADED_THREADS))
-        .accept(accept)
-        .max_threads(spec.max_workers.unwrap_or(Prethreaded::DEFAULT_MAX_THREADS));
+    let model = prethreaded_pool(spec, ("accept", &spec.accept), spec.max_workers)?;
     let stats = model.stats();
     Ok(Model {
         mixin: Box::new(model),
         stats: Some(stats),
         reuse_port: false,
     })
+}
+
+/// A prethreaded pool with the spec's `threads`, accepting as the option `accept`
+/// names (`accept` at the top, `inner-accept` inside a preforked worker) says.
+pub(super) fn prethreaded_pool(
+    spec: &ModelSpec,
+    (option, accept): (&str, &Option<String>),
+    max_threads: Option<usize>,
+) -> Result<Prethreaded, SpecError> {
+    let accept = match accept.as_deref() {
+        None | Some("locked") => PoolAccept::Locked,
+        Some("handoff") => PoolAccept::Handoff,
+        Some(other) => return Err(bad(spec, option, other, "locked or handoff")),
+    };
+    Ok(Prethreaded::new()
+        .threads(spec.threads.unwrap_or(PRETHREADED_THREADS))
+        .accept(accept)
+        .max_threads(max_threads.unwrap_or(Prethreaded::DEFAULT_MAX_THREADS)))
 }

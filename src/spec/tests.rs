@@ -1,0 +1,308 @@
+//! Unit tests of [`ModelSpec`], [`ExtraModels`] and (feature `clap`) `ModelArgs`.
+
+use super::*;
+
+#[test]
+fn every_name_builds_with_its_defaults() {
+    for name in MODEL_NAMES {
+        let model = ModelSpec::new(*name).build().unwrap();
+        assert_eq!(model.mixin.name(), *name);
+    }
+}
+
+#[test]
+fn options_parse() {
+    let spec: ModelSpec = "preforked: workers=3, inner=scheduled, accept=passed"
+        .parse()
+        .unwrap();
+    assert_eq!(spec.workers, Some(3));
+    assert_eq!(spec.inner.as_deref(), Some("scheduled"));
+    assert!(spec.build().unwrap().stats.is_some());
+    let spec: ModelSpec = "scheduled:stack-size=256k,threads=2".parse().unwrap();
+    assert_eq!(spec.stack_size, Some(256 * 1024));
+    assert!(
+        "scheduled:stack-size=1k".parse::<ModelSpec>().is_err(),
+        "below the minimum"
+    );
+    let spec: ModelSpec = "preforked:accept=reuseport".parse().unwrap();
+    assert!(spec.build().unwrap().reuse_port);
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let error = "fork".parse::<ModelSpec>().unwrap_err();
+    assert!(error.to_string().contains("choose iterative"), "{error}");
+    let error = "threading:threads=4".parse::<ModelSpec>().unwrap_err();
+    assert!(error.to_string().contains("only prethreaded"), "{error}");
+    let error = "preforked:inner=forking".parse::<ModelSpec>().unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("iterative, threading, scheduled or prethreaded"),
+        "{error}"
+    );
+    let error = "scheduled:max-workers=lots"
+        .parse::<ModelSpec>()
+        .unwrap_err();
+    assert!(error.to_string().contains("whole number"), "{error}");
+    assert!("prethreaded:accept=shared".parse::<ModelSpec>().is_err());
+    assert!("iterative:colour=blue".parse::<ModelSpec>().is_err());
+}
+
+/// A model of a program's own, for the [`ExtraModels`] tests.
+struct Own;
+
+impl crate::MixIn for Own {
+    fn name(&self) -> &'static str {
+        "own"
+    }
+
+    fn process_request(
+        &mut self,
+        ctx: &std::sync::Arc<crate::Context>,
+        conn: crate::Conn,
+    ) -> std::io::Result<()> {
+        ctx.finish_request(conn);
+        Ok(())
+    }
+}
+
+fn extra() -> ExtraModels {
+    ExtraModels::new().with("own", || Own)
+}
+
+#[test]
+fn inner_options_reach_the_inner_model() {
+    let spec: ModelSpec = "preforked:inner=prethreaded,inner-accept=handoff,threads=2"
+        .parse()
+        .unwrap();
+    assert_eq!(spec.inner_accept.as_deref(), Some("handoff"));
+    assert_eq!(spec.threads, Some(2));
+    let inner = build::inner(&spec, &ExtraModels::new()).unwrap();
+    assert_eq!(inner.name(), "prethreaded");
+    let pool = build::prethreaded_pool(&spec, ("inner-accept", &spec.inner_accept), None);
+    let pool = format!("{:?}", pool.unwrap());
+    assert!(pool.contains("accept: Handoff, threads: 2"), "{pool}");
+    assert!(spec.build().unwrap().stats.is_some());
+    let spec: ModelSpec = "preforked:inner=scheduled,stack-size=128k".parse().unwrap();
+    assert_eq!(spec.stack_size, Some(128 * 1024));
+    let spec = ModelSpec::new("preforked")
+        .inner("prethreaded")
+        .inner_accept("locked")
+        .heartbeat_timeout(Duration::from_secs(5))
+        .max_requests(100);
+    assert_eq!(spec.build().unwrap().mixin.name(), "preforked");
+}
+
+#[test]
+fn inner_options_the_inner_model_does_not_take_are_refused() {
+    for (text, option, only) in [
+        (
+            "preforked:inner-accept=handoff",
+            "inner-accept",
+            "prethreaded",
+        ),
+        (
+            "preforked:inner=scheduled,inner-accept=locked",
+            "inner-accept",
+            "prethreaded",
+        ),
+        (
+            "preforked:inner=threading,threads=4",
+            "threads",
+            "prethreaded",
+        ),
+        ("preforked:stack-size=128k", "stack-size", "scheduled"),
+    ] {
+        match text.parse::<ModelSpec>() {
+            Err(SpecError::NotForInner {
+                option: given,
+                hint,
+                ..
+            }) => {
+                assert_eq!(given, option, "{text}");
+                assert_eq!(hint, format!(", only with inner={only}"), "{text}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let error = "preforked:inner=prethreaded,inner-accept=shared"
+        .parse::<ModelSpec>()
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("bad inner-accept \"shared\": locked or handoff"),
+        "{error}"
+    );
+    let error = "preforked:inner=scheduled,stack-size=1k"
+        .parse::<ModelSpec>()
+        .unwrap_err();
+    assert!(error.to_string().contains("at least 32k"), "{error}");
+}
+
+#[test]
+fn options_of_another_model_are_refused_with_who_takes_them() {
+    for (text, option, only) in [
+        (
+            "prethreaded:inner-accept=handoff",
+            "inner-accept",
+            "preforked",
+        ),
+        (
+            "threading:heartbeat-timeout=5",
+            "heartbeat-timeout",
+            "preforked",
+        ),
+        ("scheduled:max-requests=10", "max-requests", "preforked"),
+        (
+            "iterative:max-workers=3",
+            "max-workers",
+            "threading, forking",
+        ),
+    ] {
+        let error = text.parse::<ModelSpec>().unwrap_err();
+        assert!(
+            matches!(&error, SpecError::NotForModel { option: given, .. } if given == option),
+            "{text}: {error:?}"
+        );
+        assert!(
+            error.to_string().contains(&format!("only {only}")),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_option_lists_every_option() {
+    let error = "iterative:colour=blue".parse::<ModelSpec>().unwrap_err();
+    assert!(
+        matches!(&error, SpecError::UnknownOption { option, .. } if option == "colour"),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    for option in ["max-workers", "inner-accept", "stack-size", "max-requests"] {
+        assert!(text.contains(option), "{text}");
+    }
+}
+
+#[test]
+fn extra_models_are_models_and_inner_models() {
+    let extra = extra();
+    let model = ModelSpec::new("own").build_with(&extra).unwrap();
+    assert_eq!(model.mixin.name(), "own");
+    assert!(model.stats.is_none());
+    let spec: ModelSpec = ModelSpec::new("preforked").inner("own").workers(2);
+    assert_eq!(build::inner(&spec, &extra).unwrap().name(), "own");
+    assert_eq!(spec.build_with(&extra).unwrap().mixin.name(), "preforked");
+    assert!(spec.build().is_err(), "unknown without the registry");
+    assert_eq!(extra.names().collect::<Vec<_>>(), ["own"]);
+}
+
+#[test]
+fn errors_list_the_extra_models_among_the_choices() {
+    let extra = extra();
+    let error = ModelSpec::new("mine").build_with(&extra).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "unknown model \"mine\": choose iterative, threading, forking, scheduled, \
+         preforked, prethreaded or own"
+    );
+    let error = ModelSpec::new("preforked")
+        .inner("forking")
+        .build_with(&extra)
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .ends_with("iterative, threading, scheduled, prethreaded or own"),
+        "{error}"
+    );
+    // An extra model takes no options, neither its own nor the inner ones.
+    let error = ModelSpec::new("own")
+        .threads(2)
+        .build_with(&extra)
+        .unwrap_err();
+    assert!(matches!(error, SpecError::NotForModel { .. }), "{error:?}");
+    let error = ModelSpec::new("preforked")
+        .inner("own")
+        .threads(2)
+        .build_with(&extra)
+        .unwrap_err();
+    assert!(matches!(error, SpecError::NotForInner { .. }), "{error:?}");
+}
+
+#[test]
+#[should_panic(expected = "built-in model's name")]
+fn an_extra_model_may_not_take_a_built_in_name() {
+    let _ = ExtraModels::new().with("threading", || Own);
+}
+
+#[cfg(feature = "clap")]
+mod args {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        model: ModelArgs,
+    }
+
+    fn parse(args: &[&str]) -> ModelArgs {
+        Cli::try_parse_from(std::iter::once("app").chain(args.iter().copied()))
+            .unwrap()
+            .model
+    }
+
+    #[test]
+    fn flags_override_the_compact_form() {
+        let args = parse(&[
+            "--mixin",
+            "preforked:workers=3,inner=prethreaded,inner-accept=locked",
+            "--inner-accept",
+            "handoff",
+            "--threads",
+            "2",
+            "--heartbeat-timeout",
+            "7",
+            "--max-requests",
+            "50",
+        ]);
+        let spec = args.spec().unwrap();
+        assert_eq!(spec.workers, Some(3));
+        assert_eq!(spec.inner_accept.as_deref(), Some("handoff"));
+        assert_eq!(spec.threads, Some(2));
+        assert_eq!(spec.heartbeat_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(spec.max_requests, Some(50));
+        assert_eq!(args.build().unwrap().mixin.name(), "preforked");
+    }
+
+    #[test]
+    fn extra_models_reach_the_command_line() {
+        let extra = extra();
+        let args = parse(&["--mixin", "preforked", "--inner", "own"]);
+        assert!(args.build().is_err());
+        assert!(args.spec().is_err());
+        assert!(args.build_with(&extra).is_ok());
+        let args = parse(&["--mixin", "own"]);
+        assert_eq!(args.build_with(&extra).unwrap().mixin.name(), "own");
+        let args = parse(&["--mixin", "own", "--workers", "2"]);
+        assert!(args.build_with(&extra).is_err());
+    }
+
+    #[test]
+    fn the_help_states_the_real_defaults() {
+        let help = Cli::command().render_long_help().to_string();
+        let expected = [
+            format!("(default {})", crate::Preforked::DEFAULT_WORKERS),
+            format!("(default {})", super::super::build::PRETHREADED_THREADS),
+            "up to 10 000 connections each".to_owned(),
+        ];
+        assert_eq!(super::super::build::INNER_SCHEDULED_CONNECTIONS, 10_000);
+        for text in expected {
+            assert!(help.contains(&text), "{text:?} not in\n{help}");
+        }
+    }
+}
