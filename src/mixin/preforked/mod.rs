@@ -8,6 +8,7 @@
 //! - `pool.rs` — the worker table: spawn, reap, respawn with back-off, growth,
 //!   heartbeat, graceful replacement;
 //! - `dispatch.rs` — `Accept::Passed`: which ready worker gets the next connection;
+//! - `upgrade.rs` — the binary upgrade (`SIGUSR2`) from the old master's side;
 //! - `worker.rs` — a worker process from fork to `_exit`: it runs the inner model's
 //!   own `serve_forever` over the worker's share of the connections
 //!   ([`source::worker`](crate::server::source::worker)).
@@ -18,6 +19,7 @@ mod dispatch;
 mod master;
 mod plan;
 mod pool;
+mod upgrade;
 mod worker;
 
 use std::io;
@@ -172,6 +174,8 @@ pub struct Preforked {
     max_requests_jitter: u64,
     /// A worker silent this long is killed.
     heartbeat_timeout: Duration,
+    /// A new master started by `SIGUSR2` not ready within this is stopped.
+    upgrade_timeout: Duration,
     /// Per-worker counters and states, shared with the workers (`None` if the
     /// mapping failed: the model then refuses to start).
     board: Option<Arc<Scoreboard>>,
@@ -200,6 +204,10 @@ settings!(Preforked {
     fn inner(inner: impl MixIn) { inner = Box::new(inner) }
     /// Sets how long a worker may stay silent before it is killed as hung.
     fn heartbeat_timeout(timeout: Duration) { heartbeat_timeout = timeout }
+    /// Sets how long a new master started by `SIGUSR2` may take to report that its
+    /// workers serve before it is stopped and this master serves on (default
+    /// [`DEFAULT_UPGRADE_TIMEOUT`](Preforked::DEFAULT_UPGRADE_TIMEOUT)).
+    fn upgrade_timeout(timeout: Duration) { upgrade_timeout = timeout }
 });
 
 impl Preforked {
@@ -211,6 +219,8 @@ impl Preforked {
     pub const MAX_WORKERS: usize = 512;
     /// Default heartbeat timeout.
     pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default time a new master started by `SIGUSR2` has to get ready.
+    pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
 
     /// A pool of [`DEFAULT_WORKERS`](Self::DEFAULT_WORKERS) iterative workers, each
     /// blocking in `accept` on the shared listener ([`Accept::Shared`]).
@@ -227,6 +237,7 @@ impl Preforked {
             max_requests: None,
             max_requests_jitter: 0,
             heartbeat_timeout: Preforked::DEFAULT_HEARTBEAT_TIMEOUT,
+            upgrade_timeout: Preforked::DEFAULT_UPGRADE_TIMEOUT,
             board,
         }
     }
