@@ -183,12 +183,10 @@ impl Tally {
             ("other errors", &self.other),
         ]
         .map(|(name, count)| (name, count.load(Ordering::SeqCst)));
-        assert!(
-            counts.iter().all(|(_, n)| *n == 0),
-            "{} answers, and {counts:?}; first: {:?}",
-            self.ok(),
-            self.first_error.lock().unwrap()
-        );
+        if counts.iter().any(|(_, n)| *n > 0) {
+            let first = self.first_error.lock().unwrap().clone();
+            panic!("{} answers, and {counts:?}; first: {first:?}", self.ok());
+        }
     }
 }
 
@@ -220,10 +218,11 @@ impl Load {
         }
     }
 
-    /// Waits (bounded) for `n` more answers than now.
+    /// Waits (bounded) for `n` more answers than now; fails at the first bad one.
     fn wait_answers(&self, n: u64) {
         let target = self.tally.ok() + n;
         wait_until("answers from the load loop", LONG, || {
+            self.tally.assert_clean();
             self.tally.ok() >= target
         });
     }

@@ -108,6 +108,39 @@ pub enum Dispatch {
 /// | SIGQUIT | fast: kill the workers and exit |
 /// | SIGHUP | replace every worker: new ones start, old ones finish what they hold and exit; a wait they hold stays until the next notify releases it (or is answered `503` just before the shutdown timeout) |
 /// | SIGTTIN / SIGTTOU | one worker more / less (an idle worker that holds no waiter is retired first; a retired worker keeps its waiters as on SIGHUP) |
+/// | SIGUSR2 | upgrade the binary: start it again on the same listening socket; once the new master's workers serve, drain as on SIGTERM (pending waiters get `503`) and exit — see below |
+///
+/// nginx's master reads TERM/INT as fast and QUIT as graceful, HUP as "reload the
+/// configuration", and leaves the old master running after USR2 until told (WINCH,
+/// QUIT); gunicorn's arbiter reads TERM as graceful, INT/QUIT as quick, and also has
+/// TTIN/TTOU and USR2 (then TERM to the old master). Here the old master goes by
+/// itself once the new one is ready. WINCH and USR1 are not handled.
+///
+/// **Binary upgrade (SIGUSR2).** The master starts `argv[0]` again — resolved as a
+/// shell would (a path, relative to the directory the process started in, or a name
+/// on `PATH`) at each upgrade, so a binary installed over the old file is the one that
+/// runs (`/proc/self/exe` would name the old, deleted one) — with the same arguments
+/// and environment, the listening socket on fd 3 (`LISTEN_FDS=1`, `LISTEN_PID`: the
+/// systemd convention) and a readiness pipe's write end on fd 4
+/// (`MIXSERVE_UPGRADE_READY_FD=4`); every other fd is close-on-exec. In the new
+/// process, [`ServerBuilder::build`](crate::ServerBuilder::build) takes the passed
+/// socket instead of binding, provided it matches what the program asks for (the same
+/// Unix path; the same IP and port, port 0 matching any). The new master writes
+/// "ready" once every one of its workers serves; the old master then drains and
+/// exits. While the socket is shared neither master shuts it down (which would stop it
+/// for both) nor removes its socket file, and the old master's workers close their
+/// copies without touching it: no connection is refused or reset during the overlap.
+/// A new binary that cannot be executed, exits, or is not ready within
+/// [`upgrade_timeout`](Preforked::upgrade_timeout) is stopped (SIGTERM, SIGKILL 10 s
+/// later) and reaped, the failure is logged, and the old master serves on. The new
+/// master is the old one's child, never in its worker table: no stop or kill meant for
+/// the workers reaches it. A second SIGUSR2 during an upgrade is ignored (logged). The
+/// new binary must use the same kind of accept mode — workers accept
+/// ([`Accept::Shared`], [`Accept::Locked`]) or the master does ([`Accept::Passed`]) —
+/// since the listener's blocking flag is shared by both masters; it refuses to start
+/// otherwise. [`Accept::ReusePort`] refuses SIGUSR2 (logged): each worker's own
+/// `SO_REUSEPORT` queue is reset when the worker closes it, unless
+/// `net.ipv4.tcp_migrate_req=1`.
 ///
 /// One worker is always kept free of shared-object waits: when `max_workers` workers
 /// could all block in `/wait`, the last free one answers further waits with `503`.
