@@ -43,7 +43,13 @@ struct Pool {
 
 impl Pool {
     fn start(program: &Path, args: &[&str]) -> Pool {
+        Pool::start_with(program, args, &[])
+    }
+
+    /// Like [`start`](Self::start), with `env` set too.
+    fn start_with(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Pool {
         let mut command = Command::new(program);
+        command.envs(env.iter().copied());
         command
             .args(args)
             .args(["--addr", "127.0.0.1:0"])
@@ -109,6 +115,13 @@ impl Pool {
 
     /// Waits (bounded) for a log line after `mark` containing every one of `parts`.
     fn wait_for_line(&self, mark: usize, parts: &[&str]) -> String {
+        self.wait_for(mark, &format!("{parts:?}"), |line| {
+            parts.iter().all(|p| line.contains(p))
+        })
+    }
+
+    /// Waits (bounded) for a log line after `mark` that `wanted` accepts.
+    fn wait_for(&self, mark: usize, what: &str, wanted: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + LONG;
         loop {
             let found = self
@@ -117,12 +130,12 @@ impl Pool {
                 .unwrap()
                 .iter()
                 .skip(mark)
-                .find(|line| parts.iter().all(|p| line.contains(p)))
+                .find(|line| wanted(line))
                 .cloned();
             if let Some(line) = found {
                 return line;
             }
-            assert!(Instant::now() < deadline, "no log line with {parts:?}");
+            assert!(Instant::now() < deadline, "no log line: {what}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -477,11 +490,22 @@ fn a_new_binary_that_fails_leaves_the_old_master_serving() {
     // Served: the master's signal handlers are in place.
     load.wait_answers(ANSWERS_PER_PHASE);
 
+    // A file that cannot be executed: the exec error is reported.
+    installed.replace_with_script("#!/nonexistent/interpreter\n");
+    kill(old, "-USR2");
+    pool.wait_for_line(0, &["upgrade failed: could not exec the new binary"]);
+    pool.wait_for_line(0, &["is gone"]);
+    load.wait_answers(ANSWERS_PER_PHASE);
+
     // A broken build: it exits at once.
+    let mark = pool.mark();
     installed.replace_with_script("#!/bin/sh\nexit 1\n");
     kill(old, "-USR2");
-    pool.wait_for_line(0, &["upgrade failed"]);
-    pool.wait_for_line(0, &["is gone"]);
+    pool.wait_for_line(mark, &["upgrade failed"]);
+    // Reaped (the master serves on alone), whichever it noticed first.
+    pool.wait_for(mark, "the failed new master reaped", |line| {
+        line.contains("exited (exit 1) before it was ready") || line.contains("is gone")
+    });
     load.wait_answers(ANSWERS_PER_PHASE);
     assert!(
         pool.child.try_wait().expect("try_wait").is_none(),
@@ -513,6 +537,36 @@ fn a_new_binary_that_fails_leaves_the_old_master_serving() {
     assert_eq!(get(pool.addr, "/").status, 200);
     kill(starting, "-TERM");
     wait_until("the new master to stop", LONG, || has_exited(starting));
+}
+
+#[test]
+fn a_new_master_never_ready_is_stopped_and_the_old_one_serves_on() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let installed = Installed::new("upgrade-silent");
+    let args = ["--mixin", "preforked", "--workers", "2"];
+    let mut pool = Pool::start_with(
+        &installed.program(),
+        &args,
+        &[("MIXSERVE_TEST_UPGRADE_TIMEOUT_MS", "1000")],
+    );
+    let old = pool.pid();
+    let load = Load::start(pool.addr);
+    load.wait_answers(ANSWERS_PER_PHASE);
+    // A new binary that starts and never reports ready (it holds the socket).
+    installed.replace_with_script("#!/bin/sh\nwhile :; do sleep 0.05; done\n");
+    kill(old, "-USR2");
+    let started = pool.wait_for_line(0, &["SIGUSR2: started", "as the new master"]);
+    let silent = pid_in(&started);
+    pool.wait_for_line(0, &["upgrade failed: the new master is not ready after"]);
+    pool.wait_for_line(0, &["is gone"]);
+    assert!(has_exited(silent), "the silent new master is still there");
+    load.wait_answers(ANSWERS_PER_PHASE);
+    assert!(
+        pool.child.try_wait().expect("try_wait").is_none(),
+        "the old master exited"
+    );
+    let tally = load.finish();
+    tally.assert_clean();
 }
 
 #[test]

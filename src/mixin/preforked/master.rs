@@ -92,7 +92,7 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
         phase: Phase::Serving,
         program: Program::capture(),
         upgrade: None,
-        upgrade_timeout: model.upgrade_timeout,
+        upgrade_timeout: super::upgrade::timeout(model.upgrade_timeout),
     };
     let result = master.serve(&mut poll, &mut hub);
     master.pool.kill_all(&master.plan.board, poll.registry());

@@ -25,6 +25,19 @@ pub(super) const REPORT: Token = Token(2);
 /// long after is killed.
 const KILL_AFTER: Duration = Duration::from_secs(10);
 
+/// Test hook: `MIXSERVE_TEST_UPGRADE_TIMEOUT_MS=<ms>` replaces the model's
+/// `upgrade_timeout`, so the tests can watch a silent new master being stopped without
+/// waiting a minute. Nothing else reads it.
+const TIMEOUT_VAR: &str = "MIXSERVE_TEST_UPGRADE_TIMEOUT_MS";
+
+/// How long a new master may take to get ready: the model's setting, or the test's.
+pub(super) fn timeout(configured: Duration) -> Duration {
+    std::env::var(TIMEOUT_VAR)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(configured, Duration::from_millis)
+}
+
 /// An upgrade in progress.
 #[derive(Debug)]
 pub(super) struct Upgrade {
@@ -133,9 +146,14 @@ impl Upgrade {
                 self.fail(&format!("could not exec the new binary: {error}"))
             }
             Ok(_) => {
-                // Closed without a word: it ended (reaped below) or closed the pipe.
+                // Closed without a word: it ended, or closed the pipe.
                 self.close_report(registry);
-                self.fail("the new master closed its readiness pipe before it was ready")
+                match upgrade::reap(self.pid) {
+                    Some(code) => self.ended(code),
+                    None => {
+                        self.fail("the new master closed its readiness pipe before it was ready")
+                    }
+                }
             }
             Err(_) => Progress::Pending,
         }
@@ -150,21 +168,7 @@ impl Upgrade {
         }
         if let Some(code) = upgrade::reap(self.pid) {
             self.close_report(registry);
-            upgrade::set_listener_shared(false);
-            if self.stopping.is_none() {
-                log::warn!(
-                    "preforked: upgrade failed: the new master (pid {}) exited ({}) before it \
-                     was ready; this master serves on",
-                    self.pid,
-                    describe(code)
-                );
-            } else {
-                log::info!(
-                    "preforked: the failed new master (pid {}) is gone",
-                    self.pid
-                );
-            }
-            return Progress::Failed;
+            return self.ended(code);
         }
         match self.stopping {
             None if self.started.elapsed() > timeout => {
@@ -181,6 +185,26 @@ impl Upgrade {
             }
             _ => Progress::Pending,
         }
+    }
+
+    /// The new master ended (reaped) before it was ready: the socket is this master's
+    /// alone again.
+    fn ended(&mut self, code: i32) -> Progress {
+        upgrade::set_listener_shared(false);
+        if self.stopping.is_none() {
+            log::warn!(
+                "preforked: upgrade failed: the new master (pid {}) exited ({}) before it was \
+                 ready; this master serves on",
+                self.pid,
+                describe(code)
+            );
+        } else {
+            log::info!(
+                "preforked: the failed new master (pid {}) is gone",
+                self.pid
+            );
+        }
+        Progress::Failed
     }
 
     /// The upgrade failed: the new master is asked to stop (gracefully: it shuts no
