@@ -570,6 +570,33 @@ fn a_new_master_never_ready_is_stopped_and_the_old_one_serves_on() {
 }
 
 #[test]
+fn the_old_masters_waiters_get_the_drains_503_and_the_new_master_serves_waits() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let args = [
+        "--mixin",
+        "preforked",
+        "--workers",
+        "2",
+        "--inner",
+        "threading",
+    ];
+    let mut pool = Pool::start(&example_path("comet"), &args);
+    let mut waiters = util::start_waiters(pool.addr, 3);
+    util::wait_for_waiters(pool.addr, 3);
+    kill(pool.pid(), "-USR2");
+    let new = pid_in(&pool.wait_for_line(0, &["is ready after"]));
+    for waiter in &mut waiters {
+        let reply = util::read_reply(waiter);
+        assert_eq!(reply.status, 503, "{}", reply.text());
+    }
+    pool.wait_exit();
+    // The new master's own objects: a fresh wait and notify.
+    util::comet_contract(pool.addr, 2);
+    kill(new, "-TERM");
+    wait_until("the new master to stop", LONG, || has_exited(new));
+}
+
+#[test]
 fn reuseport_refuses_the_upgrade_and_serves_on() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let args = [
