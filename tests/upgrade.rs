@@ -217,6 +217,41 @@ fn a_new_master_never_ready_is_stopped_and_the_old_one_serves_on() {
 }
 
 #[test]
+fn a_new_binary_with_another_kind_of_accept_refuses_to_start() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let installed = Installed::new("upgrade-accept");
+    let args = [
+        "--mixin",
+        "preforked",
+        "--workers",
+        "2",
+        "--accept",
+        "shared",
+    ];
+    let mut pool = Pool::start(&installed.program(), &args);
+    let load = Load::start(pool.addr);
+    load.wait_answers(ANSWERS_PER_PHASE);
+    // The new release lets its master accept: the shared listener's blocking flag
+    // says the old workers accept, so it must not start.
+    installed.replace_with_script(&format!(
+        "#!/bin/sh\nexec '{}' --mixin preforked --workers 2 --accept passed --addr 127.0.0.1:0\n",
+        example_path("hello").display()
+    ));
+    kill(pool.pid(), "-USR2");
+    pool.wait_for_line(0, &["same kind of accept mode"]);
+    pool.wait_for_line(0, &["upgrade failed"]);
+    pool.wait_for(0, "the failed new master reaped", |line| {
+        line.contains("exited (exit 1) before it was ready") || line.contains("is gone")
+    });
+    load.wait_answers(ANSWERS_PER_PHASE);
+    assert!(
+        pool.child.try_wait().expect("try_wait").is_none(),
+        "the old master exited"
+    );
+    load.finish().assert_clean();
+}
+
+#[test]
 fn the_old_masters_waiters_get_the_drains_503_and_the_new_master_serves_waits() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let args = [

@@ -55,7 +55,7 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     let plan = WorkerPlan::new(model, ctx)?;
     let master_accepts = matches!(model.accept, Accept::Passed(_) | Accept::ReusePort);
     if upgrade::awaiting_ready() {
-        same_accept_class(ctx, master_accepts)?;
+        super::upgrade::same_accept_class(ctx, master_accepts)?;
     }
     // O_NONBLOCK is shared by every copy of the listener: set it once, for the run.
     ctx.listener().set_nonblocking(master_accepts)?;
@@ -416,6 +416,13 @@ impl Master<'_> {
 
     /// Graceful shutdown: stop accepting and ask every worker to finish.
     fn begin_drain(&mut self, registry: &Registry) {
+        if let Some(upgrade) = self.upgrade.as_ref().filter(|u| !u.is_stopping()) {
+            log::warn!(
+                "preforked: stopping while the new master (pid {}) starts: it is left to run \
+                 on its own",
+                upgrade.pid()
+            );
+        }
         self.ctx.shutdown.begin_drain();
         if self.master_accepts {
             let fd = self.ctx.listener_fd();
@@ -428,31 +435,6 @@ impl Master<'_> {
             answered: false,
         };
     }
-}
-
-/// A master started by an upgrade must take connections the way the old one does:
-/// both share the listener's blocking flag (a blocking `accept` in a master that
-/// accepts would stall its loop; a non-blocking one in workers that block in it
-/// would spin).
-fn same_accept_class(ctx: &Context, master_accepts: bool) -> io::Result<()> {
-    let nonblocking = upgrade::is_nonblocking(ctx.listener_fd())?;
-    if nonblocking == master_accepts {
-        return Ok(());
-    }
-    let (old, new) = match master_accepts {
-        true => (
-            "workers accept (Shared, Locked)",
-            "the master accepts (Passed)",
-        ),
-        false => (
-            "the master accepts (Passed)",
-            "workers accept (Shared, Locked)",
-        ),
-    };
-    Err(io::Error::other(format!(
-        "preforked: started by an upgrade from a master where {old}, but here {new}: \
-         upgrade within the same kind of accept mode, or restart"
-    )))
 }
 
 /// One non-blocking read from a control socket the pool owns.

@@ -231,6 +231,44 @@ impl Upgrade {
     }
 }
 
+impl Drop for Upgrade {
+    /// This master returns with the upgrade still pending (it was stopped meanwhile):
+    /// the new master is left to run on its own; the pipe closes with the poll.
+    fn drop(&mut self) {
+        if let Some(report) = self.report.take() {
+            fork::forget_in_child(report.as_raw_fd());
+        }
+    }
+}
+
+/// A master started by an upgrade must take connections the way the old one does:
+/// both share the listener's blocking flag (a blocking `accept` in a master that
+/// accepts would stall its loop; a non-blocking one in workers that block in it
+/// would spin).
+pub(super) fn same_accept_class(
+    ctx: &crate::server::Context,
+    master_accepts: bool,
+) -> io::Result<()> {
+    let nonblocking = upgrade::is_nonblocking(ctx.listener_fd())?;
+    if nonblocking == master_accepts {
+        return Ok(());
+    }
+    let (old, new) = match master_accepts {
+        true => (
+            "workers accept (Shared, Locked)",
+            "the master accepts (Passed)",
+        ),
+        false => (
+            "the master accepts (Passed)",
+            "workers accept (Shared, Locked)",
+        ),
+    };
+    Err(io::Error::other(format!(
+        "preforked: started by an upgrade from a master where {old}, but here {new}: \
+         upgrade within the same kind of accept mode, or restart"
+    )))
+}
+
 /// An exit code as the log says it.
 fn describe(code: i32) -> String {
     match code {
