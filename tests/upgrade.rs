@@ -127,6 +127,34 @@ fn upgrade_with_scheduled_workers() {
 }
 
 #[test]
+fn upgrade_with_passed_accept_and_scheduled_workers() {
+    upgrade_under_load(&[
+        "--mixin",
+        "preforked",
+        "--workers",
+        "2",
+        "--accept",
+        "passed",
+        "--inner",
+        "scheduled",
+    ]);
+}
+
+#[test]
+fn upgrade_with_locked_accept_and_threading_workers() {
+    upgrade_under_load(&[
+        "--mixin",
+        "preforked",
+        "--workers",
+        "2",
+        "--accept",
+        "locked-mutex",
+        "--inner",
+        "threading",
+    ]);
+}
+
+#[test]
 fn a_new_binary_that_fails_leaves_the_old_master_serving() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let installed = Installed::new("upgrade-fails");

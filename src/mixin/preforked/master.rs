@@ -238,14 +238,15 @@ impl Master<'_> {
         self.ctx.shutdown.clear_wakeups();
         self.ctx.shutdown.take_stop_signals();
         let fd = self.ctx.shutdown.signal_fd();
-        if self.phase != Phase::Serving {
-            if signal::take(fd, Signal::SIGUSR2) {
-                log::warn!("preforked: SIGUSR2 ignored: this master is stopping");
-            }
-            return;
-        }
         if signal::take(fd, Signal::SIGUSR2) {
-            self.begin_upgrade(registry);
+            if self.phase != Phase::Serving || self.ctx.is_shutting_down() {
+                log::warn!("preforked: SIGUSR2 ignored: this master is stopping");
+            } else {
+                self.begin_upgrade(registry);
+            }
+        }
+        if self.phase != Phase::Serving {
+            return;
         }
         if signal::take(fd, Signal::SIGHUP) {
             log::info!("preforked: SIGHUP, replacing every worker");

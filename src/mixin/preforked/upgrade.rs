@@ -86,7 +86,7 @@ impl Upgrade {
         // Workers forked during the upgrade must not hold the pipe open.
         fork::close_in_child(fd);
         if let Err(error) = registry.register(&mut SourceFd(&fd), REPORT, Interest::READABLE) {
-            // Without the pipe only the timeout would end it: stop it now.
+            // Without the pipe, its exit (reaped) or the timeout ends the upgrade.
             log::warn!("preforked: upgrade: cannot watch the new master's pipe: {error}");
         }
         log::info!(
