@@ -41,6 +41,10 @@ fn upgrade_under_load(args: &[&str]) {
     load.wait_answers(ANSWERS_PER_PHASE);
     let tally = load.finish();
     tally.assert_clean();
+    eprintln!(
+        "{args:?}: {} answers across the upgrade, none failed",
+        tally.ok()
+    );
     // The new master serves alone now, on the very socket the old one had.
     assert!(!has_exited(new), "the new master is gone");
     assert_eq!(get(pool.addr, "/").status, 200);
@@ -152,6 +156,29 @@ fn upgrade_with_locked_accept_and_threading_workers() {
         "--inner",
         "threading",
     ]);
+}
+
+#[test]
+fn an_upgraded_master_upgrades_again() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let args = ["--mixin", "preforked", "--workers", "2"];
+    let mut pool = Pool::start(&example_path("hello"), &args);
+    let load = Load::start(pool.addr);
+    load.wait_answers(ANSWERS_PER_PHASE);
+    kill(pool.pid(), "-USR2");
+    let second = pid_in(&pool.wait_for_line(0, &["is ready after"]));
+    pool.wait_exit();
+    load.wait_answers(ANSWERS_PER_PHASE);
+    // The second master was started by an upgrade; it passes the socket on the same way.
+    let mark = pool.mark();
+    kill(second, "-USR2");
+    let third = pid_in(&pool.wait_for_line(mark, &["is ready after"]));
+    assert_ne!(third, second);
+    wait_until("the second master to exit", LONG, || has_exited(second));
+    load.wait_answers(ANSWERS_PER_PHASE);
+    load.finish().assert_clean();
+    kill(third, "-TERM");
+    wait_until("the third master to stop", LONG, || has_exited(third));
 }
 
 #[test]
