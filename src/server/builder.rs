@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::handler::MakeHandler;
 use crate::mixin::MixIn;
+use crate::server::upgrade::{Wanted, take_inherited};
 use crate::server::{
     ConfigCheck, Context, DefaultHooks, Hooks, IntoBindAddr, Listener, LoopConfig, Server,
     StartError,
@@ -68,6 +69,11 @@ impl<M: MixIn> ServerBuilder<M> {
     /// ([`Listener::from_systemd`]: TCP or Unix, `LISTEN_PID` and `LISTEN_FDS` checked),
     /// so a program that takes its address from the command line is socket-activated
     /// by being given `systemd`.
+    ///
+    /// A program started again by a `Preforked` master's binary upgrade (`SIGUSR2`)
+    /// takes the socket the old master passed instead of binding, whatever the
+    /// source, provided it matches (the same Unix path; the same IP and port, port 0
+    /// matching any): see [`Preforked`](crate::Preforked)'s signal table.
     pub fn bind(mut self, addr: impl IntoBindAddr) -> Self {
         self.source = Source::Tcp(addr.into_bind_addr());
         self
@@ -133,6 +139,7 @@ impl<M: MixIn> ServerBuilder<M> {
         check.require("poll_interval", polls, "must be above zero")?;
         let listener = match self.source {
             Source::None => return Err(StartError::NoAddress),
+            source if upgrading()? => inherited(source)?,
             Source::Tcp(addr) if addr == "systemd" => {
                 Listener::from_systemd().map_err(|source| StartError::Bind { addr, source })?
             }
@@ -162,6 +169,26 @@ impl<M: MixIn> ServerBuilder<M> {
             owner_pid: std::process::id(),
         })
     }
+}
+
+/// Whether this process was started by a binary upgrade (then it listens on the
+/// socket the old master passed, see [`super::upgrade`]).
+fn upgrading() -> Result<bool, StartError> {
+    crate::sys::upgrade::take_from_environment().map_err(|source| StartError::Bind {
+        addr: "the socket passed by an upgrade".into(),
+        source,
+    })
+}
+
+/// The socket the old master passed, in place of `source`.
+fn inherited(source: Source) -> Result<Listener, StartError> {
+    let (wanted, addr) = match &source {
+        Source::Tcp(addr) => (Wanted::Tcp(addr), addr.clone()),
+        Source::Unix(path) => (Wanted::Unix(path), format!("unix:{}", path.display())),
+        Source::Listener(listener) => (Wanted::Listener(listener), "a listener".into()),
+        Source::None => return Err(StartError::NoAddress),
+    };
+    take_inherited(wanted).map_err(|source| StartError::Bind { addr, source })
 }
 
 /// Resolves `addr` and binds the first address that works.

@@ -130,12 +130,31 @@ impl Listener {
     /// closes, since the service manager made it. Every failure says which variable or
     /// fd was wrong, and closes the fds taken.
     pub fn all_from_systemd() -> io::Result<Vec<Listener>> {
+        Listener::take_passed(true)
+    }
+
+    /// The one socket a binary upgrade passed (as socket activation does), left
+    /// blocking or not as the old master has it: that flag lives on the socket both
+    /// masters share.
+    pub(crate) fn from_upgrade() -> io::Result<Listener> {
+        let mut listeners = Listener::take_passed(false)?;
+        match listeners.len() {
+            1 => Ok(listeners.remove(0)),
+            n => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("an upgrade passes one socket, not {n}"),
+            )),
+        }
+    }
+
+    /// Takes the passed fds; `make_blocking`: as a listener bound here.
+    fn take_passed(make_blocking: bool) -> io::Result<Vec<Listener>> {
         let count = passed_count()?;
         activation::take_passed_fds(count)?
             .into_iter()
             .zip(activation::FIRST_FD..)
             .map(|(fd, number)| {
-                Listener::from_passed_fd(fd).map_err(|error| {
+                Listener::from_passed_fd(fd, make_blocking).map_err(|error| {
                     io::Error::new(error.kind(), format!("passed fd {number}: {error}"))
                 })
             })
@@ -143,7 +162,7 @@ impl Listener {
     }
 
     /// Checks that an inherited fd is a listening stream socket and wraps it.
-    fn from_passed_fd(fd: OwnedFd) -> io::Result<Listener> {
+    fn from_passed_fd(fd: OwnedFd, make_blocking: bool) -> io::Result<Listener> {
         let socket = Socket::from(fd);
         let kind = socket
             .r#type()
@@ -164,7 +183,9 @@ impl Listener {
             ));
         }
         socket.set_cloexec(true)?;
-        socket.set_nonblocking(false)?;
+        if make_blocking {
+            socket.set_nonblocking(false)?;
+        }
         let local = socket.local_addr()?;
         if local.is_ipv4() || local.is_ipv6() {
             return Ok(Listener::Tcp(socket.into()));

@@ -18,6 +18,7 @@ mod hooks;
 mod listener;
 mod shutdown;
 pub(crate) mod source;
+mod upgrade;
 
 use std::io;
 use std::sync::Arc;
@@ -165,7 +166,8 @@ impl<M: MixIn> Server<M> {
 impl<M: MixIn> Drop for Server<M> {
     fn drop(&mut self) {
         self.mixin.server_close(&self.ctx);
-        if std::process::id() == self.owner_pid {
+        // A socket file another master serves now (a binary upgrade) stays.
+        if std::process::id() == self.owner_pid && !crate::sys::upgrade::listener_shared() {
             if let Some(path) = self.ctx.listener().socket_file() {
                 let _ = std::fs::remove_file(path);
             }

@@ -39,8 +39,13 @@ struct Gate {
 }
 
 impl Gate {
+    /// Shuts the listener down, unless another master shares it (a binary upgrade):
+    /// that would stop it for both.
     fn close(&self) {
-        if std::process::id() == self.owner && !self.closed.swap(true, Ordering::SeqCst) {
+        if std::process::id() == self.owner
+            && !crate::sys::upgrade::listener_shared()
+            && !self.closed.swap(true, Ordering::SeqCst)
+        {
             if let Err(e) = accept::stop_listening(self.listener) {
                 log::warn!("cannot stop listening at shutdown: {e}");
             }

@@ -5,6 +5,7 @@
 pub(crate) mod accept;
 pub(crate) mod activation;
 pub(crate) mod drain_signal;
+pub(crate) mod exec;
 pub(crate) mod fd_passing;
 pub(crate) mod fork;
 pub(crate) mod open_beneath;
@@ -15,6 +16,7 @@ pub(crate) mod shared_memory;
 pub(crate) mod signal;
 pub(crate) mod stack_guard;
 pub(crate) mod tcp_info;
+pub(crate) mod upgrade;
 pub(crate) mod wake_signal;
 pub(crate) mod worker_process;
 

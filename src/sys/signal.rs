@@ -22,13 +22,14 @@ static PENDING: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 static INTERRUPTS: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
 
 /// The signals the crate's loops act on.
-pub(crate) const HANDLED: [Signal; 7] = [
+pub(crate) const HANDLED: [Signal; 8] = [
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGQUIT,
     Signal::SIGHUP,
     Signal::SIGTTIN,
     Signal::SIGTTOU,
+    Signal::SIGUSR2,
     Signal::SIGCHLD,
 ];
 

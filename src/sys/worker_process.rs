@@ -63,8 +63,8 @@ pub(crate) const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, S
 /// In a fresh worker: SIGTERM and a first SIGINT ask a graceful stop, a second SIGINT
 /// or SIGQUIT a fast one, each
 /// interrupting blocking calls (`EINTR`) and poking `wake_fd`; the master's own
-/// signals (SIGHUP, SIGTTIN, SIGTTOU), sent to a whole process group by a terminal,
-/// are ignored. The parent-death signal is SIGTERM; a master that died before that
+/// signals (SIGHUP, SIGTTIN, SIGTTOU, SIGUSR2), sent to a whole process group by a
+/// terminal or `kill -- -PGID`, are ignored. The parent-death signal is SIGTERM; a master that died before that
 /// was set is caught by comparing `getppid` with `master`.
 pub(crate) fn install(wake_fd: RawFd, master: u32) -> io::Result<()> {
     WAKE_FD.store(wake_fd, Ordering::SeqCst);
@@ -81,7 +81,12 @@ pub(crate) fn install(wake_fd: RawFd, master: u32) -> io::Result<()> {
         // SAFETY: the handler only touches atomics and write(2).
         unsafe { sigaction(signal, &stop) }?;
     }
-    for signal in [Signal::SIGHUP, Signal::SIGTTIN, Signal::SIGTTOU] {
+    for signal in [
+        Signal::SIGHUP,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+        Signal::SIGUSR2,
+    ] {
         // SAFETY: SIG_IGN installs no handler.
         unsafe { sigaction(signal, &ignore) }?;
     }

@@ -1,6 +1,6 @@
 //! The master's loop: one thread, one mio `Poll` for the wake-up pipe (signals and
 //! shutdown requests), the listener (when the master accepts), each worker's control
-//! socket and the hub. It never runs a handler.
+//! socket, the hub, and a binary upgrade's readiness pipe. It never runs a handler.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -13,12 +13,14 @@ use nix::sys::signal::Signal;
 
 use super::dispatch::Dispatcher;
 use super::pool::{CONTROL_BASE, Pool, WorkerPlan};
+use super::upgrade::{Progress, REPORT, Upgrade};
 use super::{Accept, Preforked};
 use crate::server::Context;
 use crate::server::source::worker::message;
 use crate::sync::hub::HubServer;
+use crate::sys::exec::Program;
 use crate::sys::fork::{self, SingleThreaded};
-use crate::sys::signal;
+use crate::sys::{signal, upgrade};
 
 const WAKE: Token = Token(0);
 const LISTENER: Token = Token(1);
@@ -52,13 +54,23 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     // The inner model moves into the plan the workers are forked with, and back.
     let plan = WorkerPlan::new(model, ctx)?;
     let master_accepts = matches!(model.accept, Accept::Passed(_) | Accept::ReusePort);
+    if upgrade::awaiting_ready() {
+        super::upgrade::same_accept_class(ctx, master_accepts)?;
+    }
     // O_NONBLOCK is shared by every copy of the listener: set it once, for the run.
     ctx.listener().set_nonblocking(master_accepts)?;
+    // Mapped before any fork, so workers see whether the listener is shared.
+    upgrade::prepare();
     let mut hub = HubServer::bind(Arc::clone(ctx.scope()))?;
     let mut poll = Poll::new()?;
     let _signals = signal::register(
         ctx.shutdown.signal_fd(),
-        &[Signal::SIGHUP, Signal::SIGTTIN, Signal::SIGTTOU],
+        &[
+            Signal::SIGHUP,
+            Signal::SIGTTIN,
+            Signal::SIGTTOU,
+            Signal::SIGUSR2,
+        ],
     )?;
     let mut own_fds = vec![poll.as_raw_fd()];
     if master_accepts {
@@ -78,6 +90,9 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
         listener_pending: false,
         grow_asked: false,
         phase: Phase::Serving,
+        program: Program::capture(),
+        upgrade: None,
+        upgrade_timeout: super::upgrade::timeout(model.upgrade_timeout),
     };
     let result = master.serve(&mut poll, &mut hub);
     master.pool.kill_all(&master.plan.board, poll.registry());
@@ -104,6 +119,12 @@ struct Master<'a> {
     /// A worker took the last idle slot.
     grow_asked: bool,
     phase: Phase,
+    /// How to start this program again (SIGUSR2), captured at start.
+    program: io::Result<Program>,
+    /// A binary upgrade in progress.
+    upgrade: Option<Upgrade>,
+    /// How long a new master may take to report ready.
+    upgrade_timeout: Duration,
 }
 
 impl Master<'_> {
@@ -127,8 +148,12 @@ impl Master<'_> {
             }
             for event in events.iter() {
                 match event.token() {
-                    WAKE => self.on_wake(),
+                    WAKE => self.on_wake(&registry),
                     LISTENER => self.listener_pending = true,
+                    REPORT => {
+                        let progress = self.upgrade.as_mut().map(|u| u.on_report(&registry));
+                        self.upgrade_progress(progress);
+                    }
                     Token(t)
                         if (CONTROL_BASE..CONTROL_BASE + self.pool.workers.len()).contains(&t) =>
                     {
@@ -145,6 +170,9 @@ impl Master<'_> {
             for slot in self.pool.reap(&self.plan.board, &registry) {
                 self.dispatcher.forget(slot);
             }
+            let timeout = self.upgrade_timeout;
+            let progress = self.upgrade.as_mut().map(|u| u.tend(&registry, timeout));
+            self.upgrade_progress(progress);
             if self.ctx.is_shutting_down() && self.phase == Phase::Serving {
                 self.begin_drain(&registry);
             }
@@ -158,6 +186,14 @@ impl Master<'_> {
                     self.grow_asked = false;
                     let free = self.passed_free();
                     self.pool.maintain(self.ctx, &self.plan, &registry, free)?;
+                    if upgrade::awaiting_ready() && self.pool.all_serving(&self.plan.board) {
+                        log::info!(
+                            "preforked: master {} started by an upgrade serves; telling the \
+                             old master",
+                            std::process::id()
+                        );
+                        upgrade::report_ready();
+                    }
                     self.ctx.service_actions();
                 }
                 Phase::Draining { since, answered } => {
@@ -198,13 +234,20 @@ impl Master<'_> {
     }
 
     /// Signals and shutdown requests.
-    fn on_wake(&mut self) {
+    fn on_wake(&mut self, registry: &Registry) {
         self.ctx.shutdown.clear_wakeups();
         self.ctx.shutdown.take_stop_signals();
+        let fd = self.ctx.shutdown.signal_fd();
+        if signal::take(fd, Signal::SIGUSR2) {
+            if self.phase != Phase::Serving || self.ctx.is_shutting_down() {
+                log::warn!("preforked: SIGUSR2 ignored: this master is stopping");
+            } else {
+                self.begin_upgrade(registry);
+            }
+        }
         if self.phase != Phase::Serving {
             return;
         }
-        let fd = self.ctx.shutdown.signal_fd();
         if signal::take(fd, Signal::SIGHUP) {
             log::info!("preforked: SIGHUP, replacing every worker");
             self.pool.stop_all(&self.plan);
@@ -229,6 +272,56 @@ impl Master<'_> {
                 self.pool.stop(slot, &self.plan);
                 self.forget_stopped();
             }
+        }
+    }
+
+    /// SIGUSR2: starts the program again on the same listener (unless an upgrade is
+    /// under way, or the accept mode cannot hand its connections over).
+    fn begin_upgrade(&mut self, registry: &Registry) {
+        if let Some(upgrade) = &self.upgrade {
+            let what = if upgrade.is_stopping() {
+                "the failed new master is still stopping"
+            } else {
+                "an upgrade is in progress"
+            };
+            log::warn!(
+                "preforked: SIGUSR2 ignored: {what} (new master pid {})",
+                upgrade.pid()
+            );
+            return;
+        }
+        if self.plan.accept == Accept::ReusePort {
+            log::warn!(
+                "preforked: SIGUSR2 ignored: Accept::ReusePort cannot be upgraded without \
+                 dropping connections (each worker's own SO_REUSEPORT queue is reset when it \
+                 closes, unless net.ipv4.tcp_migrate_req=1); use Shared, Locked or Passed, \
+                 or restart"
+            );
+            return;
+        }
+        let started = match &self.program {
+            Ok(program) => Upgrade::start(program, self.ctx.listener_fd(), registry),
+            Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+        };
+        match started {
+            Ok(upgrade) => self.upgrade = Some(upgrade),
+            Err(error) => log::warn!(
+                "preforked: upgrade failed: cannot start the new binary: {error}; this \
+                 master serves on"
+            ),
+        }
+    }
+
+    /// Acts on what an upgrade's look found.
+    fn upgrade_progress(&mut self, progress: Option<Progress>) {
+        match progress {
+            Some(Progress::Ready) => {
+                self.upgrade = None;
+                // The listener stays marked shared: this master never shuts it now.
+                self.ctx.shutdown.request();
+            }
+            Some(Progress::Failed) => self.upgrade = None,
+            Some(Progress::Pending) | None => {}
         }
     }
 
@@ -324,6 +417,13 @@ impl Master<'_> {
 
     /// Graceful shutdown: stop accepting and ask every worker to finish.
     fn begin_drain(&mut self, registry: &Registry) {
+        if let Some(upgrade) = self.upgrade.as_ref().filter(|u| !u.is_stopping()) {
+            log::warn!(
+                "preforked: stopping while the new master (pid {}) starts: it is left to run \
+                 on its own",
+                upgrade.pid()
+            );
+        }
         self.ctx.shutdown.begin_drain();
         if self.master_accepts {
             let fd = self.ctx.listener_fd();

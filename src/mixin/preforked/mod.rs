@@ -8,6 +8,7 @@
 //! - `pool.rs` — the worker table: spawn, reap, respawn with back-off, growth,
 //!   heartbeat, graceful replacement;
 //! - `dispatch.rs` — `Accept::Passed`: which ready worker gets the next connection;
+//! - `upgrade.rs` — the binary upgrade (`SIGUSR2`) from the old master's side;
 //! - `worker.rs` — a worker process from fork to `_exit`: it runs the inner model's
 //!   own `serve_forever` over the worker's share of the connections
 //!   ([`source::worker`](crate::server::source::worker)).
@@ -18,6 +19,7 @@ mod dispatch;
 mod master;
 mod plan;
 mod pool;
+mod upgrade;
 mod worker;
 
 use std::io;
@@ -106,6 +108,39 @@ pub enum Dispatch {
 /// | SIGQUIT | fast: kill the workers and exit |
 /// | SIGHUP | replace every worker: new ones start, old ones finish what they hold and exit; a wait they hold stays until the next notify releases it (or is answered `503` just before the shutdown timeout) |
 /// | SIGTTIN / SIGTTOU | one worker more / less (an idle worker that holds no waiter is retired first; a retired worker keeps its waiters as on SIGHUP) |
+/// | SIGUSR2 | upgrade the binary: start it again on the same listening socket; once the new master's workers serve, drain as on SIGTERM (pending waiters get `503`) and exit — see below |
+///
+/// nginx's master reads TERM/INT as fast and QUIT as graceful, HUP as "reload the
+/// configuration", and leaves the old master running after USR2 until told (WINCH,
+/// QUIT); gunicorn's arbiter reads TERM as graceful, INT/QUIT as quick, and also has
+/// TTIN/TTOU and USR2 (then TERM to the old master). Here the old master goes by
+/// itself once the new one is ready. WINCH and USR1 are not handled.
+///
+/// **Binary upgrade (SIGUSR2).** The master starts `argv[0]` again — resolved as a
+/// shell would (a path, relative to the directory the process started in, or a name
+/// on `PATH`) at each upgrade, so a binary installed over the old file is the one that
+/// runs (`/proc/self/exe` would name the old, deleted one) — with the same arguments
+/// and environment, the listening socket on fd 3 (`LISTEN_FDS=1`, `LISTEN_PID`: the
+/// systemd convention) and a readiness pipe's write end on fd 4
+/// (`MIXSERVE_UPGRADE_READY_FD=4`); every other fd is close-on-exec. In the new
+/// process, [`ServerBuilder::build`](crate::ServerBuilder::build) takes the passed
+/// socket instead of binding, provided it matches what the program asks for (the same
+/// Unix path; the same IP and port, port 0 matching any). The new master writes
+/// "ready" once every one of its workers serves; the old master then drains and
+/// exits. While the socket is shared neither master shuts it down (which would stop it
+/// for both) nor removes its socket file, and the old master's workers close their
+/// copies without touching it: no connection is refused or reset during the overlap.
+/// A new binary that cannot be executed, exits, or is not ready within
+/// [`upgrade_timeout`](Preforked::upgrade_timeout) is stopped (SIGTERM, SIGKILL 10 s
+/// later) and reaped, the failure is logged, and the old master serves on. The new
+/// master is the old one's child, never in its worker table: no stop or kill meant for
+/// the workers reaches it. A second SIGUSR2 during an upgrade is ignored (logged). The
+/// new binary must use the same kind of accept mode — workers accept
+/// ([`Accept::Shared`], [`Accept::Locked`]) or the master does ([`Accept::Passed`]) —
+/// since the listener's blocking flag is shared by both masters; it refuses to start
+/// otherwise. [`Accept::ReusePort`] refuses SIGUSR2 (logged): each worker's own
+/// `SO_REUSEPORT` queue is reset when the worker closes it, unless
+/// `net.ipv4.tcp_migrate_req=1`.
 ///
 /// One worker is always kept free of shared-object waits: when `max_workers` workers
 /// could all block in `/wait`, the last free one answers further waits with `503`.
@@ -172,6 +207,8 @@ pub struct Preforked {
     max_requests_jitter: u64,
     /// A worker silent this long is killed.
     heartbeat_timeout: Duration,
+    /// A new master started by `SIGUSR2` not ready within this is stopped.
+    upgrade_timeout: Duration,
     /// Per-worker counters and states, shared with the workers (`None` if the
     /// mapping failed: the model then refuses to start).
     board: Option<Arc<Scoreboard>>,
@@ -200,6 +237,10 @@ settings!(Preforked {
     fn inner(inner: impl MixIn) { inner = Box::new(inner) }
     /// Sets how long a worker may stay silent before it is killed as hung.
     fn heartbeat_timeout(timeout: Duration) { heartbeat_timeout = timeout }
+    /// Sets how long a new master started by `SIGUSR2` may take to report that its
+    /// workers serve before it is stopped and this master serves on (default
+    /// [`DEFAULT_UPGRADE_TIMEOUT`](Preforked::DEFAULT_UPGRADE_TIMEOUT)).
+    fn upgrade_timeout(timeout: Duration) { upgrade_timeout = timeout }
 });
 
 impl Preforked {
@@ -211,6 +252,8 @@ impl Preforked {
     pub const MAX_WORKERS: usize = 512;
     /// Default heartbeat timeout.
     pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default time a new master started by `SIGUSR2` has to get ready.
+    pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
 
     /// A pool of [`DEFAULT_WORKERS`](Self::DEFAULT_WORKERS) iterative workers, each
     /// blocking in `accept` on the shared listener ([`Accept::Shared`]).
@@ -227,6 +270,7 @@ impl Preforked {
             max_requests: None,
             max_requests_jitter: 0,
             heartbeat_timeout: Preforked::DEFAULT_HEARTBEAT_TIMEOUT,
+            upgrade_timeout: Preforked::DEFAULT_UPGRADE_TIMEOUT,
             board,
         }
     }

@@ -113,6 +113,14 @@ impl Pool {
             .count()
     }
 
+    /// Whether the pool is at its size and every worker in it serves (none starting).
+    pub(super) fn all_serving(&self, board: &Scoreboard) -> bool {
+        self.active() >= self.target
+            && self
+                .active_slots()
+                .all(|slot| matches!(board.state(slot), SlotState::Idle | SlotState::Busy))
+    }
+
     /// Active workers that are free to take a connection (or about to be).
     fn free(&self, board: &Scoreboard) -> usize {
         self.active_slots()

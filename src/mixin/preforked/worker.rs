@@ -98,8 +98,11 @@ fn serve(
 /// follows closes idle keep-alive connections and finishes the requests in hand.
 /// (Workers that take passed fds never held the listener; a worker's own
 /// `SO_REUSEPORT` listener closes when it exits.)
+/// A listener shared with another master (a binary upgrade) is left alone: the other
+/// serves it.
 fn stop_listening(ctx: &Context, seat: &WorkerSeat) {
-    if matches!(seat.way, Way::Shared | Way::Locked(_)) {
+    let shared = crate::sys::upgrade::listener_shared();
+    if matches!(seat.way, Way::Shared | Way::Locked(_)) && !shared {
         let (fd, how) = (ctx.listener_fd(), nix::sys::socket::Shutdown::Read);
         if let Err(error) = nix::sys::socket::shutdown(fd, how) {
             log::debug!("preforked worker: shutting the listener down: {error}");

@@ -16,6 +16,9 @@ use crate::rt::{self, Interest, Runtime, RuntimeConfig, RuntimeHandle};
 use crate::server::Context;
 use crate::server::source::Source;
 
+/// How often a stopped accept loop looks for connections its feeder still hands over.
+const LEFTOVER_RECHECK: Duration = Duration::from_millis(10);
+
 /// What every loop of one `Scheduled` server shares.
 #[derive(Debug)]
 pub(super) struct Settings {
@@ -69,7 +72,7 @@ fn accept_loop(
     };
     let mut next_id = 0u64;
     while !stop.get() {
-        let Some(mut conn) = source.try_next() else {
+        let Some(conn) = source.try_next() else {
             // A connection refused for want of fds leaves the rest of the backlog
             // queued with no new edge to wake us: look before waiting, and go straight
             // on (no pause per refusal).
@@ -88,31 +91,56 @@ fn accept_loop(
                 }
             }
         };
-        if counters.live.load(Ordering::SeqCst) >= max_connections {
-            counters.refused.fetch_add(1, Ordering::Relaxed);
-            ctx.count(crate::status::Counter::Refused);
-            log::debug!("scheduled: at {max_connections} connections, refusing one");
-            continue;
+        start_connection(ctx, conn, sockets, max_connections, counters, &mut next_id);
+    }
+    // What was handed over before the stop is served too: a preforked worker's feeder
+    // queues the connections it took, then the worker's leftovers, before it ends
+    // (dropped unserved, they would be reset).
+    loop {
+        let feeding = source.feeding();
+        while let Some(conn) = source.leftover() {
+            start_connection(ctx, conn, sockets, max_connections, counters, &mut next_id);
         }
-        let id = next_id;
-        next_id += 1;
-        let tracked = Tracked::start(id, conn.as_raw_fd(), sockets, counters);
-        let served = {
-            let ctx = Arc::clone(ctx);
-            move || {
-                // Declared after `conn`, so dropped (untracked) before the socket closes,
-                // on a normal end and on a panic's unwind alike.
-                let _tracked = tracked;
-                ctx.serve_connection(&mut conn);
-            }
-        };
-        if let Err(e) = rt::spawn(served) {
-            counters.refused.fetch_add(1, Ordering::Relaxed);
-            ctx.count(crate::status::Counter::Refused);
-            log::warn!("scheduled: refusing a connection: {e}");
+        if !feeding {
+            break;
         }
+        rt::sleep(LEFTOVER_RECHECK);
     }
     rt::forget_fd(ready_fd);
+}
+
+/// Gives `conn` a coroutine, or closes it at once past the cap (counted as refused).
+fn start_connection(
+    ctx: &Arc<Context>,
+    mut conn: crate::conn::Conn,
+    sockets: &LiveSockets,
+    max_connections: usize,
+    counters: &Arc<Counters>,
+    next_id: &mut u64,
+) {
+    if counters.live.load(Ordering::SeqCst) >= max_connections {
+        counters.refused.fetch_add(1, Ordering::Relaxed);
+        ctx.count(crate::status::Counter::Refused);
+        log::debug!("scheduled: at {max_connections} connections, refusing one");
+        return;
+    }
+    let id = *next_id;
+    *next_id += 1;
+    let tracked = Tracked::start(id, conn.as_raw_fd(), sockets, counters);
+    let served = {
+        let ctx = Arc::clone(ctx);
+        move || {
+            // Declared after `conn`, so dropped (untracked) before the socket closes,
+            // on a normal end and on a panic's unwind alike.
+            let _tracked = tracked;
+            ctx.serve_connection(&mut conn);
+        }
+    };
+    if let Err(e) = rt::spawn(served) {
+        counters.refused.fetch_add(1, Ordering::Relaxed);
+        ctx.count(crate::status::Counter::Refused);
+        log::warn!("scheduled: refusing a connection: {e}");
+    }
 }
 
 /// A connection counted live and tracked for shutdown until dropped.

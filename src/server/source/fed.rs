@@ -69,6 +69,14 @@ impl Fed {
         conn
     }
 
+    /// Whether the feeder still runs (it may queue more: what it took before the
+    /// stop, then the worker's leftovers).
+    pub(crate) fn feeding(&self) -> bool {
+        lock(&self.feeder)
+            .as_ref()
+            .is_some_and(|feeder| !feeder.is_finished())
+    }
+
     pub(crate) fn ready_fd(&self) -> RawFd {
         self.inbox.ready.read_fd()
     }

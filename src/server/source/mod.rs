@@ -181,6 +181,15 @@ impl Source {
         .and_then(|conn| self.admit(conn))
     }
 
+    /// Whether a hand-over source may still queue connections after the stop (its
+    /// feeder thread runs): the consumer serves them as [`leftover`](Self::leftover)s.
+    pub(crate) fn feeding(&self) -> bool {
+        match &self.flavor {
+            Flavor::Fed(fed) => fed.feeding(),
+            Flavor::Worker(_) | Flavor::Listener(_) => false,
+        }
+    }
+
     /// Starts the drain on the hub: answers the waits it holds for children.
     pub(crate) fn close_hub_waiters(&self) {
         if let Flavor::Listener(Some(hub)) = &self.flavor {

@@ -1,0 +1,136 @@
+//! A binary upgrade as each process sees it: the new master's readiness pipe (named by
+//! [`READY_FD_VAR`] in its environment), and the flag that says the listening socket is
+//! shared with another master right now.
+//!
+//! While two masters hold one listening socket, neither may `shutdown` it (that stops
+//! it for both: a graceful stop's "refuse new connects", a worker's reaction to its
+//! master's death) nor remove its Unix socket file. The flag lives in memory shared
+//! with the workers forked afterwards, so an orphaned worker reads it too.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use super::fork;
+use super::shared_memory::SharedWords;
+
+/// The variable that marks a process started by an upgrade; its value is the fd of
+/// the readiness pipe's write end.
+pub(crate) const READY_FD_VAR: &str = "MIXSERVE_UPGRADE_READY_FD";
+/// The byte a new master writes when it serves.
+pub(crate) const REPORT_READY: u8 = b'r';
+
+/// The readiness pipe of a process started by an upgrade, until it reports (-1: none).
+static READY: AtomicI32 = AtomicI32::new(-1);
+/// One shared word: non-zero while the listener is shared with another master.
+static SHARED: OnceLock<Option<SharedWords>> = OnceLock::new();
+
+fn flag() -> Option<&'static SharedWords> {
+    SHARED.get_or_init(|| SharedWords::new(1).ok()).as_ref()
+}
+
+/// Maps the shared flag now (before any worker is forked), so every worker sees it.
+pub(crate) fn prepare() {
+    let _ = flag();
+}
+
+/// Marks the listening socket as shared with another master (or no longer).
+pub(crate) fn set_listener_shared(shared: bool) {
+    if let Some(words) = flag() {
+        words.words()[0].store(u64::from(shared), Ordering::SeqCst);
+    }
+}
+
+/// True while the listening socket is shared with another master: do not shut it down
+/// nor remove its socket file.
+pub(crate) fn listener_shared() -> bool {
+    SHARED
+        .get()
+        .and_then(Option::as_ref)
+        .is_some_and(|words| words.words()[0].load(Ordering::SeqCst) != 0)
+}
+
+/// In a process started by an upgrade: takes the readiness pipe its environment
+/// names (and removes the variable), marks the listener shared until
+/// [`report_ready`]. `Ok(false)` when the process was not started so.
+pub(crate) fn take_from_environment() -> io::Result<bool> {
+    let Some(value) = std::env::var_os(READY_FD_VAR) else {
+        return Ok(false);
+    };
+    if fork::thread_count() == Some(1) {
+        // SAFETY: only this thread runs (checked just above), so nothing reads the
+        // environment while it changes.
+        unsafe { std::env::remove_var(READY_FD_VAR) };
+    }
+    let fd: RawFd = value
+        .to_str()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&fd| fd > 2)
+        .ok_or_else(|| io::Error::other(format!("{READY_FD_VAR}={value:?} is not an fd")))?;
+    // SAFETY: F_GETFD/F_SETFD only read and set the fd's close-on-exec flag; an fd
+    // that is not open gives EBADF.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        let error = io::Error::last_os_error();
+        return Err(io::Error::other(format!("{READY_FD_VAR}={fd}: {error}")));
+    }
+    if READY
+        .compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return Err(io::Error::other(
+            "the upgrade's readiness pipe was taken already",
+        ));
+    }
+    fork::close_in_child(fd);
+    set_listener_shared(true);
+    Ok(true)
+}
+
+/// True in a process started by an upgrade that has not reported ready yet.
+pub(crate) fn awaiting_ready() -> bool {
+    READY.load(Ordering::SeqCst) >= 0
+}
+
+/// Tells the old master that this one serves (once): the listener is this process's
+/// alone from now on. A gone old master is not an error.
+pub(crate) fn report_ready() {
+    let fd = READY.swap(-1, Ordering::SeqCst);
+    if fd < 0 {
+        return;
+    }
+    set_listener_shared(false);
+    let byte = [REPORT_READY];
+    // SAFETY: `fd` is the pipe this process took from its environment and owns alone;
+    // it is written once and closed here, never used again.
+    unsafe {
+        libc::write(fd, byte.as_ptr().cast(), 1);
+        libc::close(fd);
+    }
+    fork::forget_in_child(fd);
+}
+
+/// Whether `fd` (the caller's) has `O_NONBLOCK` set on its open file description.
+pub(crate) fn is_nonblocking(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: F_GETFL only reads the flags of the caller's fd.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flags & libc::O_NONBLOCK != 0)
+}
+
+/// Reaps `pid` (a child this process started itself) if it exited: its exit code, or
+/// `128 + signal`.
+pub(crate) fn reap(pid: nix::unistd::Pid) -> Option<i32> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    loop {
+        return match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => Some(128 + signal as i32),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => Some(-1),
+            Ok(_) => None,
+        };
+    }
+}
