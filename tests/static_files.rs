@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 
+use mixserve::http::HttpHandler;
+use mixserve::http::Request;
 use mixserve::http::files::{ResolveError, StaticFiles, resolve};
 use util::{ServerProcess, connect, read_reply};
 
@@ -172,6 +174,41 @@ fn open_follows_links_inside_and_refuses_links_out() {
         Err(ResolveError::NotFound)
     );
     assert_eq!(files.open("a.txt").map(|_| ()), Err(ResolveError::BadPath));
+}
+
+/// A directory's `index.html` is found through links too (a link to the root, a
+/// directory link, an `index.html` that is itself a link), but not out of the root; a
+/// FIFO or a directory named `index.html` is no file to serve (`404`, without blocking).
+#[test]
+fn open_finds_index_html_through_links_and_serves_only_files() {
+    let tree = Tree::new("index-links");
+    let root = tree.root();
+    symlink(".", root.join("here")).unwrap();
+    symlink("../index.html", root.join("sub/index.html")).unwrap();
+    std::fs::create_dir_all(root.join("leaky")).unwrap();
+    symlink("../../secret.txt", root.join("leaky/index.html")).unwrap();
+    std::fs::create_dir_all(root.join("odd/index.html")).unwrap();
+    nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let files = StaticFiles::new(&root).unwrap();
+    for (path, name) in [
+        ("/here", "here/index.html"),
+        ("/here/here/", "here/here/index.html"),
+        ("/sub-link", "sub-link/index.html"),
+        ("/sub/", "sub/index.html"),
+    ] {
+        let (mut file, found) = files.open(path).expect(path);
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!((text.as_str(), found), ("<p>home</p>", PathBuf::from(name)));
+    }
+    assert_eq!(
+        files.open("/leaky").map(|_| ()),
+        Err(ResolveError::Forbidden)
+    );
+    for path in ["/fifo", "/odd", "/odd/index.html"] {
+        let mut req = Request::new("GET", path);
+        assert_eq!(files.handle(&mut req).status_code(), 404, "{path}");
+    }
 }
 
 /// Sends `raw` on a fresh connection and reads everything until the server closes.

@@ -247,6 +247,10 @@ pub struct StaticFiles {
 
 impl StaticFiles {
     /// Serves the files under `root`. Fails when `root` is not an existing directory.
+    ///
+    /// The directory is opened here and files are looked up beneath that open
+    /// directory (and its clones share it): a directory renamed into `root`'s place
+    /// later is not seen — make a new `StaticFiles` (a restart) to serve it.
     pub fn new(root: impl AsRef<Path>) -> io::Result<StaticFiles> {
         let root = root.as_ref().canonicalize()?;
         let dir = File::open(&root)?;

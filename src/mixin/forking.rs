@@ -34,7 +34,9 @@ use crate::sys::fork::{self, Forked, SingleThreaded};
 ///
 /// Each child counts its [live status](crate::status) gauges (in flight, waiting) in a
 /// slot of its own, which the parent empties when it reaps the child: a child killed
-/// mid-request leaves nothing counted.
+/// mid-request leaves nothing counted. (There are at most 65 536 slots: with a higher
+/// `max_children`, the children beyond them count together, and such a child killed
+/// mid-request leaves its gauges raised.)
 #[derive(Debug)]
 pub struct Forking {
     /// At most this many children at once.

@@ -61,8 +61,11 @@ impl ExtraModels {
     ///
     /// # Panics
     ///
-    /// If `name` is one of the built-in [`MODEL_NAMES`]: those always mean the
-    /// built-in model, so the extra one could never be chosen.
+    /// When the extra model could never be chosen: if `name` is one of the built-in
+    /// [`MODEL_NAMES`] (those always mean the built-in model), or a name the compact
+    /// form (`--mixin NAME:...`, `inner=NAME`) cannot carry — empty, with a `:` or `,`,
+    /// or with white space at either end. Both are mistakes in the program, not in its
+    /// input: the names are the program's own.
     pub fn with<M, F>(mut self, name: impl Into<String>, make: F) -> ExtraModels
     where
         M: MixIn,
@@ -72,6 +75,11 @@ impl ExtraModels {
         assert!(
             !MODEL_NAMES.contains(&name.as_str()),
             "ExtraModels::with: {name:?} is a built-in model's name; choose another"
+        );
+        assert!(
+            !name.is_empty() && !name.contains([':', ',']) && name.trim() == name,
+            "ExtraModels::with: {name:?} cannot be chosen by name (empty, a ':' or ',', \
+             or white space at an end); choose another"
         );
         self.models.retain(|(known, _)| *known != name);
         self.models

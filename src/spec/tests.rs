@@ -238,6 +238,21 @@ fn an_extra_model_may_not_take_a_built_in_name() {
     let _ = ExtraModels::new().with("threading", || Own);
 }
 
+/// A name `--mixin NAME` or `inner=NAME` could never carry (it would be cut at the `:`
+/// or `,`, or trimmed) is refused as a built-in one is: the model could not be chosen.
+#[test]
+fn an_extra_model_needs_a_name_the_compact_form_can_carry() {
+    for name in ["", "my:model", "a,b", " own", "own\t"] {
+        let added = std::panic::catch_unwind(|| ExtraModels::new().with(name, || Own));
+        assert!(added.is_err(), "{name:?} was accepted");
+    }
+    let extra = ExtraModels::new().with("my-own_2.0", || Own);
+    let spec: ModelSpec = ModelSpec::parse_unchecked("preforked: inner = my-own_2.0").unwrap();
+    assert_eq!(spec.build_with(&extra).unwrap().mixin.name(), "preforked");
+    let spec = ModelSpec::parse_unchecked(" my-own_2.0 ").unwrap();
+    assert_eq!(spec.build_with(&extra).unwrap().mixin.name(), "own");
+}
+
 #[cfg(feature = "clap")]
 mod args {
     use clap::{CommandFactory, Parser};

@@ -48,6 +48,10 @@ pub(crate) enum Counter {
 /// Gauges per `Forking` child slot: in flight, waiters.
 const SLOT_WORDS: usize = 2;
 
+/// At most this many `Forking` child slots (1 MiB): children beyond them (a
+/// `max_children` past it) count in row 0.
+const MAX_CHILD_SLOTS: usize = 1 << 16;
+
 /// The `Forking` child slot of this process (`NO_SLOT` outside such a child).
 static CHILD_SLOT: AtomicUsize = AtomicUsize::new(NO_SLOT);
 const NO_SLOT: usize = usize::MAX;
@@ -117,18 +121,18 @@ impl StatusBoard {
         match in_slot {
             Some((index, slots)) if slot != NO_SLOT => slots
                 .words()
-                .get(slot * SLOT_WORDS + index)
+                .get(slot.saturating_mul(SLOT_WORDS).saturating_add(index))
                 .unwrap_or_else(|| self.word(row, counter)),
             _ => self.word(row, counter),
         }
     }
 
-    /// Maps one slot of gauges per `Forking` child, `slots` of them; call it in the
-    /// parent before it forks. Returns how many slots there are (a second call keeps
-    /// the first mapping).
+    /// Maps one slot of gauges per `Forking` child, `slots` of them but at most
+    /// `MAX_CHILD_SLOTS`; call it in the parent before it forks. Returns how many slots
+    /// there are (a second call keeps the first mapping).
     pub(crate) fn map_child_slots(&self, slots: usize) -> io::Result<usize> {
         if self.children.get().is_none() {
-            let words = SharedWords::new(slots * SLOT_WORDS)?;
+            let words = SharedWords::new(slots.min(MAX_CHILD_SLOTS) * SLOT_WORDS)?;
             let _ = self.children.set(words);
         }
         Ok(self
@@ -141,7 +145,8 @@ impl StatusBoard {
     /// reaped (whatever it still held is given back).
     pub(crate) fn clear_child_slot(&self, slot: usize) {
         let words = self.children.get().map_or(&[][..], SharedWords::words);
-        for word in words.iter().skip(slot * SLOT_WORDS).take(SLOT_WORDS) {
+        let first = slot.saturating_mul(SLOT_WORDS);
+        for word in words.iter().skip(first).take(SLOT_WORDS) {
             word.store(0, Ordering::Relaxed);
         }
     }
@@ -177,5 +182,39 @@ fn slot_index(row: usize, counter: Counter) -> Option<usize> {
         (0, Counter::InFlight) => Some(0),
         (0, Counter::Waiters) => Some(1),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Forking::max_children(usize::MAX)` (no limit) must not overflow the mapping's
+    /// size nor allocate a slot per possible child: the slots stop at a bound.
+    #[test]
+    fn child_slots_are_bounded() {
+        let board = StatusBoard::new().unwrap();
+        let slots = board.map_child_slots(usize::MAX).unwrap();
+        assert!((1..=MAX_CHILD_SLOTS).contains(&slots), "{slots}");
+        board.clear_child_slot(slots - 1);
+        board.clear_child_slot(usize::MAX);
+        assert_eq!(board.get(0, Counter::InFlight), 0);
+    }
+
+    /// A slot's gauges count in row 0 until the slot is emptied.
+    #[test]
+    fn row_zero_sums_the_child_slots() {
+        let board = StatusBoard::new().unwrap();
+        assert_eq!(board.map_child_slots(3).unwrap(), 3);
+        let slots = board.children.get().unwrap().words();
+        slots[2 * SLOT_WORDS].store(4, Ordering::Relaxed);
+        slots[SLOT_WORDS + 1].store(2, Ordering::Relaxed);
+        board.add(0, Counter::InFlight, 1);
+        assert_eq!(board.get(0, Counter::InFlight), 5);
+        assert_eq!(board.get(0, Counter::Waiters), 2);
+        board.clear_child_slot(2);
+        board.clear_child_slot(1);
+        assert_eq!(board.get(0, Counter::InFlight), 1);
+        assert_eq!(board.get(0, Counter::Waiters), 0);
     }
 }

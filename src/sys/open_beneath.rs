@@ -151,7 +151,7 @@ fn push_components(pending: &mut Vec<OsString>, path: &Path) {
 mod tests {
     use std::fs::File;
     use std::io::Read;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{FileTypeExt, symlink};
     use std::path::PathBuf;
 
     use super::*;
@@ -228,6 +228,115 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
         let error = open("a.txt/more").expect_err("a file is no directory");
         assert_eq!(error.raw_os_error(), Some(libc::ENOTDIR));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Links to the root, a final link to a directory, link chains at the kernel's
+    /// limit, a FIFO, a NUL byte, an over-long name: both openers answer alike.
+    fn check_edges(open: Opener, name: &str) {
+        let base = tree(name);
+        let root_path = base.join("root");
+        symlink(".", root_path.join("here")).unwrap();
+        symlink(&root_path, root_path.join("absolute-here")).unwrap();
+        symlink("../sub/./b.txt", root_path.join("sub/sideways")).unwrap();
+        symlink("self", root_path.join("self")).unwrap();
+        // chain-0 -> chain-1 -> ... -> chain-40 -> a.txt: 41 links from chain-0.
+        for i in 0..=40 {
+            symlink(
+                format!("chain-{}", i + 1),
+                root_path.join(format!("chain-{i}")),
+            )
+            .unwrap();
+        }
+        std::fs::remove_file(root_path.join("chain-40")).unwrap();
+        symlink("a.txt", root_path.join("chain-40")).unwrap();
+        nix::unistd::mkfifo(&root_path.join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        let root = File::open(&root_path).unwrap();
+        let open = |path: &[u8]| open(root.as_fd(), &root_path, Path::new(OsStr::from_bytes(path)));
+        for path in [
+            &b"here"[..],
+            b"absolute-here",
+            b"sub/../here",
+            b"dir-in/../here/.",
+        ] {
+            let dir = File::from(open(path).unwrap());
+            let same = std::fs::metadata(&root_path).unwrap();
+            let seen = dir.metadata().unwrap();
+            assert!(seen.is_dir(), "{:?}", OsStr::from_bytes(path));
+            assert_eq!(
+                std::os::unix::fs::MetadataExt::ino(&seen),
+                std::os::unix::fs::MetadataExt::ino(&same)
+            );
+        }
+        for (path, expected) in [
+            (&b"here/a.txt"[..], "a"),
+            (b"absolute-here/sub/b.txt", "b"),
+            (b"here/dir-in/up-in", "a"),
+            (b"sub/sideways", "b"),
+            (b"chain-1", "a"),
+        ] {
+            assert_eq!(read(open(path).unwrap()), expected);
+        }
+        let error = open(b"chain-0").expect_err("41 links");
+        assert_eq!(error.raw_os_error(), Some(libc::ELOOP));
+        let error = open(b"self/a.txt").expect_err("a link to itself");
+        assert_eq!(error.raw_os_error(), Some(libc::ELOOP));
+        // Opened without blocking (no writer), and no regular file.
+        let fifo = File::from(open(b"fifo").unwrap());
+        assert!(fifo.metadata().unwrap().file_type().is_fifo());
+        let error = open(b"a\0.txt").expect_err("a NUL byte");
+        assert_eq!(error.raw_os_error(), Some(libc::EINVAL));
+        let error = open(&[b'x'; 300]).expect_err("a name over NAME_MAX");
+        assert_eq!(error.raw_os_error(), Some(libc::ENAMETOOLONG));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_walk_answers_the_edge_cases() {
+        check_edges(open_by_walk, "walk-edges");
+    }
+
+    #[test]
+    fn openat2_or_the_walk_answers_the_edge_cases() {
+        check_edges(open_beneath, "openat2-edges");
+    }
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    /// Every answer, error or not, gives back every descriptor it opened. Other tests
+    /// open files meanwhile, hence the margin; a leak of one per call would show 400.
+    #[test]
+    fn no_descriptor_outlives_an_open() {
+        let base = tree("fds");
+        let root_path = base.join("root");
+        let root = File::open(&root_path).unwrap();
+        let paths = [
+            "a.txt",
+            "dir-in/b.txt",
+            "sub/up-in",
+            "absolute-in",
+            "sub/climb-out",
+            "dir-out/secret.txt",
+            "loop-a",
+            "sub/deeper/missing",
+            "a.txt/more",
+            "sub/deeper",
+        ];
+        let before = open_fds();
+        for _ in 0..20 {
+            for opener in [open_by_walk as Opener, open_beneath] {
+                for path in paths {
+                    drop(opener(root.as_fd(), &root_path, Path::new(path)));
+                }
+            }
+        }
+        let after = open_fds();
+        assert!(
+            after < before + 100,
+            "{before} descriptors before, {after} after"
+        );
         std::fs::remove_dir_all(&base).unwrap();
     }
 

@@ -24,8 +24,11 @@ unsafe impl Sync for SharedWords {}
 impl SharedWords {
     /// Maps `len` zeroed words, shared with every process forked afterwards.
     pub(crate) fn new(len: usize) -> io::Result<SharedWords> {
-        let bytes = NonZeroUsize::new(len.max(1) * size_of::<AtomicU64>())
-            .ok_or_else(|| io::Error::other("empty shared mapping"))?;
+        let bytes = len
+            .max(1)
+            .checked_mul(size_of::<AtomicU64>())
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| io::Error::other("shared mapping too large"))?;
         // SAFETY: a fresh anonymous mapping aliases nothing; MAP_SHARED keeps it shared
         // (not copy-on-write) with children forked later.
         let ptr = unsafe {
@@ -68,4 +71,16 @@ pub(crate) fn monotonic_millis() -> u64 {
     // SAFETY: `now` is a valid timespec for clock_gettime to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A size whose bytes overflow is an error, never a short mapping.
+    #[test]
+    fn an_overflowing_size_is_an_error() {
+        assert!(SharedWords::new(usize::MAX / 4).is_err());
+        assert_eq!(SharedWords::new(3).unwrap().words().len(), 3);
+    }
 }
