@@ -4,7 +4,7 @@ use super::MODEL_NAMES;
 use crate::MixIn;
 
 /// Makes one model of the program's own each time the spec is built.
-type MakeModel = Box<dyn Fn() -> Box<dyn MixIn>>;
+type MakeModel = Box<dyn Fn() -> Box<dyn MixIn> + Send + Sync>;
 
 /// Models the program defines itself, each under a name that [`ModelSpec`](super::ModelSpec)
 /// then accepts as the model (`--mixin NAME`) or as preforked's inner model
@@ -69,7 +69,7 @@ impl ExtraModels {
     pub fn with<M, F>(mut self, name: impl Into<String>, make: F) -> ExtraModels
     where
         M: MixIn,
-        F: Fn() -> M + 'static,
+        F: Fn() -> M + Send + Sync + 'static,
     {
         let name = name.into();
         assert!(

@@ -321,3 +321,9 @@ mod args {
         }
     }
 }
+
+#[test]
+fn extra_models_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<ExtraModels>();
+}
