@@ -15,6 +15,7 @@
 //! dies first gives it back), and a retried send is not sent twice.
 
 pub(crate) mod client;
+mod mux;
 mod peer;
 pub(crate) mod protocol;
 mod reply;

@@ -75,7 +75,8 @@ impl Rig {
         let give_up = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(len)) = protocol::complete_frame(&input) {
-                return Some((input[4], input[5..4 + len].to_vec()));
+                let (status, _, payload) = protocol::decode_reply(&input[4..4 + len]).unwrap();
+                return Some((status, payload.to_vec()));
             }
             match stream.read(&mut buf) {
                 Ok(0) => return None,
