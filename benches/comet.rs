@@ -56,8 +56,9 @@ struct Args {
     /// Waiters of the c100k round.
     #[arg(long, default_value_t = 100_000)]
     c100k_waiters: usize,
-    /// Worker processes of the c100k round (each stays under its fd limit).
-    #[arg(long, default_value_t = 8)]
+    /// Worker processes of the c100k round: each holds at most 10,000 connections
+    /// (the examples' cap for `--inner scheduled`, well under a 20,000 fd limit).
+    #[arg(long, default_value_t = 12)]
     c100k_workers: usize,
     /// Client processes of the c100k round (each stays under its fd limit).
     #[arg(long, default_value_t = 6)]

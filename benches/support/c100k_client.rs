@@ -123,6 +123,7 @@ pub fn run(addr: SocketAddr, sources: &[IpAddr], count: usize, limit: Duration) 
                         Err(_) => {
                             failed += 1;
                             waiter.state = State::Done;
+                            let _ = poll.registry().deregister(&mut waiter.stream);
                         }
                     }
                 }
@@ -142,10 +143,27 @@ pub fn run(addr: SocketAddr, sources: &[IpAddr], count: usize, limit: Duration) 
     stdout.flush()
 }
 
-/// A non-blocking connect from `source` (port picked by the kernel).
+/// A non-blocking connect from `source`, its port picked at connect time
+/// (`IP_BIND_ADDRESS_NO_PORT`: a bind to port 0 would search the range for a port free
+/// for every destination, slower with each socket bound).
 fn open(addr: SocketAddr, source: IpAddr) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
+    let on: libc::c_int = 1;
+    // SAFETY: the fd is the open socket owned by `socket`; `on` is a live c_int whose size
+    // is passed with it.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(io::Error::last_os_error());
+    }
     socket.bind(&SocketAddr::new(source, 0).into())?;
     match socket.connect(&addr.into()) {
         Ok(()) => {}
@@ -182,8 +200,16 @@ fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<S
     if body.len() < length {
         return Ok(None);
     }
-    Ok(Some(format!(
-        "{status}:{}",
-        String::from_utf8_lossy(&body[..length])
-    )))
+    // One word per answer in the report line.
+    let body: String = String::from_utf8_lossy(&body[..length])
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c == ',' || c == '=' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    Ok(Some(format!("{status}:{body}")))
 }
