@@ -13,7 +13,7 @@
 //! all its coroutines' calls over one connection, and each reply names its call.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
@@ -182,6 +182,9 @@ impl HubServer {
             if replies.is_empty() {
                 return;
             }
+            // Each connection is written once per batch (a notify releases thousands of
+            // waits on a few connections), not once per reply.
+            let mut touched = HashSet::new();
             for reply in replies {
                 if let Some(id) = reply.send_id {
                     self.sends.record(id, &reply.frame);
@@ -198,8 +201,9 @@ impl HubServer {
                 if let Some(held) = reply.held {
                     peer.held.insert(reply.id, held);
                 }
-                if peer.queue(&reply.frame) {
-                    self.write(registry, reply.token);
+                // A full queue is written out first; still full, the peer is not reading.
+                if peer.queue(&reply.frame) || (peer.flush() && peer.queue(&reply.frame)) {
+                    touched.insert(reply.token);
                 } else {
                     log::warn!(
                         "hub: worker {} does not read its replies; closing it",
@@ -207,6 +211,9 @@ impl HubServer {
                     );
                     self.drop_peer(registry, reply.token);
                 }
+            }
+            for token in touched {
+                self.write(registry, token);
             }
             // Putting a value back may have released another remote receiver.
         }
