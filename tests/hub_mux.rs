@@ -150,3 +150,42 @@ fn gone(stream: &mut std::net::TcpStream) -> bool {
         Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
     }
 }
+
+/// `Channel` values through one multiplexed connection per worker: 60 receivers
+/// parked in two scheduled workers, 60 sends, each value received exactly once (the
+/// acknowledgements travel on the shared connection too), nothing left queued.
+#[test]
+fn channel_values_reach_concurrent_receivers_exactly_once() {
+    let args = [
+        "--mixin",
+        "preforked",
+        "--workers",
+        "2",
+        "--max-workers",
+        "2",
+        "--inner",
+        "scheduled",
+    ];
+    let mut server = ServerProcess::start("hub_probe", &args);
+    let mut receivers: Vec<_> = (0..60)
+        .map(|_| {
+            let mut stream = util::connect(server.addr);
+            std::io::Write::write_all(&mut stream, b"GET /recv HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            std::io::BufReader::new(stream)
+        })
+        .collect();
+    for i in 0..60 {
+        assert_eq!(get(server.addr, &format!("/send?job{i}")).status, 200);
+    }
+    let mut got: Vec<String> = receivers
+        .iter_mut()
+        .map(|receiver| read_reply(receiver).text())
+        .collect();
+    got.sort();
+    let mut sent: Vec<String> = (0..60).map(|i| format!("job{i}")).collect();
+    sent.sort();
+    assert_eq!(got, sent);
+    assert_eq!(get(server.addr, "/len").text(), "0");
+    assert!(server.stop().is_some_and(|s| s.success()));
+}
