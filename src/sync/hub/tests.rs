@@ -314,3 +314,25 @@ fn closing_a_connection_withdraws_its_waits_and_puts_unacknowledged_values_back(
     assert_eq!(jobs.try_recv(), Ok(value_of(&first[1])));
     assert_eq!(jobs.try_recv(), Err(TryRecvError::Empty));
 }
+
+#[test]
+fn calls_past_the_cap_of_one_connection_get_a_clear_error() {
+    let mut rig = Rig::trusting_self();
+    rig.hub.set_max_outstanding(3);
+    let news: Broadcast<u64> = Broadcast::new();
+    let mut worker = rig.connect();
+    for id in 1..=4 {
+        worker
+            .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), id, &[]))
+            .unwrap();
+    }
+    let refused = rig.replies(&mut worker, 1);
+    assert_eq!(refused[0].0, status::ERROR);
+    assert_eq!(refused[0].1, 4);
+    let why = String::from_utf8_lossy(&refused[0].2).into_owned();
+    assert!(why.contains("at most 3"), "{why}");
+    // The connection stays: the three waits are still served.
+    assert_eq!(news.waiting(), 3);
+    assert_eq!(news.send(1), Ok(3));
+    assert_eq!(rig.replies(&mut worker, 3).len(), 3);
+}

@@ -55,6 +55,8 @@ pub struct HubServer {
     /// Connections per worker pid.
     per_pid: HashMap<u32, usize>,
     per_worker_limit: usize,
+    /// Calls one connection may have open (`MAX_OUTSTANDING`; lowered by tests).
+    max_outstanding: usize,
     trust: Trust,
     outbox: Outbox,
     /// Remote waits with a timeout: (deadline, connection, call id).
@@ -102,6 +104,7 @@ impl HubServer {
             peers: HashMap::new(),
             per_pid: HashMap::new(),
             per_worker_limit: per_worker_limit(),
+            max_outstanding: crate::sync::hub::protocol::MAX_OUTSTANDING,
             trust,
             outbox: Arc::default(),
             deadlines: BinaryHeap::new(),
@@ -343,6 +346,11 @@ impl HubServer {
     /// Lowers the per-worker connection limit.
     pub(crate) fn set_per_worker_limit(&mut self, limit: usize) {
         self.per_worker_limit = limit;
+    }
+
+    /// Lowers the cap on calls open per connection.
+    pub(crate) fn set_max_outstanding(&mut self, cap: usize) {
+        self.max_outstanding = cap;
     }
 }
 

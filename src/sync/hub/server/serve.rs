@@ -10,7 +10,7 @@ use mio::Token;
 use super::{HubServer, put_back};
 use crate::sync::WaitError;
 use crate::sync::hub::peer::ReadOutcome;
-use crate::sync::hub::protocol::{self, MAX_OUTSTANDING, NO_TIMEOUT, Request, op, status};
+use crate::sync::hub::protocol::{self, NO_TIMEOUT, Request, op, status};
 use crate::sync::registry;
 
 /// Bytes read from a peer at a time.
@@ -80,6 +80,7 @@ impl HubServer {
         if !(op::BROADCAST_WAIT..=op::CANCEL).contains(&request.op) {
             return false;
         }
+        let cap = self.max_outstanding;
         let Some(peer) = self.peers.get_mut(&token) else {
             return false;
         };
@@ -104,11 +105,10 @@ impl HubServer {
                 return peer.queue(frame);
             }
         }
-        let full = peer.outstanding() >= MAX_OUTSTANDING;
+        let full = peer.outstanding() >= cap;
         let reply = self.reply_to(token, request.op, request.object, request.id);
         if full {
-            let why =
-                format!("too many calls open on one hub connection (at most {MAX_OUTSTANDING})");
+            let why = format!("too many calls open on one hub connection (at most {cap})");
             reply.send(status::ERROR, why.as_bytes());
             return true;
         }
