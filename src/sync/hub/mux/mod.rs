@@ -253,34 +253,34 @@ fn wait(id: u64, deadline: Option<Instant>, cancel: bool) -> Outcome {
             withdraw(id, cancel);
             return Outcome::TimedOut;
         }
-        if let Some(Some((fd, has_output))) = driving {
-            // Loop back first when the pump ended this call.
-            if MUX.with(|mux| {
-                mux.borrow()
-                    .calls
-                    .get(&id)
-                    .is_some_and(|c| !matches!(c.state, State::Waiting))
-            }) {
-                continue;
+        let fds = match driving {
+            Some(Some((fd, has_output))) => {
+                // Loop back first when the pump ended this call.
+                if MUX.with(|mux| {
+                    mux.borrow()
+                        .calls
+                        .get(&id)
+                        .is_some_and(|c| !matches!(c.state, State::Waiting))
+                }) {
+                    continue;
+                }
+                let mut fds = vec![(fd, Interest::Readable)];
+                if has_output {
+                    fds.push((fd, Interest::Writable));
+                }
+                fds
             }
-            let mut fds = vec![(fd, Interest::Readable)];
-            if has_output {
-                fds.push((fd, Interest::Writable));
-            }
-            fds.extend(client.map(|fd| (fd, Interest::Readable)));
-            if rt::park_or_ready(&fds, deadline).is_err() {
-                withdraw(id, cancel);
-                return Outcome::Stopped;
-            }
-        } else {
-            let fds: Vec<_> = client
-                .map(|fd| (fd, Interest::Readable))
-                .into_iter()
-                .collect();
-            if rt::park_or_ready(&fds, deadline).is_err() {
-                withdraw(id, cancel);
-                return Outcome::Stopped;
-            }
+            // The pump broke the link: this call failed with it.
+            Some(None) => continue,
+            None => Vec::new(),
+        };
+        let fds: Vec<_> = fds
+            .into_iter()
+            .chain(client.map(|fd| (fd, Interest::Readable)))
+            .collect();
+        if rt::park_or_ready(&fds, deadline).is_err() {
+            withdraw(id, cancel);
+            return Outcome::Stopped;
         }
     }
 }
