@@ -188,10 +188,21 @@ fn connect_to(name: &str) -> Result<Conn, String> {
 
 /// Connects a non-blocking socket to this process's hub, as [`connect`] does.
 pub(super) fn connect_hub() -> Result<OwnedFd, String> {
+    #[cfg(test)]
+    if let Some(name) = TEST_HUB.with(|hub| hub.borrow().clone()) {
+        return connect_fd(&name);
+    }
     let name = lock(&HUB_ADDR)
         .clone()
         .ok_or("no hub: shared objects are used from a process whose master serves none")?;
     connect_fd(&name)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The hub this thread's calls go to in a test (tests bind hubs in parallel, and
+    /// each binding sets the process-wide [`HUB_ADDR`]).
+    pub(crate) static TEST_HUB: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 /// Connects a non-blocking socket to the abstract socket `name`, as [`connect`] does.

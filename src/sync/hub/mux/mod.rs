@@ -27,6 +27,8 @@
 
 mod drive;
 mod link;
+#[cfg(test)]
+mod tests;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
