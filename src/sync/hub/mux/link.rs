@@ -27,6 +27,8 @@ pub(super) struct Link {
     written: u64,
     /// Reply bytes read and not yet dispatched: at most one frame and one chunk.
     input: Vec<u8>,
+    /// The buffer each read goes to (kept: a driver reads at every reply).
+    chunk: Vec<u8>,
     /// The call whose coroutine reads replies and waits for the socket now.
     pub(super) driver: Option<u64>,
 }
@@ -43,6 +45,7 @@ impl Link {
             queued: 0,
             written: 0,
             input: Vec::new(),
+            chunk: Vec::new(),
             driver: None,
         }
     }
@@ -109,11 +112,22 @@ impl Link {
     /// `(status, id, payload)`.
     pub(super) fn read(
         &mut self,
+        dispatch: impl FnMut(&mut Link, u8, u64, Vec<u8>),
+    ) -> Result<(), Broken> {
+        let mut chunk = std::mem::take(&mut self.chunk);
+        chunk.resize(READ_CHUNK, 0);
+        let result = self.read_into(&mut chunk, dispatch);
+        self.chunk = chunk;
+        result
+    }
+
+    fn read_into(
+        &mut self,
+        chunk: &mut [u8],
         mut dispatch: impl FnMut(&mut Link, u8, u64, Vec<u8>),
     ) -> Result<(), Broken> {
-        let mut chunk = vec![0u8; READ_CHUNK];
         loop {
-            match self.stream.read(&mut chunk) {
+            match self.stream.read(chunk) {
                 Ok(0) => return Err("the hub closed the connection".into()),
                 Ok(n) => self.input.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
