@@ -9,6 +9,8 @@
 //! cargo bench --bench comet -- --n 5000 --models scheduled
 //! cargo bench --bench comet -- --redis      # also: 5,000 waiters on each of two servers
 //!                                           # sharing one Redis, one notify
+//! cargo bench --bench comet -- --c100k      # only the c100k round: 100,000 waiters on
+//!                                           # preforked × scheduled (see README)
 //! ```
 //! Output: a Markdown table on stdout; `comet.csv` and `comet_*.svg` under
 //! `target/mixserve-bench/`.
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use support::{machine, model, runs};
+use support::{c100k, machine, model, runs};
 
 /// Command line of `cargo bench --bench comet -- …`.
 #[derive(Debug, Parser)]
@@ -47,6 +49,38 @@ struct Args {
     /// The two servers of the `--redis` round.
     #[arg(long, default_value = "scheduled,preforked-2x-scheduled")]
     redis_models: String,
+    /// Run only the c100k round: `--c100k-waiters` waiters held by `preforked
+    /// --inner scheduled --accept reuseport`, one notify (see the README's needs).
+    #[arg(long)]
+    c100k: bool,
+    /// Waiters of the c100k round.
+    #[arg(long, default_value_t = 100_000)]
+    c100k_waiters: usize,
+    /// Worker processes of the c100k round: each holds at most 10,000 connections
+    /// (the examples' cap for `--inner scheduled`, well under a 20,000 fd limit).
+    #[arg(long, default_value_t = 12)]
+    c100k_workers: usize,
+    /// Client processes of the c100k round (each stays under its fd limit).
+    #[arg(long, default_value_t = 6)]
+    c100k_clients: usize,
+    /// Loopback source addresses of the c100k round (127.0.0.2 on), ~28k ports each.
+    #[arg(long, default_value_t = 5)]
+    c100k_sources: usize,
+    /// Internal: run as one c100k client process.
+    #[arg(long, hide = true)]
+    c100k_client: bool,
+    /// Internal (client process): the server's address.
+    #[arg(long, hide = true, default_value = "")]
+    c100k_target: String,
+    /// Internal (client process): comma-separated source addresses.
+    #[arg(long, hide = true, default_value = "")]
+    c100k_sources_list: String,
+    /// Internal (client process): its waiters.
+    #[arg(long, hide = true, default_value_t = 0)]
+    c100k_count: usize,
+    /// Internal (client process): how long it may run.
+    #[arg(long, hide = true, default_value_t = 600)]
+    c100k_seconds: u64,
     /// Use the example binaries in this directory instead of building them.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -60,6 +94,22 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.c100k_client {
+        machine::raise_nofile_limit();
+        let sources = &args.c100k_sources_list;
+        return match c100k::client(
+            &args.c100k_target,
+            sources,
+            args.c100k_count,
+            args.c100k_seconds,
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("c100k client: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     machine::kill_servers_on_interrupt();
     let nofile = machine::raise_nofile_limit();
     println!("{}", machine::describe());
@@ -81,6 +131,17 @@ fn main() -> ExitCode {
             machine::default_bin_dir()
         }
     };
+    if args.c100k {
+        let plan = c100k::Plan {
+            waiters: args.c100k_waiters,
+            workers: args.c100k_workers,
+            clients: args.c100k_clients,
+            sources: args.c100k_sources,
+            limit: Duration::from_secs(300 + args.c100k_waiters as u64 / 500),
+        };
+        println!("{}", c100k::round(&bin_dir, &plan).markdown());
+        return ExitCode::SUCCESS;
+    }
     let names: Vec<&str> = args.models.split(',').map(str::trim).collect();
     let models: Vec<(model::Model, usize)> = model::comet()
         .into_iter()

@@ -78,6 +78,7 @@ pub fn comet_section(
             "user/sys",
             "peak RSS MiB",
             "KiB/waiter",
+            "server fds",
         ],
     );
     let mut results = Vec::new();
@@ -93,7 +94,13 @@ pub fn comet_section(
             }
         };
         let deadline = Instant::now() + per_run;
-        let round = client::comet_round(server.addr(), *n, deadline, || server.sample_rss_now());
+        let mut master_fds = 0;
+        let round = client::comet_round(server.addr(), *n, deadline, || {
+            server.sample_rss_now();
+            // The server's own process (the master of a pool): its hub connections.
+            master_fds =
+                std::fs::read_dir(format!("/proc/{}/fd", server.pid())).map_or(0, |d| d.count());
+        });
         let usage = server.stop();
         let rss_mib = usage.peak_rss_kib as f64 / 1024.0;
         let per_waiter =
@@ -113,6 +120,7 @@ pub fn comet_section(
             num((usage.sys > 0.0).then(|| usage.user / usage.sys), 2),
             num(Some(rss_mib), 1),
             num(per_waiter, 1),
+            master_fds.to_string(),
         ]);
         if round.wrong > 0 {
             table.note(format!(

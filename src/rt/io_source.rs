@@ -133,31 +133,47 @@ fn key_of(core: &Core, fd: RawFd) -> io::Result<SourceKey> {
 ///
 /// Off a coroutine, when epoll refuses an fd, or while the runtime is being dropped.
 pub(crate) fn park_or_readable(fds: &[RawFd], deadline: Option<Instant>) -> io::Result<()> {
+    let interests: Vec<(RawFd, Interest)> =
+        fds.iter().map(|&fd| (fd, Interest::Readable)).collect();
+    park_or_ready(&interests, deadline)
+}
+
+/// [`park_or_readable`] for any direction of each fd: returns when the coroutine is
+/// woken, one of `fds` may be ready for its interest, or `deadline` passes (an empty
+/// list is a plain [`park`](super::park)). It consumes the readiness it waited for.
+///
+/// # Errors
+///
+/// As [`park_or_readable`].
+pub(crate) fn park_or_ready(
+    fds: &[(RawFd, Interest)],
+    deadline: Option<Instant>,
+) -> io::Result<()> {
     let core = context::core()
-        .ok_or_else(|| io::Error::other("park_or_readable called outside a coroutine runtime"))?;
+        .ok_or_else(|| io::Error::other("park_or_ready called outside a coroutine runtime"))?;
     let id = context::current()
         .filter(|_| coroutine::on_coroutine())
-        .ok_or_else(|| io::Error::other("park_or_readable called off a coroutine"))?;
+        .ok_or_else(|| io::Error::other("park_or_ready called off a coroutine"))?;
     let keys = fds
         .iter()
-        .map(|&fd| key_of(&core, fd))
+        .map(|&(fd, interest)| Ok((key_of(&core, fd)?, interest)))
         .collect::<io::Result<Vec<_>>>()?;
     let reactor = &core.reactor;
     let mut ready = false;
-    for &key in &keys {
-        ready |= reactor.take_ready(key, Interest::Readable);
+    for &(key, interest) in &keys {
+        ready |= reactor.take_ready(key, interest);
     }
     if ready || core.take_permit(id) || deadline.is_some_and(|d| d <= Instant::now()) {
         return Ok(());
     }
     let reason = core.park_current(id, ParkKind::Park, deadline, |ticket| {
-        for &key in &keys {
-            reactor.add_waiter(key, Interest::Readable, ticket);
+        for &(key, interest) in &keys {
+            reactor.add_waiter(key, interest, ticket);
         }
     });
-    for &key in &keys {
-        reactor.remove_waiter(key, Interest::Readable, id);
-        reactor.take_ready(key, Interest::Readable);
+    for &(key, interest) in &keys {
+        reactor.remove_waiter(key, interest, id);
+        reactor.take_ready(key, interest);
     }
     match reason {
         WakeReason::ShuttingDown => Err(io::Error::other("the coroutine runtime is shutting down")),

@@ -80,8 +80,8 @@ use std::time::{Duration, Instant};
 use scheduler::ParkKind;
 
 pub use error::SpawnError;
-pub(crate) use io_source::park_or_readable;
 pub use io_source::{IoSource, forget_fd, wait_fd};
+pub(crate) use io_source::{park_or_readable, park_or_ready};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use stall::stall_count;
 pub use waker::Waker;

@@ -145,6 +145,26 @@ impl Drop for WatchGuard {
     }
 }
 
+/// The watched client of the current remote wait (a hub call that waits), if any: a
+/// send or a count has none, as it must finish whatever the client does.
+pub(crate) fn remote_wait_client() -> Option<RawFd> {
+    current()
+        .filter(|watched| watched.in_remote_wait)
+        .map(|watched| watched.fd)
+}
+
+/// True (and remembered, for [`hub_error`]) once the client of the current remote
+/// wait has left.
+pub(crate) fn remote_wait_client_left() -> bool {
+    let left = current()
+        .filter(|watched| watched.in_remote_wait)
+        .is_some_and(|watched| watched.gone || hung_up(watched.fd));
+    if left {
+        mark_gone();
+    }
+    left
+}
+
 /// The error of a failed hub call: `ClientGone` when the call ended because the watched
 /// client left (see [`wait_readable`]).
 pub(crate) fn hub_error(message: String) -> WaitError {

@@ -1,4 +1,6 @@
-//! A worker's side of the hub: one request, one reply, over a pooled connection.
+//! A worker's side of the hub. On a coroutine of a scheduled loop every call goes over
+//! the loop's one shared connection (see `mux`); on a plain thread a call is one
+//! request and one reply over a pooled connection of its own, as here.
 //!
 //! Every exchange has a deadline: the request must be written within
 //! [`EXCHANGE_TIMEOUT`], and the reply must come within it too, except for a wait,
@@ -32,7 +34,7 @@ pub(crate) const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after a wait's own timeout its reply may still come.
 pub(crate) const WAIT_GRACE: Duration = Duration::from_secs(5);
 /// How long to park before connecting again when the hub's backlog is full.
-const CONNECT_RETRY: Duration = Duration::from_millis(5);
+pub(super) const CONNECT_RETRY: Duration = Duration::from_millis(5);
 
 thread_local! {
     /// Idle connections to the hub, with when each was last used. Per thread: a
@@ -65,9 +67,10 @@ fn incarnation() -> u64 {
     base.1
 }
 
-/// Drops inherited pooled connections (they belong to the parent).
+/// Drops inherited pooled and shared connections (they belong to the parent).
 pub(crate) fn forget_pool() {
     POOL.with(|pool| pool.borrow_mut().clear());
+    super::mux::forget();
 }
 
 /// Sends one request and waits for its reply: `(status, payload)`. The wait blocks in
@@ -94,17 +97,20 @@ pub(crate) fn call(
         timeout_ms,
         payload,
     };
-    let frame = protocol::encode_request(&request);
     let reply_by = match (op, deadline) {
         (op::BROADCAST_WAIT | op::CHANNEL_RECV, None) => None,
         (op::BROADCAST_WAIT | op::CHANNEL_RECV, Some(d)) => Some(d + WAIT_GRACE),
         _ => Some(Instant::now() + EXCHANGE_TIMEOUT),
     };
+    if crate::rt::in_coroutine() {
+        return super::mux::call(&request, reply_by);
+    }
+    let frame = protocol::encode_request(&request);
     // A send may always be asked again (the hub answers a repeated id from its log);
     // anything else only when a pooled connection turned out stale.
     let retry_any_failure = op::is_send(op);
     if let Some(mut conn) = take_idle() {
-        match exchange(&mut conn, &frame, reply_by) {
+        match exchange(&mut conn, &frame, id, reply_by) {
             Ok(reply) => return finish(conn, &request, reply),
             Err(e) if e.kind() == io::ErrorKind::TimedOut && !retry_any_failure => {
                 return Err(format!("hub did not answer in time: {e}"));
@@ -114,14 +120,14 @@ pub(crate) fn call(
         }
     }
     let mut conn = connect()?;
-    match exchange(&mut conn, &frame, reply_by) {
+    match exchange(&mut conn, &frame, id, reply_by) {
         Ok(reply) => return finish(conn, &request, reply),
         Err(e) if !retry_any_failure => return Err(format!("hub connection: {e}")),
         Err(_) => {}
     }
     let mut conn = connect()?;
     let reply =
-        exchange(&mut conn, &frame, reply_by).map_err(|e| format!("hub connection: {e}"))?;
+        exchange(&mut conn, &frame, id, reply_by).map_err(|e| format!("hub connection: {e}"))?;
     finish(conn, &request, reply)
 }
 
@@ -171,14 +177,36 @@ fn give_back(conn: Conn) {
 /// Connects to the hub without blocking the caller's loop: a full backlog (`EAGAIN`)
 /// parks and tries again, up to [`EXCHANGE_TIMEOUT`].
 fn connect() -> Result<Conn, String> {
-    let name = lock(&HUB_ADDR)
-        .clone()
-        .ok_or("no hub: shared objects are used from a process whose master serves none")?;
-    connect_to(&name)
+    connect_hub().map(|fd| Conn::from_fd(fd, PeerAddr::Unix(None)))
 }
 
 /// Connects to the abstract socket `name`, as [`connect`] does.
+#[cfg(test)]
 fn connect_to(name: &str) -> Result<Conn, String> {
+    connect_fd(name).map(|fd| Conn::from_fd(fd, PeerAddr::Unix(None)))
+}
+
+/// Connects a non-blocking socket to this process's hub, as [`connect`] does.
+pub(super) fn connect_hub() -> Result<OwnedFd, String> {
+    #[cfg(test)]
+    if let Some(name) = TEST_HUB.with(|hub| hub.borrow().clone()) {
+        return connect_fd(&name);
+    }
+    let name = lock(&HUB_ADDR)
+        .clone()
+        .ok_or("no hub: shared objects are used from a process whose master serves none")?;
+    connect_fd(&name)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The hub this thread's calls go to in a test (tests bind hubs in parallel, and
+    /// each binding sets the process-wide [`HUB_ADDR`]).
+    pub(crate) static TEST_HUB: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Connects a non-blocking socket to the abstract socket `name`, as [`connect`] does.
+fn connect_fd(name: &str) -> Result<OwnedFd, String> {
     let addr = UnixAddr::new_abstract(name.as_bytes()).map_err(|e| e.to_string())?;
     let give_up = Instant::now() + EXCHANGE_TIMEOUT;
     loop {
@@ -190,7 +218,7 @@ fn connect_to(name: &str) -> Result<Conn, String> {
         )
         .map_err(|e| format!("hub socket: {e}"))?;
         match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
-            Ok(()) => return Ok(Conn::from_fd(fd, PeerAddr::Unix(None))),
+            Ok(()) => return Ok(fd),
             Err(Errno::EAGAIN | Errno::EINTR) if Instant::now() < give_up => {
                 drop(fd);
                 park::park(Some(Instant::now() + CONNECT_RETRY));
@@ -200,8 +228,13 @@ fn connect_to(name: &str) -> Result<Conn, String> {
     }
 }
 
-/// Writes one request and reads its reply, by `reply_by` if given.
-fn exchange(conn: &mut Conn, frame: &[u8], reply_by: Option<Instant>) -> io::Result<(u8, Vec<u8>)> {
+/// Writes one request (call `id`) and reads its reply, by `reply_by` if given.
+fn exchange(
+    conn: &mut Conn,
+    frame: &[u8],
+    id: u64,
+    reply_by: Option<Instant>,
+) -> io::Result<(u8, Vec<u8>)> {
     conn.set_write_timeout(Some(EXCHANGE_TIMEOUT));
     conn.write_all(frame)?;
     conn.flush()?;
@@ -218,7 +251,10 @@ fn exchange(conn: &mut Conn, frame: &[u8], reply_by: Option<Instant>) -> io::Res
     let mut body = vec![0u8; len];
     conn.read_exact(&mut body)?;
     conn.set_read_deadline(None);
-    Ok((body[0], body[1..].to_vec()))
+    match protocol::decode_reply(&body) {
+        Some((status, replied, payload)) if replied == id => Ok((status, payload.to_vec())),
+        _ => Err(io::Error::other("bad reply frame")),
+    }
 }
 
 #[cfg(test)]
@@ -306,7 +342,7 @@ mod tests {
         let (ours, _silent_hub) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut conn = Conn::from_fd(OwnedFd::from(ours), PeerAddr::Unix(None));
         let by = Instant::now() + Duration::from_millis(50);
-        let error = exchange(&mut conn, b"frame", Some(by)).unwrap_err();
+        let error = exchange(&mut conn, b"frame", 1, Some(by)).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
 }

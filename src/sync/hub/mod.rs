@@ -6,6 +6,13 @@
 //! waits become pending replies there. The worker's side (`client`) blocks in the
 //! worker's own model — a scheduled worker parks the coroutine, not the process.
 //!
+//! Connections: a scheduled loop multiplexes all its coroutines' calls over one
+//! connection (`mux`: replies carry the call's id, a call is withdrawn by id), so the
+//! master holds one fd per worker loop however many waits are pending; a plain thread
+//! (`threading`, `prethreaded`, `iterative`, `forking` workers) uses one pooled
+//! connection per call in progress, as a blocked thread is the unit of concurrency
+//! there anyway.
+//!
 //! This is the seam for other backends (a broker across machines): an object asks
 //! `client::call` only when it is not at home.
 //!
@@ -15,6 +22,7 @@
 //! dies first gives it back), and a retried send is not sent twice.
 
 pub(crate) mod client;
+mod mux;
 mod peer;
 pub(crate) mod protocol;
 mod reply;

@@ -9,6 +9,7 @@
 //! once, before a byte is read. A worker's own children (a handler that forks) are not
 //! trusted either.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -20,9 +21,10 @@ use crate::sync::hub::reply::Held;
 /// Replies queued for a peer that does not read them: beyond this it is closed.
 pub(crate) const MAX_OUTPUT: usize = 2 * MAX_FRAME;
 
-/// How many hub connections one worker may hold: one per concurrent remote call, so as
-/// many as its model runs handlers at once, but at most half the master's open-file
-/// limit, so one worker cannot take every fd of the master (at least 64).
+/// How many hub connections one worker may hold: a thread-based worker uses one per
+/// concurrent remote call (a scheduled worker multiplexes its calls over one per loop),
+/// but at most half the master's open-file limit, so one worker cannot take every fd
+/// of the master (at least 64).
 pub(crate) fn per_worker_limit() -> usize {
     crate::sys::fd_passing::open_files_limit()
         .map_or(512, |limit| (limit / 2) as usize)
@@ -93,10 +95,10 @@ pub(crate) struct Peer {
     pub(crate) input: Vec<u8>,
     /// Reply bytes not yet written: at most [`MAX_OUTPUT`].
     pub(crate) output: Vec<u8>,
-    /// The wait this connection's worker is blocked in: (object, waiter key).
-    pub(crate) pending: Option<(u64, u64)>,
-    /// The `Channel` value handed over and not yet acknowledged.
-    pub(crate) held: Option<Held>,
+    /// The waits pending on this connection: call id -> (object, waiter key).
+    pub(crate) pending: HashMap<u64, (u64, u64)>,
+    /// `Channel` values handed over and not yet acknowledged, by call id.
+    pub(crate) held: HashMap<u64, Held>,
     /// The worker process on the other end.
     pub(crate) pid: u32,
 }
@@ -117,8 +119,8 @@ impl Peer {
             stream,
             input: Vec::new(),
             output: Vec::new(),
-            pending: None,
-            held: None,
+            pending: HashMap::new(),
+            held: HashMap::new(),
             pid,
         }
     }
@@ -138,6 +140,12 @@ impl Peer {
                 Err(_) => return ReadOutcome::Closed,
             }
         }
+    }
+
+    /// Calls open on this connection: waits pending and values not acknowledged
+    /// (at most [`MAX_OUTSTANDING`](crate::sync::hub::protocol::MAX_OUTSTANDING)).
+    pub(crate) fn outstanding(&self) -> usize {
+        self.pending.len() + self.held.len()
     }
 
     /// Queues a reply; false if the peer let too much pile up (it must be closed).

@@ -1,5 +1,14 @@
 //! The hub's frames. Request: `len:u32 op:u8 object:u64 id:u64 timeout_ms:u64 payload`;
-//! reply: `len:u32 status:u8 payload` (little-endian; `len` counts what follows it).
+//! reply: `len:u32 status:u8 id:u64 payload` (little-endian; `len` counts what follows
+//! it). A reply carries the id of the request it answers, so one connection carries
+//! many calls at once (a scheduled worker multiplexes every coroutine's calls over one
+//! connection): replies come in the order the calls end, not the order they were made.
+//! At most [`MAX_OUTSTANDING`] calls (waits pending plus values not yet acknowledged)
+//! may be open on one connection; past that a call is answered with an error.
+//!
+//! A call is withdrawn with [`op::CANCEL`] and its id (no reply): a pending wait stops
+//! waiting, and a `Channel` value already handed over for it and not acknowledged goes
+//! back to the head of its queue. Closing the connection withdraws every call on it.
 //!
 //! `id` names one call of one worker process (a per-process random base plus a counter,
 //! so a recycled pid does not repeat ids): a send retried on a fresh connection carries
@@ -21,6 +30,9 @@ pub(crate) mod op {
     pub(crate) const BROADCAST_SEND_COUNT: u8 = 8;
     /// The worker has the value of its last `CHANNEL_RECV`/`CHANNEL_TRY_RECV`; no reply.
     pub(crate) const CHANNEL_ACK: u8 = 9;
+    /// Withdraws the call with this id (a wait whose client left, a reply that came
+    /// too late); no reply.
+    pub(crate) const CANCEL: u8 = 10;
 
     /// True for the operations whose effect a retry must not repeat.
     pub(crate) fn is_send(op: u8) -> bool {
@@ -48,6 +60,13 @@ pub(crate) const NO_TIMEOUT: u64 = u64::MAX;
 
 /// A frame larger than this is a protocol error: the peer sending it is closed.
 pub(crate) const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Calls one connection may have open at once (pending waits plus `Channel` values
+/// not yet acknowledged).
+pub(crate) const MAX_OUTSTANDING: usize = 1 << 16;
+
+/// Reply header bytes after `len`: status, id.
+pub(crate) const REPLY_HEAD: usize = 1 + 8;
 
 /// Request header bytes after `len`: op, object, id, timeout.
 pub(crate) const REQUEST_HEAD: usize = 1 + 8 + 8 + 8;
@@ -94,13 +113,21 @@ pub(crate) fn decode_request(body: &[u8]) -> Option<Request<'_>> {
     })
 }
 
-pub(crate) fn encode_reply(status: u8, payload: &[u8]) -> Vec<u8> {
-    let len = (1 + payload.len()) as u32;
-    let mut frame = Vec::with_capacity(5 + payload.len());
+/// Encodes one reply frame: the status of call `id`, and its payload.
+pub(crate) fn encode_reply(status: u8, id: u64, payload: &[u8]) -> Vec<u8> {
+    let len = (REPLY_HEAD + payload.len()) as u32;
+    let mut frame = Vec::with_capacity(4 + len as usize);
     frame.extend_from_slice(&len.to_le_bytes());
     frame.push(status);
+    frame.extend_from_slice(&id.to_le_bytes());
     frame.extend_from_slice(payload);
     frame
+}
+
+/// Parses one reply body (after `len`): `(status, id, payload)`; `None` if too short.
+pub(crate) fn decode_reply(body: &[u8]) -> Option<(u8, u64, &[u8])> {
+    let id = u64::from_le_bytes(body.get(1..REPLY_HEAD)?.try_into().ok()?);
+    Some((body[0], id, &body[REPLY_HEAD..]))
 }
 
 /// The reply for a wait that ended without a value.
@@ -150,7 +177,13 @@ mod tests {
 
     #[test]
     fn partial_and_oversized_frames() {
-        let frame = encode_reply(status::OK, b"xy");
+        let frame = encode_reply(status::OK, 5, b"xy");
+        let len = complete_frame(&frame).unwrap().unwrap();
+        assert_eq!(
+            decode_reply(&frame[4..4 + len]),
+            Some((status::OK, 5, &b"xy"[..]))
+        );
+        assert!(decode_reply(&[status::OK, 1, 2]).is_none());
         assert_eq!(complete_frame(&frame[..frame.len() - 1]), Ok(None));
         assert_eq!(complete_frame(&u32::MAX.to_le_bytes()), Err(()));
         assert_eq!(complete_frame(&0u32.to_le_bytes()), Err(()));

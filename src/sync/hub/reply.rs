@@ -26,6 +26,8 @@ pub(crate) struct Held {
 #[derive(Debug)]
 pub(crate) struct Outgoing {
     pub(crate) token: Token,
+    /// The call this frame answers.
+    pub(crate) id: u64,
     pub(crate) frame: Vec<u8>,
     /// The `Channel` value this frame hands over, if any.
     pub(crate) held: Option<Held>,
@@ -82,7 +84,8 @@ impl RemoteReply {
         });
         let outgoing = Outgoing {
             token: self.token,
-            frame: protocol::encode_reply(status, payload),
+            id: self.id,
+            frame: protocol::encode_reply(status, self.id, payload),
             held,
             send_id: op::is_send(self.op).then_some(self.id),
         };

@@ -75,7 +75,8 @@ impl Rig {
         let give_up = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(len)) = protocol::complete_frame(&input) {
-                return Some((input[4], input[5..4 + len].to_vec()));
+                let (status, _, payload) = protocol::decode_reply(&input[4..4 + len]).unwrap();
+                return Some((status, payload.to_vec()));
             }
             match stream.read(&mut buf) {
                 Ok(0) => return None,
@@ -87,6 +88,35 @@ impl Rig {
                 Err(_) => return None,
             }
         }
+    }
+}
+
+impl Rig {
+    /// Reads `n` reply frames from `stream` (turning the loop meanwhile), as
+    /// `(status, id, payload)` in arrival order.
+    fn replies(&mut self, stream: &mut UnixStream, n: usize) -> Vec<(u8, u64, Vec<u8>)> {
+        let mut input = Vec::new();
+        let mut replies = Vec::new();
+        let mut buf = [0u8; 4096];
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while replies.len() < n {
+            if let Ok(Some(len)) = protocol::complete_frame(&input) {
+                let (status, id, payload) = protocol::decode_reply(&input[4..4 + len]).unwrap();
+                replies.push((status, id, payload.to_vec()));
+                input.drain(..4 + len);
+                continue;
+            }
+            match stream.read(&mut buf) {
+                Ok(0) => panic!("the hub closed the connection"),
+                Ok(k) => input.extend_from_slice(&buf[..k]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < give_up, "{} of {n} replies", replies.len());
+                    self.turn();
+                }
+                Err(e) => panic!("reading replies: {e}"),
+            }
+        }
+        replies
     }
 }
 
@@ -219,4 +249,90 @@ fn accepting_resumes_after_running_out_of_fds() {
     rig.until("the connection accepted on the retry", |rig| {
         rig.hub.peer_count() == 1
     });
+}
+
+#[test]
+fn many_waits_share_one_connection_and_one_is_cancelled_by_id() {
+    let mut rig = Rig::trusting_self();
+    let news: Broadcast<u64> = Broadcast::new();
+    let mut worker = rig.connect();
+    for id in 1..=100 {
+        worker
+            .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), id, &[]))
+            .unwrap();
+    }
+    rig.until("100 waits on one connection", |_| news.waiting() == 100);
+    assert_eq!(rig.hub.peer_count(), 1);
+    for id in 1..=10 {
+        worker.write_all(&request(op::CANCEL, 0, id, &[])).unwrap();
+    }
+    rig.until("10 waits cancelled", |rig| {
+        news.waiting() == 90 && rig.hub.status().blocked_clients() == 90
+    });
+    assert_eq!(news.send(7), Ok(90));
+    let mut replies = rig.replies(&mut worker, 90);
+    replies.sort_by_key(|&(_, id, _)| id);
+    let expected: Vec<(u8, u64, Vec<u8>)> =
+        (11..=100).map(|id| (status::OK, id, encoded(7))).collect();
+    assert_eq!(replies, expected);
+    assert_eq!(rig.hub.status().blocked_clients(), 0);
+}
+
+#[test]
+fn closing_a_connection_withdraws_its_waits_and_puts_unacknowledged_values_back() {
+    let mut rig = Rig::trusting_self();
+    let jobs: Channel<u64> = Channel::new();
+    let mut worker = rig.connect();
+    for id in 1..=4 {
+        worker
+            .write_all(&request(op::CHANNEL_RECV, jobs.hub_id(), id, &[]))
+            .unwrap();
+    }
+    rig.until("4 receivers on one connection", |rig| {
+        rig.hub.status().blocked_clients() == 4
+    });
+    jobs.send(40).unwrap();
+    jobs.send(41).unwrap();
+    let first = rig.replies(&mut worker, 2);
+    let value_of = |reply: &(u8, u64, Vec<u8>)| u64::decode(&reply.2).unwrap();
+    // One value is acknowledged; the call of the other is withdrawn, which gives its
+    // value back to the channel, and so to one of the two receivers still waiting.
+    worker
+        .write_all(&request(op::CHANNEL_ACK, jobs.hub_id(), first[0].1, &[]))
+        .unwrap();
+    worker
+        .write_all(&request(op::CANCEL, 0, first[1].1, &[]))
+        .unwrap();
+    let again = rig.replies(&mut worker, 1);
+    assert_eq!(value_of(&again[0]), value_of(&first[1]));
+    assert_ne!(again[0].1, first[1].1, "handed to the withdrawn call again");
+    // The worker dies before acknowledging it: the value comes back once more, and
+    // the last wait is withdrawn.
+    drop(worker);
+    rig.until("the connection closed", |rig| rig.hub.peer_count() == 0);
+    assert_eq!(rig.hub.status().blocked_clients(), 0);
+    assert_eq!(jobs.try_recv(), Ok(value_of(&first[1])));
+    assert_eq!(jobs.try_recv(), Err(TryRecvError::Empty));
+}
+
+#[test]
+fn calls_past_the_cap_of_one_connection_get_a_clear_error() {
+    let mut rig = Rig::trusting_self();
+    rig.hub.set_max_outstanding(3);
+    let news: Broadcast<u64> = Broadcast::new();
+    let mut worker = rig.connect();
+    for id in 1..=4 {
+        worker
+            .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), id, &[]))
+            .unwrap();
+    }
+    let refused = rig.replies(&mut worker, 1);
+    assert_eq!(refused[0].0, status::ERROR);
+    assert_eq!(refused[0].1, 4);
+    let why = String::from_utf8_lossy(&refused[0].2).into_owned();
+    assert!(why.contains("at most 3"), "{why}");
+    // The connection stays: the three waits are still served.
+    assert_eq!(news.waiting(), 3);
+    assert_eq!(news.send(1), Ok(3));
+    assert_eq!(rig.replies(&mut worker, 3).len(), 3);
 }

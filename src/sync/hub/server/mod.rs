@@ -2,13 +2,18 @@
 //!
 //! Bounds: only trusted peers are read ([`Trust`]); a frame is at most `MAX_FRAME`
 //! bytes and a peer's input holds at most one frame and one read; replies queued for a
-//! peer are capped ([`MAX_OUTPUT`](super::peer::MAX_OUTPUT)); a worker holds at most
-//! [`per_worker_limit`](super::peer::per_worker_limit) connections. A malformed or oversized frame closes that peer
-//! only: its pending wait is cancelled and a `Channel` value it had not acknowledged is
-//! put back at the head of the queue.
+//! peer are capped ([`MAX_OUTPUT`](super::peer::MAX_OUTPUT)); a connection has at most
+//! [`MAX_OUTSTANDING`](super::protocol::MAX_OUTSTANDING) calls open (past that a call is
+//! answered with an error); a worker holds at most
+//! [`per_worker_limit`](super::peer::per_worker_limit) connections. A malformed or
+//! oversized frame closes that peer only: its pending waits are cancelled and the
+//! `Channel` values it had not acknowledged are put back at the head of their queues.
+//!
+//! A connection is read while waits on it are pending: a scheduled worker multiplexes
+//! all its coroutines' calls over one connection, and each reply names its call.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
@@ -20,18 +25,19 @@ use mio::event::Event;
 use mio::net::UnixListener;
 use mio::{Interest, Registry, Token};
 
-use crate::sync::hub::peer::{Peer, ReadOutcome, Refusals, Trust, per_worker_limit};
-use crate::sync::hub::protocol::{self, NO_TIMEOUT, op, status};
+use crate::sync::ServerScope;
+use crate::sync::hub::peer::{Peer, Refusals, Trust, per_worker_limit};
+use crate::sync::hub::protocol::{op, status};
 use crate::sync::hub::reply::{Outbox, RemoteReply};
 use crate::sync::hub::sends::SendLog;
 use crate::sync::hub::status::HubStatus;
 use crate::sync::lock;
 use crate::sync::redis::driver as redis;
 use crate::sync::registry;
-use crate::sync::{ServerScope, WaitError};
 use crate::sys::fork;
 
 mod accept;
+mod serve;
 
 /// The address workers connect to: set when a hub binds, inherited by forked workers.
 pub(crate) static HUB_ADDR: Mutex<Option<String>> = Mutex::new(None);
@@ -49,10 +55,12 @@ pub struct HubServer {
     /// Connections per worker pid.
     per_pid: HashMap<u32, usize>,
     per_worker_limit: usize,
+    /// Calls one connection may have open (`MAX_OUTSTANDING`; lowered by tests).
+    max_outstanding: usize,
     trust: Trust,
     outbox: Outbox,
-    /// Remote waits with a timeout: (deadline, connection, object, key).
-    deadlines: BinaryHeap<Reverse<(Instant, usize, u64, u64)>>,
+    /// Remote waits with a timeout: (deadline, connection, call id).
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// When to accept again after running out of fds.
     accept_retry: Option<Instant>,
     sends: SendLog,
@@ -96,6 +104,7 @@ impl HubServer {
             peers: HashMap::new(),
             per_pid: HashMap::new(),
             per_worker_limit: per_worker_limit(),
+            max_outstanding: crate::sync::hub::protocol::MAX_OUTSTANDING,
             trust,
             outbox: Arc::default(),
             deadlines: BinaryHeap::new(),
@@ -157,110 +166,6 @@ impl HubServer {
         self.flush_outbox(registry);
     }
 
-    /// Reads and serves complete requests; false when the connection is finished.
-    fn read(&mut self, token: Token) -> bool {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let Some(peer) = self.peers.get_mut(&token) else {
-                return true;
-            };
-            match peer.read_some(&mut buf) {
-                ReadOutcome::Data => {
-                    if !self.serve_frames(token) {
-                        return false;
-                    }
-                }
-                ReadOutcome::Drained => return true,
-                ReadOutcome::Closed => return false,
-            }
-        }
-    }
-
-    /// Serves every complete frame in the peer's input; false on a malformed one.
-    fn serve_frames(&mut self, token: Token) -> bool {
-        loop {
-            let Some(peer) = self.peers.get_mut(&token) else {
-                return false;
-            };
-            let len = match protocol::complete_frame(&peer.input) {
-                Ok(Some(len)) => len,
-                Ok(None) => return true,
-                Err(()) => {
-                    log::warn!(
-                        "hub: worker {} sent an oversized frame; closing it",
-                        peer.pid
-                    );
-                    return false;
-                }
-            };
-            let body: Vec<u8> = peer.input.drain(..4 + len).skip(4).collect();
-            if !self.serve(token, &body) {
-                if let Some(peer) = self.peers.get(&token) {
-                    log::warn!(
-                        "hub: worker {} sent a malformed frame; closing it",
-                        peer.pid
-                    );
-                }
-                return false;
-            }
-        }
-    }
-
-    /// Serves one request; false on a malformed one.
-    fn serve(&mut self, token: Token, body: &[u8]) -> bool {
-        let Some(request) = protocol::decode_request(body) else {
-            return false;
-        };
-        if !(op::BROADCAST_WAIT..=op::CHANNEL_ACK).contains(&request.op) {
-            return false;
-        }
-        let Some(peer) = self.peers.get_mut(&token) else {
-            return false;
-        };
-        if request.op == op::CHANNEL_ACK {
-            peer.held = None;
-            return true;
-        }
-        if op::takes_value(request.op) && peer.held.is_some() {
-            // A second value before acknowledging the first: the worker is broken.
-            // Closing it puts the first back.
-            return false;
-        }
-        if op::is_send(request.op) {
-            if let Some(frame) = self.sends.reply_to(request.id) {
-                // A retry of a send that already happened: the same answer again.
-                return peer.queue(frame);
-            }
-        }
-        let reply = self.reply_to(token, request.op, request.object, request.id);
-        let Some(object) = registry::get(request.object) else {
-            reply.send(status::ERROR, b"no such shared object");
-            return true;
-        };
-        let deadline = (request.timeout_ms != NO_TIMEOUT)
-            .then(|| Instant::now() + Duration::from_millis(request.timeout_ms));
-        // A draining server answers new waits at once; a wait that would block the
-        // last free worker is refused (see ServerScope).
-        let refuse = if self.scope.is_draining() {
-            Some(WaitError::Closed)
-        } else if deadline.is_none() && self.status.blocked_clients() >= self.scope.max_blocked() {
-            Some(self.scope.no_other_worker())
-        } else {
-            None
-        };
-        if let Some(key) = object.serve(request.op, request.payload, reply, refuse) {
-            if let Some(peer) = self.peers.get_mut(&token) {
-                peer.pending = Some((request.object, key));
-                self.status.blocked().fetch_add(1, Ordering::SeqCst);
-            }
-            if let Some(deadline) = deadline {
-                self.deadlines
-                    .push(Reverse((deadline, token.0, request.object, key)));
-            }
-        }
-        true
-    }
-
     fn reply_to(&self, token: Token, op: u8, object: u64, id: u64) -> RemoteReply {
         RemoteReply {
             outbox: Arc::clone(&self.outbox),
@@ -280,6 +185,9 @@ impl HubServer {
             if replies.is_empty() {
                 return;
             }
+            // Each connection is written once per batch (a notify releases thousands of
+            // waits on a few connections), not once per reply.
+            let mut touched = HashSet::new();
             for reply in replies {
                 if let Some(id) = reply.send_id {
                     self.sends.record(id, &reply.frame);
@@ -290,14 +198,15 @@ impl HubServer {
                     }
                     continue;
                 };
-                if peer.pending.take().is_some() {
+                if peer.pending.remove(&reply.id).is_some() {
                     self.status.blocked().fetch_sub(1, Ordering::SeqCst);
                 }
-                if reply.held.is_some() {
-                    peer.held = reply.held;
+                if let Some(held) = reply.held {
+                    peer.held.insert(reply.id, held);
                 }
-                if peer.queue(&reply.frame) {
-                    self.write(registry, reply.token);
+                // A full queue is written out first; still full, the peer is not reading.
+                if peer.queue(&reply.frame) || (peer.flush() && peer.queue(&reply.frame)) {
+                    touched.insert(reply.token);
                 } else {
                     log::warn!(
                         "hub: worker {} does not read its replies; closing it",
@@ -305,6 +214,9 @@ impl HubServer {
                     );
                     self.drop_peer(registry, reply.token);
                 }
+            }
+            for token in touched {
+                self.write(registry, token);
             }
             // Putting a value back may have released another remote receiver.
         }
@@ -325,19 +237,19 @@ impl HubServer {
         if self.accept_retry.is_some_and(|at| at <= now) {
             self.accept(registry);
         }
-        while let Some(Reverse((deadline, token, object, key))) = self.deadlines.peek().copied() {
+        while let Some(Reverse((deadline, token, id))) = self.deadlines.peek().copied() {
             if deadline > now {
                 break;
             }
             self.deadlines.pop();
             let token = Token(token);
-            let Some(peer) = self.peers.get(&token) else {
+            let Some(&(object, key)) = self.peers.get(&token).and_then(|p| p.pending.get(&id))
+            else {
                 continue;
             };
-            if peer.pending == Some((object, key))
-                && registry::get(object).is_some_and(|o| o.cancel(key))
-            {
-                self.reply_to(token, op::BROADCAST_WAIT, object, 0)
+            // The reply removes the wait from `pending` when it is moved to the peer.
+            if registry::get(object).is_some_and(|o| o.cancel(key)) {
+                self.reply_to(token, op::BROADCAST_WAIT, object, id)
                     .send(status::TIMED_OUT, b"timed out");
             }
         }
@@ -345,8 +257,8 @@ impl HubServer {
         self.flush_outbox(registry);
     }
 
-    /// A worker went away (or broke the protocol): cancel its pending wait, take back
-    /// a value it never acknowledged, and close the socket.
+    /// A worker went away (or broke the protocol): cancel its pending waits, take back
+    /// the values it never acknowledged, and close the socket.
     fn drop_peer(&mut self, registry: &Registry, token: Token) {
         let Some(mut peer) = self.peers.remove(&token) else {
             return;
@@ -357,13 +269,13 @@ impl HubServer {
                 self.per_pid.remove(&peer.pid);
             }
         }
-        if let Some((object, key)) = peer.pending.take() {
+        for (_, (object, key)) in peer.pending.drain() {
             self.status.blocked().fetch_sub(1, Ordering::SeqCst);
             if let Some(object) = registry::get(object) {
                 object.cancel(key);
             }
         }
-        if let Some(held) = peer.held.take() {
+        for (_, held) in peer.held.drain() {
             put_back(&held);
         }
         let _ = registry.deregister(&mut peer.stream);
@@ -391,15 +303,17 @@ impl HubServer {
         }
         let mut closed = Vec::new();
         for (&token, peer) in &self.peers {
-            let Some((object, key)) = peer.pending else {
+            if !pids.contains(&peer.pid) {
                 continue;
-            };
-            if pids.contains(&peer.pid) && registry::get(object).is_some_and(|o| o.cancel(key)) {
-                closed.push((token, object));
+            }
+            for (&id, &(object, key)) in &peer.pending {
+                if registry::get(object).is_some_and(|o| o.cancel(key)) {
+                    closed.push((token, object, id));
+                }
             }
         }
-        for (token, object) in closed {
-            self.reply_to(token, op::BROADCAST_WAIT, object, 0)
+        for (token, object, id) in closed {
+            self.reply_to(token, op::BROADCAST_WAIT, object, id)
                 .send(status::CLOSED, b"worker stopping");
         }
         self.flush_outbox(registry);
@@ -433,10 +347,15 @@ impl HubServer {
     pub(crate) fn set_per_worker_limit(&mut self, limit: usize) {
         self.per_worker_limit = limit;
     }
+
+    /// Lowers the cap on calls open per connection.
+    pub(crate) fn set_max_outstanding(&mut self, cap: usize) {
+        self.max_outstanding = cap;
+    }
 }
 
 /// Gives a value a worker never acknowledged back to its channel.
-fn put_back(held: &super::reply::Held) {
+pub(super) fn put_back(held: &super::reply::Held) {
     if let Some(object) = registry::get(held.object) {
         object.put_back(&held.payload);
     }

@@ -1,0 +1,170 @@
+//! Reading a worker's connection and serving its requests: many calls may be open on
+//! one connection at once, each named by its id; `CANCEL` withdraws one.
+
+use std::cmp::Reverse;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::Token;
+
+use super::{HubServer, put_back};
+use crate::sync::WaitError;
+use crate::sync::hub::peer::ReadOutcome;
+use crate::sync::hub::protocol::{self, NO_TIMEOUT, Request, op, status};
+use crate::sync::registry;
+
+/// Bytes read from a peer at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl HubServer {
+    /// Reads and serves complete requests; false when the connection is finished.
+    pub(super) fn read(&mut self, token: Token) -> bool {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let Some(peer) = self.peers.get_mut(&token) else {
+                return true;
+            };
+            match peer.read_some(&mut buf) {
+                ReadOutcome::Data => {
+                    if !self.serve_frames(token) {
+                        return false;
+                    }
+                }
+                ReadOutcome::Drained => return true,
+                ReadOutcome::Closed => return false,
+            }
+        }
+    }
+
+    /// Serves every complete frame in the peer's input; false on a malformed one.
+    fn serve_frames(&mut self, token: Token) -> bool {
+        let mut at = 0;
+        let healthy = loop {
+            let Some(peer) = self.peers.get_mut(&token) else {
+                return false;
+            };
+            let len = match protocol::complete_frame(&peer.input[at..]) {
+                Ok(Some(len)) => len,
+                Ok(None) => break true,
+                Err(()) => {
+                    log::warn!(
+                        "hub: worker {} sent an oversized frame; closing it",
+                        peer.pid
+                    );
+                    break false;
+                }
+            };
+            let body = peer.input[at + 4..at + 4 + len].to_vec();
+            at += 4 + len;
+            if !self.serve(token, &body) {
+                if let Some(peer) = self.peers.get(&token) {
+                    log::warn!(
+                        "hub: worker {} sent a malformed frame; closing it",
+                        peer.pid
+                    );
+                }
+                break false;
+            }
+        };
+        if let Some(peer) = self.peers.get_mut(&token) {
+            peer.input.drain(..at);
+        }
+        healthy
+    }
+
+    /// Serves one request; false on a malformed one.
+    fn serve(&mut self, token: Token, body: &[u8]) -> bool {
+        let Some(request) = protocol::decode_request(body) else {
+            return false;
+        };
+        if !(op::BROADCAST_WAIT..=op::CANCEL).contains(&request.op) {
+            return false;
+        }
+        let cap = self.max_outstanding;
+        let Some(peer) = self.peers.get_mut(&token) else {
+            return false;
+        };
+        match request.op {
+            op::CHANNEL_ACK => {
+                peer.held.remove(&request.id);
+                return true;
+            }
+            op::CANCEL => {
+                self.cancel(token, request.id);
+                return true;
+            }
+            _ => {}
+        }
+        if peer.pending.contains_key(&request.id) || peer.held.contains_key(&request.id) {
+            // An id still open on this connection used again: the worker is broken.
+            return false;
+        }
+        if op::is_send(request.op) {
+            if let Some(frame) = self.sends.reply_to(request.id) {
+                // A retry of a send that already happened: the same answer again.
+                return peer.queue(frame);
+            }
+        }
+        let full = peer.outstanding() >= cap;
+        let reply = self.reply_to(token, request.op, request.object, request.id);
+        if full {
+            let why = format!("too many calls open on one hub connection (at most {cap})");
+            reply.send(status::ERROR, why.as_bytes());
+            return true;
+        }
+        self.serve_call(token, &request, reply);
+        true
+    }
+
+    /// Hands a well-formed call to its object; a wait becomes pending on the peer.
+    fn serve_call(
+        &mut self,
+        token: Token,
+        request: &Request<'_>,
+        reply: crate::sync::hub::RemoteReply,
+    ) {
+        let Some(object) = registry::get(request.object) else {
+            reply.send(status::ERROR, b"no such shared object");
+            return;
+        };
+        let deadline = (request.timeout_ms != NO_TIMEOUT)
+            .then(|| Instant::now() + Duration::from_millis(request.timeout_ms));
+        // A draining server answers new waits at once; a wait that would block the
+        // last free worker is refused (see ServerScope).
+        let refuse = if self.scope.is_draining() {
+            Some(WaitError::Closed)
+        } else if deadline.is_none() && self.status.blocked_clients() >= self.scope.max_blocked() {
+            Some(self.scope.no_other_worker())
+        } else {
+            None
+        };
+        if let Some(key) = object.serve(request.op, request.payload, reply, refuse) {
+            if let Some(peer) = self.peers.get_mut(&token) {
+                peer.pending.insert(request.id, (request.object, key));
+                self.status.blocked().fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some(deadline) = deadline {
+                self.deadlines
+                    .push(Reverse((deadline, token.0, request.id)));
+            }
+        }
+    }
+
+    /// Withdraws call `id` of a peer: a pending wait stops (no reply is sent), a value
+    /// handed over and not acknowledged goes back to its channel. A wait released in
+    /// the meantime keeps its reply, already on its way; the worker cancels again when
+    /// that reply reaches it, which puts a value back.
+    fn cancel(&mut self, token: Token, id: u64) {
+        let Some(peer) = self.peers.get_mut(&token) else {
+            return;
+        };
+        if let Some(&(object, key)) = peer.pending.get(&id) {
+            if registry::get(object).is_none_or(|o| o.cancel(key)) {
+                peer.pending.remove(&id);
+                self.status.blocked().fetch_sub(1, Ordering::SeqCst);
+            }
+        } else if let Some(held) = peer.held.remove(&id) {
+            put_back(&held);
+        }
+    }
+}
