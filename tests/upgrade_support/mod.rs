@@ -1,6 +1,7 @@
 //! What the upgrade tests share: an example server in its own process group with its
 //! log collected, a bounded load loop that counts every failure, a program file to
 //! replace on disk, and a look at processes' fds.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
