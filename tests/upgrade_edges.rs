@@ -5,8 +5,8 @@
 mod upgrade_support;
 mod util;
 
-use upgrade_support::{ANSWERS_PER_PHASE, Installed, Load, Pool, kill};
-use util::{example_path, get};
+use upgrade_support::{ANSWERS_PER_PHASE, Installed, LONG, Load, Pool, has_exited, kill, pid_in};
+use util::{example_path, get, wait_until};
 
 /// A new release that serves with a single-process model can never report ready: it
 /// says so and declines at once, instead of serving beside the old master until the
@@ -52,4 +52,37 @@ fn upgrade_variables_meant_for_another_process_are_ignored() {
     ));
     let pool = Pool::start(&installed.program(), &["--mixin", "threading"]);
     assert_eq!(get(pool.addr, "/").status, 200);
+}
+
+/// A new master that is not ready yet ignores `SIGUSR2` (logged): were it to start a
+/// third master, its own ready report would mark the socket as its alone, and its
+/// drain, once the third one is ready, would shut the socket all three share.
+#[test]
+fn a_new_master_not_ready_yet_ignores_sigusr2() {
+    let installed = Installed::new("upgrade-not-ready");
+    let gate = installed.dir.join("gate");
+    let args = ["--mixin", "preforked", "--workers", "2"];
+    let gate_text = gate.to_string_lossy().into_owned();
+    let mut pool = Pool::start_with(
+        &example_path("hello"),
+        &args,
+        &[("MIXSERVE_TEST_UPGRADE_HOLD_READY", gate_text.as_str())],
+    );
+    let load = Load::start(pool.addr);
+    load.wait_answers(ANSWERS_PER_PHASE);
+    kill(pool.pid(), "-USR2");
+    let held = pool.wait_for_line(0, &["test hook: master (pid", "holds its ready report"]);
+    let second = pid_in(&held);
+    kill(second, "-USR2");
+    pool.wait_for(0, "the second master ignoring SIGUSR2", |line| {
+        line.contains("SIGUSR2 ignored") && line.contains(&format!(" {second}]"))
+    });
+    std::fs::write(&gate, b"").expect("open the gate");
+    pool.wait_for_line(0, &["is ready after"]);
+    pool.wait_exit();
+    load.wait_answers(ANSWERS_PER_PHASE);
+    load.finish().assert_clean();
+    assert!(!has_exited(second), "the second master is gone");
+    kill(second, "-TERM");
+    wait_until("the second master to stop", LONG, || has_exited(second));
 }
