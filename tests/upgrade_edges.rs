@@ -8,11 +8,15 @@ mod util;
 use upgrade_support::{ANSWERS_PER_PHASE, Installed, LONG, Load, Pool, has_exited, kill, pid_in};
 use util::{example_path, get, wait_until};
 
+/// One server pool at a time: a 2-core box.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A new release that serves with a single-process model can never report ready: it
 /// says so and declines at once, instead of serving beside the old master until the
 /// upgrade timeout (here far beyond the test's deadline) runs out.
 #[test]
 fn a_new_binary_with_another_model_declines_at_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let installed = Installed::new("upgrade-model");
     let args = ["--mixin", "preforked", "--workers", "2"];
     let mut pool = Pool::start_with(
@@ -45,6 +49,7 @@ fn a_new_binary_with_another_model_declines_at_once() {
 /// ignored, as `LISTEN_FDS` is when `LISTEN_PID` names another process.
 #[test]
 fn upgrade_variables_meant_for_another_process_are_ignored() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let installed = Installed::new("upgrade-stale-env");
     installed.replace_with_script(&format!(
         "#!/bin/sh\nMIXSERVE_UPGRADE_READY_FD=4 LISTEN_FDS=1 LISTEN_PID=1 exec '{}' \"$@\"\n",
@@ -59,6 +64,7 @@ fn upgrade_variables_meant_for_another_process_are_ignored() {
 /// drain, once the third one is ready, would shut the socket all three share.
 #[test]
 fn a_new_master_not_ready_yet_ignores_sigusr2() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let installed = Installed::new("upgrade-not-ready");
     let gate = installed.dir.join("gate");
     let args = ["--mixin", "preforked", "--workers", "2"];

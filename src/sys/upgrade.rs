@@ -67,8 +67,12 @@ pub(crate) fn take_from_environment() -> io::Result<bool> {
     // Left in the environment of a process the upgrade did not start (a program run
     // by a master whose environment could not be cleaned): not this process's pipe.
     let this = std::process::id().to_string();
-    if std::env::var("LISTEN_PID").ok().as_deref().map(str::trim) != Some(this.as_str()) {
-        log::debug!("{READY_FD_VAR} ignored: LISTEN_PID is not this process");
+    let listen_pid = std::env::var("LISTEN_PID").unwrap_or_default();
+    if listen_pid.trim() != this {
+        log::warn!(
+            "{READY_FD_VAR} ignored: LISTEN_PID={listen_pid:?} is not this process ({this}); \
+             a script started by a binary upgrade must `exec` the server"
+        );
         return Ok(false);
     }
     let fd: RawFd = value

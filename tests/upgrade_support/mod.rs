@@ -238,6 +238,17 @@ impl Load {
     }
 }
 
+impl Drop for Load {
+    /// A test that failed midway stops its clients too (each request is bounded by
+    /// `IO_TIMEOUT`), so they do not load the box for the tests after it.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for client in self.clients.drain(..) {
+            let _ = client.join();
+        }
+    }
+}
+
 fn one_request(addr: SocketAddr, tally: &Tally) {
     let mut stream = match TcpStream::connect(addr) {
         Ok(stream) => stream,

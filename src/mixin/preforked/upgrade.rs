@@ -184,8 +184,12 @@ impl Upgrade {
     pub(super) fn tend(&mut self, registry: &Registry, timeout: Duration) -> Progress {
         // What it wrote before it ended is read first (an exec error says more than
         // its exit code).
-        if self.report.is_some() && self.on_report(registry) == Progress::Ready {
-            return Progress::Ready;
+        if self.report.is_some() {
+            match self.on_report(registry) {
+                Progress::Pending => {}
+                // Ready, or ended and reaped there (reaping again would log it twice).
+                done => return done,
+            }
         }
         if let Some(code) = upgrade::reap(self.pid) {
             self.close_report(registry);
