@@ -115,6 +115,17 @@ impl<M: MixIn> Server<M> {
         } else {
             None
         };
+        // Only a preforked master reports ready to the master that started it.
+        if crate::sys::upgrade::awaiting_ready() && self.mixin.name() != "preforked" {
+            crate::sys::upgrade::decline();
+            let error = io::Error::other(format!(
+                "started by a binary upgrade, but the {} model cannot take over from a \
+                 preforked master (only Preforked reports ready); the old master serves on",
+                self.mixin.name()
+            ));
+            log::error!("{error}");
+            return Err(error);
+        }
         self.ctx.scope().set_model(self.mixin.name());
         self.ctx.set_status_model(self.mixin.name());
         self.ctx.scope().set_max_blocked(self.mixin.max_blocked());

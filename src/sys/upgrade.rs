@@ -53,7 +53,8 @@ pub(crate) fn listener_shared() -> bool {
 
 /// In a process started by an upgrade: takes the readiness pipe its environment
 /// names (and removes the variable), marks the listener shared until
-/// [`report_ready`]. `Ok(false)` when the process was not started so.
+/// [`report_ready`]. `Ok(false)` when the process was not started so (no variable, or
+/// `LISTEN_PID` names another process).
 pub(crate) fn take_from_environment() -> io::Result<bool> {
     let Some(value) = std::env::var_os(READY_FD_VAR) else {
         return Ok(false);
@@ -62,6 +63,17 @@ pub(crate) fn take_from_environment() -> io::Result<bool> {
         // SAFETY: only this thread runs (checked just above), so nothing reads the
         // environment while it changes.
         unsafe { std::env::remove_var(READY_FD_VAR) };
+    }
+    // Left in the environment of a process the upgrade did not start (a program run
+    // by a master whose environment could not be cleaned): not this process's pipe.
+    let this = std::process::id().to_string();
+    let listen_pid = std::env::var("LISTEN_PID").unwrap_or_default();
+    if listen_pid.trim() != this {
+        log::warn!(
+            "{READY_FD_VAR} ignored: LISTEN_PID={listen_pid:?} is not this process ({this}); \
+             a script started by a binary upgrade must `exec` the server"
+        );
+        return Ok(false);
     }
     let fd: RawFd = value
         .to_str()
@@ -107,6 +119,20 @@ pub(crate) fn report_ready() {
         libc::write(fd, byte.as_ptr().cast(), 1);
         libc::close(fd);
     }
+    fork::forget_in_child(fd);
+}
+
+/// In a process started by an upgrade that cannot take over (its model never reports
+/// ready): closes the readiness pipe unwritten, so the old master fails the upgrade at
+/// once and serves on. The listener stays marked shared: the old master serves on it.
+pub(crate) fn decline() {
+    let fd = READY.swap(-1, Ordering::SeqCst);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: `fd` is the pipe this process took from its environment and owns alone;
+    // closed here, never used again.
+    unsafe { libc::close(fd) };
     fork::forget_in_child(fd);
 }
 

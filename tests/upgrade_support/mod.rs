@@ -1,6 +1,7 @@
 //! What the upgrade tests share: an example server in its own process group with its
 //! log collected, a bounded load loop that counts every failure, a program file to
 //! replace on disk, and a look at processes' fds.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -234,6 +235,17 @@ impl Load {
             client.join().expect("client thread");
         }
         Arc::clone(&self.tally)
+    }
+}
+
+impl Drop for Load {
+    /// A test that failed midway stops its clients too (each request is bounded by
+    /// `IO_TIMEOUT`), so they do not load the box for the tests after it.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for client in self.clients.drain(..) {
+            let _ = client.join();
+        }
     }
 }
 

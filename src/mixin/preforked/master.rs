@@ -93,6 +93,7 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
         program: Program::capture(),
         upgrade: None,
         upgrade_timeout: super::upgrade::timeout(model.upgrade_timeout),
+        hold_logged: false,
     };
     let result = master.serve(&mut poll, &mut hub);
     master.pool.kill_all(&master.plan.board, poll.registry());
@@ -125,6 +126,8 @@ struct Master<'a> {
     upgrade: Option<Upgrade>,
     /// How long a new master may take to report ready.
     upgrade_timeout: Duration,
+    /// The test hook that holds the ready report said so.
+    hold_logged: bool,
 }
 
 impl Master<'_> {
@@ -186,7 +189,10 @@ impl Master<'_> {
                     self.grow_asked = false;
                     let free = self.passed_free();
                     self.pool.maintain(self.ctx, &self.plan, &registry, free)?;
-                    if upgrade::awaiting_ready() && self.pool.all_serving(&self.plan.board) {
+                    if upgrade::awaiting_ready()
+                        && self.pool.all_serving(&self.plan.board)
+                        && !super::upgrade::ready_held(&mut self.hold_logged)
+                    {
                         log::info!(
                             "preforked: master {} started by an upgrade serves; telling the \
                              old master",
@@ -287,6 +293,15 @@ impl Master<'_> {
             log::warn!(
                 "preforked: SIGUSR2 ignored: {what} (new master pid {})",
                 upgrade.pid()
+            );
+            return;
+        }
+        // Its own ready report would mark the socket as this master's alone while a
+        // third one shares it, and its drain would then shut the socket for all.
+        if upgrade::awaiting_ready() {
+            log::warn!(
+                "preforked: SIGUSR2 ignored: this master, started by an upgrade, is not ready \
+                 yet"
             );
             return;
         }

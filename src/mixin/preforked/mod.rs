@@ -134,7 +134,10 @@ pub enum Dispatch {
 /// [`upgrade_timeout`](Preforked::upgrade_timeout) is stopped (SIGTERM, SIGKILL 10 s
 /// later) and reaped, the failure is logged, and the old master serves on. The new
 /// master is the old one's child, never in its worker table: no stop or kill meant for
-/// the workers reaches it. A second SIGUSR2 during an upgrade is ignored (logged). The
+/// the workers reaches it. A second SIGUSR2 during an upgrade, or one to a new master
+/// that is not ready yet, is ignored (logged). A master stopped (SIGTERM, SIGINT,
+/// SIGQUIT) while its new master starts leaves that one running on the socket, as
+/// nginx's does (logged): it serves alone once ready. The
 /// new binary must use the same kind of accept mode — workers accept
 /// ([`Accept::Shared`], [`Accept::Locked`]) or the master does ([`Accept::Passed`]) —
 /// since the listener's blocking flag is shared by both masters; it refuses to start

@@ -38,6 +38,27 @@ pub(super) fn timeout(configured: Duration) -> Duration {
         .map_or(configured, Duration::from_millis)
 }
 
+/// Test hook: `MIXSERVE_TEST_UPGRADE_HOLD_READY=<file>` makes a master started by an
+/// upgrade hold its ready report until `file` exists, so the tests can signal a new
+/// master that is not ready yet. Nothing else reads it.
+const HOLD_READY_VAR: &str = "MIXSERVE_TEST_UPGRADE_HOLD_READY";
+
+/// Whether the test hook holds the ready report (logged once).
+pub(super) fn ready_held(logged: &mut bool) -> bool {
+    let Some(file) = std::env::var_os(HOLD_READY_VAR) else {
+        return false;
+    };
+    let held = !std::path::Path::new(&file).exists();
+    if held && !*logged {
+        *logged = true;
+        log::info!(
+            "preforked: test hook: master (pid {}) holds its ready report",
+            std::process::id()
+        );
+    }
+    held
+}
+
 /// An upgrade in progress.
 #[derive(Debug)]
 pub(super) struct Upgrade {
@@ -163,8 +184,12 @@ impl Upgrade {
     pub(super) fn tend(&mut self, registry: &Registry, timeout: Duration) -> Progress {
         // What it wrote before it ended is read first (an exec error says more than
         // its exit code).
-        if self.report.is_some() && self.on_report(registry) == Progress::Ready {
-            return Progress::Ready;
+        if self.report.is_some() {
+            match self.on_report(registry) {
+                Progress::Pending => {}
+                // Ready, or ended and reaped there (reaping again would log it twice).
+                done => return done,
+            }
         }
         if let Some(code) = upgrade::reap(self.pid) {
             self.close_report(registry);
