@@ -56,9 +56,11 @@ impl Drain {
         }
     }
 
-    /// True once the drain began in this process.
+    /// True once the drain began in this process. A relaxed load: what a drain must
+    /// not miss (an idle connection) is woken after the flag is set, by the bell or by
+    /// [`rt::wake_idle`](crate::rt::wake_idle), and both order the store before it.
     pub(crate) fn is_draining(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+        self.flag.load(Ordering::Relaxed)
     }
 
     /// This process's bell (`None` if no pipe could be made: idle connections then
@@ -85,7 +87,15 @@ pub(crate) enum Idle {
 impl Conn {
     /// Waits, between requests, until the client sends something, the server begins to
     /// drain, or `deadline` (`TimedOut`). Without a drain state it only waits for input.
-    pub(crate) fn wait_idle(&self, deadline: Instant) -> io::Result<Idle> {
+    ///
+    /// On a coroutine this costs no syscall beyond the wait itself: the drain flag is an
+    /// atomic load, and a drain that begins wakes every idle connection of the loop
+    /// ([`rt::wake_idle`](crate::rt::wake_idle)). On a plain thread it polls the
+    /// socket and the drain's bell.
+    pub(crate) fn wait_idle(&mut self, deadline: Instant) -> io::Result<Idle> {
+        if crate::rt::in_coroutine() {
+            return self.wait_idle_parked(deadline);
+        }
         let Some((drain, bell)) = self
             .drain
             .as_ref()
@@ -105,12 +115,29 @@ impl Conn {
             if Instant::now() >= deadline {
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            if crate::rt::in_coroutine() {
-                self.registered.set(true);
-                crate::rt::park_or_readable(&[socket, bell], Some(deadline))?;
-            } else {
-                poll_both(socket, bell, deadline)?;
+            poll_both(socket, bell, deadline)?;
+        }
+    }
+
+    /// The idle wait of a coroutine. It parks on the socket alone; after each return
+    /// (input, a drain's wake, or readiness left over from an earlier edge) it looks at
+    /// the drain flag, then reads once: `Idle::Request` only once bytes (or the end of
+    /// the stream) are in. A read is tried before parking only when the last one filled
+    /// its buffer, the one case in which input may wait in the socket with no new edge
+    /// to come.
+    fn wait_idle_parked(&mut self, deadline: Instant) -> io::Result<Idle> {
+        let fd = self.as_raw_fd();
+        let mut look_first = !self.input_drained;
+        loop {
+            if self.draining() {
+                return Ok(Idle::Draining);
             }
+            if look_first && self.try_fill()? {
+                return Ok(Idle::Request);
+            }
+            self.registered.set(true);
+            crate::rt::wait_idle_fd(fd, Some(deadline))?;
+            look_first = true;
         }
     }
 

@@ -31,8 +31,49 @@ impl Conn {
                     park::wait_fd(fd, &self.registered, Interest::Readable, deadline)?;
                     self.hold_read_buffer();
                 }
-                result => return result.map_err(io::Error::from),
+                Ok(n) => {
+                    self.note_read(n, self.read_buf.len() - start);
+                    return Ok(n);
+                }
+                Err(errno) => return Err(errno.into()),
             }
+        }
+    }
+
+    /// One non-blocking `recv` into the empty read buffer: `true` when bytes (or the
+    /// end of the stream) arrived, `false` on `EAGAIN` (the buffer is given back).
+    pub(super) fn try_fill(&mut self) -> io::Result<bool> {
+        if self.read_pos != self.read_end {
+            return Ok(true);
+        }
+        self.hold_read_buffer();
+        self.read_pos = 0;
+        match recv_once(
+            self.fd.as_raw_fd(),
+            &mut self.read_buf,
+            MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(n) => {
+                self.read_end = n;
+                self.note_read(n, self.read_buf.len());
+                Ok(true)
+            }
+            Err(Errno::EAGAIN) => {
+                self.read_end = 0;
+                self.release_read_buffer();
+                Ok(false)
+            }
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
+    /// Records whether a read of `n` bytes into room for `asked` drained the socket;
+    /// if it did, the loop's leftover read readiness is cleared, so the next wait parks
+    /// instead of coming back for an `EAGAIN` (an edge arrives with the next bytes).
+    fn note_read(&mut self, n: usize, asked: usize) {
+        self.input_drained = n < asked;
+        if self.input_drained && n > 0 && self.registered.get() {
+            crate::rt::clear_readable(self.fd.as_raw_fd());
         }
     }
 
@@ -129,7 +170,9 @@ impl Read for Conn {
         if self.read_pos == self.read_end && buf.len() >= BUFFER_SIZE {
             let fd = self.fd.as_raw_fd();
             let deadline = earliest(self.read_deadline, self.read_timeout);
-            return recv_raw(fd, buf, &self.registered, deadline);
+            let n = recv_raw(fd, buf, &self.registered, deadline)?;
+            self.note_read(n, buf.len());
+            return Ok(n);
         }
         let available = self.fill_buf()?;
         let n = available.len().min(buf.len());
@@ -151,6 +194,19 @@ impl BufRead for Conn {
 
     fn consume(&mut self, amount: usize) {
         self.read_pos = (self.read_pos + amount).min(self.read_end);
+    }
+}
+
+impl Conn {
+    /// Lets `append` add bytes straight to the output buffer (sent by the next flush),
+    /// for a writer that builds a message piece by piece: no buffer of its own, no copy.
+    /// What is buffered already is sent first if the buffer is full.
+    pub(crate) fn append_to_output(&mut self, append: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
+        if self.write_buf.len() >= BUFFER_SIZE {
+            self.flush()?;
+        }
+        append(&mut self.write_buf);
+        Ok(())
     }
 }
 

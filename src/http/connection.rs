@@ -33,6 +33,9 @@ pub struct HttpConnection<A> {
     config: Arc<HttpConfig>,
     /// The current request head, reused between requests.
     head: Vec<u8>,
+    /// "connection from PEER, ": the coroutine label's prefix, formatted on the first
+    /// request rather than on every one.
+    label: Option<String>,
 }
 
 impl<A> fmt::Debug for HttpConnection<A> {
@@ -59,6 +62,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             app,
             config,
             head: Vec::new(),
+            label: None,
         }
     }
 
@@ -99,7 +103,10 @@ impl<A: HttpHandler> HttpConnection<A> {
             head_only: request.method() == "HEAD",
             keep_alive: keep_alive && !conn.draining(),
         };
-        request.label_coroutine();
+        let label = self
+            .label
+            .get_or_insert_with(|| Request::connection_label(conn.peer_addr()));
+        request.label_coroutine(label);
         crate::status::count(crate::status::Counter::Requests);
         let (outcome, client_left, body_drained) = if streams {
             let mut body = BodyReader::new(conn, framing, config);

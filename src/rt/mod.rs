@@ -65,6 +65,7 @@ mod context;
 #[allow(unsafe_code)]
 mod coroutine;
 mod error;
+mod fd_keys;
 mod io_source;
 pub(crate) mod park;
 mod reactor;
@@ -80,8 +81,8 @@ use std::time::{Duration, Instant};
 use scheduler::ParkKind;
 
 pub use error::SpawnError;
-pub(crate) use io_source::park_or_readable;
 pub use io_source::{IoSource, forget_fd, wait_fd};
+pub(crate) use io_source::{clear_readable, park_or_readable, wait_idle_fd};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use stall::stall_count;
 pub use waker::Waker;
@@ -196,6 +197,13 @@ pub fn set_label(label: std::fmt::Arguments<'_>) {
     if let Some((core, id)) = coroutine_context() {
         core.set_label(id, label);
     }
+}
+
+/// Wakes every coroutine of this thread's runtime that waits in [`wait_idle_fd`] (a
+/// connection idle between requests), so it sees that a drain began; a no-op off a
+/// runtime's thread.
+pub(crate) fn wake_idle() {
+    let _ = context::with_core(|core| core.wake_idle());
 }
 
 /// Live coroutines of the runtime running on this thread (0 when none is).
