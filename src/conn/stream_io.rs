@@ -79,9 +79,9 @@ impl Conn {
 
     pub(super) fn send_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         let fd = self.fd.as_raw_fd();
-        let deadline = self.write_timeout.map(|t| Instant::now() + t);
+        let mut limit = WriteLimit::Timeout(self.write_timeout);
         while !data.is_empty() {
-            let n = send_raw(fd, data, &self.registered, deadline)?;
+            let n = send_raw(fd, data, &self.registered, &mut limit)?;
             data = &data[n..];
         }
         Ok(())
@@ -143,14 +143,42 @@ fn recv_once(fd: RawFd, buf: &mut [u8], flags: MsgFlags) -> Result<usize, Errno>
     }
 }
 
+/// The write timeout of one `send_all`, turned into a deadline only when a send first
+/// has to wait: most sends never do, and then read no clock.
+enum WriteLimit {
+    /// No send waited yet.
+    Timeout(Option<Duration>),
+    /// A send waited: every later wait of this `send_all` ends here.
+    Deadline(Option<Instant>),
+}
+
+impl WriteLimit {
+    fn deadline(&mut self) -> Option<Instant> {
+        if let WriteLimit::Timeout(timeout) = *self {
+            *self = WriteLimit::Deadline(timeout.map(|t| Instant::now() + t));
+        }
+        match *self {
+            WriteLimit::Deadline(deadline) => deadline,
+            WriteLimit::Timeout(_) => None,
+        }
+    }
+
+    fn is_limited(&self) -> bool {
+        match self {
+            WriteLimit::Timeout(timeout) => timeout.is_some(),
+            WriteLimit::Deadline(deadline) => deadline.is_some(),
+        }
+    }
+}
+
 /// One `send` with `MSG_NOSIGNAL` (a closed peer is `EPIPE`, never `SIGPIPE`).
 fn send_raw(
     fd: RawFd,
     data: &[u8],
     registered: &Cell<bool>,
-    deadline: Option<Instant>,
+    limit: &mut WriteLimit,
 ) -> io::Result<usize> {
-    let blocking = deadline.is_none() && !crate::rt::in_coroutine();
+    let blocking = !limit.is_limited() && !crate::rt::in_coroutine();
     let mut flags = MsgFlags::MSG_NOSIGNAL;
     if !blocking {
         flags |= MsgFlags::MSG_DONTWAIT;
@@ -159,7 +187,9 @@ fn send_raw(
         match send(fd, data, flags) {
             Ok(n) => return Ok(n),
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => park::wait_fd(fd, registered, Interest::Writable, deadline)?,
+            Err(Errno::EAGAIN) => {
+                park::wait_fd(fd, registered, Interest::Writable, limit.deadline())?
+            }
             Err(errno) => return Err(errno.into()),
         }
     }

@@ -213,8 +213,14 @@ fn begin_body(conn: &mut Conn, config: &HttpConfig, head: &Head) -> Result<Frami
         conn.flush()
             .map_err(|error| read_failure(error, Failure::Close))?;
     }
-    conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
-    conn.set_read_timeout(Some(config.body_timeout));
+    if framing.has_body() {
+        conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
+        conn.set_read_timeout(Some(config.body_timeout));
+    } else {
+        // Nothing to read: the head's deadline must not limit a streaming handler.
+        conn.set_read_deadline(None);
+        conn.set_read_timeout(None);
+    }
     Ok(framing)
 }
 

@@ -126,8 +126,9 @@ impl Request {
 
     /// The target up to `?`, not percent-decoded.
     pub fn path(&self) -> &str {
-        match self.target.split_once('?') {
-            Some((path, _)) => path,
+        // A byte search: `?` is ASCII, so the split is on a character boundary.
+        match self.target.bytes().position(|b| b == b'?') {
+            Some(at) => &self.target[..at],
             None => &self.target,
         }
     }

@@ -249,19 +249,51 @@ fn write_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Re
 
 /// Fields the writer sets itself.
 fn is_framing_field(name: &str) -> bool {
-    ["content-length", "transfer-encoding", "connection"]
-        .iter()
-        .any(|field| name.eq_ignore_ascii_case(field))
+    // The lengths tell the three apart before any byte is compared.
+    match name.len() {
+        10 => name.eq_ignore_ascii_case("connection"),
+        14 => name.eq_ignore_ascii_case("content-length"),
+        17 => name.eq_ignore_ascii_case("transfer-encoding"),
+        _ => false,
+    }
 }
 
 /// A field name must be a token; a value must not hold control characters (no CR/LF,
 /// so no response splitting), tabs excepted.
 fn valid_field(name: &str, value: &str) -> bool {
     !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && name.bytes().all(|b| TOKEN_BYTES[usize::from(b)])
         && value
             .bytes()
             .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
+
+/// `TOKEN_BYTES[b]`: whether byte `b` is a `tchar` of RFC 9110 §5.6.2 (one lookup per
+/// byte of every response field name).
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
