@@ -178,7 +178,7 @@ impl Request {
     /// warning and the stack-overflow message (see [`rt::set_label`](crate::rt::set_label));
     /// does nothing off a coroutine.
     pub(crate) fn label_coroutine(&self, connection: &str) {
-        crate::rt::set_label(format_args!("{connection}{} {}", self.method, self.path()));
+        crate::rt::set_label_parts(&[connection, &self.method, " ", self.path()]);
     }
 
     /// The label prefix [`label_coroutine`](Self::label_coroutine) takes for requests

@@ -206,6 +206,14 @@ pub(crate) fn wake_idle() {
     let _ = context::with_core(|core| core.wake_idle());
 }
 
+/// [`set_label`] with the label given as pieces to join (no formatting: for a label
+/// set on every request).
+pub(crate) fn set_label_parts(parts: &[&str]) {
+    if let Some((core, id)) = coroutine_context() {
+        core.set_label_parts(id, parts);
+    }
+}
+
 /// Live coroutines of the runtime running on this thread (0 when none is).
 pub fn coroutine_count() -> usize {
     context::with_core(|core| core.live()).unwrap_or(0)

@@ -278,6 +278,18 @@ impl Core {
         }
     }
 
+    /// [`set_label`](Core::set_label) from pieces joined without formatting.
+    pub(crate) fn set_label_parts(&self, id: CoroutineId, parts: &[&str]) {
+        if let Some(guard) = self
+            .slots
+            .borrow_mut()
+            .get_mut(id)
+            .and_then(|s| s.guard.as_ref())
+        {
+            guard.set_label_parts(parts);
+        }
+    }
+
     /// The label of coroutine `id` (see [`set_label`](Core::set_label)), or a neutral
     /// name when it has none.
     fn label(&self, id: CoroutineId) -> String {
