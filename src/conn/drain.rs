@@ -172,3 +172,89 @@ fn poll_both(a: RawFd, b: RawFd, deadline: Instant) -> io::Result<()> {
         Err(errno) => Err(errno.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::io::{BufRead, Write};
+    use std::os::unix::net::UnixStream;
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{Drain, Idle};
+    use crate::conn::{BUFFER_SIZE, Conn};
+    use crate::rt::{Runtime, RuntimeConfig};
+
+    /// Runs `f` on a coroutine of a fresh runtime and returns what it returned.
+    fn on_coroutine<T: 'static>(f: impl FnOnce() -> T + 'static) -> T {
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let out = Rc::new(Cell::new(None));
+        let put = Rc::clone(&out);
+        runtime.spawn(move || put.set(Some(f()))).unwrap();
+        runtime.run().unwrap();
+        out.take().expect("the coroutine finished")
+    }
+
+    #[test]
+    fn an_idle_wait_after_a_full_read_finds_what_is_left_in_the_socket() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let rest = 10;
+        let found = on_coroutine(move || {
+            let mut conn = Conn::from_unix(server).unwrap();
+            // Parks first (nothing sent yet): the socket is registered, and the edge
+            // the whole message brings is consumed by this wait.
+            let writer = std::thread::spawn(move || {
+                (&client)
+                    .write_all(&vec![b'x'; BUFFER_SIZE + rest])
+                    .unwrap();
+                client
+            });
+            let full = conn.fill_buf().unwrap().len();
+            conn.consume(full);
+            // No new edge will come for the bytes still in the socket.
+            let idle = conn.wait_idle(Instant::now() + Duration::from_secs(10));
+            let left = conn.buffered().len();
+            drop(writer.join().unwrap());
+            (full, idle.ok(), left)
+        });
+        if found.0 == BUFFER_SIZE {
+            assert_eq!(found, (BUFFER_SIZE, Some(Idle::Request), rest));
+        } else {
+            // The message arrived in two reads: nothing was left without an edge.
+            assert_eq!(found.1, Some(Idle::Request));
+        }
+    }
+
+    #[test]
+    fn a_drain_wakes_a_coroutine_idle_between_requests() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let drain = Arc::new(Drain::new());
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let outcome = Rc::new(Cell::new(None));
+        let (put, idle_drain) = (Rc::clone(&outcome), Arc::clone(&drain));
+        runtime
+            .spawn(move || {
+                let mut conn = Conn::from_unix(server).unwrap();
+                conn.set_drain_flag(idle_drain);
+                let idle = conn.wait_idle(Instant::now() + Duration::from_secs(60));
+                put.set(Some(idle.ok()));
+            })
+            .unwrap();
+        runtime
+            .spawn(move || {
+                crate::rt::yield_now();
+                drain.begin();
+                crate::rt::wake_idle();
+            })
+            .unwrap();
+        runtime.run().unwrap();
+        drop(client);
+        let idle = outcome.take().expect("the idle coroutine finished");
+        assert_eq!(
+            idle,
+            Some(Idle::Draining),
+            "woken by the drain, not timed out"
+        );
+    }
+}
