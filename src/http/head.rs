@@ -232,9 +232,9 @@ pub(crate) fn parse_head(bytes: &[u8], fields: usize) -> Result<Head, Reject> {
         1 => Version::Http11,
         _ => return Err(Reject::new(505, "HTTP version not supported")),
     };
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(bytes.len(), request.headers.len());
     for field in request.headers.iter() {
-        headers.append(field.name, field.value);
+        headers.append_raw(field.name, field.value);
     }
     if headers.get_all("host").count() > 1 {
         return Err(Reject::new(400, "more than one Host field"));
