@@ -122,12 +122,13 @@ impl Conn {
     /// The idle wait of a coroutine. It parks on the socket alone; after each return
     /// (input, a drain's wake, or readiness left over from an earlier edge) it looks at
     /// the drain flag, then reads once: `Idle::Request` only once bytes (or the end of
-    /// the stream) are in. A read is tried before parking only when the last one filled
-    /// its buffer, the one case in which input may wait in the socket with no new edge
-    /// to come.
+    /// the stream) are in. A read is tried before parking only when input may wait in
+    /// the socket with no new edge to come: the last read filled its buffer, or an
+    /// edge came since it and another wait took it (a watched wait in the handler
+    /// also waits for this socket's readability).
     fn wait_idle_parked(&mut self, deadline: Instant) -> io::Result<Idle> {
         let fd = self.as_raw_fd();
-        let mut look_first = !self.input_drained;
+        let mut look_first = !self.input_drained || crate::rt::readable_since_cleared(fd);
         loop {
             if self.draining() {
                 return Ok(Idle::Draining);

@@ -131,9 +131,20 @@ pub(crate) fn clear_readable(fd: RawFd) {
     let _ = context::with_core(|core| {
         let key = core.fd_keys.borrow().get(fd);
         if let Some(key) = key {
-            core.reactor.take_ready(key, Interest::Readable);
+            core.reactor.clear_ready(key, Interest::Readable);
         }
     });
+}
+
+/// Whether bytes may have arrived on `fd` since the last [`clear_readable`]: an edge
+/// came, even one a wait consumed (a watched wait in a handler also waits for the
+/// connection's readability). True when the fd is not registered on this thread.
+pub(crate) fn readable_since_cleared(fd: RawFd) -> bool {
+    context::with_core(|core| {
+        let key = core.fd_keys.borrow().get(fd);
+        key.is_none_or(|key| core.reactor.edge_since_clear(key, Interest::Readable))
+    })
+    .unwrap_or(true)
 }
 
 /// The reactor key of `fd`, registering it (until [`forget_fd`]) on first use.
