@@ -68,6 +68,17 @@ fn allocations() -> u64 {
 /// One run: round trips per second (wall time, noisy on a shared machine), and the
 /// serving thread's CPU microseconds and allocations per request.
 pub fn run() -> io::Result<(f64, f64, f64)> {
+    // Client and server on one CPU: each round trip is then two plain context
+    // switches, not wake-ups across cores, whose cost varies fivefold on a VM.
+    let previous = super::pin_to_one_cpu();
+    let result = round_trips();
+    if let Some(previous) = previous {
+        super::set_cpus(&previous);
+    }
+    result
+}
+
+fn round_trips() -> io::Result<(f64, f64, f64)> {
     let (client, server) = UnixStream::pair()?;
     let serving = thread::spawn(move || -> io::Result<(Duration, u64)> {
         let mut runtime = Runtime::new(RuntimeConfig::default())?;
