@@ -109,13 +109,17 @@ impl Conn {
             if drain.is_draining() {
                 return Ok(Idle::Draining);
             }
-            if readable(socket) {
-                return Ok(Idle::Request);
-            }
             if Instant::now() >= deadline {
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            poll_both(socket, bell, deadline)?;
+            // One poll: it returns at once if input is already there.
+            if poll_both(socket, bell, deadline)? {
+                return Ok(if drain.is_draining() {
+                    Idle::Draining
+                } else {
+                    Idle::Request
+                });
+            }
         }
     }
 
@@ -152,14 +156,9 @@ impl Conn {
     }
 }
 
-/// True when `fd` has input (or an error, or its end) now.
-fn readable(fd: RawFd) -> bool {
-    // The caller owns `fd` for the call.
-    let mut fds = [PollFd::new(crate::sys::borrow_fd(fd), PollFlags::POLLIN)];
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-}
-
-fn poll_both(a: RawFd, b: RawFd, deadline: Instant) -> io::Result<()> {
+/// Waits until `a` or `b` is readable (data, an error or the end) or `deadline`;
+/// `Ok(true)` when `a` is.
+fn poll_both(a: RawFd, b: RawFd, deadline: Instant) -> io::Result<bool> {
     let left = deadline.saturating_duration_since(Instant::now());
     let millis = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
     let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
@@ -169,7 +168,8 @@ fn poll_both(a: RawFd, b: RawFd, deadline: Instant) -> io::Result<()> {
         PollFd::new(crate::sys::borrow_fd(b), PollFlags::POLLIN),
     ];
     match poll(&mut fds, timeout) {
-        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+        Ok(_) => Ok(fds[0].revents().is_some_and(|events| !events.is_empty())),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
         Err(errno) => Err(errno.into()),
     }
 }
