@@ -3,6 +3,9 @@
 //! - **HTTP per request**: the real [`Http`] handler serving pipelined `GET`s over a
 //!   socketpair in batches — head parsing, the application call and response writing,
 //!   per request, with no connection set-up in the way;
+//! - **HTTP keep-alive on a coroutine** (`micro/keepalive.rs`): one request at a time
+//!   to the handler on a coroutine, as under `Scheduled`; the serving thread's CPU and
+//!   heap allocations per request;
 //! - **file bodies**: a 1 MiB response sent from memory (`Body::Bytes`) and from a file
 //!   (`Body::File`, by `sendfile`) over TCP loopback;
 //! - **the hub round trip**: sequential keep-alive `GET /` against the `comet` example,
@@ -26,10 +29,16 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mixserve::http::{Body, Http, Request, Response};
+use mixserve::http::{Body, Http, HttpConfig, Request, Response};
 use mixserve::{Conn, Handler, MakeHandler};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+
+#[path = "micro/keepalive.rs"]
+mod keepalive;
+
+#[global_allocator]
+static ALLOCATOR: keepalive::Counting = keepalive::Counting;
 
 /// How many times each measurement is repeated; the median is reported.
 const RUNS: usize = 5;
@@ -42,8 +51,9 @@ const REQUEST: &[u8] =
 /// Size of the file body, and responses per run.
 const FILE_SIZE: usize = 1024 * 1024;
 const FILE_RESPONSES: usize = 200;
-/// Sequential requests per run of the hub benchmark, after a warm-up.
-const HUB_REQUESTS: usize = 1_000;
+/// Sequential requests per run of the hub benchmark, after a warm-up: together fewer
+/// than the examples' cap of 1,000 requests per connection, so one connection serves all.
+const HUB_REQUESTS: usize = 800;
 const HUB_WARMUP: usize = 100;
 
 /// One line of the result table.
@@ -94,7 +104,10 @@ fn serve_one<A: mixserve::http::HttpHandler>(
 /// and the serving thread's CPU microseconds per request.
 fn http_pipelined() -> io::Result<(f64, f64)> {
     let (client, server) = UnixStream::pair()?;
-    let app = Http::new(|_: &mut Request| Response::text(200, "hello"));
+    let app = Http::with_config(
+        |_: &mut Request| Response::text(200, "hello"),
+        one_long_connection(),
+    );
     let serving = serve_one(app, Conn::from_unix(server)?);
     let mut reader = BufReader::with_capacity(256 * 1024, client.try_clone()?);
     // One request first, to learn the (fixed) size of a response.
@@ -120,6 +133,14 @@ fn http_pipelined() -> io::Result<(f64, f64)> {
     let cpu = serving.join().expect("server thread")?;
     let per_request = cpu.as_secs_f64() * 1e6 / (HTTP_REQUESTS + 1) as f64;
     Ok((HTTP_REQUESTS as f64 / elapsed.as_secs_f64(), per_request))
+}
+
+/// The default configuration, but with no cap on requests per connection: each run sends
+/// all its requests on one connection (the default cap, 1,000, would close it midway).
+fn one_long_connection() -> HttpConfig {
+    let mut config = HttpConfig::default();
+    config.max_requests_per_connection = usize::MAX;
+    config
 }
 
 /// Reads one response with a `Content-Length` body; returns its size on the wire.
@@ -377,6 +398,21 @@ fn run() -> io::Result<Vec<Row>> {
             "{:.2} µs per request; server thread CPU {:.2} µs per request",
             1e6 / rate,
             median(cpus)
+        ),
+    });
+
+    let runs = (0..RUNS)
+        .map(|_| keepalive::run())
+        .collect::<io::Result<Vec<_>>>()?;
+    let column = |pick: fn(&(f64, f64, f64)) -> f64| median(runs.iter().map(pick).collect());
+    rows.push(Row {
+        name: "HTTP `GET` keep-alive, one at a time, on a coroutine, socketpair".to_owned(),
+        median: column(|run| run.0),
+        unit: "round trips/s",
+        note: format!(
+            "server thread CPU {:.2} µs and {:.1} heap allocations per request",
+            column(|run| run.1),
+            column(|run| run.2)
         ),
     });
 

@@ -41,6 +41,8 @@ struct Conn {
     written: usize,
     sent_at: Instant,
     answered_at: Option<Instant>,
+    /// The server closed its side (after the response in `inbuf`, or during it).
+    closed: bool,
 }
 
 /// Many client connections to one server, in one thread.
@@ -85,6 +87,7 @@ impl Fleet {
                     written: 0,
                     sent_at: Instant::now(),
                     answered_at: None,
+                    closed: false,
                 });
                 connecting += 1;
             }
@@ -237,7 +240,10 @@ impl Fleet {
                         match next {
                             // Like wrk: a server that ends the connection (a cap on
                             // requests per connection) gets a fresh one.
-                            Next::Again if says_close(&self.conns[i].inbuf[..body_at]) => {
+                            Next::Again
+                                if self.conns[i].closed
+                                    || says_close(&self.conns[i].inbuf[..body_at]) =>
+                            {
                                 self.reconnect(i)
                             }
                             Next::Again => self.start_request(i),
@@ -270,6 +276,7 @@ impl Fleet {
             Ok(stream) => {
                 let mut old = std::mem::replace(&mut self.conns[i].stream, stream);
                 let _ = self.poll.registry().deregister(&mut old);
+                self.conns[i].closed = false;
                 self.start_request(i);
             }
             Err(_) => {
@@ -295,42 +302,46 @@ impl Fleet {
     }
 
     /// Reads what is there; returns the body's range once the response is complete.
+    ///
+    /// The server may close right after its last response (`Connection: close`, a cap
+    /// on requests per connection): the end of the stream then often arrives in the
+    /// same read loop as the response, which is still complete. A connection that ends
+    /// before a whole response failed; its socket is shut at once, so a server that
+    /// lingers for our end of the stream before it takes the next connection does not
+    /// wait for it.
     fn read_some(&mut self, i: usize) -> Option<(usize, usize)> {
         let conn = &mut self.conns[i];
         let mut buf = [0u8; 16 * 1024];
         loop {
             match conn.stream.read(&mut buf) {
                 Ok(0) => {
-                    // EOF: complete only if the response had no length and ends here.
-                    let parsed = parse_response(&conn.inbuf);
-                    return match parsed {
-                        Some((body_at, None)) => {
-                            conn.state = State::Done;
-                            Some((body_at, conn.inbuf.len()))
-                        }
-                        _ => {
-                            conn.state = State::Failed;
-                            self.failed += 1;
-                            None
-                        }
-                    };
+                    conn.closed = true;
+                    break;
                 }
                 Ok(k) => conn.inbuf.extend_from_slice(&buf[..k]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    conn.state = State::Failed;
-                    self.failed += 1;
-                    return None;
+                    conn.closed = true;
+                    conn.inbuf.clear();
+                    break;
                 }
             }
         }
-        match parse_response(&conn.inbuf) {
+        let complete = match parse_response(&conn.inbuf) {
             Some((body_at, Some(len))) if conn.inbuf.len() >= body_at + len => {
                 Some((body_at, body_at + len))
             }
+            // No length: the body ends with the connection.
+            Some((body_at, None)) if conn.closed => Some((body_at, conn.inbuf.len())),
             _ => None,
+        };
+        if complete.is_none() && conn.closed {
+            conn.state = State::Failed;
+            self.failed += 1;
+            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
         }
+        complete
     }
 }
 

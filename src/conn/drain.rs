@@ -56,9 +56,11 @@ impl Drain {
         }
     }
 
-    /// True once the drain began in this process.
+    /// True once the drain began in this process. A relaxed load: what a drain must
+    /// not miss (an idle connection) is woken after the flag is set, by the bell or by
+    /// [`rt::wake_idle`](crate::rt::wake_idle), and both order the store before it.
     pub(crate) fn is_draining(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+        self.flag.load(Ordering::Relaxed)
     }
 
     /// This process's bell (`None` if no pipe could be made: idle connections then
@@ -85,7 +87,15 @@ pub(crate) enum Idle {
 impl Conn {
     /// Waits, between requests, until the client sends something, the server begins to
     /// drain, or `deadline` (`TimedOut`). Without a drain state it only waits for input.
-    pub(crate) fn wait_idle(&self, deadline: Instant) -> io::Result<Idle> {
+    ///
+    /// On a coroutine this costs no syscall beyond the wait itself: the drain flag is an
+    /// atomic load, and a drain that begins wakes every idle connection of the loop
+    /// ([`rt::wake_idle`](crate::rt::wake_idle)). On a plain thread it polls the
+    /// socket and the drain's bell.
+    pub(crate) fn wait_idle(&mut self, deadline: Instant) -> io::Result<Idle> {
+        if crate::rt::in_coroutine() {
+            return self.wait_idle_parked(deadline);
+        }
         let Some((drain, bell)) = self
             .drain
             .as_ref()
@@ -99,18 +109,40 @@ impl Conn {
             if drain.is_draining() {
                 return Ok(Idle::Draining);
             }
-            if readable(socket) {
-                return Ok(Idle::Request);
-            }
             if Instant::now() >= deadline {
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            if crate::rt::in_coroutine() {
-                self.registered.set(true);
-                crate::rt::park_or_readable(&[socket, bell], Some(deadline))?;
-            } else {
-                poll_both(socket, bell, deadline)?;
+            // One poll: it returns at once if input is already there.
+            if poll_both(socket, bell, deadline)? {
+                return Ok(if drain.is_draining() {
+                    Idle::Draining
+                } else {
+                    Idle::Request
+                });
             }
+        }
+    }
+
+    /// The idle wait of a coroutine. It parks on the socket alone; after each return
+    /// (input, a drain's wake, or readiness left over from an earlier edge) it looks at
+    /// the drain flag, then reads once: `Idle::Request` only once bytes (or the end of
+    /// the stream) are in. A read is tried before parking only when input may wait in
+    /// the socket with no new edge to come: the last read filled its buffer, or an
+    /// edge came since it and another wait took it (a watched wait in the handler
+    /// also waits for this socket's readability).
+    fn wait_idle_parked(&mut self, deadline: Instant) -> io::Result<Idle> {
+        let fd = self.as_raw_fd();
+        let mut look_first = !self.input_drained || crate::rt::readable_since_cleared(fd);
+        loop {
+            if self.draining() {
+                return Ok(Idle::Draining);
+            }
+            if look_first && self.try_fill()? {
+                return Ok(Idle::Request);
+            }
+            self.registered.set(true);
+            crate::rt::wait_idle_fd(fd, Some(deadline))?;
+            look_first = true;
         }
     }
 
@@ -124,14 +156,9 @@ impl Conn {
     }
 }
 
-/// True when `fd` has input (or an error, or its end) now.
-fn readable(fd: RawFd) -> bool {
-    // The caller owns `fd` for the call.
-    let mut fds = [PollFd::new(crate::sys::borrow_fd(fd), PollFlags::POLLIN)];
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-}
-
-fn poll_both(a: RawFd, b: RawFd, deadline: Instant) -> io::Result<()> {
+/// Waits until `a` or `b` is readable (data, an error or the end) or `deadline`;
+/// `Ok(true)` when `a` is.
+fn poll_both(a: RawFd, b: RawFd, deadline: Instant) -> io::Result<bool> {
     let left = deadline.saturating_duration_since(Instant::now());
     let millis = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
     let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
@@ -141,7 +168,94 @@ fn poll_both(a: RawFd, b: RawFd, deadline: Instant) -> io::Result<()> {
         PollFd::new(crate::sys::borrow_fd(b), PollFlags::POLLIN),
     ];
     match poll(&mut fds, timeout) {
-        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+        Ok(_) => Ok(fds[0].revents().is_some_and(|events| !events.is_empty())),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
         Err(errno) => Err(errno.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::io::{BufRead, Write};
+    use std::os::unix::net::UnixStream;
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{Drain, Idle};
+    use crate::conn::{BUFFER_SIZE, Conn};
+    use crate::rt::{Runtime, RuntimeConfig};
+
+    /// Runs `f` on a coroutine of a fresh runtime and returns what it returned.
+    fn on_coroutine<T: 'static>(f: impl FnOnce() -> T + 'static) -> T {
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let out = Rc::new(Cell::new(None));
+        let put = Rc::clone(&out);
+        runtime.spawn(move || put.set(Some(f()))).unwrap();
+        runtime.run().unwrap();
+        out.take().expect("the coroutine finished")
+    }
+
+    #[test]
+    fn an_idle_wait_after_a_full_read_finds_what_is_left_in_the_socket() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let rest = 10;
+        let found = on_coroutine(move || {
+            let mut conn = Conn::from_unix(server).unwrap();
+            // Parks first (nothing sent yet): the socket is registered, and the edge
+            // the whole message brings is consumed by this wait.
+            let writer = std::thread::spawn(move || {
+                (&client)
+                    .write_all(&vec![b'x'; BUFFER_SIZE + rest])
+                    .unwrap();
+                client
+            });
+            let full = conn.fill_buf().unwrap().len();
+            conn.consume(full);
+            // No new edge will come for the bytes still in the socket.
+            let idle = conn.wait_idle(Instant::now() + Duration::from_secs(10));
+            let left = conn.buffered().len();
+            drop(writer.join().unwrap());
+            (full, idle.ok(), left)
+        });
+        if found.0 == BUFFER_SIZE {
+            assert_eq!(found, (BUFFER_SIZE, Some(Idle::Request), rest));
+        } else {
+            // The message arrived in two reads: nothing was left without an edge.
+            assert_eq!(found.1, Some(Idle::Request));
+        }
+    }
+
+    #[test]
+    fn a_drain_wakes_a_coroutine_idle_between_requests() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let drain = Arc::new(Drain::new());
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let outcome = Rc::new(Cell::new(None));
+        let (put, idle_drain) = (Rc::clone(&outcome), Arc::clone(&drain));
+        runtime
+            .spawn(move || {
+                let mut conn = Conn::from_unix(server).unwrap();
+                conn.set_drain_flag(idle_drain);
+                let idle = conn.wait_idle(Instant::now() + Duration::from_secs(60));
+                put.set(Some(idle.ok()));
+            })
+            .unwrap();
+        runtime
+            .spawn(move || {
+                crate::rt::yield_now();
+                drain.begin();
+                crate::rt::wake_idle();
+            })
+            .unwrap();
+        runtime.run().unwrap();
+        drop(client);
+        let idle = outcome.take().expect("the idle coroutine finished");
+        assert_eq!(
+            idle,
+            Some(Idle::Draining),
+            "woken by the drain, not timed out"
+        );
     }
 }

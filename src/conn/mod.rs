@@ -70,6 +70,9 @@ pub struct Conn {
     read_buf: Box<[u8]>,
     read_pos: usize,
     read_end: usize,
+    /// The last read returned less than it asked for: the socket held nothing more then,
+    /// so anything that arrives later brings a new readiness edge.
+    input_drained: bool,
     /// Bytes written but not yet sent.
     write_buf: Vec<u8>,
     /// Per-call limits, as `SO_RCVTIMEO`/`SO_SNDTIMEO` would give.
@@ -120,6 +123,7 @@ impl Conn {
             read_buf: Box::default(),
             read_pos: 0,
             read_end: 0,
+            input_drained: false,
             write_buf: Vec::new(),
             read_timeout: None,
             write_timeout: None,

@@ -31,16 +31,57 @@ impl Conn {
                     park::wait_fd(fd, &self.registered, Interest::Readable, deadline)?;
                     self.hold_read_buffer();
                 }
-                result => return result.map_err(io::Error::from),
+                Ok(n) => {
+                    self.note_read(n, self.read_buf.len() - start);
+                    return Ok(n);
+                }
+                Err(errno) => return Err(errno.into()),
             }
+        }
+    }
+
+    /// One non-blocking `recv` into the empty read buffer: `true` when bytes (or the
+    /// end of the stream) arrived, `false` on `EAGAIN` (the buffer is given back).
+    pub(super) fn try_fill(&mut self) -> io::Result<bool> {
+        if self.read_pos != self.read_end {
+            return Ok(true);
+        }
+        self.hold_read_buffer();
+        self.read_pos = 0;
+        match recv_once(
+            self.fd.as_raw_fd(),
+            &mut self.read_buf,
+            MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(n) => {
+                self.read_end = n;
+                self.note_read(n, self.read_buf.len());
+                Ok(true)
+            }
+            Err(Errno::EAGAIN) => {
+                self.read_end = 0;
+                self.release_read_buffer();
+                Ok(false)
+            }
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
+    /// Records whether a read of `n` bytes into room for `asked` drained the socket;
+    /// if it did, the loop's leftover read readiness is cleared, so the next wait parks
+    /// instead of coming back for an `EAGAIN` (an edge arrives with the next bytes).
+    fn note_read(&mut self, n: usize, asked: usize) {
+        self.input_drained = n < asked;
+        if self.input_drained && n > 0 && self.registered.get() {
+            crate::rt::clear_readable(self.fd.as_raw_fd());
         }
     }
 
     pub(super) fn send_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         let fd = self.fd.as_raw_fd();
-        let deadline = self.write_timeout.map(|t| Instant::now() + t);
+        let mut limit = WriteLimit::Timeout(self.write_timeout);
         while !data.is_empty() {
-            let n = send_raw(fd, data, &self.registered, deadline)?;
+            let n = send_raw(fd, data, &self.registered, &mut limit)?;
             data = &data[n..];
         }
         Ok(())
@@ -102,14 +143,42 @@ fn recv_once(fd: RawFd, buf: &mut [u8], flags: MsgFlags) -> Result<usize, Errno>
     }
 }
 
+/// The write timeout of one `send_all`, turned into a deadline only when a send first
+/// has to wait: most sends never do, and then read no clock.
+enum WriteLimit {
+    /// No send waited yet.
+    Timeout(Option<Duration>),
+    /// A send waited: every later wait of this `send_all` ends here.
+    Deadline(Option<Instant>),
+}
+
+impl WriteLimit {
+    fn deadline(&mut self) -> Option<Instant> {
+        if let WriteLimit::Timeout(timeout) = *self {
+            *self = WriteLimit::Deadline(timeout.map(|t| Instant::now() + t));
+        }
+        match *self {
+            WriteLimit::Deadline(deadline) => deadline,
+            WriteLimit::Timeout(_) => None,
+        }
+    }
+
+    fn is_limited(&self) -> bool {
+        match self {
+            WriteLimit::Timeout(timeout) => timeout.is_some(),
+            WriteLimit::Deadline(deadline) => deadline.is_some(),
+        }
+    }
+}
+
 /// One `send` with `MSG_NOSIGNAL` (a closed peer is `EPIPE`, never `SIGPIPE`).
 fn send_raw(
     fd: RawFd,
     data: &[u8],
     registered: &Cell<bool>,
-    deadline: Option<Instant>,
+    limit: &mut WriteLimit,
 ) -> io::Result<usize> {
-    let blocking = deadline.is_none() && !crate::rt::in_coroutine();
+    let blocking = !limit.is_limited() && !crate::rt::in_coroutine();
     let mut flags = MsgFlags::MSG_NOSIGNAL;
     if !blocking {
         flags |= MsgFlags::MSG_DONTWAIT;
@@ -118,7 +187,9 @@ fn send_raw(
         match send(fd, data, flags) {
             Ok(n) => return Ok(n),
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => park::wait_fd(fd, registered, Interest::Writable, deadline)?,
+            Err(Errno::EAGAIN) => {
+                park::wait_fd(fd, registered, Interest::Writable, limit.deadline())?
+            }
             Err(errno) => return Err(errno.into()),
         }
     }
@@ -129,7 +200,9 @@ impl Read for Conn {
         if self.read_pos == self.read_end && buf.len() >= BUFFER_SIZE {
             let fd = self.fd.as_raw_fd();
             let deadline = earliest(self.read_deadline, self.read_timeout);
-            return recv_raw(fd, buf, &self.registered, deadline);
+            let n = recv_raw(fd, buf, &self.registered, deadline)?;
+            self.note_read(n, buf.len());
+            return Ok(n);
         }
         let available = self.fill_buf()?;
         let n = available.len().min(buf.len());
@@ -151,6 +224,19 @@ impl BufRead for Conn {
 
     fn consume(&mut self, amount: usize) {
         self.read_pos = (self.read_pos + amount).min(self.read_end);
+    }
+}
+
+impl Conn {
+    /// Lets `append` add bytes straight to the output buffer (sent by the next flush),
+    /// for a writer that builds a message piece by piece: no buffer of its own, no copy.
+    /// What is buffered already is sent first if the buffer is full.
+    pub(crate) fn append_to_output(&mut self, append: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
+        if self.write_buf.len() >= BUFFER_SIZE {
+            self.flush()?;
+        }
+        append(&mut self.write_buf);
+        Ok(())
     }
 }
 

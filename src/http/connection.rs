@@ -33,6 +33,9 @@ pub struct HttpConnection<A> {
     config: Arc<HttpConfig>,
     /// The current request head, reused between requests.
     head: Vec<u8>,
+    /// "connection from PEER, ": the coroutine label's prefix, formatted on the first
+    /// request rather than on every one.
+    label: Option<String>,
 }
 
 impl<A> fmt::Debug for HttpConnection<A> {
@@ -59,6 +62,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             app,
             config,
             head: Vec::new(),
+            label: None,
         }
     }
 
@@ -99,7 +103,10 @@ impl<A: HttpHandler> HttpConnection<A> {
             head_only: request.method() == "HEAD",
             keep_alive: keep_alive && !conn.draining(),
         };
-        request.label_coroutine();
+        let label = self
+            .label
+            .get_or_insert_with(|| Request::connection_label(conn.peer_addr()));
+        request.label_coroutine(label);
         crate::status::count(crate::status::Counter::Requests);
         let (outcome, client_left, body_drained) = if streams {
             // Watched as `handle` is; unread body bytes are no hang-up (see `Conn::watch`).
@@ -210,8 +217,14 @@ fn begin_body(conn: &mut Conn, config: &HttpConfig, head: &Head) -> Result<Frami
         conn.flush()
             .map_err(|error| read_failure(error, Failure::Close))?;
     }
-    conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
-    conn.set_read_timeout(Some(config.body_timeout));
+    if framing.has_body() {
+        conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
+        conn.set_read_timeout(Some(config.body_timeout));
+    } else {
+        // Nothing to read: the head's deadline must not limit a streaming handler.
+        conn.set_read_deadline(None);
+        conn.set_read_timeout(None);
+    }
     Ok(framing)
 }
 

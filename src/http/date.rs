@@ -30,6 +30,21 @@ pub(crate) fn http_date(time: SystemTime) -> String {
         .unwrap_or_else(|_| format_http_date(seconds))
 }
 
+/// Appends [`http_date`]`(time)` to `out` without copying it into a `String` first.
+pub(crate) fn append_http_date(out: &mut Vec<u8>, time: SystemTime) {
+    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let appended = LAST_HTTP_DATE.try_with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != seconds {
+            *last = (seconds, format_http_date(seconds));
+        }
+        out.extend_from_slice(last.1.as_bytes());
+    });
+    if appended.is_err() {
+        out.extend_from_slice(format_http_date(seconds).as_bytes());
+    }
+}
+
 fn format_http_date(seconds: u64) -> String {
     let days = seconds / 86_400;
     let second_of_day = seconds % 86_400;

@@ -118,13 +118,22 @@ pub(crate) fn read_head(
     let mut scanner = HeadScanner::default();
     let mut started = false;
     conn.set_read_timeout(None);
-    match first_deadline {
-        Some(deadline) => conn.set_read_deadline(Some(deadline)),
-        None if conn.buffered().is_empty() => {
-            conn.set_read_deadline(Some(Instant::now() + config.idle_timeout));
+    let idle_until = match first_deadline {
+        Some(deadline) => {
+            conn.set_read_deadline(Some(deadline));
+            deadline
         }
-        None => conn.set_read_deadline(Some(Instant::now() + config.header_timeout)),
-    }
+        None if conn.buffered().is_empty() => {
+            let idle_until = Instant::now() + config.idle_timeout;
+            conn.set_read_deadline(Some(idle_until));
+            idle_until
+        }
+        None => {
+            let deadline = Instant::now() + config.header_timeout;
+            conn.set_read_deadline(Some(deadline));
+            deadline
+        }
+    };
     loop {
         // A connection that sent nothing is closed without a word (as nginx does): no
         // answer to write, no lingering for a client that may never read.
@@ -142,7 +151,6 @@ pub(crate) fn read_head(
             // buffered, so the read buffer goes back while the connection idles.
             if !started && first_deadline.is_none() {
                 conn.release_read_buffer();
-                let idle_until = Instant::now() + config.idle_timeout;
                 match conn.wait_idle(idle_until) {
                     Ok(Idle::Request) => {}
                     Ok(Idle::Draining) => return Ok(None),
@@ -190,10 +198,21 @@ pub(crate) fn read_head(
     }
 }
 
+/// Heads with at most this many fields are parsed without a heap allocation.
+const STACK_FIELDS: usize = 24;
+
 /// Parses a complete head that `HeadScanner` accepted, with room for `fields` fields.
 pub(crate) fn parse_head(bytes: &[u8], fields: usize) -> Result<Head, Reject> {
-    let mut slots = vec![httparse::EMPTY_HEADER; fields];
-    let mut request = httparse::Request::new(&mut slots);
+    // Most heads have a few fields: their slots live on the stack.
+    let mut on_stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
+    let mut on_heap = Vec::new();
+    let slots = if fields <= STACK_FIELDS {
+        &mut on_stack[..fields]
+    } else {
+        on_heap.resize(fields, httparse::EMPTY_HEADER);
+        &mut on_heap[..]
+    };
+    let mut request = httparse::Request::new(slots);
     match request.parse(bytes) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(Reject::new(400, "malformed request head")),
@@ -213,9 +232,9 @@ pub(crate) fn parse_head(bytes: &[u8], fields: usize) -> Result<Head, Reject> {
         1 => Version::Http11,
         _ => return Err(Reject::new(505, "HTTP version not supported")),
     };
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(bytes.len(), request.headers.len());
     for field in request.headers.iter() {
-        headers.append(field.name, field.value);
+        headers.append_raw(field.name, field.value);
     }
     if headers.get_all("host").count() > 1 {
         return Err(Reject::new(400, "more than one Host field"));

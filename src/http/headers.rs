@@ -17,8 +17,20 @@
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    /// `(name, value)` pairs in arrival order.
-    entries: Vec<(String, Vec<u8>)>,
+    /// Every name and value, back to back, in arrival order: one allocation for all
+    /// the fields of a request, not two per field.
+    bytes: Vec<u8>,
+    /// Where each field lies in `bytes`.
+    ends: Vec<FieldEnds>,
+}
+
+/// Where one field's name and value lie in [`Headers::bytes`]: the name is
+/// `name_start..name_end`, the value `name_end..value_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FieldEnds {
+    name_start: u32,
+    name_end: u32,
+    value_end: u32,
 }
 
 impl Headers {
@@ -27,9 +39,38 @@ impl Headers {
         Headers::default()
     }
 
+    /// An empty list with room for `fields` fields of `bytes` bytes in all.
+    pub(crate) fn with_capacity(bytes: usize, fields: usize) -> Headers {
+        Headers {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(fields),
+        }
+    }
+
     /// Adds a field at the end, keeping any earlier field of the same name.
     pub fn append(&mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) {
-        self.entries.push((name.into(), value.into()));
+        self.append_raw(&name.into(), &value.into());
+    }
+
+    /// [`append`](Self::append) from borrowed bytes (copied once, into the list).
+    /// Heads and trailers are limited far below 4 GiB; a list that would pass that
+    /// keeps its first fields and drops the rest.
+    pub(crate) fn append_raw(&mut self, name: &str, value: &[u8]) {
+        let name_start = self.bytes.len();
+        let (Ok(start), Ok(name_end), Ok(value_end)) = (
+            u32::try_from(name_start),
+            u32::try_from(name_start + name.len()),
+            u32::try_from(name_start + name.len() + value.len()),
+        ) else {
+            return;
+        };
+        self.bytes.extend_from_slice(name.as_bytes());
+        self.bytes.extend_from_slice(value);
+        self.ends.push(FieldEnds {
+            name_start: start,
+            name_end,
+            value_end,
+        });
     }
 
     /// The first value of the field `name` (any case), if present and valid UTF-8.
@@ -45,10 +86,9 @@ impl Headers {
 
     /// Every value of the field `name` (any case), in arrival order.
     pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
-        self.entries
-            .iter()
-            .filter(move |(field, _)| field.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice())
+        self.fields()
+            .filter(move |(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
     }
 
     /// True if a field `name` (any case) is present.
@@ -68,18 +108,62 @@ impl Headers {
 
     /// Every field, in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.entries
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_slice()))
+        // Names went in as `&str`, so they come out whole.
+        self.fields()
+            .map(|(name, value)| (std::str::from_utf8(name).unwrap_or_default(), value))
     }
 
     /// Number of fields (a repeated name counts each time).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.ends.len()
     }
 
     /// True when there are no fields.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.ends.is_empty()
+    }
+
+    /// Each field's name and value, as bytes.
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.ends.iter().map(|ends| {
+            let (start, middle, end) = (
+                ends.name_start as usize,
+                ends.name_end as usize,
+                ends.value_end as usize,
+            );
+            (
+                self.bytes.get(start..middle).unwrap_or_default(),
+                self.bytes.get(middle..end).unwrap_or_default(),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_keep_their_order_names_and_bytes() {
+        let mut headers = Headers::with_capacity(64, 3);
+        headers.append_raw("Host", b"a");
+        headers.append("X-Empty", "");
+        headers.append_raw("x-bin", &[0xff, b'v']);
+        headers.append_raw("HOST", b"b");
+        let all: Vec<(&str, &[u8])> = headers.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("Host", &b"a"[..]),
+                ("X-Empty", b""),
+                ("x-bin", &[0xff, b'v']),
+                ("HOST", b"b"),
+            ]
+        );
+        assert_eq!(headers.get_all("host").collect::<Vec<_>>(), [b"a", b"b"]);
+        assert_eq!(headers.get("x-empty"), Some(""));
+        assert_eq!(headers.get("x-bin"), None, "not UTF-8");
+        assert_eq!(headers.get_bytes("X-BIN"), Some(&[0xff, b'v'][..]));
+        assert_eq!(headers.len(), 4);
     }
 }

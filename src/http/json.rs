@@ -40,7 +40,7 @@ impl Response {
     /// ```
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
         match serde_json::to_vec(value) {
-            Ok(body) => Response::bytes(status, "application/json", body),
+            Ok(body) => Response::typed(status, "application/json", body),
             Err(error) => {
                 log::error!("cannot serialize a JSON response: {error}");
                 Response::text(500, "cannot serialize the response\n")

@@ -15,12 +15,19 @@ pub enum Version {
     Http11,
 }
 
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Version {
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
             Version::Http10 => "HTTP/1.0",
             Version::Http11 => "HTTP/1.1",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -119,8 +126,9 @@ impl Request {
 
     /// The target up to `?`, not percent-decoded.
     pub fn path(&self) -> &str {
-        match self.target.split_once('?') {
-            Some((path, _)) => path,
+        // A byte search: `?` is ASCII, so the split is on a character boundary.
+        match self.target.bytes().position(|b| b == b'?') {
+            Some(at) => &self.target[..at],
             None => &self.target,
         }
     }
@@ -165,17 +173,17 @@ impl Request {
         self.peer.as_ref()
     }
 
-    /// Names the running coroutine after this request — peer, method and path — in the
-    /// stall warning and the stack-overflow message (see [`rt::set_label`](crate::rt::set_label));
+    /// Names the running coroutine after this request — `connection` (who it is from,
+    /// formatted once per connection by the caller), method and path — in the stall
+    /// warning and the stack-overflow message (see [`rt::set_label`](crate::rt::set_label));
     /// does nothing off a coroutine.
-    pub(crate) fn label_coroutine(&self) {
-        match &self.peer {
-            Some(peer) => crate::rt::set_label(format_args!(
-                "connection from {peer}, {} {}",
-                self.method,
-                self.path()
-            )),
-            None => crate::rt::set_label(format_args!("{} {}", self.method, self.path())),
-        }
+    pub(crate) fn label_coroutine(&self, connection: &str) {
+        crate::rt::set_label_parts(&[connection, &self.method, " ", self.path()]);
+    }
+
+    /// The label prefix [`label_coroutine`](Self::label_coroutine) takes for requests
+    /// from `peer`.
+    pub(crate) fn connection_label(peer: &PeerAddr) -> String {
+        format!("connection from {peer}, ")
     }
 }

@@ -38,6 +38,9 @@ impl fmt::Debug for Body {
     }
 }
 
+/// A header field's name or value: the crate's own are `&'static str`.
+pub(crate) type Field = std::borrow::Cow<'static, str>;
+
 /// A response: a status code, header fields and a [`Body`].
 ///
 /// The adapter owns the framing: it writes `Content-Length` or `Transfer-Encoding`
@@ -61,8 +64,9 @@ impl fmt::Debug for Body {
 pub struct Response {
     /// Status code, 100–999.
     status: u16,
-    /// Header fields, in order; names as given.
-    headers: Vec<(String, String)>,
+    /// Header fields, in order; names as given. The crate's own (a `Content-Type` it
+    /// knows) are borrowed: no allocation for them on every response.
+    headers: Vec<(Field, Field)>,
     /// What follows the head.
     body: Body,
 }
@@ -79,7 +83,7 @@ impl Response {
 
     /// A `text/plain; charset=utf-8` response.
     pub fn text(status: u16, text: impl Into<String>) -> Response {
-        Response::bytes(
+        Response::typed(
             status,
             "text/plain; charset=utf-8",
             text.into().into_bytes(),
@@ -88,7 +92,17 @@ impl Response {
 
     /// A `text/html; charset=utf-8` response.
     pub fn html(status: u16, html: impl Into<String>) -> Response {
-        Response::bytes(status, "text/html; charset=utf-8", html.into().into_bytes())
+        Response::typed(status, "text/html; charset=utf-8", html.into().into_bytes())
+    }
+
+    /// [`bytes`](Self::bytes) with a `Content-Type` known when compiling.
+    pub(crate) fn typed(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
+        let mut response = Response::status(status).with_body(Body::Bytes(body));
+        response.headers.push((
+            Field::Borrowed("Content-Type"),
+            Field::Borrowed(content_type),
+        ));
+        response
     }
 
     /// A response whose body is `body`, with the given `Content-Type`.
@@ -149,7 +163,8 @@ impl Response {
     /// Adds a header field (a name may repeat). Fields whose name or value contains a
     /// line break or other control character are dropped when sending.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
-        self.headers.push((name.into(), value.into()));
+        self.headers
+            .push((Field::Owned(name.into()), Field::Owned(value.into())));
         self
     }
 
@@ -169,12 +184,12 @@ impl Response {
         self.headers
             .iter()
             .find(|(field, _)| field.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+            .map(|(_, value)| value.as_ref())
     }
 
     /// All header fields, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
     /// The body, when it is held in memory (`Some(b"")` for no body, `None` for a
@@ -193,7 +208,7 @@ impl Response {
     }
 
     /// Splits the response into status, header fields and body, for the writer.
-    pub(crate) fn into_parts(self) -> (u16, Vec<(String, String)>, Body) {
+    pub(crate) fn into_parts(self) -> (u16, Vec<(Field, Field)>, Body) {
         (self.status, self.headers, self.body)
     }
 }

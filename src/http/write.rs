@@ -8,9 +8,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::time::SystemTime;
 
 use super::config::HttpConfig;
-use super::date::http_date;
+use super::date::append_http_date;
 use super::request::Version;
-use super::response::{Body, Response, reason_phrase};
+use super::response::{Body, Field, Response, reason_phrase};
 use crate::conn::Conn;
 
 /// Size of the buffer a streamed body is read into; at most one chunk per read.
@@ -69,53 +69,21 @@ pub(crate) fn write_response(
         keep_alive = false;
     }
 
-    let http = answering.dialect == Dialect::Http;
-    let mut head = Vec::with_capacity(256);
-    let reason = reason_phrase(status);
-    let _ = match answering.dialect {
-        Dialect::Http => write!(head, "{} {status} {reason}\r\n", answering.version),
-        Dialect::Cgi => write!(head, "Status: {status} {reason}\r\n"),
-    };
-    let mut has_date = false;
-    let mut has_server = false;
-    for (name, value) in &fields {
-        if is_framing_field(name) {
-            continue;
-        }
-        if !valid_field(name, value) {
-            log::warn!("dropping response header field {name:?} with invalid characters");
-            continue;
-        }
-        has_date |= name.eq_ignore_ascii_case("date");
-        has_server |= name.eq_ignore_ascii_case("server");
-        let _ = write!(head, "{name}: {value}\r\n");
-    }
-    if let (true, false, Some(server)) = (http, has_server, &config.server_name) {
-        let _ = write!(head, "Server: {server}\r\n");
-    }
-    if http && config.send_date && !has_date {
-        let _ = write!(head, "Date: {}\r\n", http_date(SystemTime::now()));
-    }
-    match &body {
-        Body::Bytes(bytes) => {
-            let _ = write!(head, "Content-Length: {}\r\n", bytes.len());
-        }
-        Body::File { len, .. } => {
-            let _ = write!(head, "Content-Length: {len}\r\n");
-        }
-        Body::Empty if body_allowed => head.extend_from_slice(b"Content-Length: 0\r\n"),
-        Body::Stream(_) if chunked => head.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        Body::Empty | Body::Stream(_) => {}
-    }
-    if !http {
-        // CGI has no connection header: the response ends with the connection.
-    } else if !keep_alive {
-        head.extend_from_slice(b"Connection: close\r\n");
-    } else if answering.version == Version::Http10 {
-        head.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    conn.write_all(&head)?;
+    conn.append_to_output(|head| {
+        write_head(
+            head,
+            HeadParts {
+                status,
+                fields: &fields,
+                body: &body,
+                body_allowed,
+                chunked,
+                keep_alive,
+            },
+            answering,
+            config,
+        )
+    })?;
 
     if answering.head_only {
         return Ok(keep_alive);
@@ -132,6 +100,99 @@ pub(crate) fn write_response(
             Ok(keep_alive && complete)
         }
     }
+}
+
+/// What the head of one response says, besides what [`Answering`] says.
+struct HeadParts<'a> {
+    status: u16,
+    fields: &'a [(Field, Field)],
+    body: &'a Body,
+    body_allowed: bool,
+    chunked: bool,
+    keep_alive: bool,
+}
+
+/// Appends the status line, the application's valid fields, ours (`Server`, `Date`,
+/// framing, `Connection`) and the blank line to `head`, with no formatting machinery:
+/// a small answer's head is most of its cost.
+fn write_head(head: &mut Vec<u8>, parts: HeadParts<'_>, answering: Answering, config: &HttpConfig) {
+    let http = answering.dialect == Dialect::Http;
+    let status = parts.status;
+    match answering.dialect {
+        Dialect::Http => head.extend_from_slice(answering.version.as_str().as_bytes()),
+        Dialect::Cgi => head.extend_from_slice(b"Status:"),
+    }
+    head.push(b' ');
+    push_decimal(head, u64::from(status));
+    head.push(b' ');
+    head.extend_from_slice(reason_phrase(status).as_bytes());
+    head.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    let mut has_server = false;
+    for (name, value) in parts.fields {
+        if is_framing_field(name) {
+            continue;
+        }
+        if !valid_field(name, value) {
+            log::warn!("dropping response header field {name:?} with invalid characters");
+            continue;
+        }
+        has_date |= name.eq_ignore_ascii_case("date");
+        has_server |= name.eq_ignore_ascii_case("server");
+        push_field(head, name.as_bytes(), value.as_bytes());
+    }
+    if let (true, false, Some(server)) = (http, has_server, &config.server_name) {
+        push_field(head, b"Server", server.as_bytes());
+    }
+    if http && config.send_date && !has_date {
+        head.extend_from_slice(b"Date: ");
+        append_http_date(head, SystemTime::now());
+        head.extend_from_slice(b"\r\n");
+    }
+    let length = match parts.body {
+        Body::Bytes(bytes) => Some(bytes.len() as u64),
+        Body::File { len, .. } => Some(*len),
+        Body::Empty if parts.body_allowed => Some(0),
+        Body::Empty | Body::Stream(_) => None,
+    };
+    if let Some(length) = length {
+        head.extend_from_slice(b"Content-Length: ");
+        push_decimal(head, length);
+        head.extend_from_slice(b"\r\n");
+    } else if parts.chunked {
+        head.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if !http {
+        // CGI has no connection header: the response ends with the connection.
+    } else if !parts.keep_alive {
+        head.extend_from_slice(b"Connection: close\r\n");
+    } else if answering.version == Version::Http10 {
+        head.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Appends `name: value` and the line end.
+fn push_field(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    head.extend_from_slice(name);
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Sends a file body after the buffered head, corked so the head and the first bytes
@@ -188,19 +249,51 @@ fn write_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Re
 
 /// Fields the writer sets itself.
 fn is_framing_field(name: &str) -> bool {
-    ["content-length", "transfer-encoding", "connection"]
-        .iter()
-        .any(|field| name.eq_ignore_ascii_case(field))
+    // The lengths tell the three apart before any byte is compared.
+    match name.len() {
+        10 => name.eq_ignore_ascii_case("connection"),
+        14 => name.eq_ignore_ascii_case("content-length"),
+        17 => name.eq_ignore_ascii_case("transfer-encoding"),
+        _ => false,
+    }
 }
 
 /// A field name must be a token; a value must not hold control characters (no CR/LF,
 /// so no response splitting), tabs excepted.
 fn valid_field(name: &str, value: &str) -> bool {
     !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && name.bytes().all(|b| TOKEN_BYTES[usize::from(b)])
         && value
             .bytes()
             .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
+
+/// `TOKEN_BYTES[b]`: whether byte `b` is a `tchar` of RFC 9110 §5.6.2 (one lookup per
+/// byte of every response field name).
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};

@@ -88,7 +88,7 @@ impl IoSource {
     /// `TimedOut` once `deadline` passes; another error when called off a coroutine of
     /// this source's runtime or while that runtime is being dropped.
     pub fn wait(&self, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
-        wait_on(&self.core, self.key, interest, deadline)
+        wait_on(&self.core, self.key, interest, deadline, ParkKind::Io)
     }
 }
 
@@ -106,12 +106,50 @@ pub fn wait_fd(fd: RawFd, interest: Interest, deadline: Option<Instant>) -> io::
     let core = context::core()
         .ok_or_else(|| io::Error::other("wait_fd called outside a coroutine runtime"))?;
     let key = key_of(&core, fd)?;
-    wait_on(&core, key, interest, deadline)
+    wait_on(&core, key, interest, deadline, ParkKind::Io)
+}
+
+/// [`wait_fd`] for readability, for a connection idle between requests: a drain's
+/// [`wake_idle`](super::wake_idle) also ends it (returning `Ok`, like a spurious wake),
+/// so the caller looks at its drain flag after each return.
+///
+/// # Errors
+///
+/// As [`wait_fd`].
+pub(crate) fn wait_idle_fd(fd: RawFd, deadline: Option<Instant>) -> io::Result<()> {
+    let core = context::core()
+        .ok_or_else(|| io::Error::other("wait_idle_fd called outside a coroutine runtime"))?;
+    let key = key_of(&core, fd)?;
+    wait_on(&core, key, Interest::Readable, deadline, ParkKind::Idle)
+}
+
+/// Forgets the read readiness recorded for `fd`, after a read that returned less than
+/// it asked for: the socket was drained then, and data arriving later brings a new
+/// edge. The next wait then parks at once instead of returning for a read that would
+/// only say `EAGAIN`. A no-op for an fd not registered on this thread.
+pub(crate) fn clear_readable(fd: RawFd) {
+    let _ = context::with_core(|core| {
+        let key = core.fd_keys.borrow().get(fd);
+        if let Some(key) = key {
+            core.reactor.clear_ready(key, Interest::Readable);
+        }
+    });
+}
+
+/// Whether bytes may have arrived on `fd` since the last [`clear_readable`]: an edge
+/// came, even one a wait consumed (a watched wait in a handler also waits for the
+/// connection's readability). True when the fd is not registered on this thread.
+pub(crate) fn readable_since_cleared(fd: RawFd) -> bool {
+    context::with_core(|core| {
+        let key = core.fd_keys.borrow().get(fd);
+        key.is_none_or(|key| core.reactor.edge_since_clear(key, Interest::Readable))
+    })
+    .unwrap_or(true)
 }
 
 /// The reactor key of `fd`, registering it (until [`forget_fd`]) on first use.
 fn key_of(core: &Core, fd: RawFd) -> io::Result<SourceKey> {
-    let known = core.fd_keys.borrow().get(&fd).copied();
+    let known = core.fd_keys.borrow().get(fd);
     match known {
         Some(key) => Ok(key),
         None => {
@@ -185,7 +223,7 @@ pub(crate) fn park_or_ready(
 /// thread that waited. A no-op when the fd was never registered on this thread.
 pub fn forget_fd(fd: RawFd) {
     let _ = context::with_core(|core| {
-        let key = core.fd_keys.borrow_mut().remove(&fd);
+        let key = core.fd_keys.borrow_mut().remove(fd);
         if let Some(key) = key {
             core.reactor.deregister(key, fd);
         }
@@ -197,6 +235,7 @@ fn wait_on(
     key: SourceKey,
     interest: Interest,
     deadline: Option<Instant>,
+    kind: ParkKind,
 ) -> io::Result<()> {
     let id = context::current()
         .filter(|_| coroutine::on_coroutine())
@@ -209,7 +248,7 @@ fn wait_on(
     if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
         return Err(io::ErrorKind::TimedOut.into());
     }
-    let reason = core.park_current(id, ParkKind::Io, deadline, |ticket| {
+    let reason = core.park_current(id, kind, deadline, |ticket| {
         reactor.add_waiter(key, interest, ticket);
     });
     reactor.remove_waiter(key, interest, id);

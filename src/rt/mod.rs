@@ -65,6 +65,7 @@ mod context;
 #[allow(unsafe_code)]
 mod coroutine;
 mod error;
+mod fd_keys;
 mod io_source;
 pub(crate) mod park;
 mod reactor;
@@ -81,7 +82,9 @@ use scheduler::ParkKind;
 
 pub use error::SpawnError;
 pub use io_source::{IoSource, forget_fd, wait_fd};
-pub(crate) use io_source::{park_or_readable, park_or_ready};
+pub(crate) use io_source::{
+    clear_readable, park_or_readable, park_or_ready, readable_since_cleared, wait_idle_fd,
+};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use stall::stall_count;
 pub use waker::Waker;
@@ -195,6 +198,21 @@ pub fn spawn<F: FnOnce() + 'static>(f: F) -> Result<(), SpawnError> {
 pub fn set_label(label: std::fmt::Arguments<'_>) {
     if let Some((core, id)) = coroutine_context() {
         core.set_label(id, label);
+    }
+}
+
+/// Wakes every coroutine of this thread's runtime that waits in [`wait_idle_fd`] (a
+/// connection idle between requests), so it sees that a drain began; a no-op off a
+/// runtime's thread.
+pub(crate) fn wake_idle() {
+    let _ = context::with_core(|core| core.wake_idle());
+}
+
+/// [`set_label`] with the label given as pieces to join (no formatting: for a label
+/// set on every request).
+pub(crate) fn set_label_parts(parts: &[&str]) {
+    if let Some((core, id)) = coroutine_context() {
+        core.set_label_parts(id, parts);
     }
 }
 

@@ -59,6 +59,9 @@ impl SourceKey {
 struct Direction {
     /// An edge arrived that no waiter consumed yet.
     ready: bool,
+    /// An edge arrived since the owner last said the fd was drained
+    /// ([`Reactor::clear_ready`]), consumed or not.
+    edge_since_clear: bool,
     /// Coroutines parked on this direction (the allocation is kept across uses).
     waiters: Vec<WaitTicket>,
 }
@@ -142,6 +145,8 @@ impl Reactor {
             entry.in_use = true;
             entry.read.ready = false;
             entry.write.ready = false;
+            entry.read.edge_since_clear = true;
+            entry.write.edge_since_clear = true;
             SourceKey {
                 index,
                 generation: entry.generation,
@@ -181,6 +186,25 @@ impl Reactor {
             .borrow_mut()
             .get_mut(key)
             .is_some_and(|entry| std::mem::take(&mut entry.direction(interest).ready))
+    }
+
+    /// Forgets a direction's readiness after the owner drained the fd (a read that
+    /// returned less than it asked for): the next bytes bring a new edge.
+    pub(crate) fn clear_ready(&self, key: SourceKey, interest: Interest) {
+        if let Some(entry) = self.entries.borrow_mut().get_mut(key) {
+            let direction = entry.direction(interest);
+            direction.ready = false;
+            direction.edge_since_clear = false;
+        }
+    }
+
+    /// Whether an edge arrived since the last [`clear_ready`](Self::clear_ready), also
+    /// one another waiter consumed (true for an unknown key: nothing is known).
+    pub(crate) fn edge_since_clear(&self, key: SourceKey, interest: Interest) -> bool {
+        self.entries
+            .borrow_mut()
+            .get_mut(key)
+            .is_none_or(|entry| entry.direction(interest).edge_since_clear)
     }
 
     /// Adds a parked coroutine to a direction's wait list.
@@ -224,10 +248,12 @@ impl Reactor {
             };
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 entry.read.ready = true;
+                entry.read.edge_since_clear = true;
                 entry.read.waiters.drain(..).for_each(&mut wake);
             }
             if event.is_writable() || event.is_write_closed() || event.is_error() {
                 entry.write.ready = true;
+                entry.write.edge_since_clear = true;
                 entry.write.waiters.drain(..).for_each(&mut wake);
             }
         }

@@ -49,6 +49,9 @@ pub(crate) enum ParkKind {
     Io,
     /// [`sleep`](super::sleep): only the deadline.
     Sleep,
+    /// An idle connection's wait for its next request: readiness, the deadline, or
+    /// [`wake_idle`](Core::wake_idle) (a drain began).
+    Idle,
 }
 
 /// Why a parked coroutine was resumed.
@@ -126,8 +129,7 @@ pub(crate) struct Core {
     tearing_down: Cell<bool>,
     /// Fds registered through [`wait_fd`](super::wait_fd), kept until
     /// [`forget_fd`](super::forget_fd): a socket is registered once, on its first wait.
-    pub(crate) fd_keys:
-        RefCell<std::collections::HashMap<std::os::fd::RawFd, super::reactor::SourceKey>>,
+    pub(crate) fd_keys: RefCell<super::fd_keys::FdKeys>,
     /// Times resumes, to report coroutines that keep the thread too long.
     stall: StallWatch,
 }
@@ -276,6 +278,18 @@ impl Core {
         }
     }
 
+    /// [`set_label`](Core::set_label) from pieces joined without formatting.
+    pub(crate) fn set_label_parts(&self, id: CoroutineId, parts: &[&str]) {
+        if let Some(guard) = self
+            .slots
+            .borrow_mut()
+            .get_mut(id)
+            .and_then(|s| s.guard.as_ref())
+        {
+            guard.set_label_parts(parts);
+        }
+    }
+
     /// The label of coroutine `id` (see [`set_label`](Core::set_label)), or a neutral
     /// name when it has none.
     fn label(&self, id: CoroutineId) -> String {
@@ -357,6 +371,29 @@ impl Core {
                         && matches!(slot.state, State::Parked(_))
                 })
         });
+    }
+
+    /// Wakes every coroutine parked in an idle wait (spuriously, as far as its fd is
+    /// concerned): each looks at the drain flag before it waits again.
+    pub(crate) fn wake_idle(&self) {
+        let idle: Vec<WaitTicket> = self
+            .slots
+            .borrow()
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.state == State::Parked(ParkKind::Idle))
+            .map(|(index, slot)| WaitTicket {
+                id: CoroutineId {
+                    index: index as u32,
+                    generation: slot.generation,
+                },
+                seq: slot.seq,
+            })
+            .collect();
+        for ticket in idle {
+            self.wake(ticket, WakeReason::Woken);
+        }
     }
 
     /// Takes the coroutine's pending [`Waker`](super::Waker) permit.

@@ -145,7 +145,8 @@ impl<A: HttpHandler> ScgiConnection<A> {
             }
             conn.set_read_timeout(None);
         }
-        request.label_coroutine();
+        let label = request.peer_addr().map(Request::connection_label);
+        request.label_coroutine(label.as_deref().unwrap_or_default());
         crate::status::count(crate::status::Counter::Requests);
         let (outcome, client_left) = if streams {
             // One request per connection: what the handler leaves unread is not drained.

@@ -114,6 +114,23 @@ impl GuardRegistration {
             len: 0,
         };
         let _ = fmt::write(&mut buffer, label);
+        self.store_label(&buffer);
+    }
+
+    /// [`set_label`](Self::set_label) with the label given as pieces to join: no
+    /// formatting machinery, for a label set on every request.
+    pub(crate) fn set_label_parts(&self, parts: &[&str]) {
+        let mut buffer = Truncating {
+            bytes: [0; LABEL_MAX],
+            len: 0,
+        };
+        for part in parts {
+            let _ = fmt::Write::write_str(&mut buffer, part);
+        }
+        self.store_label(&buffer);
+    }
+
+    fn store_label(&self, buffer: &Truncating) {
         let entry = &TABLE[self.index];
         for (slot, byte) in entry.label.iter().zip(&buffer.bytes[..buffer.len]) {
             slot.store(*byte, Ordering::Relaxed);

@@ -195,6 +195,10 @@ fn watch_loop(
     }
     rt::forget_fd(wake_fd);
     stop.set(true);
+    // Connections idle between requests wait on their socket alone: wake them to see
+    // the drain flag and close (`drain` sets it again, harmlessly).
+    ctx.shutdown.begin_drain();
+    rt::wake_idle();
     drain(ctx, source, &mut || sockets.borrow().len());
     for &fd in sockets.borrow().values() {
         // Open: see `LiveSockets`. Parked reads and writes wake with EOF or an error.
