@@ -353,3 +353,43 @@ fn workers_that_cannot_fit_the_masters_open_file_limit_are_a_clear_start_up_erro
     );
     assert!(util::children_of(server.child.id()).is_empty());
 }
+
+/// A stop that reaches workers while they start (between their fork and their own
+/// signal handling, where they still had the master's handlers) is not lost: the
+/// graceful stop ends, though no shutdown timeout forces it.
+#[test]
+fn a_stop_while_workers_start_is_not_lost() {
+    for round in 0..3 {
+        let mut server = Logged::start(
+            "echo",
+            &[
+                "--mixin",
+                "preforked",
+                "--workers",
+                "2",
+                "--shutdown-timeout",
+                "600",
+            ],
+            &[("MIXSERVE_TEST_SLOW_START_MS", "1000")],
+            None,
+        );
+        // The master forked both (its stop handling is set up by then); each sleeps
+        // a second before its own set-up, so the stop reaches them there.
+        let pid = server.child.id().to_string();
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        wait_until("both workers forked", LONG, || {
+            let listed = std::fs::read_to_string(&children).unwrap_or_default();
+            listed.split_whitespace().count() >= 2
+        });
+        let _ = Command::new("kill").args(["-15", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !server.alive(),
+            "round {round}: the master still drains 30 s after SIGTERM; log:\n{}",
+            server.log()
+        );
+    }
+}

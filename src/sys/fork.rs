@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
@@ -80,14 +81,30 @@ fn forget_child(pid: Pid) {
 /// could find a lock (the allocator's, a logger's) held for ever. The thread count is
 /// checked again immediately before the fork (a user hook may have started a thread
 /// since the proof was taken); the fork is refused if it is not 1.
+///
+/// Every signal is blocked across the fork, and stays blocked in the child until it
+/// calls [`release_signals_in_child`]: a signal the parent sends a child that has not
+/// run yet (a stop during start-up) is then handled by the child's own handlers, not
+/// by the parent's ones it inherited (which would record it in the child's copy of
+/// the parent's state, where nobody looks: the stop would be lost).
 pub(crate) fn fork(_proof: &SingleThreaded) -> io::Result<Forked> {
     SingleThreaded::check("fork")?;
+    let mut before = SigSet::empty();
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut before),
+    )?;
     // Taken before the fork so the child's copy of the lock is not held by anyone.
     let mut set = children();
     // SAFETY: checked just above: this process has one thread, so the child's memory
     // holds no lock owned by a thread that no longer exists (the one lock held here
     // belongs to this very thread and is released in both processes below).
-    match unsafe { nix::unistd::fork() }? {
+    let forked = unsafe { nix::unistd::fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
+    }
+    match forked? {
         ForkResult::Parent { child } => {
             set.get_or_insert_with(HashSet::new)
                 .insert(child.as_raw() as u32);
@@ -96,8 +113,28 @@ pub(crate) fn fork(_proof: &SingleThreaded) -> io::Result<Forked> {
         ForkResult::Child => {
             // The parent's children are not this process's.
             *set = None;
+            if let Ok(mut mask) = MASK_BEFORE_FORK.lock() {
+                *mask = Some(before);
+            }
             Ok(Forked::Child)
         }
+    }
+}
+
+/// In a child forked by [`fork`]: the signal mask the parent had, restored by
+/// [`release_signals_in_child`].
+static MASK_BEFORE_FORK: Mutex<Option<SigSet>> = Mutex::new(None);
+
+/// In a child forked by [`fork`], once its own signal handling is set up: unblocks
+/// the signals (restores the parent's mask); signals that came since the fork are
+/// delivered now, to the child's handlers.
+pub(crate) fn release_signals_in_child() {
+    let before = MASK_BEFORE_FORK
+        .lock()
+        .ok()
+        .and_then(|mut mask| mask.take());
+    if let Some(before) = before {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
     }
 }
 
@@ -222,7 +259,8 @@ pub(crate) fn forget_in_child(fd: std::os::fd::RawFd) {
     }
 }
 
-/// In a freshly forked child: closes the master's fds and resets signal handling.
+/// In a freshly forked child: closes the master's fds and resets signal handling (the
+/// signals stay blocked until [`release_signals_in_child`]).
 pub(crate) fn after_fork_in_child() {
     let fds = match CLOSE_IN_CHILD.lock() {
         Ok(mut fds) => std::mem::take(&mut *fds),

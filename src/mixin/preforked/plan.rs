@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Accept, LockKind, Preforked};
 use crate::mixin::MixIn;
@@ -27,7 +28,15 @@ pub(crate) struct WorkerPlan {
     /// The slot whose workers fail to start on purpose (the supervision tests set
     /// [`FAIL_BOOT_VAR`]; read once, before any fork).
     pub(super) fail_boot: Option<usize>,
+    /// How long each worker waits right after its fork, before any set-up (the
+    /// supervision tests set [`SLOW_START_VAR`] to stop the pool while workers start).
+    pub(super) slow_start: Option<Duration>,
 }
+
+/// Test hook: `MIXSERVE_TEST_SLOW_START_MS=<ms>` makes every worker sleep that long
+/// right after its fork, before it sets up its own signal handling, so a test can stop
+/// the pool while its workers start. Nothing else reads it.
+const SLOW_START_VAR: &str = "MIXSERVE_TEST_SLOW_START_MS";
 
 /// Test hook: `MIXSERVE_TEST_FAIL_BOOT=<slot>` makes every worker started in that slot
 /// fail before serving, so the tests can watch the master back off while the others
@@ -71,6 +80,10 @@ impl WorkerPlan {
             fail_boot: std::env::var(FAIL_BOOT_VAR)
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            slow_start: std::env::var(SLOW_START_VAR)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
             inner: std::sync::Mutex::new(std::mem::replace(
                 &mut model.inner,
                 Box::new(crate::mixin::Iterative::new()),

@@ -43,6 +43,9 @@ pub(super) fn run(
     control: OwnedFd,
     master: u32,
 ) -> ! {
+    if let Some(delay) = plan.slow_start {
+        thread::sleep(delay);
+    }
     fork::after_fork_in_child();
     crate::sync::hub::after_fork_in_child();
     plan.board.set_pid(slot, std::process::id());
@@ -74,6 +77,9 @@ fn serve(
     let worker_ctx = Arc::new(ctx.for_worker(Arc::clone(&seat))?);
     let wake = SelfPipe::new()?;
     worker_process::install(wake.write_fd(), master)?;
+    // A stop sent while this worker was starting is handled now, by the handler just
+    // installed.
+    fork::release_signals_in_child();
     // Every thread of the worker blocks the stop signals (threads the model starts
     // inherit that) but the watchdog; its source unblocks them only while it waits
     // for a connection, so they interrupt that wait and no handler.
