@@ -290,7 +290,7 @@ impl Pool {
                 log::warn!(
                     "preforked: worker {pid} (slot {slot}) died while starting ({}); \
                      {} other workers serve on; retrying the slot in {delay:?}",
-                    exit_reason(code),
+                    worker::exit_reason(code),
                     self.active()
                 );
             } else {
@@ -304,7 +304,7 @@ impl Pool {
                     _ => log::warn!(
                         "preforked: worker {pid} (slot {slot}) died ({}) after {uptime:?}; \
                          replacing it",
-                        exit_reason(code)
+                        worker::exit_reason(code)
                     ),
                 }
             }
@@ -485,18 +485,5 @@ impl Pool {
     pub(super) fn control_fd(&self, slot: usize) -> Option<RawFd> {
         let worker = self.workers.get(slot)?.as_ref()?;
         worker.control.as_ref().map(AsRawFd::as_raw_fd)
-    }
-}
-
-/// A worker's end, as the log says it: its exit code, or the signal that killed it.
-fn exit_reason(code: i32) -> String {
-    match code {
-        EXIT_BOOT_FAILED => format!("exit {code}: could not start serving"),
-        worker::EXIT_PANICKED => format!("exit {code}: panicked"),
-        c if c > 128 => match Signal::try_from(c - 128) {
-            Ok(signal) => format!("killed by {signal}"),
-            Err(_) => format!("exit {c}"),
-        },
-        c => format!("exit {c}"),
     }
 }

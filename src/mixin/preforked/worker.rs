@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
 
 use super::pool::WorkerPlan;
 use crate::mixin::pool_stats::SlotState;
@@ -29,6 +30,19 @@ pub(super) const EXIT_BOOT_FAILED: i32 = 3;
 pub(super) const EXIT_PANICKED: i32 = 101;
 /// Exit code of a worker stopped fast.
 pub(super) const EXIT_FAST: i32 = 4;
+
+/// A worker's end, as the log says it: its exit code, or the signal that killed it.
+pub(super) fn exit_reason(code: i32) -> String {
+    match code {
+        EXIT_BOOT_FAILED => format!("exit {code}: could not start serving"),
+        EXIT_PANICKED => format!("exit {code}: panicked"),
+        c if c > 128 => match Signal::try_from(c - 128) {
+            Ok(signal) => format!("killed by {signal}"),
+            Err(_) => format!("exit {c}"),
+        },
+        c => format!("exit {c}"),
+    }
+}
 
 /// How often the watchdog beats (the master's timeout is at least twice this).
 const BEAT_EVERY_MS: u16 = 1000;
