@@ -159,10 +159,12 @@ impl MixIn for Forking {
                 }
                 fork::after_fork_in_child();
                 crate::sys::signal::ignore_terminal_signals();
-                fork::release_signals_in_child();
                 crate::sync::hub::after_fork_in_child();
                 // The parent's drain reaches this child's connection too.
                 let _ = crate::sys::drain_signal::follow_parent_drain(ctx.shutdown.drain_flag());
+                // Only now: a drain signal sent since the fork reaches the handler just
+                // installed (released earlier, it would meet SIGURG's default: ignored).
+                fork::release_signals_in_child();
                 // Never unwind into the parent's loop: its destructors would act on the
                 // parent's children and fds.
                 let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
