@@ -147,6 +147,13 @@ pub(crate) fn send_byte(socket: RawFd, byte: u8) -> io::Result<()> {
     }
 }
 
+/// Whether `fd` (the caller's) has `O_NONBLOCK` set on its open file description.
+pub(crate) fn is_nonblocking(fd: RawFd) -> io::Result<bool> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(super::borrow_fd(fd), FcntlArg::F_GETFL)?;
+    Ok(OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK))
+}
+
 /// Sets or clears `O_NONBLOCK` on `fd` (which the caller owns).
 pub(crate) fn set_nonblocking(fd: &impl AsRawFd, nonblocking: bool) -> io::Result<()> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};

@@ -198,39 +198,43 @@ pub(crate) fn reap_exited() -> Vec<(Pid, i32)> {
 fn reap_one(pid: Pid) -> Option<i32> {
     loop {
         let code = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => code,
-            Ok(WaitStatus::Signaled(_, signal, _)) => 128 + signal as i32,
+            Ok(status) => exit_code(status)?,
             Err(Errno::EINTR) => continue,
             Err(Errno::ECHILD) => {
                 // Reaped elsewhere (the program waited for it): not ours any more.
                 forget_child(pid);
                 return None;
             }
-            _ => return None,
+            Err(_) => return None,
         };
         forget_child(pid);
         return Some(code);
     }
 }
 
+/// The exit code a wait status reports, with a child killed by a signal as
+/// `128 + signal` (as a shell says it); `None` while the child has not ended.
+pub(crate) fn exit_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, signal, _) => Some(128 + signal as i32),
+        _ => None,
+    }
+}
+
 /// Blocks until the child `pid` exits; returns its exit code as `reap_exited` does.
 pub(crate) fn wait_child(pid: Pid) -> Option<i32> {
     loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => {
-                forget_child(pid);
-                return Some(code);
-            }
-            Ok(WaitStatus::Signaled(_, signal, _)) => {
-                forget_child(pid);
-                return Some(128 + signal as i32);
-            }
-            Err(Errno::EINTR) | Ok(_) => continue,
-            Err(_) => {
-                forget_child(pid);
-                return None;
-            }
-        }
+        let code = match waitpid(pid, None) {
+            Ok(status) => match exit_code(status) {
+                Some(code) => Some(code),
+                None => continue,
+            },
+            Err(Errno::EINTR) => continue,
+            Err(_) => None,
+        };
+        forget_child(pid);
+        return code;
     }
 }
 

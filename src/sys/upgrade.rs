@@ -136,27 +136,15 @@ pub(crate) fn decline() {
     fork::forget_in_child(fd);
 }
 
-/// Whether `fd` (the caller's) has `O_NONBLOCK` set on its open file description.
-pub(crate) fn is_nonblocking(fd: RawFd) -> io::Result<bool> {
-    // SAFETY: F_GETFL only reads the flags of the caller's fd.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(flags & libc::O_NONBLOCK != 0)
-}
-
 /// Reaps `pid` (a child this process started itself) if it exited: its exit code, or
 /// `128 + signal`.
 pub(crate) fn reap(pid: nix::unistd::Pid) -> Option<i32> {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use nix::sys::wait::{WaitPidFlag, waitpid};
     loop {
         return match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => Some(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => Some(128 + signal as i32),
+            Ok(status) => fork::exit_code(status),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => Some(-1),
-            Ok(_) => None,
         };
     }
 }

@@ -274,7 +274,7 @@ pub(super) fn same_accept_class(
     ctx: &crate::server::Context,
     master_accepts: bool,
 ) -> io::Result<()> {
-    let nonblocking = upgrade::is_nonblocking(ctx.listener_fd())?;
+    let nonblocking = crate::sys::fd_passing::is_nonblocking(ctx.listener_fd())?;
     if nonblocking == master_accepts {
         return Ok(());
     }

@@ -97,10 +97,10 @@ pub(crate) fn call(
         timeout_ms,
         payload,
     };
-    let reply_by = match (op, deadline) {
-        (op::BROADCAST_WAIT | op::CHANNEL_RECV, None) => None,
-        (op::BROADCAST_WAIT | op::CHANNEL_RECV, Some(d)) => Some(d + WAIT_GRACE),
-        _ => Some(Instant::now() + EXCHANGE_TIMEOUT),
+    let reply_by = if op::is_wait(op) {
+        deadline.map(|d| d + WAIT_GRACE)
+    } else {
+        Some(Instant::now() + EXCHANGE_TIMEOUT)
     };
     if crate::rt::in_coroutine() {
         return super::mux::call(&request, reply_by);

@@ -39,6 +39,11 @@ pub(crate) mod op {
         matches!(op, CHANNEL_SEND | BROADCAST_SEND | BROADCAST_SEND_COUNT)
     }
 
+    /// True for the operations that wait (their reply may take as long as the wait).
+    pub(crate) fn is_wait(op: u8) -> bool {
+        matches!(op, BROADCAST_WAIT | CHANNEL_RECV)
+    }
+
     /// True for the operations whose OK reply carries a `Channel` value the worker acks.
     pub(crate) fn takes_value(op: u8) -> bool {
         matches!(op, CHANNEL_RECV | CHANNEL_TRY_RECV)

@@ -197,14 +197,10 @@ fn exchange(
     let outcome = wait(
         id,
         reply_by,
-        op::takes_value(request.op) || is_wait(request.op),
+        op::takes_value(request.op) || op::is_wait(request.op),
     );
     resign(id);
     outcome
-}
-
-fn is_wait(op: u8) -> bool {
-    matches!(op, op::BROADCAST_WAIT | op::CHANNEL_RECV)
 }
 
 /// Parks until call `id` ends, driving the link while it is the driver. A call that
