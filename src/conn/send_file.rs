@@ -4,13 +4,12 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::FileExt;
-use std::time::Instant;
 
 use nix::errno::Errno;
 
 use super::Conn;
 use crate::rt::Interest;
-use crate::rt::park;
+use crate::rt::{clock, park};
 use crate::sys;
 
 impl Conn {
@@ -43,7 +42,7 @@ impl Conn {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
         let waits = self.write_timeout.is_some() || crate::rt::in_coroutine();
         let _mode = sys::sendfile::NonBlockingFor::set(self.fd.as_fd(), waits)?;
-        let fresh_deadline = || self.write_timeout.map(|t| Instant::now() + t);
+        let fresh_deadline = || self.write_timeout.map(|t| clock::now() + t);
         let mut deadline = fresh_deadline();
         let mut sent = 0u64;
         while sent < len {

@@ -11,7 +11,7 @@ use nix::sys::socket::{MsgFlags, recv, send};
 
 use super::{BUFFER_SIZE, Conn};
 use crate::rt::Interest;
-use crate::rt::park;
+use crate::rt::{clock, park};
 
 impl Conn {
     /// One `recv` into `read_buf[start..]`, as [`recv_raw`] does. While it waits with
@@ -100,7 +100,7 @@ impl Conn {
 }
 
 fn earliest(deadline: Option<Instant>, timeout: Option<Duration>) -> Option<Instant> {
-    let from_timeout = timeout.map(|t| Instant::now() + t);
+    let from_timeout = timeout.map(|t| clock::now() + t);
     match (deadline, from_timeout) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -155,7 +155,7 @@ enum WriteLimit {
 impl WriteLimit {
     fn deadline(&mut self) -> Option<Instant> {
         if let WriteLimit::Timeout(timeout) = *self {
-            *self = WriteLimit::Deadline(timeout.map(|t| Instant::now() + t));
+            *self = WriteLimit::Deadline(timeout.map(|t| clock::now() + t));
         }
         match *self {
             WriteLimit::Deadline(deadline) => deadline,

@@ -2,7 +2,9 @@
 //! for `If-Modified-Since`) and the common log format's `10/Oct/2000:13:55:36 +0000`.
 
 use std::cell::RefCell;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::rt::clock;
 
 /// Month abbreviations, January first.
 const MONTHS: [&str; 12] = [
@@ -10,9 +12,13 @@ const MONTHS: [&str; 12] = [
 ];
 
 thread_local! {
-    /// The last date formatted on this thread, by its second: every response carries a
-    /// `Date`, and formatting one cost more than the rest of a small answer's head.
+    /// The last date formatted on this thread, by its second (a file's `Last-Modified`).
     static LAST_HTTP_DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    /// The current date's text and when (on the loop clock) its second ends: every
+    /// response carries a `Date`, and formatting one cost more than the rest of a small
+    /// answer's head.
+    static CURRENT_HTTP_DATE: RefCell<(Option<Instant>, String)> =
+        const { RefCell::new((None, String::new())) };
 }
 
 /// Formats `time` as e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (once per second per thread;
@@ -30,18 +36,28 @@ pub(crate) fn http_date(time: SystemTime) -> String {
         .unwrap_or_else(|_| format_http_date(seconds))
 }
 
-/// Appends [`http_date`]`(time)` to `out` without copying it into a `String` first.
-pub(crate) fn append_http_date(out: &mut Vec<u8>, time: SystemTime) {
-    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let appended = LAST_HTTP_DATE.try_with(|last| {
-        let mut last = last.borrow_mut();
-        if last.0 != seconds {
-            *last = (seconds, format_http_date(seconds));
+/// Appends the current date, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`, for a `Date` header.
+///
+/// The wall clock is read once per second per thread: until the second it was read in
+/// ends (measured on [`clock::now`], the loop's cached clock under `Scheduled`), every
+/// answer copies the same text. So the date lags the true one by no more than the loop
+/// clock does (one resume), and a response costs no clock read.
+pub(crate) fn append_current_http_date(out: &mut Vec<u8>) {
+    let now = clock::now();
+    let appended = CURRENT_HTTP_DATE.try_with(|current| {
+        let mut current = current.borrow_mut();
+        if current.0.is_none_or(|until| now >= until) {
+            let wall = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let rest_of_second =
+                Duration::from_secs(1) - Duration::from_nanos(wall.subsec_nanos().into());
+            *current = (Some(now + rest_of_second), format_http_date(wall.as_secs()));
         }
-        out.extend_from_slice(last.1.as_bytes());
+        out.extend_from_slice(current.1.as_bytes());
     });
     if appended.is_err() {
-        out.extend_from_slice(format_http_date(seconds).as_bytes());
+        out.extend_from_slice(http_date(SystemTime::now()).as_bytes());
     }
 }
 
@@ -166,6 +182,18 @@ mod tests {
         );
         assert_eq!(at(784_111_778, 0), "Sun, 06 Nov 1994 08:49:38 GMT");
         assert_eq!(at(784_111_777, 5), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn the_current_date_is_the_wall_clocks() {
+        let before = SystemTime::now();
+        let mut out = Vec::new();
+        append_current_http_date(&mut out);
+        let after = SystemTime::now();
+        let date = parse_http_date(std::str::from_utf8(&out).unwrap()).unwrap();
+        let second = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let range = second(before)..=second(after);
+        assert!(range.contains(&second(date)), "{out:?} outside {range:?}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::error::{Failure, Reject, read_failure};
 use super::headers::Headers;
 use super::request::Version;
 use crate::conn::{Conn, Idle};
+use crate::rt::clock;
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -124,12 +125,12 @@ pub(crate) fn read_head(
             deadline
         }
         None if conn.buffered().is_empty() => {
-            let idle_until = Instant::now() + config.idle_timeout;
+            let idle_until = clock::now() + config.idle_timeout;
             conn.set_read_deadline(Some(idle_until));
             idle_until
         }
         None => {
-            let deadline = Instant::now() + config.header_timeout;
+            let deadline = clock::now() + config.header_timeout;
             conn.set_read_deadline(Some(deadline));
             deadline
         }
@@ -165,7 +166,7 @@ pub(crate) fn read_head(
             Err(error) => return Err(read_failure(error, timeout)),
         }
         if !started && first_deadline.is_none() {
-            conn.set_read_deadline(Some(Instant::now() + config.header_timeout));
+            conn.set_read_deadline(Some(clock::now() + config.header_timeout));
         }
         started = true;
         if head.is_empty() {

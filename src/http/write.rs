@@ -5,10 +5,9 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
-use std::time::SystemTime;
 
 use super::config::HttpConfig;
-use super::date::append_http_date;
+use super::date::append_current_http_date;
 use super::request::Version;
 use super::response::{Body, Field, Response, reason_phrase};
 use crate::conn::Conn;
@@ -146,7 +145,7 @@ fn write_head(head: &mut Vec<u8>, parts: HeadParts<'_>, answering: Answering, co
     }
     if http && config.send_date && !has_date {
         head.extend_from_slice(b"Date: ");
-        append_http_date(head, SystemTime::now());
+        append_current_http_date(head);
         head.extend_from_slice(b"\r\n");
     }
     let length = match parts.body {

@@ -23,6 +23,7 @@ impl Drop for Entered {
     fn drop(&mut self) {
         let _ = CORE.try_with(|slot| slot.borrow_mut().take());
         let _ = CURRENT.try_with(|current| current.set(None));
+        super::clock::clear();
     }
 }
 

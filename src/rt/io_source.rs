@@ -8,10 +8,10 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::Interest;
-use super::context;
 use super::coroutine;
 use super::reactor::SourceKey;
 use super::scheduler::{Core, ParkKind, WakeReason};
+use super::{clock, context};
 
 /// An fd registered with the reactor of the runtime running on this thread: both
 /// directions, once, edge-triggered.
@@ -201,7 +201,7 @@ pub(crate) fn park_or_ready(
     for &(key, interest) in &keys {
         ready |= reactor.take_ready(key, interest);
     }
-    if ready || core.take_permit(id) || deadline.is_some_and(|d| d <= Instant::now()) {
+    if ready || core.take_permit(id) || deadline.is_some_and(|d| d <= clock::now()) {
         return Ok(());
     }
     let reason = core.park_current(id, ParkKind::Park, deadline, |ticket| {
@@ -245,7 +245,7 @@ fn wait_on(
     if reactor.take_ready(key, interest) {
         return Ok(());
     }
-    if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+    if deadline.is_some_and(|deadline| deadline <= clock::now()) {
         return Err(io::ErrorKind::TimedOut.into());
     }
     let reason = core.park_current(id, kind, deadline, |ticket| {

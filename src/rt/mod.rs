@@ -61,6 +61,7 @@
 //! [`SpawnError::AtCapacity`] rather than crashing; shed connections before that and scale
 //! out with processes.
 
+pub(crate) mod clock;
 mod context;
 #[allow(unsafe_code)]
 mod coroutine;
@@ -126,7 +127,7 @@ pub(crate) fn current_coroutine_id() -> Option<u64> {
 pub fn park(deadline: Option<Instant>) {
     match coroutine_context() {
         Some((core, id)) => {
-            if core.take_permit(id) || deadline.is_some_and(|d| d <= Instant::now()) {
+            if core.take_permit(id) || deadline.is_some_and(|d| d <= clock::now()) {
                 return;
             }
             core.park_current(id, ParkKind::Park, deadline, drop);

@@ -7,10 +7,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::context;
 use super::error::SpawnError;
 use super::scheduler::{Core, WakeReason};
 use super::waker::Remote;
+use super::{clock, context};
 
 /// Resumes between two looks at epoll while coroutines stay runnable.
 const RESUMES_PER_POLL: usize = 128;
@@ -119,6 +119,7 @@ impl Runtime {
             log::warn!("no message on coroutine stack overflow: {error}");
         }
         let core = &*self.core;
+        clock::refresh();
         loop {
             if core.remote.take_stop() {
                 return Ok(());
@@ -140,7 +141,7 @@ impl Runtime {
                 core.wake(ticket, WakeReason::Woken);
             })?;
             core.drain_remote();
-            core.fire_timers(Instant::now());
+            core.fire_timers(clock::refresh());
         }
     }
 

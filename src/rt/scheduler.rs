@@ -212,7 +212,7 @@ impl Core {
     /// yielding coroutine costs no `epoll_wait` per switch yet cannot starve I/O.
     pub(crate) fn run_ready(&self, budget: usize) {
         let count = self.run_queue.borrow().len().max(budget);
-        self.stall.begin_batch();
+        self.stall.begin_batch(super::clock::now());
         for _ in 0..count {
             let Some(id) = self.run_queue.borrow_mut().pop_front() else {
                 break;

@@ -6,8 +6,10 @@
 //! under the `Scheduled` model) and counts it in [`stall_count`].
 //!
 //! The cost on the hot path is one clock read per resume (the end of one resume is the
-//! start of the next within a batch), nothing when the detector is off. A coroutine that
-//! never yields is reported when it finally does; until then its loop serves nobody.
+//! start of the next within a batch), nothing when the detector is off; that reading
+//! also refreshes the loop's clock ([`super::clock`]), so code on the next coroutine
+//! reads none. A coroutine that never yields is reported when it finally does; until
+//! then its loop serves nobody.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,10 +48,10 @@ impl StallWatch {
         }
     }
 
-    /// A batch of resumes starts (after a poll, which may have slept).
-    pub(crate) fn begin_batch(&self) {
+    /// A batch of resumes starts at `now` (the loop read the clock after its poll).
+    pub(crate) fn begin_batch(&self, now: Instant) {
         if self.threshold.is_some() {
-            self.stamp.set(Some(Instant::now()));
+            self.stamp.set(Some(now));
         }
     }
 
@@ -70,7 +72,7 @@ impl StallWatch {
         let (Some(started), Some(threshold)) = (started, self.threshold) else {
             return;
         };
-        let now = Instant::now();
+        let now = super::clock::refresh();
         self.stamp.set(Some(now));
         let held = now.saturating_duration_since(started);
         if held > threshold {
@@ -97,7 +99,7 @@ mod tests {
     #[test]
     fn counts_long_resumes_only() {
         let watch = StallWatch::new(Some(Duration::from_millis(100)));
-        watch.begin_batch();
+        watch.begin_batch(Instant::now());
         let before = stall_count();
         let started = watch.resume_started();
         assert!(started.is_some());
@@ -107,12 +109,13 @@ mod tests {
         watch.resume_ended(long_ago, || String::from("test"));
         assert_eq!(watch.count(), 1);
         assert!(stall_count() > before);
+        super::super::clock::clear();
     }
 
     #[test]
     fn off_means_no_clock_and_no_report() {
         let watch = StallWatch::new(None);
-        watch.begin_batch();
+        watch.begin_batch(Instant::now());
         assert_eq!(watch.resume_started(), None);
         let long_ago = Instant::now().checked_sub(Duration::from_secs(1));
         watch.resume_ended(long_ago, String::new);
