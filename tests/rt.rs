@@ -347,6 +347,43 @@ fn wait_past_deadline_times_out() {
 }
 
 #[test]
+fn a_timer_left_by_an_earlier_wait_neither_ends_a_later_deadline_early_nor_delays_an_earlier_one() {
+    let mut runtime = runtime();
+    let (mut ours, mut peer) = nonblocking_pair();
+    runtime
+        .spawn(checked(move || {
+            let source = IoSource::new(ours.as_raw_fd()).unwrap();
+            let mut byte = [0u8; 1];
+            // Ended by readiness: its timer entry stays in the heap, armed.
+            peer.write_all(b"x").unwrap();
+            let soon = Instant::now() + Duration::from_millis(200);
+            source.wait(Interest::Readable, Some(soon)).unwrap();
+            ours.read_exact(&mut byte).unwrap();
+            // A later deadline: that entry expires first and must not end this wait.
+            let later = Instant::now() + Duration::from_millis(500);
+            let error = source.wait(Interest::Readable, Some(later)).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+            assert!(Instant::now() >= later, "timed out before its deadline");
+            // An earlier deadline than the armed entry's gets an entry of its own.
+            peer.write_all(b"y").unwrap();
+            let far = Instant::now() + Duration::from_secs(60);
+            source.wait(Interest::Readable, Some(far)).unwrap();
+            ours.read_exact(&mut byte).unwrap();
+            let start = Instant::now();
+            let error = source
+                .wait(Interest::Readable, Some(start + Duration::from_millis(50)))
+                .unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "waited for the far entry"
+            );
+        }))
+        .unwrap();
+    run(&mut runtime);
+}
+
+#[test]
 fn a_panicking_coroutine_does_not_stop_the_loop() {
     let mut runtime = runtime();
     let survivors = Rc::new(Cell::new(0));

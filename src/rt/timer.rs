@@ -1,15 +1,23 @@
-//! Deadlines of parked coroutines: a binary min-heap with lazy cancellation.
+//! Deadlines of parked coroutines: a binary min-heap with at most one live entry per
+//! coroutine, armed lazily.
 //!
-//! A wait that ends for another reason (I/O readiness, a wake) leaves its entry in the
-//! heap; the entry is recognised as stale when it expires (its [`WaitTicket`] no longer
-//! matches) or when [`Timers::compact`] rebuilds the heap because more than half of it is
-//! stale. Insert and expiry are O(log n); nothing scans all timers per wake.
+//! A keep-alive connection parks with a fresh idle deadline after every request. Pushing
+//! a heap entry each time (and leaving the last one stale) cost a heap push per request
+//! and a heap full of stale entries. Instead a coroutine keeps the entry it has (its slot
+//! remembers the entry's deadline as "armed") as long as that entry fires no later than
+//! the new deadline; when it fires early, the scheduler finds the coroutine parked with a
+//! later deadline and arms one entry for that (nginx keeps its keep-alive timers the same
+//! way). A park with an earlier deadline than the armed one pushes a new entry; the old
+//! one is then stale, and is recognised as such when it expires (its deadline is no
+//! longer the slot's armed one) or when [`Timers::compact`] rebuilds the heap because
+//! more than half of it is stale. Insert and expiry are O(log n); nothing scans all
+//! timers per wake.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use super::scheduler::WaitTicket;
+use super::scheduler::CoroutineId;
 
 /// Below this many entries the heap is never compacted: stale entries cost little.
 const COMPACT_MIN_LEN: usize = 1024;
@@ -19,7 +27,7 @@ const COMPACT_MIN_LEN: usize = 1024;
 struct Entry {
     deadline: Instant,
     order: u64,
-    ticket: WaitTicket,
+    id: CoroutineId,
 }
 
 /// The timer heap of one runtime.
@@ -29,19 +37,19 @@ pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<Entry>>,
     /// Next insertion number, for FIFO order among equal deadlines.
     next_order: u64,
-    /// Estimate of entries whose wait already ended (an upper bound).
+    /// Estimate of entries no coroutine waits for any more (an upper bound).
     stale: usize,
 }
 
 impl Timers {
-    /// Adds a deadline for the wait identified by `ticket`.
-    pub(crate) fn insert(&mut self, deadline: Instant, ticket: WaitTicket) {
+    /// Arms a deadline for coroutine `id`.
+    pub(crate) fn insert(&mut self, deadline: Instant, id: CoroutineId) {
         let order = self.next_order;
         self.next_order += 1;
         self.heap.push(Reverse(Entry {
             deadline,
             order,
-            ticket,
+            id,
         }));
     }
 
@@ -50,20 +58,21 @@ impl Timers {
         self.heap.peek().map(|Reverse(entry)| entry.deadline)
     }
 
-    /// Removes and returns one entry whose deadline is at or before `now`.
-    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<WaitTicket> {
+    /// Removes and returns one entry (its coroutine and deadline) whose deadline is at or
+    /// before `now`.
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<(CoroutineId, Instant)> {
         match self.heap.peek() {
             Some(Reverse(entry)) if entry.deadline <= now => {
-                let ticket = entry.ticket;
+                let expired = (entry.id, entry.deadline);
                 self.heap.pop();
-                Some(ticket)
+                Some(expired)
             }
             _ => None,
         }
     }
 
-    /// Records that a wait with a deadline ended before the deadline.
-    pub(crate) fn note_cancelled(&mut self) {
+    /// Records that an entry became stale: its coroutine armed an earlier one, or ended.
+    pub(crate) fn note_stale(&mut self) {
         self.stale += 1;
     }
 
@@ -73,11 +82,13 @@ impl Timers {
     }
 
     /// Drops stale entries when they are more than half of a large heap (amortised O(1)).
-    pub(crate) fn compact(&mut self, mut is_live: impl FnMut(WaitTicket) -> bool) {
+    /// `is_live(id, deadline)`: whether that entry is still its coroutine's armed one.
+    pub(crate) fn compact(&mut self, mut is_live: impl FnMut(CoroutineId, Instant) -> bool) {
         if self.heap.len() < COMPACT_MIN_LEN || self.stale * 2 < self.heap.len() {
             return;
         }
-        self.heap.retain(|Reverse(entry)| is_live(entry.ticket));
+        self.heap
+            .retain(|Reverse(entry)| is_live(entry.id, entry.deadline));
         self.stale = 0;
     }
 
@@ -96,16 +107,12 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rt::scheduler::CoroutineId;
     use std::time::Duration;
 
-    fn ticket(index: u32, seq: u64) -> WaitTicket {
-        WaitTicket {
-            id: CoroutineId {
-                index,
-                generation: 0,
-            },
-            seq,
+    fn id(index: u32) -> CoroutineId {
+        CoroutineId {
+            index,
+            generation: 0,
         }
     }
 
@@ -113,17 +120,23 @@ mod tests {
     fn expires_in_deadline_order_then_fifo() {
         let now = Instant::now();
         let mut timers = Timers::default();
-        timers.insert(now + Duration::from_millis(30), ticket(3, 0));
-        timers.insert(now + Duration::from_millis(10), ticket(1, 0));
-        timers.insert(now + Duration::from_millis(10), ticket(2, 0));
+        timers.insert(now + Duration::from_millis(30), id(3));
+        timers.insert(now + Duration::from_millis(10), id(1));
+        timers.insert(now + Duration::from_millis(10), id(2));
         assert_eq!(
             timers.next_deadline(),
             Some(now + Duration::from_millis(10))
         );
         assert_eq!(timers.pop_expired(now), None);
         let later = now + Duration::from_millis(20);
-        assert_eq!(timers.pop_expired(later), Some(ticket(1, 0)));
-        assert_eq!(timers.pop_expired(later), Some(ticket(2, 0)));
+        assert_eq!(
+            timers.pop_expired(later),
+            Some((id(1), now + Duration::from_millis(10)))
+        );
+        assert_eq!(
+            timers.pop_expired(later),
+            Some((id(2), now + Duration::from_millis(10)))
+        );
         assert_eq!(timers.pop_expired(later), None);
         assert_eq!(timers.len(), 1);
     }
@@ -133,12 +146,12 @@ mod tests {
         let now = Instant::now();
         let mut timers = Timers::default();
         for i in 0..2000 {
-            timers.insert(now + Duration::from_secs(60), ticket(i, 0));
+            timers.insert(now + Duration::from_secs(60), id(i));
         }
         for _ in 0..1500 {
-            timers.note_cancelled();
+            timers.note_stale();
         }
-        timers.compact(|t| t.id.index < 500);
+        timers.compact(|id, _| id.index < 500);
         assert_eq!(timers.len(), 500);
     }
 }

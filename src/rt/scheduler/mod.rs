@@ -4,8 +4,10 @@
 //! Each coroutine lives in a slot addressed by a [`CoroutineId`] (index + generation), so
 //! waking a coroutine that already finished is harmless: the generation no longer
 //! matches. Each park gets a [`WaitTicket`] (the id plus the slot's wait sequence
-//! number); a timer or readiness event only wakes the coroutine if its ticket is still
-//! the current one, so stale timers and events are ignored in O(1).
+//! number); a readiness event only wakes the coroutine if its ticket is still the
+//! current one, so stale events are ignored in O(1). A timer entry names the coroutine
+//! and its deadline, which must still be the one the slot has armed (see
+//! [`super::timer`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -20,6 +22,8 @@ use super::stall::StallWatch;
 use super::timer::Timers;
 use super::waker::Remote;
 use super::{RuntimeConfig, context};
+
+mod deadlines;
 use crate::sys::stack_guard::GuardRegistration;
 
 /// A coroutine's address in its runtime: a slot index plus that slot's generation.
@@ -90,8 +94,11 @@ struct Slot {
     seq: u64,
     /// Why the last park ended.
     reason: WakeReason,
-    /// Whether the current park registered a timer.
-    has_timer: bool,
+    /// The current park's deadline, if it has one.
+    deadline: Option<Instant>,
+    /// The deadline of this coroutine's live timer entry, if it has one: it may be
+    /// earlier than `deadline` (see [`super::timer`]), never later.
+    armed: Option<Instant>,
     /// The coroutine, taken out while it runs.
     coroutine: Option<Co>,
     /// Its stack's guard-page registration (holds the label for the overflow message).
@@ -185,7 +192,8 @@ impl Core {
                     permit: false,
                     seq: 0,
                     reason: WakeReason::Woken,
-                    has_timer: false,
+                    deadline: None,
+                    armed: None,
                     coroutine: None,
                     guard: None,
                 });
@@ -195,7 +203,8 @@ impl Core {
         let slot = &mut slots.slots[index as usize];
         slot.state = State::Runnable;
         slot.permit = false;
-        slot.has_timer = false;
+        slot.deadline = None;
+        slot.armed = None;
         slot.coroutine = Some(co);
         slot.guard = guard;
         let id = CoroutineId {
@@ -260,6 +269,10 @@ impl Core {
         slot.generation = slot.generation.wrapping_add(1);
         slot.seq = slot.seq.wrapping_add(1);
         slot.coroutine = None;
+        slot.deadline = None;
+        if slot.armed.take().is_some() {
+            self.timers.borrow_mut().note_stale();
+        }
         let guard = slot.guard.take();
         slots.free.push(id.index);
         slots.live -= 1;
@@ -348,31 +361,6 @@ impl Core {
         }
     }
 
-    /// Wakes every coroutine whose deadline passed.
-    pub(crate) fn fire_timers(&self, now: Instant) {
-        loop {
-            let expired = self.timers.borrow_mut().pop_expired(now);
-            let Some(ticket) = expired else {
-                break;
-            };
-            if !self.wake(ticket, WakeReason::TimedOut) {
-                self.timers.borrow_mut().note_stale_expired();
-            }
-        }
-        let mut timers = self.timers.borrow_mut();
-        let slots = self.slots.borrow();
-        timers.compact(|ticket| {
-            slots
-                .slots
-                .get(ticket.id.index as usize)
-                .is_some_and(|slot| {
-                    slot.generation == ticket.id.generation
-                        && slot.seq == ticket.seq
-                        && matches!(slot.state, State::Parked(_))
-                })
-        });
-    }
-
     /// Wakes every coroutine parked in an idle wait (spuriously, as far as its fd is
     /// concerned): each looks at the drain flag before it waits again.
     pub(crate) fn wake_idle(&self) {
@@ -425,21 +413,29 @@ impl Core {
                 return WakeReason::ShuttingDown;
             };
             slot.state = State::Parked(kind);
-            slot.has_timer = deadline.is_some();
+            slot.deadline = deadline;
+            match (deadline, slot.armed) {
+                // The armed entry fires first; it arms this deadline then.
+                (Some(deadline), Some(armed)) if armed <= deadline => {}
+                (Some(deadline), armed) => {
+                    let mut timers = self.timers.borrow_mut();
+                    if armed.is_some() {
+                        timers.note_stale();
+                    }
+                    timers.insert(deadline, id);
+                    slot.armed = Some(deadline);
+                }
+                (None, _) => {}
+            }
             WaitTicket { id, seq: slot.seq }
         };
-        if let Some(deadline) = deadline {
-            self.timers.borrow_mut().insert(deadline, ticket);
-        }
         register(ticket);
         coroutine::suspend();
         let mut slots = self.slots.borrow_mut();
         let Some(slot) = slots.get_mut(id) else {
             return WakeReason::ShuttingDown;
         };
-        if slot.has_timer && slot.reason != WakeReason::TimedOut {
-            self.timers.borrow_mut().note_cancelled();
-        }
+        slot.deadline = None;
         slot.reason
     }
 
