@@ -2,7 +2,8 @@
 //!
 //! `stream_io.rs` reads and writes it (try, then park or poll); `send_file.rs` sends files;
 //! `watch.rs` ties waits made for it to its client; `drain.rs` holds the server's drain
-//! state as connections see it.
+//! state as connections see it; `read_buffer.rs` and `write_buffer.rs` lend it buffers
+//! only while it has bytes in them.
 
 pub(crate) use drain::{Drain, Idle};
 
@@ -11,6 +12,7 @@ mod read_buffer;
 mod send_file;
 mod stream_io;
 mod watch;
+mod write_buffer;
 
 use std::cell::Cell;
 use std::fmt;
@@ -73,7 +75,8 @@ pub struct Conn {
     /// The last read returned less than it asked for: the socket held nothing more then,
     /// so anything that arrives later brings a new readiness edge.
     input_drained: bool,
-    /// Bytes written but not yet sent.
+    /// Bytes written but not yet sent. No allocation until the first write and whenever
+    /// a flush sent everything (the buffer goes back to `write_buffer`'s spares).
     write_buf: Vec<u8>,
     /// Per-call limits, as `SO_RCVTIMEO`/`SO_SNDTIMEO` would give.
     read_timeout: Option<Duration>,
@@ -271,12 +274,26 @@ impl Conn {
     pub(crate) fn holds_read_buffer(&self) -> bool {
         !self.read_buf.is_empty()
     }
+
+    /// True while this connection holds a write buffer.
+    #[cfg(test)]
+    pub(crate) fn holds_write_buffer(&self) -> bool {
+        self.write_buf.capacity() > 0
+    }
+
+    /// The output buffer, taken from the spares if this connection holds none.
+    fn output(&mut self) -> &mut Vec<u8> {
+        if self.write_buf.capacity() == 0 {
+            self.write_buf = write_buffer::take();
+        }
+        &mut self.write_buf
+    }
 }
 
 impl Drop for Conn {
     /// Deregisters the socket from the coroutine loop it waited on (before the fd
     /// closes, so a reused fd number is never deregistered by mistake), and gives the
-    /// read buffer back for the next connection.
+    /// buffers back for the next connection.
     fn drop(&mut self) {
         if self.registered.get() {
             crate::rt::forget_fd(self.fd.as_raw_fd());
@@ -284,6 +301,7 @@ impl Drop for Conn {
         if !self.read_buf.is_empty() {
             read_buffer::give(std::mem::take(&mut self.read_buf));
         }
+        write_buffer::give(std::mem::take(&mut self.write_buf));
     }
 }
 

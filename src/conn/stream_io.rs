@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, recv, send};
 
-use super::{BUFFER_SIZE, Conn};
+use super::{BUFFER_SIZE, Conn, write_buffer};
 use crate::rt::Interest;
 use crate::rt::{clock, park};
 
@@ -235,7 +235,7 @@ impl Conn {
         if self.write_buf.len() >= BUFFER_SIZE {
             self.flush()?;
         }
-        append(&mut self.write_buf);
+        append(self.output());
         Ok(())
     }
 }
@@ -248,7 +248,7 @@ impl Write for Conn {
         if data.len() >= BUFFER_SIZE {
             self.send_all(data)?;
         } else {
-            self.write_buf.extend_from_slice(data);
+            self.output().extend_from_slice(data);
         }
         Ok(data.len())
     }
@@ -257,10 +257,11 @@ impl Write for Conn {
         if self.write_buf.is_empty() {
             return Ok(());
         }
+        // Sent or not (an error ends the connection), the bytes are done with: the
+        // buffer goes back to the spares.
         let pending = std::mem::take(&mut self.write_buf);
         let result = self.send_all(&pending);
-        self.write_buf = pending;
-        self.write_buf.clear();
+        write_buffer::give(pending);
         result
     }
 }
