@@ -14,10 +14,10 @@ const MONTHS: [&str; 12] = [
 thread_local! {
     /// The last date formatted on this thread, by its second (a file's `Last-Modified`).
     static LAST_HTTP_DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    /// The current date's text and when (on the loop clock) its second ends: every
-    /// response carries a `Date`, and formatting one cost more than the rest of a small
+    /// The current `Date` field line and when (on the loop clock) its second ends: every
+    /// response carries one, and formatting it cost more than the rest of a small
     /// answer's head.
-    static CURRENT_HTTP_DATE: RefCell<(Option<Instant>, String)> =
+    static DATE_FIELD: RefCell<(Option<Instant>, String)> =
         const { RefCell::new((None, String::new())) };
 }
 
@@ -36,15 +36,15 @@ pub(crate) fn http_date(time: SystemTime) -> String {
         .unwrap_or_else(|_| format_http_date(seconds))
 }
 
-/// Appends the current date, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`, for a `Date` header.
+/// Appends the `Date` field line for now, e.g. `Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`.
 ///
 /// The wall clock is read once per second per thread: until the second it was read in
 /// ends (measured on [`clock::now`], the loop's cached clock under `Scheduled`), every
-/// answer copies the same text. So the date lags the true one by no more than the loop
+/// answer copies the same line. So the date lags the true one by no more than the loop
 /// clock does (one resume), and a response costs no clock read.
-pub(crate) fn append_current_http_date(out: &mut Vec<u8>) {
+pub(crate) fn append_date_field(out: &mut Vec<u8>) {
     let now = clock::now();
-    let appended = CURRENT_HTTP_DATE.try_with(|current| {
+    let appended = DATE_FIELD.try_with(|current| {
         let mut current = current.borrow_mut();
         if current.0.is_none_or(|until| now >= until) {
             let wall = SystemTime::now()
@@ -52,12 +52,14 @@ pub(crate) fn append_current_http_date(out: &mut Vec<u8>) {
                 .unwrap_or_default();
             let rest_of_second =
                 Duration::from_secs(1) - Duration::from_nanos(wall.subsec_nanos().into());
-            *current = (Some(now + rest_of_second), format_http_date(wall.as_secs()));
+            let line = format!("Date: {}\r\n", format_http_date(wall.as_secs()));
+            *current = (Some(now + rest_of_second), line);
         }
         out.extend_from_slice(current.1.as_bytes());
     });
     if appended.is_err() {
-        out.extend_from_slice(http_date(SystemTime::now()).as_bytes());
+        let line = format!("Date: {}\r\n", http_date(SystemTime::now()));
+        out.extend_from_slice(line.as_bytes());
     }
 }
 
@@ -188,9 +190,15 @@ mod tests {
     fn the_current_date_is_the_wall_clocks() {
         let before = SystemTime::now();
         let mut out = Vec::new();
-        append_current_http_date(&mut out);
+        append_date_field(&mut out);
         let after = SystemTime::now();
-        let date = parse_http_date(std::str::from_utf8(&out).unwrap()).unwrap();
+        let line = std::str::from_utf8(&out).unwrap();
+        let text = line
+            .strip_prefix("Date: ")
+            .unwrap()
+            .strip_suffix("\r\n")
+            .unwrap();
+        let date = parse_http_date(text).unwrap();
         let second = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
         let range = second(before)..=second(after);
         assert!(range.contains(&second(date)), "{out:?} outside {range:?}");

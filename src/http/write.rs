@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
 
 use super::config::HttpConfig;
-use super::date::append_current_http_date;
+use super::date::append_date_field;
 use super::request::Version;
 use super::response::{Body, Field, Response, reason_phrase};
 use crate::conn::Conn;
@@ -117,15 +117,21 @@ struct HeadParts<'a> {
 fn write_head(head: &mut Vec<u8>, parts: HeadParts<'_>, answering: Answering, config: &HttpConfig) {
     let http = answering.dialect == Dialect::Http;
     let status = parts.status;
-    match answering.dialect {
-        Dialect::Http => head.extend_from_slice(answering.version.as_str().as_bytes()),
-        Dialect::Cgi => head.extend_from_slice(b"Status:"),
+    match (answering.dialect, answering.version, status) {
+        // The most common line, in one copy.
+        (Dialect::Http, Version::Http11, 200) => head.extend_from_slice(b"HTTP/1.1 200 OK\r\n"),
+        (dialect, version, status) => {
+            match dialect {
+                Dialect::Http => head.extend_from_slice(version.as_str().as_bytes()),
+                Dialect::Cgi => head.extend_from_slice(b"Status:"),
+            }
+            head.push(b' ');
+            push_decimal(head, u64::from(status));
+            head.push(b' ');
+            head.extend_from_slice(reason_phrase(status).as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
     }
-    head.push(b' ');
-    push_decimal(head, u64::from(status));
-    head.push(b' ');
-    head.extend_from_slice(reason_phrase(status).as_bytes());
-    head.extend_from_slice(b"\r\n");
     let mut has_date = false;
     let mut has_server = false;
     for (name, value) in parts.fields {
@@ -144,9 +150,7 @@ fn write_head(head: &mut Vec<u8>, parts: HeadParts<'_>, answering: Answering, co
         push_field(head, b"Server", server.as_bytes());
     }
     if http && config.send_date && !has_date {
-        head.extend_from_slice(b"Date: ");
-        append_current_http_date(head);
-        head.extend_from_slice(b"\r\n");
+        append_date_field(head);
     }
     let length = match parts.body {
         Body::Bytes(bytes) => Some(bytes.len() as u64),
