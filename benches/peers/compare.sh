@@ -12,7 +12,8 @@
 # this one run; absolute figures drift between machines and between runs.
 #
 # Knobs (environment): PEERS_KIT (default ../shared/peers/run_all.sh), DURATION=5, REPS=2,
-# COMET_N=10000, OUT (results directory; default under the kit's work directory).
+# COMET_N=10000, COMET_REPS=3 (a comet run lasts ~1 s; its CPU figure has 10 ms ticks, so
+# one run decides nothing), OUT (results directory; default under the kit's work directory).
 # Needs: the kit installs wrk, nginx and the peers (`run_all.sh install`); a quiet machine.
 set -euo pipefail
 
@@ -35,7 +36,7 @@ bash "$kit" install
 HELLO_PEERS="tokio-hyper nginx-1w nginx-2w may_minihttp mixserve-scheduled mixserve-preforked-2w-scheduled" \
   CONNS="50 1000" SETUPS="pinned shared" bash "$kit" hello >/dev/null
 COMET_PEERS="tokio-hyper may_minihttp mixserve-scheduled mixserve-preforked-2w-scheduled" \
-  COMET_NS=${COMET_N:-10000} SETUPS="shared" REPS=1 bash "$kit" comet >/dev/null
+  COMET_NS=${COMET_N:-10000} SETUPS="shared" REPS=${COMET_REPS:-3} bash "$kit" comet >/dev/null
 
 echo "results: $OUT (full tables: $OUT/summary.md)"
 python3 "$here/ratios.py" "$OUT"
