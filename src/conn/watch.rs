@@ -42,17 +42,19 @@ impl Conn {
     pub(crate) fn watch_reporting<R>(&self, f: impl FnOnce() -> R) -> (R, bool) {
         let guard = self.start_watch();
         let result = f();
-        let left = guard.client_left();
-        (result, left)
+        (result, guard.end())
     }
 
     /// Watches this connection until the guard drops — for code that must lend the
     /// connection out meanwhile (a streaming body reads from it).
     pub(crate) fn start_watch(&self) -> watch::WatchGuard {
-        // On a coroutine the watch registers the socket with the loop: deregister it
-        // when this connection drops.
-        self.note_loop_registration();
-        watch::watching(self.as_raw_fd())
+        let guard = watch::watching(self.as_raw_fd());
+        // On a coroutine a wait under the watch registers the socket with the loop:
+        // deregister it when this connection drops.
+        if guard.on_coroutine() {
+            self.registered.set(true);
+        }
+        guard
     }
 
     /// Waits until a reply is readable on this (hub) connection; during a watched wait
@@ -68,7 +70,7 @@ impl Conn {
     }
 
     fn note_loop_registration(&self) {
-        if crate::rt::in_coroutine() {
+        if !self.registered.get() && crate::rt::in_coroutine() {
             self.registered.set(true);
         }
     }

@@ -110,11 +110,16 @@ pub fn current_waker() -> Option<Waker> {
     Some(Waker::new(remote, id))
 }
 
-/// The running coroutine's id, unique on this thread while it lives; `None` on a plain
-/// thread. Lets per-coroutine state live in a thread-local map.
-pub(crate) fn current_coroutine_id() -> Option<u64> {
-    let id = context::current().filter(|_| coroutine::on_coroutine())?;
-    Some((u64::from(id.generation) << 32) | u64::from(id.index))
+/// Calls `f` with the running coroutine's watched-connection record (see
+/// `sync::watch`), kept in the coroutine's slot; gives `f` back off a coroutine.
+pub(crate) fn with_coroutine_watch<R, F>(f: F) -> Result<R, F>
+where
+    F: FnOnce(&mut Option<crate::sync::watch::Watched>) -> R,
+{
+    match coroutine_context() {
+        Some((core, id)) => Ok(core.with_watched(id, f)),
+        None => Err(f),
+    }
 }
 
 /// Parks the current coroutine until its [`Waker`] is woken or `deadline` passes.
@@ -211,8 +216,11 @@ pub(crate) fn wake_idle() {
 /// [`set_label`] with the label given as pieces to join (no formatting: for a label
 /// set on every request).
 pub(crate) fn set_label_parts(parts: &[&str]) {
-    if let Some((core, id)) = coroutine_context() {
-        core.set_label_parts(id, parts);
+    if !coroutine::on_coroutine() {
+        return;
+    }
+    if let Some(id) = context::current() {
+        let _ = context::with_core(|core| core.set_label_parts(id, parts));
     }
 }
 

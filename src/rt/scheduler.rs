@@ -20,6 +20,7 @@ use super::stall::StallWatch;
 use super::timer::Timers;
 use super::waker::Remote;
 use super::{RuntimeConfig, context};
+use crate::sync::watch::Watched;
 use crate::sys::stack_guard::GuardRegistration;
 
 /// A coroutine's address in its runtime: a slot index plus that slot's generation.
@@ -96,6 +97,8 @@ struct Slot {
     coroutine: Option<Co>,
     /// Its stack's guard-page registration (holds the label for the overflow message).
     guard: Option<GuardRegistration>,
+    /// The connection its waits watch (see `sync::watch`), if any.
+    watched: Option<Watched>,
 }
 
 /// All slots plus the free list.
@@ -188,6 +191,7 @@ impl Core {
                     has_timer: false,
                     coroutine: None,
                     guard: None,
+                    watched: None,
                 });
                 index
             }
@@ -260,6 +264,7 @@ impl Core {
         slot.generation = slot.generation.wrapping_add(1);
         slot.seq = slot.seq.wrapping_add(1);
         slot.coroutine = None;
+        slot.watched = None;
         let guard = slot.guard.take();
         slots.free.push(id.index);
         slots.live -= 1;
@@ -288,6 +293,18 @@ impl Core {
         {
             guard.set_label_parts(parts);
         }
+    }
+
+    /// Calls `f` with coroutine `id`'s watched connection (see `sync::watch`); `f` must
+    /// not call into the runtime.
+    pub(crate) fn with_watched<R>(
+        &self,
+        id: CoroutineId,
+        f: impl FnOnce(&mut Option<Watched>) -> R,
+    ) -> R {
+        let mut slots = self.slots.try_borrow_mut();
+        let slot = slots.as_mut().ok().and_then(|slots| slots.get_mut(id));
+        f(slot.map_or(&mut None, |slot| &mut slot.watched))
     }
 
     /// The label of coroutine `id` (see [`set_label`](Core::set_label)), or a neutral
