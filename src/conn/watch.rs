@@ -48,13 +48,10 @@ impl Conn {
     /// Watches this connection until the guard drops — for code that must lend the
     /// connection out meanwhile (a streaming body reads from it).
     pub(crate) fn start_watch(&self) -> watch::WatchGuard {
-        let guard = watch::watching(self.as_raw_fd());
-        // On a coroutine a wait under the watch registers the socket with the loop:
-        // deregister it when this connection drops.
-        if guard.on_coroutine() {
-            self.registered.set(true);
-        }
-        guard
+        // On a coroutine the watch registers the socket with the loop: deregister it
+        // when this connection drops.
+        self.note_loop_registration();
+        watch::watching(self.as_raw_fd())
     }
 
     /// Waits until a reply is readable on this (hub) connection; during a watched wait

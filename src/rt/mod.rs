@@ -110,18 +110,6 @@ pub fn current_waker() -> Option<Waker> {
     Some(Waker::new(remote, id))
 }
 
-/// Calls `f` with the running coroutine's watched-connection record (see
-/// `sync::watch`), kept in the coroutine's slot; gives `f` back off a coroutine.
-pub(crate) fn with_coroutine_watch<R, F>(f: F) -> Result<R, F>
-where
-    F: FnOnce(&mut Option<crate::sync::watch::Watched>) -> R,
-{
-    match coroutine_context() {
-        Some((core, id)) => Ok(core.with_watched(id, f)),
-        None => Err(f),
-    }
-}
-
 /// Parks the current coroutine until its [`Waker`] is woken or `deadline` passes.
 ///
 /// A wake that arrived before the park (a permit) makes it return at once. Like

@@ -20,7 +20,7 @@ use super::stall::StallWatch;
 use super::timer::Timers;
 use super::waker::Remote;
 use super::{RuntimeConfig, context};
-use crate::sync::watch::Watched;
+use crate::sync::watch::{self, Watched};
 use crate::sys::stack_guard::GuardRegistration;
 
 /// A coroutine's address in its runtime: a slot index plus that slot's generation.
@@ -97,7 +97,8 @@ struct Slot {
     coroutine: Option<Co>,
     /// Its stack's guard-page registration (holds the label for the overflow message).
     guard: Option<GuardRegistration>,
-    /// The connection its waits watch (see `sync::watch`), if any.
+    /// The connection its waits watch (see `sync::watch`), kept here while it is
+    /// suspended.
     watched: Option<Watched>,
 }
 
@@ -236,15 +237,17 @@ impl Core {
                 return;
             }
             slot.state = State::Running;
-            slot.coroutine.take()
+            (slot.coroutine.take(), slot.watched.take())
         };
-        let Some(mut co) = co else {
+        let (Some(mut co), watched) = co else {
             return;
         };
         context::set_current(Some(id));
+        let outer = watch::swap_running(watched);
         let started = self.stall.resume_started();
         let finished = coroutine::resume(&mut co);
         self.stall.resume_ended(started, || self.label(id));
+        let watched = watch::swap_running(outer);
         context::set_current(None);
         if finished {
             let guard = self.free_slot(id);
@@ -252,6 +255,7 @@ impl Core {
             self.stacks.borrow_mut().give(GuardedStack { guard, stack });
         } else if let Some(slot) = self.slots.borrow_mut().get_mut(id) {
             slot.coroutine = Some(co);
+            slot.watched = watched;
         }
     }
 
@@ -293,18 +297,6 @@ impl Core {
         {
             guard.set_label_parts(parts);
         }
-    }
-
-    /// Calls `f` with coroutine `id`'s watched connection (see `sync::watch`); `f` must
-    /// not call into the runtime.
-    pub(crate) fn with_watched<R>(
-        &self,
-        id: CoroutineId,
-        f: impl FnOnce(&mut Option<Watched>) -> R,
-    ) -> R {
-        let mut slots = self.slots.try_borrow_mut();
-        let slot = slots.as_mut().ok().and_then(|slots| slots.get_mut(id));
-        f(slot.map_or(&mut None, |slot| &mut slot.watched))
     }
 
     /// The label of coroutine `id` (see [`set_label`](Core::set_label)), or a neutral
@@ -484,13 +476,16 @@ impl Core {
                     index: index as u32,
                     generation: slot.generation,
                 };
-                slot.coroutine.take().map(|co| (id, co))
+                let watched = slot.watched.take();
+                slot.coroutine.take().map(|co| (id, co, watched))
             };
-            let Some((id, co)) = taken else {
+            let Some((id, co, watched)) = taken else {
                 continue;
             };
             context::set_current(Some(id));
+            let outer = watch::swap_running(watched);
             let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(co)));
+            watch::swap_running(outer);
             coroutine::back_on_scheduler();
             context::set_current(None);
             if dropped.is_err() {

@@ -100,6 +100,7 @@ impl StatusBoard {
             .fold(own, |sum, slot| sum + slot[index].load(Ordering::Relaxed))
     }
 
+    #[inline]
     pub(crate) fn add(&self, row: usize, counter: Counter, n: u64) {
         self.target(row, counter).fetch_add(n, Ordering::Relaxed);
     }
@@ -116,6 +117,7 @@ impl StatusBoard {
     /// Where this process counts `counter` of `row`: a `Forking` child's gauges go to
     /// its slot. A plain counter (requests, counted on every request) is looked up
     /// first and goes straight to its word.
+    #[inline]
     fn target(&self, row: usize, counter: Counter) -> &AtomicU64 {
         if let Some(index) = slot_index(row, counter) {
             let slot = CHILD_SLOT.load(Ordering::Relaxed);

@@ -40,9 +40,7 @@ use crate::sys::wake_signal::{self, ThreadBell};
 /// `POLLRDHUP`: the peer closed its end (nix does not name it).
 const RDHUP: PollFlags = PollFlags::from_bits_retain(libc::POLLRDHUP);
 
-/// The watched connection of one thread or coroutine. A coroutine's is kept in its slot
-/// of the runtime (see [`rt::with_coroutine_watch`]), a plain thread's in a thread-local:
-/// setting and ending a watch, done for every request, is a couple of stores.
+/// The watched connection of one thread or coroutine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Watched {
     /// The client socket.
@@ -55,27 +53,31 @@ pub(crate) struct Watched {
 }
 
 thread_local! {
-    /// The watched connection of this thread's own code (not of its coroutines).
-    static THREAD_WATCHED: Cell<Option<Watched>> = const { Cell::new(None) };
+    /// The watched connection of the code running on this thread now: the running
+    /// coroutine's, which the scheduler swaps in before each resume and keeps in the
+    /// coroutine's slot meanwhile (see [`swap_running`]), or else the thread's own.
+    /// Setting and ending a watch, done for every request, are a load and a store.
+    static WATCHED: Cell<Option<Watched>> = const { Cell::new(None) };
 }
 
-/// Calls `f` with the record of the running coroutine, or else of the thread; the
-/// second value is true on a coroutine.
-fn with_record<R>(f: impl FnOnce(&mut Option<Watched>) -> R) -> (R, bool) {
-    match rt::with_coroutine_watch(f) {
-        Ok(result) => (result, true),
-        Err(f) => {
-            // A const `Cell` of a `Copy` type: no destructor, usable until the thread ends.
-            let mut record = THREAD_WATCHED.get();
-            let result = f(&mut record);
-            THREAD_WATCHED.set(record);
-            (result, false)
-        }
-    }
+/// Makes `record` the watched connection of the code running on this thread and returns
+/// the one it replaces: the scheduler swaps a coroutine's record in before it resumes
+/// the coroutine, and back out (into the coroutine's slot) when it suspends.
+pub(crate) fn swap_running(record: Option<Watched>) -> Option<Watched> {
+    // A const `Cell` of a `Copy` type: no destructor, usable until the thread ends.
+    WATCHED.replace(record)
+}
+
+/// Calls `f` with the record of the code running now.
+fn with_record<R>(f: impl FnOnce(&mut Option<Watched>) -> R) -> R {
+    let mut record = WATCHED.get();
+    let result = f(&mut record);
+    WATCHED.set(record);
+    result
 }
 
 fn current() -> Option<Watched> {
-    with_record(|record| *record).0
+    WATCHED.get()
 }
 
 fn mark_gone() {
@@ -93,10 +95,8 @@ pub(crate) fn watching(fd: RawFd) -> WatchGuard {
         gone: false,
         in_remote_wait: false,
     };
-    let (previous, on_coroutine) = with_record(|record| record.replace(watched));
     WatchGuard {
-        previous,
-        on_coroutine,
+        previous: WATCHED.replace(Some(watched)),
         ended: false,
         _not_send: PhantomData,
     }
@@ -137,8 +137,6 @@ impl Drop for RemoteWait {
 pub(crate) struct WatchGuard {
     /// The record this watch hides, put back when it ends.
     previous: Option<Watched>,
-    /// True when the record is a coroutine's.
-    on_coroutine: bool,
     /// Set by [`end`](Self::end): nothing is left to undo.
     ended: bool,
     _not_send: PhantomData<*const ()>,
@@ -150,27 +148,20 @@ impl WatchGuard {
         current().is_some_and(|watched| watched.gone)
     }
 
-    /// True when the watch is kept by a coroutine (its socket may then be registered
-    /// with the coroutine's loop by a wait).
-    pub(crate) fn on_coroutine(&self) -> bool {
-        self.on_coroutine
-    }
-
     /// Ends the watch now, saying whether a wait saw the client leave: what
     /// [`client_left`](Self::client_left) and dropping do, in one look at the record.
     pub(crate) fn end(mut self) -> bool {
         self.ended = true;
-        let previous = self.previous.take();
-        let (ended, _) = with_record(|record| std::mem::replace(record, previous));
-        ended.is_some_and(|watched| watched.gone)
+        WATCHED
+            .replace(self.previous.take())
+            .is_some_and(|watched| watched.gone)
     }
 }
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         if !self.ended {
-            let previous = self.previous.take();
-            with_record(|record| *record = previous);
+            WATCHED.set(self.previous.take());
         }
     }
 }
@@ -356,7 +347,6 @@ mod tests {
     fn watches_nest_and_end_in_order() {
         assert_eq!(watched_fd(), None);
         let outer = watching(10);
-        assert!(!outer.on_coroutine());
         let inner = watching(11);
         assert_eq!(watched_fd(), Some(11));
         mark_gone();
@@ -400,7 +390,6 @@ mod tests {
                 .spawn(move || {
                     seen.borrow_mut().push((fd, watched_fd()));
                     let guard = watching(fd);
-                    assert!(guard.on_coroutine());
                     rt::yield_now();
                     seen.borrow_mut().push((fd, watched_fd()));
                     // Never ended: the record goes with the coroutine's slot.
