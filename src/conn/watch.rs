@@ -42,8 +42,7 @@ impl Conn {
     pub(crate) fn watch_reporting<R>(&self, f: impl FnOnce() -> R) -> (R, bool) {
         let guard = self.start_watch();
         let result = f();
-        let left = guard.client_left();
-        (result, left)
+        (result, guard.end())
     }
 
     /// Watches this connection until the guard drops — for code that must lend the
@@ -68,7 +67,7 @@ impl Conn {
     }
 
     fn note_loop_registration(&self) {
-        if crate::rt::in_coroutine() {
+        if !self.registered.get() && crate::rt::in_coroutine() {
             self.registered.set(true);
         }
     }

@@ -111,13 +111,6 @@ pub fn current_waker() -> Option<Waker> {
     Some(Waker::new(remote, id))
 }
 
-/// The running coroutine's id, unique on this thread while it lives; `None` on a plain
-/// thread. Lets per-coroutine state live in a thread-local map.
-pub(crate) fn current_coroutine_id() -> Option<u64> {
-    let id = context::current().filter(|_| coroutine::on_coroutine())?;
-    Some((u64::from(id.generation) << 32) | u64::from(id.index))
-}
-
 /// Parks the current coroutine until its [`Waker`] is woken or `deadline` passes.
 ///
 /// A wake that arrived before the park (a permit) makes it return at once. Like
@@ -212,8 +205,11 @@ pub(crate) fn wake_idle() {
 /// [`set_label`] with the label given as pieces to join (no formatting: for a label
 /// set on every request).
 pub(crate) fn set_label_parts(parts: &[&str]) {
-    if let Some((core, id)) = coroutine_context() {
-        core.set_label_parts(id, parts);
+    if !coroutine::on_coroutine() {
+        return;
+    }
+    if let Some(id) = context::current() {
+        let _ = context::with_core(|core| core.set_label_parts(id, parts));
     }
 }
 

@@ -100,6 +100,7 @@ impl StatusBoard {
             .fold(own, |sum, slot| sum + slot[index].load(Ordering::Relaxed))
     }
 
+    #[inline]
     pub(crate) fn add(&self, row: usize, counter: Counter, n: u64) {
         self.target(row, counter).fetch_add(n, Ordering::Relaxed);
     }
@@ -114,17 +115,23 @@ impl StatusBoard {
     }
 
     /// Where this process counts `counter` of `row`: a `Forking` child's gauges go to
-    /// its slot.
+    /// its slot. A plain counter (requests, counted on every request) is looked up
+    /// first and goes straight to its word.
+    #[inline]
     fn target(&self, row: usize, counter: Counter) -> &AtomicU64 {
-        let slot = CHILD_SLOT.load(Ordering::Relaxed);
-        let in_slot = slot_index(row, counter).zip(self.children.get());
-        match in_slot {
-            Some((index, slots)) if slot != NO_SLOT => slots
-                .words()
-                .get(slot.saturating_mul(SLOT_WORDS).saturating_add(index))
-                .unwrap_or_else(|| self.word(row, counter)),
-            _ => self.word(row, counter),
+        if let Some(index) = slot_index(row, counter) {
+            let slot = CHILD_SLOT.load(Ordering::Relaxed);
+            if slot != NO_SLOT
+                && let Some(word) = self.children.get().and_then(|slots| {
+                    slots
+                        .words()
+                        .get(slot.saturating_mul(SLOT_WORDS).saturating_add(index))
+                })
+            {
+                return word;
+            }
         }
+        self.word(row, counter)
     }
 
     /// Maps one slot of gauges per `Forking` child, `slots` of them but at most

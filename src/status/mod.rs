@@ -194,7 +194,10 @@ pub(crate) fn enter(board: &Arc<StatusBoard>, row: usize) {
     });
 }
 
-/// Adds one to `counter` of the current thread's row (nothing outside a server).
+/// Adds one to `counter` of the current thread's row (nothing outside a server): a
+/// thread-local look-up and one relaxed increment. Inlined, so that with a constant
+/// counter (requests, counted on every request) the gauge check folds away.
+#[inline]
 pub(crate) fn count(counter: Counter) {
     SERVING.with(|s| {
         if let Some((board, row)) = s.borrow().as_ref() {

@@ -23,10 +23,9 @@
 //!
 //! The record is per thread, or per coroutine on a scheduler's thread, and nests.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::cell::Cell;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,8 +41,8 @@ use crate::sys::wake_signal::{self, ThreadBell};
 const RDHUP: PollFlags = PollFlags::from_bits_retain(libc::POLLRDHUP);
 
 /// The watched connection of one thread or coroutine.
-#[derive(Debug, Clone, Copy)]
-struct Watched {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Watched {
     /// The client socket.
     fd: RawFd,
     /// Set once a wait saw the client leave.
@@ -54,24 +53,36 @@ struct Watched {
 }
 
 thread_local! {
-    /// Watched connections on this thread, keyed by coroutine id (`None`: the thread).
-    static WATCHED: RefCell<HashMap<Option<u64>, Watched, BuildHasherDefault<IdHasher>>> =
-        RefCell::new(HashMap::default());
+    /// The watched connection of the code running on this thread now: the running
+    /// coroutine's, which the scheduler swaps in before each resume and keeps in the
+    /// coroutine's slot meanwhile (see [`swap_running`]), or else the thread's own.
+    /// Setting and ending a watch, done for every request, are a load and a store.
+    static WATCHED: Cell<Option<Watched>> = const { Cell::new(None) };
 }
 
-fn key() -> Option<u64> {
-    rt::current_coroutine_id()
+/// Makes `record` the watched connection of the code running on this thread and returns
+/// the one it replaces: the scheduler swaps a coroutine's record in before it resumes
+/// the coroutine, and back out (into the coroutine's slot) when it suspends.
+pub(crate) fn swap_running(record: Option<Watched>) -> Option<Watched> {
+    // A const `Cell` of a `Copy` type: no destructor, usable until the thread ends.
+    WATCHED.replace(record)
+}
+
+/// Calls `f` with the record of the code running now.
+fn with_record<R>(f: impl FnOnce(&mut Option<Watched>) -> R) -> R {
+    let mut record = WATCHED.get();
+    let result = f(&mut record);
+    WATCHED.set(record);
+    result
 }
 
 fn current() -> Option<Watched> {
-    let key = key();
-    WATCHED.with(|w| w.borrow().get(&key).copied())
+    WATCHED.get()
 }
 
 fn mark_gone() {
-    let key = key();
-    WATCHED.with(|w| {
-        if let Some(watched) = w.borrow_mut().get_mut(&key) {
+    with_record(|record| {
+        if let Some(watched) = record {
             watched.gone = true;
         }
     });
@@ -79,71 +90,79 @@ fn mark_gone() {
 
 /// Watches `fd` for the current thread or coroutine until the guard is dropped.
 pub(crate) fn watching(fd: RawFd) -> WatchGuard {
-    let key = key();
     let watched = Watched {
         fd,
         gone: false,
         in_remote_wait: false,
     };
-    let previous = WATCHED.with(|w| w.borrow_mut().insert(key, watched));
-    WatchGuard { key, previous }
+    WatchGuard {
+        previous: WATCHED.replace(Some(watched)),
+        ended: false,
+        _not_send: PhantomData,
+    }
 }
 
 /// Marks the hub calls of the current thread or coroutine as a wait until dropped: only
 /// those end when the watched client leaves (a send must reach the hub regardless).
 pub(crate) fn remote_wait() -> RemoteWait {
-    let key = key();
-    set_in_remote_wait(key, true);
-    RemoteWait { key }
+    set_in_remote_wait(true);
+    RemoteWait {
+        _not_send: PhantomData,
+    }
 }
 
-fn set_in_remote_wait(key: Option<u64>, value: bool) {
-    let _ = WATCHED.try_with(|w| {
-        if let Some(watched) = w.borrow_mut().get_mut(&key) {
+fn set_in_remote_wait(value: bool) {
+    with_record(|record| {
+        if let Some(watched) = record {
             watched.in_remote_wait = value;
         }
     });
 }
 
-/// A remote wait in progress (see [`remote_wait`]).
+/// A remote wait in progress (see [`remote_wait`]); ends where it began.
 #[derive(Debug)]
 pub(crate) struct RemoteWait {
-    key: Option<u64>,
+    _not_send: PhantomData<*const ()>,
 }
 
 impl Drop for RemoteWait {
     fn drop(&mut self) {
-        set_in_remote_wait(self.key, false);
+        set_in_remote_wait(false);
     }
 }
 
-/// Ends a watch; says whether a wait saw the client leave.
+/// Ends a watch; says whether a wait saw the client leave. It stays on the thread (and
+/// coroutine) that made it, where its record is.
 #[derive(Debug)]
 pub(crate) struct WatchGuard {
-    key: Option<u64>,
+    /// The record this watch hides, put back when it ends.
     previous: Option<Watched>,
+    /// Set by [`end`](Self::end): nothing is left to undo.
+    ended: bool,
+    _not_send: PhantomData<*const ()>,
 }
 
 impl WatchGuard {
     /// True when a wait made under this watch ended because the client left.
     pub(crate) fn client_left(&self) -> bool {
-        WATCHED.with(|w| {
-            w.borrow()
-                .get(&self.key)
-                .is_some_and(|watched| watched.gone)
-        })
+        current().is_some_and(|watched| watched.gone)
+    }
+
+    /// Ends the watch now, saying whether a wait saw the client leave: what
+    /// [`client_left`](Self::client_left) and dropping do, in one look at the record.
+    pub(crate) fn end(mut self) -> bool {
+        self.ended = true;
+        WATCHED
+            .replace(self.previous.take())
+            .is_some_and(|watched| watched.gone)
     }
 }
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        let _ = WATCHED.try_with(|w| {
-            let mut watched = w.borrow_mut();
-            match self.previous.take() {
-                Some(previous) => watched.insert(self.key, previous),
-                None => watched.remove(&self.key),
-            }
-        });
+        if !self.ended {
+            WATCHED.set(self.previous.take());
+        }
     }
 }
 
@@ -165,32 +184,6 @@ pub(crate) fn remote_wait_client_left() -> bool {
         mark_gone();
     }
     left
-}
-
-/// Hashes the map's keys (coroutine ids, unique per thread, chosen by the runtime, not
-/// by a peer) with one multiply per word: the map is touched on every request, and
-/// SipHash's flood resistance buys nothing here.
-#[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.write_u64(u64::from(byte));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_isize(&mut self, word: isize) {
-        self.write_u64(word as u64);
-    }
 }
 
 /// The error of a failed hub call: `ClientGone` when the call ended because the watched
@@ -334,5 +327,93 @@ fn poll_until(fds: &[(RawFd, PollFlags)], deadline: Option<Instant>) -> io::Resu
     match poll(&mut polled, timeout) {
         Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
         Err(errno) => Err(errno.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::rt::{Runtime, RuntimeConfig};
+
+    fn watched_fd() -> Option<RawFd> {
+        current().map(|watched| watched.fd)
+    }
+
+    #[test]
+    fn watches_nest_and_end_in_order() {
+        assert_eq!(watched_fd(), None);
+        let outer = watching(10);
+        let inner = watching(11);
+        assert_eq!(watched_fd(), Some(11));
+        mark_gone();
+        assert!(inner.client_left());
+        assert!(inner.end(), "the inner watch saw its client leave");
+        assert_eq!(watched_fd(), Some(10));
+        assert!(!outer.client_left(), "the outer client did not leave");
+        drop(outer);
+        assert_eq!(watched_fd(), None);
+    }
+
+    #[test]
+    fn a_remote_wait_sees_its_client_leave() {
+        let (client, peer) = UnixStream::pair().unwrap();
+        let guard = watching(client.as_raw_fd());
+        assert_eq!(remote_wait_client(), None, "no remote wait yet");
+        {
+            let _wait = remote_wait();
+            assert_eq!(remote_wait_client(), Some(client.as_raw_fd()));
+            assert!(!remote_wait_client_left());
+            drop(peer);
+            assert!(remote_wait_client_left());
+            assert_eq!(hub_error(String::from("x")), WaitError::ClientGone);
+        }
+        assert_eq!(remote_wait_client(), None, "the remote wait ended");
+        assert!(guard.end());
+        assert_eq!(
+            hub_error(String::from("x")),
+            WaitError::Hub(String::from("x"))
+        );
+    }
+
+    #[test]
+    fn each_coroutine_has_its_own_watch() {
+        let seen = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let thread_guard = watching(7);
+        for fd in [20, 21] {
+            let seen = Rc::clone(&seen);
+            runtime
+                .spawn(move || {
+                    seen.borrow_mut().push((fd, watched_fd()));
+                    let guard = watching(fd);
+                    rt::yield_now();
+                    seen.borrow_mut().push((fd, watched_fd()));
+                    // Never ended: the record goes with the coroutine's slot.
+                    std::mem::forget(guard);
+                })
+                .unwrap();
+        }
+        runtime.run().unwrap();
+        let seen_again = Rc::clone(&seen);
+        runtime
+            .spawn(move || seen_again.borrow_mut().push((0, watched_fd())))
+            .unwrap();
+        runtime.run().unwrap();
+        assert_eq!(
+            *seen.borrow(),
+            [
+                (20, None),
+                (21, None),
+                (20, Some(20)),
+                (21, Some(21)),
+                (0, None)
+            ]
+        );
+        assert_eq!(watched_fd(), Some(7), "the thread's own watch is apart");
+        drop(thread_guard);
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod sendfile;
 pub(crate) mod shared_memory;
 pub(crate) mod signal;
 pub(crate) mod stack_guard;
+pub(crate) mod stack_label;
 pub(crate) mod tcp_info;
 pub(crate) mod upgrade;
 pub(crate) mod wake_signal;

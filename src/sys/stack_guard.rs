@@ -11,21 +11,21 @@
 //! reports thread stack overflows) or to the default action.
 //!
 //! The handler uses only async-signal-safe operations: atomic loads, `write(2)`,
-//! `sigaction(2)`, and the previous handler.
+//! `sigaction(2)`, and the previous handler. Each entry holds its coroutine's label
+//! ([`StackLabel`]), which the message quotes.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::ptr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
+
+use super::stack_label::{LABEL_MAX, StackLabel};
 
 /// Most guard pages registered at once; stacks past it overflow without a message.
 /// About as many as one process can map (see `rt`'s capacity notes).
 const SLOTS: usize = 32 * 1024;
-
-/// Bytes of a coroutine's label kept for the message.
-const LABEL_MAX: usize = 112;
 
 /// `Entry::start` while the entry is being filled in.
 const FILLING: usize = 1;
@@ -41,10 +41,8 @@ struct Entry {
     end: AtomicUsize,
     /// Usable bytes of the stack above the guard page.
     stack_size: AtomicUsize,
-    /// Bytes of `label` in use.
-    label_len: AtomicUsize,
     /// Who runs on the stack now (set with [`GuardRegistration::set_label`]).
-    label: [AtomicU8; LABEL_MAX],
+    label: StackLabel,
 }
 
 impl Entry {
@@ -53,8 +51,7 @@ impl Entry {
             start: AtomicUsize::new(0),
             end: AtomicUsize::new(0),
             stack_size: AtomicUsize::new(0),
-            label_len: AtomicUsize::new(0),
-            label: [const { AtomicU8::new(0) }; LABEL_MAX],
+            label: StackLabel::new(),
         }
     }
 }
@@ -97,7 +94,7 @@ pub(crate) fn register(limit: usize, base: usize) -> Option<GuardRegistration> {
         entry
             .stack_size
             .store(base.saturating_sub(limit + page), Ordering::Relaxed);
-        entry.label_len.store(0, Ordering::Relaxed);
+        entry.label.clear();
         entry.start.store(limit, Ordering::Release);
         HIGH_WATER.fetch_max(index + 1, Ordering::Release);
         NEXT.store(index + 1, Ordering::Relaxed);
@@ -109,71 +106,29 @@ pub(crate) fn register(limit: usize, base: usize) -> Option<GuardRegistration> {
 impl GuardRegistration {
     /// Names who runs on this stack, for the overflow message (cut to 112 bytes).
     pub(crate) fn set_label(&self, label: fmt::Arguments<'_>) {
-        let mut buffer = Truncating {
-            bytes: [0; LABEL_MAX],
-            len: 0,
-        };
-        let _ = fmt::write(&mut buffer, label);
-        self.store_label(&buffer);
+        TABLE[self.index].label.set(label);
     }
 
     /// [`set_label`](Self::set_label) with the label given as pieces to join: no
     /// formatting machinery, for a label set on every request.
     pub(crate) fn set_label_parts(&self, parts: &[&str]) {
-        let mut buffer = Truncating {
-            bytes: [0; LABEL_MAX],
-            len: 0,
-        };
-        for part in parts {
-            let _ = fmt::Write::write_str(&mut buffer, part);
-        }
-        self.store_label(&buffer);
-    }
-
-    fn store_label(&self, buffer: &Truncating) {
-        let entry = &TABLE[self.index];
-        for (slot, byte) in entry.label.iter().zip(&buffer.bytes[..buffer.len]) {
-            slot.store(*byte, Ordering::Relaxed);
-        }
-        entry.label_len.store(buffer.len, Ordering::Release);
+        TABLE[self.index].label.set_parts(parts);
     }
 
     /// The label last set (empty if none), for the stall warning.
     pub(crate) fn label(&self) -> String {
-        let entry = &TABLE[self.index];
-        let len = entry.label_len.load(Ordering::Acquire).min(LABEL_MAX);
-        let bytes: Vec<u8> = entry.label[..len]
-            .iter()
-            .map(|byte| byte.load(Ordering::Relaxed))
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
+        TABLE[self.index].label.to_string_lossy()
     }
 
     /// Forgets the label (a new coroutine starts on the stack).
     pub(crate) fn clear_label(&self) {
-        TABLE[self.index].label_len.store(0, Ordering::Release);
+        TABLE[self.index].label.clear();
     }
 }
 
 impl Drop for GuardRegistration {
     fn drop(&mut self) {
         TABLE[self.index].start.store(0, Ordering::Release);
-    }
-}
-
-/// A `fmt::Write` into a fixed buffer that drops what does not fit.
-struct Truncating {
-    bytes: [u8; LABEL_MAX],
-    len: usize,
-}
-
-impl fmt::Write for Truncating {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        let room = LABEL_MAX - self.len;
-        let take = text.len().min(room);
-        self.bytes[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
-        self.len += take;
-        Ok(())
     }
 }
 
@@ -366,12 +321,11 @@ fn report(signal: libc::c_int, entry: &Entry) {
     message.push(b"\nmixserve: a coroutine overflowed its stack of ");
     message.push_number(entry.stack_size.load(Ordering::Relaxed));
     message.push(b" bytes");
-    let label_len = entry.label_len.load(Ordering::Acquire).min(LABEL_MAX);
+    let mut label = [0; LABEL_MAX];
+    let label_len = entry.label.read(&mut label);
     if label_len > 0 {
         message.push(b" (");
-        for byte in &entry.label[..label_len] {
-            message.push(&[byte.load(Ordering::Relaxed)]);
-        }
+        message.push(&label[..label_len]);
         message.push(b")");
     }
     message.push(if signal == libc::SIGBUS {
@@ -442,7 +396,7 @@ mod tests {
         guard.set_label(format_args!("connection from {}", "127.0.0.1:9"));
         let entry = find(limit + 10).expect("inside the guard page");
         assert_eq!(entry.stack_size.load(Ordering::Relaxed), 65536);
-        assert_eq!(entry.label_len.load(Ordering::Relaxed), 27);
+        assert_eq!(guard.label(), "connection from 127.0.0.1:9");
         assert!(
             find(limit + page).is_none(),
             "the stack itself is not the guard"
@@ -452,7 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn numbers_and_long_labels_fit() {
+    fn numbers_fit() {
         let mut message = Message {
             bytes: [0; 768],
             len: 0,
@@ -461,11 +415,5 @@ mod tests {
         message.push(b" ");
         message.push_number(65536);
         assert_eq!(&message.bytes[..message.len], b"0 65536");
-        let mut label = Truncating {
-            bytes: [0; LABEL_MAX],
-            len: 0,
-        };
-        let _ = fmt::write(&mut label, format_args!("{}", "x".repeat(500)));
-        assert_eq!(label.len, LABEL_MAX);
     }
 }

@@ -22,9 +22,11 @@ use super::stall::StallWatch;
 use super::timer::Timers;
 use super::waker::Remote;
 use super::{RuntimeConfig, context};
+use crate::sync::watch::{self, Watched};
+use crate::sys::stack_guard::GuardRegistration;
 
 mod deadlines;
-use crate::sys::stack_guard::GuardRegistration;
+mod teardown;
 
 /// A coroutine's address in its runtime: a slot index plus that slot's generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -103,6 +105,9 @@ struct Slot {
     coroutine: Option<Co>,
     /// Its stack's guard-page registration (holds the label for the overflow message).
     guard: Option<GuardRegistration>,
+    /// The connection its waits watch (see `sync::watch`), kept here while it is
+    /// suspended.
+    watched: Option<Watched>,
 }
 
 /// All slots plus the free list.
@@ -196,6 +201,7 @@ impl Core {
                     armed: None,
                     coroutine: None,
                     guard: None,
+                    watched: None,
                 });
                 index
             }
@@ -241,15 +247,17 @@ impl Core {
                 return;
             }
             slot.state = State::Running;
-            slot.coroutine.take()
+            (slot.coroutine.take(), slot.watched.take())
         };
-        let Some(mut co) = co else {
+        let (Some(mut co), watched) = co else {
             return;
         };
         context::set_current(Some(id));
+        let outer = watch::swap_running(watched);
         let started = self.stall.resume_started();
         let finished = coroutine::resume(&mut co);
         self.stall.resume_ended(started, || self.label(id));
+        let watched = watch::swap_running(outer);
         context::set_current(None);
         if finished {
             let guard = self.free_slot(id);
@@ -257,6 +265,7 @@ impl Core {
             self.stacks.borrow_mut().give(GuardedStack { guard, stack });
         } else if let Some(slot) = self.slots.borrow_mut().get_mut(id) {
             slot.coroutine = Some(co);
+            slot.watched = watched;
         }
     }
 
@@ -273,6 +282,7 @@ impl Core {
         if slot.armed.take().is_some() {
             self.timers.borrow_mut().note_stale();
         }
+        slot.watched = None;
         let guard = slot.guard.take();
         slots.free.push(id.index);
         slots.live -= 1;
@@ -449,38 +459,6 @@ impl Core {
         }
         self.run_queue.borrow_mut().push_back(id);
         coroutine::suspend();
-    }
-
-    /// Drops every coroutine, force-unwinding suspended ones; see [`Runtime`](super::Runtime).
-    pub(crate) fn tear_down(&self) {
-        self.tearing_down.set(true);
-        let count = self.slots.borrow().slots.len();
-        for index in 0..count {
-            let taken = {
-                let mut slots = self.slots.borrow_mut();
-                let slot = &mut slots.slots[index];
-                let id = CoroutineId {
-                    index: index as u32,
-                    generation: slot.generation,
-                };
-                slot.coroutine.take().map(|co| (id, co))
-            };
-            let Some((id, co)) = taken else {
-                continue;
-            };
-            context::set_current(Some(id));
-            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(co)));
-            coroutine::back_on_scheduler();
-            context::set_current(None);
-            if dropped.is_err() {
-                log::error!("a coroutine panicked while being unwound at runtime drop");
-            }
-            // The stack was unmapped with the coroutine; now drop its registration.
-            drop(self.free_slot(id));
-            self.stacks.borrow_mut().forget_one();
-        }
-        self.run_queue.borrow_mut().clear();
-        self.timers.borrow_mut().clear();
     }
 }
 

@@ -1,0 +1,41 @@
+//! Dropping a runtime: every coroutine is dropped, a suspended one force-unwound on its
+//! own stack, each with its watch record in place (see [`Runtime`](crate::rt::Runtime)).
+
+use super::{Core, CoroutineId, context, coroutine, watch};
+
+impl Core {
+    /// Drops every coroutine, force-unwinding suspended ones; see [`Runtime`](super::Runtime).
+    pub(crate) fn tear_down(&self) {
+        self.tearing_down.set(true);
+        let count = self.slots.borrow().slots.len();
+        for index in 0..count {
+            let taken = {
+                let mut slots = self.slots.borrow_mut();
+                let slot = &mut slots.slots[index];
+                let id = CoroutineId {
+                    index: index as u32,
+                    generation: slot.generation,
+                };
+                let watched = slot.watched.take();
+                slot.coroutine.take().map(|co| (id, co, watched))
+            };
+            let Some((id, co, watched)) = taken else {
+                continue;
+            };
+            context::set_current(Some(id));
+            let outer = watch::swap_running(watched);
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(co)));
+            watch::swap_running(outer);
+            coroutine::back_on_scheduler();
+            context::set_current(None);
+            if dropped.is_err() {
+                log::error!("a coroutine panicked while being unwound at runtime drop");
+            }
+            // The stack was unmapped with the coroutine; now drop its registration.
+            drop(self.free_slot(id));
+            self.stacks.borrow_mut().forget_one();
+        }
+        self.run_queue.borrow_mut().clear();
+        self.timers.borrow_mut().clear();
+    }
+}
