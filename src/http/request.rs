@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::head::Head;
 use super::headers::Headers;
 use crate::conn::PeerAddr;
 
@@ -100,6 +101,30 @@ impl Request {
     pub fn with_peer(mut self, peer: PeerAddr) -> Request {
         self.peer = Some(peer);
         self
+    }
+
+    /// The request a parsed head announces, from `peer`, with no body yet.
+    pub(crate) fn from_head(head: Head, peer: PeerAddr) -> Request {
+        Request {
+            method: head.method,
+            target: head.target,
+            version: head.version,
+            headers: head.headers,
+            trailers: Headers::new(),
+            body: Vec::new(),
+            peer: Some(peer),
+        }
+    }
+
+    /// Takes the request apart again once it is answered, giving back its head for the
+    /// connection to parse the next one into (see [`Head::recycle`]).
+    pub(crate) fn into_head(self) -> Head {
+        Head {
+            method: self.method,
+            target: self.target,
+            version: self.version,
+            headers: self.headers,
+        }
     }
 
     /// Replaces the header fields.
