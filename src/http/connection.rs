@@ -95,7 +95,7 @@ impl<A: HttpHandler> HttpConnection<A> {
         let streams = app.streams_body(&request);
         if !streams {
             match read_body(conn, config, framing) {
-                Ok((body, trailers)) => request = request.with_body(body).with_trailers(trailers),
+                Ok((body, trailers)) => request.set_body(body, trailers),
                 Err(failure) => return self.fail(conn, failure),
             }
         }

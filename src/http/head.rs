@@ -306,13 +306,15 @@ fn parse_head_into(bytes: &[u8], fields: usize, mut spare: Head) -> Result<Head,
         .map(|field| field.name.len() + field.value.len())
         .sum();
     headers.reserve(field_bytes, request.headers.len());
+    let mut hosts = 0;
     for field in request.headers.iter() {
+        hosts += usize::from(field.name.eq_ignore_ascii_case("host"));
         headers.append_raw(field.name, field.value);
     }
-    if headers.get_all("host").count() > 1 {
+    if hosts > 1 {
         return Err(Reject::new(400, "more than one Host field"));
     }
-    if version == Version::Http11 && !headers.contains("host") {
+    if version == Version::Http11 && hosts == 0 {
         return Err(Reject::new(400, "missing Host field"));
     }
     Ok(spare)

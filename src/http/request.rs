@@ -133,10 +133,11 @@ impl Request {
         self
     }
 
-    /// Replaces the trailer fields.
-    pub(crate) fn with_trailers(mut self, trailers: Headers) -> Request {
+    /// Sets the body and the trailer fields that followed it, in place (the request
+    /// is not moved: it is a few hundred bytes).
+    pub(crate) fn set_body(&mut self, body: Vec<u8>, trailers: Headers) {
+        self.body = body;
         self.trailers = trailers;
-        self
     }
 
     /// The method, e.g. `GET`; case-sensitive as HTTP says.
