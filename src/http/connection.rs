@@ -93,7 +93,9 @@ impl<A: HttpHandler> HttpConnection<A> {
         let mut request = Request::from_head(head, conn.peer_addr().clone());
         let app = &*self.app;
         let streams = app.streams_body(&request);
-        if !streams {
+        // With no body to read, the request keeps its empty one (and `begin_body` has
+        // disarmed the deadlines already).
+        if !streams && framing.has_body() {
             match read_body(conn, config, framing) {
                 Ok((body, trailers)) => request.set_body(body, trailers),
                 Err(failure) => return self.fail(conn, failure),
