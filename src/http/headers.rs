@@ -104,9 +104,22 @@ impl Headers {
 
     /// Every value of the field `name` (any case), in arrival order.
     pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
-        self.fields()
-            .filter(move |(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, value)| value)
+        // Lengths first: most fields are passed over without touching their bytes.
+        self.ends.iter().filter_map(move |ends| {
+            let (start, middle, end) = (
+                ends.name_start as usize,
+                ends.name_end as usize,
+                ends.value_end as usize,
+            );
+            if middle.saturating_sub(start) != name.len() {
+                return None;
+            }
+            let field = self.bytes.get(start..middle)?;
+            if !field.eq_ignore_ascii_case(name.as_bytes()) {
+                return None;
+            }
+            self.bytes.get(middle..end)
+        })
     }
 
     /// True if a field `name` (any case) is present.
