@@ -26,18 +26,22 @@ pub(crate) struct Head {
     pub(crate) headers: Headers,
 }
 
-/// The most storage a [`Head`] keeps for reuse, in bytes: of the method, of the target,
-/// and of header names and values; and in header fields. A small request's head is
-/// then parsed without a heap allocation, and an idle connection holds at most about
-/// 1.6 KiB for its next head (far less after typical requests: the storage is sized
-/// to what came). A larger head's storage is freed once its request is answered.
-const SPARE_METHOD: usize = 16;
-const SPARE_TARGET: usize = 256;
-const SPARE_FIELD_BYTES: usize = 1024;
-const SPARE_FIELDS: usize = 24;
+// The most storage a connection keeps from one request head for the next (see
+// [`Head::recycle`]). A small request's head is then parsed without a heap allocation,
+// while an idle keep-alive connection holds at most about 1.6 KiB of parsed head and
+// 1 KiB of raw head between requests — far less after typical requests, since the
+// storage is sized to what came. A larger head's storage is freed once it is answered.
 
-/// Most bytes of raw head a connection keeps between requests for the next head that
-/// arrives in pieces (a head that arrives whole is parsed where it was read).
+/// Bytes of method kept.
+const SPARE_METHOD: usize = 16;
+/// Bytes of request target kept.
+const SPARE_TARGET: usize = 256;
+/// Bytes of header names and values kept.
+const SPARE_FIELD_BYTES: usize = 1024;
+/// Header fields kept room for (12 bytes each).
+const SPARE_FIELDS: usize = 24;
+/// Bytes of raw head kept for the next head that arrives in pieces (one that arrives
+/// whole is parsed where it was read, and needs none).
 const SPARE_RAW_HEAD: usize = 1024;
 
 impl Default for Head {
