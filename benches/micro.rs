@@ -34,11 +34,13 @@ use mixserve::{Conn, Handler, MakeHandler};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+#[path = "micro/counting.rs"]
+mod counting;
 #[path = "micro/keepalive.rs"]
 mod keepalive;
 
 #[global_allocator]
-static ALLOCATOR: keepalive::Counting = keepalive::Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// How many times each measurement is repeated; the median is reported.
 const RUNS: usize = 5;

@@ -5,7 +5,6 @@
 //! Reported per request: the serving thread's CPU time and its heap allocations (counted
 //! by this binary's global allocator), the figures that hold the hot path in place.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -17,53 +16,12 @@ use mixserve::http::{Http, Request, Response};
 use mixserve::rt::{Runtime, RuntimeConfig};
 use mixserve::{Conn, Handler, MakeHandler};
 
+use super::counting::allocations;
+
 /// Round trips per run.
 const ROUND_TRIPS: usize = 20_000;
 /// What the client sends: a typical small `GET`.
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
-
-thread_local! {
-    /// Allocations (and reallocations) made by this thread.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// The system allocator, counting each thread's allocations.
-pub struct Counting;
-
-// SAFETY: every call is forwarded unchanged to `System`; the count is a thread-local
-// `Cell` with a const initialiser and no destructor, so touching it never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's guarantees for `alloc` are passed on as they are.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` with `layout`, as the caller guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: as for `dealloc`, plus the caller's guarantees on `new_size`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-fn count() {
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.try_with(Cell::get).unwrap_or(0)
-}
 
 /// One run: round trips per second (wall time, noisy on a shared machine), and the
 /// serving thread's CPU microseconds and allocations per request.

@@ -32,8 +32,12 @@ pub struct HttpConnection<A> {
     app: Arc<A>,
     /// Limits and timeouts, shared by every connection.
     config: Arc<HttpConfig>,
-    /// The current request head, reused between requests.
+    /// The raw bytes of a request head that arrives in pieces, reused between requests.
     head: Vec<u8>,
+    /// The storage of the last request's parsed head, emptied, for the next one to be
+    /// parsed into: a small request then costs no heap allocation (see
+    /// [`Head::recycle`] for what is kept).
+    spare: Head,
     /// "connection from PEER, ": the coroutine label's prefix, formatted on the first
     /// request rather than on every one.
     label: Option<String>,
@@ -63,6 +67,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             app,
             config,
             head: Vec::new(),
+            spare: Head::default(),
             label: None,
         }
     }
@@ -76,7 +81,8 @@ impl<A: HttpHandler> HttpConnection<A> {
         last: bool,
     ) -> io::Result<Next> {
         let config = &*self.config;
-        let head = match head::read_head(conn, config, &mut self.head, first_deadline) {
+        let spare = std::mem::take(&mut self.spare);
+        let head = match head::read_head(conn, config, &mut self.head, first_deadline, spare) {
             Ok(Some(head)) => head,
             Ok(None) => return Ok(Next::Drop),
             Err(failure) => return self.fail(conn, failure),
@@ -85,15 +91,14 @@ impl<A: HttpHandler> HttpConnection<A> {
             Ok(framing) => framing,
             Err(failure) => return self.fail(conn, failure),
         };
-        let mut request = Request::new(head.method, head.target)
-            .with_version(head.version)
-            .with_headers(head.headers)
-            .with_peer(conn.peer_addr().clone());
+        let mut request = Request::from_head(head, conn.peer_addr().clone());
         let app = &*self.app;
         let streams = app.streams_body(&request);
-        if !streams {
+        // With no body to read, the request keeps its empty one (and `begin_body` has
+        // disarmed the deadlines already).
+        if !streams && framing.has_body() {
             match read_body(conn, config, framing) {
-                Ok((body, trailers)) => request = request.with_body(body).with_trailers(trailers),
+                Ok((body, trailers)) => request.set_body(body, trailers),
                 Err(failure) => return self.fail(conn, failure),
             }
         }
@@ -158,7 +163,10 @@ impl<A: HttpHandler> HttpConnection<A> {
         };
         // Not flushed here: reading the next head flushes before it waits, so answers
         // to pipelined requests that are already buffered go out together.
-        match write_response(conn, response, answering, config)? {
+        let keep_alive = write_response(conn, response, answering, config)?;
+        self.spare = request.into_head();
+        self.spare.recycle();
+        match keep_alive {
             true => Ok(Next::KeepAlive),
             false => Ok(Next::Close),
         }

@@ -39,12 +39,30 @@ impl Headers {
         Headers::default()
     }
 
-    /// An empty list with room for `fields` fields of `bytes` bytes in all.
-    pub(crate) fn with_capacity(bytes: usize, fields: usize) -> Headers {
-        Headers {
-            bytes: Vec::with_capacity(bytes),
-            ends: Vec::with_capacity(fields),
+    /// Makes room for `fields` more fields of `bytes` bytes in all.
+    pub(crate) fn reserve(&mut self, bytes: usize, fields: usize) {
+        self.bytes.reserve(bytes);
+        self.ends.reserve(fields);
+    }
+
+    /// Removes every field for the list to be filled again, keeping its storage where
+    /// it is at most `max_bytes` bytes of names and values and `max_fields` fields (a
+    /// larger store is freed, so a list kept for reuse stays small).
+    pub(crate) fn clear_keeping(&mut self, max_bytes: usize, max_fields: usize) {
+        if self.bytes.capacity() > max_bytes {
+            self.bytes = Vec::new();
         }
+        if self.ends.capacity() > max_fields {
+            self.ends = Vec::new();
+        }
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Bytes of storage held, for names and values and for where each field lies.
+    #[cfg(test)]
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        self.bytes.capacity() + self.ends.capacity() * std::mem::size_of::<FieldEnds>()
     }
 
     /// Adds a field at the end, keeping any earlier field of the same name.
@@ -86,9 +104,22 @@ impl Headers {
 
     /// Every value of the field `name` (any case), in arrival order.
     pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
-        self.fields()
-            .filter(move |(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, value)| value)
+        // Lengths first: most fields are passed over without touching their bytes.
+        self.ends.iter().filter_map(move |ends| {
+            let (start, middle, end) = (
+                ends.name_start as usize,
+                ends.name_end as usize,
+                ends.value_end as usize,
+            );
+            if middle.saturating_sub(start) != name.len() {
+                return None;
+            }
+            let field = self.bytes.get(start..middle)?;
+            if !field.eq_ignore_ascii_case(name.as_bytes()) {
+                return None;
+            }
+            self.bytes.get(middle..end)
+        })
     }
 
     /// True if a field `name` (any case) is present.
@@ -145,7 +176,8 @@ mod tests {
 
     #[test]
     fn fields_keep_their_order_names_and_bytes() {
-        let mut headers = Headers::with_capacity(64, 3);
+        let mut headers = Headers::new();
+        headers.reserve(64, 3);
         headers.append_raw("Host", b"a");
         headers.append("X-Empty", "");
         headers.append_raw("x-bin", &[0xff, b'v']);

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::head::Head;
 use super::headers::Headers;
 use crate::conn::PeerAddr;
 
@@ -102,16 +103,41 @@ impl Request {
         self
     }
 
+    /// The request a parsed head announces, from `peer`, with no body yet.
+    pub(crate) fn from_head(head: Head, peer: PeerAddr) -> Request {
+        Request {
+            method: head.method,
+            target: head.target,
+            version: head.version,
+            headers: head.headers,
+            trailers: Headers::new(),
+            body: Vec::new(),
+            peer: Some(peer),
+        }
+    }
+
+    /// Takes the request apart again once it is answered, giving back its head for the
+    /// connection to parse the next one into (see [`Head::recycle`]).
+    pub(crate) fn into_head(self) -> Head {
+        Head {
+            method: self.method,
+            target: self.target,
+            version: self.version,
+            headers: self.headers,
+        }
+    }
+
     /// Replaces the header fields.
     pub(crate) fn with_headers(mut self, headers: Headers) -> Request {
         self.headers = headers;
         self
     }
 
-    /// Replaces the trailer fields.
-    pub(crate) fn with_trailers(mut self, trailers: Headers) -> Request {
+    /// Sets the body and the trailer fields that followed it, in place (the request
+    /// is not moved: it is a few hundred bytes).
+    pub(crate) fn set_body(&mut self, body: Vec<u8>, trailers: Headers) {
+        self.body = body;
         self.trailers = trailers;
-        self
     }
 
     /// The method, e.g. `GET`; case-sensitive as HTTP says.

@@ -41,6 +41,52 @@ impl fmt::Debug for Body {
 /// A header field's name or value: the crate's own are `&'static str`.
 pub(crate) type Field = std::borrow::Cow<'static, str>;
 
+/// A response's header fields, in order. The first is held in place, the rest in a
+/// `Vec`: a response with one field (the `Content-Type` of [`Response::text`]) costs
+/// no allocation for it.
+#[derive(Debug, Default)]
+pub(crate) struct Fields {
+    /// The first field, if any.
+    first: Option<(Field, Field)>,
+    /// The fields after the first.
+    rest: Vec<(Field, Field)>,
+}
+
+/// What iterating over [`Fields`] yields each field as.
+type AsStrs = for<'a> fn(&'a (Field, Field)) -> (&'a str, &'a str);
+
+impl Fields {
+    /// Adds a field at the end.
+    fn push(&mut self, name: Field, value: Field) {
+        if self.first.is_none() {
+            self.first = Some((name, value));
+        } else {
+            self.rest.push((name, value));
+        }
+    }
+
+    /// Every field's name and value, in order.
+    pub(crate) fn iter(&self) -> <&Fields as IntoIterator>::IntoIter {
+        self.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Fields {
+    type Item = (&'a str, &'a str);
+    type IntoIter = std::iter::Map<
+        std::iter::Chain<
+            std::option::Iter<'a, (Field, Field)>,
+            std::slice::Iter<'a, (Field, Field)>,
+        >,
+        AsStrs,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let as_strs: AsStrs = |(name, value)| (name.as_ref(), value.as_ref());
+        self.first.iter().chain(&self.rest).map(as_strs)
+    }
+}
+
 /// A response: a status code, header fields and a [`Body`].
 ///
 /// The adapter owns the framing: it writes `Content-Length` or `Transfer-Encoding`
@@ -66,7 +112,7 @@ pub struct Response {
     status: u16,
     /// Header fields, in order; names as given. The crate's own (a `Content-Type` it
     /// knows) are borrowed: no allocation for them on every response.
-    headers: Vec<(Field, Field)>,
+    headers: Fields,
     /// What follows the head.
     body: Body,
 }
@@ -76,7 +122,7 @@ impl Response {
     pub fn status(status: u16) -> Response {
         Response {
             status,
-            headers: Vec::new(),
+            headers: Fields::default(),
             body: Body::Empty,
         }
     }
@@ -97,18 +143,15 @@ impl Response {
 
     /// [`bytes`](Self::bytes) with a `Content-Type` known when compiling.
     pub(crate) fn typed(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
-        let mut response = Response::status(status).with_body(Body::Bytes(body));
-        response.headers.push((
-            Field::Borrowed("Content-Type"),
-            Field::Borrowed(content_type),
-        ));
-        response
+        Response::status(status)
+            .with_content_type(Field::Borrowed(content_type))
+            .with_body(Body::Bytes(body))
     }
 
     /// A response whose body is `body`, with the given `Content-Type`.
     pub fn bytes(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
         Response::status(status)
-            .with_header("Content-Type", content_type)
+            .with_content_type(Field::Owned(content_type.to_owned()))
             .with_body(Body::Bytes(body.into()))
     }
 
@@ -142,7 +185,7 @@ impl Response {
             len: metadata.len(),
         };
         Ok(Response::status(status)
-            .with_header("Content-Type", content_type)
+            .with_content_type(Field::Owned(content_type.to_owned()))
             .with_body(body))
     }
 
@@ -164,7 +207,14 @@ impl Response {
     /// line break or other control character are dropped when sending.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
         self.headers
-            .push((Field::Owned(name.into()), Field::Owned(value.into())));
+            .push(Field::Owned(name.into()), Field::Owned(value.into()));
+        self
+    }
+
+    /// Adds a `Content-Type` field, its name not allocated.
+    fn with_content_type(mut self, content_type: Field) -> Response {
+        self.headers
+            .push(Field::Borrowed("Content-Type"), content_type);
         self
     }
 
@@ -184,12 +234,12 @@ impl Response {
         self.headers
             .iter()
             .find(|(field, _)| field.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_ref())
+            .map(|(_, value)| value)
     }
 
     /// All header fields, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+        self.headers.iter()
     }
 
     /// The body, when it is held in memory (`Some(b"")` for no body, `None` for a
@@ -208,7 +258,7 @@ impl Response {
     }
 
     /// Splits the response into status, header fields and body, for the writer.
-    pub(crate) fn into_parts(self) -> (u16, Vec<(Field, Field)>, Body) {
+    pub(crate) fn into_parts(self) -> (u16, Fields, Body) {
         (self.status, self.headers, self.body)
     }
 }
@@ -277,5 +327,34 @@ impl<I: Iterator<Item = Vec<u8>>> Read for ChunkReader<I> {
         buf[..n].copy_from_slice(&rest[..n]);
         self.position += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_keep_their_order_past_the_first() {
+        let response = Response::text(200, "x")
+            .with_header("X-One", "1")
+            .with_header("x-two", "2");
+        let fields: Vec<(&str, &str)> = response.headers().collect();
+        assert_eq!(
+            fields,
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("X-One", "1"),
+                ("x-two", "2"),
+            ]
+        );
+        assert_eq!(response.header("X-TWO"), Some("2"));
+        assert_eq!(
+            response.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        let (_, parts, _) = response.into_parts();
+        assert_eq!(parts.iter().count(), 3);
+        assert_eq!(Response::status(204).headers().count(), 0);
     }
 }

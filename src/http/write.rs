@@ -9,7 +9,7 @@ use std::panic::{self, AssertUnwindSafe};
 use super::config::HttpConfig;
 use super::date::append_date_field;
 use super::request::Version;
-use super::response::{Body, Field, Response, reason_phrase};
+use super::response::{Body, Fields, Response, reason_phrase};
 use crate::conn::Conn;
 
 /// Size of the buffer a streamed body is read into; at most one chunk per read.
@@ -104,7 +104,7 @@ pub(crate) fn write_response(
 /// What the head of one response says, besides what [`Answering`] says.
 struct HeadParts<'a> {
     status: u16,
-    fields: &'a [(Field, Field)],
+    fields: &'a Fields,
     body: &'a Body,
     body_allowed: bool,
     chunked: bool,
