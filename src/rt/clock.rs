@@ -12,7 +12,10 @@
 //! checks against it that much late; the timers themselves fire on a fresh reading. So
 //! [`now`] is only for deadlines that are then waited for by parking. A loop that spins
 //! until a time passes without parking must read the real clock: the cached one does not
-//! move within a resume.
+//! move within a resume. Nor is it for a timeout that must run from the start of a wait
+//! that may follow a long resume (a slow handler): a connection's read and write
+//! timeouts read the real clock when a call first has to wait, which costs nothing on
+//! the calls that do not wait.
 //!
 //! Off a runtime's thread (thread- and process-based models) [`now`] is `Instant::now()`.
 
