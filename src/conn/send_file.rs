@@ -8,8 +8,9 @@ use std::os::unix::fs::FileExt;
 use nix::errno::Errno;
 
 use super::Conn;
+use super::stream_io::Limit;
 use crate::rt::Interest;
-use crate::rt::{clock, park};
+use crate::rt::park;
 use crate::sys;
 
 impl Conn {
@@ -42,8 +43,7 @@ impl Conn {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
         let waits = self.write_timeout.is_some() || crate::rt::in_coroutine();
         let _mode = sys::sendfile::NonBlockingFor::set(self.fd.as_fd(), waits)?;
-        let fresh_deadline = || self.write_timeout.map(|t| clock::now() + t);
-        let mut deadline = fresh_deadline();
+        let mut limit = Limit::new(None, self.write_timeout);
         let mut sent = 0u64;
         while sent < len {
             let count = usize::try_from(len - sent).unwrap_or(usize::MAX);
@@ -51,14 +51,14 @@ impl Conn {
                 Ok(0) => break,
                 Ok(n) => {
                     sent += n as u64;
-                    deadline = fresh_deadline();
+                    limit = Limit::new(None, self.write_timeout);
                 }
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => park::wait_fd(
                     self.fd.as_raw_fd(),
                     &self.registered,
                     Interest::Writable,
-                    deadline,
+                    limit.deadline(),
                 )?,
                 Err(Errno::EINVAL | Errno::ENOSYS) if sent == 0 => return Ok(None),
                 Err(errno) => return Err(errno.into()),

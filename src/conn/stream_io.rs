@@ -11,7 +11,9 @@ use nix::sys::socket::{MsgFlags, recv, send};
 
 use super::{BUFFER_SIZE, Conn, write_buffer};
 use crate::rt::Interest;
-use crate::rt::{clock, park};
+#[cfg(doc)]
+use crate::rt::clock;
+use crate::rt::park;
 
 impl Conn {
     /// One `recv` into `read_buf[start..]`, as [`recv_raw`] does. While it waits with
@@ -20,15 +22,15 @@ impl Conn {
     pub(super) fn recv_raw_into(&mut self, start: usize) -> io::Result<usize> {
         self.hold_read_buffer();
         let fd = self.fd.as_raw_fd();
-        let deadline = earliest(self.read_deadline, self.read_timeout);
-        let flags = recv_flags(deadline);
+        let mut limit = Limit::new(self.read_deadline, self.read_timeout);
+        let flags = recv_flags(&limit);
         loop {
             match recv_once(fd, &mut self.read_buf[start..], flags) {
                 Err(Errno::EAGAIN) => {
                     if start == 0 {
                         self.release_read_buffer();
                     }
-                    park::wait_fd(fd, &self.registered, Interest::Readable, deadline)?;
+                    park::wait_fd(fd, &self.registered, Interest::Readable, limit.deadline())?;
                     self.hold_read_buffer();
                 }
                 Ok(n) => {
@@ -79,7 +81,7 @@ impl Conn {
 
     pub(super) fn send_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         let fd = self.fd.as_raw_fd();
-        let mut limit = WriteLimit::Timeout(self.write_timeout);
+        let mut limit = Limit::new(None, self.write_timeout);
         while !data.is_empty() {
             let n = send_raw(fd, data, &self.registered, &mut limit)?;
             data = &data[n..];
@@ -89,21 +91,12 @@ impl Conn {
 
     /// Waits until the socket is readable (data, EOF or error) or the read deadline.
     pub fn wait_readable(&self) -> io::Result<()> {
-        let deadline = earliest(self.read_deadline, self.read_timeout);
         park::wait_fd(
             self.fd.as_raw_fd(),
             &self.registered,
             Interest::Readable,
-            deadline,
+            Limit::new(self.read_deadline, self.read_timeout).deadline(),
         )
-    }
-}
-
-fn earliest(deadline: Option<Instant>, timeout: Option<Duration>) -> Option<Instant> {
-    let from_timeout = timeout.map(|t| clock::now() + t);
-    match (deadline, from_timeout) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 
@@ -113,20 +106,22 @@ fn recv_raw(
     fd: RawFd,
     buf: &mut [u8],
     registered: &Cell<bool>,
-    deadline: Option<Instant>,
+    limit: &mut Limit,
 ) -> io::Result<usize> {
-    let flags = recv_flags(deadline);
+    let flags = recv_flags(limit);
     loop {
         match recv_once(fd, buf, flags) {
-            Err(Errno::EAGAIN) => park::wait_fd(fd, registered, Interest::Readable, deadline)?,
+            Err(Errno::EAGAIN) => {
+                park::wait_fd(fd, registered, Interest::Readable, limit.deadline())?
+            }
             result => return result.map_err(io::Error::from),
         }
     }
 }
 
 /// Blocking when nothing limits the read on a plain thread, non-blocking otherwise.
-fn recv_flags(deadline: Option<Instant>) -> MsgFlags {
-    if deadline.is_none() && !crate::rt::in_coroutine() {
+fn recv_flags(limit: &Limit) -> MsgFlags {
+    if !limit.is_limited() && !crate::rt::in_coroutine() {
         MsgFlags::empty()
     } else {
         MsgFlags::MSG_DONTWAIT
@@ -143,31 +138,37 @@ fn recv_once(fd: RawFd, buf: &mut [u8], flags: MsgFlags) -> Result<usize, Errno>
     }
 }
 
-/// The write timeout of one `send_all`, turned into a deadline only when a send first
-/// has to wait: most sends never do, and then read no clock.
-enum WriteLimit {
-    /// No send waited yet.
-    Timeout(Option<Duration>),
-    /// A send waited: every later wait of this `send_all` ends here.
-    Deadline(Option<Instant>),
+/// The limit of one read or write: a fixed deadline and a timeout that starts when the
+/// call first has to wait, whichever ends first.
+///
+/// The timeout becomes a deadline only then, on the real clock: most calls never wait
+/// and so read no clock, and the loop clock ([`crate::rt::clock`]) is behind by all the coroutine
+/// did since it was resumed — after a slow handler, longer than the timeout, which
+/// would make the wait's deadline one already past.
+pub(super) struct Limit {
+    /// The deadline: the fixed one, then the earlier of it and the timeout's.
+    deadline: Option<Instant>,
+    /// The timeout, until the first wait turns it into a deadline.
+    timeout: Option<Duration>,
 }
 
-impl WriteLimit {
-    fn deadline(&mut self) -> Option<Instant> {
-        if let WriteLimit::Timeout(timeout) = *self {
-            *self = WriteLimit::Deadline(timeout.map(|t| clock::now() + t));
+impl Limit {
+    /// A limit of `deadline` and of `timeout` from the first wait.
+    pub(super) fn new(deadline: Option<Instant>, timeout: Option<Duration>) -> Limit {
+        Limit { deadline, timeout }
+    }
+
+    /// The deadline of a wait starting now: every wait after the first shares it.
+    pub(super) fn deadline(&mut self) -> Option<Instant> {
+        if let Some(timeout) = self.timeout.take() {
+            let from_now = Instant::now() + timeout;
+            self.deadline = Some(self.deadline.map_or(from_now, |fixed| fixed.min(from_now)));
         }
-        match *self {
-            WriteLimit::Deadline(deadline) => deadline,
-            WriteLimit::Timeout(_) => None,
-        }
+        self.deadline
     }
 
     fn is_limited(&self) -> bool {
-        match self {
-            WriteLimit::Timeout(timeout) => timeout.is_some(),
-            WriteLimit::Deadline(deadline) => deadline.is_some(),
-        }
+        self.deadline.is_some() || self.timeout.is_some()
     }
 }
 
@@ -176,7 +177,7 @@ fn send_raw(
     fd: RawFd,
     data: &[u8],
     registered: &Cell<bool>,
-    limit: &mut WriteLimit,
+    limit: &mut Limit,
 ) -> io::Result<usize> {
     let blocking = !limit.is_limited() && !crate::rt::in_coroutine();
     let mut flags = MsgFlags::MSG_NOSIGNAL;
@@ -199,8 +200,8 @@ impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.read_pos == self.read_end && buf.len() >= BUFFER_SIZE {
             let fd = self.fd.as_raw_fd();
-            let deadline = earliest(self.read_deadline, self.read_timeout);
-            let n = recv_raw(fd, buf, &self.registered, deadline)?;
+            let mut limit = Limit::new(self.read_deadline, self.read_timeout);
+            let n = recv_raw(fd, buf, &self.registered, &mut limit)?;
             self.note_read(n, buf.len());
             return Ok(n);
         }

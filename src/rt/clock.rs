@@ -12,7 +12,10 @@
 //! checks against it that much late; the timers themselves fire on a fresh reading. So
 //! [`now`] is only for deadlines that are then waited for by parking. A loop that spins
 //! until a time passes without parking must read the real clock: the cached one does not
-//! move within a resume.
+//! move within a resume. Nor is it for a timeout that must run from the start of a wait
+//! that may follow a long resume (a slow handler): a connection's read and write
+//! timeouts read the real clock when a call first has to wait, which costs nothing on
+//! the calls that do not wait.
 //!
 //! Off a runtime's thread (thread- and process-based models) [`now`] is `Instant::now()`.
 
@@ -54,6 +57,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::rt::{Runtime, RuntimeConfig};
 
     #[test]
     fn off_a_loop_it_is_the_real_clock_and_on_one_the_last_reading() {
@@ -69,5 +73,29 @@ mod tests {
         clear();
         std::thread::sleep(Duration::from_millis(1));
         assert!(now() > later, "after the loop left, the real clock again");
+    }
+
+    #[test]
+    fn a_runtime_leaves_no_loop_time_behind_after_running_or_being_dropped() {
+        fn cached() -> Option<Instant> {
+            NOW.with(Cell::get)
+        }
+        let on_loop = std::rc::Rc::new(Cell::new(None));
+        let seen = std::rc::Rc::clone(&on_loop);
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        runtime.spawn(move || seen.set(cached())).unwrap();
+        runtime.run().unwrap();
+        assert!(on_loop.get().is_some(), "a coroutine sees the loop's time");
+        assert_eq!(cached(), None, "after run");
+        // Stopped with a coroutine parked; dropping it unwinds that one.
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let handle = runtime.handle();
+        runtime.spawn(|| crate::rt::park(None)).unwrap();
+        runtime.spawn(move || handle.stop()).unwrap();
+        runtime.run().unwrap();
+        assert_eq!(runtime.coroutine_count(), 1);
+        assert_eq!(cached(), None, "after a stopped run");
+        drop(runtime);
+        assert_eq!(cached(), None, "after the drop");
     }
 }

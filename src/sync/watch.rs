@@ -416,4 +416,34 @@ mod tests {
         assert_eq!(watched_fd(), Some(7), "the thread's own watch is apart");
         drop(thread_guard);
     }
+
+    #[test]
+    fn a_coroutine_unwound_at_runtime_drop_has_its_own_watch_and_leaves_none() {
+        struct Report(Rc<std::cell::Cell<Option<Option<RawFd>>>>);
+        impl Drop for Report {
+            fn drop(&mut self) {
+                self.0.set(Some(watched_fd()));
+            }
+        }
+        let seen = Rc::new(std::cell::Cell::new(None));
+        let thread_guard = watching(7);
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let handle = runtime.handle();
+        let report = Report(Rc::clone(&seen));
+        runtime
+            .spawn(move || {
+                let _guard = watching(30);
+                // Dropped first, while the watch is on.
+                let _report = report;
+                rt::park(None);
+            })
+            .unwrap();
+        runtime.spawn(move || handle.stop()).unwrap();
+        runtime.run().unwrap();
+        assert_eq!(watched_fd(), Some(7), "between runs, the thread's own");
+        drop(runtime);
+        assert_eq!(seen.get(), Some(Some(30)), "unwound with its own record");
+        assert_eq!(watched_fd(), Some(7), "after the drop, the thread's own");
+        drop(thread_guard);
+    }
 }

@@ -64,3 +64,69 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::io;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::rc::Rc;
+    use std::time::{Duration, Instant};
+
+    use crate::rt::{self, Interest, Runtime, RuntimeConfig, context};
+
+    /// A coroutine that armed an entry and finished leaves it in the heap; the next
+    /// coroutine in its slot (same index, next generation) must not be woken by it.
+    #[test]
+    fn a_wait_in_a_reused_slot_times_out_at_its_own_deadline_not_the_last_occupants() {
+        let first = Rc::new(Cell::new(None));
+        let second = Rc::new(Cell::new(None));
+        let outcome = Rc::new(Cell::new(None));
+        let (first_in, second_in, out) = (first.clone(), second.clone(), outcome.clone());
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        runtime
+            .spawn(move || {
+                let waker_out = Rc::new(Cell::new(None));
+                let waker_in = Rc::clone(&waker_out);
+                rt::spawn(move || {
+                    first_in.set(context::current());
+                    waker_in.set(rt::current_waker());
+                    // Woken long before this deadline: its entry stays armed.
+                    rt::park(Some(Instant::now() + Duration::from_millis(200)));
+                })
+                .unwrap();
+                rt::yield_now();
+                if let Some(waker) = waker_out.take() {
+                    waker.wake();
+                }
+                while rt::coroutine_count() > 1 {
+                    rt::yield_now();
+                }
+                rt::spawn(move || {
+                    second_in.set(context::current());
+                    let (silent, _peer) = UnixStream::pair().unwrap();
+                    silent.set_nonblocking(true).unwrap();
+                    let deadline = Instant::now() + Duration::from_millis(800);
+                    let result = rt::IoSource::new(silent.as_raw_fd())
+                        .unwrap()
+                        .wait(Interest::Readable, Some(deadline));
+                    out.set(Some((
+                        result.map_err(|e| e.kind()),
+                        Instant::now() >= deadline,
+                    )));
+                })
+                .unwrap();
+            })
+            .unwrap();
+        runtime.run().unwrap();
+        let (first, second) = (first.get().unwrap(), second.get().unwrap());
+        assert_eq!(first.index, second.index, "the slot was reused");
+        assert_ne!(first.generation, second.generation);
+        assert_eq!(
+            outcome.get(),
+            Some((Err(io::ErrorKind::TimedOut), true)),
+            "timed out at its own deadline"
+        );
+    }
+}
