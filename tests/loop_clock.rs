@@ -4,17 +4,20 @@
 //! handler): measured from the stale clock, its deadline would be over before the wait
 //! began.
 
+mod http_util;
+
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use mixserve::Conn;
+use mixserve::http::{Http, HttpConfig, Request, Response};
 use mixserve::rt::{Runtime, RuntimeConfig};
+use mixserve::{Conn, MakeHandler};
 
 /// The timeout under test; the coroutine keeps the thread longer than this first.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -124,4 +127,48 @@ fn a_read_timeout_runs_from_the_wait_after_a_slow_handler() {
     });
     assert_eq!(result.ok(), Some(*b"late"), "the read timed out early");
     writer.join().unwrap();
+}
+
+/// A handler that keeps its loop's thread longer than the idle timeout below.
+fn slow_echo(req: &mut Request) -> Response {
+    thread::sleep(Duration::from_millis(2500));
+    http_util::echo(req)
+}
+
+#[test]
+fn a_keep_alive_connection_waits_its_idle_timeout_after_a_slow_handler() {
+    let (client, server) = UnixStream::pair().unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut config = HttpConfig::default();
+    config.idle_timeout = Duration::from_secs(2);
+    let handler = Http::with_config(slow_echo, config).make_handler();
+    let loop_thread = thread::spawn(move || {
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        runtime
+            .spawn(move || drop(http_util::serve(handler, server)))
+            .unwrap();
+        runtime.run().unwrap();
+    });
+    let mut writer = client.try_clone().unwrap();
+    let mut reader = BufReader::new(client);
+    writer
+        .write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(http_util::read_answer(&mut reader, false).status, 200);
+    // Well inside the idle timeout, counted from the answer; late enough for the loop to
+    // have parked the connection (a stale deadline would have ended it by then).
+    thread::sleep(Duration::from_millis(200));
+    writer
+        .write_all(b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        http_util::read_answer(&mut reader, false).status,
+        200,
+        "the connection closed at once: its idle deadline was over before the wait began"
+    );
+    drop(writer);
+    drop(reader);
+    loop_thread.join().unwrap();
 }

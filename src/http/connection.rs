@@ -20,7 +20,6 @@ use super::response::Response;
 use super::write::{Answering, Dialect, write_response};
 use crate::conn::Conn;
 use crate::handler::Handler;
-use crate::rt::clock;
 
 /// Most bytes read and thrown away while lingering before a close.
 const LINGER_BYTES: usize = 256 * 1024;
@@ -227,7 +226,7 @@ fn begin_body(conn: &mut Conn, config: &HttpConfig, head: &Head) -> Result<Frami
             .map_err(|error| read_failure(error, Failure::Close))?;
     }
     if framing.has_body() {
-        conn.set_read_deadline(Some(clock::now() + config.body_deadline));
+        conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
         conn.set_read_timeout(Some(config.body_timeout));
     } else {
         // Nothing to read: the head's deadline must not limit a streaming handler.
@@ -268,7 +267,7 @@ pub(crate) fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<(
     conn.flush()?;
     conn.shutdown(Shutdown::Write)?;
     conn.set_read_timeout(None);
-    conn.set_read_deadline(Some(clock::now() + config.linger));
+    conn.set_read_deadline(Some(Instant::now() + config.linger));
     let mut scratch = [0u8; 4096];
     let mut discarded = 0;
     while discarded < LINGER_BYTES {

@@ -176,13 +176,15 @@ pub(crate) fn read_head(
             conn.set_read_deadline(Some(deadline));
             deadline
         }
+        // These two start on the real clock: the loop clock is behind by all the handler
+        // of the last request did in this resume, which may exceed either timeout.
         None if conn.buffered().is_empty() => {
-            let idle_until = clock::now() + config.idle_timeout;
+            let idle_until = Instant::now() + config.idle_timeout;
             conn.set_read_deadline(Some(idle_until));
             idle_until
         }
         None => {
-            let deadline = clock::now() + config.header_timeout;
+            let deadline = Instant::now() + config.header_timeout;
             conn.set_read_deadline(Some(deadline));
             deadline
         }
@@ -218,6 +220,7 @@ pub(crate) fn read_head(
             Err(error) => return Err(read_failure(error, timeout)),
         }
         if !started && first_deadline.is_none() {
+            // Just woken by input: the loop clock is fresh.
             conn.set_read_deadline(Some(clock::now() + config.header_timeout));
         }
         started = true;
