@@ -54,6 +54,8 @@ mod error;
 mod file_type;
 pub mod files;
 mod head;
+#[cfg(test)]
+mod head_split_tests;
 mod headers;
 #[cfg(feature = "serde")]
 mod json;
