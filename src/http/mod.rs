@@ -81,8 +81,8 @@ pub(crate) mod seams {
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_seams {
     pub(crate) use super::body::{Framing, read_chunked};
-    pub(crate) use super::error::Failure;
-    pub(crate) use super::head::{HeadScanner, parse_head};
+    pub(crate) use super::error::{Failure, Reject};
+    pub(crate) use super::head::{Head, HeadScanner, parse_head, parse_head_into};
 }
 
 use std::fmt;
