@@ -379,4 +379,16 @@ mod tests {
         );
         assert!(format!("{:?}", Response::status(204)).contains("headers: []"));
     }
+
+    #[test]
+    fn a_repeated_field_keeps_every_value_and_the_first_answers_a_lookup() {
+        let response = Response::status(200)
+            .with_header("Set-Cookie", "a=1")
+            .with_header("set-cookie", "b=2")
+            .with_header("SET-COOKIE", "c=3");
+        let values: Vec<&str> = response.headers().map(|(_, value)| value).collect();
+        assert_eq!(values, ["a=1", "b=2", "c=3"]);
+        assert_eq!(response.header("Set-Cookie"), Some("a=1"));
+        assert_eq!(response.header("Cookie"), None);
+    }
 }
