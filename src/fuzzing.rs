@@ -8,7 +8,9 @@
 use std::io::{self, BufRead, Read};
 
 use crate::http::HttpConfig;
-use crate::http::fuzz_seams::{Failure, Framing, HeadScanner, parse_head, read_chunked};
+use crate::http::fuzz_seams::{
+    Failure, Framing, Head, HeadScanner, Reject, parse_head, parse_head_into, read_chunked,
+};
 use crate::http::{Headers, Version};
 use crate::scgi::netstring::{parse_variables, read_netstring};
 
@@ -99,6 +101,25 @@ pub enum HeadOutcome {
     Incomplete,
 }
 
+/// A head an earlier request on the connection left, for the next one to be parsed
+/// into. Not emptied: parsing into it must empty it.
+fn earlier_head() -> Head {
+    let earlier = b"PUT /earlier?x=1 HTTP/1.0\r\nHost: earlier\r\nContent-Length: 5\r\n\
+        Trailer: X-T\r\nCookie: c=1\r\n\r\n";
+    parse_head(earlier, 4).unwrap_or_default()
+}
+
+/// What a parsed head says, comparable.
+fn parsed_head(parsed: Result<Head, Reject>) -> Result<ParsedHead, u16> {
+    parsed.map_err(|r| r.status).map(|head| ParsedHead {
+        framing: Framing::of(&head.headers, head.version)
+            .map(|framing| format!("{framing:?}"))
+            .map_err(|r| r.status),
+        request_line: (head.method, head.target, head.version),
+        headers: head.headers,
+    })
+}
+
 /// Scans and parses a request head fed as `pieces`, with [`limits`].
 pub fn request_head(pieces: &[&[u8]]) -> HeadOutcome {
     let config = limits();
@@ -109,16 +130,22 @@ pub fn request_head(pieces: &[&[u8]]) -> HeadOutcome {
         match scanner.feed(piece, &config) {
             Err(reject) => return HeadOutcome::Refused(reject.status),
             Ok(Some(used)) => {
-                head.extend_from_slice(&piece[..used]);
-                assert!(head.len() <= config.max_head_bytes, "head over its limit");
-                let parsed = parse_head(&head, scanner.field_lines()).map_err(|r| r.status);
-                let parsed = parsed.map(|head| ParsedHead {
-                    framing: Framing::of(&head.headers, head.version)
-                        .map(|framing| format!("{framing:?}"))
-                        .map_err(|r| r.status),
-                    request_line: (head.method, head.target, head.version),
-                    headers: head.headers,
-                });
+                // As a connection does: a head that came in one piece is parsed where it
+                // lies, and into the storage an earlier request left.
+                let bytes = if head.is_empty() {
+                    &piece[..used]
+                } else {
+                    head.extend_from_slice(&piece[..used]);
+                    &head[..]
+                };
+                assert!(bytes.len() <= config.max_head_bytes, "head over its limit");
+                let fields = scanner.field_lines();
+                let parsed = parsed_head(parse_head_into(bytes, fields, earlier_head()));
+                let fresh = parsed_head(parse_head(bytes, fields));
+                assert_eq!(
+                    parsed, fresh,
+                    "a head parsed into kept storage reads as a fresh one"
+                );
                 return HeadOutcome::Complete(before + used, parsed);
             }
             Ok(None) => {
@@ -165,4 +192,30 @@ pub fn scgi_head(pieces: &[&[u8]]) -> Result<ScgiHead, &'static str> {
         .map(|(name, value)| (name.to_vec(), value.to_vec()))
         .collect();
     Ok((variables, length, reader.consumed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `request_head` fuzz target's checks over its stored corpus: a head that
+    /// came whole (parsed in place) and the same bytes split anywhere or fed byte by
+    /// byte (parsed from the accumulated copy) decide the same.
+    #[test]
+    fn the_request_head_corpus_decides_the_same_however_split() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request_head");
+        let mut complete = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            let whole = request_head(&[&data]);
+            complete += usize::from(matches!(whole, HeadOutcome::Complete(_, Ok(_))));
+            for at in 0..=data.len() {
+                let (a, b) = data.split_at(at);
+                assert_eq!(request_head(&[a, b]), whole, "split at {at}: {data:?}");
+            }
+            let bytes: Vec<&[u8]> = data.chunks(1).collect();
+            assert_eq!(request_head(&bytes), whole, "byte by byte: {data:?}");
+        }
+        assert!(complete > 0, "the corpus holds heads that parse");
+    }
 }

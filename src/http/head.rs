@@ -277,7 +277,11 @@ pub(crate) fn parse_head(bytes: &[u8], fields: usize) -> Result<Head, Reject> {
 /// Not inlined, on purpose: the field slots (~800 bytes) then take stack space only while
 /// a head is parsed, not in [`read_head`]'s frame while a connection waits for its head.
 #[inline(never)]
-fn parse_head_into(bytes: &[u8], fields: usize, mut spare: Head) -> Result<Head, Reject> {
+pub(crate) fn parse_head_into(
+    bytes: &[u8],
+    fields: usize,
+    mut spare: Head,
+) -> Result<Head, Reject> {
     // Most heads have a few fields: their slots live on the stack, and only the slots
     // used are written (a cold stack line written per request costs a cache miss).
     let mut on_stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_FIELDS];

@@ -54,6 +54,8 @@ mod error;
 mod file_type;
 pub mod files;
 mod head;
+#[cfg(test)]
+mod head_split_tests;
 mod headers;
 #[cfg(feature = "serde")]
 mod json;
@@ -79,8 +81,8 @@ pub(crate) mod seams {
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_seams {
     pub(crate) use super::body::{Framing, read_chunked};
-    pub(crate) use super::error::Failure;
-    pub(crate) use super::head::{HeadScanner, parse_head};
+    pub(crate) use super::error::{Failure, Reject};
+    pub(crate) use super::head::{Head, HeadScanner, parse_head, parse_head_into};
 }
 
 use std::fmt;

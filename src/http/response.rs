@@ -44,7 +44,7 @@ pub(crate) type Field = std::borrow::Cow<'static, str>;
 /// A response's header fields, in order. The first is held in place, the rest in a
 /// `Vec`: a response with one field (the `Content-Type` of [`Response::text`]) costs
 /// no allocation for it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Fields {
     /// The first field, if any.
     first: Option<(Field, Field)>,
@@ -68,6 +68,15 @@ impl Fields {
     /// Every field's name and value, in order.
     pub(crate) fn iter(&self) -> <&Fields as IntoIterator>::IntoIter {
         self.into_iter()
+    }
+}
+
+/// A list of `(name, value)` pairs, as the `Vec` of fields it replaced printed.
+impl fmt::Debug for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.first.iter().chain(&self.rest))
+            .finish()
     }
 }
 
@@ -356,5 +365,30 @@ mod tests {
         let (_, parts, _) = response.into_parts();
         assert_eq!(parts.iter().count(), 3);
         assert_eq!(Response::status(204).headers().count(), 0);
+    }
+
+    #[test]
+    fn debug_lists_the_fields_as_the_vec_of_fields_did() {
+        let response = Response::text(200, "x").with_header("X-One", "1");
+        let debug = format!("{response:?}");
+        assert!(
+            debug.contains(
+                r#"headers: [("Content-Type", "text/plain; charset=utf-8"), ("X-One", "1")]"#
+            ),
+            "{debug}"
+        );
+        assert!(format!("{:?}", Response::status(204)).contains("headers: []"));
+    }
+
+    #[test]
+    fn a_repeated_field_keeps_every_value_and_the_first_answers_a_lookup() {
+        let response = Response::status(200)
+            .with_header("Set-Cookie", "a=1")
+            .with_header("set-cookie", "b=2")
+            .with_header("SET-COOKIE", "c=3");
+        let values: Vec<&str> = response.headers().map(|(_, value)| value).collect();
+        assert_eq!(values, ["a=1", "b=2", "c=3"]);
+        assert_eq!(response.header("Set-Cookie"), Some("a=1"));
+        assert_eq!(response.header("Cookie"), None);
     }
 }
