@@ -16,7 +16,7 @@ use super::error::{Failure, Reject, read_failure};
 use super::headers::Headers;
 use super::request::Version;
 use crate::conn::{Conn, Idle};
-use crate::rt::{self, clock};
+use crate::rt::clock;
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -240,8 +240,7 @@ pub(crate) fn read_head(
         match scanner.feed(available, config)? {
             // The usual case: the whole head came in one read, and is parsed in place.
             Some(used) if head.is_empty() => {
-                let (bytes, fields) = (&available[..used], scanner.field_lines());
-                let parsed = rt::on_scheduler_stack(|| parse_head_into(bytes, fields, spare));
+                let parsed = parse_head_into(&available[..used], scanner.field_lines(), spare);
                 conn.consume(used);
                 return parsed.map(Some).map_err(Failure::from);
             }

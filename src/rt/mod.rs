@@ -81,7 +81,6 @@ use std::time::{Duration, Instant};
 
 use scheduler::ParkKind;
 
-pub(crate) use coroutine::on_scheduler_stack;
 pub use error::SpawnError;
 pub use io_source::{IoSource, forget_fd, wait_fd};
 pub(crate) use io_source::{
