@@ -5,7 +5,9 @@
 //! deadline, the header deadline, the check before each park, the `Date` header, the
 //! stall detector); each read is a `clock_gettime` through the vDSO. The loop now reads
 //! it once after each `epoll_wait`, and the stall detector's reading at the end of each
-//! resume (when it is on) refreshes it; code on a coroutine asks [`now`] instead.
+//! resume (when it is on) refreshes it; the checks before a park, the header deadline
+//! taken just after input woke the coroutine, and the `Date` line ask [`now`] instead.
+//! The idle deadline still reads the real clock (see below): one read per request.
 //!
 //! The cached time is behind the real one by at most one resume (stall detector on, the
 //! default) or one batch of resumes (off). Deadlines set from it come that much early and
@@ -15,7 +17,8 @@
 //! move within a resume. Nor is it for a timeout that must run from the start of a wait
 //! that may follow a long resume (a slow handler): a connection's read and write
 //! timeouts read the real clock when a call first has to wait, which costs nothing on
-//! the calls that do not wait.
+//! the calls that do not wait, and HTTP's idle, pipelined-header, body and linger
+//! deadlines start on the real clock.
 //!
 //! Off a runtime's thread (thread- and process-based models) [`now`] is `Instant::now()`.
 
