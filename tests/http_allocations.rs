@@ -11,13 +11,14 @@
 #[path = "../benches/micro/counting.rs"]
 mod counting;
 
-use std::io::{Read, Write};
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
-use std::thread;
+mod http_util;
+
+use std::io::Write;
 
 use mixserve::http::{Http, HttpConfig, Request, Response};
 use mixserve::{Conn, Handler, MakeHandler};
+
+use http_util::ThreadedClient;
 
 #[global_allocator]
 static ALLOCATOR: counting::Counting = counting::Counting;
@@ -43,21 +44,7 @@ Sec-Fetch-Site: same-origin\r\n\
 /// Serves `count` pipelined copies of `request` on one connection; returns the
 /// allocations the serving thread made and how many answers came back.
 fn serve_pipelined(request: &[u8], count: usize) -> (u64, usize) {
-    let (mut client, server) = UnixStream::pair().unwrap();
-    // The client writes and reads on threads of its own, so neither side can be
-    // blocked by a full socket buffer.
-    let mut answers = client.try_clone().unwrap();
-    let reading = thread::spawn(move || {
-        let mut all = Vec::new();
-        answers.read_to_end(&mut all).unwrap();
-        String::from_utf8(all).unwrap()
-    });
-    let requests = request.repeat(count);
-    let writing = thread::spawn(move || {
-        client.write_all(&requests).unwrap();
-        client.shutdown(Shutdown::Write).unwrap();
-    });
-
+    let (server, client) = ThreadedClient::start(request.repeat(count));
     let mut config = HttpConfig::default();
     config.max_requests_per_connection = usize::MAX;
     let app = Http::with_config(|_: &mut Request| Response::text(200, "hello"), config);
@@ -69,12 +56,7 @@ fn serve_pipelined(request: &[u8], count: usize) -> (u64, usize) {
     conn.flush().unwrap();
     let made = counting::allocations() - before;
     drop(conn);
-    writing.join().unwrap();
-    let answered = reading
-        .join()
-        .unwrap()
-        .matches("HTTP/1.1 200 OK\r\n")
-        .count();
+    let answered = client.answers().matches("HTTP/1.1 200 OK\r\n").count();
     (made, answered)
 }
 

@@ -5,13 +5,14 @@
 //! The connection is served on the test's own thread; the client writes and reads on
 //! two others, so neither side blocks on a full socket buffer.
 
+mod http_util;
+
 use std::io::{Read, Write};
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
-use std::thread;
 
 use mixserve::http::{BodyReader, Http, HttpConfig, HttpHandler, Request, Response};
 use mixserve::{Conn, Handler, MakeHandler};
+
+use http_util::ThreadedClient;
 
 /// Everything a request shows the application, one line per item.
 fn describe(req: &Request, trailers: &mut dyn Iterator<Item = (&str, &[u8])>) -> String {
@@ -46,18 +47,7 @@ fn echo(req: &mut Request) -> Response {
 
 /// Serves `input` on one connection; returns the bodies of the answers, in order.
 fn serve(app: impl HttpHandler, input: &[u8]) -> Vec<String> {
-    let (mut client, server) = UnixStream::pair().unwrap();
-    let mut answers = client.try_clone().unwrap();
-    let reading = thread::spawn(move || {
-        let mut all = Vec::new();
-        answers.read_to_end(&mut all).unwrap();
-        String::from_utf8(all).unwrap()
-    });
-    let input = input.to_vec();
-    let writing = thread::spawn(move || {
-        client.write_all(&input).unwrap();
-        client.shutdown(Shutdown::Write).unwrap();
-    });
+    let (server, client) = ThreadedClient::start(input.to_vec());
     let mut config = HttpConfig::default();
     config.max_requests_per_connection = usize::MAX;
     let http = Http::with_config(app, config);
@@ -67,8 +57,7 @@ fn serve(app: impl HttpHandler, input: &[u8]) -> Vec<String> {
     handler.handle(&mut conn).unwrap();
     conn.flush().unwrap();
     drop(conn);
-    writing.join().unwrap();
-    let all = reading.join().unwrap();
+    let all = client.answers();
     let mut rest = all.as_str();
     let mut bodies = Vec::new();
     while !rest.is_empty() {

@@ -181,3 +181,36 @@ pub fn echo(req: &mut Request) -> Response {
     }
     response
 }
+
+/// A client that writes all its requests and reads every answer on threads of its own,
+/// so neither it nor the server (served on the caller's thread) can be blocked by a full
+/// socket buffer.
+pub struct ThreadedClient {
+    writing: JoinHandle<()>,
+    reading: JoinHandle<String>,
+}
+
+impl ThreadedClient {
+    /// Starts writing `input` (then half-closing) on a socketpair; returns the server's
+    /// end and the client.
+    pub fn start(input: Vec<u8>) -> (UnixStream, ThreadedClient) {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let mut answers = client.try_clone().unwrap();
+        let reading = thread::spawn(move || {
+            let mut all = Vec::new();
+            answers.read_to_end(&mut all).unwrap();
+            String::from_utf8(all).unwrap()
+        });
+        let writing = thread::spawn(move || {
+            client.write_all(&input).unwrap();
+            client.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        (server, ThreadedClient { writing, reading })
+    }
+
+    /// Everything the server sent, once it closed its end.
+    pub fn answers(self) -> String {
+        self.writing.join().unwrap();
+        self.reading.join().unwrap()
+    }
+}
