@@ -291,25 +291,23 @@ impl Core {
 
     /// Names coroutine `id` in the message printed if it overflows its stack.
     pub(crate) fn set_label(&self, id: CoroutineId, label: std::fmt::Arguments<'_>) {
-        if let Some(guard) = self
-            .slots
-            .borrow_mut()
-            .get_mut(id)
-            .and_then(|s| s.guard.as_ref())
-        {
-            guard.set_label(label);
-        }
+        self.with_guard(id, |guard| guard.set_label(label));
     }
 
     /// [`set_label`](Core::set_label) from pieces joined without formatting.
     pub(crate) fn set_label_parts(&self, id: CoroutineId, parts: &[&str]) {
+        self.with_guard(id, |guard| guard.set_label_parts(parts));
+    }
+
+    /// Calls `f` with the guard registration of coroutine `id`'s stack, if it has one.
+    fn with_guard(&self, id: CoroutineId, f: impl FnOnce(&GuardRegistration)) {
         if let Some(guard) = self
             .slots
             .borrow_mut()
             .get_mut(id)
             .and_then(|s| s.guard.as_ref())
         {
-            guard.set_label_parts(parts);
+            f(guard);
         }
     }
 
