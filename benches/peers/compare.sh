@@ -13,7 +13,9 @@
 #
 # Knobs (environment): PEERS_KIT (default ../shared/peers/run_all.sh), DURATION=5, REPS=2,
 # COMET_N=10000, COMET_REPS=3 (a comet run lasts ~1 s; its CPU figure has 10 ms ticks, so
-# one run decides nothing), OUT (results directory; default under the kit's work directory).
+# one run decides nothing), OUT (results directory; default under the kit's work directory),
+# QUIET_STEAL=0.03 (a hello sample during which the hypervisor stole more than this share of
+# the CPU time is left out of the "quiet" medians; it stays in the "all samples" ones).
 # Needs: the kit installs wrk, nginx and the peers (`run_all.sh install`); a quiet machine.
 set -euo pipefail
 
@@ -33,8 +35,23 @@ export OUT=${OUT:-$HOME/.cache/mixserve-peers/results/compare-$(date +%Y%m%d-%H%
 mkdir -p "$OUT"
 
 bash "$kit" install
+
+# The hypervisor's steal time, sampled twice a second beside the hello runs: ratios.py
+# charges each wrk sample with the share of CPU time stolen during it and reports the
+# medians of the quiet samples beside those of all samples.
+sample_steal() {
+  while :; do
+    echo "$(date +%s.%N) $(awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)"
+    sleep 0.5
+  done
+}
+sample_steal >"$OUT/steal.log" &
+sampler=$!
+trap 'kill "$sampler" 2>/dev/null' EXIT
+
 HELLO_PEERS="tokio-hyper nginx-1w nginx-2w may_minihttp mixserve-scheduled mixserve-preforked-2w-scheduled" \
   CONNS="50 1000" SETUPS="pinned shared" bash "$kit" hello >/dev/null
+kill "$sampler" 2>/dev/null
 COMET_PEERS="tokio-hyper may_minihttp mixserve-scheduled mixserve-preforked-2w-scheduled" \
   COMET_NS=${COMET_N:-10000} SETUPS="shared" REPS=${COMET_REPS:-3} bash "$kit" comet >/dev/null
 
