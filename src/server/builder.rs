@@ -29,6 +29,7 @@ pub struct ServerBuilder<M: MixIn> {
     source: Source,
     backlog: i32,
     handle_signals: bool,
+    tcp_nodelay: bool,
     poll_interval: Duration,
     shutdown_timeout: Duration,
     timeout: Option<Duration>,
@@ -55,6 +56,7 @@ impl<M: MixIn> ServerBuilder<M> {
             source: Source::None,
             backlog: Self::DEFAULT_BACKLOG,
             handle_signals: true,
+            tcp_nodelay: true,
             poll_interval: Duration::from_millis(500),
             shutdown_timeout: Duration::from_secs(10),
             timeout: None,
@@ -106,6 +108,20 @@ impl<M: MixIn> ServerBuilder<M> {
         self
     }
 
+    /// Whether TCP connections have Nagle's algorithm off (`TCP_NODELAY`; default: on,
+    /// as nginx, Go's net/http and hyper do). Set on the listener, from which Linux
+    /// copies it to each accepted socket; a Unix-domain listener ignores it.
+    ///
+    /// With Nagle on, a small write waits while an earlier one is unacknowledged, and
+    /// clients delay their acknowledgements by up to 40 ms: a streamed response written
+    /// in several pieces stalls that long per piece on a keep-alive connection. Turn it
+    /// off only for a protocol that writes many tiny pieces and never waits for an
+    /// answer between them.
+    pub fn tcp_nodelay(mut self, on: bool) -> Self {
+        self.tcp_nodelay = on;
+        self
+    }
+
     /// How often an idle loop wakes for `service_actions` (default 500 ms).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
@@ -152,6 +168,7 @@ impl<M: MixIn> ServerBuilder<M> {
             }
             Source::Listener(listener) => listener,
         };
+        listener.set_nodelay(self.tcp_nodelay)?;
         let hooks = self
             .hooks
             .map_or_else(|| Box::new(DefaultHooks) as Box<dyn Hooks>, |h| h.0);

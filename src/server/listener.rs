@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, SockRef, Socket, Type};
 
 use crate::conn::{Conn, PeerAddr};
 use crate::sys::activation;
@@ -235,6 +235,25 @@ impl Listener {
         match self {
             Listener::Tcp(listener) => listener.set_nonblocking(nonblocking),
             Listener::Unix { listener, .. } => listener.set_nonblocking(nonblocking),
+        }
+    }
+
+    /// Sets `TCP_NODELAY` on a TCP listener; a no-op on a Unix-domain one. Linux copies
+    /// the flag to every connection accepted afterwards, so it costs no call per
+    /// connection. [`ServerBuilder::tcp_nodelay`](crate::ServerBuilder::tcp_nodelay)
+    /// says why servers turn Nagle's algorithm off.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        match self {
+            Listener::Tcp(listener) => SockRef::from(listener).set_tcp_nodelay(nodelay),
+            Listener::Unix { .. } => Ok(()),
+        }
+    }
+
+    /// Whether `TCP_NODELAY` is set (always false on a Unix-domain listener).
+    pub fn nodelay(&self) -> io::Result<bool> {
+        match self {
+            Listener::Tcp(listener) => SockRef::from(listener).tcp_nodelay(),
+            Listener::Unix { .. } => Ok(false),
         }
     }
 

@@ -64,7 +64,10 @@ impl WorkerPlan {
             Accept::Locked(LockKind::SharedMutex) => {
                 Way::Locked(Arc::new(AcceptLock::Mutex(SharedMutex::new()?)))
             }
-            Accept::ReusePort => Way::ReusePort(reuseport_addr(ctx)?),
+            Accept::ReusePort => Way::ReusePort {
+                addr: reuseport_addr(ctx)?,
+                nodelay: ctx.listener().nodelay()?,
+            },
             Accept::Passed(_) => Way::Passed,
         };
         let board = model

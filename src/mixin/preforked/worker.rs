@@ -105,7 +105,7 @@ fn serve(
             .spawn(move || watchdog(&ctx, &seat, &wake, master))?;
     }
     let mut inner = lock(&plan.inner);
-    if let Way::ReusePort(_) = seat.way {
+    if let Way::ReusePort { .. } = seat.way {
         // A queue of its own: the reserve rule applies to this worker alone.
         worker_ctx.scope().set_max_blocked(inner.max_blocked());
     }

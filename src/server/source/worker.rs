@@ -49,7 +49,13 @@ pub(crate) enum Way {
     /// `accept` while holding a lock shared by every worker.
     Locked(Arc<AcceptLock>),
     /// The worker's own `SO_REUSEPORT` listener on this address, and passed fds.
-    ReusePort(SocketAddr),
+    ReusePort {
+        /// The server's address.
+        addr: SocketAddr,
+        /// The server listener's `TCP_NODELAY`, which the worker's own copies (the
+        /// worker does not keep the server's listener to read it from).
+        nodelay: bool,
+    },
     /// Fds the master passes after a "ready".
     Passed,
 }
@@ -108,14 +114,21 @@ pub(crate) struct Share {
     taken: AtomicU64,
 }
 
+/// A worker's own non-blocking `SO_REUSEPORT` listener on the server's address.
+fn own_listener(addr: SocketAddr, nodelay: bool) -> io::Result<Listener> {
+    let listener = Listener::bind_tcp_reuseport(addr, REUSEPORT_BACKLOG)?;
+    listener.set_nonblocking(true)?;
+    listener.set_nodelay(nodelay)?;
+    Ok(listener)
+}
+
 impl Share {
     /// Opens the share; fails (a boot failure) if e.g. the worker's own
     /// `SO_REUSEPORT` listener cannot be bound.
     pub(crate) fn open(_ctx: &Context, seat: Arc<WorkerSeat>) -> io::Result<Share> {
         let own = match seat.way {
-            Way::ReusePort(addr) => {
-                let listener = Listener::bind_tcp_reuseport(addr, REUSEPORT_BACKLOG)?;
-                listener.set_nonblocking(true)?;
+            Way::ReusePort { addr, nodelay } => {
+                let listener = own_listener(addr, nodelay)?;
                 fd_passing::set_nonblocking(&borrow_fd(seat.control), true)?;
                 Some(listener)
             }
@@ -188,7 +201,7 @@ impl Share {
         match &self.seat.way {
             Way::Shared => accept_with_rules(listener, ctx.spare_fd()),
             Way::Locked(lock) => locked_accept(lock, listener, ctx),
-            Way::ReusePort(_) => {
+            Way::ReusePort { .. } => {
                 let own = self.own.as_ref().map_or(listener, AsRawFd::as_raw_fd);
                 let (listener_ready, control_ready) = wait_two(own, control)?;
                 if control_ready {
@@ -232,7 +245,7 @@ impl Share {
             receive(control).ok().flatten()
         };
         let conn = match (&self.seat.way, &self.own) {
-            (Way::ReusePort(_), Some(own)) => crate::sys::accept::accept(own.as_raw_fd())
+            (Way::ReusePort { .. }, Some(own)) => crate::sys::accept::accept(own.as_raw_fd())
                 .ok()
                 .map(conn_from)
                 .or_else(passed),
@@ -311,4 +324,21 @@ fn wait_two(listener: RawFd, control: RawFd) -> io::Result<(bool, bool)> {
     poll(&mut fds, PollTimeout::NONE)?;
     let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
     Ok((ready(&fds[0]), ready(&fds[1])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workers_own_listener_takes_the_servers_nodelay() {
+        let server = Listener::bind_tcp_reuseport("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let crate::ListenAddr::Tcp(addr) = server.local_addr().unwrap() else {
+            unreachable!("bound a TCP listener")
+        };
+        for nodelay in [true, false] {
+            let own = own_listener(addr, nodelay).unwrap();
+            assert_eq!(own.nodelay().unwrap(), nodelay);
+        }
+    }
 }
