@@ -9,7 +9,7 @@ use std::io::{self, BufRead, Read};
 
 use crate::http::HttpConfig;
 use crate::http::fuzz_seams::{
-    Failure, Framing, Head, HeadScanner, Reject, parse_head, parse_head_into, read_chunked,
+    Failure, Framing, Head, HeadAssembler, Progress, Reject, parse_head, read_chunked,
 };
 use crate::http::{Headers, Version};
 use crate::scgi::netstring::{parse_variables, read_netstring};
@@ -120,41 +120,45 @@ fn parsed_head(parsed: Result<Head, Reject>) -> Result<ParsedHead, u16> {
     })
 }
 
-/// Scans and parses a request head fed as `pieces`, with [`limits`].
-pub fn request_head(pieces: &[&[u8]]) -> HeadOutcome {
-    let config = limits();
-    let mut scanner = HeadScanner::default();
-    let mut head = Vec::new();
-    let mut before = 0;
-    for piece in pieces {
-        match scanner.feed(piece, &config) {
+/// Reads a request head from `reader` into `spare` as a connection does (the same
+/// [`HeadAssembler`]): empty lines before it skipped, a head that came in one piece
+/// parsed where it lies, one in pieces from the accumulated copy.
+fn read_request_head(reader: &mut Pieces<'_>, config: &HttpConfig, spare: Head) -> HeadOutcome {
+    let mut raw = Vec::new();
+    let mut assembler = HeadAssembler::new(&mut raw, spare);
+    loop {
+        let available = match reader.fill_buf() {
+            Ok([]) | Err(_) => return HeadOutcome::Incomplete,
+            Ok(available) => available,
+        };
+        match assembler.take(available, config) {
             Err(reject) => return HeadOutcome::Refused(reject.status),
-            Ok(Some(used)) => {
-                // As a connection does: a head that came in one piece is parsed where it
-                // lies, and into the storage an earlier request left.
-                let bytes = if head.is_empty() {
-                    &piece[..used]
-                } else {
-                    head.extend_from_slice(&piece[..used]);
-                    &head[..]
-                };
-                assert!(bytes.len() <= config.max_head_bytes, "head over its limit");
-                let fields = scanner.field_lines();
-                let parsed = parsed_head(parse_head_into(bytes, fields, earlier_head()));
-                let fresh = parsed_head(parse_head(bytes, fields));
-                assert_eq!(
-                    parsed, fresh,
-                    "a head parsed into kept storage reads as a fresh one"
-                );
-                return HeadOutcome::Complete(before + used, parsed);
+            Ok(Progress::More(used)) => {
+                assert!(used > 0, "the head reader took nothing of {available:?}");
+                reader.consume(used);
             }
-            Ok(None) => {
-                head.extend_from_slice(piece);
-                before += piece.len();
+            Ok(Progress::Done(used, parsed)) => {
+                assert!(
+                    assembler.head_len() <= config.max_head_bytes,
+                    "head over its limit"
+                );
+                reader.consume(used);
+                return HeadOutcome::Complete(reader.consumed, parsed_head(parsed));
             }
         }
     }
-    HeadOutcome::Incomplete
+}
+
+/// Reads a request head fed as `pieces`, with [`limits`], as a connection does.
+pub fn request_head(pieces: &[&[u8]]) -> HeadOutcome {
+    let config = limits();
+    let kept = read_request_head(&mut Pieces::new(pieces), &config, earlier_head());
+    let fresh = read_request_head(&mut Pieces::new(pieces), &config, Head::default());
+    assert_eq!(
+        kept, fresh,
+        "a head parsed into kept storage reads as a fresh one"
+    );
+    kept
 }
 
 /// Decodes a chunked body fed as `pieces`, with [`limits`]: `Ok((body, trailers, bytes

@@ -83,7 +83,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod conn;
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handler;

@@ -174,20 +174,30 @@ fn open(addr: SocketAddr, source: IpAddr) -> io::Result<TcpStream> {
 }
 
 /// Reads what is there; `Some("STATUS:BODY")` once the whole answer is in.
+///
+/// An answer followed by the end of the stream counts: a client that reads it more
+/// than the server's `idle_timeout` (5 s) after it was sent finds the keep-alive
+/// connection closed behind it, which a slow release on a loaded machine takes.
 fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<String>> {
     let mut chunk = [0u8; 1024];
-    loop {
+    let ended = loop {
         match stream.read(&mut chunk) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(0) => break true,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-    }
-    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Ok(None);
     };
+    match parse_answer(buf) {
+        None if ended => Err(io::ErrorKind::UnexpectedEof.into()),
+        answer => Ok(answer),
+    }
+}
+
+/// `Some("STATUS:BODY")` when `buf` holds a whole answer.
+fn parse_answer(buf: &[u8]) -> Option<String> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..head_end]);
     let status = head.split_whitespace().nth(1).unwrap_or("?").to_owned();
     let length = head
@@ -198,7 +208,7 @@ fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<S
         .unwrap_or(0);
     let body = &buf[head_end + 4..];
     if body.len() < length {
-        return Ok(None);
+        return None;
     }
     // One word per answer in the report line.
     let body: String = String::from_utf8_lossy(&body[..length])
@@ -211,5 +221,5 @@ fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<S
             }
         })
         .collect();
-    Ok(Some(format!("{status}:{body}")))
+    Some(format!("{status}:{body}"))
 }

@@ -153,6 +153,86 @@ impl HeadScanner {
     }
 }
 
+/// Assembles one request head from bytes as a connection buffers them: skips the empty
+/// lines a client may send before the request line (RFC 9112 §2.2), finds the end of
+/// the head under the size limits ([`HeadScanner`]), and parses it — where it lies when
+/// it came in one piece, else from the raw copy. [`read_head`] drives it from a
+/// connection and the fuzz targets from pieces of bytes, so both parse the same way.
+#[derive(Debug)]
+pub(crate) struct HeadAssembler<'raw> {
+    /// Where the head ends, and its limits.
+    scanner: HeadScanner,
+    /// The raw bytes of a head that arrives in pieces (kept up to `SPARE_RAW_HEAD`).
+    raw: &'raw mut Vec<u8>,
+    /// The storage the head is parsed into (taken when it is).
+    spare: Option<Head>,
+}
+
+/// What [`HeadAssembler::take`] made of the bytes it was shown.
+#[derive(Debug)]
+pub(crate) enum Progress {
+    /// Consume this many bytes (at least one); the head has not ended.
+    More(usize),
+    /// Consume this many bytes: the head ended with them, and parsed or was refused.
+    Done(usize, Result<Head, Reject>),
+}
+
+impl<'raw> HeadAssembler<'raw> {
+    /// Starts a head: `raw` is emptied (its storage kept), `spare` is parsed into.
+    pub(crate) fn new(raw: &'raw mut Vec<u8>, spare: Head) -> HeadAssembler<'raw> {
+        raw.clear();
+        HeadAssembler {
+            scanner: HeadScanner::default(),
+            raw,
+            spare: Some(spare),
+        }
+    }
+
+    /// Looks at `available` (what is buffered, not empty) and says how much of it to
+    /// consume. `Err`: the limits refused the head before it ended (nothing consumed).
+    pub(crate) fn take(
+        &mut self,
+        available: &[u8],
+        config: &HttpConfig,
+    ) -> Result<Progress, Reject> {
+        if self.raw.is_empty() {
+            // Empty lines before a request line are ignored (RFC 9112 §2.2).
+            let skip = available
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            if skip > 0 {
+                return Ok(Progress::More(skip));
+            }
+        }
+        let Some(used) = self.scanner.feed(available, config)? else {
+            self.raw.extend_from_slice(available);
+            return Ok(Progress::More(available.len()));
+        };
+        let fields = self.scanner.field_lines();
+        let spare = self.spare.take().unwrap_or_default();
+        if self.raw.is_empty() {
+            // The usual case: the whole head came in one read, and is parsed in place.
+            return Ok(Progress::Done(
+                used,
+                parse_head_into(&available[..used], fields, spare),
+            ));
+        }
+        self.raw.extend_from_slice(&available[..used]);
+        let parsed = parse_head_into(self.raw, fields, spare);
+        if self.raw.capacity() > SPARE_RAW_HEAD {
+            *self.raw = Vec::new();
+        }
+        Ok(Progress::Done(used, parsed))
+    }
+
+    /// Bytes of the head seen so far, the empty lines before it not counted.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn head_len(&self) -> usize {
+        self.scanner.total
+    }
+}
+
 /// Reads the next request head from `conn`, leaving anything after it buffered. It is
 /// parsed into `spare`'s storage; `head` holds the raw bytes of a head that arrives
 /// in pieces (kept between calls up to `SPARE_RAW_HEAD` bytes of storage).
@@ -167,8 +247,7 @@ pub(crate) fn read_head(
     first_deadline: Option<Instant>,
     spare: Head,
 ) -> Result<Option<Head>, Failure> {
-    head.clear();
-    let mut scanner = HeadScanner::default();
+    let mut assembler = HeadAssembler::new(head, spare);
     let mut started = false;
     conn.set_read_timeout(None);
     let idle_until = match first_deadline {
@@ -224,39 +303,11 @@ pub(crate) fn read_head(
             conn.set_read_deadline(Some(clock::now() + config.header_timeout));
         }
         started = true;
-        if head.is_empty() {
-            // Empty lines before a request line are ignored (RFC 9112 §2.2).
-            let skip = conn
-                .buffered()
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
-            if skip > 0 {
-                conn.consume(skip);
-                continue;
-            }
-        }
-        let available = conn.buffered();
-        match scanner.feed(available, config)? {
-            // The usual case: the whole head came in one read, and is parsed in place.
-            Some(used) if head.is_empty() => {
-                let parsed = parse_head_into(&available[..used], scanner.field_lines(), spare);
+        match assembler.take(conn.buffered(), config)? {
+            Progress::More(used) => conn.consume(used),
+            Progress::Done(used, parsed) => {
                 conn.consume(used);
                 return parsed.map(Some).map_err(Failure::from);
-            }
-            Some(used) => {
-                head.extend_from_slice(&available[..used]);
-                conn.consume(used);
-                let parsed = parse_head_into(head, scanner.field_lines(), spare);
-                if head.capacity() > SPARE_RAW_HEAD {
-                    *head = Vec::new();
-                }
-                return parsed.map(Some).map_err(Failure::from);
-            }
-            None => {
-                let used = available.len();
-                head.extend_from_slice(available);
-                conn.consume(used);
             }
         }
     }

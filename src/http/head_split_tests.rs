@@ -1,7 +1,7 @@
 //! A head read whole (parsed in place from the read buffer) and the same head read in
 //! two pieces (parsed from the accumulated copy) give the same request, at every split
 //! point, and leave the same bytes buffered; a recycled head from another request
-//! leaves nothing behind.
+//! leaves nothing behind. The fuzz seam reads as a connection does.
 
 use std::io::{BufRead, Write};
 use std::os::unix::net::UnixStream;
@@ -12,6 +12,7 @@ use super::error::Failure;
 use super::head::{Head, parse_head, read_head};
 use super::request::Version;
 use crate::conn::Conn;
+use crate::fuzzing::{self, HeadOutcome};
 
 /// What a read head comes to, comparable: the request line and fields, or the status.
 type Outcome = Result<(String, String, Version, Vec<(String, Vec<u8>)>), u16>;
@@ -116,4 +117,49 @@ fn a_bad_head_fails_the_same_at_every_split() {
     check_every_split(b"GET / HTTP/1.1\r\n\r\n", &Err(400), b"");
     check_every_split(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", &Err(505), b"");
     check_every_split(b"GET / HTTP/1.1\r\nBad Name: a\r\n\r\n", &Err(400), b"");
+}
+
+/// What the fuzz seam read, in the terms of [`read_split`]: the outcome and the bytes
+/// left after the head (for inputs within the limits).
+fn seam_read(input: &[u8], at: usize) -> (Outcome, Vec<u8>) {
+    let (a, b) = input.split_at(at);
+    match fuzzing::request_head(&[a, b]) {
+        HeadOutcome::Complete(used, parsed) => {
+            let read = parsed.map(|head| {
+                let fields = head
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                    .collect();
+                let (method, target, version) = head.request_line;
+                (method, target, version, fields)
+            });
+            (read, input[used..].to_vec())
+        }
+        HeadOutcome::Refused(status) => panic!("at {at}: the limits refused {input:?} ({status})"),
+        HeadOutcome::Incomplete => (Err(0), Vec::new()),
+    }
+}
+
+#[test]
+fn leading_empty_lines_read_the_same_through_a_connection_and_the_fuzz_seam() {
+    let inputs: [&[u8]; 6] = [
+        b"\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /next",
+        b"\n\nHEAD / HTTP/1.0\n\n",
+        b"\r\n\nGET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n",
+        b"\r\n\r\n",
+        b"\r\nGET / HTTP/1.1\r\n\r\n\r\nGET /b HTTP/1.1\r\nHost: y\r\n\r\n",
+    ];
+    for input in inputs {
+        for at in 0..=input.len() {
+            let seam = seam_read(input, at);
+            let connection = read_split(input, at, Head::default());
+            assert_eq!(connection, seam, "split at {at}: {input:?}");
+        }
+    }
+    let (read, rest) = seam_read(inputs[0], 0);
+    let (method, target, _, fields) = read.unwrap();
+    assert_eq!((method.as_str(), target.as_str()), ("GET", "/a"));
+    assert_eq!((fields.len(), rest.as_slice()), (1, &b"GET /next"[..]));
 }

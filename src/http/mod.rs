@@ -76,13 +76,13 @@ pub(crate) mod seams {
     pub(crate) use super::write::{Answering, Dialect, write_response};
 }
 
-/// What the fuzz targets drive (feature `fuzzing`): the head scanner and parser and the
-/// chunked decoder.
-#[cfg(feature = "fuzzing")]
+/// What the fuzz targets drive (feature `fuzzing`, and the unit tests): the head
+/// reader a connection uses, the head parser and the chunked decoder.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz_seams {
     pub(crate) use super::body::{Framing, read_chunked};
     pub(crate) use super::error::{Failure, Reject};
-    pub(crate) use super::head::{Head, HeadScanner, parse_head, parse_head_into};
+    pub(crate) use super::head::{Head, HeadAssembler, Progress, parse_head};
 }
 
 use std::fmt;
