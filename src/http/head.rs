@@ -1,11 +1,6 @@
-//! Reading a request head: find its end under the size limits, then parse it.
-//!
-//! [`HeadScanner`] looks at bytes as they arrive and stops at the blank line that ends
-//! the head, so bytes after it (a body, a pipelined request) stay in the connection's
-//! buffer. It enforces the request-line, field-line, field-count and total limits
-//! before anything is parsed, so the head buffer never grows past `max_head_bytes`.
-//! `httparse` then parses the complete head, into storage a connection reuses from
-//! one request to the next (see [`Head::recycle`]).
+//! Reading a request head: find its end under the size limits
+//! ([`super::head_assembly`]), then parse it with `httparse`, into storage a connection
+//! reuses from one request to the next (see [`Head::recycle`]).
 
 use std::io::{BufRead, Write};
 use std::mem::MaybeUninit;
@@ -13,6 +8,7 @@ use std::time::Instant;
 
 use super::config::HttpConfig;
 use super::error::{Failure, Reject, read_failure};
+use super::head_assembly::{HeadAssembler, Progress};
 use super::headers::Headers;
 use super::request::Version;
 use crate::conn::{Conn, Idle};
@@ -43,7 +39,7 @@ const SPARE_FIELD_BYTES: usize = 1024;
 const SPARE_FIELDS: usize = 24;
 /// Bytes of raw head kept for the next head that arrives in pieces (one that arrives
 /// whole is parsed where it was read, and needs none).
-const SPARE_RAW_HEAD: usize = 1024;
+pub(super) const SPARE_RAW_HEAD: usize = 1024;
 
 impl Default for Head {
     fn default() -> Head {
@@ -71,165 +67,6 @@ impl Head {
         }
         self.version = Version::Http11;
         self.headers.clear_keeping(SPARE_FIELD_BYTES, SPARE_FIELDS);
-    }
-}
-
-/// Finds the end of a head in bytes fed piecewise, checking the size limits.
-#[derive(Debug, Default)]
-pub(crate) struct HeadScanner {
-    /// Bytes in the current line so far, line end excluded.
-    line_len: usize,
-    /// True while the current line holds nothing but a `\r`.
-    line_is_cr: bool,
-    /// Lines completed: 0 while in the request line.
-    lines: usize,
-    /// Bytes fed so far.
-    total: usize,
-}
-
-impl HeadScanner {
-    /// Number of header field lines seen (complete head: all of them).
-    pub(crate) fn field_lines(&self) -> usize {
-        self.lines.saturating_sub(1)
-    }
-
-    /// Feeds the next bytes; returns how many of them complete the head, if it ends in
-    /// `chunk`. The caller keeps the rest for later.
-    pub(crate) fn feed(
-        &mut self,
-        chunk: &[u8],
-        config: &HttpConfig,
-    ) -> Result<Option<usize>, Reject> {
-        let mut rest = chunk;
-        let mut used = 0;
-        while !rest.is_empty() {
-            let (content, ends_line) = match rest.iter().position(|&b| b == b'\n') {
-                Some(at) => (&rest[..at], true),
-                None => (rest, false),
-            };
-            if !content.is_empty() {
-                self.line_is_cr = self.line_len == 0 && content == b"\r";
-                self.line_len += content.len();
-            }
-            self.total += content.len() + usize::from(ends_line);
-            self.check_sizes(config)?;
-            if !ends_line {
-                return Ok(None);
-            }
-            used += content.len() + 1;
-            rest = &rest[content.len() + 1..];
-            let blank = self.line_len == 0 || (self.line_len == 1 && self.line_is_cr);
-            if blank && self.lines > 0 {
-                return Ok(Some(used));
-            }
-            if blank {
-                return Err(Reject::new(400, "empty request line"));
-            }
-            self.lines += 1;
-            self.line_len = 0;
-            self.line_is_cr = false;
-            if self.field_lines() > config.max_headers {
-                return Err(Reject::new(431, "too many header fields"));
-            }
-        }
-        Ok(None)
-    }
-
-    fn check_sizes(&self, config: &HttpConfig) -> Result<(), Reject> {
-        // A line's own limit counts its content; a trailing `\r` is part of the line end.
-        let content = self.line_len.saturating_sub(1);
-        if self.lines == 0 {
-            if content > config.max_request_line {
-                return Err(Reject::new(414, "request line too long"));
-            }
-        } else if content > config.max_header_line {
-            return Err(Reject::new(431, "header field too long"));
-        }
-        if self.total > config.max_head_bytes {
-            let status = if self.lines == 0 { 414 } else { 431 };
-            return Err(Reject::new(status, "request head too large"));
-        }
-        Ok(())
-    }
-}
-
-/// Assembles one request head from bytes as a connection buffers them: skips the empty
-/// lines a client may send before the request line (RFC 9112 §2.2), finds the end of
-/// the head under the size limits ([`HeadScanner`]), and parses it — where it lies when
-/// it came in one piece, else from the raw copy. [`read_head`] drives it from a
-/// connection and the fuzz targets from pieces of bytes, so both parse the same way.
-#[derive(Debug)]
-pub(crate) struct HeadAssembler<'raw> {
-    /// Where the head ends, and its limits.
-    scanner: HeadScanner,
-    /// The raw bytes of a head that arrives in pieces (kept up to `SPARE_RAW_HEAD`).
-    raw: &'raw mut Vec<u8>,
-    /// The storage the head is parsed into (taken when it is).
-    spare: Option<Head>,
-}
-
-/// What [`HeadAssembler::take`] made of the bytes it was shown.
-#[derive(Debug)]
-pub(crate) enum Progress {
-    /// Consume this many bytes (at least one); the head has not ended.
-    More(usize),
-    /// Consume this many bytes: the head ended with them, and parsed or was refused.
-    Done(usize, Result<Head, Reject>),
-}
-
-impl<'raw> HeadAssembler<'raw> {
-    /// Starts a head: `raw` is emptied (its storage kept), `spare` is parsed into.
-    pub(crate) fn new(raw: &'raw mut Vec<u8>, spare: Head) -> HeadAssembler<'raw> {
-        raw.clear();
-        HeadAssembler {
-            scanner: HeadScanner::default(),
-            raw,
-            spare: Some(spare),
-        }
-    }
-
-    /// Looks at `available` (what is buffered, not empty) and says how much of it to
-    /// consume. `Err`: the limits refused the head before it ended (nothing consumed).
-    pub(crate) fn take(
-        &mut self,
-        available: &[u8],
-        config: &HttpConfig,
-    ) -> Result<Progress, Reject> {
-        if self.raw.is_empty() {
-            // Empty lines before a request line are ignored (RFC 9112 §2.2).
-            let skip = available
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
-            if skip > 0 {
-                return Ok(Progress::More(skip));
-            }
-        }
-        let Some(used) = self.scanner.feed(available, config)? else {
-            self.raw.extend_from_slice(available);
-            return Ok(Progress::More(available.len()));
-        };
-        let fields = self.scanner.field_lines();
-        let spare = self.spare.take().unwrap_or_default();
-        if self.raw.is_empty() {
-            // The usual case: the whole head came in one read, and is parsed in place.
-            return Ok(Progress::Done(
-                used,
-                parse_head_into(&available[..used], fields, spare),
-            ));
-        }
-        self.raw.extend_from_slice(&available[..used]);
-        let parsed = parse_head_into(self.raw, fields, spare);
-        if self.raw.capacity() > SPARE_RAW_HEAD {
-            *self.raw = Vec::new();
-        }
-        Ok(Progress::Done(used, parsed))
-    }
-
-    /// Bytes of the head seen so far, the empty lines before it not counted.
-    #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn head_len(&self) -> usize {
-        self.scanner.total
     }
 }
 
@@ -421,54 +258,6 @@ fn is_token_char(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scan(input: &[u8], config: &HttpConfig) -> Result<Option<usize>, Reject> {
-        HeadScanner::default().feed(input, config)
-    }
-
-    #[test]
-    fn finds_the_end_and_leaves_the_rest() {
-        let config = HttpConfig::default();
-        let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next";
-        assert_eq!(scan(input, &config), Ok(Some(input.len() - 9)));
-        assert_eq!(scan(b"GET / HTTP/1.0\n\nrest", &config), Ok(Some(16)));
-    }
-
-    #[test]
-    fn finds_the_end_fed_byte_by_byte() {
-        let config = HttpConfig::default();
-        let input = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n";
-        let mut scanner = HeadScanner::default();
-        for (i, byte) in input.iter().enumerate() {
-            let found = scanner.feed(std::slice::from_ref(byte), &config).unwrap();
-            assert_eq!(found.is_some(), i == input.len() - 1, "at byte {i}");
-        }
-        assert_eq!(scanner.field_lines(), 2);
-    }
-
-    #[test]
-    fn limits_map_to_their_statuses() {
-        let config = HttpConfig {
-            max_request_line: 10,
-            max_header_line: 10,
-            max_headers: 2,
-            max_head_bytes: 60,
-            ..HttpConfig::default()
-        };
-        let status = |input: &[u8]| scan(input, &config).map_err(|r| r.status);
-        assert_eq!(status(b"GET /0123456789 HTTP/1.1"), Err(414));
-        assert_eq!(status(b"GET / H\r\nName: 0123456789"), Err(431));
-        assert_eq!(status(b"GET / H\r\nA: 1\r\nB: 2\r\nC: 3\r\n"), Err(431));
-        assert_eq!(status(b"GET / H\r\nA: 1\r\nB: 2\r\n\r\n"), Ok(Some(23)));
-        let long = HttpConfig {
-            max_head_bytes: 20,
-            ..HttpConfig::default()
-        };
-        assert_eq!(
-            HeadScanner::default().feed(b"GET / H\r\nA: 123456789\r\n", &long),
-            Err(Reject::new(431, "request head too large"))
-        );
-    }
 
     #[test]
     fn parses_and_checks_version_and_host() {

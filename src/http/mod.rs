@@ -54,6 +54,7 @@ mod error;
 mod file_type;
 pub mod files;
 mod head;
+mod head_assembly;
 #[cfg(test)]
 mod head_split_tests;
 mod headers;
@@ -82,7 +83,8 @@ pub(crate) mod seams {
 pub(crate) mod fuzz_seams {
     pub(crate) use super::body::{Framing, read_chunked};
     pub(crate) use super::error::{Failure, Reject};
-    pub(crate) use super::head::{Head, HeadAssembler, Progress, parse_head};
+    pub(crate) use super::head::{Head, parse_head};
+    pub(crate) use super::head_assembly::{HeadAssembler, Progress};
 }
 
 use std::fmt;
