@@ -480,23 +480,6 @@ impl Core {
         (slot.reason, slot.deadline.take())
     }
 
-    /// Makes sure a timer entry fires by the deadline of `slot` (coroutine `id`'s).
-    fn arm(&self, id: CoroutineId, slot: &mut Slot) {
-        match (slot.deadline, slot.armed) {
-            // The armed entry fires first; it arms this deadline then.
-            (Some(deadline), Some(armed)) if armed <= deadline => {}
-            (Some(deadline), armed) => {
-                let mut timers = self.timers.borrow_mut();
-                if armed.is_some() {
-                    timers.note_stale();
-                }
-                timers.insert(deadline, id);
-                slot.armed = Some(deadline);
-            }
-            (None, _) => {}
-        }
-    }
-
     /// Requeues the running coroutine behind every runnable one.
     pub(crate) fn yield_current(&self, id: CoroutineId) {
         if self.tearing_down.get() || !coroutine::on_coroutine() {
