@@ -88,6 +88,11 @@ impl IoSource {
     /// `TimedOut` once `deadline` passes; another error when called off a coroutine of
     /// this source's runtime or while that runtime is being dropped.
     pub fn wait(&self, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
+        if context::with_core(|current| Rc::ptr_eq(current, &self.core)) != Some(true) {
+            return Err(io::Error::other(
+                "waiting on an IoSource off a coroutine of its runtime",
+            ));
+        }
         let until = deadline.map_or(Until::Woken, Until::At);
         wait_on(&self.core, self.key, interest, until, ParkKind::Io).map(drop)
     }
@@ -254,7 +259,8 @@ pub fn forget_fd(fd: RawFd) {
 }
 
 /// Parks until `key` may be ready for `interest` or `until`; returns the deadline the
-/// park had, if it parked with one.
+/// park had, if it parked with one. `core` is this thread's running runtime (the
+/// caller took it from the thread, or checked).
 fn wait_on(
     core: &Rc<Core>,
     key: SourceKey,
@@ -264,7 +270,6 @@ fn wait_on(
 ) -> io::Result<Option<Instant>> {
     let id = context::current()
         .filter(|_| coroutine::on_coroutine())
-        .filter(|_| context::with_core(|current| Rc::ptr_eq(current, core)) == Some(true))
         .ok_or_else(|| io::Error::other("waiting on an fd off a coroutine of its runtime"))?;
     let reactor = &core.reactor;
     if reactor.take_ready(key, interest) {

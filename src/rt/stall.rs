@@ -79,8 +79,12 @@ impl StallWatch {
         };
         let now = super::clock::refresh();
         self.stamp.set(Some(now));
-        let held = now.saturating_duration_since(started);
-        if held > threshold {
+        // Compared as instants: a duration is worked out only for a stall.
+        if started
+            .checked_add(threshold)
+            .is_some_and(|limit| now > limit)
+        {
+            let held = now.saturating_duration_since(started);
             STALLS.fetch_add(1, Ordering::Relaxed);
             self.count.set(self.count.get() + 1);
             log::warn!(
