@@ -135,24 +135,37 @@ fn slow_echo(req: &mut Request) -> Response {
     http_util::echo(req)
 }
 
-#[test]
-fn a_keep_alive_connection_waits_its_idle_timeout_after_a_slow_handler() {
+/// Serves one connection with `handler` on a coroutine of a fresh runtime (stall
+/// detector as configured), on a thread of its own; returns the client's halves.
+fn serve_on_loop<H: MakeHandler + Send + 'static>(
+    handler: H,
+    stall_threshold: Option<Duration>,
+) -> (UnixStream, BufReader<UnixStream>, thread::JoinHandle<()>) {
     let (client, server) = UnixStream::pair().unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let mut config = HttpConfig::default();
-    config.idle_timeout = Duration::from_secs(2);
-    let handler = Http::with_config(slow_echo, config).make_handler();
     let loop_thread = thread::spawn(move || {
-        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let mut runtime = Runtime::new(RuntimeConfig {
+            stall_threshold,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let handler = handler.make_handler();
         runtime
             .spawn(move || drop(http_util::serve(handler, server)))
             .unwrap();
         runtime.run().unwrap();
     });
-    let mut writer = client.try_clone().unwrap();
-    let mut reader = BufReader::new(client);
+    let writer = client.try_clone().unwrap();
+    (writer, BufReader::new(client), loop_thread)
+}
+
+fn idle_timeout_after_a_slow_handler(stall_threshold: Option<Duration>) {
+    let mut config = HttpConfig::default();
+    config.idle_timeout = Duration::from_secs(2);
+    let handler = Http::with_config(slow_echo, config);
+    let (mut writer, mut reader, loop_thread) = serve_on_loop(handler, stall_threshold);
     writer
         .write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -171,4 +184,47 @@ fn a_keep_alive_connection_waits_its_idle_timeout_after_a_slow_handler() {
     drop(writer);
     drop(reader);
     loop_thread.join().unwrap();
+}
+
+#[test]
+fn a_keep_alive_connection_waits_its_idle_timeout_after_a_slow_handler() {
+    idle_timeout_after_a_slow_handler(Some(Duration::from_millis(100)));
+}
+
+#[test]
+fn a_keep_alive_connection_waits_its_idle_timeout_after_a_slow_handler_with_the_stall_detector_off()
+{
+    idle_timeout_after_a_slow_handler(None);
+}
+
+/// The idle timeout the loop arms after the park ends an idle connection (the client
+/// would otherwise wait out its 20 s read timeout and fail).
+fn idle_connection_closes_on_a_coroutine(stall_threshold: Option<Duration>) {
+    let mut config = HttpConfig::default();
+    config.idle_timeout = Duration::from_millis(200);
+    let handler = Http::with_config(http_util::echo, config);
+    let (mut writer, mut reader, loop_thread) = serve_on_loop(handler, stall_threshold);
+    for _ in 0..2 {
+        writer
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(http_util::read_answer(&mut reader, false).status, 200);
+    }
+    let mut rest = Vec::new();
+    let end = reader.read_to_end(&mut rest);
+    assert!(
+        matches!(end, Ok(0)),
+        "an idle connection closes without a word: {end:?}, {rest:?}"
+    );
+    loop_thread.join().unwrap();
+}
+
+#[test]
+fn an_idle_connection_on_a_coroutine_closes_at_its_idle_timeout() {
+    idle_connection_closes_on_a_coroutine(Some(Duration::from_millis(100)));
+}
+
+#[test]
+fn an_idle_connection_on_a_coroutine_closes_at_its_idle_timeout_with_the_stall_detector_off() {
+    idle_connection_closes_on_a_coroutine(None);
 }

@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
@@ -86,16 +86,20 @@ pub(crate) enum Idle {
 
 impl Conn {
     /// Waits, between requests, until the client sends something, the server begins to
-    /// drain, or `deadline` (`TimedOut`). Without a drain state it only waits for input.
+    /// drain, or `timeout` has passed (`TimedOut`). Without a drain state it only waits
+    /// for input. The timeout runs from the call (the end of the answer before), as
+    /// near as the wait can tell.
     ///
-    /// On a coroutine this costs no syscall beyond the wait itself: the drain flag is an
-    /// atomic load, and a drain that begins wakes every idle connection of the loop
-    /// ([`rt::wake_idle`](crate::rt::wake_idle)). On a plain thread it polls the
-    /// socket and the drain's bell.
-    pub(crate) fn wait_idle(&mut self, deadline: Instant) -> io::Result<Idle> {
+    /// On a coroutine this costs no syscall beyond the wait itself, nor a clock read:
+    /// the drain flag is an atomic load, a drain that begins wakes every idle connection
+    /// of the loop ([`rt::wake_idle`](crate::rt::wake_idle)), and the loop arms the
+    /// timeout from its reading after the park ([`rt::IdleLimit`](crate::rt::IdleLimit)).
+    /// On a plain thread it polls the socket and the drain's bell.
+    pub(crate) fn wait_idle(&mut self, timeout: Duration) -> io::Result<Idle> {
         if crate::rt::in_coroutine() {
-            return self.wait_idle_parked(deadline);
+            return self.wait_idle_parked(timeout);
         }
+        let deadline = Instant::now() + timeout;
         let Some((drain, bell)) = self
             .drain
             .as_ref()
@@ -130,8 +134,9 @@ impl Conn {
     /// the socket with no new edge to come: the last read filled its buffer, or an
     /// edge came since it and another wait took it (a watched wait in the handler
     /// also waits for this socket's readability).
-    fn wait_idle_parked(&mut self, deadline: Instant) -> io::Result<Idle> {
+    fn wait_idle_parked(&mut self, timeout: Duration) -> io::Result<Idle> {
         let fd = self.as_raw_fd();
+        let mut limit = crate::rt::IdleLimit::Timeout(timeout);
         let mut look_first = !self.input_drained || crate::rt::readable_since_cleared(fd);
         loop {
             if self.draining() {
@@ -141,7 +146,7 @@ impl Conn {
                 return Ok(Idle::Request);
             }
             self.registered.set(true);
-            crate::rt::wait_idle_fd(fd, Some(deadline))?;
+            crate::rt::wait_idle_fd(fd, &mut limit)?;
             look_first = true;
         }
     }
@@ -181,7 +186,7 @@ mod tests {
     use std::os::unix::net::UnixStream;
     use std::rc::Rc;
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::{Drain, Idle};
     use crate::conn::{BUFFER_SIZE, Conn};
@@ -214,7 +219,7 @@ mod tests {
             let full = conn.fill_buf().unwrap().len();
             conn.consume(full);
             // No new edge will come for the bytes still in the socket.
-            let idle = conn.wait_idle(Instant::now() + Duration::from_secs(10));
+            let idle = conn.wait_idle(Duration::from_secs(10));
             let left = conn.buffered().len();
             drop(writer.join().unwrap());
             (full, idle.ok(), left)
@@ -238,7 +243,7 @@ mod tests {
             .spawn(move || {
                 let mut conn = Conn::from_unix(server).unwrap();
                 conn.set_drain_flag(idle_drain);
-                let idle = conn.wait_idle(Instant::now() + Duration::from_secs(60));
+                let idle = conn.wait_idle(Duration::from_secs(60));
                 put.set(Some(idle.ok()));
             })
             .unwrap();

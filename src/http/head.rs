@@ -87,24 +87,18 @@ pub(crate) fn read_head(
     let mut assembler = HeadAssembler::new(head, spare);
     let mut started = false;
     conn.set_read_timeout(None);
-    let idle_until = match first_deadline {
-        Some(deadline) => {
-            conn.set_read_deadline(Some(deadline));
-            deadline
-        }
-        // These two start on the real clock: the loop clock is behind by all the handler
-        // of the last request did in this resume, which may exceed either timeout.
-        None if conn.buffered().is_empty() => {
-            let idle_until = Instant::now() + config.idle_timeout;
-            conn.set_read_deadline(Some(idle_until));
-            idle_until
-        }
-        None => {
-            let deadline = Instant::now() + config.header_timeout;
-            conn.set_read_deadline(Some(deadline));
-            deadline
-        }
+    // An idle connection waits in `wait_idle` below, which times its idle timeout from
+    // the wait (the end of the last answer), and gets its header deadline once input
+    // woke it. A pipelined head starts its header deadline on the real clock: the loop
+    // clock is behind by all the handler of the last request did in this resume, which
+    // may exceed the timeout.
+    let idle = first_deadline.is_none() && conn.buffered().is_empty();
+    let deadline = match first_deadline {
+        Some(deadline) => Some(deadline),
+        None if idle => None,
+        None => Some(Instant::now() + config.header_timeout),
     };
+    conn.set_read_deadline(deadline);
     loop {
         // A connection that sent nothing is closed without a word (as nginx does): no
         // answer to write, no lingering for a client that may never read.
@@ -120,13 +114,15 @@ pub(crate) fn read_head(
             }
             // Idle between requests: a drain closes the connection at once. Nothing is
             // buffered, so the read buffer goes back while the connection idles.
-            if !started && first_deadline.is_none() {
+            if !started && idle {
                 conn.release_read_buffer();
-                match conn.wait_idle(idle_until) {
+                match conn.wait_idle(config.idle_timeout) {
                     Ok(Idle::Request) => {}
                     Ok(Idle::Draining) => return Ok(None),
                     Err(error) => return Err(read_failure(error, Failure::Close)),
                 }
+                // Just woken by input: the loop clock is fresh.
+                conn.set_read_deadline(Some(clock::now() + config.header_timeout));
             }
         }
         match conn.fill_buf() {
@@ -134,10 +130,6 @@ pub(crate) fn read_head(
             Ok([]) => return Ok(None),
             Ok(_) => {}
             Err(error) => return Err(read_failure(error, timeout)),
-        }
-        if !started && first_deadline.is_none() {
-            // Just woken by input: the loop clock is fresh.
-            conn.set_read_deadline(Some(clock::now() + config.header_timeout));
         }
         started = true;
         match assembler.take(conn.buffered(), config)? {

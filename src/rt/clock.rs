@@ -7,7 +7,9 @@
 //! it once after each `epoll_wait`, and the stall detector's reading at the end of each
 //! resume (when it is on) refreshes it; the checks before a park, the header deadline
 //! taken just after input woke the coroutine, and the `Date` line ask [`now`] instead.
-//! The idle deadline still reads the real clock (see below): one read per request.
+//! The idle timeout between requests is armed by the loop itself, from the reading it
+//! takes once the coroutine has parked (the stall detector's; a fresh one when that is
+//! off): a keep-alive request reads no clock of its own.
 //!
 //! The cached time is behind the real one by at most one resume (stall detector on, the
 //! default) or one batch of resumes (off). Deadlines set from it come that much early and
@@ -17,8 +19,9 @@
 //! move within a resume. Nor is it for a timeout that must run from the start of a wait
 //! that may follow a long resume (a slow handler): a connection's read and write
 //! timeouts read the real clock when a call first has to wait, which costs nothing on
-//! the calls that do not wait, and HTTP's idle, pipelined-header, body and linger
-//! deadlines start on the real clock.
+//! the calls that do not wait; HTTP's pipelined-header, body and linger deadlines start
+//! on the real clock; and the idle timeout starts at the park, on the loop's reading
+//! after it (`rt::IdleLimit`).
 //!
 //! Off a runtime's thread (thread- and process-based models) [`now`] is `Instant::now()`.
 

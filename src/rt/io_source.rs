@@ -5,12 +5,12 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Interest;
 use super::coroutine;
 use super::reactor::SourceKey;
-use super::scheduler::{Core, ParkKind, WakeReason};
+use super::scheduler::{Core, ParkKind, Until, WakeReason};
 use super::{clock, context};
 
 /// An fd registered with the reactor of the runtime running on this thread: both
@@ -88,7 +88,13 @@ impl IoSource {
     /// `TimedOut` once `deadline` passes; another error when called off a coroutine of
     /// this source's runtime or while that runtime is being dropped.
     pub fn wait(&self, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
-        wait_on(&self.core, self.key, interest, deadline, ParkKind::Io)
+        if context::with_core(|current| Rc::ptr_eq(current, &self.core)) != Some(true) {
+            return Err(io::Error::other(
+                "waiting on an IoSource off a coroutine of its runtime",
+            ));
+        }
+        let until = deadline.map_or(Until::Woken, Until::At);
+        wait_on(&self.core, self.key, interest, until, ParkKind::Io).map(drop)
     }
 }
 
@@ -106,21 +112,43 @@ pub fn wait_fd(fd: RawFd, interest: Interest, deadline: Option<Instant>) -> io::
     let core = context::core()
         .ok_or_else(|| io::Error::other("wait_fd called outside a coroutine runtime"))?;
     let key = key_of(&core, fd)?;
-    wait_on(&core, key, interest, deadline, ParkKind::Io)
+    let until = deadline.map_or(Until::Woken, Until::At);
+    wait_on(&core, key, interest, until, ParkKind::Io).map(drop)
+}
+
+/// How long a connection may stay idle: a timeout that starts when it first parks
+/// (the end of the answer before), then the deadline that made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleLimit {
+    /// Not parked yet: this long from the first park.
+    Timeout(Duration),
+    /// Parked before: until then.
+    Deadline(Instant),
 }
 
 /// [`wait_fd`] for readability, for a connection idle between requests: a drain's
 /// [`wake_idle`](super::wake_idle) also ends it (returning `Ok`, like a spurious wake),
 /// so the caller looks at its drain flag after each return.
 ///
+/// A [`IdleLimit::Timeout`] is armed by the loop from the clock reading it takes after
+/// the coroutine suspends (see [`Until::After`]): the coroutine reads no clock. Once it
+/// parked, `limit` holds the deadline that gave, for the waits after a spurious return.
+///
 /// # Errors
 ///
 /// As [`wait_fd`].
-pub(crate) fn wait_idle_fd(fd: RawFd, deadline: Option<Instant>) -> io::Result<()> {
+pub(crate) fn wait_idle_fd(fd: RawFd, limit: &mut IdleLimit) -> io::Result<()> {
     let core = context::core()
         .ok_or_else(|| io::Error::other("wait_idle_fd called outside a coroutine runtime"))?;
     let key = key_of(&core, fd)?;
-    wait_on(&core, key, Interest::Readable, deadline, ParkKind::Idle)
+    let until = match *limit {
+        IdleLimit::Timeout(timeout) => Until::After(timeout),
+        IdleLimit::Deadline(deadline) => Until::At(deadline),
+    };
+    if let Some(deadline) = wait_on(&core, key, Interest::Readable, until, ParkKind::Idle)? {
+        *limit = IdleLimit::Deadline(deadline);
+    }
+    Ok(())
 }
 
 /// Forgets the read readiness recorded for `fd`, after a read that returned less than
@@ -230,33 +258,40 @@ pub fn forget_fd(fd: RawFd) {
     });
 }
 
+/// Parks until `key` may be ready for `interest` or `until`; returns the deadline the
+/// park had, if it parked with one. `core` is this thread's running runtime (the
+/// caller took it from the thread, or checked).
 fn wait_on(
     core: &Rc<Core>,
     key: SourceKey,
     interest: Interest,
-    deadline: Option<Instant>,
+    until: Until,
     kind: ParkKind,
-) -> io::Result<()> {
+) -> io::Result<Option<Instant>> {
     let id = context::current()
         .filter(|_| coroutine::on_coroutine())
-        .filter(|_| context::with_core(|current| Rc::ptr_eq(current, core)) == Some(true))
         .ok_or_else(|| io::Error::other("waiting on an fd off a coroutine of its runtime"))?;
     let reactor = &core.reactor;
     if reactor.take_ready(key, interest) {
-        return Ok(());
+        return Ok(None);
     }
-    if deadline.is_some_and(|deadline| deadline <= clock::now()) {
+    let over = match until {
+        Until::Woken => false,
+        Until::At(deadline) => deadline <= clock::now(),
+        Until::After(timeout) => timeout.is_zero(),
+    };
+    if over {
         return Err(io::ErrorKind::TimedOut.into());
     }
-    let reason = core.park_current(id, kind, deadline, |ticket| {
+    let (reason, deadline) = core.park_until(id, kind, until, |ticket| {
         reactor.add_waiter(key, interest, ticket);
     });
     reactor.remove_waiter(key, interest, id);
     if reactor.take_ready(key, interest) {
-        return Ok(());
+        return Ok(deadline);
     }
     match reason {
-        WakeReason::Woken => Ok(()),
+        WakeReason::Woken => Ok(deadline),
         WakeReason::TimedOut => Err(io::ErrorKind::TimedOut.into()),
         WakeReason::ShuttingDown => Err(io::Error::other("the coroutine runtime is shutting down")),
     }

@@ -82,10 +82,11 @@ use std::time::{Duration, Instant};
 use scheduler::ParkKind;
 
 pub use error::SpawnError;
-pub use io_source::{IoSource, forget_fd, wait_fd};
 pub(crate) use io_source::{
-    clear_readable, park_or_readable, park_or_ready, readable_since_cleared, wait_idle_fd,
+    IdleLimit, clear_readable, park_or_readable, park_or_ready, readable_since_cleared,
+    wait_idle_fd,
 };
+pub use io_source::{IoSource, forget_fd, wait_fd};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use stall::stall_count;
 pub use waker::Waker;

@@ -8,7 +8,7 @@
 //! The cost on the hot path is one clock read per resume (the end of one resume is the
 //! start of the next within a batch), nothing when the detector is off; that reading
 //! also refreshes the loop's clock ([`super::clock`]), so code on the next coroutine
-//! reads none. A coroutine that never yields is reported when it finally does; until
+//! reads none, and arms the idle timeout of a coroutine that just parked for one. A coroutine that never yields is reported when it finally does; until
 //! then its loop serves nobody.
 
 use std::cell::Cell;
@@ -67,15 +67,24 @@ impl StallWatch {
     }
 
     /// A resume that began at `started` ended; reports it if it lasted too long.
-    /// `label` names the coroutine, and is called only then.
-    pub(crate) fn resume_ended(&self, started: Option<Instant>, label: impl FnOnce() -> String) {
+    /// `label` names the coroutine, and is called only then. Returns the clock reading
+    /// it took (`None` when the detector is off).
+    pub(crate) fn resume_ended(
+        &self,
+        started: Option<Instant>,
+        label: impl FnOnce() -> String,
+    ) -> Option<Instant> {
         let (Some(started), Some(threshold)) = (started, self.threshold) else {
-            return;
+            return None;
         };
         let now = super::clock::refresh();
         self.stamp.set(Some(now));
-        let held = now.saturating_duration_since(started);
-        if held > threshold {
+        // Compared as instants: a duration is worked out only for a stall.
+        if started
+            .checked_add(threshold)
+            .is_some_and(|limit| now > limit)
+        {
+            let held = now.saturating_duration_since(started);
             STALLS.fetch_add(1, Ordering::Relaxed);
             self.count.set(self.count.get() + 1);
             log::warn!(
@@ -89,6 +98,7 @@ impl StallWatch {
                 threshold.as_millis(),
             );
         }
+        Some(now)
     }
 }
 

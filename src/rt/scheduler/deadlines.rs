@@ -1,9 +1,10 @@
-//! The scheduler's side of the timers: which expired entry wakes whom, and arming the
-//! later deadline of a coroutine whose entry fired early (see [`crate::rt::timer`]).
+//! The scheduler's side of the timers: arming a parked coroutine's deadline, which
+//! expired entry wakes whom, and arming the later deadline of a coroutine whose entry
+//! fired early (see [`crate::rt::timer`]).
 
 use std::time::Instant;
 
-use super::{Core, CoroutineId, State, WaitTicket, WakeReason};
+use super::{Core, CoroutineId, Slot, State, WaitTicket, WakeReason};
 
 /// What an expired timer entry turned out to be.
 enum Expired {
@@ -43,6 +44,23 @@ impl Core {
                 .get(id.index as usize)
                 .is_some_and(|slot| slot.generation == id.generation && slot.armed == Some(at))
         });
+    }
+
+    /// Makes sure a timer entry fires by the deadline of `slot` (coroutine `id`'s).
+    pub(super) fn arm(&self, id: CoroutineId, slot: &mut Slot) {
+        match (slot.deadline, slot.armed) {
+            // The armed entry fires first; it arms this deadline then.
+            (Some(deadline), Some(armed)) if armed <= deadline => {}
+            (Some(deadline), armed) => {
+                let mut timers = self.timers.borrow_mut();
+                if armed.is_some() {
+                    timers.note_stale();
+                }
+                timers.insert(deadline, id);
+                slot.armed = Some(deadline);
+            }
+            (None, _) => {}
+        }
     }
 
     /// What the timer entry of `id` for `at`, expired at `now`, means.

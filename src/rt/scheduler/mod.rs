@@ -12,7 +12,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::coroutine::{self, Co};
 use super::error::SpawnError;
@@ -60,6 +60,20 @@ pub(crate) enum ParkKind {
     Idle,
 }
 
+/// When a park ends at the latest, if nothing wakes it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// Only a wake ends it.
+    Woken,
+    /// At this instant.
+    At(Instant),
+    /// This long after the coroutine suspended: the loop arms it from the clock reading
+    /// it takes once the resume has ended (the stall detector's; a fresh one when that
+    /// is off), so the wait costs the coroutine no clock read of its own and still runs
+    /// from the park, however long the resume before it lasted.
+    After(Duration),
+}
+
 /// Why a parked coroutine was resumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WakeReason {
@@ -98,6 +112,9 @@ struct Slot {
     reason: WakeReason,
     /// The current park's deadline, if it has one.
     deadline: Option<Instant>,
+    /// The current park's timeout ([`Until::After`]) until the loop turns it into its
+    /// `deadline`, right after the coroutine suspended.
+    timeout: Option<Duration>,
     /// The deadline of this coroutine's live timer entry, if it has one: it may be
     /// earlier than `deadline` (see [`super::timer`]), never later.
     armed: Option<Instant>,
@@ -198,6 +215,7 @@ impl Core {
                     seq: 0,
                     reason: WakeReason::Woken,
                     deadline: None,
+                    timeout: None,
                     armed: None,
                     coroutine: None,
                     guard: None,
@@ -210,6 +228,7 @@ impl Core {
         slot.state = State::Runnable;
         slot.permit = false;
         slot.deadline = None;
+        slot.timeout = None;
         slot.armed = None;
         slot.coroutine = Some(co);
         slot.guard = guard;
@@ -256,7 +275,7 @@ impl Core {
         let outer = watch::swap_running(watched);
         let started = self.stall.resume_started();
         let finished = coroutine::resume(&mut co);
-        self.stall.resume_ended(started, || self.label(id));
+        let ended = self.stall.resume_ended(started, || self.label(id));
         let watched = watch::swap_running(outer);
         context::set_current(None);
         if finished {
@@ -266,6 +285,11 @@ impl Core {
         } else if let Some(slot) = self.slots.borrow_mut().get_mut(id) {
             slot.coroutine = Some(co);
             slot.watched = watched;
+            if let Some(timeout) = slot.timeout.take() {
+                let now = ended.unwrap_or_else(Instant::now);
+                slot.deadline = now.checked_add(timeout);
+                self.arm(id, slot);
+            }
         }
     }
 
@@ -279,6 +303,7 @@ impl Core {
         slot.seq = slot.seq.wrapping_add(1);
         slot.coroutine = None;
         slot.deadline = None;
+        slot.timeout = None;
         if slot.armed.take().is_some() {
             self.timers.borrow_mut().note_stale();
         }
@@ -409,31 +434,40 @@ impl Core {
         deadline: Option<Instant>,
         register: impl FnOnce(WaitTicket),
     ) -> WakeReason {
+        let until = deadline.map_or(Until::Woken, Until::At);
+        self.park_until(id, kind, until, register).0
+    }
+
+    /// [`park_current`](Core::park_current) until `until`; also returns the deadline
+    /// the park had (the one an [`Until::After`] became).
+    pub(crate) fn park_until(
+        &self,
+        id: CoroutineId,
+        kind: ParkKind,
+        until: Until,
+        register: impl FnOnce(WaitTicket),
+    ) -> (WakeReason, Option<Instant>) {
         // While dropping coroutines, a destructor that parks must not switch: one that runs
         // in a forced unwind would abort the process, one that runs off a coroutine
         // (dropping a never-started closure) has nothing to switch from.
         if self.tearing_down.get() && (std::thread::panicking() || !coroutine::on_coroutine()) {
-            return WakeReason::ShuttingDown;
+            return (WakeReason::ShuttingDown, None);
         }
         let ticket = {
             let mut slots = self.slots.borrow_mut();
             let Some(slot) = slots.get_mut(id) else {
-                return WakeReason::ShuttingDown;
+                return (WakeReason::ShuttingDown, None);
             };
             slot.state = State::Parked(kind);
-            slot.deadline = deadline;
-            match (deadline, slot.armed) {
-                // The armed entry fires first; it arms this deadline then.
-                (Some(deadline), Some(armed)) if armed <= deadline => {}
-                (Some(deadline), armed) => {
-                    let mut timers = self.timers.borrow_mut();
-                    if armed.is_some() {
-                        timers.note_stale();
-                    }
-                    timers.insert(deadline, id);
-                    slot.armed = Some(deadline);
+            slot.deadline = None;
+            match until {
+                Until::Woken => {}
+                Until::At(deadline) => {
+                    slot.deadline = Some(deadline);
+                    self.arm(id, slot);
                 }
-                (None, _) => {}
+                // Armed by `resume` once this coroutine has suspended.
+                Until::After(timeout) => slot.timeout = Some(timeout),
             }
             WaitTicket { id, seq: slot.seq }
         };
@@ -441,10 +475,9 @@ impl Core {
         coroutine::suspend();
         let mut slots = self.slots.borrow_mut();
         let Some(slot) = slots.get_mut(id) else {
-            return WakeReason::ShuttingDown;
+            return (WakeReason::ShuttingDown, None);
         };
-        slot.deadline = None;
-        slot.reason
+        (slot.reason, slot.deadline.take())
     }
 
     /// Requeues the running coroutine behind every runnable one.
