@@ -2,6 +2,7 @@
 //! (so forking models never fork the multithreaded test harness) and small clients.
 #![allow(dead_code)]
 
+pub mod fresh;
 pub mod stderr;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -141,14 +142,18 @@ pub const POOL_VARIANTS: &[&[&str]] = &[
 /// written outside the crate).
 pub const INNER_MODELS: &[&str] = &["iterative", "threading", "scheduled", "prethreaded", "user"];
 
-/// Path of a built example binary (cargo builds examples before running tests).
+/// Path of a built example binary (`cargo test` builds examples before running
+/// tests; `cargo test --test NAME` does not, so a binary older than its sources fails
+/// here, saying what to run, instead of testing old code).
 pub fn example_path(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test binary path");
     dir.pop();
     if dir.ends_with("deps") {
         dir.pop();
     }
-    dir.join("examples").join(name)
+    let path = dir.join("examples").join(name);
+    fresh::assert_fresh(&path);
+    path
 }
 
 /// An example server running in its own process; stopped (SIGTERM, then SIGKILL) on drop.
