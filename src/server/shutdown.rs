@@ -108,7 +108,8 @@ impl ShutdownState {
 
     /// Turns the stop signals received since the last look into a request — the one
     /// mapping of every model, a preforked master's included: SIGTERM and the first
-    /// SIGINT (Ctrl-C) graceful; a second SIGINT, or SIGQUIT, fast.
+    /// SIGINT (Ctrl-C) graceful; a second SIGINT, or SIGQUIT, fast. A single-process
+    /// server also takes SIGUSR2 and SIGHUP here, logging each as ignored.
     pub(crate) fn take_stop_signals(&self) {
         use crate::sys::signal::{take, take_interrupts};
         use nix::sys::signal::Signal;
