@@ -88,6 +88,7 @@ pub struct ModelSpec {
 
 /// A model name or option that does not make a model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpecError {
     /// The name is not one of [`MODEL_NAMES`] nor an [extra](ExtraModels) one.
     #[error("unknown model {name:?}: choose {choices}")]

@@ -32,6 +32,7 @@ use crate::sys::open_beneath::open_beneath;
 
 /// Why a request path does not name a file under the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResolveError {
     /// Not a path this server reads: not starting with `/`, or holding a NUL byte (`400`).
     BadPath,

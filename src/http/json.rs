@@ -7,6 +7,7 @@ use super::{Request, Response};
 
 /// A request body that is not the JSON the application expects.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JsonError {
     /// The `Content-Type` is present and not JSON (`application/json` or `*+json`).
     #[error("expected a JSON body, got Content-Type {0:?}")]

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{self, Read};
 
 /// What a response carries after its head.
+#[non_exhaustive]
 pub enum Body {
     /// No body; sent with `Content-Length: 0` where the status allows a body.
     Empty,

@@ -102,7 +102,9 @@ impl<M: MixIn> ServerBuilder<M> {
 
     /// Whether SIGTERM and SIGINT (graceful; a second SIGINT fast) and SIGQUIT (fast)
     /// stop the server
-    /// (default: on). The handler only writes a byte to the loop's self-pipe.
+    /// (default: on). The handler only writes a byte to the loop's self-pipe. It is
+    /// installed by [`build`](Self::build), so a signal sent as soon as the server
+    /// listens waits for [`serve_forever`](Server::serve_forever).
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;
         self
@@ -179,10 +181,14 @@ impl<M: MixIn> ServerBuilder<M> {
             backlog: self.backlog,
         };
         let ctx = Context::new(listener, Box::new(make_handler), hooks, config)?;
+        // Before the caller can print the address: a supervisor that signals as soon
+        // as the server listens reaches the handler, never the default action.
+        let signals = super::register_signals(&ctx, self.handle_signals)?;
         Ok(Server {
             ctx: Arc::new(ctx),
             mixin: self.mixin,
             handle_signals: self.handle_signals,
+            signals,
             owner_pid: std::process::id(),
         })
     }

@@ -4,6 +4,7 @@ use std::io;
 
 /// A configuration or start-up failure, reported by [`ServerBuilder::build`](crate::ServerBuilder::build).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The configuration is invalid (which setting of which part, and why).
     #[error("invalid configuration: {0}")]

@@ -34,6 +34,7 @@ pub use shutdown::ShutdownHandle;
 
 use crate::mixin::MixIn;
 use crate::sys::signal;
+use nix::sys::signal::Signal;
 
 /// A server: a listener, a handler and a concurrency model.
 ///
@@ -56,6 +57,10 @@ pub struct Server<M: MixIn> {
     mixin: M,
     /// Whether SIGTERM/SIGINT/SIGQUIT stop this server.
     handle_signals: bool,
+    /// The signal handlers installed by `build`, so a signal sent as soon as the
+    /// server can be seen listening is held for the loop, not acted on by its default
+    /// action; `serve_forever` takes them over and removes them when it returns.
+    signals: Option<signal::SignalRegistration>,
     /// The process that bound the listener (only it removes a Unix socket file).
     owner_pid: u32,
 }
@@ -103,18 +108,20 @@ impl<M: MixIn> Server<M> {
     /// a second `serve_forever` listens again), lets in-flight connections finish
     /// and answers pending waiters, forcing what is left after the shutdown timeout.
     /// A second SIGINT (Ctrl-C twice), or SIGQUIT, skips the wait.
+    ///
+    /// The handlers are in place from [`build`](ServerBuilder::build) on, so a stop
+    /// signal sent as soon as the server listens is not lost: `serve_forever` acts on
+    /// it at once. They are removed when it returns (a program's Ctrl-C works again).
+    /// Under every model but `Preforked`, SIGUSR2 (binary upgrade) and SIGHUP (replace
+    /// the workers) are logged and ignored.
     pub fn serve_forever(&mut self) -> io::Result<()> {
-        let _signals = if self.handle_signals {
-            let wanted = [
-                nix::sys::signal::Signal::SIGTERM,
-                nix::sys::signal::Signal::SIGINT,
-                nix::sys::signal::Signal::SIGQUIT,
-                nix::sys::signal::Signal::SIGCHLD,
-            ];
-            Some(signal::register(self.ctx.shutdown.signal_fd(), &wanted)?)
-        } else {
-            None
+        let _signals = match self.signals.take() {
+            Some(signals) => Some(signals),
+            None => register_signals(&self.ctx, self.handle_signals)?,
         };
+        if self.mixin.name() != "preforked" {
+            self.ctx.shutdown.set_single_process(self.mixin.name());
+        }
         // Only a preforked master reports ready to the master that started it.
         if crate::sys::upgrade::awaiting_ready() && self.mixin.name() != "preforked" {
             crate::sys::upgrade::decline();
@@ -137,7 +144,13 @@ impl<M: MixIn> Server<M> {
     /// Waits for one connection and processes it with the mix-in (socketserver's
     /// `handle_request`). Waits at most the builder's `timeout`, calling
     /// [`Hooks::handle_timeout`] if none came.
+    ///
+    /// It does not look at signals: the handlers `build` installed are removed, and a
+    /// stop signal they held since is raised again, to the program's own disposition.
     pub fn handle_request(&mut self) -> io::Result<()> {
+        if let Some(signals) = self.signals.take() {
+            signals.release_redelivering(&STOP_SIGNALS);
+        }
         let deadline = self
             .ctx
             .config
@@ -172,6 +185,21 @@ impl<M: MixIn> Server<M> {
     /// Closes the server: stops any remaining work of the mix-in and closes the
     /// listener (removing a Unix socket file). Dropping the server does the same.
     pub fn server_close(self) {}
+}
+
+/// The signals that stop a server.
+const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
+
+/// Installs the handlers of a server with signal handling `on`: the stop signals,
+/// SIGCHLD (a forking parent reaps), and SIGUSR2 and SIGHUP (a preforked master acts
+/// on them, any other model logs and ignores them instead of dying).
+fn register_signals(ctx: &Context, on: bool) -> io::Result<Option<signal::SignalRegistration>> {
+    if !on {
+        return Ok(None);
+    }
+    let mut wanted = STOP_SIGNALS.to_vec();
+    wanted.extend([Signal::SIGCHLD, Signal::SIGUSR2, Signal::SIGHUP]);
+    signal::register(ctx.shutdown.signal_fd(), &wanted).map(Some)
 }
 
 impl<M: MixIn> Drop for Server<M> {

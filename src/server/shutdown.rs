@@ -3,8 +3,8 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::conn::Drain;
 use crate::sys::accept;
@@ -25,6 +25,9 @@ pub(crate) struct ShutdownState {
     /// The listener a stop closes to new connections at once (none in a preforked
     /// worker: the master closes the shared one).
     gate: Option<Gate>,
+    /// The model, when it is not a preforked master: SIGUSR2 and SIGHUP, which only a
+    /// master acts on, are then taken here, logged and ignored.
+    single_process: OnceLock<&'static str>,
 }
 
 /// The listener a graceful stop closes at once, so new clients are refused instead of
@@ -85,6 +88,7 @@ impl ShutdownState {
             draining,
             pipe: SelfPipe::new()?,
             gate: None,
+            single_process: OnceLock::new(),
         })
     }
 
@@ -104,7 +108,8 @@ impl ShutdownState {
 
     /// Turns the stop signals received since the last look into a request — the one
     /// mapping of every model, a preforked master's included: SIGTERM and the first
-    /// SIGINT (Ctrl-C) graceful; a second SIGINT, or SIGQUIT, fast.
+    /// SIGINT (Ctrl-C) graceful; a second SIGINT, or SIGQUIT, fast. A single-process
+    /// server also takes SIGUSR2 and SIGHUP here, logging each as ignored.
     pub(crate) fn take_stop_signals(&self) {
         use crate::sys::signal::{take, take_interrupts};
         use nix::sys::signal::Signal;
@@ -118,6 +123,26 @@ impl ShutdownState {
         } else if take(fd, Signal::SIGTERM) || interrupts == 1 {
             self.request();
         }
+        if let Some(model) = self.single_process.get() {
+            let wants = [
+                (Signal::SIGUSR2, "a binary upgrade"),
+                (Signal::SIGHUP, "replacing the workers"),
+            ];
+            for (signal, what) in wants {
+                if take(fd, signal) {
+                    log::warn!(
+                        "{signal} ignored: {what} needs the preforked model (this server runs \
+                         {model})"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Says the server runs `model` in one process (not a preforked master), so
+    /// [`take_stop_signals`](Self::take_stop_signals) logs and drops SIGUSR2 and SIGHUP.
+    pub(crate) fn set_single_process(&self, model: &'static str) {
+        let _ = self.single_process.set(model);
     }
 
     /// A shutdown that forces in-flight work at once instead of waiting for it.

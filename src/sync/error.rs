@@ -5,6 +5,7 @@ use crate::sync::wire::WireError;
 /// Why a wait ([`Broadcast::wait`](crate::sync::Broadcast::wait),
 /// [`Channel::recv`](crate::sync::Channel::recv)) ended without a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WaitError {
     /// The server is shutting down (or the object was closed): answer and finish.
     #[error("the server is shutting down")]
@@ -57,6 +58,7 @@ impl From<WireError> for WaitError {
 
 /// Why a send did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The object was closed by a shutting-down server.
     #[error("the server is shutting down")]
@@ -81,6 +83,7 @@ pub enum SendError {
 
 /// Why [`Channel::try_recv`](crate::sync::Channel::try_recv) returned no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TryRecvError {
     /// Nothing is queued now.
     #[error("the channel is empty")]

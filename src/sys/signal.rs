@@ -97,6 +97,22 @@ pub(crate) fn register(write_fd: RawFd, signals: &[Signal]) -> io::Result<Signal
     Ok(SignalRegistration { slot })
 }
 
+impl SignalRegistration {
+    /// Unregisters, then raises again each of `signals` that arrived while registered
+    /// and that no loop took, now that the process's own dispositions are back: for a
+    /// server that never runs a loop (only `handle_request`), a SIGTERM held since
+    /// `build` acts as if the crate had never caught it.
+    pub(crate) fn release_redelivering(self, signals: &[Signal]) {
+        let pending = PENDING[self.slot].load(Ordering::SeqCst);
+        drop(self);
+        for &signal in signals {
+            if pending & (1u64 << (signal as i32)) != 0 {
+                let _ = nix::sys::signal::raise(signal);
+            }
+        }
+    }
+}
+
 /// The dispositions the crate replaced, restored when the last loop stops listening.
 static SAVED: std::sync::Mutex<Vec<(Signal, SigAction)>> = std::sync::Mutex::new(Vec::new());
 /// Registrations alive now.

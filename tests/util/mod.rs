@@ -2,6 +2,9 @@
 //! (so forking models never fork the multithreaded test harness) and small clients.
 #![allow(dead_code)]
 
+pub mod fresh;
+pub mod stderr;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -139,14 +142,18 @@ pub const POOL_VARIANTS: &[&[&str]] = &[
 /// written outside the crate).
 pub const INNER_MODELS: &[&str] = &["iterative", "threading", "scheduled", "prethreaded", "user"];
 
-/// Path of a built example binary (cargo builds examples before running tests).
+/// Path of a built example binary (`cargo test` builds examples before running
+/// tests; `cargo test --test NAME` does not, so a binary older than its sources fails
+/// here, saying what to run, instead of testing old code).
 pub fn example_path(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test binary path");
     dir.pop();
     if dir.ends_with("deps") {
         dir.pop();
     }
-    dir.join("examples").join(name)
+    let path = dir.join("examples").join(name);
+    fresh::assert_fresh(&path);
+    path
 }
 
 /// An example server running in its own process; stopped (SIGTERM, then SIGKILL) on drop.
@@ -159,6 +166,22 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `example` with `args` plus `--addr 127.0.0.1:0` and reads its address.
     pub fn start(example: &str, args: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_stderr(example, args, Stdio::inherit())
+    }
+
+    /// Like [`start`](Self::start), with the server's stderr read by the test; with
+    /// `held`, the server blocks at its first write to stderr (for the examples, right
+    /// after printing its address) until [`StderrLog::release`](stderr::StderrLog::release).
+    pub fn start_logged(
+        example: &str,
+        args: &[&str],
+        held: bool,
+    ) -> (ServerProcess, stderr::StderrLog) {
+        let (stderr, log) = stderr::StderrLog::pipe(held);
+        (ServerProcess::start_with_stderr(example, args, stderr), log)
+    }
+
+    fn start_with_stderr(example: &str, args: &[&str], stderr: Stdio) -> ServerProcess {
         let path = example_path(example);
         // Its own process group, so `interrupt` reaches the server and its workers as
         // a terminal's Ctrl-C does, and nothing of the test harness.
@@ -166,7 +189,7 @@ impl ServerProcess {
             .args(args)
             .args(["--addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));

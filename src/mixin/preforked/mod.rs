@@ -34,6 +34,7 @@ use crate::server::{ConfigCheck, ConfigError, Context};
 
 /// Who accepts connections in a [`Preforked`] pool, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Accept {
     /// Every worker blocks in `accept` on the listener it inherited (UNP row 2). The
     /// listener is put in blocking mode for the whole run (`O_NONBLOCK` lives on the
@@ -61,6 +62,7 @@ pub enum Accept {
 
 /// The lock around `accept` in [`Accept::Locked`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LockKind {
     /// A POSIX record lock (`fcntl(F_SETLKW)`) on an unnamed file (UNP §30.7). The
     /// kernel releases it when its holder dies.
@@ -72,6 +74,7 @@ pub enum LockKind {
 
 /// Which ready worker gets the next connection under [`Accept::Passed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Dispatch {
     /// The worker that said "ready" first (UNP's choice, and the seed's).
     #[default]

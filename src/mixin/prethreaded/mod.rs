@@ -21,6 +21,7 @@ use pool::Pool;
 
 /// How connections reach the threads of a [`Prethreaded`] pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum PoolAccept {
     /// Each pool thread takes a mutex, waits for and accepts one connection, releases
     /// the mutex and serves it (UNP row 7).

@@ -28,6 +28,7 @@ use crate::sync::{Broadcast, Channel};
 
 /// Why a Redis backend could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RedisError {
     /// The URL does not name a Redis server this crate can reach.
     #[error("bad redis URL {url:?}: {why}")]
