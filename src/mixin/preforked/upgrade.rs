@@ -138,18 +138,9 @@ impl Upgrade {
 
     /// Reads the readiness pipe.
     pub(super) fn on_report(&mut self, registry: &Registry) -> Progress {
-        let Some(report) = self.report.as_ref() else {
-            return Progress::Pending;
-        };
-        let mut buf = [0u8; 8];
-        let read = loop {
-            match nix::unistd::read(report, &mut buf) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                other => break other,
-            }
-        };
-        match read {
-            Ok(n) if n > 0 && buf[0] == REPORT_READY => {
+        match self.read_report() {
+            Report::Nothing => Progress::Pending,
+            Report::Ready => {
                 self.close_report(registry);
                 log::info!(
                     "preforked: the new master (pid {}) is ready after {:?}; this master (pid \
@@ -160,23 +151,43 @@ impl Upgrade {
                 );
                 Progress::Ready
             }
-            Ok(n) if n >= 5 && buf[0] == REPORT_EXEC_FAILED => {
-                let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
-                let error = io::Error::from_raw_os_error(errno);
+            Report::ExecFailed(error) => {
                 self.close_report(registry);
                 self.fail(&format!("could not exec the new binary: {error}"))
             }
-            Ok(_) => {
+            Report::Closed => {
                 // Closed without a word: it ended, or closed the pipe.
                 self.close_report(registry);
                 match upgrade::reap(self.pid) {
-                    Some(code) => self.ended(code),
+                    Some(code) => self.ended(code, None),
                     None => {
                         self.fail("the new master closed its readiness pipe before it was ready")
                     }
                 }
             }
-            Err(_) => Progress::Pending,
+        }
+    }
+
+    /// What the new master wrote on the readiness pipe, if anything yet.
+    fn read_report(&self) -> Report {
+        let Some(report) = self.report.as_ref() else {
+            return Report::Nothing;
+        };
+        let mut buf = [0u8; 8];
+        let read = loop {
+            match nix::unistd::read(report, &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        match read {
+            Ok(n) if n > 0 && buf[0] == REPORT_READY => Report::Ready,
+            Ok(n) if n >= 5 && buf[0] == REPORT_EXEC_FAILED => {
+                let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
+                Report::ExecFailed(io::Error::from_raw_os_error(errno))
+            }
+            Ok(_) => Report::Closed,
+            Err(_) => Report::Nothing,
         }
     }
 
@@ -192,8 +203,14 @@ impl Upgrade {
             }
         }
         if let Some(code) = upgrade::reap(self.pid) {
+            // It may have written its report between the read above and its exit; it
+            // is reaped now, so that report is only logged (no signal to a reaped pid).
+            let exec_failed = match self.read_report() {
+                Report::ExecFailed(error) => Some(error),
+                _ => None,
+            };
             self.close_report(registry);
-            return self.ended(code);
+            return self.ended(code, exec_failed);
         }
         match self.stopping {
             None if self.started.elapsed() > timeout => {
@@ -214,9 +231,18 @@ impl Upgrade {
 
     /// The new master ended (reaped) before it was ready: the socket is this master's
     /// alone again.
-    fn ended(&mut self, code: i32) -> Progress {
+    fn ended(&mut self, code: i32, exec_failed: Option<io::Error>) -> Progress {
         upgrade::set_listener_shared(false);
-        if self.stopping.is_none() {
+        if let (None, Some(error)) = (self.stopping, exec_failed) {
+            log::warn!(
+                "preforked: upgrade failed: could not exec the new binary: {error}; this \
+                 master serves on"
+            );
+            log::info!(
+                "preforked: the failed new master (pid {}) is gone",
+                self.pid
+            );
+        } else if self.stopping.is_none() {
             log::warn!(
                 "preforked: upgrade failed: the new master (pid {}) exited ({}) before it was \
                  ready; this master serves on",
@@ -254,6 +280,18 @@ impl Upgrade {
             fork::forget_in_child(fd);
         }
     }
+}
+
+/// What a new master says on its readiness pipe.
+enum Report {
+    /// Nothing to read yet.
+    Nothing,
+    /// It serves.
+    Ready,
+    /// Its exec failed, with this error.
+    ExecFailed(io::Error),
+    /// The pipe closed without a word.
+    Closed,
 }
 
 impl Drop for Upgrade {
