@@ -11,6 +11,7 @@
 use super::config::HttpConfig;
 use super::error::Reject;
 use super::head::{Head, SPARE_RAW_HEAD, parse_head_into};
+use crate::rt;
 
 /// Finds the end of a head in bytes fed piecewise, checking the size limits.
 #[derive(Debug, Default)]
@@ -149,15 +150,19 @@ impl<'raw> HeadAssembler<'raw> {
         };
         let fields = self.scanner.field_lines();
         let spare = self.spare.take().unwrap_or_default();
-        if self.raw.is_empty() {
-            // The usual case: the whole head came in one read, and is parsed in place.
-            return Ok(Progress::Done(
-                used,
-                parse_head_into(&available[..used], fields, spare),
-            ));
+        if !self.raw.is_empty() {
+            self.raw.extend_from_slice(&available[..used]);
         }
-        self.raw.extend_from_slice(&available[..used]);
-        let parsed = parse_head_into(self.raw, fields, spare);
+        // The usual case: the whole head came in one read, and is parsed in place.
+        let bytes = if self.raw.is_empty() {
+            &available[..used]
+        } else {
+            &self.raw[..]
+        };
+        // On the scheduler's stack: the parser's frames are the deepest a request
+        // reaches, and on the coroutine's own stack they would touch a second page
+        // that a waiting client then keeps (4 KiB more per comet waiter).
+        let parsed = rt::on_scheduler_stack(|| parse_head_into(bytes, fields, spare));
         if self.raw.capacity() > SPARE_RAW_HEAD {
             *self.raw = Vec::new();
         }

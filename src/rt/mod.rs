@@ -81,6 +81,7 @@ use std::time::{Duration, Instant};
 
 use scheduler::ParkKind;
 
+pub(crate) use coroutine::on_scheduler_stack;
 pub use error::SpawnError;
 pub(crate) use io_source::{
     IdleLimit, clear_readable, park_or_readable, park_or_ready, readable_since_cleared,
