@@ -150,13 +150,11 @@ impl<'raw> HeadAssembler<'raw> {
         };
         let fields = self.scanner.field_lines();
         let spare = self.spare.take().unwrap_or_default();
-        if !self.raw.is_empty() {
-            self.raw.extend_from_slice(&available[..used]);
-        }
-        // The usual case: the whole head came in one read, and is parsed in place.
         let bytes = if self.raw.is_empty() {
+            // The usual case: the whole head came in one read, and is parsed in place.
             &available[..used]
         } else {
+            self.raw.extend_from_slice(&available[..used]);
             &self.raw[..]
         };
         // On the scheduler's stack: the parser's frames are the deepest a request

@@ -88,9 +88,9 @@ pub(crate) fn suspend() {
 /// Runs `f` on the stack of the scheduler that resumed this coroutine, and returns what
 /// it returns; on a plain thread, just runs it.
 ///
-/// For stack-heavy work that never waits (parsing a request head): a thousand
-/// coroutines' stacks do not stay in the CPU's cache, the scheduler's one stack does, so
-/// the work's frames cost no cache misses. `f` must not suspend: while it runs, this
+/// For stack-heavy work that never waits (parsing a request head): its frames then
+/// never deepen a coroutine's stack, whose every touched page a parked coroutine keeps,
+/// and they run on the one stack that stays in the CPU's cache. `f` must not suspend: while it runs, this
 /// thread counts as off any coroutine, and a wait in it fails as one made outside a
 /// runtime would. A panic in `f` propagates to the caller.
 pub(crate) fn on_scheduler_stack<R>(f: impl FnOnce() -> R + Send) -> R {

@@ -8,8 +8,9 @@
 //! The cost on the hot path is one clock read per resume (the end of one resume is the
 //! start of the next within a batch), nothing when the detector is off; that reading
 //! also refreshes the loop's clock ([`super::clock`]), so code on the next coroutine
-//! reads none, and arms the idle timeout of a coroutine that just parked for one. A coroutine that never yields is reported when it finally does; until
-//! then its loop serves nobody.
+//! reads none, and arms the idle timeout of a coroutine that just parked for one. A
+//! coroutine that never yields is reported when it finally does; until then its loop
+//! serves nobody.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
