@@ -95,14 +95,20 @@ impl Nginx {
         );
     }
 
-    /// Polls the port until nginx answers (true) or exits (false).
+    /// Polls the port until this nginx answers (true) or exits (false).
+    ///
+    /// A bare connect is not proof: another test's nginx may hold the same port (both
+    /// learned it from `bind(0)`), and ours then exits with EADDRINUSE just after the
+    /// probe, so the test would talk to a stranger that stops mid-test. Asking for the
+    /// answering process's pid tells ours from theirs.
     fn wait_until_listening(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let ours = self.child.id().to_string();
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if TcpStream::connect(self.addr).is_ok() {
+            if answering_pid(self.addr).is_some_and(|pid| pid == ours) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -153,6 +159,8 @@ http {{
     client_max_body_size 8m;
     server {{
         listen {listen};
+        # Which nginx answers on this port (see `wait_until_listening`).
+        location = {PID_PATH} {{ return 200 \"$pid\"; }}
         location / {{
             scgi_param REQUEST_METHOD  $request_method;
             scgi_param REQUEST_URI     $request_uri;
@@ -173,6 +181,22 @@ http {{
 }}
 "
     )
+}
+
+/// The test-only location where nginx answers with its own pid.
+const PID_PATH: &str = "/mixserve-test/nginx-pid";
+
+/// The pid of the nginx answering on `addr`, if one answers.
+fn answering_pid(addr: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!("GET {PID_PATH} HTTP/1.0\r\nHost: test\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    let (head, body) = reply.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.trim().to_string())
 }
 
 /// One request on a fresh connection through nginx, with a body.

@@ -5,6 +5,7 @@
 mod redis_util;
 mod util;
 
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -130,9 +131,12 @@ fn notify_while_redis_is_down_is_refused_and_never_replayed() {
 
 #[test]
 fn unreachable_redis_or_bad_url_fails_at_start() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = free.local_addr().unwrap().port();
-    drop(free);
+    // Bound but not listening: connects are refused, and no other test's redis can
+    // take the port while this one runs (a released port could be).
+    let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+    held.bind(&any.into()).unwrap();
+    let port = held.local_addr().unwrap().as_socket().unwrap().port();
     let nobody = format!("redis://127.0.0.1:{port}");
     for (url, says) in [
         (nobody.as_str(), "unreachable"),

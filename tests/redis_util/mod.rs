@@ -29,10 +29,18 @@ pub fn redis_or_skip(test: &str) -> Option<RedisServer> {
         eprintln!("\n******** SKIP {test}: {hint} ********\n");
         return None;
     }
-    let port = free_port();
-    let mut server = RedisServer { child: None, port };
-    server.start();
-    Some(server)
+    // Another test may learn the same free port and start its own redis there first;
+    // ours then exits (EADDRINUSE) and `launch` says so, so try another port.
+    for _ in 0..5 {
+        let mut server = RedisServer {
+            child: None,
+            port: free_port(),
+        };
+        if server.launch() {
+            return Some(server);
+        }
+    }
+    panic!("{test}: redis-server did not start on any of five free ports");
 }
 
 fn free_port() -> u16 {
@@ -46,8 +54,20 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server on its port and waits until it answers.
+    /// Starts the server on its port and waits until it answers; panics if it cannot.
     pub fn start(&mut self) {
+        assert!(
+            self.launch(),
+            "redis-server could not listen on 127.0.0.1:{} (taken?)",
+            self.port
+        );
+    }
+
+    /// Starts the server on its port and waits until it answers (true) or exits (false).
+    ///
+    /// An answer on the port is not proof: another test's redis may hold it. The
+    /// answering server's `process_id` must be our child's.
+    fn launch(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -55,9 +75,19 @@ impl RedisServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start redis-server");
+        let ours = format!("process_id:{}", child.id());
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.try_query(&["PING"]).is_err() {
+        loop {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return false;
+            }
+            if let Ok(redis::Value::BulkString(info)) = self.try_query(&["INFO", "server"]) {
+                if String::from_utf8_lossy(&info).lines().any(|l| l == ours) {
+                    return true;
+                }
+            }
             assert!(Instant::now() < deadline, "redis-server never answered");
             std::thread::sleep(Duration::from_millis(20));
         }
