@@ -23,6 +23,7 @@ c=${2:-50} n1=${3:-2000} n2=${4:-12000}
 shift $(($# < 4 ? $# : 4))
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$(mktemp -d)}
+mkdir -p "$out"
 ulimit -n 4096
 
 free_port() { # one of 18700-18749 nothing listens on

@@ -64,6 +64,7 @@ mod params;
 mod range;
 mod request;
 mod response;
+mod response_fields;
 mod streaming;
 mod write;
 

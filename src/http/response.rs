@@ -4,6 +4,8 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 
+use super::response_fields::{Field, Fields};
+
 /// What a response carries after its head.
 #[non_exhaustive]
 pub enum Body {
@@ -36,64 +38,6 @@ impl fmt::Debug for Body {
             Body::Stream(_) => f.write_str("Stream(..)"),
             Body::File { offset, len, .. } => write!(f, "File({len} bytes from {offset})"),
         }
-    }
-}
-
-/// A header field's name or value: the crate's own are `&'static str`.
-pub(crate) type Field = std::borrow::Cow<'static, str>;
-
-/// A response's header fields, in order. The first is held in place, the rest in a
-/// `Vec`: a response with one field (the `Content-Type` of [`Response::text`]) costs
-/// no allocation for it.
-#[derive(Default)]
-pub(crate) struct Fields {
-    /// The first field, if any.
-    first: Option<(Field, Field)>,
-    /// The fields after the first.
-    rest: Vec<(Field, Field)>,
-}
-
-/// What iterating over [`Fields`] yields each field as.
-type AsStrs = for<'a> fn(&'a (Field, Field)) -> (&'a str, &'a str);
-
-impl Fields {
-    /// Adds a field at the end.
-    fn push(&mut self, name: Field, value: Field) {
-        if self.first.is_none() {
-            self.first = Some((name, value));
-        } else {
-            self.rest.push((name, value));
-        }
-    }
-
-    /// Every field's name and value, in order.
-    pub(crate) fn iter(&self) -> <&Fields as IntoIterator>::IntoIter {
-        self.into_iter()
-    }
-}
-
-/// A list of `(name, value)` pairs, as the `Vec` of fields it replaced printed.
-impl fmt::Debug for Fields {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.first.iter().chain(&self.rest))
-            .finish()
-    }
-}
-
-impl<'a> IntoIterator for &'a Fields {
-    type Item = (&'a str, &'a str);
-    type IntoIter = std::iter::Map<
-        std::iter::Chain<
-            std::option::Iter<'a, (Field, Field)>,
-            std::slice::Iter<'a, (Field, Field)>,
-        >,
-        AsStrs,
-    >;
-
-    fn into_iter(self) -> Self::IntoIter {
-        let as_strs: AsStrs = |(name, value)| (name.as_ref(), value.as_ref());
-        self.first.iter().chain(&self.rest).map(as_strs)
     }
 }
 
@@ -213,8 +157,9 @@ impl Response {
         Response::stream(status, reader)
     }
 
-    /// Adds a header field (a name may repeat). Fields whose name or value contains a
-    /// line break or other control character are dropped when sending.
+    /// Adds a header field (a name may repeat). A field whose name is not a token, or
+    /// whose value holds a line break or another control character (tab excepted), is
+    /// dropped here with a warning: it is neither listed nor sent.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
         self.headers
             .push(Field::Owned(name.into()), Field::Owned(value.into()));

@@ -9,7 +9,8 @@ use std::panic::{self, AssertUnwindSafe};
 use super::config::HttpConfig;
 use super::date::append_date_field;
 use super::request::Version;
-use super::response::{Body, Fields, Response, reason_phrase};
+use super::response::{Body, Response, reason_phrase};
+use super::response_fields::{Fields, is_framing_field};
 use crate::conn::Conn;
 
 /// Size of the buffer a streamed body is read into; at most one chunk per read.
@@ -54,13 +55,7 @@ pub(crate) fn write_response(
         log::warn!("handler returned status {status}; sending 500");
         status = 500;
     }
-    let mut keep_alive = answering.keep_alive
-        && !fields.iter().any(|(name, value)| {
-            name.eq_ignore_ascii_case("connection")
-                && value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("close"))
-        });
+    let mut keep_alive = answering.keep_alive && !fields.marks().close;
     let body_allowed = !(status < 200 || status == 204 || status == 304);
     let body = if body_allowed { body } else { Body::Empty };
     let chunked = matches!(body, Body::Stream(_)) && answering.version == Version::Http11;
@@ -111,7 +106,7 @@ struct HeadParts<'a> {
     keep_alive: bool,
 }
 
-/// Appends the status line, the application's valid fields, ours (`Server`, `Date`,
+/// Appends the status line, the application's fields, ours (`Server`, `Date`,
 /// framing, `Connection`) and the blank line to `head`, with no formatting machinery:
 /// a small answer's head is most of its cost.
 fn write_head(head: &mut Vec<u8>, parts: HeadParts<'_>, answering: Answering, config: &HttpConfig) {
@@ -132,24 +127,19 @@ fn write_head(head: &mut Vec<u8>, parts: HeadParts<'_>, answering: Answering, co
             head.extend_from_slice(b"\r\n");
         }
     }
-    let mut has_date = false;
-    let mut has_server = false;
+    // Every field is valid already (checked when added); only the framing ones,
+    // which are ours to write, are left out.
+    let marks = parts.fields.marks();
     for (name, value) in parts.fields {
-        if is_framing_field(name) {
+        if marks.framing && is_framing_field(name) {
             continue;
         }
-        if !valid_field(name, value) {
-            log::warn!("dropping response header field {name:?} with invalid characters");
-            continue;
-        }
-        has_date |= name.eq_ignore_ascii_case("date");
-        has_server |= name.eq_ignore_ascii_case("server");
         push_field(head, name.as_bytes(), value.as_bytes());
     }
-    if let (true, false, Some(server)) = (http, has_server, &config.server_name) {
+    if let (true, false, Some(server)) = (http, marks.server, &config.server_name) {
         push_field(head, b"Server", server.as_bytes());
     }
-    if http && config.send_date && !has_date {
+    if http && config.send_date && !marks.date {
         append_date_field(head);
     }
     let length = match parts.body {
@@ -249,54 +239,3 @@ fn write_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Re
     }
     Ok(true)
 }
-
-/// Fields the writer sets itself.
-fn is_framing_field(name: &str) -> bool {
-    // The lengths tell the three apart before any byte is compared.
-    match name.len() {
-        10 => name.eq_ignore_ascii_case("connection"),
-        14 => name.eq_ignore_ascii_case("content-length"),
-        17 => name.eq_ignore_ascii_case("transfer-encoding"),
-        _ => false,
-    }
-}
-
-/// A field name must be a token; a value must not hold control characters (no CR/LF,
-/// so no response splitting), tabs excepted.
-fn valid_field(name: &str, value: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| TOKEN_BYTES[usize::from(b)])
-        && value
-            .bytes()
-            .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-}
-
-/// `TOKEN_BYTES[b]`: whether byte `b` is a `tchar` of RFC 9110 §5.6.2 (one lookup per
-/// byte of every response field name).
-const TOKEN_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let byte = b as u8;
-        table[b] = byte.is_ascii_alphanumeric()
-            || matches!(
-                byte,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    table
-};
