@@ -50,6 +50,9 @@ impl<A> fmt::Debug for HttpConnection<A> {
     }
 }
 
+/// What the application's handler came back with: its response, or the panic.
+type Outcome = std::thread::Result<Response>;
+
 /// What one round of the loop ended in.
 enum Next {
     /// Serve the next request.
@@ -73,34 +76,21 @@ impl<A: HttpHandler> HttpConnection<A> {
 
     /// Serves one request (`last`: the connection's last, answered with
     /// `Connection: close`); errors are socket errors worth reporting.
+    ///
+    /// Reading the request and writing the answer are functions of their own, not
+    /// inlined here: this frame stays on a coroutine's stack while the handler runs,
+    /// which for a long poll is as long as the client waits, and what it holds decides
+    /// whether a parked waiter fits in one stack page (see `.ci/waiter-memory`).
     fn serve_one(
         &mut self,
         conn: &mut Conn,
         first_deadline: Option<Instant>,
         last: bool,
     ) -> io::Result<Next> {
-        let config = &*self.config;
-        let spare = std::mem::take(&mut self.spare);
-        let head = match head::read_head(conn, config, &mut self.head, first_deadline, spare) {
-            Ok(Some(head)) => head,
-            Ok(None) => return Ok(Next::Drop),
-            Err(failure) => return self.fail(conn, failure),
+        let (mut request, framing, streams) = match self.read_request(conn, first_deadline) {
+            Ok(read) => read,
+            Err(next) => return next,
         };
-        let framing = match begin_body(conn, config, &head) {
-            Ok(framing) => framing,
-            Err(failure) => return self.fail(conn, failure),
-        };
-        let mut request = Request::from_head(head, conn.peer_addr().clone());
-        let app = &*self.app;
-        let streams = app.streams_body(&request);
-        // With no body to read, the request keeps its empty one (and `begin_body` has
-        // disarmed the deadlines already).
-        if !streams && framing.has_body() {
-            match read_body(conn, config, framing) {
-                Ok((body, trailers)) => request.set_body(body, trailers),
-                Err(failure) => return self.fail(conn, failure),
-            }
-        }
         let keep_alive = wants_keep_alive(&request) && !last;
         let answering = Answering {
             dialect: Dialect::Http,
@@ -114,26 +104,15 @@ impl<A: HttpHandler> HttpConnection<A> {
         request.label_coroutine(label);
         crate::status::count(crate::status::Counter::Requests);
         let (outcome, client_left, body_drained) = if streams {
-            // Watched as `handle` is; unread body bytes are no hang-up (see `Conn::watch`).
-            let watch = conn.start_watch();
-            let mut body = BodyReader::new(conn, framing, config);
-            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                app.handle_streaming(&mut request, &mut body)
-            }));
-            let left = watch.client_left();
-            drop(watch);
-            let failure = body.take_failure();
-            let drained = !left && failure.is_none() && body.drain();
-            conn.set_read_timeout(None);
-            conn.set_read_deadline(None);
-            if let Some(failure) = failure {
-                return self.fail(conn, failure);
+            match self.call_streaming(conn, &mut request, framing) {
+                Ok(called) => called,
+                Err(next) => return next,
             }
-            (outcome, left, drained)
         } else {
             // A handler may wait long (a long poll): it holds no read buffer meanwhile.
             conn.release_read_buffer();
             // Waits the application makes end when this client leaves (see `Conn::watch`).
+            let app = &*self.app;
             let (outcome, left) = conn.watch_reporting(|| {
                 panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request)))
             });
@@ -143,6 +122,85 @@ impl<A: HttpHandler> HttpConnection<A> {
             // Nobody is left to read the answer.
             return Ok(Next::Drop);
         }
+        let answering = Answering {
+            keep_alive: answering.keep_alive && body_drained && !conn.draining(),
+            ..answering
+        };
+        self.answer(conn, &mut request, outcome, answering)
+    }
+
+    /// Reads a request's head and, unless the application streams it, its body;
+    /// `Err` holds how the connection ends instead (nothing came, or a failure that
+    /// has been answered). Also says whether the application streams the body.
+    #[inline(never)]
+    fn read_request(
+        &mut self,
+        conn: &mut Conn,
+        first_deadline: Option<Instant>,
+    ) -> Result<(Request, Framing, bool), io::Result<Next>> {
+        let config = &*self.config;
+        let spare = std::mem::take(&mut self.spare);
+        let head = match head::read_head(conn, config, &mut self.head, first_deadline, spare) {
+            Ok(Some(head)) => head,
+            Ok(None) => return Err(Ok(Next::Drop)),
+            Err(failure) => return Err(self.fail(conn, failure)),
+        };
+        let framing = match begin_body(conn, config, &head) {
+            Ok(framing) => framing,
+            Err(failure) => return Err(self.fail(conn, failure)),
+        };
+        let mut request = Request::from_head(head, conn.peer_addr().clone());
+        let streams = self.app.streams_body(&request);
+        // With no body to read, the request keeps its empty one (and `begin_body` has
+        // disarmed the deadlines already).
+        if !streams && framing.has_body() {
+            match read_body(conn, config, framing) {
+                Ok((body, trailers)) => request.set_body(body, trailers),
+                Err(failure) => return Err(self.fail(conn, failure)),
+            }
+        }
+        Ok((request, framing, streams))
+    }
+
+    /// Calls the application's streaming handler with a reader of the body, then
+    /// drains what it left unread. Returns its outcome, whether the client left, and
+    /// whether the body was drained (the connection can be reused); `Err` holds how
+    /// the connection ends after a failure reading the body.
+    #[inline(never)]
+    fn call_streaming(
+        &self,
+        conn: &mut Conn,
+        request: &mut Request,
+        framing: Framing,
+    ) -> Result<(Outcome, bool, bool), io::Result<Next>> {
+        // Watched as `handle` is; unread body bytes are no hang-up (see `Conn::watch`).
+        let watch = conn.start_watch();
+        let mut body = BodyReader::new(conn, framing, &self.config);
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.app.handle_streaming(request, &mut body)
+        }));
+        let left = watch.client_left();
+        drop(watch);
+        let failure = body.take_failure();
+        let drained = !left && failure.is_none() && body.drain();
+        conn.set_read_timeout(None);
+        conn.set_read_deadline(None);
+        if let Some(failure) = failure {
+            return Err(self.fail(conn, failure));
+        }
+        Ok((outcome, left, drained))
+    }
+
+    /// Writes the application's answer (a `500` if it panicked), logs the request, and
+    /// keeps the request's head storage for the next one.
+    #[inline(never)]
+    fn answer(
+        &mut self,
+        conn: &mut Conn,
+        request: &mut Request,
+        outcome: Outcome,
+        answering: Answering,
+    ) -> io::Result<Next> {
         let response = match outcome {
             Ok(response) => response,
             Err(_) => {
@@ -155,15 +213,12 @@ impl<A: HttpHandler> HttpConnection<A> {
                 return self.fail(conn, Failure::Reject(reject));
             }
         };
-        super::access_log::log_access(config, &request, &response);
-        let answering = Answering {
-            keep_alive: answering.keep_alive && body_drained && !conn.draining(),
-            ..answering
-        };
+        let config = &*self.config;
+        super::access_log::log_access(config, request, &response);
         // Not flushed here: reading the next head flushes before it waits, so answers
         // to pipelined requests that are already buffered go out together.
         let keep_alive = write_response(conn, response, answering, config)?;
-        self.spare = request.into_head();
+        self.spare = request.take_head();
         self.spare.recycle();
         match keep_alive {
             true => Ok(Next::KeepAlive),
@@ -172,6 +227,8 @@ impl<A: HttpHandler> HttpConnection<A> {
     }
 
     /// Answers a failed request (or not), returning how the connection ends.
+    #[cold]
+    #[inline(never)]
     fn fail(&self, conn: &mut Conn, failure: Failure) -> io::Result<Next> {
         match failure {
             Failure::Close => Ok(Next::Drop),

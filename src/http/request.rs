@@ -116,14 +116,14 @@ impl Request {
         }
     }
 
-    /// Takes the request apart again once it is answered, giving back its head for the
-    /// connection to parse the next one into (see [`Head::recycle`]).
-    pub(crate) fn into_head(self) -> Head {
+    /// Gives back the request's head storage once it is answered, for the connection
+    /// to parse the next one into (see [`Head::recycle`]); what is left is empty.
+    pub(crate) fn take_head(&mut self) -> Head {
         Head {
-            method: self.method,
-            target: self.target,
+            method: std::mem::take(&mut self.method),
+            target: std::mem::take(&mut self.target),
             version: self.version,
-            headers: self.headers,
+            headers: std::mem::take(&mut self.headers),
         }
     }
 
