@@ -6,7 +6,7 @@ mod http_util;
 use std::io::Read;
 
 use http_util::{Client, echo, start};
-use mixserve::http::{Http, Request, Response};
+use mixserve::http::{Http, HttpConfig, Request, Response};
 
 fn client() -> Client {
     start(Http::new(echo))
@@ -231,6 +231,14 @@ fn panicking_stream_cuts_the_body_short() {
         raw.ends_with("\r\n\r\n2\r\nok\r\n2\r\nok\r\n"),
         "no final chunk: {raw:?}"
     );
+}
+
+#[test]
+#[should_panic(expected = "server_name")]
+fn a_server_name_that_would_split_every_head_is_refused_at_construction() {
+    let mut config = HttpConfig::default();
+    config.server_name = Some("mixserve\r\nX-Injected: yes".into());
+    let _ = Http::with_config(|_: &mut Request| Response::status(204), config);
 }
 
 #[test]

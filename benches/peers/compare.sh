@@ -47,7 +47,7 @@ sample_steal() {
 }
 sample_steal >"$OUT/steal.log" &
 sampler=$!
-trap 'kill "$sampler" 2>/dev/null' EXIT
+trap 'kill "$sampler" 2>/dev/null || true' EXIT
 
 HELLO_PEERS="tokio-hyper nginx-1w nginx-2w may_minihttp mixserve-scheduled mixserve-preforked-2w-scheduled" \
   CONNS="50 1000" SETUPS="pinned shared" bash "$kit" hello >/dev/null

@@ -202,7 +202,19 @@ impl<A: HttpHandler> Http<A> {
     }
 
     /// Serves `app` with the given limits and timeouts.
+    ///
+    /// # Panics
+    ///
+    /// If [`HttpConfig::server_name`] holds a line break or another control character
+    /// (tab excepted): it would be written into every response's head.
     pub fn with_config(app: A, config: HttpConfig) -> Http<A> {
+        if let Some(name) = &config.server_name {
+            assert!(
+                response_fields::valid_value(name),
+                "HttpConfig::server_name {name:?} holds a control character; \
+                 it would split every response's head"
+            );
+        }
         Http {
             app: Arc::new(app),
             config: Arc::new(config),

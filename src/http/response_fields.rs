@@ -129,11 +129,14 @@ pub(crate) fn is_framing_field(name: &str) -> bool {
 /// A field name must be a token; a value must not hold control characters (no CR/LF,
 /// so no response splitting), tabs excepted.
 fn valid_field(name: &str, value: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| TOKEN_BYTES[usize::from(b)])
-        && value
-            .bytes()
-            .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    !name.is_empty() && name.bytes().all(|b| TOKEN_BYTES[usize::from(b)]) && valid_value(value)
+}
+
+/// Whether `value` may be sent as a field value: no control characters but tab.
+pub(crate) fn valid_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 /// `TOKEN_BYTES[b]`: whether byte `b` is a `tchar` of RFC 9110 §5.6.2 (one lookup per
