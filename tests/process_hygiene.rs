@@ -28,12 +28,15 @@ fn a_draining_worker_s_handler_sees_no_eintr() {
             "slept",
             "{inner}: a stop signal reached the handler"
         );
-        // The drain ended with the nap; this signal finds the master exiting or gone.
-        let status = server.stop();
+        // The drain ends with the nap, and the master exits by itself. (No second
+        // SIGTERM: once `serve_forever` returns, the program's own disposition is back,
+        // and one landing in the master's last moments ends it by the signal — what
+        // made this test fail about one run in ten.)
+        let status = server.exited_within(std::time::Duration::from_secs(20));
         assert!(
             status.is_some_and(|s| s.success()),
             "{inner}: the master's exit after the drain: {status:?} (None: still running \
-             20 s after the second SIGTERM; its stderr is above)"
+             20 s after the drain's SIGTERM; its stderr is above)"
         );
     }
 }
