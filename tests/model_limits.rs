@@ -49,7 +49,7 @@ fn sigterm_answers_pending_waiters_then_exits_cleanly() {
             let reply = read_reply(waiter);
             assert_eq!(reply.status, 503, "{model}: {}", reply.text());
         }
-        let status = server.stop().expect("server exits after SIGTERM");
+        let status = server.drained().expect("server exits after SIGTERM");
         assert!(status.success(), "{model}: {status:?}");
         assert!(
             started.elapsed() < Duration::from_secs(10),

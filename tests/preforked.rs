@@ -123,7 +123,7 @@ fn scheduled_workers_hold_thousands_of_waiters() {
         for waiter in &mut waiters {
             assert_eq!(read_reply(waiter).status, 503, "{accept}");
         }
-        assert!(server.stop().is_some_and(|s| s.success()), "{accept}");
+        assert!(server.drained().is_some_and(|s| s.success()), "{accept}");
     }
 }
 
@@ -151,7 +151,7 @@ fn every_inner_model_serves_comet_and_drains_on_sigterm() {
             for waiter in &mut waiters {
                 assert_eq!(read_reply(waiter).status, 503, "{inner} {accept}");
             }
-            let status = server.stop();
+            let status = server.drained();
             assert!(
                 status.is_some_and(|s| s.success()),
                 "{inner} {accept}: {status:?}"
@@ -436,7 +436,7 @@ fn sigterm_answers_pending_waiters_and_reaps_every_worker() {
         for waiter in &mut waiters {
             assert_eq!(read_reply(waiter).status, 503, "{accept}");
         }
-        let status = server.stop().expect("exits after SIGTERM");
+        let status = server.drained().expect("exits after SIGTERM");
         assert!(status.success(), "{accept}: {status:?}");
     }
 }

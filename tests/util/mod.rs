@@ -236,6 +236,14 @@ impl ServerProcess {
         self.exited_within(Duration::from_secs(20))
     }
 
+    /// Waits (bounded) for a server already draining (a SIGTERM sent) to exit by itself;
+    /// returns the exit status. Not [`stop`](Self::stop): a second SIGTERM that lands
+    /// after `serve_forever` returned meets the program's own disposition again, and
+    /// ends it by the signal instead of a clean exit.
+    pub fn drained(&mut self) -> Option<std::process::ExitStatus> {
+        self.exited_within(Duration::from_secs(20))
+    }
+
     /// The rest of the server's stdout (after it exited).
     pub fn rest_of_stdout(&mut self) -> String {
         let mut rest = String::new();
