@@ -31,7 +31,7 @@ fn a_draining_worker_s_handler_sees_no_eintr() {
         // The drain ends with the nap, and the master exits by itself. (No second
         // SIGTERM: once `serve_forever` returns, the program's own disposition is back,
         // and one landing in the master's last moments ends it by the signal — what
-        // made this test fail about one run in ten.)
+        // made this test fail once in 25 runs of a loop.)
         let status = server.drained();
         assert!(
             status.is_some_and(|s| s.success()),

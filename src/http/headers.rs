@@ -130,11 +130,7 @@ impl Headers {
     /// True if some value of field `name` lists `token` (comma-separated, any case),
     /// as in `Connection: keep-alive, Upgrade`.
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.get_all(name).any(|value| {
-            value
-                .split(|&byte| byte == b',')
-                .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-        })
+        self.get_all(name).any(|value| lists_token(value, token))
     }
 
     /// Every field, in arrival order.
@@ -168,6 +164,14 @@ impl Headers {
             )
         })
     }
+}
+
+/// True if the comma-separated list `value` holds `token` (any case, spaces around
+/// items ignored), as `keep-alive, Upgrade` holds `upgrade`.
+pub(crate) fn lists_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&byte| byte == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 #[cfg(test)]

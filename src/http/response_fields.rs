@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::headers::lists_token;
+
 /// A header field's name or value: the crate's own are `&'static str`.
 pub(crate) type Field = std::borrow::Cow<'static, str>;
 
@@ -81,9 +83,7 @@ impl Marks {
             _ if is_framing_field(name) => {
                 self.framing = true;
                 self.close |= name.eq_ignore_ascii_case("connection")
-                    && value
-                        .split(',')
-                        .any(|token| token.trim().eq_ignore_ascii_case("close"));
+                    && lists_token(value.as_bytes(), "close");
             }
             _ => {}
         }
