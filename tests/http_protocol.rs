@@ -7,6 +7,7 @@ use std::io::Read;
 
 use http_util::{Client, echo, start};
 use mixserve::http::{Http, HttpConfig, Request, Response};
+use mixserve::scgi::Scgi;
 
 fn client() -> Client {
     start(Http::new(echo))
@@ -239,6 +240,17 @@ fn a_server_name_that_would_split_every_head_is_refused_at_construction() {
     let mut config = HttpConfig::default();
     config.server_name = Some("mixserve\r\nX-Injected: yes".into());
     let _ = Http::with_config(|_: &mut Request| Response::status(204), config);
+}
+
+#[test]
+fn try_with_config_returns_the_refusal_instead() {
+    let mut config = HttpConfig::default();
+    config.server_name = Some("mixserve\r\nX-Injected: yes".into());
+    let app = |_: &mut Request| Response::status(204);
+    let refusal = Http::try_with_config(app, config.clone()).expect_err("refused");
+    assert_eq!((refusal.part, refusal.setting), ("http", "server_name"));
+    let refusal = Scgi::try_with_config(app, config).expect_err("refused");
+    assert_eq!((refusal.part, refusal.setting), ("http", "server_name"));
 }
 
 #[test]

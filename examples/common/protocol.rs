@@ -43,14 +43,18 @@ pub fn serve_app<A: HttpHandler>(
         path: args.status_path.clone(),
         app,
     };
-    match args.protocol.as_str() {
-        "http" => common::serve(serve, "http", Http::with_config(app, config)),
-        "scgi" => common::serve(serve, "scgi", Scgi::with_config(app, config)),
+    let served = match args.protocol.as_str() {
+        "http" => Http::try_with_config(app, config).map(|http| common::serve(serve, "http", http)),
+        "scgi" => Scgi::try_with_config(app, config).map(|scgi| common::serve(serve, "scgi", scgi)),
         other => {
             eprintln!("error: unknown protocol {other:?}: choose http or scgi");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-    }
+    };
+    served.unwrap_or_else(|refusal| {
+        eprintln!("error: invalid configuration: {refusal}");
+        ExitCode::from(2)
+    })
 }
 
 /// The application, with `--status-path` answered first.

@@ -2,6 +2,12 @@
 
 use std::time::Duration;
 
+use super::response_fields::valid_value;
+use crate::server::{ConfigCheck, ConfigError};
+
+/// The shortest request line there is, `GET / HTTP/1.1`, in bytes.
+const SHORTEST_REQUEST_LINE: usize = 14;
+
 /// Limits and timeouts for [`Http`](super::Http) (and [`Scgi`](crate::scgi::Scgi)).
 /// Every limit is on by default; the defaults follow nginx's where it has the same
 /// knob, and are no looser:
@@ -20,6 +26,9 @@ use std::time::Duration;
 /// | [`write_timeout`](Self::write_timeout) | 30 s per write | close | `send_timeout` (60s) |
 /// | [`max_requests_per_connection`](Self::max_requests_per_connection) | 1000 | last answer says `Connection: close` | `keepalive_requests` (1000) |
 /// | [`linger`](Self::linger) | 1 s | close | `lingering_time` (30s) / `lingering_timeout` (5s) |
+/// | [`access_log`](Self::access_log) | `false` | — | `access_log` (on) |
+/// | [`server_name`](Self::server_name) | `"mixserve"` | — | `server_tokens` (on) |
+/// | [`send_date`](Self::send_date) | `true` | — | always sent |
 ///
 /// Slow clients cannot stretch these: the first request's head must be complete
 /// `header_timeout` after the connection was established — time spent queued for a
@@ -28,23 +37,9 @@ use std::time::Duration;
 /// A long-poll limit is the application's choice: see `examples/comet.rs`
 /// (`--wait-limit`, answered `204`).
 ///
-/// | field | default | past it |
-/// |---|---|---|
-/// | [`max_request_line`](Self::max_request_line) | 8 KiB | `414` |
-/// | [`max_header_line`](Self::max_header_line) | 8 KiB | `431` |
-/// | [`max_headers`](Self::max_headers) | 100 | `431` |
-/// | [`max_head_bytes`](Self::max_head_bytes) | 64 KiB | `431` |
-/// | [`max_body`](Self::max_body) | 1 MiB | `413` |
-/// | [`header_timeout`](Self::header_timeout) | 10 s | `408`, close |
-/// | [`idle_timeout`](Self::idle_timeout) | 5 s | close (keep-alive) |
-/// | [`body_timeout`](Self::body_timeout) | 30 s per read | `408`, close |
-/// | [`write_timeout`](Self::write_timeout) | 30 s per write | close |
-/// | [`linger`](Self::linger) | 1 s | close after an error answer |
-/// | [`access_log`](Self::access_log) | `false` | — |
-/// | [`server_name`](Self::server_name) | `"mixserve"` | — |
-/// | [`send_date`](Self::send_date) | `true` | — |
-///
-/// The fields are public; start from [`HttpConfig::default`] and change what you need:
+/// The fields are public; start from [`HttpConfig::default`] and change what you need.
+/// [`Http::try_with_config`](super::Http::try_with_config) refuses a configuration that
+/// could serve nothing (see [`check`](Self::check)):
 ///
 /// ```
 /// use std::time::Duration;
@@ -54,6 +49,7 @@ use std::time::Duration;
 /// config.max_body = 16 * 1024 * 1024;
 /// config.idle_timeout = Duration::from_secs(30);
 /// assert_eq!(config.max_headers, 100);
+/// assert!(config.check().is_ok());
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -120,6 +116,59 @@ impl Default for HttpConfig {
     }
 }
 
+impl HttpConfig {
+    /// Refuses a configuration that could serve nothing or would corrupt every answer,
+    /// naming the setting: a [`server_name`](Self::server_name) with a line break or
+    /// another control character (tab excepted), a zero timeout, a request line limit
+    /// under the 14 bytes of `GET / HTTP/1.1`, no room for a `Host` field, or no
+    /// request per connection. Small limits are the caller's choice and pass.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mixserve::http::HttpConfig;
+    ///
+    /// let mut config = HttpConfig::default();
+    /// config.idle_timeout = Duration::ZERO;
+    /// let refusal = config.check().unwrap_err();
+    /// assert_eq!(refusal.setting, "idle_timeout");
+    /// ```
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let check = ConfigCheck("http");
+        if let Some(name) = &self.server_name {
+            let problem = format!("is {name:?}: a control character would split every head");
+            check.require("server_name", valid_value(name), problem)?;
+        }
+        let line = self.max_request_line;
+        let problem =
+            format!("is {line}, must be at least {SHORTEST_REQUEST_LINE} (`GET / HTTP/1.1`)");
+        check.require("max_request_line", line >= SHORTEST_REQUEST_LINE, problem)?;
+        check.at_least("max_head_bytes", self.max_head_bytes, SHORTEST_REQUEST_LINE)?;
+        check.at_least("max_headers", self.max_headers, 1)?;
+        check.at_least("max_header_line", self.max_header_line, 1)?;
+        check.at_least(
+            "max_requests_per_connection",
+            self.max_requests_per_connection,
+            1,
+        )?;
+        let timeouts = [
+            ("header_timeout", Some(self.header_timeout)),
+            ("idle_timeout", Some(self.idle_timeout)),
+            ("body_timeout", Some(self.body_timeout)),
+            ("body_deadline", Some(self.body_deadline)),
+            ("write_timeout", self.write_timeout),
+        ];
+        for (setting, timeout) in timeouts {
+            let zero = timeout == Some(Duration::ZERO);
+            check.require(
+                setting,
+                !zero,
+                "is zero: nothing could be read or written in time",
+            )?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +190,66 @@ mod tests {
         assert!(!config.access_log);
         assert_eq!(config.server_name.as_deref(), Some("mixserve"));
         assert!(config.send_date);
+    }
+
+    #[test]
+    fn the_defaults_pass_the_check() {
+        assert_eq!(HttpConfig::default().check(), Ok(()));
+    }
+
+    #[test]
+    fn the_check_names_the_setting_it_refuses() {
+        let refused = |change: fn(&mut HttpConfig)| {
+            let mut config = HttpConfig::default();
+            change(&mut config);
+            config
+                .check()
+                .map_err(|refusal| (refusal.part, refusal.setting))
+        };
+        let named = |setting| Err(("http", setting));
+        let injected = |c: &mut HttpConfig| c.server_name = Some("a\r\nX-Injected: yes".into());
+        assert_eq!(refused(injected), named("server_name"));
+        assert_eq!(
+            refused(|c| c.max_request_line = 13),
+            named("max_request_line")
+        );
+        assert_eq!(refused(|c| c.max_head_bytes = 13), named("max_head_bytes"));
+        assert_eq!(refused(|c| c.max_headers = 0), named("max_headers"));
+        assert_eq!(refused(|c| c.max_header_line = 0), named("max_header_line"));
+        let none = |c: &mut HttpConfig| c.max_requests_per_connection = 0;
+        assert_eq!(refused(none), named("max_requests_per_connection"));
+        assert_eq!(
+            refused(|c| c.header_timeout = Duration::ZERO),
+            named("header_timeout")
+        );
+        assert_eq!(
+            refused(|c| c.idle_timeout = Duration::ZERO),
+            named("idle_timeout")
+        );
+        assert_eq!(
+            refused(|c| c.body_timeout = Duration::ZERO),
+            named("body_timeout")
+        );
+        assert_eq!(
+            refused(|c| c.body_deadline = Duration::ZERO),
+            named("body_deadline")
+        );
+        let zero_write = |c: &mut HttpConfig| c.write_timeout = Some(Duration::ZERO);
+        assert_eq!(refused(zero_write), named("write_timeout"));
+    }
+
+    #[test]
+    fn small_limits_and_absent_options_pass() {
+        let config = HttpConfig {
+            max_request_line: 14,
+            max_head_bytes: 64,
+            max_headers: 1,
+            max_body: 0,
+            linger: Duration::ZERO,
+            write_timeout: None,
+            server_name: Some("mixserve/1.0 (tab\tok)".into()),
+            ..HttpConfig::default()
+        };
+        assert_eq!(config.check(), Ok(()));
     }
 }

@@ -95,6 +95,7 @@ use std::io::Write;
 
 use crate::conn::Conn;
 use crate::handler::MakeHandler;
+use crate::server::ConfigError;
 
 pub use access_log::ACCESS_LOG_TARGET;
 pub use body_reader::BodyReader;
@@ -201,24 +202,35 @@ impl<A: HttpHandler> Http<A> {
         Http::with_config(app, HttpConfig::default())
     }
 
+    /// Serves `app` with the given limits and timeouts, once [`HttpConfig::check`] passes
+    /// them: the constructor for a configuration read at start-up.
+    ///
+    /// ```
+    /// use mixserve::http::{Http, HttpConfig, Request, Response};
+    ///
+    /// let mut config = HttpConfig::default();
+    /// config.server_name = Some("mixserve\r\nX-Injected: yes".into());
+    /// let refusal = Http::try_with_config(|_: &mut Request| Response::status(204), config)
+    ///     .unwrap_err();
+    /// assert_eq!(refusal.setting, "server_name");
+    /// ```
+    pub fn try_with_config(app: A, config: HttpConfig) -> Result<Http<A>, ConfigError> {
+        config.check()?;
+        Ok(Http {
+            app: Arc::new(app),
+            config: Arc::new(config),
+        })
+    }
+
     /// Serves `app` with the given limits and timeouts.
     ///
     /// # Panics
     ///
-    /// If [`HttpConfig::server_name`] holds a line break or another control character
-    /// (tab excepted): it would be written into every response's head.
+    /// If [`HttpConfig::check`] refuses `config` (a `server_name` with a line break
+    /// would be written into every response's head). A configuration that comes from
+    /// outside the program should go through [`try_with_config`](Self::try_with_config).
     pub fn with_config(app: A, config: HttpConfig) -> Http<A> {
-        if let Some(name) = &config.server_name {
-            assert!(
-                response_fields::valid_value(name),
-                "HttpConfig::server_name {name:?} holds a control character; \
-                 it would split every response's head"
-            );
-        }
-        Http {
-            app: Arc::new(app),
-            config: Arc::new(config),
-        }
+        Http::try_with_config(app, config).unwrap_or_else(|refusal| panic!("{refusal}"))
     }
 
     /// The limits and timeouts in use.

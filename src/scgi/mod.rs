@@ -37,6 +37,7 @@ use crate::http::seams::{
     Answering, Dialect, Failure, Framing, linger_close, peer_gone, read_length, write_response,
 };
 use crate::http::{BodyReader, Headers, HttpConfig, HttpHandler, Request, Response, Version};
+use crate::server::ConfigError;
 
 use netstring::{parse_variables, read_netstring};
 
@@ -54,12 +55,24 @@ impl<A: HttpHandler> Scgi<A> {
         Scgi::with_config(app, HttpConfig::default())
     }
 
-    /// Serves `app` with the given limits and timeouts.
-    pub fn with_config(app: A, config: HttpConfig) -> Scgi<A> {
-        Scgi {
+    /// Serves `app` with the given limits and timeouts, once [`HttpConfig::check`] passes
+    /// them: the constructor for a configuration read at start-up.
+    pub fn try_with_config(app: A, config: HttpConfig) -> Result<Scgi<A>, ConfigError> {
+        config.check()?;
+        Ok(Scgi {
             app: Arc::new(app),
             config: Arc::new(config),
-        }
+        })
+    }
+
+    /// Serves `app` with the given limits and timeouts.
+    ///
+    /// # Panics
+    ///
+    /// If [`HttpConfig::check`] refuses `config`; a configuration that comes from outside
+    /// the program should go through [`try_with_config`](Self::try_with_config).
+    pub fn with_config(app: A, config: HttpConfig) -> Scgi<A> {
+        Scgi::try_with_config(app, config).unwrap_or_else(|refusal| panic!("{refusal}"))
     }
 }
 
