@@ -13,8 +13,16 @@ its wrk window (the window ends at the mtime of the sample's wrk log and lasts d
 A second table then takes its medians over the quiet samples only, those with a share at or
 below QUIET_STEAL; stolen time slows every server, so a sample taken while the host was busy
 measures the host, not the server. The share of every sample is listed below the tables.
+
+Last, each ratio again from pairs: the kit runs every server once per repetition, one after
+the other, so mixserve's sample and a peer's in the same repetition were taken minutes
+apart at most. For each pair the ratio of the two, then the median of those ratios, how
+many pairs mixserve won, and a 90 % bootstrap interval of the ratio of medians (the
+repetitions resampled with replacement, a fixed seed): an interval that straddles 1.00
+says this run cannot tell the two servers apart.
 """
 import bisect
+import random
 import json
 import os
 import statistics
@@ -128,6 +136,8 @@ def main():
         table(quiet, comet_rows, counts=True)
         print("\nSteal per hello sample, in repetition order:\n")
         steal_listing(hello_rows)
+    print("\nPaired by repetition (req/s):\n")
+    paired(hello_rows)
     problems(hello_rows, comet_rows)
 
 
@@ -138,6 +148,39 @@ def steal_listing(rows):
                     key=lambda r: r["rep"])
         shares = " ".join("?" if r["steal"] is None else f"{r['steal']:.0%}" for r in rs)
         print(f"- {setup} c={conns} {peer}: {shares}")
+
+
+PAIRS = (
+    (SCHEDULED, "tokio-hyper", "pinned", 50), (SCHEDULED, "nginx-1w", "pinned", 50),
+    (SCHEDULED, "tokio-hyper", "pinned", 1000), (SCHEDULED, "nginx-1w", "pinned", 1000),
+    (PREFORKED, "nginx-2w", "shared", 1000),
+)
+
+
+def paired(rows, resamples=2000):
+    print("| row | pairs | mixserve won | median of pair ratios | ratio of medians, 90 % interval |")
+    print("|---|---|---|---|---|")
+    for ours, peer, setup, conns in PAIRS:
+        by_rep = {}
+        for r in rows:
+            if r["setup"] == setup and r["conns"] == conns and r["peer"] in (ours, peer) and r["rps"]:
+                by_rep.setdefault(r["rep"], {})[r["peer"]] = r["rps"]
+        pairs = [(v[ours], v[peer]) for _, v in sorted(by_rep.items()) if ours in v and peer in v]
+        if not pairs:
+            continue
+        won = sum(1 for a, b in pairs if a > b)
+        rng = random.Random(12)
+        boot = []
+        for _ in range(resamples):
+            pick = [rng.choice(pairs) for _ in pairs]
+            boot.append(statistics.median(a for a, _ in pick) / statistics.median(b for _, b in pick))
+        boot.sort()
+        low, high = boot[int(0.05 * resamples)], boot[int(0.95 * resamples) - 1]
+        point = statistics.median(a for a, _ in pairs) / statistics.median(b for _, b in pairs)
+        name = "scheduled" if ours == SCHEDULED else "preforked 2w"
+        print(f"| {setup} c={conns}, {name} / {peer} | {len(pairs)} | {won} "
+              f"| {statistics.median(a / b for a, b in pairs):.2f}× "
+              f"| {point:.2f}× ({low:.2f}–{high:.2f}) |")
 
 
 def count(rows, peer, setup, conns):
