@@ -162,3 +162,47 @@ fn bad_scheduled_configuration_is_refused() {
         .build(|| from_fn(shout));
     assert!(matches!(huge, Err(mixserve::StartError::Config(_))));
 }
+
+/// serde_json recurses once per nesting level; on a 64 KiB coroutine stack a short
+/// deep body used to overflow and take the whole loop down. It is parsed on the loop's
+/// stack now. (`IgnoredAny`: a deep `Value` the handler drops recurses on its own stack.)
+#[test]
+fn deeply_nested_json_is_answered_without_overflowing_a_coroutine_stack() {
+    use mixserve::http::{Http, Request, Response};
+    let app = |req: &mut Request| match req.json::<serde::de::IgnoredAny>() {
+        Ok(_) => Response::text(200, "parsed"),
+        Err(error) => error.to_response(),
+    };
+    let (tx, rx) = mpsc::channel();
+    let serving = thread::spawn(move || {
+        let mut server = Server::builder(Scheduled::new())
+            .bind("127.0.0.1:0")
+            .handle_signals(false)
+            .shutdown_timeout(Duration::from_millis(500))
+            .build(Http::new(app))
+            .unwrap();
+        tx.send((server.local_addr().unwrap(), server.shutdown_handle()))
+            .unwrap();
+        server.serve_forever().unwrap();
+    });
+    let (addr, handle) = rx.recv().unwrap();
+    for depth in [126, 200] {
+        let body = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        let mut stream = connect(addr);
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "depth {depth}: {answer:?}"
+        );
+    }
+    handle.shutdown();
+    serving.join().unwrap();
+}

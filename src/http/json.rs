@@ -70,6 +70,10 @@ impl Request {
     /// assert_eq!(answer.body_bytes(), Some(&b"hi"[..]));
     /// ```
     ///
+    /// The parse runs off the coroutine's stack under `scheduled`, so a deeply nested
+    /// body cannot overflow it; dropping a deeply nested `serde_json::Value` still
+    /// recurses on the handler's own stack (prefer your own types there).
+    ///
     /// # Errors
     ///
     /// [`JsonError`] for a non-JSON content type or a body that does not parse.
@@ -82,7 +86,13 @@ impl Request {
                 return Err(JsonError::NotJson(content_type.to_owned()));
             }
         }
-        Ok(serde_json::from_slice(self.body())?)
+        // serde_json recurses once per nesting level (up to 128): deeper than a 64 KiB
+        // coroutine stack allows, so a short hostile body would overflow it. Parse on
+        // the loop's own stack, as the head parser does.
+        let body = self.body();
+        Ok(crate::rt::on_scheduler_stack(|| {
+            serde_json::from_slice(body)
+        })?)
     }
 }
 
