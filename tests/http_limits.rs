@@ -350,3 +350,19 @@ fn the_first_head_deadline_counts_time_spent_in_the_listen_queue() {
         conn.established_at().elapsed()
     );
 }
+
+#[test]
+fn empty_lines_before_a_request_line_count_against_the_head_limit() {
+    let small = || config(|c| c.max_head_bytes = 64);
+    let mut client = client_with(small());
+    client.send(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(
+        client.response().status,
+        200,
+        "a few empty lines are ignored"
+    );
+    let mut client = client_with(small());
+    client.send(&b"\r\n".repeat(40));
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_rejection(client, 400);
+}

@@ -105,6 +105,8 @@ pub(crate) struct HeadAssembler<'raw> {
     raw: &'raw mut Vec<u8>,
     /// The storage the head is parsed into (taken when it is).
     spare: Option<Head>,
+    /// Empty-line bytes skipped before the request line, bounded by `max_head_bytes`.
+    skipped: usize,
 }
 
 /// What [`HeadAssembler::take`] made of the bytes it was shown.
@@ -122,6 +124,7 @@ impl<'raw> HeadAssembler<'raw> {
         raw.clear();
         HeadAssembler {
             scanner: HeadScanner::default(),
+            skipped: 0,
             raw,
             spare: Some(spare),
         }
@@ -141,6 +144,13 @@ impl<'raw> HeadAssembler<'raw> {
                 .take_while(|&&b| b == b'\r' || b == b'\n')
                 .count();
             if skip > 0 {
+                self.skipped += skip;
+                if self.skipped > config.max_head_bytes {
+                    return Err(Reject::new(
+                        400,
+                        "too many empty lines before the request line",
+                    ));
+                }
                 return Ok(Progress::More(skip));
             }
         }
