@@ -206,36 +206,29 @@ mod tests {
                 .check()
                 .map_err(|refusal| (refusal.part, refusal.setting))
         };
-        let named = |setting| Err(("http", setting));
-        let injected = |c: &mut HttpConfig| c.server_name = Some("a\r\nX-Injected: yes".into());
-        assert_eq!(refused(injected), named("server_name"));
-        assert_eq!(
-            refused(|c| c.max_request_line = 13),
-            named("max_request_line")
-        );
-        assert_eq!(refused(|c| c.max_head_bytes = 13), named("max_head_bytes"));
-        assert_eq!(refused(|c| c.max_headers = 0), named("max_headers"));
-        assert_eq!(refused(|c| c.max_header_line = 0), named("max_header_line"));
-        let none = |c: &mut HttpConfig| c.max_requests_per_connection = 0;
-        assert_eq!(refused(none), named("max_requests_per_connection"));
-        assert_eq!(
-            refused(|c| c.header_timeout = Duration::ZERO),
-            named("header_timeout")
-        );
-        assert_eq!(
-            refused(|c| c.idle_timeout = Duration::ZERO),
-            named("idle_timeout")
-        );
-        assert_eq!(
-            refused(|c| c.body_timeout = Duration::ZERO),
-            named("body_timeout")
-        );
-        assert_eq!(
-            refused(|c| c.body_deadline = Duration::ZERO),
-            named("body_deadline")
-        );
-        let zero_write = |c: &mut HttpConfig| c.write_timeout = Some(Duration::ZERO);
-        assert_eq!(refused(zero_write), named("write_timeout"));
+        type Change = fn(&mut HttpConfig);
+        let cases: [(Change, &str); 11] = [
+            (
+                |c| c.server_name = Some("a\r\nX-Injected: yes".into()),
+                "server_name",
+            ),
+            (|c| c.max_request_line = 13, "max_request_line"),
+            (|c| c.max_head_bytes = 13, "max_head_bytes"),
+            (|c| c.max_headers = 0, "max_headers"),
+            (|c| c.max_header_line = 0, "max_header_line"),
+            (
+                |c| c.max_requests_per_connection = 0,
+                "max_requests_per_connection",
+            ),
+            (|c| c.header_timeout = Duration::ZERO, "header_timeout"),
+            (|c| c.idle_timeout = Duration::ZERO, "idle_timeout"),
+            (|c| c.body_timeout = Duration::ZERO, "body_timeout"),
+            (|c| c.body_deadline = Duration::ZERO, "body_deadline"),
+            (|c| c.write_timeout = Some(Duration::ZERO), "write_timeout"),
+        ];
+        for (change, setting) in cases {
+            assert_eq!(refused(change), Err(("http", setting)), "{setting}");
+        }
     }
 
     #[test]
