@@ -158,6 +158,7 @@ impl MixIn for Forking {
                     crate::status::enter_child_slot(slot);
                 }
                 fork::after_fork_in_child();
+                ctx.spare_fd().close_in_child();
                 crate::sys::signal::ignore_terminal_signals();
                 crate::sync::hub::after_fork_in_child();
                 // The parent's drain reaches this child's connection too.

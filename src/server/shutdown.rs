@@ -20,8 +20,13 @@ pub(crate) struct ShutdownState {
     /// Set by the loop when it stops accepting: connections finish the request in hand
     /// (idle ones close at once).
     draining: Arc<Drain>,
-    /// Wakes the loop; the signal handler writes to it too.
+    /// Wakes the loop; the signal handler writes to it too. A child forked from this
+    /// process does not hold it.
     pipe: SelfPipe,
+    /// The process that made this state: only it writes to the pipe. A child forked
+    /// from it (a worker, a forking model's child) no longer holds the pipe; a handle
+    /// used there has nothing to wake.
+    owner: u32,
     /// The listener a stop closes to new connections at once (none in a preforked
     /// worker: the master closes the shared one).
     gate: Option<Gate>,
@@ -87,6 +92,7 @@ impl ShutdownState {
             fast: AtomicBool::new(false),
             draining,
             pipe: SelfPipe::new()?,
+            owner: std::process::id(),
             gate: None,
             single_process: OnceLock::new(),
         })
@@ -94,7 +100,9 @@ impl ShutdownState {
 
     /// Wakes the loop without asking it to stop (a worker slot came free).
     pub(crate) fn wake(&self) {
-        self.pipe.notify();
+        if std::process::id() == self.owner {
+            self.pipe.notify();
+        }
     }
 
     /// Asks for a stop; the listener is closed to new connections at once.
@@ -103,7 +111,7 @@ impl ShutdownState {
         if let Some(gate) = &self.gate {
             gate.close();
         }
-        self.pipe.notify();
+        self.wake();
     }
 
     /// Turns the stop signals received since the last look into a request — the one

@@ -34,6 +34,12 @@ impl SpareFd {
         SpareFd(Mutex::new(File::open("/dev/null").ok()))
     }
 
+    /// In a child forked from the process that made it: closes the spare, which the
+    /// child never accepts with (a worker makes its own).
+    pub(crate) fn close_in_child(&self) {
+        drop(self.0.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+
     /// Out of fds: frees the spare, accepts the waiting connection with it and closes
     /// it at once (the client sees a reset, not a hang), then takes the spare back.
     fn refuse_one(&self, listener: RawFd) {

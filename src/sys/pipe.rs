@@ -7,7 +7,11 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
-/// A non-blocking, close-on-exec pipe used only as a wake-up signal.
+use super::fork;
+
+/// A non-blocking, close-on-exec pipe used only as a wake-up signal. It belongs to the
+/// process that made it: a child forked from that process closes both ends at once
+/// (see [`fork::close_in_child`]).
 #[derive(Debug)]
 pub(crate) struct SelfPipe {
     /// Read end: a loop polls it for readability.
@@ -20,6 +24,8 @@ impl SelfPipe {
     /// Creates the pipe, both ends `O_NONBLOCK | O_CLOEXEC`.
     pub(crate) fn new() -> io::Result<SelfPipe> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        fork::close_in_child(read.as_raw_fd());
+        fork::close_in_child(write.as_raw_fd());
         Ok(SelfPipe { read, write })
     }
 
@@ -53,5 +59,12 @@ impl SelfPipe {
                 _ => return,
             }
         }
+    }
+}
+
+impl Drop for SelfPipe {
+    fn drop(&mut self) {
+        fork::forget_in_child(self.read.as_raw_fd());
+        fork::forget_in_child(self.write.as_raw_fd());
     }
 }

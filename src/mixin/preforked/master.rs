@@ -72,7 +72,9 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
             Signal::SIGUSR2,
         ],
     )?;
-    let mut own_fds = vec![poll.as_raw_fd()];
+    // The loop registers through a clone while it polls; the clone is the master's too.
+    let registry = poll.registry().try_clone()?;
+    let mut own_fds = vec![poll.as_raw_fd(), registry.as_raw_fd()];
     if master_accepts {
         own_fds.push(ctx.listener_fd());
     }
@@ -95,7 +97,7 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
         upgrade_timeout: super::upgrade::timeout(model.upgrade_timeout),
         hold_logged: false,
     };
-    let result = master.serve(&mut poll, &mut hub);
+    let result = master.serve(&mut poll, &registry, &mut hub);
     master.pool.kill_all(&master.plan.board, poll.registry());
     hub.close(poll.registry());
     own_fds.iter().for_each(|&fd| fork::forget_in_child(fd));
@@ -131,15 +133,19 @@ struct Master<'a> {
 }
 
 impl Master<'_> {
-    fn serve(&mut self, poll: &mut Poll, hub: &mut HubServer) -> io::Result<()> {
-        let registry = poll.registry().try_clone()?;
+    fn serve(
+        &mut self,
+        poll: &mut Poll,
+        registry: &Registry,
+        hub: &mut HubServer,
+    ) -> io::Result<()> {
         registry.register(&mut SourceFd(&self.ctx.wake_fd()), WAKE, Interest::READABLE)?;
         if self.master_accepts {
             let fd = self.ctx.listener_fd();
             registry.register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
         }
-        hub.register(&registry, CONTROL_BASE + self.pool.workers.len())?;
-        self.pool.maintain(self.ctx, &self.plan, &registry, None)?;
+        hub.register(registry, CONTROL_BASE + self.pool.workers.len())?;
+        self.pool.maintain(self.ctx, &self.plan, registry, None)?;
         let mut events = Events::with_capacity(256);
         loop {
             let timeout = hub.next_deadline().map_or(TICK, |d| {
@@ -151,33 +157,33 @@ impl Master<'_> {
             }
             for event in events.iter() {
                 match event.token() {
-                    WAKE => self.on_wake(&registry),
+                    WAKE => self.on_wake(registry),
                     LISTENER => self.listener_pending = true,
                     REPORT => {
-                        let progress = self.upgrade.as_mut().map(|u| u.on_report(&registry));
+                        let progress = self.upgrade.as_mut().map(|u| u.on_report(registry));
                         self.upgrade_progress(progress);
                     }
                     Token(t)
                         if (CONTROL_BASE..CONTROL_BASE + self.pool.workers.len()).contains(&t) =>
                     {
-                        self.on_control(t - CONTROL_BASE, &registry)
+                        self.on_control(t - CONTROL_BASE, registry)
                     }
-                    token => hub.on_event(&registry, token, event),
+                    token => hub.on_event(registry, token, event),
                 }
             }
-            hub.expire_timeouts(&registry);
+            hub.expire_timeouts(registry);
             // Workers being replaced or retired keep their waiters (the next notify
             // releases them) until just before their drain runs out: answered then.
             let waited = self.ctx.shutdown_timeout().saturating_sub(ANSWER_MARGIN);
-            hub.answer_waiters_of(&registry, &self.pool.overdue_pids(waited));
-            for slot in self.pool.reap(&self.plan.board, &registry) {
+            hub.answer_waiters_of(registry, &self.pool.overdue_pids(waited));
+            for slot in self.pool.reap(&self.plan.board, registry) {
                 self.dispatcher.forget(slot);
             }
             let timeout = self.upgrade_timeout;
-            let progress = self.upgrade.as_mut().map(|u| u.tend(&registry, timeout));
+            let progress = self.upgrade.as_mut().map(|u| u.tend(registry, timeout));
             self.upgrade_progress(progress);
             if self.ctx.is_shutting_down() && self.phase == Phase::Serving {
-                self.begin_drain(&registry);
+                self.begin_drain(registry);
             }
             if self.ctx.shutdown.is_fast() {
                 return Ok(());
@@ -188,7 +194,7 @@ impl Master<'_> {
                     // A worker's "grow" only wakes the loop: the pool is looked at every turn.
                     self.grow_asked = false;
                     let free = self.passed_free();
-                    self.pool.maintain(self.ctx, &self.plan, &registry, free)?;
+                    self.pool.maintain(self.ctx, &self.plan, registry, free)?;
                     if upgrade::awaiting_ready()
                         && self.pool.all_serving(&self.plan.board)
                         && !super::upgrade::ready_held(&mut self.hold_logged)
@@ -205,7 +211,7 @@ impl Master<'_> {
                 Phase::Draining { since, answered } => {
                     if !answered && since.elapsed() >= ANSWER_WAITERS_AFTER {
                         crate::sync::close_waiters_of(self.ctx.scope());
-                        hub.close_waiters(&registry);
+                        hub.close_waiters(registry);
                         self.phase = Phase::Draining {
                             since,
                             answered: true,

@@ -61,6 +61,7 @@ pub(super) fn run(
         thread::sleep(delay);
     }
     fork::after_fork_in_child();
+    ctx.spare_fd().close_in_child();
     crate::sync::hub::after_fork_in_child();
     plan.board.set_pid(slot, std::process::id());
     let code = match serve(ctx, plan, slot, &control, master) {

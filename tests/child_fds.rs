@@ -1,0 +1,133 @@
+//! A forked child keeps none of its parent's private files: a preforked worker shares
+//! only the listener with its master, and a forking model's child, serving one waiting
+//! client, shares nothing with its parent. Not the master's wake-up pipe, its epoll
+//! instances or its spare fd: each would outlive the master in every worker, and cost
+//! every worker fds it never uses. Servers run as their own processes (the harness is
+//! multithreaded; these models fork).
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use util::{ServerProcess, children_of, start_waiters, wait_for_waiters, wait_until};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// What each fd of `pid` (but 0, 1 and 2) refers to: `socket:[inode]`, `pipe:[inode]`,
+/// `anon_inode:[eventpoll]` or a path.
+fn open_files(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .parse::<u32>()
+                .unwrap_or(0)
+                > 2
+        })
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The files `child` holds that its `parent` holds too, leaving out those this test
+/// process holds (what both inherited from it) and the ones that have no identity of
+/// their own (an epoll instance reads the same in every process; it is counted apart).
+fn shared_with_parent(parent: u32, child: u32) -> BTreeSet<String> {
+    let ours: BTreeSet<String> = open_files(std::process::id()).into_iter().collect();
+    let parents: BTreeSet<String> = open_files(parent).into_iter().collect();
+    open_files(child)
+        .into_iter()
+        .filter(|f| f.contains(":[") && !f.starts_with("anon_inode:"))
+        .filter(|f| parents.contains(f) && !ours.contains(f))
+        .collect()
+}
+
+/// How many epoll instances `pid` holds.
+fn epolls(pid: u32) -> usize {
+    open_files(pid)
+        .iter()
+        .filter(|f| f.as_str() == "anon_inode:[eventpoll]")
+        .count()
+}
+
+fn live_children(pid: u32) -> Vec<u32> {
+    children_of(pid)
+        .into_iter()
+        .filter(|&(_, state)| state != 'Z')
+        .map(|(child, _)| child)
+        .collect()
+}
+
+#[test]
+fn a_preforked_worker_shares_only_the_listener_with_its_master() {
+    // Iterative workers make no epoll instance of their own: any a worker holds came
+    // from the master.
+    let server = ServerProcess::start(
+        "comet",
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "2",
+            "--max-workers",
+            "2",
+        ],
+    );
+    let master = server.child.id();
+    wait_until("2 workers", LONG, || live_children(master).len() == 2);
+    assert!(epolls(master) > 0, "the master polls with epoll");
+    for worker in live_children(master) {
+        let shared = shared_with_parent(master, worker);
+        assert!(
+            shared.len() == 1 && shared.iter().all(|f| f.starts_with("socket:")),
+            "worker {worker} shares more than the listener with its master: {shared:?}"
+        );
+        assert_eq!(
+            epolls(worker),
+            0,
+            "worker {worker} holds the master's epoll: {:?}",
+            open_files(worker)
+        );
+        let spares = open_files(worker)
+            .iter()
+            .filter(|f| f.as_str() == "/dev/null")
+            .count();
+        let inherited = open_files(std::process::id())
+            .iter()
+            .filter(|f| f.as_str() == "/dev/null")
+            .count();
+        assert!(
+            spares <= inherited + 1,
+            "worker {worker} holds {spares} spare fds (its own and its master's?): {:?}",
+            open_files(worker)
+        );
+    }
+}
+
+#[test]
+fn a_forking_child_shares_nothing_with_its_parent() {
+    let server = ServerProcess::start("comet", &["--mixin", "forking"]);
+    let parent = server.child.id();
+    let _waiter = start_waiters(server.addr, 1);
+    wait_for_waiters(server.addr, 1);
+    let children = live_children(parent);
+    assert_eq!(
+        children.len(),
+        1,
+        "one child holds the waiter: {children:?}"
+    );
+    let child = children[0];
+    let shared = shared_with_parent(parent, child);
+    assert!(shared.is_empty(), "the child holds its parent's {shared:?}");
+    assert_eq!(
+        epolls(child),
+        0,
+        "the child holds its parent's epoll: {:?}",
+        open_files(child)
+    );
+}
