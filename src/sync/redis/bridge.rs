@@ -172,8 +172,20 @@ pub(crate) fn unavailable(shared: &Shared) -> String {
 pub(super) fn connect(shared: &Arc<Shared>, state: &mut State, registry: &Registry) -> Deferred {
     let first = matches!(state.phase, Phase::Idle);
     let deadline = shared.reply_deadline();
-    let opened = RedisConn::open(shared.config.addr, next_token(), registry).and_then(|cmd| {
-        RedisConn::open(shared.config.addr, next_token(), registry).map(|sub| (cmd, sub))
+    let opened = RedisConn::open(
+        shared.config.addr,
+        next_token(),
+        registry,
+        shared.config.timeout,
+    )
+    .and_then(|cmd| {
+        RedisConn::open(
+            shared.config.addr,
+            next_token(),
+            registry,
+            shared.config.timeout,
+        )
+        .map(|sub| (cmd, sub))
     });
     let (mut cmd, mut sub) = match opened {
         Ok(pair) => pair,

@@ -1,12 +1,13 @@
 //! Where Redis is and how long to wait for it: the URL, the timeouts, and the start-up
 //! check that turns a bad URL or an unreachable server into an error before serving.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, IntoConnectionInfo, Value};
 
+use super::frame;
 use crate::sync::redis::RedisError;
 
 /// Settings of one Redis backend (see [`RedisBuilder`](crate::sync::RedisBuilder)).
@@ -86,6 +87,9 @@ impl Config {
         let deadline = Instant::now() + self.timeout;
         let mut stream = TcpStream::connect_timeout(&self.addr, self.timeout)
             .map_err(|e| unreachable(e.to_string()))?;
+        stream
+            .set_write_timeout(Some(self.timeout))
+            .map_err(|e| unreachable(e.to_string()))?;
         let mut commands = self.handshake();
         commands.push(redis::cmd("PING").get_packed_command());
         for command in &commands {
@@ -93,22 +97,52 @@ impl Config {
                 .write_all(command)
                 .map_err(|e| unreachable(e.to_string()))?;
         }
-        let mut parser = redis::Parser::new();
+        let mut inbuf = Vec::new();
         for _ in &commands {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(unreachable("no answer within the timeout".into()));
-            }
-            stream
-                .set_read_timeout(Some(left))
-                .map_err(|e| unreachable(e.to_string()))?;
-            match parser.parse_value(&mut stream as &mut dyn Read) {
-                Ok(Value::ServerError(e)) => return Err(unreachable(e.to_string())),
-                Ok(_) => {}
-                Err(e) => return Err(unreachable(e.to_string())),
+            let value = loop {
+                if let Some(value) = frame::take_value(&mut inbuf).map_err(unreachable)? {
+                    break value;
+                }
+                read_before(&mut stream, deadline, &mut inbuf).map_err(unreachable)?;
+            };
+            if let Value::ServerError(e) = value {
+                return Err(unreachable(e.to_string()));
             }
         }
         Ok(())
+    }
+}
+
+/// One read into `inbuf` that gives up at `deadline`: each read may only wait for what
+/// is left, so a server that sends one byte at a time cannot stretch the wait.
+fn read_before(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    inbuf: &mut Vec<u8>,
+) -> Result<(), String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err("no answer within the timeout".into());
+    }
+    stream
+        .set_read_timeout(Some(left))
+        .map_err(|e| e.to_string())?;
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk) {
+        Ok(0) => Err("the connection was closed".into()),
+        Ok(n) => {
+            inbuf.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -1,17 +1,26 @@
-//! One non-blocking Redis connection: a mio socket, the bytes waiting to go out, and
-//! the replies still owed, oldest first (Redis answers in order).
+//! One non-blocking Redis connection: a mio socket, the bytes waiting to go out, the
+//! bytes of a reply still arriving, and the replies still owed, oldest first (Redis
+//! answers in order). What arrives is bounded in size (see `frame`) and in time: a
+//! reply that started arriving must finish within the timeout, on every connection (a
+//! subscriber's owes nothing, yet a half-sent message would hold it forever).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use redis::Value;
 
+use super::frame;
 use crate::sys::fork;
+
+/// How much one read asks the socket for.
+const READ_CHUNK: usize = 16 * 1024;
+/// An empty read buffer larger than this is given back (after a large reply).
+const KEEP_BUFFER: usize = 64 * 1024;
 
 /// A reply: the value, or the error text (a Redis error reply or a lost connection).
 pub(crate) type Reply = Result<Value, String>;
@@ -42,8 +51,12 @@ pub(crate) struct RedisConn {
     stream: TcpStream,
     /// The loop token of this socket.
     pub(crate) token: Token,
-    /// Redis's incremental RESP parser; keeps a partial value across `WouldBlock`.
-    parser: redis::Parser,
+    /// Bytes read and not yet a complete value.
+    inbuf: Vec<u8>,
+    /// When the value `inbuf` begins started arriving.
+    partial_since: Option<Instant>,
+    /// How long a value may take to arrive, once it started.
+    patience: Duration,
     /// Packed commands not yet written.
     out: Vec<u8>,
     /// Replies still owed, in order.
@@ -64,8 +77,14 @@ impl std::fmt::Debug for RedisConn {
 
 impl RedisConn {
     /// Starts a non-blocking connect and registers the socket with `registry`. The fd is
-    /// closed (never shut down) in children forked while it is open.
-    pub(crate) fn open(addr: SocketAddr, token: Token, registry: &Registry) -> io::Result<Self> {
+    /// closed (never shut down) in children forked while it is open. A reply that
+    /// started arriving has `patience` to finish.
+    pub(crate) fn open(
+        addr: SocketAddr,
+        token: Token,
+        registry: &Registry,
+        patience: Duration,
+    ) -> io::Result<Self> {
         let mut stream = TcpStream::connect(addr)?;
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
         fork::close_in_child(stream.as_raw_fd());
@@ -73,7 +92,9 @@ impl RedisConn {
         Ok(RedisConn {
             stream,
             token,
-            parser: redis::Parser::new(),
+            inbuf: Vec::new(),
+            partial_since: None,
+            patience,
             out: Vec::new(),
             owed: VecDeque::new(),
             connected: false,
@@ -126,40 +147,80 @@ impl RedisConn {
     }
 
     /// Reads and parses every complete value; an error means the connection is lost
-    /// (closed by Redis, reset, or a reply we cannot parse).
+    /// (closed by Redis, reset, or a reply we cannot parse or will not hold).
     pub(crate) fn read(&mut self, subscriber: bool) -> Result<Incoming, String> {
         let mut got = Incoming::default();
         loop {
-            let value = match self.parser.parse_value(Retrying(&self.stream)) {
-                Ok(value) => value,
-                Err(e) if e.is_timeout() => return Ok(got),
-                Err(e) => return Err(e.to_string()),
-            };
-            if subscriber {
-                if let Some(message) = as_message(&value) {
-                    got.messages.push(message);
-                    continue;
-                }
+            while let Some(value) = frame::take_value(&mut self.inbuf)? {
+                self.take(value, subscriber, &mut got)?;
             }
-            let Some(owed) = self.owed.pop_front() else {
-                return Err("a reply nobody asked for".into());
-            };
-            let reply = match value {
-                Value::ServerError(e) => Err(e.to_string()),
-                value => Ok(value),
-            };
-            if owed.on_reply.is_none() {
-                if let Err(e) = &reply {
-                    return Err(e.clone());
-                }
+            if !self.fill()? {
+                break;
             }
-            got.replies.push((owed.on_reply, reply));
+        }
+        self.partial_since = match self.inbuf.is_empty() {
+            true => None,
+            false => Some(self.partial_since.unwrap_or_else(Instant::now)),
+        };
+        if self.inbuf.is_empty() && self.inbuf.capacity() > KEEP_BUFFER {
+            self.inbuf = Vec::new();
+        }
+        Ok(got)
+    }
+
+    /// One read into `inbuf`: false when the socket has nothing more now.
+    fn fill(&mut self) -> Result<bool, String> {
+        let start = self.inbuf.len();
+        self.inbuf.resize(start + READ_CHUNK, 0);
+        let read = loop {
+            match (&self.stream).read(&mut self.inbuf[start..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        let kept = match &read {
+            Ok(n) => start + n,
+            Err(_) => start,
+        };
+        self.inbuf.truncate(kept);
+        match read {
+            Ok(0) => Err("the connection was closed by Redis".into()),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e.to_string()),
         }
     }
 
-    /// The oldest reply's deadline.
+    /// Hands one complete value to its owner: a pub/sub message, or the oldest owed reply.
+    fn take(&mut self, value: Value, subscriber: bool, got: &mut Incoming) -> Result<(), String> {
+        if subscriber {
+            if let Some(message) = as_message(&value) {
+                got.messages.push(message);
+                return Ok(());
+            }
+        }
+        let Some(owed) = self.owed.pop_front() else {
+            return Err("a reply nobody asked for".into());
+        };
+        let reply = match value {
+            Value::ServerError(e) => Err(e.to_string()),
+            value => Ok(value),
+        };
+        if owed.on_reply.is_none() {
+            if let Err(e) = &reply {
+                return Err(e.clone());
+            }
+        }
+        got.replies.push((owed.on_reply, reply));
+        Ok(())
+    }
+
+    /// When the connection counts as stuck: the oldest reply's deadline, or sooner, the
+    /// end of the patience of a reply that started arriving.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.owed.front().map(|owed| owed.deadline)
+        let partial = self.partial_since.map(|since| since + self.patience);
+        let owed = self.owed.front().map(|owed| owed.deadline);
+        partial.into_iter().chain(owed).min()
     }
 
     /// True while replies are owed.
@@ -203,19 +264,5 @@ fn as_message(value: &Value) -> Option<(Vec<u8>, Vec<u8>)> {
             Value::BulkString(payload),
         ] if kind == b"message" => Some((channel.clone(), payload.clone())),
         _ => None,
-    }
-}
-
-/// Reads from the socket, retrying `EINTR` (the parser would take it as a failure).
-struct Retrying<'a>(&'a TcpStream);
-
-impl Read for Retrying<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match (&mut &*self.0).read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return other,
-            }
-        }
     }
 }

@@ -1,7 +1,7 @@
 //! The Redis backend of the shared objects (see [`Redis`] for what it promises).
 //!
 //! Layout: `config` (URL, timeouts, start-up check), `conn` (one non-blocking
-//! connection with Redis's incremental parser), `bridge` (a process's connections to one
+//! connection), `frame` (where a reply ends, and how large one may be), `bridge` (a process's connections to one
 //! Redis as one state machine) and `turn` (its timers), `driver` (who drives a bridge:
 //! the master's loop in process models, a helper thread elsewhere), `pubsub` and
 //! `queue` (the `Broadcast` and `Channel` protocols), `objects` (what an object holds),
@@ -11,6 +11,7 @@ pub(crate) mod bridge;
 mod config;
 mod conn;
 pub(crate) mod driver;
+mod frame;
 pub(crate) mod objects;
 pub(crate) mod pubsub;
 pub(crate) mod queue;
@@ -101,7 +102,13 @@ pub enum RedisError {
 ///   released by the next send. Waiters caught between the two phases of a send when
 ///   Redis went away get `WaitError::Hub`.
 /// - A slow Redis: a reply not there within the timeout (2 s by default) counts as a
-///   lost connection; no caller waits longer.
+///   lost connection; no caller waits longer. So does any reply, or pub/sub message,
+///   that started arriving and is not complete within the timeout, and the start-up
+///   check gives up at the timeout however the answer trickles in.
+/// - A reply larger than a value the objects send (16 MiB and framing), nested deeper
+///   than 8 or with more than 1024 elements is refused before it is held, and counts
+///   as a lost connection: whatever answers on Redis's port cannot make this process
+///   hold more.
 ///
 /// # Where the sockets live
 ///

@@ -155,7 +155,12 @@ pub(crate) fn tick(shared: &Arc<Shared>, state: &mut State, registry: &Registry)
             continue;
         }
         if !state.poppers.contains_key(&list) {
-            match RedisConn::open(shared.config.addr, bridge::next_token(), registry) {
+            match RedisConn::open(
+                shared.config.addr,
+                bridge::next_token(),
+                registry,
+                shared.config.timeout,
+            ) {
                 Ok(mut conn) => {
                     for packed in shared.config.handshake() {
                         conn.push(&packed, deadline, None, 1);

@@ -1,0 +1,178 @@
+//! Whatever answers on Redis's port is a peer like any other: what it sends is bounded
+//! in size and in time. A fake Redis (a thread of this test, on a loopback port) plays
+//! each fault once: a pub/sub message that claims a terabyte and keeps coming, a message
+//! that stops half-way and never finishes, and a start-up answer sent one byte at a time.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mixserve::sync::{Broadcast, Redis};
+
+/// Far past any bound the crate sets, far below what would hurt the machine.
+const FLOOD_CAP: usize = 1 << 30;
+/// What the flood may have sent before the client hangs up: the largest reply the crate
+/// accepts (16 MiB and a little) plus what the two sockets' buffers hold.
+const FLOOD_ALLOWED: usize = 64 << 20;
+const LONG: Duration = Duration::from_secs(30);
+
+/// One command of a client (RESP arrays of bulk strings); `None` at end of stream.
+fn read_command(reader: &mut impl BufRead) -> Option<Vec<String>> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok().filter(|&n| n > 0)?;
+    let count: usize = line.trim().strip_prefix('*')?.parse().ok()?;
+    let mut args = Vec::with_capacity(count.min(16));
+    for _ in 0..count {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
+        let mut arg = vec![0; len + 2];
+        reader.read_exact(&mut arg).ok()?;
+        arg.truncate(len);
+        args.push(String::from_utf8_lossy(&arg).into_owned());
+    }
+    Some(args)
+}
+
+/// What the fake does once a connection subscribed, the first time only.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// A message whose payload claims 1 TiB, then payload bytes until the client hangs
+    /// up (or `FLOOD_CAP`): reports how many bytes went out.
+    Flood,
+    /// The start of a message, then nothing: reports when the client hung up.
+    Stall,
+}
+
+/// A fake Redis on a loopback port: answers `PING` and `SUBSCRIBE` like Redis (and
+/// anything else with `+OK`), and plays `fault` once, on the first subscription to a
+/// channel. The report (bytes sent, or 0) arrives on the receiver.
+fn fake_redis(fault: Fault) -> (String, mpsc::Receiver<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    let (report, reports) = mpsc::channel();
+    let played = Arc::new(AtomicBool::new(false));
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (report, played) = (report.clone(), Arc::clone(&played));
+            thread::spawn(move || serve(stream, fault, &played, &report));
+        }
+    });
+    (url, reports)
+}
+
+/// Serves one connection, playing `fault` after the first subscription of them all.
+fn serve(stream: TcpStream, fault: Fault, played: &AtomicBool, report: &mpsc::Sender<usize>) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    while let Some(command) = read_command(&mut reader) {
+        let verb = command.first().map(|v| v.to_ascii_uppercase());
+        let channels = &command[1.min(command.len())..];
+        let answer = match verb.as_deref() {
+            Some("PING") => "+PONG\r\n".to_string(),
+            Some("SUBSCRIBE") => channels
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    format!(
+                        "*3\r\n$9\r\nsubscribe\r\n${}\r\n{c}\r\n:{}\r\n",
+                        c.len(),
+                        i + 1
+                    )
+                })
+                .collect(),
+            _ => "+OK\r\n".to_string(),
+        };
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+        let Some(channel) = channels.first() else {
+            continue;
+        };
+        if verb.as_deref() != Some("SUBSCRIBE") || played.swap(true, Ordering::SeqCst) {
+            continue;
+        }
+        let head = format!("*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n", channel.len());
+        match fault {
+            Fault::Flood => {
+                let _ = writer.write_all(format!("{head}$1099511627776\r\n").as_bytes());
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut sent = 0;
+                while sent < FLOOD_CAP && writer.write_all(&chunk).is_ok() {
+                    sent += chunk.len();
+                }
+                let _ = report.send(sent);
+            }
+            Fault::Stall => {
+                let _ = writer.write_all(format!("{head}$5\r\nhel").as_bytes());
+                let mut rest = Vec::new();
+                let _ = reader.read_to_end(&mut rest);
+                let _ = report.send(0);
+            }
+        }
+        return;
+    }
+}
+
+/// A waiter on a broadcast of `redis`, in a thread of its own (it may never return).
+fn wait_on(redis: &Redis) {
+    let news: Broadcast<String> = redis.broadcast("news");
+    thread::spawn(move || news.wait_timeout(LONG));
+}
+
+#[test]
+fn a_reply_that_never_ends_is_cut_off_at_the_bound() {
+    let (url, reports) = fake_redis(Fault::Flood);
+    let redis = Redis::connect(&url).unwrap();
+    wait_on(&redis);
+    let sent = reports
+        .recv_timeout(LONG)
+        .expect("the flood never ended: the client kept reading");
+    assert!(
+        sent < FLOOD_ALLOWED,
+        "the client read {sent} bytes of one reply before hanging up"
+    );
+}
+
+#[test]
+fn a_reply_that_stops_half_way_is_given_up_after_the_timeout() {
+    let (url, reports) = fake_redis(Fault::Stall);
+    let redis = Redis::builder(&url)
+        .timeout(Duration::from_millis(300))
+        .connect()
+        .unwrap();
+    wait_on(&redis);
+    reports
+        .recv_timeout(LONG)
+        .expect("the subscriber connection still waits for the rest of a reply");
+}
+
+#[test]
+fn a_start_up_answer_dripped_byte_by_byte_still_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = stream.write_all(b"+");
+        // A byte every 50 ms, for at most `LONG`: each read waits less than the timeout.
+        let end = Instant::now() + LONG;
+        while Instant::now() < end && stream.write_all(b"P").is_ok() {
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let (done, result) = mpsc::channel();
+    thread::spawn(move || {
+        let connected = Redis::builder(&url)
+            .timeout(Duration::from_millis(500))
+            .connect();
+        let _ = done.send(connected.map(|_| ()));
+    });
+    let result = result
+        .recv_timeout(LONG)
+        .expect("connect still reads a reply that arrives a byte at a time");
+    let error = result.expect_err("a reply that never ends is not an answer");
+    assert!(error.to_string().contains("timeout"), "{error}");
+}
