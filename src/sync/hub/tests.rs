@@ -130,6 +130,16 @@ fn request(op: u8, object: u64, id: u64, payload: &[u8]) -> Vec<u8> {
     })
 }
 
+fn timed_request(op: u8, object: u64, id: u64, timeout_ms: u64) -> Vec<u8> {
+    protocol::encode_request(&Request {
+        op,
+        object,
+        id,
+        timeout_ms,
+        payload: &[],
+    })
+}
+
 fn encoded(value: u64) -> Vec<u8> {
     let mut bytes = Vec::new();
     value.encode(&mut bytes);
@@ -335,4 +345,51 @@ fn calls_past_the_cap_of_one_connection_get_a_clear_error() {
     assert_eq!(news.waiting(), 3);
     assert_eq!(news.send(1), Ok(3));
     assert_eq!(rig.replies(&mut worker, 3).len(), 3);
+}
+
+#[test]
+fn waits_withdrawn_long_before_their_deadline_leave_no_timer_behind() {
+    let mut rig = Rig::trusting_self();
+    let news: Broadcast<u64> = Broadcast::new();
+    let mut worker = rig.connect();
+    let an_hour = 3_600_000;
+    for batch in 0..50u64 {
+        let mut frames = Vec::new();
+        for i in 1..=100 {
+            let id = batch * 1000 + i;
+            frames.extend(timed_request(
+                op::BROADCAST_WAIT,
+                news.hub_id(),
+                id,
+                an_hour,
+            ));
+            frames.extend(request(op::CANCEL, 0, id, &[]));
+        }
+        // An untimed wait last: once it is pending, the hub has read the whole batch.
+        let marker = batch * 1000 + 999;
+        frames.extend(request(op::BROADCAST_WAIT, news.hub_id(), marker, &[]));
+        worker.write_all(&frames).unwrap();
+        rig.until("the batch read", |_| news.waiting() == 1);
+        worker
+            .write_all(&request(op::CANCEL, 0, marker, &[]))
+            .unwrap();
+        rig.until("the marker withdrawn", |_| news.waiting() == 0);
+    }
+    let held = rig.hub.deadline_entries();
+    assert!(held < 1000, "5000 withdrawn waits left {held} timers");
+    // A live timed wait keeps its timer through the sweeps, and times out.
+    worker
+        .write_all(&timed_request(op::BROADCAST_WAIT, news.hub_id(), 1, 50))
+        .unwrap();
+    for id in 2..=1000 {
+        let frames = [
+            timed_request(op::BROADCAST_WAIT, news.hub_id(), id, an_hour),
+            request(op::CANCEL, 0, id, &[]),
+        ]
+        .concat();
+        worker.write_all(&frames).unwrap();
+        rig.turn();
+    }
+    let timed_out = rig.replies(&mut worker, 1);
+    assert_eq!((timed_out[0].0, timed_out[0].1), (status::TIMED_OUT, 1));
 }

@@ -348,6 +348,11 @@ impl HubServer {
         self.per_worker_limit = limit;
     }
 
+    /// Entries in the deadline heap, live or stale.
+    pub(crate) fn deadline_entries(&self) -> usize {
+        self.deadlines.len()
+    }
+
     /// Lowers the cap on calls open per connection.
     pub(crate) fn set_max_outstanding(&mut self, cap: usize) {
         self.max_outstanding = cap;

@@ -15,6 +15,9 @@ use crate::sync::registry;
 
 /// Bytes read from a peer at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// Entries of finished timed waits the deadline heap may hold beyond twice the live
+/// ones before they are swept.
+const STALE_DEADLINES_KEPT: usize = 256;
 
 impl HubServer {
     /// Reads and serves complete requests; false when the connection is finished.
@@ -146,8 +149,26 @@ impl HubServer {
             if let Some(deadline) = deadline {
                 self.deadlines
                     .push(Reverse((deadline, token.0, request.id)));
+                self.drop_stale_deadlines();
             }
         }
+    }
+
+    /// A wait answered or withdrawn before its deadline leaves its entry in the heap
+    /// until the deadline passes (hours, for a long timeout). Once such entries
+    /// outnumber the live ones, they go, so a peer that waits and cancels in a loop
+    /// cannot grow the heap without end; each sweep is paid for by the pushes since.
+    fn drop_stale_deadlines(&mut self) {
+        let live = self.status.blocked_clients();
+        if self.deadlines.len() <= 2 * live + STALE_DEADLINES_KEPT {
+            return;
+        }
+        let peers = &self.peers;
+        self.deadlines.retain(|Reverse((_, token, id))| {
+            peers
+                .get(&Token(*token))
+                .is_some_and(|peer| peer.pending.contains_key(id))
+        });
     }
 
     /// Withdraws call `id` of a peer: a pending wait stops (no reply is sent), a value
