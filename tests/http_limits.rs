@@ -141,6 +141,34 @@ fn chunked_body_over_the_limit_is_413() {
     expect_rejection(client, 413);
 }
 
+/// A chunked request whose body is `chunks` one-byte chunks, each size line carrying a
+/// 1,000-byte extension (under the line limit, 8 KiB).
+fn extension_laden(chunks: usize) -> Vec<u8> {
+    let mut request = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let extension = format!(";x={}", "e".repeat(997));
+    for _ in 0..chunks {
+        request.extend_from_slice(format!("1{extension}\r\nb\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    request
+}
+
+#[test]
+fn chunk_extensions_past_16_kib_in_one_body_are_400() {
+    rejects(&extension_laden(17), 400);
+}
+
+#[test]
+fn chunk_extensions_under_16_kib_are_served() {
+    let mut client = client();
+    client.send(&extension_laden(16));
+    let answer = client.response();
+    assert_eq!(
+        (answer.status, answer.text()),
+        (200, format!("POST / {}", "b".repeat(16)))
+    );
+}
+
 #[test]
 fn content_length_with_transfer_encoding_is_400() {
     rejects(

@@ -143,6 +143,26 @@ fn bad_chunk_framing_is_400_while_streaming() {
 }
 
 #[test]
+fn chunk_extensions_are_bounded_per_body_while_streaming() {
+    let (tx, _progress) = mpsc::channel();
+    let mut client = start(Http::with_config(counting_app(tx), config(MIB)));
+    client.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let extension = format!(";x={}", "e".repeat(997));
+    for _ in 0..17 {
+        client.send(format!("1{extension}\r\nb\r\n").as_bytes());
+    }
+    client.send(b"0\r\n\r\n");
+    let answer = client.response();
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(
+        answer.text().contains("chunk extensions"),
+        "{}",
+        answer.text()
+    );
+    client.join().unwrap();
+}
+
+#[test]
 fn whole_body_deadline_holds_while_streaming() {
     let (tx, progress) = mpsc::channel();
     let mut config = config(MIB);

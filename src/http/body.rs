@@ -109,6 +109,11 @@ pub(crate) fn body_failure(error: std::io::Error) -> Failure {
     )
 }
 
+/// Most bytes of chunk extensions (what follows a chunk's size on its line) one body
+/// may carry, as hyper bounds them: they carry no data, and the line limit alone let a
+/// client send megabytes of them around a one-byte body.
+pub(crate) const MAX_CHUNK_EXTENSIONS: usize = 16 * 1024;
+
 /// Decodes a chunked body, returning the data and the trailer fields.
 pub(crate) fn read_chunked<R: BufRead>(
     reader: &mut R,
@@ -116,9 +121,10 @@ pub(crate) fn read_chunked<R: BufRead>(
 ) -> Result<(Vec<u8>, Headers), Failure> {
     let mut body = Vec::new();
     let mut line = Vec::new();
+    let mut extensions = 0;
     loop {
         read_line(reader, config.max_header_line, &mut line)?;
-        let size = parse_chunk_line(&line)?;
+        let size = parse_chunk_line(&line, &mut extensions)?;
         if size == 0 {
             break;
         }
@@ -177,29 +183,35 @@ pub(crate) fn read_line<R: BufRead>(
 }
 
 /// Parses `chunk-size [ chunk-ext ]`: hex digits without overflow, then nothing or
-/// `;`-led extensions free of control characters.
-pub(crate) fn parse_chunk_line(line: &[u8]) -> Result<u64, Reject> {
+/// `;`-led extensions free of control characters, whose length is added to
+/// `extensions` (the body's total so far, at most [`MAX_CHUNK_EXTENSIONS`]).
+pub(crate) fn parse_chunk_line(line: &[u8], extensions: &mut usize) -> Result<u64, Reject> {
     let bad = Reject::new(400, "malformed chunk size");
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
         return Err(bad);
     }
-    let (hex, extensions) = line.split_at(digits);
+    let (hex, rest) = line.split_at(digits);
     let size = hex.iter().try_fold(0u64, |sum, &byte| {
         let digit = char::from(byte).to_digit(16).ok_or(bad)?;
         sum.checked_mul(16)
             .and_then(|sum| sum.checked_add(u64::from(digit)))
             .ok_or(bad)
     })?;
-    let extensions = extensions.trim_ascii_start();
-    let valid = match extensions.first() {
+    let rest = rest.trim_ascii_start();
+    let valid = match rest.first() {
         None => true,
-        Some(b';') => extensions
-            .iter()
-            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)),
+        Some(b';') => rest.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)),
         Some(_) => false,
     };
-    if valid { Ok(size) } else { Err(bad) }
+    if !valid {
+        return Err(bad);
+    }
+    *extensions += line.len() - digits;
+    if *extensions > MAX_CHUNK_EXTENSIONS {
+        return Err(Reject::new(400, "too many chunk extensions"));
+    }
+    Ok(size)
 }
 
 /// Reads trailer fields up to the blank line that ends the chunked body.

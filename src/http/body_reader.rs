@@ -41,6 +41,8 @@ pub struct BodyReader<'a> {
     state: State,
     /// Body bytes handed out so far.
     read: u64,
+    /// Bytes of chunk extensions so far (bounded per body).
+    extensions: usize,
     /// Trailer fields of a chunked body, once it is read to its end.
     trailers: Headers,
     /// Why reading failed, for the server's answer.
@@ -77,6 +79,7 @@ impl<'a> BodyReader<'a> {
             config,
             state,
             read: 0,
+            extensions: 0,
             trailers: Headers::new(),
             failure: None,
         }
@@ -154,7 +157,7 @@ impl<'a> BodyReader<'a> {
         }
         let mut line = Vec::new();
         body::read_line(&mut self.stream, self.config.max_header_line, &mut line)?;
-        let size = body::parse_chunk_line(&line)?;
+        let size = body::parse_chunk_line(&line, &mut self.extensions)?;
         if size == 0 {
             self.trailers = body::read_trailers(&mut self.stream, self.config, &mut line)?;
             self.state = State::Done;

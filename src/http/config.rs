@@ -62,7 +62,9 @@ pub struct HttpConfig {
     pub max_headers: usize,
     /// Most bytes in a whole request head, request line and line ends included. More: `431`.
     pub max_head_bytes: usize,
-    /// Largest request body, after chunked decoding. Larger: `413`.
+    /// Largest request body, after chunked decoding. Larger: `413`. (A chunked body's
+    /// chunk extensions, which carry no data, are bounded apart: 16 KiB per body, more
+    /// is `400`.)
     pub max_body: usize,
     /// Time allowed for a whole request head: from the connection's establishment for
     /// the first request, from the request's first byte for later ones. Slower: `408`,
