@@ -5,12 +5,11 @@
 
 mod util;
 
-use std::collections::HashSet;
 use std::io::Read;
 use std::time::Duration;
 
 use util::{
-    ServerProcess, children_of, count_fds, get, read_reply, start_waiters, wait_for_waiters,
+    ServerProcess, count_fds, get, live_children, read_reply, start_waiters, wait_for_waiters,
     wait_until,
 };
 
@@ -30,16 +29,8 @@ fn two_scheduled_workers() -> (ServerProcess, u32) {
     ];
     let server = ServerProcess::start("comet", &args);
     let pid = server.child.id();
-    wait_until("2 workers", LONG, || live_workers(pid).len() == 2);
+    wait_until("2 workers", LONG, || live_children(pid).len() == 2);
     (server, pid)
-}
-
-fn live_workers(pid: u32) -> HashSet<u32> {
-    children_of(pid)
-        .into_iter()
-        .filter(|&(_, state)| state != 'Z')
-        .map(|(child, _)| child)
-        .collect()
 }
 
 /// 2,000 waiters held by two scheduled workers cost the master a few fds (one hub
@@ -101,7 +92,7 @@ fn a_worker_killed_with_many_waits_pending_leaves_the_hub_consistent() {
     let (mut server, pid) = two_scheduled_workers();
     let mut waiters = start_waiters(server.addr, 400);
     wait_for_waiters(server.addr, 400);
-    let victim = *live_workers(pid).iter().next().expect("a worker");
+    let victim = *live_children(pid).iter().next().expect("a worker");
     let _ = std::process::Command::new("kill")
         .args(["-9", &victim.to_string()])
         .status();
@@ -126,7 +117,7 @@ fn a_worker_killed_with_many_waits_pending_leaves_the_hub_consistent() {
         .collect();
     let expected = survivors.len();
     wait_until("the replacement worker", LONG, || {
-        let workers = live_workers(pid);
+        let workers = live_children(pid);
         workers.len() == 2 && !workers.contains(&victim)
     });
     let notify = get(server.addr, "/notify");

@@ -4,26 +4,17 @@
 
 mod util;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use util::{
-    ServerProcess, children_of, count_fds, get, read_reply, start_closing_waiters, start_waiters,
-    wait_for_waiters, wait_until,
+    ServerProcess, children_of, count_fds, get, live_children, read_reply, start_closing_waiters,
+    start_waiters, wait_for_waiters, wait_until,
 };
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn live_children(pid: u32) -> HashSet<u32> {
-    children_of(pid)
-        .into_iter()
-        .filter(|&(_, state)| state != 'Z')
-        .map(|(child, _)| child)
-        .collect()
-}
 
 /// The master's fd count at rest, with `workers` workers: the lowest of 25 reads over
 /// half a second, each taken while the same workers live. A single read right after a

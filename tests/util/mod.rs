@@ -411,6 +411,15 @@ pub fn children_of(pid: u32) -> Vec<(u32, char)> {
     children
 }
 
+/// Children of `pid` that have not exited (zombies left out).
+pub fn live_children(pid: u32) -> std::collections::HashSet<u32> {
+    children_of(pid)
+        .into_iter()
+        .filter(|&(_, state)| state != 'Z')
+        .map(|(child, _)| child)
+        .collect()
+}
+
 /// Waits (bounded) until `check` holds, polling every 20 ms; panics with `what`.
 pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
