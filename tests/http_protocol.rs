@@ -185,6 +185,33 @@ fn head_gets_headers_without_body() {
     client.join().unwrap();
 }
 
+/// Answers the server makes itself (a failure, a panic) end at their head for `HEAD`
+/// too: a body there would be read as the next response.
+#[test]
+fn errors_answering_head_have_no_body() {
+    let cases: &[(&[u8], u16)] = &[
+        (b"HEAD /panic HTTP/1.1\r\nHost: x\r\n\r\n", 500),
+        (b"HEAD / HTTP/1.1\r\nHost: x\r\nExpect: nope\r\n\r\n", 417),
+        (
+            b"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n",
+            413,
+        ),
+        (
+            b"HEAD / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            400,
+        ),
+    ];
+    for &(request, status) in cases {
+        let mut client = client();
+        client.send(request);
+        let head = client.head_response();
+        assert_eq!(head.status, status, "{}", String::from_utf8_lossy(request));
+        assert!(head.header("content-length").is_some(), "as GET would say");
+        assert!(client.closed(), "a body after the head of {status}");
+        client.join().unwrap();
+    }
+}
+
 #[test]
 fn no_body_for_204_and_304() {
     let mut client = start(Http::new(|req: &mut Request| {

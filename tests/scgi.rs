@@ -100,6 +100,33 @@ fn head_requests_get_no_body() {
 }
 
 #[test]
+fn errors_answering_head_have_no_body() {
+    let head_of = |uri| [("REQUEST_METHOD", "HEAD"), ("REQUEST_URI", uri)];
+    let mut small = HttpConfig::default();
+    small.max_body = 3;
+    let cases = [
+        (
+            Scgi::new(echo),
+            scgi_request(&head_of("/panic"), b""),
+            "500",
+        ),
+        (
+            Scgi::with_config(echo, small),
+            scgi_request(&head_of("/"), b"four"),
+            "413",
+        ),
+    ];
+    for (make, request, status) in cases {
+        let (head, body) = exchange(make, &request);
+        assert!(
+            head[0].starts_with(&format!("Status: {status}")),
+            "{head:?}"
+        );
+        assert_eq!(body, "", "a body after the head of {status}");
+    }
+}
+
+#[test]
 fn streams_until_close() {
     let app = |_: &mut Request| Response::chunks(200, vec![b"a".to_vec(), b"b".to_vec()]);
     let (head, body) = exchange(Scgi::new(app), &scgi_request(&[], b""));

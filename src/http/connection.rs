@@ -143,11 +143,12 @@ impl<A: HttpHandler> HttpConnection<A> {
         let head = match head::read_head(conn, config, &mut self.head, first_deadline, spare) {
             Ok(Some(head)) => head,
             Ok(None) => return Err(Ok(Next::Drop)),
-            Err(failure) => return Err(self.fail(conn, failure)),
+            Err(failure) => return Err(self.fail(conn, failure, false)),
         };
+        let head_only = head.method == "HEAD";
         let framing = match begin_body(conn, config, &head) {
             Ok(framing) => framing,
-            Err(failure) => return Err(self.fail(conn, failure)),
+            Err(failure) => return Err(self.fail(conn, failure, head_only)),
         };
         let mut request = Request::from_head(head, conn.peer_addr().clone());
         let streams = self.app.streams_body(&request);
@@ -156,7 +157,7 @@ impl<A: HttpHandler> HttpConnection<A> {
         if !streams && framing.has_body() {
             match read_body(conn, config, framing) {
                 Ok((body, trailers)) => request.set_body(body, trailers),
-                Err(failure) => return Err(self.fail(conn, failure)),
+                Err(failure) => return Err(self.fail(conn, failure, head_only)),
             }
         }
         Ok((request, framing, streams))
@@ -186,7 +187,7 @@ impl<A: HttpHandler> HttpConnection<A> {
         conn.set_read_timeout(None);
         conn.set_read_deadline(None);
         if let Some(failure) = failure {
-            return Err(self.fail(conn, failure));
+            return Err(self.fail(conn, failure, request.method() == "HEAD"));
         }
         Ok((outcome, left, drained))
     }
@@ -210,7 +211,7 @@ impl<A: HttpHandler> HttpConnection<A> {
                     request.target()
                 );
                 let reject = Reject::new(500, "internal server error");
-                return self.fail(conn, Failure::Reject(reject));
+                return self.fail(conn, Failure::Reject(reject), answering.head_only);
             }
         };
         let config = &*self.config;
@@ -226,10 +227,11 @@ impl<A: HttpHandler> HttpConnection<A> {
         }
     }
 
-    /// Answers a failed request (or not), returning how the connection ends.
+    /// Answers a failed request (or not), returning how the connection ends; the
+    /// answer to a `HEAD` (`head_only`) ends at its head, as every answer to one must.
     #[cold]
     #[inline(never)]
-    fn fail(&self, conn: &mut Conn, failure: Failure) -> io::Result<Next> {
+    fn fail(&self, conn: &mut Conn, failure: Failure, head_only: bool) -> io::Result<Next> {
         match failure {
             Failure::Close => Ok(Next::Drop),
             Failure::Io(error) => Err(error),
@@ -238,7 +240,7 @@ impl<A: HttpHandler> HttpConnection<A> {
                 let answering = Answering {
                     dialect: Dialect::Http,
                     version: Version::Http11,
-                    head_only: false,
+                    head_only,
                     keep_alive: false,
                 };
                 write_response(conn, response, answering, &self.config)?;

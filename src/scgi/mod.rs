@@ -144,7 +144,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
                 conn,
                 config,
                 Response::text(413, "request body too large\n"),
-                false,
+                head_only,
             );
         }
         conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
@@ -154,7 +154,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
         if !streams {
             match read_length(conn, length) {
                 Ok(body) => request = request.with_body(body),
-                Err(failure) => return fail(conn, config, failure),
+                Err(failure) => return fail(conn, config, failure, head_only),
             }
             conn.set_read_timeout(None);
         }
@@ -172,7 +172,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
             let left = watch.client_left();
             drop(watch);
             if let Some(failure) = body.take_failure() {
-                return fail(conn, config, failure);
+                return fail(conn, config, failure, head_only);
             }
             conn.set_read_timeout(None);
             (outcome, left)
@@ -201,13 +201,14 @@ impl<A: HttpHandler> ScgiConnection<A> {
     }
 }
 
-/// Answers a body that could not be read (or closes quietly).
-fn fail(conn: &mut Conn, config: &HttpConfig, failure: Failure) -> io::Result<()> {
+/// Answers a body that could not be read (or closes quietly); to a `HEAD`, the head
+/// alone.
+fn fail(conn: &mut Conn, config: &HttpConfig, failure: Failure, head_only: bool) -> io::Result<()> {
     match failure {
         Failure::Io(error) => Err(error),
         Failure::Reject(reject) => {
             let response = Response::text(reject.status, format!("{}\n", reject.message));
-            answer(conn, config, response, false)
+            answer(conn, config, response, head_only)
         }
         Failure::Close => Ok(()),
     }
