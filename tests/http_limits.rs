@@ -170,6 +170,18 @@ fn chunk_extensions_under_16_kib_are_served() {
 }
 
 #[test]
+fn chunk_sizes_of_more_than_16_digits_are_400() {
+    let chunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut client = client();
+    client.send(format!("{chunked}{}1\r\nb\r\n0\r\n\r\n", "0".repeat(15)).as_bytes());
+    assert_eq!(client.response().text(), "POST / b", "16 digits are served");
+    rejects(
+        format!("{chunked}{}1\r\nb\r\n0\r\n\r\n", "0".repeat(16)).as_bytes(),
+        400,
+    );
+}
+
+#[test]
 fn content_length_with_transfer_encoding_is_400() {
     rejects(
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",

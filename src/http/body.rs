@@ -182,13 +182,15 @@ pub(crate) fn read_line<R: BufRead>(
     }
 }
 
-/// Parses `chunk-size [ chunk-ext ]`: hex digits without overflow, then nothing or
+/// Parses `chunk-size [ chunk-ext ]`: 1 to 16 hex digits, then nothing or
 /// `;`-led extensions free of control characters, whose length is added to
 /// `extensions` (the body's total so far, at most [`MAX_CHUNK_EXTENSIONS`]).
 pub(crate) fn parse_chunk_line(line: &[u8], extensions: &mut usize) -> Result<u64, Reject> {
     let bad = Reject::new(400, "malformed chunk size");
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 {
+    // At most 16 digits, leading zeros included (as Go): zeros would otherwise carry
+    // as much padding as an extension, uncounted.
+    if digits == 0 || digits > 16 {
         return Err(bad);
     }
     let (hex, rest) = line.split_at(digits);
