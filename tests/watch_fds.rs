@@ -6,11 +6,11 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
-use std::net::{Shutdown, SocketAddr};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mixserve::Conn;
 use mixserve::sync::{Broadcast, Channel};
@@ -148,6 +148,77 @@ fn watched_conn() -> (std::os::unix::net::UnixStream, Conn) {
 
 /// How long an in-process wait may take before it counts as a lost wake-up.
 const LOST: Duration = Duration::from_secs(20);
+
+/// A preforked worker that takes passed connections and runs out of fds loses the one
+/// in flight (the kernel cannot install its fd), then asks for the next: once its
+/// waiters leave, it serves again. (It used to wait for an answer to a request the
+/// master had already answered, for good.)
+#[test]
+fn a_worker_out_of_fds_for_a_passed_connection_asks_for_the_next_one() {
+    let server = LimitedServer::start(&[
+        "--mixin",
+        "preforked",
+        "--workers",
+        "1",
+        "--max-workers",
+        "1",
+        "--accept",
+        "passed",
+        "--inner",
+        "threading",
+    ]);
+    let worker = || {
+        util::live_children(server.child.id())
+            .into_iter()
+            .next()
+            .expect("a worker")
+    };
+    wait_until("a worker", Duration::from_secs(30), || {
+        !util::live_children(server.child.id()).is_empty()
+    });
+    // More waiters than the worker has fds: the last ones arrive at a full worker.
+    let mut waiters = Vec::new();
+    for _ in 0..FD_LIMIT + 50 {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream
+            .write_all(b"GET /wait HTTP/1.1\r\nHost: test\r\n\r\n")
+            .unwrap();
+        waiters.push(stream);
+    }
+    wait_until(
+        "the worker at its fd limit",
+        Duration::from_secs(60),
+        || count_fds(worker()) >= FD_LIMIT - 8,
+    );
+    drop(waiters);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(count) = try_get(server.addr, "/") {
+            assert_eq!(count, "0", "every waiter left");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker takes no connection any more"
+        );
+    }
+}
+
+/// `GET path`, if answered within two seconds.
+fn try_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
 
 #[test]
 fn a_value_sent_while_a_watched_thread_starts_waiting_always_wakes_it() {

@@ -63,8 +63,9 @@ pub(crate) enum Received {
 
 /// Receives one byte and at most one fd (close-on-exec). Blocks unless the socket is
 /// non-blocking (then `WouldBlock`); a signal interrupts the wait (`Interrupted`), so
-/// a worker can look at its stop flag. An fd that came with a truncated control buffer
-/// is an error; fds past the first are closed.
+/// a worker can look at its stop flag. `Ok` always means a byte was taken; its fd is
+/// `None` when the kernel could not install it (a truncated control buffer, as at the
+/// open-file limit), and fds past the first are closed.
 pub(crate) fn recv_fd(socket: RawFd) -> io::Result<Received> {
     let mut data = [0u8; 1];
     let mut iov = libc::iovec {
@@ -86,13 +87,13 @@ pub(crate) fn recv_fd(socket: RawFd) -> io::Result<Received> {
         Errno::result(n)?
     };
     let fds = take_fds(&header);
-    if header.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::Error::other(
-            "fd passing: control message truncated (MSG_CTRUNC)",
-        ));
-    }
     if received == 0 {
         return Ok(Received::Closed);
+    }
+    if header.msg_flags & libc::MSG_CTRUNC != 0 {
+        // The byte is taken; its fd is not (this process is out of fds, or the sender
+        // attached more than fits): the message came, without a usable fd.
+        return Ok(Received::Message(data[0], None));
     }
     Ok(Received::Message(data[0], fds.into_iter().next()))
 }
@@ -204,5 +205,20 @@ mod tests {
         assert_eq!(&buf, b"hi");
         drop(a);
         assert!(matches!(recv_fd(b.as_raw_fd()).unwrap(), Received::Closed));
+    }
+
+    #[test]
+    fn a_message_whose_fds_do_not_fit_is_taken_without_them() {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        let (a, b) = socketpair().unwrap();
+        let pairs: Vec<_> = (0..FD_ROOM + 4)
+            .map(|_| UnixStream::pair().unwrap())
+            .collect();
+        let fds: Vec<RawFd> = pairs.iter().map(|(left, _)| left.as_raw_fd()).collect();
+        let iov = [std::io::IoSlice::new(b"c")];
+        let rights = [ControlMessage::ScmRights(&fds)];
+        sendmsg::<()>(a.as_raw_fd(), &iov, &rights, MsgFlags::empty(), None).unwrap();
+        let received = recv_fd(b.as_raw_fd()).unwrap();
+        assert!(matches!(received, Received::Message(b'c', None)));
     }
 }

@@ -226,10 +226,11 @@ impl Share {
                         return Err(e);
                     }
                 }
+                // `Ok`: a message was taken, so the master answered the READY (with a
+                // connection, a quit, or an fd this process had no room for): the next
+                // wait announces again. An error took nothing; the READY stands.
                 let conn = receive(control)?;
-                if conn.is_some() {
-                    self.announced.store(false, Ordering::SeqCst);
-                }
+                self.announced.store(false, Ordering::SeqCst);
                 Ok(conn)
             }
         }
@@ -304,6 +305,10 @@ fn locked_accept(lock: &AcceptLock, listener: RawFd, ctx: &Context) -> io::Resul
 fn receive(control: RawFd) -> io::Result<Option<Conn>> {
     match fd_passing::recv_fd(control)? {
         Received::Message(message::CONNECTION, Some(fd)) => Ok(Some(conn_from(fd))),
+        Received::Message(message::CONNECTION, None) => {
+            log::warn!("preforked worker: a passed connection was lost: no fd free to take it");
+            Ok(None)
+        }
         Received::Message(message::QUIT, _) | Received::Closed => {
             worker_process::request_stop(STOP_GRACEFUL);
             Ok(None)
