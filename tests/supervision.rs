@@ -101,6 +101,41 @@ fn supervision_of(stdout: &str, slot: usize) -> Option<(u64, u64, u64)> {
     (n >= 3).then(|| (cells[n - 3], cells[n - 2], cells[n - 1]))
 }
 
+/// A worker whose coroutine loop cannot start (no stack of the size asked fits) exits
+/// as a boot failure, and is retried: its connection feeder does not keep it alive,
+/// accepting connections nobody serves.
+#[test]
+fn a_scheduled_worker_whose_loop_cannot_start_exits_as_a_boot_failure() {
+    let mut server = Logged::start(
+        "comet",
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "1",
+            "--max-workers",
+            "1",
+            "--inner",
+            "scheduled",
+            "--stack-size",
+            &(1u64 << 60).to_string(),
+        ],
+        &[],
+        None,
+    );
+    wait_until("the worker's boot failure", LONG, || {
+        server.log().contains("(slot 0) died while starting")
+    });
+    assert!(
+        server
+            .log()
+            .contains("could not allocate a coroutine stack"),
+        "the worker's reason is logged:\n{}",
+        server.log()
+    );
+    assert!(server.alive(), "the master stays up");
+}
+
 #[test]
 fn a_worker_that_cannot_start_is_retried_with_growing_backoff_while_the_others_serve() {
     let mut server = Logged::start(

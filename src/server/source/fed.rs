@@ -12,11 +12,15 @@ use std::time::Duration;
 
 use super::Source;
 use crate::conn::Conn;
+use crate::server::Context;
 use crate::sync::lock;
 use crate::sys::pipe::SelfPipe;
+use crate::sys::worker_process;
 
 /// How often a feeder whose consumer is full looks again.
 const FULL_RECHECK: Duration = Duration::from_millis(50);
+/// How often a consumer that gives up interrupts its feeder's wait until it ends.
+const INTERRUPT_AGAIN: Duration = Duration::from_millis(20);
 
 /// What the feeder and the consumer share.
 #[derive(Debug)]
@@ -31,6 +35,8 @@ struct Inbox {
 pub(crate) struct Fed {
     inbox: Arc<Inbox>,
     feeder: Mutex<Option<JoinHandle<()>>>,
+    /// The server the feeder serves, to stop it when the consumer gives up early.
+    ctx: Arc<Context>,
 }
 
 impl Fed {
@@ -44,6 +50,7 @@ impl Fed {
             queue: Mutex::new(VecDeque::new()),
             ready: SelfPipe::new()?,
         });
+        let ctx = Arc::clone(&source.ctx);
         let feeder = {
             let inbox = Arc::clone(&inbox);
             thread::Builder::new()
@@ -53,6 +60,7 @@ impl Fed {
         Ok(Fed {
             inbox,
             feeder: Mutex::new(Some(feeder)),
+            ctx,
         })
     }
 
@@ -83,10 +91,22 @@ impl Fed {
 }
 
 impl Drop for Fed {
+    /// Ends the feeder. After a shutdown it has ended or soon will; when the consumer
+    /// gives up without one (its loop could not start: no runtime, no stack), nothing
+    /// asked the feeder to stop, and it would accept connections nobody serves, for
+    /// ever: the drop asks, and interrupts the `accept` it may be blocked in.
     fn drop(&mut self) {
-        if let Some(feeder) = lock(&self.feeder).take() {
-            let _ = feeder.join();
+        let Some(feeder) = lock(&self.feeder).take() else {
+            return;
+        };
+        if !self.ctx.is_shutting_down() {
+            self.ctx.shutdown.request();
         }
+        while !feeder.is_finished() {
+            worker_process::interrupt_waiting_thread();
+            thread::sleep(INTERRUPT_AGAIN);
+        }
+        let _ = feeder.join();
     }
 }
 
