@@ -161,9 +161,23 @@ impl MixIn for Scheduled {
             return serve_loop::run(ctx, &settings, true);
         }
         std::thread::scope(|scope| {
-            let others: Vec<_> = (1..self.threads)
-                .map(|_| scope.spawn(|| serve_loop::run(ctx, &settings, false)))
-                .collect();
+            let mut others = Vec::with_capacity(self.threads - 1);
+            for _ in 1..self.threads {
+                // `Scope::spawn` would panic when the system refuses a thread.
+                let loop_thread = std::thread::Builder::new()
+                    .name("mixserve-loop".into())
+                    .spawn_scoped(scope, || serve_loop::run(ctx, &settings, false));
+                match loop_thread {
+                    Ok(handle) => others.push(handle),
+                    Err(error) => {
+                        // Not short-handed: the loops already running stop too.
+                        ctx.shutdown.request();
+                        others.into_iter().for_each(|handle| drop(handle.join()));
+                        let why = format!("scheduled: cannot start loop thread: {error}");
+                        return Err(io::Error::new(error.kind(), why));
+                    }
+                }
+            }
             let mine = serve_loop::run(ctx, &settings, true);
             // Every loop stops on the same shutdown; report the first failure.
             others
