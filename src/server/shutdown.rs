@@ -23,9 +23,9 @@ pub(crate) struct ShutdownState {
     /// Wakes the loop; the signal handler writes to it too. A child forked from this
     /// process does not hold it.
     pipe: SelfPipe,
-    /// The process that made this state: only it writes to the pipe. A child forked
-    /// from it (a worker, a forking model's child) no longer holds the pipe; a handle
-    /// used there has nothing to wake.
+    /// The process that made this state: only it writes to the pipe and closes the
+    /// listener. A child forked from it (a worker, a forking model's child) no longer
+    /// holds the pipe; a handle used there has nothing to wake.
     owner: u32,
     /// The listener a stop closes to new connections at once (none in a preforked
     /// worker: the master closes the shared one).
@@ -41,8 +41,6 @@ pub(crate) struct ShutdownState {
 struct Gate {
     listener: RawFd,
     backlog: i32,
-    /// Only the process that made the server closes it (a forked child never does).
-    owner: u32,
     closed: AtomicBool,
 }
 
@@ -50,10 +48,7 @@ impl Gate {
     /// Shuts the listener down, unless another master shares it (a binary upgrade):
     /// that would stop it for both.
     fn close(&self) {
-        if std::process::id() == self.owner
-            && !crate::sys::upgrade::listener_shared()
-            && !self.closed.swap(true, Ordering::SeqCst)
-        {
+        if !crate::sys::upgrade::listener_shared() && !self.closed.swap(true, Ordering::SeqCst) {
             if let Err(e) = accept::stop_listening(self.listener) {
                 log::warn!("cannot stop listening at shutdown: {e}");
             }
@@ -75,7 +70,6 @@ impl ShutdownState {
         let gate = Gate {
             listener,
             backlog,
-            owner: std::process::id(),
             closed: AtomicBool::new(false),
         };
         Ok(ShutdownState {
@@ -100,18 +94,26 @@ impl ShutdownState {
 
     /// Wakes the loop without asking it to stop (a worker slot came free).
     pub(crate) fn wake(&self) {
-        if std::process::id() == self.owner {
+        if self.owned_here() {
             self.pipe.notify();
         }
     }
 
-    /// Asks for a stop; the listener is closed to new connections at once.
+    /// Asks for a stop; the listener is closed to new connections at once (only by
+    /// the process that made the server: a forked child never closes it).
     pub(crate) fn request(&self) {
         self.requested.store(true, Ordering::SeqCst);
+        if !self.owned_here() {
+            return;
+        }
         if let Some(gate) = &self.gate {
             gate.close();
         }
-        self.wake();
+        self.pipe.notify();
+    }
+
+    fn owned_here(&self) -> bool {
+        std::process::id() == self.owner
     }
 
     /// Turns the stop signals received since the last look into a request — the one
