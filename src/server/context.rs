@@ -87,6 +87,15 @@ impl std::fmt::Debug for Context {
     }
 }
 
+impl Drop for Context {
+    /// The listener closes with the context (its last owner in this process): a
+    /// [`ShutdownHandle`](crate::server::ShutdownHandle) kept longer must not act on
+    /// the fd number, which the next socket may take.
+    fn drop(&mut self) {
+        self.shutdown.forget_listener();
+    }
+}
+
 impl Context {
     pub(crate) fn new(
         listener: Listener,

@@ -42,13 +42,18 @@ struct Gate {
     listener: RawFd,
     backlog: i32,
     closed: AtomicBool,
+    /// The listener closed with its server: the number may name another socket now.
+    gone: AtomicBool,
 }
 
 impl Gate {
     /// Shuts the listener down, unless another master shares it (a binary upgrade):
     /// that would stop it for both.
     fn close(&self) {
-        if !crate::sys::upgrade::listener_shared() && !self.closed.swap(true, Ordering::SeqCst) {
+        if !self.gone.load(Ordering::SeqCst)
+            && !crate::sys::upgrade::listener_shared()
+            && !self.closed.swap(true, Ordering::SeqCst)
+        {
             if let Err(e) = accept::stop_listening(self.listener) {
                 log::warn!("cannot stop listening at shutdown: {e}");
             }
@@ -56,7 +61,7 @@ impl Gate {
     }
 
     fn reopen(&self) {
-        if self.closed.swap(false, Ordering::SeqCst) {
+        if !self.gone.load(Ordering::SeqCst) && self.closed.swap(false, Ordering::SeqCst) {
             if let Err(e) = accept::listen_again(self.listener, self.backlog) {
                 log::warn!("cannot listen again after a shutdown: {e}");
             }
@@ -71,6 +76,7 @@ impl ShutdownState {
             listener,
             backlog,
             closed: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
         };
         Ok(ShutdownState {
             gate: Some(gate),
@@ -167,6 +173,14 @@ impl ShutdownState {
 
     pub(crate) fn is_requested(&self) -> bool {
         self.requested.load(Ordering::SeqCst)
+    }
+
+    /// The server's listener is closing (its context is dropped): a handle that
+    /// outlives it must not shut down whatever socket gets the same fd number.
+    pub(crate) fn forget_listener(&self) {
+        if let Some(gate) = &self.gate {
+            gate.gone.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Clears a finished shutdown so `serve_forever` may be called again.
