@@ -59,8 +59,10 @@ impl RemoteReply {
             Ok(value) => {
                 let mut payload = Vec::new();
                 value.encode(&mut payload);
-                if payload.len() >= protocol::MAX_FRAME {
-                    // Only a value sent inside the master can be this large.
+                if payload.len() > protocol::MAX_VALUE_BYTES {
+                    // Only a value sent inside the master (or taken from Redis) can be
+                    // this large; with the reply's head it might not fit in a frame,
+                    // which the worker would take for a broken connection.
                     let why = format!(
                         "a value of {} bytes exceeds the hub's limit of {} bytes; it was dropped",
                         payload.len(),

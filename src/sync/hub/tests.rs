@@ -393,3 +393,22 @@ fn waits_withdrawn_long_before_their_deadline_leave_no_timer_behind() {
     let timed_out = rig.replies(&mut worker, 1);
     assert_eq!((timed_out[0].0, timed_out[0].1), (status::TIMED_OUT, 1));
 }
+
+#[test]
+fn a_value_too_large_for_a_reply_frame_is_refused_not_sent() {
+    let mut rig = Rig::trusting_self();
+    let jobs: Channel<String> = Channel::new();
+    // Sent inside the master, where the hub's limit does not apply: 4 bytes short of a
+    // frame, so with the reply's head it would not fit in one.
+    jobs.send("x".repeat(protocol::MAX_FRAME - 4)).unwrap();
+    let mut worker = rig.connect();
+    worker
+        .write_all(&request(op::CHANNEL_RECV, jobs.hub_id(), 1, &[]))
+        .unwrap();
+    let (status, why) = rig
+        .reply(&mut worker)
+        .expect("an answer on a connection that stays");
+    assert_eq!(status, status::ERROR);
+    let why = String::from_utf8_lossy(&why).into_owned();
+    assert!(why.contains("exceeds the hub's limit"), "{why}");
+}
