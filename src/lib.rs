@@ -83,6 +83,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod conn;
+mod deadline;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

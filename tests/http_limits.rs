@@ -181,6 +181,23 @@ fn chunk_sizes_of_more_than_16_digits_are_400() {
     );
 }
 
+/// `Duration::MAX` as a timeout means "no limit", not an overflow.
+#[test]
+fn the_largest_timeouts_serve() {
+    let mut client = client_with(config(|c| {
+        c.header_timeout = Duration::MAX;
+        c.body_deadline = Duration::MAX;
+        c.body_timeout = Duration::MAX;
+        c.idle_timeout = Duration::MAX;
+    }));
+    client.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody");
+    let answer = client.response();
+    assert_eq!(
+        (answer.status, answer.text()),
+        (200, "POST / body".to_string())
+    );
+}
+
 #[test]
 fn content_length_with_transfer_encoding_is_400() {
     rejects(

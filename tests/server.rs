@@ -126,6 +126,24 @@ fn serves_a_unix_domain_socket_and_removes_it_on_close() {
     let _ = std::fs::remove_dir(&dir);
 }
 
+/// A shutdown timeout of `Duration::MAX` ("wait however long") drains and returns.
+#[test]
+fn the_largest_shutdown_timeout_drains_and_returns() {
+    let mut server = Server::builder(Threading::new())
+        .bind("127.0.0.1:0")
+        .handle_signals(false)
+        .shutdown_timeout(Duration::MAX)
+        .build(echo_once())
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let handle = server.shutdown_handle();
+    let serving = thread::spawn(move || server.serve_forever());
+    let mut client = TcpStream::connect(addr).unwrap();
+    assert_eq!(round_trip(&mut client, b"once"), b"once");
+    handle.shutdown();
+    serving.join().unwrap().unwrap();
+}
+
 #[derive(Default)]
 struct Counting {
     timeouts: AtomicUsize,

@@ -41,6 +41,26 @@ fn broadcast_wait_times_out_and_leaves_the_list() {
     assert_eq!(news.waiting(), 0);
 }
 
+/// `Duration::MAX` means "no limit", not an overflow.
+#[test]
+fn waits_with_the_largest_timeout_wait_and_return() {
+    let news: Broadcast<u32> = Broadcast::new();
+    let jobs: Channel<u32> = Channel::new();
+    let waiter = {
+        let news = news.clone();
+        thread::spawn(move || news.wait_timeout(Duration::MAX))
+    };
+    let receiver = {
+        let jobs = jobs.clone();
+        thread::spawn(move || jobs.recv_timeout(Duration::MAX))
+    };
+    until(|| news.waiting() == 1);
+    assert_eq!(news.send(7), Ok(1));
+    jobs.send(8).unwrap();
+    assert_eq!(waiter.join().unwrap(), Ok(7));
+    assert_eq!(receiver.join().unwrap(), Ok(8));
+}
+
 #[test]
 fn channel_hands_each_value_to_one_receiver_in_order() {
     let jobs: Channel<u64> = Channel::new();

@@ -99,7 +99,7 @@ impl Conn {
         if crate::rt::in_coroutine() {
             return self.wait_idle_parked(timeout);
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::from_now(timeout);
         let Some((drain, bell)) = self
             .drain
             .as_ref()

@@ -161,7 +161,7 @@ impl Limit {
     /// The deadline of a wait starting now: every wait after the first shares it.
     pub(super) fn deadline(&mut self) -> Option<Instant> {
         if let Some(timeout) = self.timeout.take() {
-            let from_now = Instant::now() + timeout;
+            let from_now = crate::deadline::from_now(timeout);
             self.deadline = Some(self.deadline.map_or(from_now, |fixed| fixed.min(from_now)));
         }
         self.deadline

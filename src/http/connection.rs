@@ -285,7 +285,7 @@ fn begin_body(conn: &mut Conn, config: &HttpConfig, head: &Head) -> Result<Frami
             .map_err(|error| read_failure(error, Failure::Close))?;
     }
     if framing.has_body() {
-        conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
+        conn.set_read_deadline(Some(crate::deadline::from_now(config.body_deadline)));
         conn.set_read_timeout(Some(config.body_timeout));
     } else {
         // Nothing to read: the head's deadline must not limit a streaming handler.
@@ -326,7 +326,7 @@ pub(crate) fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<(
     conn.flush()?;
     conn.shutdown(Shutdown::Write)?;
     conn.set_read_timeout(None);
-    conn.set_read_deadline(Some(Instant::now() + config.linger));
+    conn.set_read_deadline(Some(crate::deadline::from_now(config.linger)));
     let mut scratch = [0u8; 4096];
     let mut discarded = 0;
     while discarded < LINGER_BYTES {
@@ -346,7 +346,10 @@ impl<A: HttpHandler> Handler for HttpConnection<A> {
 
     fn handle(&mut self, conn: &mut Conn) -> io::Result<()> {
         // From the connection's establishment: time queued for a worker counts.
-        let mut first_deadline = Some(conn.established_at() + self.config.header_timeout);
+        let mut first_deadline = Some(crate::deadline::after(
+            conn.established_at(),
+            self.config.header_timeout,
+        ));
         let mut served = 0usize;
         loop {
             served += 1;

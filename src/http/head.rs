@@ -96,7 +96,7 @@ pub(crate) fn read_head(
     let deadline = match first_deadline {
         Some(deadline) => Some(deadline),
         None if idle => None,
-        None => Some(Instant::now() + config.header_timeout),
+        None => Some(crate::deadline::from_now(config.header_timeout)),
     };
     conn.set_read_deadline(deadline);
     loop {

@@ -87,7 +87,7 @@ pub(crate) fn drain(ctx: &Context, source: &Source, in_flight: &mut dyn FnMut() 
     crate::sync::close_waiters_of(ctx.scope());
     source.close_hub_waiters();
     let started = Instant::now();
-    let deadline = started + ctx.shutdown_timeout();
+    let deadline = crate::deadline::after(started, ctx.shutdown_timeout());
     let mut report_at = started + DRAIN_REPORT;
     let mut left = in_flight();
     if left > 0 {

@@ -151,7 +151,7 @@ pub fn sleep(duration: Duration) {
         core.yield_current(id);
         return;
     }
-    let deadline = Instant::now() + duration;
+    let deadline = crate::deadline::from_now(duration);
     while Instant::now() < deadline {
         let reason = core.park_current(id, ParkKind::Sleep, Some(deadline), drop);
         if reason == scheduler::WakeReason::ShuttingDown {

@@ -29,7 +29,6 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::conn::{Conn, PeerAddr};
 use crate::handler::{Handler, MakeHandler};
@@ -130,7 +129,10 @@ impl<A: HttpHandler> Handler for ScgiConnection<A> {
 impl<A: HttpHandler> ScgiConnection<A> {
     fn serve(&mut self, conn: &mut Conn) -> io::Result<()> {
         let config = &*self.config;
-        conn.set_read_deadline(Some(conn.established_at() + config.header_timeout));
+        conn.set_read_deadline(Some(crate::deadline::after(
+            conn.established_at(),
+            config.header_timeout,
+        )));
         let mut block = Vec::new();
         if read_netstring(conn, config.max_head_bytes, &mut block)?.is_err() {
             return Ok(());
@@ -147,7 +149,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
                 head_only,
             );
         }
-        conn.set_read_deadline(Some(Instant::now() + config.body_deadline));
+        conn.set_read_deadline(Some(crate::deadline::from_now(config.body_deadline)));
         conn.set_read_timeout(Some(config.body_timeout));
         let app = &*self.app;
         let streams = app.streams_body(&request);

@@ -151,11 +151,7 @@ impl<M: MixIn> Server<M> {
         if let Some(signals) = self.signals.take() {
             signals.release_redelivering(&STOP_SIGNALS);
         }
-        let deadline = self
-            .ctx
-            .config
-            .timeout
-            .map(|t| std::time::Instant::now() + t);
+        let deadline = self.ctx.config.timeout.map(crate::deadline::from_now);
         self.ctx.scope().set_model(self.mixin.name());
         self.ctx.set_status_model(self.mixin.name());
         self.ctx.scope().set_max_blocked(self.mixin.max_blocked());

@@ -96,7 +96,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
 
     /// Waits for the next value, at most `timeout`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<T, WaitError> {
-        self.wait_until(Some(Instant::now() + timeout))
+        self.wait_until(Some(crate::deadline::from_now(timeout)))
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<T, WaitError> {

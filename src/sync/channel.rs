@@ -115,7 +115,7 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
 
     /// Waits for a value, at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, WaitError> {
-        self.recv_until(Some(Instant::now() + timeout))
+        self.recv_until(Some(crate::deadline::from_now(timeout)))
     }
 
     /// Takes a value if one is queued, without waiting.

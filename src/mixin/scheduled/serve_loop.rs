@@ -81,7 +81,7 @@ fn accept_loop(
                 continue;
             }
             // Bounded, so a stop is noticed within one poll interval.
-            let deadline = Instant::now() + ctx.poll_interval();
+            let deadline = crate::deadline::from_now(ctx.poll_interval());
             match rt::wait_fd(ready_fd, Interest::Readable, Some(deadline)) {
                 Ok(()) => continue,
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
@@ -186,7 +186,7 @@ fn watch_loop(
 ) {
     let wake_fd = ctx.wake_fd();
     while !ctx.is_shutting_down() {
-        let deadline = Instant::now() + ctx.poll_interval();
+        let deadline = crate::deadline::from_now(ctx.poll_interval());
         match rt::wait_fd(wake_fd, Interest::Readable, Some(deadline)) {
             Ok(()) | Err(_) => {}
         }

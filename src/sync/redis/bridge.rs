@@ -121,7 +121,7 @@ impl Shared {
 
     /// The deadline for a reply asked for now.
     pub(crate) fn reply_deadline(&self) -> Instant {
-        Instant::now() + self.config.timeout
+        crate::deadline::from_now(self.config.timeout)
     }
 }
 

@@ -84,7 +84,7 @@ impl Config {
             url: self.url.clone(),
             why,
         };
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::deadline::from_now(self.timeout);
         let mut stream = TcpStream::connect_timeout(&self.addr, self.timeout)
             .map_err(|e| unreachable(e.to_string()))?;
         stream

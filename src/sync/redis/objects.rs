@@ -36,7 +36,11 @@ impl BroadcastLink {
 
     fn deadline(&self) -> Instant {
         let config = &self.shared.config;
-        Instant::now() + config.count_deadline + 3 * config.timeout
+        crate::deadline::from_now(
+            config
+                .count_deadline
+                .saturating_add(config.timeout.saturating_mul(3)),
+        )
     }
 
     /// Makes sure the bridge is driven (a local waiter needs the subscription).
@@ -127,7 +131,7 @@ impl ChannelLink {
     }
 
     fn deadline(&self) -> Instant {
-        Instant::now() + 2 * self.shared.config.timeout
+        crate::deadline::from_now(self.shared.config.timeout.saturating_mul(2))
     }
 
     /// Queues a value in Redis.

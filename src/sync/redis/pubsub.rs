@@ -316,7 +316,7 @@ fn gather(shared: &Arc<Shared>, key: (u8, u64), expected: Option<usize>, done: D
         let mut state = shared.state();
         let early = state.pubsub.early.remove(&key);
         let (got, total) = early.map_or((0, 0), |(got, total, _)| (got, total));
-        let deadline = Instant::now() + shared.config.count_deadline;
+        let deadline = crate::deadline::from_now(shared.config.count_deadline);
         let gather = Gather {
             expected,
             got,
@@ -374,7 +374,12 @@ pub(crate) fn on_message(shared: &Arc<Shared>, channel: &[u8], payload: &[u8]) {
             }
             let batch = object.detach();
             let count = batch.len();
-            let deadline = Instant::now() + shared.config.count_deadline + shared.config.timeout;
+            let deadline = crate::deadline::from_now(
+                shared
+                    .config
+                    .count_deadline
+                    .saturating_add(shared.config.timeout),
+            );
             shared.state().pubsub.batches.insert(key, (batch, deadline));
             count
         }
