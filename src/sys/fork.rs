@@ -157,9 +157,12 @@ pub(crate) fn thread_count() -> Option<usize> {
         })
 }
 
+/// The exit code [`reap_exited`] reports for a child someone else reaped.
+pub(crate) const REAPED_ELSEWHERE: i32 = -1;
+
 /// Reaps every child this process forked with [`fork`] that has exited, without
 /// blocking; returns `(pid, exit code)`, where a child killed by a signal reports
-/// `128 + signal`. Children the program started itself are left to it (their exit
+/// `128 + signal`, and one reaped elsewhere [`REAPED_ELSEWHERE`]. Children the program started itself are left to it (their exit
 /// status is theirs to collect).
 pub(crate) fn reap_exited() -> Vec<(Pid, i32)> {
     let mut reaped = Vec::new();
@@ -167,7 +170,10 @@ pub(crate) fn reap_exited() -> Vec<(Pid, i32)> {
         // Look at one exited child without reaping it: the common case, one of ours.
         let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
         match waitid(Id::All, flags) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return reaped,
+            Ok(WaitStatus::StillAlive) => return reaped,
+            // No child left to wait for: any still counted here was reaped elsewhere
+            // (SIGCHLD ignored, or the program waited for it); look at each.
+            Err(Errno::ECHILD) => break,
             Ok(status) => match status.pid() {
                 Some(pid) if is_own_child(pid.as_raw() as u32) => match reap_one(pid) {
                     Some(code) => reaped.push((pid, code)),
@@ -201,9 +207,10 @@ fn reap_one(pid: Pid) -> Option<i32> {
             Ok(status) => exit_code(status)?,
             Err(Errno::EINTR) => continue,
             Err(Errno::ECHILD) => {
-                // Reaped elsewhere (the program waited for it): not ours any more.
+                // Reaped elsewhere (SIGCHLD ignored, or the program waited for it):
+                // gone, with an exit code nobody can know now.
                 forget_child(pid);
-                return None;
+                return Some(REAPED_ELSEWHERE);
             }
             Err(_) => return None,
         };
