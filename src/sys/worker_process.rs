@@ -12,7 +12,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
 
@@ -27,6 +27,8 @@ static STOP: AtomicU8 = AtomicU8::new(RUN);
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// The thread waiting for a connection now (its kernel thread id; 0: none).
 static WAITING: AtomicI32 = AtomicI32::new(0);
+/// The master's death was noticed (and acted on) already.
+static MASTER_GONE_NOTICED: AtomicBool = AtomicBool::new(false);
 /// SIGINTs received by this worker.
 static INTERRUPTS: AtomicU32 = AtomicU32::new(0);
 /// Turns of the worker's serving loop: bumped each time the model comes back to its
@@ -95,6 +97,14 @@ pub(crate) fn install(wake_fd: RawFd, master: u32) -> io::Result<()> {
         STOP.fetch_max(STOP_GRACEFUL, Ordering::SeqCst);
     }
     Ok(())
+}
+
+/// True once per worker: the first time a caller finds that `master` is no longer
+/// its parent (the watchdog, or the worker's last look before it exits, whichever
+/// comes first: the parent-death signal may end the model before the watchdog's turn).
+pub(crate) fn master_gone_first_seen(master: u32) -> bool {
+    nix::unistd::getppid().as_raw() as u32 != master
+        && !MASTER_GONE_NOTICED.swap(true, Ordering::SeqCst)
 }
 
 /// The stop asked so far: [`RUN`], [`STOP_GRACEFUL`] or [`STOP_FAST`].

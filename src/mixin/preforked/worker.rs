@@ -71,6 +71,11 @@ pub(super) fn run(
             EXIT_BOOT_FAILED
         }
     };
+    // The master's death may have ended the model (its wait interrupted by the
+    // parent-death signal) before the watchdog's turn saw it.
+    if worker_process::master_gone_first_seen(master) {
+        stop_listening(ctx, &plan.way);
+    }
     plan.board.set_state(slot, SlotState::Exiting);
     drop(control);
     fork::exit_child(code)
@@ -121,9 +126,9 @@ fn serve(
 /// `SO_REUSEPORT` listener closes when it exits.)
 /// A listener shared with another master (a binary upgrade) is left alone: the other
 /// serves it.
-fn stop_listening(ctx: &Context, seat: &WorkerSeat) {
+fn stop_listening(ctx: &Context, way: &Way) {
     let shared = crate::sys::upgrade::listener_shared();
-    if matches!(seat.way, Way::Shared | Way::Locked(_)) && !shared {
+    if matches!(way, Way::Shared | Way::Locked(_)) && !shared {
         let (fd, how) = (ctx.listener_fd(), nix::sys::socket::Shutdown::Read);
         if let Err(error) = nix::sys::socket::shutdown(fd, how) {
             log::debug!("preforked worker: shutting the listener down: {error}");
@@ -147,7 +152,6 @@ fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
     // A stop signal that lands here while the model is busy is seen at once.
     worker_process::block_stop_signals(false);
     let mut last_signal: Option<Instant> = None;
-    let mut orphaned = false;
     let mut last_turns = worker_process::loop_turns();
     loop {
         let mut fds = [PollFd::new(borrow_fd(wake.read_fd()), PollFlags::POLLIN)];
@@ -166,11 +170,10 @@ fn watchdog(ctx: &Context, seat: &WorkerSeat, wake: &SelfPipe, master: u32) {
         }
         last_turns = turns;
         seat.board.set_waiters(seat.slot, waiters);
-        if !orphaned && nix::unistd::getppid().as_raw() as u32 != master {
+        if worker_process::master_gone_first_seen(master) {
             // The master died (its parent-death SIGTERM woke us, or it died before
             // that was set): nobody supervises this pool any more.
-            orphaned = true;
-            stop_listening(ctx, seat);
+            stop_listening(ctx, &seat.way);
             worker_process::request_stop(STOP_GRACEFUL);
         }
         match worker_process::stop_requested() {
