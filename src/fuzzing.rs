@@ -9,7 +9,8 @@ use std::io::{self, BufRead, Read};
 
 use crate::http::HttpConfig;
 use crate::http::fuzz_seams::{
-    Failure, Framing, Head, HeadAssembler, Progress, Reject, parse_head, read_chunked,
+    Failure, Framing, Head, HeadAssembler, Progress, RangeAnswer, Reject, parse_head, parse_range,
+    read_chunked,
 };
 use crate::http::{Headers, Version};
 use crate::scgi::netstring::{parse_variables, read_netstring};
@@ -196,6 +197,18 @@ pub fn scgi_head(pieces: &[&[u8]]) -> Result<ScgiHead, &'static str> {
         .map(|(name, value)| (name.to_vec(), value.to_vec()))
         .collect();
     Ok((variables, length, reader.consumed))
+}
+
+/// What a `Range` header (its value's bytes, as a client sent them) asks of a
+/// `size`-byte body: `None` for the whole body (`200`), `Some(None)` for nothing
+/// satisfiable (`416`), `Some(Some((start, len)))` for one part (`206`).
+pub fn range(header: &[u8], size: u64) -> Option<Option<(u64, u64)>> {
+    let header = std::str::from_utf8(header).ok();
+    match parse_range(header, size) {
+        RangeAnswer::Whole => None,
+        RangeAnswer::Unsatisfiable => Some(None),
+        RangeAnswer::Part { start, len } => Some(Some((start, len))),
+    }
 }
 
 #[cfg(test)]

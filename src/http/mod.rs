@@ -86,6 +86,7 @@ pub(crate) mod fuzz_seams {
     pub(crate) use super::error::{Failure, Reject};
     pub(crate) use super::head::{Head, parse_head};
     pub(crate) use super::head_assembly::{HeadAssembler, Progress};
+    pub(crate) use super::range::{RangeAnswer, parse_range};
 }
 
 use std::fmt;
