@@ -267,3 +267,58 @@ fn a_panicking_handler_gives_its_thread_slot_back() {
     handle.shutdown();
     serving.join().unwrap().unwrap();
 }
+
+/// An error hook that panics: a user's bug, which must not cost the server anything
+/// but the log line.
+struct PanickingHook;
+
+impl Hooks for PanickingHook {
+    fn handle_error(&self, _: &PeerAddr, error: &io::Error) {
+        panic!("the hook panics on {error}");
+    }
+}
+
+#[test]
+fn a_panicking_error_hook_gives_its_thread_slot_back() {
+    // One thread at most, so a slot lost to the panic would leave the next client
+    // waiting for ever in the backlog: checked for each thread model.
+    let make = || {
+        from_fn(|conn: &mut Conn| {
+            let mut first = [0u8; 1];
+            conn.read_exact(&mut first)?;
+            if first[0] == b'!' {
+                return Err(io::Error::other("asked to fail"));
+            }
+            conn.write_all(b"ok")
+        })
+    };
+    let models: [Box<dyn mixserve::MixIn>; 2] = [
+        Box::new(Threading::new().max_threads(1)),
+        Box::new(mixserve::Prethreaded::new().threads(1).max_threads(1)),
+    ];
+    for model in models {
+        let mut server = Server::builder(model)
+            .bind("127.0.0.1:0")
+            .handle_signals(false)
+            .hooks(PanickingHook)
+            .build(make)
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let handle = server.shutdown_handle();
+        let serving = thread::spawn(move || server.serve_forever());
+        for _ in 0..3 {
+            let mut doomed = TcpStream::connect(addr).unwrap();
+            doomed
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            assert_eq!(round_trip(&mut doomed, b"!"), b"");
+            let mut client = TcpStream::connect(addr).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            assert_eq!(round_trip(&mut client, b"?"), b"ok");
+        }
+        handle.shutdown();
+        serving.join().unwrap().unwrap();
+    }
+}

@@ -50,9 +50,32 @@ impl Tracker {
     /// Runs the handler on `conn` and closes it, tracked meanwhile.
     pub(crate) fn serve(&self, ctx: &Context, mut conn: Conn) {
         lock(&self.sockets).insert(self.id, conn.as_raw_fd());
+        // Declared after `conn`, so dropped before it, on return or unwind alike.
+        let _untrack = Untrack(self);
         ctx.serve_connection(&mut conn);
-        lock(&self.sockets).remove(&self.id);
-        drop(conn);
+    }
+}
+
+/// Removes its tracker's socket entry when dropped: the fd number must leave the map
+/// before the socket is closed, or a forced end could shut down whatever reuses it.
+struct Untrack<'a>(&'a Tracker);
+
+impl Drop for Untrack<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.sockets).remove(&self.0.id);
+    }
+}
+
+/// Reports its thread done when dropped, on return or unwind alike, so every thread
+/// is joined.
+struct Done {
+    id: u64,
+    done: Sender<u64>,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let _ = self.done.send(self.id);
     }
 }
 
@@ -80,15 +103,18 @@ impl Threads {
             id,
             sockets: Arc::clone(&self.sockets),
         };
-        let done = self.done_tx.clone();
+        let done = Done {
+            id,
+            done: self.done_tx.clone(),
+        };
         let mut builder = thread::Builder::new().name(format!("{}-{id}", self.prefix));
         if let Some(size) = stack {
             builder = builder.stack_size(size);
         }
         let mut handles = lock(&self.handles);
         let handle = builder.spawn(move || {
+            let _done = done;
             body(&tracker);
-            let _ = done.send(id);
         })?;
         handles.insert(id, handle);
         Ok(())

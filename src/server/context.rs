@@ -188,8 +188,9 @@ impl Context {
     /// (e.g. stop tracking the socket before its fd number can be reused).
     ///
     /// A panicking handler is caught here and reported through `handle_error` like any
-    /// other error of its connection, so a model's bookkeeping (thread counts, tracked
-    /// sockets, worker slots) never outlives it.
+    /// other error of its connection, and a panicking `handle_error` is caught and
+    /// logged, so this never unwinds: a model's bookkeeping (thread counts, tracked
+    /// sockets, worker slots) never outlives its connection.
     pub fn serve_connection(&self, conn: &mut Conn) {
         crate::sync::scope::enter(&self.scope);
         crate::status::enter(&self.status, self.status_row);
@@ -200,9 +201,23 @@ impl Context {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.service.serve(conn)));
         self.status.sub(self.status_row, Counter::InFlight);
         crate::status::report_stalls(&self.status, self.status_row);
-        let result = served.unwrap_or_else(|panic| Err(io::Error::other(panic_message(&panic))));
+        let result = served.unwrap_or_else(|panic| {
+            Err(io::Error::other(format!(
+                "the handler panicked: {}",
+                panic_message(&panic)
+            )))
+        });
         if let Err(error) = result {
-            self.hooks.handle_error(conn.peer_addr(), &error);
+            let peer = conn.peer_addr();
+            let reported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.hooks.handle_error(peer, &error)
+            }));
+            if let Err(panic) = reported {
+                log::error!(
+                    "the handle_error hook panicked on {error} from {peer}: {}",
+                    panic_message(&panic)
+                );
+            }
         }
         if let Some(seat) = &self.worker {
             seat.served();
@@ -288,10 +303,9 @@ impl Context {
 
 /// The message of a caught panic.
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let text = panic
+    panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-text payload".into());
-    format!("the handler panicked: {text}")
+        .unwrap_or_else(|| "a non-text payload".into())
 }
