@@ -20,8 +20,16 @@ use crate::sync::lock;
 /// How long a forced end waits for threads whose socket it shut down.
 const FORCED_GRACE: Duration = Duration::from_secs(5);
 
-/// Socket of each connection being served, by thread id.
-type Sockets = Arc<Mutex<HashMap<u64, RawFd>>>;
+/// The sockets being served, shared by the threads.
+type Sockets = Arc<Mutex<Tracked>>;
+
+/// Socket of each connection being served, by thread id; and whether the forced end
+/// has begun, after which no connection is served (its socket would miss the sweep).
+#[derive(Debug, Default)]
+struct Tracked {
+    by_thread: HashMap<u64, RawFd>,
+    forced: bool,
+}
 
 /// A model's threads.
 #[derive(Debug)]
@@ -47,9 +55,17 @@ pub(crate) struct Tracker {
 }
 
 impl Tracker {
-    /// Runs the handler on `conn` and closes it, tracked meanwhile.
+    /// Runs the handler on `conn` and closes it, tracked meanwhile. Once the forced
+    /// end has begun, `conn` is closed unserved: the sweep that shuts the tracked
+    /// sockets down has run or is running, and would miss it.
     pub(crate) fn serve(&self, ctx: &Context, mut conn: Conn) {
-        lock(&self.sockets).insert(self.id, conn.as_raw_fd());
+        {
+            let mut tracked = lock(&self.sockets);
+            if tracked.forced {
+                return;
+            }
+            tracked.by_thread.insert(self.id, conn.as_raw_fd());
+        }
         // Declared after `conn`, so dropped before it, on return or unwind alike.
         let _untrack = Untrack(self);
         ctx.serve_connection(&mut conn);
@@ -62,7 +78,7 @@ struct Untrack<'a>(&'a Tracker);
 
 impl Drop for Untrack<'_> {
     fn drop(&mut self) {
-        lock(&self.0.sockets).remove(&self.0.id);
+        lock(&self.0.sockets).by_thread.remove(&self.0.id);
     }
 }
 
@@ -134,15 +150,19 @@ impl Threads {
         }
     }
 
-    /// The forced end: shuts down every tracked socket (a thread blocked on it ends),
-    /// then joins every thread; one blocked elsewhere (a sleep, a database call) gets
+    /// The forced end: shuts down every tracked socket (a thread blocked on it ends)
+    /// and serves no connection after that (one a thread takes later, from a queue,
+    /// is closed unserved), then joins every thread; one blocked elsewhere (a sleep, a database call) gets
     /// a grace period, then is left running rather than hang the shutdown for ever.
     pub(crate) fn force_and_join(&self) {
         self.join_finished();
-        for &fd in lock(&self.sockets).values() {
+        let mut tracked = lock(&self.sockets);
+        tracked.forced = true;
+        for &fd in tracked.by_thread.values() {
             // The fd is open: its thread removes it under this lock before closing.
             let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
         }
+        drop(tracked);
         let deadline = Instant::now() + FORCED_GRACE;
         while !lock(&self.handles).is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -91,6 +91,12 @@ impl<M: MixIn> Server<M> {
         &self.mixin
     }
 
+    /// The server's context, for a unit test that drives a model's parts by hand.
+    #[cfg(test)]
+    pub(crate) fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
     /// A handle that stops [`serve_forever`](Self::serve_forever) from any thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.ctx.shutdown_handle()

@@ -5,6 +5,8 @@
 //!   and stopping.
 
 mod pool;
+#[cfg(test)]
+mod pool_tests;
 
 use std::io;
 use std::sync::Arc;

@@ -81,7 +81,11 @@ impl Pool {
         // once and may grow the pool themselves (even to `max`) before this loop ends;
         // a spawn refused then for want of a slot is not a failure to start.
         while pool.shared.live.load(Ordering::SeqCst) < threads {
-            if !spawn(&pool.shared) {
+            #[cfg(test)]
+            super::pool_tests::before_start_spawn();
+            // A thread that served between the check above and this spawn may have
+            // taken the last slot: only a pool still short of `threads` failed.
+            if !spawn(&pool.shared) && pool.shared.live.load(Ordering::SeqCst) < threads {
                 // Threads already serving may be parked in a wait: drain (new waits
                 // fail) and answer those, or the join in `stop` would never return.
                 ctx.shutdown.begin_drain();
@@ -172,7 +176,7 @@ fn release(shared: &Shared, slot: usize) {
 /// A pool thread's life: take a connection, serve it, again.
 fn serve(shared: &Arc<Shared>, slot: usize, tracker: &Tracker) {
     while let Some(conn) = next(shared, slot) {
-        let busy = shared.busy.fetch_add(1, Ordering::SeqCst) + 1;
+        let busy = shared.busy.load(Ordering::SeqCst);
         shared.board.set_state(slot, SlotState::Busy);
         if busy >= shared.live.load(Ordering::SeqCst) && !spawn(shared) {
             // Every thread busy and the pool at its limit: a preforked worker shows busy.
@@ -186,12 +190,15 @@ fn serve(shared: &Arc<Shared>, slot: usize, tracker: &Tracker) {
     release(shared, slot);
 }
 
-/// The thread's next connection; `None` when the pool stops.
+/// The thread's next connection, already counted busy; `None` when the pool stops.
 fn next(shared: &Shared, slot: usize) -> Option<Conn> {
     let stopping = || shared.stopping.load(Ordering::SeqCst) || shared.ctx.is_shutting_down();
     let conn = match shared.accept {
         PoolAccept::Handoff => {
             let conn = shared.receiver.recv().ok()?;
+            // Busy first, then no longer queued: the drain, which waits while
+            // `in_flight` (busy + queued) is above 0, never sees this one as neither.
+            shared.busy.fetch_add(1, Ordering::SeqCst);
             shared.queued.fetch_sub(1, Ordering::SeqCst);
             conn
         }
@@ -204,6 +211,7 @@ fn next(shared: &Shared, slot: usize) -> Option<Conn> {
                 return None;
             }
             if let Some(conn) = shared.source.next_counting(Some((&shared.board, slot))) {
+                shared.busy.fetch_add(1, Ordering::SeqCst);
                 break conn;
             }
         },
