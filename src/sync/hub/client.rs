@@ -258,7 +258,7 @@ fn exchange(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn idle_conn() -> Conn {
@@ -286,16 +286,15 @@ mod tests {
         assert_eq!(pooled(), 0);
     }
 
-    #[test]
-    fn connecting_to_a_full_backlog_parks_the_coroutine_not_its_loop() {
+    /// A listener on the abstract socket `name` whose backlog is full (the next
+    /// connect would block, or say `EAGAIN`), and the connections filling it.
+    pub(crate) fn full_backlog(name: &str) -> (OwnedFd, Vec<OwnedFd>) {
         use nix::sys::socket::{Backlog, bind, listen};
-        let name = format!("mixserve-test-backlog-{}", std::process::id());
         let addr = UnixAddr::new_abstract(name.as_bytes()).unwrap();
         let flags = SockFlag::SOCK_CLOEXEC;
         let listener = socket::socket(AddressFamily::Unix, SockType::Stream, flags, None).unwrap();
         bind(std::os::fd::AsRawFd::as_raw_fd(&listener), &addr).unwrap();
         listen(&listener, Backlog::new(1).unwrap()).unwrap();
-        // Fill the backlog: the next connect would block (or say EAGAIN).
         let mut queued = Vec::new();
         loop {
             let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
@@ -307,6 +306,13 @@ mod tests {
             }
             assert!(queued.len() < 100, "the backlog never filled");
         }
+        (listener, queued)
+    }
+
+    #[test]
+    fn connecting_to_a_full_backlog_parks_the_coroutine_not_its_loop() {
+        let name = format!("mixserve-test-backlog-{}", std::process::id());
+        let (listener, queued) = full_backlog(&name);
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         // The loop runs on its own thread so that a connect blocking it fails the test
         // by timing out instead of hanging it.

@@ -73,26 +73,36 @@ pub(super) fn resign(id: u64) {
     let leftover = MUX.with(|mux| {
         let mut mux = mux.borrow_mut();
         let mux = &mut *mux;
-        let link = mux.link.as_mut()?;
-        if link.driver != Some(id) {
+        if mux.link.as_ref()?.driver != Some(id) {
             return None;
         }
-        link.driver = None;
-        let generation = link.generation;
-        let successor = mux
-            .calls
-            .values()
-            .find(|c| c.generation == generation && matches!(c.state, State::Waiting));
-        match successor {
-            Some(call) => {
-                call.waker.wake();
-                None
-            }
-            None => link.has_output().then_some(generation),
-        }
+        hand_off(mux, id)
     });
     if let Some(generation) = leftover {
         let _ = drain(generation, u64::MAX);
+    }
+}
+
+/// Call `id`, the driver, gives the role up: wakes another waiting call of the link
+/// to take it. With none, the link's generation if bytes are still queued, for the
+/// caller to write out.
+pub(super) fn hand_off(mux: &mut Mux, id: u64) -> Option<u64> {
+    let link = mux.link.as_mut()?;
+    if link.driver != Some(id) {
+        return None;
+    }
+    link.driver = None;
+    let generation = link.generation;
+    let successor = mux
+        .calls
+        .values()
+        .find(|c| c.generation == generation && matches!(c.state, State::Waiting));
+    match successor {
+        Some(call) => {
+            call.waker.wake();
+            None
+        }
+        None => link.has_output().then_some(generation),
     }
 }
 

@@ -34,7 +34,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use drive::{drain, pump, resign, send_now};
+use drive::{drain, hand_off, pump, resign, send_now};
 use link::Link;
 
 use crate::rt::{self, Interest};
@@ -141,10 +141,11 @@ fn link() -> Result<(u64, bool), String> {
             Some(Ok(generation)) => return Ok((generation, true)),
             None => rt::park(Some(Instant::now() + CONNECT_RETRY)),
             Some(Err(())) => {
+                let connecting = Connecting;
                 let connected = connect_hub();
+                drop(connecting);
                 return MUX.with(|mux| {
                     let mut mux = mux.borrow_mut();
-                    mux.connecting = false;
                     let fd = connected?;
                     mux.generations += 1;
                     let generation = mux.generations;
@@ -194,13 +195,65 @@ fn exchange(
     if let Err(why) = queued {
         return Outcome::Failed(why);
     }
-    let outcome = wait(
-        id,
-        reply_by,
-        op::takes_value(request.op) || op::is_wait(request.op),
-    );
+    let cancel = op::takes_value(request.op) || op::is_wait(request.op);
+    let enrolled = Enrolled { id, cancel };
+    let outcome = wait(id, reply_by, cancel);
     resign(id);
+    drop(enrolled);
     outcome
+}
+
+/// Clears the connecting mark when dropped, also when the connecting coroutine is
+/// unwound in its park (its runtime dropped): other coroutines of this thread would
+/// wait for that connection for ever.
+struct Connecting;
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        let _ = MUX.try_with(|mux| {
+            if let Ok(mut mux) = mux.try_borrow_mut() {
+                mux.connecting = false;
+            }
+        });
+    }
+}
+
+/// An open call, withdrawn when dropped if it is still open: after a normal end this
+/// does nothing, but a coroutine unwound in its park (its runtime dropped with the
+/// call pending) must not leave its call behind. Such an entry would keep the link's
+/// driver role (no later call on this thread would read the link), take a value the
+/// hub sends it and never acknowledge it, and hold its waker.
+struct Enrolled {
+    id: u64,
+    cancel: bool,
+}
+
+impl Drop for Enrolled {
+    fn drop(&mut self) {
+        // Never parks (a coroutine being unwound cannot): writes what the socket
+        // takes now; the rest goes out with the link's next call.
+        let _ = MUX.try_with(|mux| {
+            let Ok(mut mux) = mux.try_borrow_mut() else {
+                return;
+            };
+            let mux = &mut *mux;
+            if let Some(call) = mux.calls.remove(&self.id) {
+                if let Some(link) = mux
+                    .link
+                    .as_mut()
+                    .filter(|l| l.generation == call.generation)
+                {
+                    if self.cancel {
+                        link.queue_cancel(self.id);
+                    }
+                }
+            }
+            if mux.link.as_ref().is_some_and(|l| l.driver == Some(self.id)) {
+                hand_off(mux, self.id);
+            }
+            send_now(mux);
+        });
+    }
 }
 
 /// Parks until call `id` ends, driving the link while it is the driver. A call that
