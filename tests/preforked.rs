@@ -328,7 +328,7 @@ fn load(
 /// it held is lost.
 #[test]
 fn a_killed_worker_is_replaced_and_no_other_request_is_lost() {
-    for accept in ["shared", "locked-mutex", "passed"] {
+    for accept in ["shared", "locked", "locked-mutex", "passed"] {
         let server = ServerProcess::start(
             "hello",
             &[
