@@ -355,3 +355,22 @@ fn static_example_under_every_model() {
         serve_under(variant);
     }
 }
+
+#[test]
+fn serve_file_and_file_at_refuse_a_fifo_without_blocking_on_it() {
+    let tree = Tree::new("fifo-path");
+    let fifo = tree.root().join("pipe");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let req = Request::new("GET", "/pipe");
+    assert_eq!(
+        mixserve::http::files::serve_file(&req, &fifo).status_code(),
+        404
+    );
+    let refused = mixserve::http::Response::file_at(200, &fifo).map(|_| ());
+    assert!(refused.is_err(), "a FIFO is no regular file");
+    let missing = tree.root().join("missing");
+    assert_eq!(
+        mixserve::http::files::serve_file(&req, &missing).status_code(),
+        404
+    );
+}

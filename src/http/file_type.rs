@@ -1,6 +1,6 @@
 //! File bodies with a guessed content type: [`Response::file_at`].
 
-use std::fs::File;
+use crate::sys::open_beneath::open_to_read;
 use std::io;
 use std::path::Path;
 
@@ -22,10 +22,11 @@ impl Response {
     ///
     /// # Errors
     ///
-    /// When the file cannot be opened or is not a regular file.
+    /// When the file cannot be opened or is not a regular file (a FIFO is refused
+    /// too, without blocking on it).
     pub fn file_at(status: u16, path: impl AsRef<Path>) -> io::Result<Response> {
         let path = path.as_ref();
-        Response::file(status, &content_type_of(path), File::open(path)?)
+        Response::file(status, &content_type_of(path), open_to_read(path)?)
     }
 }
 

@@ -28,7 +28,7 @@ use super::date::{http_date, parse_http_date};
 use super::file_type::content_type_of;
 use super::range::{RangeAnswer, parse_range};
 use super::{Body, HttpHandler, Request, Response};
-use crate::sys::open_beneath::open_beneath;
+use crate::sys::open_beneath::{open_beneath, open_to_read};
 
 /// Why a request path does not name a file under the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +39,11 @@ pub enum ResolveError {
     /// The path would leave the root: a `..` segment (plain or percent-encoded), an
     /// absolute path after decoding, or a symbolic link leading out (`403`).
     Forbidden,
-    /// Nothing there, or not readable (`404`).
+    /// Nothing there, or not a file this server serves (`404`).
     NotFound,
+    /// The server could not look now: out of file descriptors or memory, or an I/O
+    /// error (`503`, so no cache in front keeps a false `404`).
+    Unavailable,
 }
 
 impl ResolveError {
@@ -50,6 +53,7 @@ impl ResolveError {
             ResolveError::BadPath => 400,
             ResolveError::Forbidden => 403,
             ResolveError::NotFound => 404,
+            ResolveError::Unavailable => 503,
         }
     }
 }
@@ -60,6 +64,7 @@ impl fmt::Display for ResolveError {
             ResolveError::BadPath => "bad path",
             ResolveError::Forbidden => "forbidden",
             ResolveError::NotFound => "not found",
+            ResolveError::Unavailable => "temporarily unavailable",
         })
     }
 }
@@ -131,12 +136,22 @@ fn inside(root: &Path, candidate: &Path) -> Result<PathBuf, ResolveError> {
     }
 }
 
-/// The refusal an open beneath the root failed with: an escape (`EXDEV`) or no
-/// permission is `403`, anything else (missing, a link loop, not a directory) `404`.
+/// The refusal an open failed with: an escape (`EXDEV`) or no permission is `403`;
+/// nothing servable there (missing, a link loop, not a directory, a device or socket)
+/// `404`; anything else is the server's trouble, not the file's (`503`).
 fn refusal(error: &io::Error) -> ResolveError {
     match error.raw_os_error() {
         Some(libc::EXDEV | libc::EACCES | libc::EPERM) => ResolveError::Forbidden,
-        _ => ResolveError::NotFound,
+        Some(
+            libc::ENOENT
+            | libc::ENOTDIR
+            | libc::ELOOP
+            | libc::ENAMETOOLONG
+            | libc::ENXIO
+            | libc::ENODEV
+            | libc::EISDIR,
+        ) => ResolveError::NotFound,
+        _ => ResolveError::Unavailable,
     }
 }
 
@@ -149,15 +164,18 @@ fn refusal(error: &io::Error) -> ResolveError {
 ///   the whole file with `200`. `If-Range` with a date other than `Last-Modified` also
 ///   gets the whole file;
 /// - `HEAD`: the same header fields, `Content-Length` included, and no body;
-/// - `Content-Type` guessed from the extension; `404` for a missing or non-regular file.
+/// - `Content-Type` guessed from the extension; `404` for a missing or non-regular file
+///   (a FIFO included: it is opened without blocking), `403` for one the process may
+///   not read, `503` when the server cannot open files now (out of descriptors).
 ///
 /// `path` is opened as it is (links followed): for a path from a request, open the file
 /// with [`StaticFiles::open`] and answer with [`serve_opened`].
 pub fn serve_file(req: &Request, path: &Path) -> Response {
-    match File::open(path) {
+    match open_to_read(path) {
         Ok(file) => serve_opened(req, file, path),
-        Err(_) if req.method() == "GET" || req.method() == "HEAD" => {
-            Response::text(404, "not found\n")
+        Err(error) if req.method() == "GET" || req.method() == "HEAD" => {
+            let refused = refusal(&error);
+            Response::text(refused.status(), format!("{refused}\n"))
         }
         Err(_) => method_not_allowed(),
     }
@@ -319,6 +337,28 @@ impl HttpHandler for StaticFiles {
         match self.open(req.path()) {
             Ok((file, name)) => serve_opened(req, file, &name),
             Err(error) => Response::text(error.status(), format!("{error}\n")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ResolveError, refusal};
+    use std::io;
+
+    #[test]
+    fn only_a_missing_file_is_not_found_and_trouble_of_the_server_is_no_404() {
+        let of = |errno| refusal(&io::Error::from_raw_os_error(errno));
+        for errno in [libc::ENOENT, libc::ENOTDIR, libc::ELOOP, libc::ENXIO] {
+            assert_eq!(of(errno), ResolveError::NotFound, "errno {errno}");
+        }
+        for errno in [libc::EXDEV, libc::EACCES] {
+            assert_eq!(of(errno), ResolveError::Forbidden, "errno {errno}");
+        }
+        // A 404 here would be cached in front of the server as the file's answer.
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::EIO] {
+            assert_eq!(of(errno), ResolveError::Unavailable, "errno {errno}");
+            assert_eq!(of(errno).status(), 503);
         }
     }
 }

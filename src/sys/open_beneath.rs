@@ -37,6 +37,16 @@ fn final_flags() -> OFlag {
     OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK
 }
 
+/// Opens the file at `path` (links followed) with the flags of [`open_beneath`]'s final
+/// open, so a FIFO or a terminal there is opened without blocking or being adopted.
+pub(crate) fn open_to_read(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+}
+
 /// Opens `relative` beneath the directory `root` (read-only, close-on-exec,
 /// non-blocking) — a file or a directory. `root_path` is the directory's canonical
 /// path: an absolute link naming a place under it stays inside.
