@@ -574,3 +574,31 @@ fn stats_print_the_per_worker_distribution() {
         assert!(rows.len() >= 4, "{accept}: a row per worker: {out}");
     }
 }
+
+/// "No limit" on the drain (`Duration::MAX`, the largest `--shutdown-timeout`): a
+/// reload still replaces the workers, and SIGTERM still ends the server cleanly.
+#[test]
+fn sighup_and_sigterm_under_an_unlimited_shutdown_timeout() {
+    let mut server = ServerProcess::start(
+        "comet",
+        &[
+            "--mixin",
+            "preforked",
+            "--workers",
+            "2",
+            "--shutdown-timeout",
+            &u64::MAX.to_string(),
+        ],
+    );
+    let pid = server.child.id();
+    wait_until("2 workers", LONG, || live_children(pid).len() == 2);
+    let old = live_children(pid);
+    server.signal(1);
+    wait_until("both workers replaced", LONG, || {
+        let now = live_children(pid);
+        now.len() == 2 && now.is_disjoint(&old)
+    });
+    assert_eq!(get(server.addr, "/").status, 200);
+    let status = server.stop().expect("the server exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

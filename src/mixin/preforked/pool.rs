@@ -411,7 +411,7 @@ impl Pool {
     /// Kills stopping workers past the shutdown timeout.
     fn kill_overdue(&mut self, timeout: Duration) {
         for worker in self.workers.iter_mut().flatten() {
-            let overdue = |since: Instant| since.elapsed() > timeout + KILL_AFTER;
+            let overdue = |since: Instant| since.elapsed() > timeout.saturating_add(KILL_AFTER);
             if !worker.killed && worker.stopping.is_some_and(overdue) {
                 log::warn!(
                     "preforked: worker {} still there {timeout:?} after its stop; killing it",
