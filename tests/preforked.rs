@@ -4,14 +4,16 @@
 
 mod util;
 
+use std::io::Write;
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use util::{
-    ServerProcess, children_of, count_fds, get, live_children, read_reply, start_closing_waiters,
-    start_waiters, wait_for_waiters, wait_until,
+    ServerProcess, children_of, count_fds, get, holds_socket, listening_on, live_children,
+    read_reply, start_closing_waiters, start_waiters, wait_for_waiters, wait_until,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -601,4 +603,63 @@ fn sighup_and_sigterm_under_an_unlimited_shutdown_timeout() {
     assert_eq!(get(server.addr, "/").status, 200);
     let status = server.stop().expect("the server exits on SIGTERM");
     assert!(status.success(), "{status:?}");
+}
+
+/// A `reuseport` worker told to stop leaves the port's group before it drains: while
+/// it finishes what it holds, the kernel sends new connections to the other workers,
+/// instead of queueing them on its listener, where nobody would accept them and its
+/// exit would reset them.
+#[test]
+fn a_draining_reuseport_worker_no_longer_listens() {
+    let server = ServerProcess::start(
+        "comet",
+        &[
+            "--mixin",
+            "preforked",
+            "--accept",
+            "reuseport",
+            "--inner",
+            "threading",
+            "--workers",
+            "2",
+            "--shutdown-timeout",
+            "30",
+        ],
+    );
+    let (pid, port) = (server.child.id(), server.addr.port());
+    wait_until("2 workers", LONG, || live_children(pid).len() == 2);
+    let old = live_children(pid);
+    wait_until("both workers listening", LONG, || {
+        old.iter()
+            .all(|&worker| holds_socket(worker, &listening_on(worker, port)))
+    });
+    let fds = || old.iter().map(|&worker| count_fds(worker)).sum::<usize>();
+    let before = fds();
+    // Requests in hand (a head not yet complete) keep the old workers draining: each
+    // gets some of these 20, but for a chance of one in a million.
+    let mut held: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr).unwrap();
+            stream
+                .write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    wait_until("20 requests in hand", LONG, || fds() >= before + 20);
+    server.signal(1);
+    wait_until("two new workers", LONG, || {
+        live_children(pid).difference(&old).count() == 2
+    });
+    let draining: Vec<u32> = live_children(pid).intersection(&old).copied().collect();
+    assert!(!draining.is_empty(), "no old worker was left draining");
+    for worker in draining {
+        assert!(
+            !holds_socket(worker, &listening_on(worker, port)),
+            "worker {worker} drains with its listener still in the port's group"
+        );
+    }
+    for stream in &mut held {
+        let _ = stream.write_all(b"\r\n");
+    }
 }

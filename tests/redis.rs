@@ -10,7 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use redis_util::{RedisServer, redis_or_skip};
-use util::{ServerProcess, get, read_reply, start_waiters, wait_for_waiters, wait_until};
+use util::{
+    ServerProcess, get, holds_socket, read_reply, start_waiters, wait_for_waiters, wait_until,
+};
 
 /// The Redis channel of the comet example's broadcast.
 const COMET: &str = "mixserve:bc:comet";
@@ -167,21 +169,6 @@ fn sockets_to(pid: u32, port: u16) -> Vec<String> {
             (fields.get(2)?.ends_with(&remote)).then(|| fields.get(9).map(|s| s.to_string()))?
         })
         .collect()
-}
-
-/// True if process `pid` holds a socket with one of these inodes.
-fn holds_socket(pid: u32, inodes: &[String]) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.flatten().any(|fd| {
-        std::fs::read_link(fd.path()).is_ok_and(|target| {
-            let target = target.to_string_lossy();
-            inodes
-                .iter()
-                .any(|inode| target == format!("socket:[{inode}]"))
-        })
-    })
 }
 
 /// Threads of a process, from `/proc/PID/task`.

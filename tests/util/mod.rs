@@ -453,3 +453,33 @@ pub fn listening_addr(stdout: &mut impl BufRead, example: &str) -> SocketAddr {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("{example}: bad first line {line:?}"))
 }
+
+/// True if process `pid` holds a socket with one of these inodes.
+pub fn holds_socket(pid: u32, inodes: &[String]) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            inodes
+                .iter()
+                .any(|inode| target == format!("socket:[{inode}]"))
+        })
+    })
+}
+
+/// Inodes of the TCP sockets listening on `port`, from `/proc/PID/net/tcp`.
+pub fn listening_on(pid: u32, port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields.get(1)?.ends_with(&local) && fields.get(3) == Some(&"0A");
+            listening.then(|| fields.get(9).map(|s| s.to_string()))?
+        })
+        .collect()
+}

@@ -123,7 +123,8 @@ fn serve(
 /// connection is refused instead of queued where nobody will accept it; the drain that
 /// follows closes idle keep-alive connections and finishes the requests in hand.
 /// (Workers that take passed fds never held the listener; a worker's own
-/// `SO_REUSEPORT` listener closes when it exits.)
+/// `SO_REUSEPORT` listener stops listening once the worker took its queue, see
+/// `Share::leftover`.)
 /// A listener shared with another master (a binary upgrade) is left alone: the other
 /// serves it.
 fn stop_listening(ctx: &Context, way: &Way) {

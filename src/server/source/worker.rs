@@ -5,11 +5,12 @@
 //! it waits, busy when its model is full) and turns the worker's stop into the model's
 //! shutdown.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -19,6 +20,7 @@ use crate::conn::Conn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
 use crate::server::{Context, Listener};
 use crate::status::Counter;
+use crate::sync::lock;
 use crate::sys::borrow_fd;
 use crate::sys::fd_passing::{self, Received};
 use crate::sys::process_lock::{FileLock, SharedMutex};
@@ -38,6 +40,9 @@ pub(crate) mod message {
 
 /// Backlog of a worker's own `SO_REUSEPORT` listener.
 const REUSEPORT_BACKLOG: i32 = 4096;
+/// Connections a stopping worker takes from its own listener before it stops it: the
+/// backlog, and as many that arrive meanwhile.
+const STRANDED_MAX: usize = 2 * REUSEPORT_BACKLOG as usize;
 /// How long a worker waits for the shared mutex before looking at its stop flag.
 const MUTEX_SLICE: Duration = Duration::from_millis(250);
 
@@ -108,6 +113,9 @@ pub(crate) struct Share {
     seat: Arc<WorkerSeat>,
     /// `ReusePort`: the worker's own listener.
     own: Option<Listener>,
+    /// `ReusePort`, stopping: the connections its listener held when it left the port's
+    /// group, still to serve; `None` until then.
+    stranded: Mutex<Option<VecDeque<Conn>>>,
     /// `Passed`: a "ready" is outstanding.
     announced: AtomicBool,
     /// Connections taken so far.
@@ -137,6 +145,7 @@ impl Share {
         Ok(Share {
             seat,
             own,
+            stranded: Mutex::new(None),
             announced: AtomicBool::new(false),
             taken: AtomicU64::new(0),
         })
@@ -246,14 +255,32 @@ impl Share {
             receive(control).ok().flatten()
         };
         let conn = match (&self.seat.way, &self.own) {
-            (Way::ReusePort { .. }, Some(own)) => crate::sys::accept::accept(own.as_raw_fd())
-                .ok()
-                .map(conn_from)
-                .or_else(passed),
+            (Way::ReusePort { .. }, Some(own)) => self.stranded_on(own).or_else(passed),
             (Way::Passed, _) => passed(),
             _ => None,
         }?;
         Some(self.took(conn))
+    }
+
+    /// `ReusePort`, stopping: the next connection its own listener held. The first call
+    /// takes every one queued, then leaves the port's group (the listener stops
+    /// listening), so the kernel sends new connections to the other workers for as
+    /// long as this one drains, instead of queueing them where nobody accepts and
+    /// resetting them at its exit.
+    fn stranded_on(&self, own: &Listener) -> Option<Conn> {
+        let mut stranded = lock(&self.stranded);
+        let queue = stranded.get_or_insert_with(|| {
+            let fd = own.as_raw_fd();
+            // Bounded: under load connections keep arriving while this loop takes them.
+            let queue: VecDeque<Conn> = (0..STRANDED_MAX)
+                .map_while(|_| crate::sys::accept::accept(fd).ok().map(conn_from))
+                .collect();
+            if let Err(error) = crate::sys::accept::stop_listening(fd) {
+                log::warn!("preforked worker: cannot stop its own listener: {error}");
+            }
+            queue
+        });
+        queue.pop_front()
     }
 
     /// Counts a new connection.
