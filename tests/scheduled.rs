@@ -206,3 +206,78 @@ fn deeply_nested_json_is_answered_without_overflowing_a_coroutine_stack() {
     handle.shutdown();
     serving.join().unwrap();
 }
+
+/// Hooks that panic in the loop's own coroutines.
+struct PanickingHooks {
+    in_verify_request: bool,
+}
+
+impl mixserve::Hooks for PanickingHooks {
+    fn verify_request(&self, _: &mixserve::PeerAddr) -> bool {
+        assert!(!self.in_verify_request, "verify_request panics");
+        true
+    }
+
+    fn service_actions(&self) {
+        assert!(self.in_verify_request, "service_actions panics");
+    }
+}
+
+/// Runs a scheduled server with `hooks` on its own thread, makes one connection, and
+/// returns what `serve_forever` returned (a hang fails the test after 30 s).
+fn serve_with_panicking(hooks: PanickingHooks) -> io::Result<()> {
+    let (tx, rx) = mpsc::channel();
+    let (addr_tx, addr_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut server = Server::builder(Scheduled::new())
+            .bind("127.0.0.1:0")
+            .handle_signals(false)
+            .poll_interval(Duration::from_millis(20))
+            .shutdown_timeout(Duration::ZERO)
+            .hooks(hooks)
+            .build(|| from_fn(shout))
+            .unwrap();
+        addr_tx.send(server.local_addr().unwrap()).unwrap();
+        let _ = tx.send(server.serve_forever());
+    });
+    let _client = TcpStream::connect(addr_rx.recv().unwrap()).unwrap();
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("serve_forever returned")
+}
+
+#[test]
+fn a_panic_in_a_hook_the_loop_runs_stops_the_server_with_an_error() {
+    // Before: the coroutine died with the panic, and the server neither accepted
+    // (verify_request) nor ever stopped (service_actions: nobody watched the stop).
+    for (in_verify_request, says) in [(false, "service_actions"), (true, "accept")] {
+        let error = serve_with_panicking(PanickingHooks { in_verify_request })
+            .expect_err("a failed loop is an error");
+        assert!(error.to_string().contains(says), "{error}");
+    }
+}
+
+#[test]
+fn a_coroutine_a_handler_left_running_does_not_hold_the_shutdown() {
+    let (addr, handle, serving) = start(Scheduled::new(), |conn: &mut Conn| {
+        mixserve::rt::spawn(|| {
+            loop {
+                mixserve::rt::sleep(Duration::from_secs(3600));
+            }
+        })
+        .map_err(io::Error::other)?;
+        conn.write_all(b"started\n")
+    });
+    let mut client = BufReader::new(connect(addr));
+    let mut line = String::new();
+    client.read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    handle.shutdown();
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done_tx.send(serving.join());
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("serve_forever returned")
+        .unwrap();
+}

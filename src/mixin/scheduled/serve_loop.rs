@@ -34,26 +34,101 @@ pub(super) struct Settings {
 /// else runs in between on this thread, so an fd here is always open.
 type LiveSockets = Rc<RefCell<HashMap<u64, RawFd>>>;
 
+/// What the loop's accept and watch coroutines share.
+#[derive(Default)]
+struct Shared {
+    /// Set by the watch coroutine at shutdown: the accept coroutine stops.
+    stop: Cell<bool>,
+    /// The accept coroutine has ended (and handed out every leftover connection).
+    accept_done: Cell<bool>,
+    /// Why the loop ended early, if it did (reported by `run` after the drain).
+    failure: RefCell<Option<String>>,
+    sockets: LiveSockets,
+}
+
+impl Shared {
+    /// The loop cannot go on: records why, and shuts the server down (gracefully, so
+    /// every loop drains what it holds).
+    fn fail(&self, ctx: &Context, why: String) {
+        log::error!("scheduled: {why}; shutting down");
+        self.failure.borrow_mut().get_or_insert(why);
+        ctx.shutdown.request();
+    }
+}
+
 /// Runs one loop until shutdown and drain. `primary` marks the loop that runs the
-/// user's `service_actions` hook.
+/// user's `service_actions` hook. A loop that fails (it cannot start, or an accept or
+/// watch coroutine ends before the stop: an error, or a panic in a hook it runs) shuts
+/// the whole server down, so the other loops do not serve on short-handed, and
+/// returns the error.
 pub(super) fn run(ctx: &Arc<Context>, settings: &Settings, primary: bool) -> io::Result<()> {
+    let ran = run_loop(ctx, settings, primary);
+    if ran.is_err() {
+        ctx.shutdown.request();
+    }
+    ran
+}
+
+fn run_loop(ctx: &Arc<Context>, settings: &Settings, primary: bool) -> io::Result<()> {
     let mut runtime = Runtime::new(settings.runtime.clone())?;
-    let stop = Rc::new(Cell::new(false));
-    let sockets: LiveSockets = Rc::default();
+    let shared = Rc::new(Shared::default());
     let accept = {
-        let (ctx, stop, sockets) = (Arc::clone(ctx), Rc::clone(&stop), Rc::clone(&sockets));
+        let (ctx, shared) = (Arc::clone(ctx), Rc::clone(&shared));
         let (max, counters) = (settings.max_connections, Arc::clone(&settings.counters));
         let source = Arc::clone(&settings.source);
-        move || accept_loop(&ctx, &source, &stop, &sockets, max, &counters)
+        move || {
+            let _end = AcceptEnd(&ctx, &shared);
+            accept_loop(&ctx, &source, &shared, max, &counters)
+        }
     };
     let watch = {
-        let (ctx, stop, sockets) = (Arc::clone(ctx), Rc::clone(&stop), Rc::clone(&sockets));
+        let (ctx, shared) = (Arc::clone(ctx), Rc::clone(&shared));
         let (handle, source) = (runtime.handle(), Arc::clone(&settings.source));
-        move || watch_loop(&ctx, &source, &stop, &sockets, &handle, primary)
+        move || {
+            let _end = WatchEnd(&ctx, &shared, &handle);
+            watch_loop(&ctx, &source, &shared, &handle, primary)
+        }
     };
     runtime.spawn(accept).map_err(io::Error::other)?;
     runtime.spawn(watch).map_err(io::Error::other)?;
-    runtime.run()
+    runtime.run()?;
+    let failure = shared.failure.borrow_mut().take();
+    failure.map_or(Ok(()), |why| {
+        Err(io::Error::other(format!("scheduled: {why}")))
+    })
+}
+
+/// Marks the accept coroutine ended when dropped; an end before the stop (a failed
+/// wait, or a panic in the `verify_request` hook it runs) is the loop's failure.
+struct AcceptEnd<'a>(&'a Context, &'a Shared);
+
+impl Drop for AcceptEnd<'_> {
+    fn drop(&mut self) {
+        let AcceptEnd(ctx, shared) = *self;
+        shared.accept_done.set(true);
+        if !shared.stop.get() {
+            let how = if std::thread::panicking() {
+                "panicked"
+            } else {
+                "ended"
+            };
+            shared.fail(ctx, format!("the accept coroutine {how} before the stop"));
+        }
+    }
+}
+
+/// Stops the loop if the watch coroutine unwinds (a bug of ours): nobody else would,
+/// and `run` would never return.
+struct WatchEnd<'a>(&'a Context, &'a Shared, &'a RuntimeHandle);
+
+impl Drop for WatchEnd<'_> {
+    fn drop(&mut self) {
+        let WatchEnd(ctx, shared, handle) = *self;
+        if std::thread::panicking() {
+            shared.fail(ctx, "the watch coroutine panicked".into());
+            handle.stop();
+        }
+    }
 }
 
 /// Accepts until stopped; each connection gets a coroutine, or is closed at once past
@@ -61,11 +136,11 @@ pub(super) fn run(ctx: &Arc<Context>, settings: &Settings, primary: bool) -> io:
 fn accept_loop(
     ctx: &Arc<Context>,
     source: &Source,
-    stop: &Cell<bool>,
-    sockets: &LiveSockets,
+    shared: &Shared,
     max_connections: usize,
     counters: &Arc<Counters>,
 ) {
+    let (stop, sockets) = (&shared.stop, &shared.sockets);
     let Some(ready_fd) = source.ready_fd() else {
         log::error!("scheduled: the connection source cannot be waited on");
         return;
@@ -179,11 +254,11 @@ impl Drop for Tracked {
 fn watch_loop(
     ctx: &Arc<Context>,
     source: &Source,
-    stop: &Cell<bool>,
-    sockets: &LiveSockets,
+    shared: &Shared,
     handle: &RuntimeHandle,
     primary: bool,
 ) {
+    let sockets = &shared.sockets;
     let wake_fd = ctx.wake_fd();
     while !ctx.is_shutting_down() {
         let deadline = crate::deadline::from_now(ctx.poll_interval());
@@ -193,27 +268,33 @@ fn watch_loop(
         ctx.shutdown.take_stop_signals();
         if primary {
             ctx.shutdown.clear_wakeups();
-            ctx.service_actions();
+            let hook = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                ctx.service_actions();
+            }));
+            if hook.is_err() {
+                shared.fail(ctx, "the service_actions hook panicked".into());
+            }
         }
     }
     rt::forget_fd(wake_fd);
-    stop.set(true);
+    shared.stop.set(true);
     // Connections idle between requests wait on their socket alone: wake them to see
     // the drain flag and close (`drain` sets it again, harmlessly).
     ctx.shutdown.begin_drain();
     rt::wake_idle();
-    drain(ctx, source, &mut || sockets.borrow().len());
+    // The accept coroutine may still be handing out leftovers: wait for it too.
+    let accepting = || usize::from(!shared.accept_done.get());
+    drain(ctx, source, &mut || sockets.borrow().len() + accepting());
     for &fd in sockets.borrow().values() {
         // Open: see `LiveSockets`. Parked reads and writes wake with EOF or an error.
         let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
     }
     // Coroutines parked elsewhere (a long sleep) get one more second, then the loop
-    // stops and the runtime unwinds them.
+    // stops and the runtime unwinds them, and any coroutine a handler started that
+    // has not ended (a periodic task): `run` would wait for those for ever.
     let last = Instant::now() + Duration::from_secs(1);
-    while !sockets.borrow().is_empty() && Instant::now() < last {
+    while (!sockets.borrow().is_empty() || accepting() > 0) && Instant::now() < last {
         rt::sleep(Duration::from_millis(20));
     }
-    if !sockets.borrow().is_empty() {
-        handle.stop();
-    }
+    handle.stop();
 }
