@@ -31,9 +31,14 @@ impl Dispatcher {
         }
     }
 
-    /// The worker in `slot` is ready for one connection.
+    /// The worker in `slot` is ready for one connection. A worker waits for its answer
+    /// before it asks again, so a second "ready" while one stands is noise (a worker's
+    /// bug), not a second connection wanted: counted once, or the queue would grow
+    /// with whatever the worker writes.
     pub(super) fn ready(&mut self, slot: usize) {
-        self.ready.push_back(slot);
+        if !self.ready.contains(&slot) {
+            self.ready.push_back(slot);
+        }
     }
 
     /// The worker in `slot` is gone or stopping: forget its readiness.
@@ -103,5 +108,23 @@ impl Dispatcher {
                 (0..self.ready.len()).min_by_key(|&i| board.connections(self.ready[i]))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dispatcher;
+    use crate::mixin::preforked::Dispatch;
+
+    #[test]
+    fn a_worker_is_ready_once_however_often_it_says_so() {
+        let mut dispatcher = Dispatcher::new(Dispatch::FirstReady);
+        for _ in 0..1000 {
+            dispatcher.ready(3);
+        }
+        dispatcher.ready(1);
+        assert_eq!(dispatcher.ready_count(), 2);
+        dispatcher.forget(3);
+        assert_eq!(dispatcher.ready_count(), 1);
     }
 }

@@ -90,6 +90,7 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
         master_accepts,
         fit,
         listener_pending: false,
+        control_pending: Vec::new(),
         grow_asked: false,
         phase: Phase::Serving,
         program: Program::capture(),
@@ -119,6 +120,9 @@ struct Master<'a> {
     fit: usize,
     /// The listener may hold connections the master has not accepted yet.
     listener_pending: bool,
+    /// Workers whose control socket may hold bytes the master has not read yet (it reads
+    /// a bounded amount per turn, so one worker cannot keep it from the others).
+    control_pending: Vec<usize>,
     /// A worker took the last idle slot.
     grow_asked: bool,
     phase: Phase,
@@ -151,6 +155,11 @@ impl Master<'_> {
             let timeout = hub.next_deadline().map_or(TICK, |d| {
                 d.saturating_duration_since(Instant::now()).min(TICK)
             });
+            let timeout = if self.control_pending.is_empty() {
+                timeout
+            } else {
+                Duration::ZERO
+            };
             match poll.poll(&mut events, Some(timeout)) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
                 other => other?,
@@ -170,6 +179,9 @@ impl Master<'_> {
                     }
                     token => hub.on_event(registry, token, event),
                 }
+            }
+            for slot in std::mem::take(&mut self.control_pending) {
+                self.on_control(slot, registry);
             }
             hub.expire_timeouts(registry);
             // Workers being replaced or retired keep their waiters (the next notify
@@ -369,32 +381,28 @@ impl Master<'_> {
         let Some(fd) = self.pool.control_fd(slot) else {
             return;
         };
-        let mut buf = [0u8; 64];
-        loop {
-            match read_fd(fd, &mut buf) {
-                Ok(0) => {
-                    self.dispatcher.forget(slot);
-                    self.pool.close_control(slot, registry);
-                    return;
-                }
-                Ok(n) => {
-                    for &byte in &buf[..n] {
-                        match byte {
-                            message::READY
-                                if self.pool.workers[slot]
-                                    .as_ref()
-                                    .is_some_and(|w| w.is_active()) =>
-                            {
-                                self.dispatcher.ready(slot)
-                            }
-                            message::GROW => self.grow_asked = true,
-                            _ => {}
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
+        let active = self.pool.workers[slot]
+            .as_ref()
+            .is_some_and(|w| w.is_active());
+        let (mut ready, mut grow) = (false, false);
+        let read = read_control(fd, |byte| match byte {
+            message::READY => ready = true,
+            message::GROW => grow = true,
+            _ => {}
+        });
+        if ready && active {
+            self.dispatcher.ready(slot);
+        }
+        self.grow_asked |= grow;
+        match read {
+            ControlRead::Closed => {
+                self.dispatcher.forget(slot);
+                self.pool.close_control(slot, registry);
             }
+            ControlRead::More if !self.control_pending.contains(&slot) => {
+                self.control_pending.push(slot);
+            }
+            ControlRead::More | ControlRead::Drained => {}
         }
     }
 
@@ -459,7 +467,71 @@ impl Master<'_> {
     }
 }
 
-/// One non-blocking read from a control socket the pool owns.
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    nix::unistd::read(crate::sys::borrow_fd(fd), buf).map_err(io::Error::from)
+/// Control bytes the master reads from one worker per turn: a worker sends one
+/// `READY` per connection it asks for, and a `GROW` now and then; one that writes more
+/// (handler code writing to a stale fd number) must not hold the master's loop.
+const CONTROL_BYTES_PER_TURN: usize = 256;
+
+/// How a turn's reading of a control socket ended.
+#[derive(Debug, PartialEq, Eq)]
+enum ControlRead {
+    /// Everything there was is read.
+    Drained,
+    /// The turn's share is read; there may be more.
+    More,
+    /// The worker's end closed.
+    Closed,
+}
+
+/// Reads at most [`CONTROL_BYTES_PER_TURN`] from the non-blocking control socket `fd`,
+/// giving each byte to `on_byte`.
+fn read_control(fd: RawFd, mut on_byte: impl FnMut(u8)) -> ControlRead {
+    let mut buf = [0u8; 64];
+    let mut left = CONTROL_BYTES_PER_TURN;
+    while left > 0 {
+        let want = left.min(buf.len());
+        match nix::unistd::read(crate::sys::borrow_fd(fd), &mut buf[..want]) {
+            Ok(0) => return ControlRead::Closed,
+            Ok(n) => {
+                buf[..n].iter().for_each(|&byte| on_byte(byte));
+                left -= n;
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return ControlRead::Drained,
+        }
+    }
+    ControlRead::More
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use super::{CONTROL_BYTES_PER_TURN, ControlRead, read_control};
+
+    #[test]
+    fn a_worker_that_floods_its_control_socket_gets_a_bounded_turn() {
+        let (master, mut worker) = UnixStream::pair().unwrap();
+        master.set_nonblocking(true).unwrap();
+        worker
+            .write_all(&[b'r'; 4 * CONTROL_BYTES_PER_TURN])
+            .unwrap();
+        let mut seen = 0;
+        for _ in 0..4 {
+            let read = read_control(master.as_raw_fd(), |_| seen += 1);
+            assert_eq!(read, ControlRead::More);
+        }
+        assert_eq!(seen, 4 * CONTROL_BYTES_PER_TURN);
+        assert_eq!(
+            read_control(master.as_raw_fd(), |_| {}),
+            ControlRead::Drained
+        );
+        drop(worker);
+        assert_eq!(
+            read_control(master.as_raw_fd(), |_| {}),
+            ControlRead::Closed
+        );
+    }
 }
