@@ -52,6 +52,16 @@ pub(crate) fn send_fd(socket: RawFd, tag: u8, fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// Whether a failed [`send_fd`] may succeed later on the same socket: its queue is full
+/// (`EAGAIN`), or the kernel is short of memory or of room for fds in flight. Anything
+/// else (`EPIPE`, `ECONNRESET`: the peer closed) is for good.
+pub(crate) fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EAGAIN | libc::ENOBUFS | libc::ENOMEM | libc::ETOOMANYREFS)
+    )
+}
+
 /// What one receive brought.
 #[derive(Debug)]
 pub(crate) enum Received {

@@ -3,7 +3,7 @@
 //! copy at once.
 
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use super::Dispatch;
 use super::pool::Pool;
@@ -54,21 +54,47 @@ impl Dispatcher {
     /// Sends `conn` to a ready worker; false if none could take it. Either way the
     /// caller then drops its copy at once.
     pub(super) fn pass(&mut self, conn: &Conn, pool: &Pool, board: &Scoreboard) -> bool {
+        self.pass_fd(conn.as_raw_fd(), |slot| pool.control_fd(slot), board)
+    }
+
+    /// [`pass`](Self::pass) with the workers' control sockets looked up by `control_of`.
+    fn pass_fd(
+        &mut self,
+        fd: RawFd,
+        control_of: impl Fn(usize) -> Option<RawFd>,
+        board: &Scoreboard,
+    ) -> bool {
+        // Workers a send failed for only for now: still waiting for an answer, so still
+        // ready (forgotten, one would wait for ever, never asking again).
+        let mut kept = Vec::new();
+        let mut passed = false;
         while let Some(index) = self.pick(board) {
             let Some(slot) = self.ready.remove(index) else {
                 break;
             };
-            let Some(control) = pool.control_fd(slot) else {
-                self.forget(slot);
+            let Some(control) = control_of(slot) else {
                 continue;
             };
-            if fd_passing::send_fd(control, message::CONNECTION, conn.as_raw_fd()).is_ok() {
-                self.last = slot;
-                return true;
+            match fd_passing::send_fd(control, message::CONNECTION, fd) {
+                Ok(()) => {
+                    self.last = slot;
+                    passed = true;
+                    break;
+                }
+                Err(error) if fd_passing::is_transient(&error) => {
+                    log::warn!(
+                        "preforked: cannot pass a connection to worker slot {slot} now: {error}"
+                    );
+                    kept.push(slot);
+                }
+                // The worker is gone (its end closed): its READY goes with it.
+                Err(_) => {}
             }
-            self.forget(slot);
         }
-        false
+        for slot in kept.into_iter().rev() {
+            self.ready.push_front(slot);
+        }
+        passed
     }
 
     /// Hands `conn` to any active worker, ready or not (the master's share of
@@ -113,8 +139,40 @@ impl Dispatcher {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
     use super::Dispatcher;
+    use crate::mixin::pool_stats::Scoreboard;
     use crate::mixin::preforked::Dispatch;
+
+    #[test]
+    fn a_worker_a_pass_failed_for_only_now_stays_ready() {
+        let (master, worker) = UnixStream::pair().unwrap();
+        master.set_nonblocking(true).unwrap();
+        // The worker's receive queue is full: the next send says EAGAIN.
+        let mut filling = &master;
+        while filling.write(&[0u8; 4096]).is_ok() {}
+        let (conn, _client) = UnixStream::pair().unwrap();
+        let board = Scoreboard::new(4).unwrap();
+        let mut dispatcher = Dispatcher::new(Dispatch::FirstReady);
+        dispatcher.ready(2);
+        let control = |slot| (slot == 2).then(|| master.as_raw_fd());
+        assert!(!dispatcher.pass_fd(conn.as_raw_fd(), control, &board));
+        assert_eq!(
+            dispatcher.ready_count(),
+            1,
+            "the worker waits for an answer still"
+        );
+        drop(worker);
+        assert!(!dispatcher.pass_fd(conn.as_raw_fd(), control, &board));
+        assert_eq!(
+            dispatcher.ready_count(),
+            0,
+            "a worker gone is ready no more"
+        );
+    }
 
     #[test]
     fn a_worker_is_ready_once_however_often_it_says_so() {

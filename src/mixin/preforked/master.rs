@@ -436,11 +436,14 @@ impl Master<'_> {
                 self.dispatcher
                     .pass_to_any(&conn, &self.pool, &self.plan.board)
             };
-            if !taken {
-                // No worker could take it (all died at once): the client sees a close.
-                log::warn!("preforked: no worker took a connection; closing it");
-            }
             drop(conn); // The master's copy closes at once, passed or not.
+            if !taken {
+                // No worker could take it (all died at once, or none can be sent an fd
+                // now): the client sees a close. The rest wait in the backlog for the
+                // next turn, rather than be accepted and closed too.
+                log::warn!("preforked: no worker took a connection; closed it");
+                return;
+            }
         }
     }
 
