@@ -161,6 +161,18 @@ fn bad_scheduled_configuration_is_refused() {
         .bind("127.0.0.1:0")
         .build(|| from_fn(shout));
     assert!(matches!(huge, Err(mixserve::StartError::Config(_))));
+    // Each loop's own coroutines and the stacks kept for reuse count against the same
+    // per-process budget as the connections: what fits one loop does not fit eight.
+    let build = |model: Scheduled| {
+        Server::builder(model)
+            .bind("127.0.0.1:0")
+            .build(|| from_fn(shout))
+            .map(drop)
+    };
+    let most_for_one = 30_000 - 1_024 - 2;
+    assert!(build(Scheduled::new().max_connections(most_for_one)).is_ok());
+    let eight = build(Scheduled::new().threads(8).max_connections(most_for_one));
+    assert!(matches!(eight, Err(mixserve::StartError::Config(_))));
 }
 
 /// serde_json recurses once per nesting level; on a 64 KiB coroutine stack a short

@@ -94,7 +94,9 @@ impl ScheduledStats {
 settings!(Scheduled {
     /// Sets each coroutine's stack size in bytes (default 64 KiB; at least 32 KiB).
     fn stack_size(bytes: usize) { runtime.stack_size = bytes }
-    /// Caps live connections in the process (default 25,000).
+    /// Caps live connections in the process (default 25,000). With every loop's two
+    /// own coroutines and the 1,024 stacks kept for reuse, it must fit the 30,000
+    /// stacks a process may hold: at most 28,976 − 2 × `threads`.
     fn max_connections(max: usize) { max_connections = max }
     /// Runs `n` loops on `n` threads sharing the listener, to use more cores in one
     /// process (default 1). Each connection stays on the loop that accepted it.
@@ -140,8 +142,11 @@ impl MixIn for Scheduled {
         let check = ConfigCheck(self.name());
         check.at_least("stack_size", stack, Scheduled::MIN_STACK_SIZE)?;
         check.at_least("threads", self.threads, 1)?;
-        // Two coroutines per loop (accept, watch) come on top of the connections.
-        let most = self.runtime.max_coroutines.saturating_sub(2);
+        // Every stack the process may hold fits the per-process budget (each stack is
+        // two of the `vm.max_map_count` mappings): the connections, two coroutines per
+        // loop (accept, watch), and the idle stacks kept for reuse (split among loops).
+        let reserve = 2 * self.threads + self.runtime.max_idle_stacks;
+        let most = self.runtime.max_coroutines.saturating_sub(reserve);
         check.within("max_connections", self.max_connections, 1..=most)
     }
 
@@ -151,8 +156,11 @@ impl MixIn for Scheduled {
         let (counters, max) = (Arc::clone(&self.stats.inner), self.max_connections);
         let room = Arc::new(move || counters.live.load(Ordering::SeqCst) < max);
         let source = Arc::new(Source::open(ctx, None)?.fed(room)?);
+        let mut runtime = self.runtime.clone();
+        // The loops share the process's budget of idle stacks (see `validate`).
+        runtime.max_idle_stacks = (runtime.max_idle_stacks / self.threads).max(1);
         let settings = serve_loop::Settings {
-            runtime: self.runtime.clone(),
+            runtime,
             max_connections: self.max_connections,
             counters: Arc::clone(&self.stats.inner),
             source,
