@@ -322,3 +322,40 @@ fn a_panicking_error_hook_gives_its_thread_slot_back() {
         serving.join().unwrap().unwrap();
     }
 }
+
+#[test]
+fn a_server_stopped_serves_again_under_every_thread_model() {
+    let models: [Box<dyn mixserve::MixIn>; 3] = [
+        Box::new(Iterative::new()),
+        Box::new(Threading::new()),
+        Box::new(mixserve::Prethreaded::new().threads(2)),
+    ];
+    for model in models {
+        let name = model.name();
+        let mut server = Server::builder(model)
+            .bind("127.0.0.1:0")
+            .handle_signals(false)
+            .build(echo_once())
+            .unwrap();
+        let handle = server.shutdown_handle();
+        for round in 0..2 {
+            // Read each time: a port-0 listener gets a new port when it listens again.
+            let addr = server.local_addr().unwrap();
+            let serving = thread::spawn(move || {
+                server.serve_forever().unwrap();
+                server
+            });
+            let mut client = TcpStream::connect(addr).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            assert_eq!(
+                round_trip(&mut client, b"hi"),
+                b"hi",
+                "{name}, round {round}"
+            );
+            handle.shutdown();
+            server = serving.join().unwrap();
+        }
+    }
+}

@@ -105,5 +105,7 @@ impl MixIn for Threading {
 
     fn server_close(&mut self, _ctx: &Arc<Context>) {
         self.threads.force_and_join();
+        // A forced end serves nothing after it: a later `serve_forever` gets new threads.
+        self.threads = Threads::new("mixserve-conn");
     }
 }
