@@ -21,3 +21,32 @@ fn a_live_socket_file_is_not_taken_over() {
     drop((live, replaced));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server that stopped listening (draining) looks stale to a new one, which takes
+/// the path over; the first, when it closes, must leave the new one's file alone.
+#[test]
+fn a_server_closing_leaves_the_socket_file_a_newer_one_bound() {
+    use mixserve::handler::from_fn;
+    use mixserve::{Conn, Iterative, Server};
+
+    let dir = std::env::temp_dir().join(format!("mixserve-bind-over-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("app.sock");
+    let _ = std::fs::remove_file(&path);
+    let build = || {
+        Server::builder(Iterative::new())
+            .bind_unix(&path)
+            .handle_signals(false)
+            .build(|| from_fn(|_: &mut Conn| -> std::io::Result<()> { Ok(()) }))
+            .unwrap()
+    };
+    let old = build();
+    old.shutdown_handle().shutdown(); // stops listening, as at the start of a drain
+    let new = build();
+    drop(old);
+    std::os::unix::net::UnixStream::connect(&path)
+        .expect("the new server's socket file is still there");
+    drop(new);
+    assert!(!path.exists(), "a server removes its own socket file");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::handler::MakeHandler;
 use crate::mixin::MixIn;
+use crate::server::socket_file::SocketFile;
 use crate::server::upgrade::{Wanted, take_inherited};
 use crate::server::{
     ConfigCheck, Context, DefaultHooks, Hooks, IntoBindAddr, Listener, LoopConfig, Server,
@@ -184,12 +185,14 @@ impl<M: MixIn> ServerBuilder<M> {
         // Before the caller can print the address: a supervisor that signals as soon
         // as the server listens reaches the handler, never the default action.
         let signals = super::register_signals(&ctx, self.handle_signals)?;
+        let socket_file = SocketFile::of(ctx.listener());
         Ok(Server {
             ctx: Arc::new(ctx),
             mixin: self.mixin,
             handle_signals: self.handle_signals,
             signals,
             owner_pid: std::process::id(),
+            socket_file,
         })
     }
 }

@@ -17,6 +17,7 @@ mod error;
 mod hooks;
 mod listener;
 mod shutdown;
+mod socket_file;
 pub(crate) mod source;
 mod upgrade;
 
@@ -35,6 +36,7 @@ pub use shutdown::ShutdownHandle;
 use crate::mixin::MixIn;
 use crate::sys::signal;
 use nix::sys::signal::Signal;
+use socket_file::SocketFile;
 
 /// A server: a listener, a handler and a concurrency model.
 ///
@@ -63,6 +65,8 @@ pub struct Server<M: MixIn> {
     signals: Option<signal::SignalRegistration>,
     /// The process that bound the listener (only it removes a Unix socket file).
     owner_pid: u32,
+    /// The Unix socket file to remove when the server closes, if any.
+    socket_file: Option<SocketFile>,
 }
 
 impl<M: MixIn> Server<M> {
@@ -209,8 +213,8 @@ impl<M: MixIn> Drop for Server<M> {
         self.mixin.server_close(&self.ctx);
         // A socket file another master serves now (a binary upgrade) stays.
         if std::process::id() == self.owner_pid && !crate::sys::upgrade::listener_shared() {
-            if let Some(path) = self.ctx.listener().socket_file() {
-                let _ = std::fs::remove_file(path);
+            if let Some(file) = &self.socket_file {
+                file.remove();
             }
         }
     }
