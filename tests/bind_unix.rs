@@ -50,3 +50,46 @@ fn a_server_closing_leaves_the_socket_file_a_newer_one_bound() {
     assert!(!path.exists(), "a server removes its own socket file");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The documented restart: a second `serve_forever` listens again, on a Unix socket
+/// too (whose shutdown `listen` does not undo), and the file is still removed at the end.
+#[test]
+fn a_unix_server_stopped_serves_again() {
+    use std::io::{Read, Write};
+
+    use mixserve::handler::from_fn;
+    use mixserve::{Conn, Iterative, Server};
+
+    let dir = std::env::temp_dir().join(format!("mixserve-unix-again-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("again.sock");
+    let _ = std::fs::remove_file(&path);
+    let mut server = Server::builder(Iterative::new())
+        .bind_unix(&path)
+        .handle_signals(false)
+        .build(|| from_fn(|conn: &mut Conn| conn.write_all(b"hello")))
+        .unwrap();
+    let handle = server.shutdown_handle();
+    for round in 0..2 {
+        let serving = std::thread::spawn(move || {
+            server.serve_forever().unwrap();
+            server
+        });
+        let mut client = std::os::unix::net::UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, "hello", "round {round}");
+        handle.shutdown();
+        server = serving.join().unwrap();
+    }
+    drop(server);
+    assert!(
+        !path.exists(),
+        "the server removes the file it listened on last"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

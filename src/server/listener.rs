@@ -84,7 +84,7 @@ impl Listener {
             .unwrap_or(false)
         {
             // Only a stale socket file is removed: one that refuses connections.
-            if unix_socket_is_live(path)? {
+            if crate::sys::accept::unix_socket_is_live(path)? {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!("{}: another server is listening there", path.display()),
@@ -334,19 +334,5 @@ fn passed_count() -> io::Result<usize> {
         _ => Err(invalid(format!(
             "LISTEN_FDS={fds} is not a positive count of sockets"
         ))),
-    }
-}
-
-/// True if something accepts connections on the Unix socket file `path`. The probe
-/// never blocks: a full backlog (`EAGAIN`) also means a live server.
-fn unix_socket_is_live(path: &Path) -> io::Result<bool> {
-    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    probe.set_nonblocking(true)?;
-    match probe.connect(&socket2::SockAddr::unix(path)?) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
     }
 }

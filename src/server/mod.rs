@@ -147,7 +147,10 @@ impl<M: MixIn> Server<M> {
         self.ctx.set_status_model(self.mixin.name());
         self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
         let result = self.mixin.serve_forever(&self.ctx);
-        self.ctx.shutdown.reset();
+        if self.ctx.shutdown.reset() && self.socket_file.is_some() {
+            // A Unix listener listens again on a new socket, so on a new file.
+            self.socket_file = SocketFile::of(self.ctx.listener());
+        }
         result
     }
 

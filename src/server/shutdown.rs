@@ -60,12 +60,16 @@ impl Gate {
         }
     }
 
-    fn reopen(&self) {
+    /// Listens again after [`close`](Self::close); true if it made a new socket (a
+    /// Unix listener's file is then a new one).
+    fn reopen(&self) -> bool {
         if !self.gone.load(Ordering::SeqCst) && self.closed.swap(false, Ordering::SeqCst) {
-            if let Err(e) = accept::listen_again(self.listener, self.backlog) {
-                log::warn!("cannot listen again after a shutdown: {e}");
+            match accept::listen_again(self.listener, self.backlog) {
+                Ok(()) => return true,
+                Err(e) => log::error!("cannot listen again after a shutdown: {e}"),
             }
         }
+        false
     }
 }
 
@@ -183,15 +187,15 @@ impl ShutdownState {
         }
     }
 
-    /// Clears a finished shutdown so `serve_forever` may be called again.
-    pub(crate) fn reset(&self) {
-        if let Some(gate) = &self.gate {
-            gate.reopen();
-        }
+    /// Clears a finished shutdown so `serve_forever` may be called again; true if the
+    /// listener listens again after being stopped.
+    pub(crate) fn reset(&self) -> bool {
+        let reopened = self.gate.as_ref().is_some_and(Gate::reopen);
         self.requested.store(false, Ordering::SeqCst);
         self.fast.store(false, Ordering::SeqCst);
         self.draining.reset();
         self.pipe.drain();
+        reopened
     }
 
     pub(crate) fn begin_drain(&self) {

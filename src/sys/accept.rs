@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 use nix::errno::Errno;
@@ -115,9 +115,58 @@ pub(crate) fn stop_listening(listener: RawFd) -> io::Result<()> {
 }
 
 /// Makes a listener stopped by [`stop_listening`] listen again (a TCP listener bound to
-/// port 0 gets a new port).
+/// port 0 gets a new port). A Unix-domain socket keeps its shutdown for good (`listen`
+/// does not clear it): a new socket, bound to the same path, takes over its fd number.
 pub(crate) fn listen_again(listener: RawFd, backlog: i32) -> io::Result<()> {
-    SockRef::from(&super::borrow_fd(listener)).listen(backlog)
+    let fd = super::borrow_fd(listener);
+    let old = SockRef::from(&fd);
+    let local = old.local_addr()?;
+    if !local.is_unix() {
+        return old.listen(backlog);
+    }
+    let Some(path) = local.as_pathname() else {
+        return Err(io::Error::other(
+            "an abstract or unnamed Unix socket cannot listen again after a shutdown",
+        ));
+    };
+    if unix_socket_is_live(path)? {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{}: another server listens there now", path.display()),
+        ));
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let fresh = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+    fresh.bind(&socket2::SockAddr::unix(path)?)?;
+    fresh.listen(backlog)?;
+    fresh.set_nonblocking(
+        nix::fcntl::fcntl(super::borrow_fd(listener), nix::fcntl::FcntlArg::F_GETFL)
+            .is_ok_and(|flags| flags & libc::O_NONBLOCK != 0),
+    )?;
+    // SAFETY: both fds are open: `fresh` is owned here and `listener` by the server,
+    // which keeps owning the number (now naming the new socket); dup3 closes the old
+    // socket atomically, so the number is never free for another thread to take.
+    if unsafe { libc::dup3(fresh.as_raw_fd(), listener, libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// True if something accepts connections on the Unix socket file `path`. The probe
+/// never blocks: a full backlog (`EAGAIN`) also means a live server.
+pub(crate) fn unix_socket_is_live(path: &std::path::Path) -> io::Result<bool> {
+    let probe = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    match probe.connect(&socket2::SockAddr::unix(path)?) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether `listener` was bound with `SO_REUSEPORT`.
