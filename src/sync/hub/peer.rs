@@ -9,8 +9,8 @@
 //! once, before a byte is read. A worker's own children (a handler that forks) are not
 //! trusted either.
 
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
 
 use mio::net::UnixStream;
@@ -18,8 +18,17 @@ use mio::net::UnixStream;
 use crate::sync::hub::protocol::MAX_FRAME;
 use crate::sync::hub::reply::Held;
 
-/// Replies queued for a peer that does not read them: beyond this it is closed.
-pub(crate) const MAX_OUTPUT: usize = 2 * MAX_FRAME;
+/// Reply bytes queued for one peer; past this it is taken for one that does not read,
+/// and closed. A notify that releases every wait of a scheduled worker queues one reply
+/// per wait at once, all on its one connection: 25,000 waits of a 10 KiB value fit.
+pub(crate) const MAX_OUTPUT: usize = 16 * MAX_FRAME;
+
+/// A peer with replies queued that takes none of their bytes for this long is closed:
+/// it does not read.
+pub(crate) const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// Frames handed to one `writev`.
+const FRAMES_PER_WRITE: usize = 64;
 
 /// How many hub connections one worker may hold: a thread-based worker uses one per
 /// concurrent remote call (a scheduled worker multiplexes its calls over one per loop),
@@ -93,8 +102,15 @@ pub(crate) struct Peer {
     pub(crate) stream: UnixStream,
     /// Bytes read and not yet served: at most one frame (`MAX_FRAME`) plus one read.
     pub(crate) input: Vec<u8>,
-    /// Reply bytes not yet written: at most [`MAX_OUTPUT`].
-    pub(crate) output: Vec<u8>,
+    /// Reply frames not yet written, whole (moved in, not copied): at most
+    /// [`MAX_OUTPUT`] bytes.
+    output: VecDeque<Vec<u8>>,
+    /// Bytes of the front frame already written.
+    front_written: usize,
+    /// Bytes in `output` not yet written.
+    queued: usize,
+    /// When the peer last took reply bytes (or was given some with none queued).
+    progress: Instant,
     /// The waits pending on this connection: call id -> (object, waiter key).
     pub(crate) pending: HashMap<u64, (u64, u64)>,
     /// `Channel` values handed over and not yet acknowledged, by call id.
@@ -118,7 +134,10 @@ impl Peer {
         Peer {
             stream,
             input: Vec::new(),
-            output: Vec::new(),
+            output: VecDeque::new(),
+            front_written: 0,
+            queued: 0,
+            progress: Instant::now(),
             pending: HashMap::new(),
             held: HashMap::new(),
             pid,
@@ -148,27 +167,101 @@ impl Peer {
         self.pending.len() + self.held.len()
     }
 
-    /// Queues a reply; false if the peer let too much pile up (it must be closed).
-    pub(crate) fn queue(&mut self, frame: &[u8]) -> bool {
-        if self.output.len() + frame.len() > MAX_OUTPUT {
+    /// Queues a reply frame; false if the peer let too much pile up (it must be
+    /// closed).
+    pub(crate) fn queue(&mut self, frame: Vec<u8>) -> bool {
+        if self.queued + frame.len() > MAX_OUTPUT {
             return false;
         }
-        self.output.extend_from_slice(frame);
+        if self.output.is_empty() {
+            self.progress = Instant::now();
+        }
+        self.queued += frame.len();
+        self.output.push_back(frame);
         true
+    }
+
+    /// Bytes that may still be queued.
+    pub(crate) fn queued_room(&self) -> usize {
+        MAX_OUTPUT - self.queued
+    }
+
+    /// Whether replies are queued and the peer took none of their bytes for
+    /// [`WRITE_STALL`].
+    pub(crate) fn stalled(&self, now: Instant) -> bool {
+        !self.output.is_empty() && now.saturating_duration_since(self.progress) > WRITE_STALL
     }
 
     /// Writes what it can; false when the connection failed.
     pub(crate) fn flush(&mut self) -> bool {
         while !self.output.is_empty() {
-            match self.stream.write(&self.output) {
-                Ok(n) => {
-                    self.output.drain(..n);
-                }
+            let mut slices = Vec::with_capacity(FRAMES_PER_WRITE.min(self.output.len()));
+            for (index, frame) in self.output.iter().take(FRAMES_PER_WRITE).enumerate() {
+                let start = if index == 0 { self.front_written } else { 0 };
+                slices.push(IoSlice::new(&frame[start..]));
+            }
+            match self.stream.write_vectored(&slices) {
+                Ok(n) => self.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return false,
             }
         }
         true
+    }
+
+    /// `n` more bytes are written: drops the frames they finish.
+    fn advance(&mut self, mut n: usize) {
+        if n > 0 {
+            self.progress = Instant::now();
+        }
+        self.queued -= n;
+        while let Some(front) = self.output.front() {
+            let left = front.len() - self.front_written;
+            if n < left {
+                self.front_written += n;
+                return;
+            }
+            n -= left;
+            self.front_written = 0;
+            self.output.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod output_tests {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    use super::{MAX_OUTPUT, Peer, WRITE_STALL};
+
+    #[test]
+    fn a_peer_is_stalled_only_while_it_takes_no_reply_bytes() {
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut peer = Peer::new(mio::net::UnixStream::from_std(ours), 0);
+        let later = || Instant::now() + WRITE_STALL + Duration::from_secs(1);
+        assert!(!peer.stalled(later()), "nothing queued is no stall");
+        // More than the socket takes: the rest stays queued, whole frames in order.
+        for byte in 0..8u8 {
+            assert!(peer.queue(vec![byte; 1 << 20]));
+        }
+        assert!(peer.flush());
+        assert!(peer.stalled(later()), "the peer reads nothing");
+        let mut got = vec![0u8; 8 << 20];
+        let mut read = 0;
+        while read < got.len() {
+            read += theirs.read(&mut got[read..]).unwrap();
+            assert!(peer.flush());
+            assert!(!peer.stalled(Instant::now()));
+        }
+        assert!(
+            got.chunks(1 << 20)
+                .enumerate()
+                .all(|(i, c)| c.iter().all(|&b| b == i as u8))
+        );
+        assert!(!peer.stalled(later()), "everything was taken");
+        assert!(!peer.queue(vec![0; MAX_OUTPUT + 1]), "past the cap");
     }
 }

@@ -412,3 +412,30 @@ fn a_value_too_large_for_a_reply_frame_is_refused_not_sent() {
     let why = String::from_utf8_lossy(&why).into_owned();
     assert!(why.contains("exceeds the hub's limit"), "{why}");
 }
+
+#[test]
+fn a_notify_larger_than_the_old_output_cap_reaches_every_wait_of_one_peer() {
+    // A scheduled worker's waits share one connection: a notify releases them all at
+    // once, so the hub owes that peer one reply per wait together (here 48 MiB).
+    let mut rig = Rig::trusting_self();
+    let news: Broadcast<Vec<u8>> = Broadcast::new();
+    let mut worker = rig.connect();
+    for id in 1..=4 {
+        worker
+            .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), id, &[]))
+            .unwrap();
+    }
+    rig.until("four remote waits", |_| news.waiting() == 4);
+    let value = vec![7u8; 12 << 20];
+    assert_eq!(news.send(value.clone()), Ok(4));
+    let mut wire = Vec::new();
+    value.encode(&mut wire);
+    let replies = rig.replies(&mut worker, 4);
+    let mut ids: Vec<u64> = replies.iter().map(|(_, id, _)| *id).collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    for (status, id, payload) in replies {
+        assert_eq!(status, status::OK, "call {id}");
+        assert!(payload == wire, "call {id}: the value differs");
+    }
+}

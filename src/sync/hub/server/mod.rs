@@ -2,7 +2,8 @@
 //!
 //! Bounds: only trusted peers are read ([`Trust`]); a frame is at most `MAX_FRAME`
 //! bytes and a peer's input holds at most one frame and one read; replies queued for a
-//! peer are capped ([`MAX_OUTPUT`](super::peer::MAX_OUTPUT)); a connection has at most
+//! peer are capped ([`MAX_OUTPUT`](super::peer::MAX_OUTPUT)), and a peer that takes
+//! none of them for [`WRITE_STALL`](super::peer::WRITE_STALL) is closed; a connection has at most
 //! [`MAX_OUTSTANDING`](super::protocol::MAX_OUTSTANDING) calls open (past that a call is
 //! answered with an error); a worker holds at most
 //! [`per_worker_limit`](super::peer::per_worker_limit) connections. A malformed or
@@ -26,7 +27,7 @@ use mio::net::UnixListener;
 use mio::{Interest, Registry, Token};
 
 use crate::sync::ServerScope;
-use crate::sync::hub::peer::{Peer, Refusals, Trust, per_worker_limit};
+use crate::sync::hub::peer::{MAX_OUTPUT, Peer, Refusals, Trust, WRITE_STALL, per_worker_limit};
 use crate::sync::hub::protocol::{op, status};
 use crate::sync::hub::reply::{Outbox, RemoteReply};
 use crate::sync::hub::sends::SendLog;
@@ -205,12 +206,19 @@ impl HubServer {
                     peer.held.insert(reply.id, held);
                 }
                 // A full queue is written out first; still full, the peer is not reading.
-                if peer.queue(&reply.frame) || (peer.flush() && peer.queue(&reply.frame)) {
+                let frame = reply.frame;
+                let queued = if peer.queued_room() >= frame.len() {
+                    peer.queue(frame)
+                } else {
+                    peer.flush() && peer.queue(frame)
+                };
+                if queued {
                     touched.insert(reply.token);
                 } else {
                     log::warn!(
-                        "hub: worker {} does not read its replies; closing it",
-                        peer.pid
+                        "hub: worker {} does not read its replies ({} MiB queued); closing it",
+                        peer.pid,
+                        MAX_OUTPUT >> 20
                     );
                     self.drop_peer(registry, reply.token);
                 }
@@ -252,6 +260,17 @@ impl HubServer {
                 self.reply_to(token, op::BROADCAST_WAIT, object, id)
                     .send(status::TIMED_OUT, b"timed out");
             }
+        }
+        let stalled: Vec<Token> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.stalled(now))
+            .map(|(&token, _)| token)
+            .collect();
+        for token in stalled {
+            let pid = self.peers.get(&token).map_or(0, |peer| peer.pid);
+            log::warn!("hub: worker {pid} took no reply bytes for {WRITE_STALL:?}; closing it");
+            self.drop_peer(registry, token);
         }
         redis::pump(registry);
         self.flush_outbox(registry);

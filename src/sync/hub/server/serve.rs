@@ -105,7 +105,7 @@ impl HubServer {
         if op::is_send(request.op) {
             if let Some(frame) = self.sends.reply_to(request.id) {
                 // A retry of a send that already happened: the same answer again.
-                return peer.queue(frame);
+                return peer.queue(frame.to_vec());
             }
         }
         let full = peer.outstanding() >= cap;
