@@ -10,7 +10,8 @@
 //! trusted either.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Read};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mio::net::UnixStream;
@@ -200,7 +201,7 @@ impl Peer {
                 let start = if index == 0 { self.front_written } else { 0 };
                 slices.push(IoSlice::new(&frame[start..]));
             }
-            match self.stream.write_vectored(&slices) {
+            match crate::sys::send_nosignal(self.stream.as_raw_fd(), &slices) {
                 Ok(n) => self.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -1,8 +1,9 @@
 //! Where Redis is and how long to wait for it: the URL, the timeouts, and the start-up
 //! check that turns a bad URL or an unreachable server into an error before serving.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, IntoConnectionInfo, Value};
@@ -93,8 +94,7 @@ impl Config {
         let mut commands = self.handshake();
         commands.push(redis::cmd("PING").get_packed_command());
         for command in &commands {
-            stream
-                .write_all(command)
+            crate::sys::send_all_nosignal(stream.as_raw_fd(), command)
                 .map_err(|e| unreachable(e.to_string()))?;
         }
         let mut inbuf = Vec::new();

@@ -5,7 +5,7 @@
 //! subscriber's owes nothing, yet a half-sent message would hold it forever).
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -133,7 +133,8 @@ impl RedisConn {
             }
         }
         while !self.out.is_empty() {
-            match self.stream.write(&self.out) {
+            match crate::sys::send_nosignal(self.stream.as_raw_fd(), &[io::IoSlice::new(&self.out)])
+            {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.out.drain(..n);

@@ -1,7 +1,7 @@
 //! [`Link`]: one open connection to the hub shared by a loop's coroutines — the bytes
 //! queued for it, the bytes read from it, and who drives it now.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
@@ -94,7 +94,7 @@ impl Link {
     /// Writes what the socket takes now.
     pub(super) fn flush(&mut self) -> Result<(), Broken> {
         while !self.output.is_empty() {
-            match self.stream.write(&self.output) {
+            match crate::sys::send_nosignal(self.fd(), &[io::IoSlice::new(&self.output)]) {
                 Ok(0) => return Err("the hub connection takes no more bytes".into()),
                 Ok(n) => {
                     self.output.drain(..n);
