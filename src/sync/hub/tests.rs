@@ -439,3 +439,29 @@ fn a_notify_larger_than_the_old_output_cap_reaches_every_wait_of_one_peer() {
         assert!(payload == wire, "call {id}: the value differs");
     }
 }
+
+#[test]
+fn a_worker_that_writes_without_pause_gets_a_bounded_turn() {
+    let mut rig = Rig::trusting_self();
+    let jobs: Channel<u64> = Channel::new();
+    let mut worker = rig.connect();
+    rig.until("the connection accepted", |rig| rig.hub.peer_count() == 1);
+    // As many sends as the socket holds (about 5,000), written before the hub reads
+    // any: one turn of the hub's loop must not serve them all.
+    let send = |id| request(op::CHANNEL_SEND, jobs.hub_id(), id, &encoded(id));
+    let frame_len = send(0).len();
+    let all: Vec<u8> = (1..=20_000).flat_map(send).collect();
+    let mut sent = 0;
+    loop {
+        match worker.write(&all[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let whole = sent / frame_len;
+    rig.turn();
+    let served = jobs.len();
+    assert!(served > 0, "the hub served nothing");
+    assert!(served < whole, "one turn served all {whole} sends");
+}

@@ -64,6 +64,9 @@ pub struct HubServer {
     deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// When to accept again after running out of fds.
     accept_retry: Option<Instant>,
+    /// Connections that used their turn's read budget with bytes maybe left: read on
+    /// the next turn (edge-triggered readiness will not say so again).
+    read_pending: Vec<Token>,
     sends: SendLog,
     /// Refused connections, logged at most once a second.
     refusals: Refusals,
@@ -110,6 +113,7 @@ impl HubServer {
             outbox: Arc::default(),
             deadlines: BinaryHeap::new(),
             accept_retry: None,
+            read_pending: Vec::new(),
             sends: SendLog::default(),
             refusals: Refusals::default(),
             status: HubStatus::default(),
@@ -143,7 +147,8 @@ impl HubServer {
             .deadlines
             .peek()
             .map(|Reverse((deadline, ..))| *deadline);
-        [wait, self.accept_retry, redis::next_deadline()]
+        let unread = (!self.read_pending.is_empty()).then(Instant::now);
+        [wait, self.accept_retry, redis::next_deadline(), unread]
             .into_iter()
             .flatten()
             .min()
@@ -244,6 +249,11 @@ impl HubServer {
         let now = Instant::now();
         if self.accept_retry.is_some_and(|at| at <= now) {
             self.accept(registry);
+        }
+        for token in std::mem::take(&mut self.read_pending) {
+            if !self.read(token) {
+                self.drop_peer(registry, token);
+            }
         }
         while let Some(Reverse((deadline, token, id))) = self.deadlines.peek().copied() {
             if deadline > now {

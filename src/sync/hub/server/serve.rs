@@ -15,15 +15,23 @@ use crate::sync::registry;
 
 /// Bytes read from a peer at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// Reads from one peer per turn of the master's loop (1 MiB; one read in unit tests,
+/// which check the bound).
+#[cfg(not(test))]
+const READS_PER_TURN: usize = 16;
+#[cfg(test)]
+const READS_PER_TURN: usize = 1;
 /// Entries of finished timed waits the deadline heap may hold beyond twice the live
 /// ones before they are swept.
 const STALE_DEADLINES_KEPT: usize = 256;
 
 impl HubServer {
-    /// Reads and serves complete requests; false when the connection is finished.
+    /// Reads and serves complete requests, at most [`READS_PER_TURN`] reads (the rest
+    /// on the next turn: a worker writing without pause must not hold the master's
+    /// loop from the others); false when the connection is finished.
     pub(super) fn read(&mut self, token: Token) -> bool {
         let mut buf = vec![0u8; READ_CHUNK];
-        loop {
+        for _ in 0..READS_PER_TURN {
             let Some(peer) = self.peers.get_mut(&token) else {
                 return true;
             };
@@ -37,6 +45,10 @@ impl HubServer {
                 ReadOutcome::Closed => return false,
             }
         }
+        if !self.read_pending.contains(&token) {
+            self.read_pending.push(token);
+        }
+        true
     }
 
     /// Serves every complete frame in the peer's input; false on a malformed one.
