@@ -142,33 +142,6 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
         Ok(self.lock().release_all(&value))
     }
 
-    /// Releases every current waiter with the number released — the comet notify: each
-    /// waiter learns how many were woken with it, and so does the caller. The count is
-    /// taken under the same lock as the release, so it is exact.
-    pub fn send_count(&self) -> Result<usize, SendError>
-    where
-        T: From<usize>,
-    {
-        if !self.inner.home.is_here() {
-            let (code, reply) = self
-                .inner
-                .home
-                .call(op::BROADCAST_SEND_COUNT, None, &[])
-                .map_err(SendError::Hub)?;
-            return decode_count(code, &reply);
-        }
-        if let Some(link) = self.inner.redis.get() {
-            return link.send(Box::new(|count| {
-                let mut bytes = Vec::new();
-                T::from(count).encode(&mut bytes);
-                bytes
-            }));
-        }
-        let mut waiters = self.lock();
-        let count = waiters.len();
-        Ok(waiters.release_all(&T::from(count)))
-    }
-
     /// How many are waiting now (0 if the hub cannot be reached).
     pub fn waiting(&self) -> usize {
         if !self.inner.home.is_here() {
@@ -189,6 +162,35 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WaitList<T>> {
         lock(&self.inner.waiters)
+    }
+}
+
+impl Broadcast<usize> {
+    /// Releases every current waiter with the number released — the comet notify: each
+    /// waiter learns how many were woken with it, and so does the caller. The count is
+    /// taken under the same lock as the release, so it is exact.
+    ///
+    /// Only for `Broadcast<usize>`: the master counts the waiters of every process and
+    /// sends the count as the value, in its wire form.
+    pub fn send_count(&self) -> Result<usize, SendError> {
+        if !self.inner.home.is_here() {
+            let (code, reply) = self
+                .inner
+                .home
+                .call(op::BROADCAST_SEND_COUNT, None, &[])
+                .map_err(SendError::Hub)?;
+            return decode_count(code, &reply);
+        }
+        if let Some(link) = self.inner.redis.get() {
+            return link.send(Box::new(|count| {
+                let mut bytes = Vec::new();
+                count.encode(&mut bytes);
+                bytes
+            }));
+        }
+        let mut waiters = self.lock();
+        let count = waiters.len();
+        Ok(waiters.release_all(&count))
     }
 }
 
@@ -222,8 +224,12 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
             },
             op::BROADCAST_WAITING => reply.complete(Ok(waiters.len())),
             op::BROADCAST_SEND_COUNT => {
-                // Only callable where `T: From<usize>`, i.e. T is usize: its wire form
-                // is the count's.
+                // Only `Broadcast<usize>` sends it; another `T` that reads the count's
+                // wire form as a value would get the wrong one: refused.
+                if std::any::TypeId::of::<T>() != std::any::TypeId::of::<usize>() {
+                    reply.send(status::ERROR, b"send_count on a broadcast not of usize");
+                    return None;
+                }
                 let mut bytes = Vec::new();
                 waiters.len().encode(&mut bytes);
                 match T::decode(&bytes) {

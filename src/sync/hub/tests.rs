@@ -465,3 +465,25 @@ fn a_worker_that_writes_without_pause_gets_a_bounded_turn() {
     assert!(served > 0, "the hub served nothing");
     assert!(served < whole, "one turn served all {whole} sends");
 }
+
+#[test]
+fn a_count_is_sent_only_to_a_broadcast_of_counts() {
+    let mut rig = Rig::trusting_self();
+    let news: Broadcast<u64> = Broadcast::new();
+    let mut waiter = rig.connect();
+    waiter
+        .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), 1, &[]))
+        .unwrap();
+    rig.until("the remote wait", |_| news.waiting() == 1);
+    let mut notifier = rig.connect();
+    notifier
+        .write_all(&request(op::BROADCAST_SEND_COUNT, news.hub_id(), 2, &[]))
+        .unwrap();
+    let (code, _) = rig.reply(&mut notifier).expect("an answer");
+    assert_eq!(code, status::ERROR);
+    assert_eq!(
+        news.waiting(),
+        1,
+        "the waiter was released with a count as its value"
+    );
+}
