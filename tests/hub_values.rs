@@ -89,3 +89,28 @@ fn a_receiver_killed_mid_reply_loses_no_value() {
     }
     panic!("the receiver never blocked in the hub before the send");
 }
+
+/// A worker that may not wait (an iterative worker on its own `SO_REUSEPORT` queue
+/// keeps itself free of waits) still receives a value already queued, as a server in
+/// one process does: taking it is no wait.
+#[test]
+fn a_worker_that_may_not_wait_still_takes_a_queued_value() {
+    let server = ServerProcess::start(
+        "hub_probe",
+        &[
+            "--mixin",
+            "preforked",
+            "--accept",
+            "reuseport",
+            "--inner",
+            "iterative",
+            "--workers",
+            "1",
+        ],
+    );
+    assert_eq!(get(server.addr, "/send?job-1").status, 200);
+    let taken = get(server.addr, "/recv");
+    assert_eq!((taken.status, taken.text()), (200, "job-1".to_string()));
+    // Nothing queued now: that would be a wait, refused at once.
+    assert_eq!(get(server.addr, "/recv").status, 503);
+}

@@ -158,8 +158,12 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
         if !self.inner.home.is_here() {
             // A draining worker answers at once; the hub applies the pool's cap, and
-            // a worker with a queue of its own (SO_REUSEPORT) its own cap here.
-            let _blocking = scope::begin_wait(deadline.is_some())?;
+            // a worker with a queue of its own (SO_REUSEPORT) its own cap here. A refused
+            // wait still takes a value already queued, as in one process: that is no wait.
+            let _blocking = match scope::begin_wait(deadline.is_some()) {
+                Ok(blocking) => blocking,
+                Err(refused) => return self.try_recv().map_err(|_| refused),
+            };
             let _watched = watch::remote_wait();
             let (code, payload) = self
                 .inner
