@@ -191,3 +191,17 @@ fn refuses_what_is_not_a_listening_stream_socket() {
     let message = failure(echo_command(Some(file.as_raw_fd()), Some("1"), None));
     assert!(message.contains("passed fd 3: not a socket"), "{message}");
 }
+
+/// The upgrade's readiness variable must name the pipe the old master's exec put at
+/// fd 4: pointed at the listener (fd 3), it would be written to and closed under it.
+#[test]
+fn refuses_an_upgrade_readiness_fd_that_is_not_its_pipe() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut command = echo_command(Some(listener.as_raw_fd()), Some("1"), None);
+    command.env("MIXSERVE_UPGRADE_READY_FD", "3");
+    let stderr = failure(command);
+    assert!(
+        stderr.contains("MIXSERVE_UPGRADE_READY_FD"),
+        "the error names the variable: {stderr}"
+    );
+}

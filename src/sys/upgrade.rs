@@ -75,11 +75,26 @@ pub(crate) fn take_from_environment() -> io::Result<bool> {
         );
         return Ok(false);
     }
+    // Only the fd the old master's exec put there (the listener is at 3): any other
+    // number may be one this process uses otherwise, which the readiness report would
+    // write to and close.
     let fd: RawFd = value
         .to_str()
         .and_then(|v| v.trim().parse().ok())
-        .filter(|&fd| fd > 2)
-        .ok_or_else(|| io::Error::other(format!("{READY_FD_VAR}={value:?} is not an fd")))?;
+        .filter(|&fd| fd == super::exec::READY_FD)
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "{READY_FD_VAR}={value:?} is not the upgrade's readiness pipe (fd {})",
+                super::exec::READY_FD
+            ))
+        })?;
+    let is_pipe = nix::sys::stat::fstat(super::borrow_fd(fd))
+        .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFIFO);
+    if !is_pipe {
+        return Err(io::Error::other(format!(
+            "{READY_FD_VAR}={fd}: not a pipe (the upgrade's readiness pipe is one)"
+        )));
+    }
     // SAFETY: F_GETFD/F_SETFD only read and set the fd's close-on-exec flag; an fd
     // that is not open gives EBADF.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
