@@ -213,6 +213,10 @@ fn register_signals(ctx: &Context, on: bool) -> io::Result<Option<signal::Signal
 
 impl<M: MixIn> Drop for Server<M> {
     fn drop(&mut self) {
+        // The signal handlers go before the context that owns their self-pipe (fields
+        // drop in order, `ctx` first): a signal in between would write to a closed
+        // pipe's fd number, which another thread may have reused.
+        drop(self.signals.take());
         self.mixin.server_close(&self.ctx);
         // A socket file another master serves now (a binary upgrade) stays.
         if std::process::id() == self.owner_pid && !crate::sys::upgrade::listener_shared() {
