@@ -41,6 +41,27 @@ pub(crate) fn per_worker_limit() -> usize {
         .max(64)
 }
 
+/// Connections the hub keeps free for calls that do not wait (a notify, a send): waits
+/// are refused once the hub holds more than [`connections_room`] minus this many, so a
+/// notify can always connect while thread-based workers hold a connection per wait.
+pub(crate) const NOTIFY_HEADROOM: usize = 16;
+
+/// Fds of the master the hub leaves to everything else (workers' control sockets,
+/// accepted connections being passed, its own files).
+const MASTER_FDS_KEPT: usize = 256;
+
+/// How many hub connections the master can hold: its open-file limit less the fds open
+/// when the hub starts and [`MASTER_FDS_KEPT`] (no limit when it cannot be read).
+pub(crate) fn connections_room() -> usize {
+    let Some(limit) = crate::sys::fd_passing::open_files_limit() else {
+        return usize::MAX;
+    };
+    let open = std::fs::read_dir("/proc/self/fd").map_or(64, |dir| dir.count());
+    (limit as usize)
+        .saturating_sub(open + MASTER_FDS_KEPT)
+        .max(2 * NOTIFY_HEADROOM)
+}
+
 /// Who may connect: `(pid, uid) -> trusted`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Trust(pub(crate) fn(u32, u32) -> bool);

@@ -487,3 +487,37 @@ fn a_count_is_sent_only_to_a_broadcast_of_counts() {
         "the waiter was released with a count as its value"
     );
 }
+
+#[test]
+fn waits_leave_the_master_connections_for_a_notify() {
+    use super::peer::NOTIFY_HEADROOM;
+    let mut rig = Rig::trusting_self();
+    // Room for two waiting connections besides the headroom kept for notifies.
+    rig.hub.set_room(NOTIFY_HEADROOM + 2);
+    let news: Broadcast<u64> = Broadcast::new();
+    let mut waiters: Vec<UnixStream> = (0..2).map(|_| rig.connect()).collect();
+    for (id, waiter) in waiters.iter_mut().enumerate() {
+        waiter
+            .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), id as u64, &[]))
+            .unwrap();
+    }
+    rig.until("two remote waits", |_| news.waiting() == 2);
+    let mut third = rig.connect();
+    third
+        .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), 9, &[]))
+        .unwrap();
+    let (code, why) = rig.reply(&mut third).expect("an answer");
+    assert_eq!(code, status::ERROR, "{}", String::from_utf8_lossy(&why));
+    // A notify still connects, and releases the two.
+    let mut notifier = rig.connect();
+    notifier
+        .write_all(&request(op::BROADCAST_SEND, news.hub_id(), 10, &encoded(5)))
+        .unwrap();
+    assert_eq!(
+        rig.reply(&mut notifier).map(|(code, _)| code),
+        Some(status::OK)
+    );
+    for waiter in &mut waiters {
+        assert_eq!(rig.reply(waiter), Some((status::OK, encoded(5))));
+    }
+}

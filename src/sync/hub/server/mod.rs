@@ -27,7 +27,9 @@ use mio::net::UnixListener;
 use mio::{Interest, Registry, Token};
 
 use crate::sync::ServerScope;
-use crate::sync::hub::peer::{MAX_OUTPUT, Peer, Refusals, Trust, WRITE_STALL, per_worker_limit};
+use crate::sync::hub::peer::{
+    MAX_OUTPUT, Peer, Refusals, Trust, WRITE_STALL, connections_room, per_worker_limit,
+};
 use crate::sync::hub::protocol::{op, status};
 use crate::sync::hub::reply::{Outbox, RemoteReply};
 use crate::sync::hub::sends::SendLog;
@@ -56,6 +58,8 @@ pub struct HubServer {
     /// Connections per worker pid.
     per_pid: HashMap<u32, usize>,
     per_worker_limit: usize,
+    /// Connections the master can hold (see `connections_room`).
+    room: usize,
     /// Calls one connection may have open (`MAX_OUTSTANDING`; lowered by tests).
     max_outstanding: usize,
     trust: Trust,
@@ -108,6 +112,7 @@ impl HubServer {
             peers: HashMap::new(),
             per_pid: HashMap::new(),
             per_worker_limit: per_worker_limit(),
+            room: connections_room(),
             max_outstanding: crate::sync::hub::protocol::MAX_OUTSTANDING,
             trust,
             outbox: Arc::default(),
@@ -375,6 +380,11 @@ impl HubServer {
     /// Lowers the per-worker connection limit.
     pub(crate) fn set_per_worker_limit(&mut self, limit: usize) {
         self.per_worker_limit = limit;
+    }
+
+    /// Lowers the connections the master can hold.
+    pub(crate) fn set_room(&mut self, room: usize) {
+        self.room = room;
     }
 
     /// Entries in the deadline heap, live or stale.

@@ -9,7 +9,7 @@ use mio::Token;
 
 use super::{HubServer, put_back};
 use crate::sync::WaitError;
-use crate::sync::hub::peer::ReadOutcome;
+use crate::sync::hub::peer::{NOTIFY_HEADROOM, ReadOutcome};
 use crate::sync::hub::protocol::{self, NO_TIMEOUT, Request, op, status};
 use crate::sync::registry;
 
@@ -148,6 +148,12 @@ impl HubServer {
         // last free worker is refused (see ServerScope).
         let refuse = if self.scope.is_draining() {
             Some(WaitError::Closed)
+        } else if self.peers.len() + NOTIFY_HEADROOM > self.room {
+            Some(WaitError::Hub(format!(
+                "the master holds {} hub connections, near its open-file limit: waits \
+                 are refused so that a notify can still connect",
+                self.peers.len()
+            )))
         } else if deadline.is_none() && self.status.blocked_clients() >= self.scope.max_blocked() {
             Some(self.scope.no_other_worker())
         } else {
