@@ -103,6 +103,11 @@ impl<A: HttpHandler> HttpConnection<A> {
             .get_or_insert_with(|| Request::connection_label(conn.peer_addr()));
         request.label_coroutine(label);
         crate::status::count(crate::status::Counter::Requests);
+        // The answer to a request pipelined before this one goes out before this
+        // handler runs, which may take long (a long poll). Nothing buffered: no call.
+        if conn.flush().is_err() {
+            return Ok(Next::Drop);
+        }
         let (outcome, client_left, body_drained) = if streams {
             match self.call_streaming(conn, &mut request, framing) {
                 Ok(called) => called,
