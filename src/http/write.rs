@@ -51,8 +51,10 @@ pub(crate) fn write_response(
     config: &HttpConfig,
 ) -> io::Result<bool> {
     let (mut status, fields, body) = response.into_parts();
-    if !(100..=999).contains(&status) {
-        log::warn!("handler returned status {status}; sending 500");
+    // A 1xx is interim, never an answer: a client would wait on for the final one and
+    // take the next request's answer for it.
+    if !(200..=999).contains(&status) {
+        log::warn!("handler returned status {status} as its answer; sending 500");
         status = 500;
     }
     let mut keep_alive = answering.keep_alive && !fields.marks().close;
