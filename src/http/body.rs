@@ -200,7 +200,9 @@ pub(crate) fn parse_chunk_line(line: &[u8], extensions: &mut usize) -> Result<u6
             .and_then(|sum| sum.checked_add(u64::from(digit)))
             .ok_or(bad)
     })?;
-    let rest = rest.trim_ascii_start();
+    // Only blanks (space, tab) may come before an extension: not a bare CR, which a
+    // front end that ends lines at CR would frame differently.
+    let rest = trim_blanks_start(rest);
     let valid = match rest.first() {
         None => true,
         Some(b';') => rest.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)),
@@ -214,6 +216,27 @@ pub(crate) fn parse_chunk_line(line: &[u8], extensions: &mut usize) -> Result<u6
         return Err(Reject::new(400, "too many chunk extensions"));
     }
     Ok(size)
+}
+
+/// `bytes` without the spaces and tabs it starts with.
+fn trim_blanks_start(bytes: &[u8]) -> &[u8] {
+    let blanks = bytes
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    &bytes[blanks..]
+}
+
+/// `bytes` without the spaces and tabs around it (HTTP's optional whitespace; a CR or
+/// a form feed stays, for the control-byte check to refuse).
+fn trim_blanks(bytes: &[u8]) -> &[u8] {
+    let bytes = trim_blanks_start(bytes);
+    let blanks = bytes
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    &bytes[..bytes.len() - blanks]
 }
 
 /// Reads trailer fields up to the blank line that ends the chunked body.
@@ -234,7 +257,7 @@ pub(crate) fn read_trailers<R: BufRead>(
         let bad = Reject::new(400, "malformed trailer field");
         let colon = line.iter().position(|&b| b == b':').ok_or(bad)?;
         let (name, value) = line.split_at(colon);
-        let value = value.get(1..).unwrap_or_default().trim_ascii();
+        let value = trim_blanks(value.get(1..).unwrap_or_default());
         if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
             return Err(bad.into());
         }
@@ -341,6 +364,11 @@ mod tests {
         assert_eq!(chunked(b"5\nhello\r\n0\r\n\r\n").unwrap_err(), 400);
         assert_eq!(chunked(b"5\r\nhelloXX0\r\n\r\n").unwrap_err(), 400);
         assert_eq!(chunked(b"0\r\nbad trailer\r\n\r\n").unwrap_err(), 400);
+        // A bare CR is no blank: a front end ending lines at CR would frame it otherwise.
+        assert_eq!(chunked(b"5\r\r\nhello\r\n0\r\n\r\n").unwrap_err(), 400);
+        assert_eq!(chunked(b"5\r;x\r\nhello\r\n0\r\n\r\n").unwrap_err(), 400);
+        assert_eq!(chunked(b"0\r\nX: a\r\r\n\r\n").unwrap_err(), 400);
+        assert!(chunked(b"5 \t;x=1\r\nhello\r\n0\r\nX: \ta \r\n\r\n").is_ok());
         assert_eq!(chunked(b"21\r\n").unwrap_err(), 413);
         assert_eq!(chunked(b"5\r\nhel").unwrap_err(), 0);
     }
