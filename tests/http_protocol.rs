@@ -312,3 +312,45 @@ fn adds_date_and_server_and_passes_request_parts() {
     assert_eq!(answer.header("x-bad"), None);
     client.join().unwrap();
 }
+
+/// Two requests in one write: the first's answer goes out before the second's handler
+/// runs, which may hold it long (a long poll).
+#[test]
+fn a_pipelined_answer_is_not_held_behind_the_next_handler() {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let mut client = start(Http::new(move |req: &mut Request| {
+        if req.path() == "/wait" {
+            let _ = held
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(20));
+        }
+        Response::text(200, req.path().to_owned())
+    }));
+    client.send(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\nGET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Read before releasing the second handler: before the fix this waited for it.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let first = client.response();
+        done_tx.send(first.text()).unwrap();
+        client
+    });
+    let first = done_rx.recv_timeout(std::time::Duration::from_secs(10));
+    release.send(()).unwrap();
+    assert_eq!(
+        first.as_deref(),
+        Ok("/fast"),
+        "the first answer waited for the second handler"
+    );
+    let mut client = reader.join().unwrap();
+    assert_eq!(client.response().text(), "/wait");
+}
+
+/// A 1xx is interim, never a final answer: a handler that returns one gets a 500.
+#[test]
+fn a_handler_answering_with_an_interim_status_gets_500() {
+    let mut client = start(Http::new(|_: &mut Request| Response::status(103)));
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.response().status, 500);
+}
