@@ -126,6 +126,18 @@ pub enum SpecError {
         /// Which inner models take it, as ", only with inner=..." (may be empty).
         hint: String,
     },
+    /// An option given twice.
+    #[error("{model}: option {option:?} is given twice")]
+    Repeated {
+        /// The chosen model.
+        model: String,
+        /// The option given twice.
+        option: String,
+    },
+    /// The options build a model its own check refuses (a value out of range, or
+    /// settings that do not fit together), as `Server::build` would at start-up.
+    #[error(transparent)]
+    Config(#[from] crate::server::ConfigError),
     /// An option's value is not one the model knows.
     #[error("{model}: bad {option} {value:?}: {expected}")]
     BadValue {
@@ -280,7 +292,9 @@ impl FromStr for ModelSpec {
 
     fn from_str(text: &str) -> Result<ModelSpec, SpecError> {
         let spec = ModelSpec::parse_unchecked(text)?;
-        spec.build()?;
+        // The model's own check too: a spec read from configuration fails here, with
+        // the setting named, not when the server starts.
+        spec.build()?.mixin.validate()?;
         Ok(spec)
     }
 }
@@ -292,6 +306,7 @@ impl ModelSpec {
         let (name, options) = text.split_once(':').unwrap_or((text, ""));
         let name = name.trim();
         let mut spec = ModelSpec::new(name);
+        let mut seen: Vec<&str> = Vec::new();
         for option in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
             let (key, value) = option.split_once('=').ok_or_else(|| SpecError::BadValue {
                 model: name.to_owned(),
@@ -299,7 +314,16 @@ impl ModelSpec {
                 value: String::new(),
                 expected: "option=value".to_owned(),
             })?;
-            spec.set(key.trim(), value.trim())?;
+            let key = key.trim();
+            // Given twice, one value would silently win over the other.
+            if seen.contains(&key) {
+                return Err(SpecError::Repeated {
+                    model: name.to_owned(),
+                    option: key.to_owned(),
+                });
+            }
+            seen.push(key);
+            spec.set(key, value.trim())?;
         }
         Ok(spec)
     }

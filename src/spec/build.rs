@@ -192,12 +192,14 @@ fn scheduled(spec: &ModelSpec) -> Result<Scheduled, SpecError> {
 fn with_stack_size(spec: &ModelSpec, model: Scheduled) -> Result<Scheduled, SpecError> {
     match spec.stack_size {
         None => Ok(model),
-        Some(bytes) if bytes >= Scheduled::MIN_STACK_SIZE => Ok(model.stack_size(bytes)),
+        Some(bytes) if (Scheduled::MIN_STACK_SIZE..=Scheduled::MAX_STACK_SIZE).contains(&bytes) => {
+            Ok(model.stack_size(bytes))
+        }
         Some(bytes) => Err(bad(
             spec,
             "stack-size",
             &bytes.to_string(),
-            "at least 32k (a panic's backtrace needs about 32 KiB)",
+            "from 32k (a panic's backtrace needs about 32 KiB) to 256m",
         )),
     }
 }

@@ -138,7 +138,7 @@ fn inner_options_the_inner_model_does_not_take_are_refused() {
     let error = "preforked:inner=scheduled,stack-size=1k"
         .parse::<ModelSpec>()
         .unwrap_err();
-    assert!(error.to_string().contains("at least 32k"), "{error}");
+    assert!(error.to_string().contains("from 32k"), "{error}");
 }
 
 #[test]
@@ -326,4 +326,32 @@ mod args {
 fn extra_models_can_be_shared_between_threads() {
     fn shared<T: Send + Sync + 'static>() {}
     shared::<ExtraModels>();
+}
+
+#[test]
+fn configurations_that_would_fail_or_mislead_later_are_refused_when_parsed() {
+    for text in [
+        // Given twice: one value would silently win.
+        "preforked:workers=2,workers=8",
+        "preforked:inner=scheduled,inner=prethreaded",
+        // A stack no coroutine could get (one near usize::MAX overflowed its size sum
+        // when the first connection came).
+        "scheduled:stack-size=18446744073709551615",
+        "scheduled:stack-size=1000000m",
+        "preforked:inner=scheduled,stack-size=18446744073709551615",
+        // More loops than the budget of stacks (2^63 overflowed the check itself).
+        "scheduled:threads=9223372036854775808",
+        "scheduled:threads=100000",
+    ] {
+        assert!(text.parse::<ModelSpec>().is_err(), "{text} was accepted");
+    }
+    assert!(matches!(
+        "preforked:workers=2,workers=8".parse::<ModelSpec>(),
+        Err(SpecError::Repeated { .. })
+    ));
+    assert!(
+        "scheduled:stack-size=256m,threads=8"
+            .parse::<ModelSpec>()
+            .is_ok()
+    );
 }

@@ -109,7 +109,7 @@ impl WorkerPlan {
     fn quota(&self) -> Option<u64> {
         let max = self.max_requests?;
         let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Some(max + (seed >> 32) % (self.jitter + 1))
+        Some(quota_for(max, self.jitter, seed))
     }
 
     /// Whether workers also get their stop in band (a quit byte on their socket,
@@ -134,4 +134,26 @@ fn reuseport_addr(ctx: &Context) -> io::Result<SocketAddr> {
         ));
     }
     Ok(addr)
+}
+
+/// `max` plus a jitter below `jitter + 1` picked by `seed`; saturating, so a huge
+/// `max_requests` ("no limit") stays huge instead of wrapping to a small quota.
+fn quota_for(max: u64, jitter: u64, seed: u64) -> u64 {
+    match jitter.checked_add(1) {
+        Some(span) => max.saturating_add((seed >> 32) % span),
+        None => max.saturating_add(seed >> 32),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quota_for;
+
+    #[test]
+    fn a_huge_quota_saturates_instead_of_wrapping() {
+        assert_eq!(quota_for(u64::MAX, u64::MAX / 10, u64::MAX), u64::MAX);
+        assert_eq!(quota_for(u64::MAX, u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(quota_for(1000, 0, u64::MAX), 1000);
+        assert!((1000..=1100).contains(&quota_for(1000, 100, 0x1234_5678_9abc_def0)));
+    }
 }

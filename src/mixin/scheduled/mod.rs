@@ -116,6 +116,14 @@ impl Scheduled {
     /// The smallest stack allowed: a panic printing a backtrace needs about 32 KiB.
     pub const MIN_STACK_SIZE: usize = 32 * 1024;
 
+    /// The largest stack allowed (256 MiB): larger ones cannot be mapped for many
+    /// connections, and one near `usize::MAX` overflows the stack's own size sum.
+    pub const MAX_STACK_SIZE: usize = 256 * 1024 * 1024;
+
+    /// The most loops (`threads`) allowed: each takes two coroutines of the process's
+    /// stack budget and a thread.
+    pub const MAX_THREADS: usize = 1024;
+
     /// One loop, 64 KiB stacks, at most [`DEFAULT_MAX_CONNECTIONS`](Self::DEFAULT_MAX_CONNECTIONS).
     pub fn new() -> Scheduled {
         Scheduled {
@@ -140,12 +148,16 @@ impl MixIn for Scheduled {
     fn validate(&self) -> Result<(), ConfigError> {
         let stack = self.runtime.stack_size;
         let check = ConfigCheck(self.name());
-        check.at_least("stack_size", stack, Scheduled::MIN_STACK_SIZE)?;
-        check.at_least("threads", self.threads, 1)?;
+        check.within(
+            "stack_size",
+            stack,
+            Scheduled::MIN_STACK_SIZE..=Scheduled::MAX_STACK_SIZE,
+        )?;
+        check.within("threads", self.threads, 1..=Scheduled::MAX_THREADS)?;
         // Every stack the process may hold fits the per-process budget (each stack is
         // two of the `vm.max_map_count` mappings): the connections, two coroutines per
         // loop (accept, watch), and the idle stacks kept for reuse (split among loops).
-        let reserve = 2 * self.threads + self.runtime.max_idle_stacks;
+        let reserve = (2 * self.threads).saturating_add(self.runtime.max_idle_stacks);
         let most = self.runtime.max_coroutines.saturating_sub(reserve);
         check.within("max_connections", self.max_connections, 1..=most)
     }
