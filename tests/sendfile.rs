@@ -383,3 +383,35 @@ fn only_regular_files_make_file_responses() {
     let error = Response::file(200, "text/plain", File::open("/dev/null").unwrap()).unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
 }
+
+/// The write timeout runs between bytes going out, for bytes as for files: a large
+/// answer to a client that reads slowly but steadily is not cut off when the whole
+/// transfer takes longer than the timeout.
+#[test]
+fn a_large_write_to_a_slow_live_reader_is_not_cut_off() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    const TOTAL: usize = 4 << 20;
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    let mut conn = mixserve::Conn::from_unix(ours).unwrap();
+    conn.set_write_timeout(Some(Duration::from_secs(1)));
+    // About 1.6 MB/s: the whole takes some 2.5 s, no wait more than about 10 ms.
+    let reader = std::thread::spawn(move || {
+        let mut got = 0;
+        let mut chunk = vec![0u8; 16 << 10];
+        while got < TOTAL {
+            match theirs.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        got
+    });
+    let sent = conn.write_all(&vec![7u8; TOTAL]).and_then(|()| conn.flush());
+    drop(conn);
+    assert!(sent.is_ok(), "{sent:?}");
+    assert_eq!(reader.join().unwrap(), TOTAL);
+}

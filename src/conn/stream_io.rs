@@ -79,10 +79,13 @@ impl Conn {
         }
     }
 
+    /// Sends all of `data`. The write timeout runs between bytes going out, not over
+    /// the whole call (nginx's `send_timeout`, and `send_file`'s): a large answer to a
+    /// slow but live client is not cut off.
     pub(super) fn send_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         let fd = self.fd.as_raw_fd();
-        let mut limit = Limit::new(None, self.write_timeout);
         while !data.is_empty() {
+            let mut limit = Limit::new(None, self.write_timeout);
             let n = send_raw(fd, data, &self.registered, &mut limit)?;
             data = &data[n..];
         }
