@@ -410,7 +410,9 @@ fn a_large_write_to_a_slow_live_reader_is_not_cut_off() {
         }
         got
     });
-    let sent = conn.write_all(&vec![7u8; TOTAL]).and_then(|()| conn.flush());
+    let sent = conn
+        .write_all(&vec![7u8; TOTAL])
+        .and_then(|()| conn.flush());
     drop(conn);
     assert!(sent.is_ok(), "{sent:?}");
     assert_eq!(reader.join().unwrap(), TOTAL);

@@ -43,9 +43,21 @@ impl Drain {
     }
 
     /// Sets the flag alone, from a signal handler (async-signal-safe: one atomic
-    /// store). Idle connections notice at their next wake-up rather than at once.
+    /// store); the handler rings the bell itself, through [`bell_fd`](Self::bell_fd).
     pub(crate) fn mark(&self) {
         self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// The write end of this process's bell, made now if needed, for a signal handler
+    /// to ring (a `write(2)`); `None` if no pipe could be made.
+    pub(crate) fn bell_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.bell().map(|bell| bell.write_fd())
+    }
+
+    /// The read end of this process's bell (a test looks whether it rang).
+    #[cfg(test)]
+    pub(crate) fn bell_read_fd(&self) -> std::os::fd::RawFd {
+        self.bell().map_or(-1, |bell| bell.read_fd())
     }
 
     /// Ends it (the server may serve again).

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::unistd::Pid;
@@ -17,8 +17,13 @@ const DRAIN: Signal = Signal::SIGURG;
 
 /// The child's drain state, leaked for the life of the process.
 static FLAG: AtomicPtr<Drain> = AtomicPtr::new(std::ptr::null_mut());
+/// The write end of its bell (-1: none): a thread idle between requests polls the
+/// bell, and a flag set while it was not in that poll yet would not wake it.
+static BELL: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_drain(_signal: libc::c_int) {
+    // SAFETY: reading errno is async-signal-safe; it is restored before returning.
+    let saved = unsafe { *libc::__errno_location() };
     let flag = FLAG.load(Ordering::SeqCst);
     if !flag.is_null() {
         // SAFETY: `flag` comes from `Arc::into_raw` and is never released, so it points
@@ -26,18 +31,27 @@ extern "C" fn on_drain(_signal: libc::c_int) {
         // which is signal-safe.
         unsafe { (*flag).mark() };
     }
+    let bell = BELL.load(Ordering::SeqCst);
+    if bell >= 0 {
+        // SAFETY: write(2) of one static byte is async-signal-safe; the pipe is the
+        // leaked drain state's, open for the life of the process; errors are ignored.
+        unsafe { libc::write(bell, b"d".as_ptr().cast(), 1) };
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
 }
 
 /// In a forked child: the parent's drain signal sets `flag`.
 pub(crate) fn follow_parent_drain(flag: Arc<Drain>) -> io::Result<()> {
     // A flag set before is left leaked: a handler running now may still read it.
+    BELL.store(flag.bell_fd().unwrap_or(-1), Ordering::SeqCst);
     FLAG.store(Arc::into_raw(flag).cast_mut(), Ordering::SeqCst);
     let action = SigAction::new(
         SigHandler::Handler(on_drain),
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    // SAFETY: the handler only loads an atomic pointer and stores to an atomic.
+    // SAFETY: the handler only loads atomics, stores to one and writes to a pipe.
     unsafe { sigaction(DRAIN, &action) }?;
     Ok(())
 }
@@ -45,4 +59,24 @@ pub(crate) fn follow_parent_drain(flag: Arc<Drain>) -> io::Result<()> {
 /// In the parent: tells `child` that a graceful stop began.
 pub(crate) fn tell(child: Pid) {
     let _ = nix::sys::signal::kill(child, DRAIN);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::conn::Drain;
+
+    #[test]
+    fn the_drain_signal_rings_the_bell_an_idle_thread_polls() {
+        let drain = Arc::new(Drain::new());
+        super::follow_parent_drain(Arc::clone(&drain)).unwrap();
+        // SAFETY: raising a signal this process handles.
+        unsafe { libc::raise(libc::SIGURG) };
+        assert!(drain.is_draining());
+        assert!(
+            crate::sys::readable_now(drain.bell_read_fd()),
+            "a thread about to poll the bell would sleep out its idle timeout"
+        );
+    }
 }
