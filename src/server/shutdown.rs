@@ -112,16 +112,13 @@ impl ShutdownState {
     /// Asks for a stop; the listener is closed to new connections at once (only by
     /// the process that made the server: a forked child never closes it).
     pub(crate) fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
         if !self.owned_here() {
-            self.requested.store(true, Ordering::SeqCst);
             return;
         }
-        // The gate first: a loop that saw the request could end and reopen it (`reset`)
-        // before a close made after the store, leaving the next one on a dead listener.
         if let Some(gate) = &self.gate {
             gate.close();
         }
-        self.requested.store(true, Ordering::SeqCst);
         self.pipe.notify();
     }
 
