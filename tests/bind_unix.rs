@@ -70,13 +70,32 @@ fn a_unix_server_stopped_serves_again() {
         .build(|| from_fn(|conn: &mut Conn| conn.write_all(b"hello")))
         .unwrap();
     let handle = server.shutdown_handle();
+    // Opened to others after binding, as a program may do for a front end's user.
+    let mode = |path: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    let open_to_all = std::os::unix::fs::PermissionsExt::from_mode(0o666);
+    std::fs::set_permissions(&path, open_to_all).unwrap();
     for round in 0..2 {
+        if round > 0 {
+            // Between the two, nothing listens: a connect is refused, not queued.
+            assert!(std::os::unix::net::UnixStream::connect(&path).is_err());
+        }
         let serving = std::thread::spawn(move || {
             server.serve_forever().unwrap();
             server
         });
-        let mut client = std::os::unix::net::UnixStream::connect(&path)
-            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        // The second `serve_forever` listens again when it starts: wait for it.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut client = loop {
+            match std::os::unix::net::UnixStream::connect(&path) {
+                Ok(client) => break client,
+                Err(e) if std::time::Instant::now() > give_up => panic!("round {round}: {e}"),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        };
+        assert_eq!(mode(&path), 0o666, "round {round}: the file's mode");
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();

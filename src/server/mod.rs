@@ -146,12 +146,18 @@ impl<M: MixIn> Server<M> {
         self.ctx.scope().set_model(self.mixin.name());
         self.ctx.set_status_model(self.mixin.name());
         self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
+        self.listen_again();
         let result = self.mixin.serve_forever(&self.ctx);
-        if self.ctx.shutdown.reset() && self.socket_file.is_some() {
+        self.ctx.shutdown.reset();
+        result
+    }
+
+    /// A listener an earlier `serve_forever` stopped listens again.
+    fn listen_again(&mut self) {
+        if self.ctx.shutdown.reopen() && self.socket_file.is_some() {
             // A Unix listener listens again on a new socket, so on a new file.
             self.socket_file = SocketFile::of(self.ctx.listener());
         }
-        result
     }
 
     /// Waits for one connection and processes it with the mix-in (socketserver's
@@ -164,6 +170,7 @@ impl<M: MixIn> Server<M> {
         if let Some(signals) = self.signals.take() {
             signals.release_redelivering(&STOP_SIGNALS);
         }
+        self.listen_again();
         let deadline = self.ctx.config.timeout.map(crate::deadline::from_now);
         self.ctx.scope().set_model(self.mixin.name());
         self.ctx.set_status_model(self.mixin.name());

@@ -62,7 +62,13 @@ impl Gate {
 
     /// Listens again after [`close`](Self::close); true if it made a new socket (a
     /// Unix listener's file is then a new one).
-    fn reopen(&self) -> bool {
+    /// `unix_too`: a Unix listener too (it listens again on a new socket at its path,
+    /// which is done only when the server serves again: till then the path stays free
+    /// for another server and a connect is refused).
+    fn reopen(&self, unix_too: bool) -> bool {
+        if !unix_too && accept::is_unix(self.listener) {
+            return false;
+        }
         if !self.gone.load(Ordering::SeqCst) && self.closed.swap(false, Ordering::SeqCst) {
             match accept::listen_again(self.listener, self.backlog) {
                 Ok(()) => return true,
@@ -187,15 +193,24 @@ impl ShutdownState {
         }
     }
 
-    /// Clears a finished shutdown so `serve_forever` may be called again; true if the
-    /// listener listens again after being stopped.
-    pub(crate) fn reset(&self) -> bool {
-        let reopened = self.gate.as_ref().is_some_and(Gate::reopen);
+    /// Makes a Unix listener stopped by an earlier shutdown listen again, at the start
+    /// of the next `serve_forever` or `handle_request`; true if it did. (A TCP one
+    /// listens again when the shutdown is reset, so its new address, for a port-0
+    /// listener, is known in between.)
+    pub(crate) fn reopen(&self) -> bool {
+        self.gate.as_ref().is_some_and(|gate| gate.reopen(true))
+    }
+
+    /// Clears a finished shutdown so `serve_forever` may be called again; a TCP
+    /// listener listens again.
+    pub(crate) fn reset(&self) {
+        if let Some(gate) = &self.gate {
+            gate.reopen(false);
+        }
         self.requested.store(false, Ordering::SeqCst);
         self.fast.store(false, Ordering::SeqCst);
         self.draining.reset();
         self.pipe.drain();
-        reopened
     }
 
     pub(crate) fn begin_drain(&self) {

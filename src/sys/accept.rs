@@ -135,12 +135,27 @@ pub(crate) fn listen_again(listener: RawFd, backlog: i32) -> io::Result<()> {
             format!("{}: another server listens there now", path.display()),
         ));
     }
+    // The new file gets the old one's mode and owner (a program may have opened it
+    // to a front end's user after binding).
+    let old_file = std::fs::symlink_metadata(path).ok();
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     let fresh = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
     fresh.bind(&socket2::SockAddr::unix(path)?)?;
+    if let Some(old) = old_file {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mode = std::fs::Permissions::from_mode(old.mode() & 0o7777);
+        let kept = std::fs::set_permissions(path, mode)
+            .and_then(|()| std::os::unix::fs::chown(path, Some(old.uid()), Some(old.gid())));
+        if let Err(e) = kept {
+            log::warn!(
+                "{}: cannot give the new socket file the old one's mode and owner: {e}",
+                path.display()
+            );
+        }
+    }
     fresh.listen(backlog)?;
     fresh.set_nonblocking(
         nix::fcntl::fcntl(super::borrow_fd(listener), nix::fcntl::FcntlArg::F_GETFL)
@@ -153,6 +168,13 @@ pub(crate) fn listen_again(listener: RawFd, backlog: i32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether `listener` is a Unix-domain socket.
+pub(crate) fn is_unix(listener: RawFd) -> bool {
+    SockRef::from(&super::borrow_fd(listener))
+        .local_addr()
+        .is_ok_and(|addr| addr.is_unix())
 }
 
 /// True if something accepts connections on the Unix socket file `path`. The probe

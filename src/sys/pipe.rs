@@ -104,7 +104,10 @@ mod tests {
         inherited.owner = 0;
         let (read, write) = (inherited.read_fd(), inherited.write_fd());
         drop(inherited);
-        assert!(is_open(read) && is_open(write), "an inherited copy closed fds");
+        assert!(
+            is_open(read) && is_open(write),
+            "an inherited copy closed fds"
+        );
         // SAFETY: this test owns both fds, which the dropped copy left open.
         unsafe {
             libc::close(read);
