@@ -62,6 +62,7 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     // Mapped before any fork, so workers see whether the listener is shared.
     upgrade::prepare();
     let mut hub = HubServer::bind(Arc::clone(ctx.scope()))?;
+    hub.reserve_for_workers(model.max_workers);
     let mut poll = Poll::new()?;
     let _signals = signal::register(
         ctx.shutdown.signal_fd(),

@@ -521,3 +521,18 @@ fn waits_leave_the_master_connections_for_a_notify() {
         assert_eq!(rig.reply(waiter), Some((status::OK, encoded(5))));
     }
 }
+
+#[test]
+fn the_workers_control_sockets_come_out_of_the_hub_room() {
+    use super::peer::NOTIFY_HEADROOM;
+    let mut rig = Rig::trusting_self();
+    rig.hub.set_room(1000);
+    rig.hub.reserve_for_workers(100);
+    assert_eq!(rig.hub.room(), 800, "two fds per worker slot");
+    rig.hub.reserve_for_workers(usize::MAX);
+    assert_eq!(
+        rig.hub.room(),
+        2 * NOTIFY_HEADROOM,
+        "never below the headroom itself"
+    );
+}

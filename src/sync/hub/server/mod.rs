@@ -48,6 +48,8 @@ pub(crate) static HUB_ADDR: Mutex<Option<String>> = Mutex::new(None);
 /// After an accept failed for lack of fds or memory, try again this much later (the
 /// listener is edge-triggered: the connections left in the backlog raise no new event).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// How often the hub looks for connections that stopped reading their replies.
+const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The master's side of the hub: a listener and its worker connections, registered in
 /// the master's loop. The master stays single-threaded.
@@ -68,6 +70,8 @@ pub struct HubServer {
     deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// When to accept again after running out of fds.
     accept_retry: Option<Instant>,
+    /// When to look next for connections that stopped reading their replies.
+    stall_check_at: Instant,
     /// Connections that used their turn's read budget with bytes maybe left: read on
     /// the next turn (edge-triggered readiness will not say so again).
     read_pending: Vec<Token>,
@@ -119,6 +123,7 @@ impl HubServer {
             deadlines: BinaryHeap::new(),
             accept_retry: None,
             read_pending: Vec::new(),
+            stall_check_at: Instant::now(),
             sends: SendLog::default(),
             refusals: Refusals::default(),
             status: HubStatus::default(),
@@ -157,6 +162,16 @@ impl HubServer {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Keeps the fds of `workers` workers' control sockets out of the connections the
+    /// hub may hold (two per worker: a replaced worker keeps its socket while it drains
+    /// beside its successor). The hub is bound before any worker exists.
+    pub(crate) fn reserve_for_workers(&mut self, workers: usize) {
+        self.room = self
+            .room
+            .saturating_sub(workers.saturating_mul(2))
+            .max(2 * crate::sync::hub::peer::NOTIFY_HEADROOM);
     }
 
     /// Handles a readiness event for one of the hub's tokens.
@@ -276,12 +291,18 @@ impl HubServer {
                     .send(status::TIMED_OUT, b"timed out");
             }
         }
-        let stalled: Vec<Token> = self
-            .peers
-            .iter()
-            .filter(|(_, peer)| peer.stalled(now))
-            .map(|(&token, _)| token)
-            .collect();
+        // A scan of every connection, so once a second (the stall limit is 30 s), not
+        // on every turn: thread-based workers hold a connection per waiting client.
+        let stalled: Vec<Token> = if self.stall_check_at <= now {
+            self.stall_check_at = now + STALL_CHECK_EVERY;
+            self.peers
+                .iter()
+                .filter(|(_, peer)| peer.stalled(now))
+                .map(|(&token, _)| token)
+                .collect()
+        } else {
+            Vec::new()
+        };
         for token in stalled {
             let pid = self.peers.get(&token).map_or(0, |peer| peer.pid);
             log::warn!("hub: worker {pid} took no reply bytes for {WRITE_STALL:?}; closing it");
@@ -385,6 +406,11 @@ impl HubServer {
     /// Lowers the connections the master can hold.
     pub(crate) fn set_room(&mut self, room: usize) {
         self.room = room;
+    }
+
+    /// The connections the master can hold.
+    pub(crate) fn room(&self) -> usize {
+        self.room
     }
 
     /// Entries in the deadline heap, live or stale.
