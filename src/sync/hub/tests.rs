@@ -446,8 +446,9 @@ fn a_worker_that_writes_without_pause_gets_a_bounded_turn() {
     let jobs: Channel<u64> = Channel::new();
     let mut worker = rig.connect();
     rig.until("the connection accepted", |rig| rig.hub.peer_count() == 1);
-    // As many sends as the socket holds (about 5,000), written before the hub reads
-    // any: one turn of the hub's loop must not serve them all.
+    // As many sends as the socket holds (about 5,600, some 230 KB), written before the
+    // hub reads any: one turn of the hub's loop (two 64 KiB reads here) must not serve
+    // them all.
     let send = |id| request(op::CHANNEL_SEND, jobs.hub_id(), id, &encoded(id));
     let frame_len = send(0).len();
     let all: Vec<u8> = (1..=20_000).flat_map(send).collect();

@@ -15,8 +15,9 @@ use crate::sync::registry;
 
 /// Bytes read from a peer at a time.
 const READ_CHUNK: usize = 64 * 1024;
-/// Reads from one peer per turn of the master's loop (1 MiB; one read in unit tests,
-/// which check the bound).
+/// Reads from one peer per readiness event or pending turn (1 MiB; one read in unit
+/// tests, which check the bound: a test loop's turn then reads twice, the event's and
+/// the pending one's).
 #[cfg(not(test))]
 const READS_PER_TURN: usize = 16;
 #[cfg(test)]
