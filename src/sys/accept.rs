@@ -78,7 +78,7 @@ pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<
 
 /// Errors from `accept` that concern only the connection being accepted (it was reset
 /// before we took it, or the network dropped it): try the next one.
-fn is_transient(error: &io::Error) -> bool {
+pub(crate) fn is_transient(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(
@@ -95,7 +95,8 @@ fn is_transient(error: &io::Error) -> bool {
     )
 }
 
-fn is_out_of_fds(error: &io::Error) -> bool {
+/// Whether an `accept` failed for want of fds or memory (not for the connection).
+pub(crate) fn is_out_of_fds(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)

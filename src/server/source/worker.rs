@@ -113,13 +113,32 @@ pub(crate) struct Share {
     seat: Arc<WorkerSeat>,
     /// `ReusePort`: the worker's own listener.
     own: Option<Listener>,
-    /// `ReusePort`, stopping: the connections its listener held when it left the port's
-    /// group, still to serve; `None` until then.
-    stranded: Mutex<Option<VecDeque<Conn>>>,
+    /// `ReusePort`, stopping: the connections taken from its listener and not yet
+    /// handed out, and whether the listener stopped listening.
+    stranded: Mutex<Stranded>,
     /// `Passed`: a "ready" is outstanding.
     announced: AtomicBool,
     /// Connections taken so far.
     taken: AtomicU64,
+}
+
+/// What a stopping `ReusePort` worker took from its own listener.
+#[derive(Debug, Default)]
+struct Stranded {
+    /// Taken, not yet handed out.
+    queue: VecDeque<Conn>,
+    /// Taken in all.
+    taken: usize,
+    /// The listener stopped listening.
+    stopped: bool,
+}
+
+/// Fds this process may still open, less a reserve for the connections' handlers.
+fn free_fds() -> usize {
+    const KEPT: usize = 64;
+    let limit = crate::sys::fd_passing::open_files_limit().map_or(usize::MAX, |l| l as usize);
+    let open = std::fs::read_dir("/proc/self/fd").map_or(KEPT, |dir| dir.count());
+    limit.saturating_sub(open + KEPT)
 }
 
 /// A worker's own non-blocking `SO_REUSEPORT` listener on the server's address.
@@ -145,7 +164,7 @@ impl Share {
         Ok(Share {
             seat,
             own,
-            stranded: Mutex::new(None),
+            stranded: Mutex::default(),
             announced: AtomicBool::new(false),
             taken: AtomicU64::new(0),
         })
@@ -262,25 +281,46 @@ impl Share {
         Some(self.took(conn))
     }
 
-    /// `ReusePort`, stopping: the next connection its own listener held. The first call
-    /// takes every one queued, then leaves the port's group (the listener stops
-    /// listening), so the kernel sends new connections to the other workers for as
-    /// long as this one drains, instead of queueing them where nobody accepts and
-    /// resetting them at its exit.
+    /// `ReusePort`, stopping: the next connection its own listener held. It takes what
+    /// is queued in batches the process's free fds allow, and once the queue is empty
+    /// (or it took [`STRANDED_MAX`], or can take none) leaves the port's group: the
+    /// listener stops listening, so the kernel sends new connections to the other
+    /// workers for as long as this one drains, instead of queueing them where nobody
+    /// accepts and resetting them at its exit.
     fn stranded_on(&self, own: &Listener) -> Option<Conn> {
         let mut stranded = lock(&self.stranded);
-        let queue = stranded.get_or_insert_with(|| {
+        if stranded.queue.is_empty() && !stranded.stopped {
             let fd = own.as_raw_fd();
-            // Bounded: under load connections keep arriving while this loop takes them.
-            let queue: VecDeque<Conn> = (0..STRANDED_MAX)
-                .map_while(|_| crate::sys::accept::accept(fd).ok().map(conn_from))
-                .collect();
-            if let Err(error) = crate::sys::accept::stop_listening(fd) {
-                log::warn!("preforked worker: cannot stop its own listener: {error}");
+            let batch = free_fds().min(STRANDED_MAX - stranded.taken);
+            let mut stop = batch == 0;
+            for _ in 0..batch {
+                match crate::sys::accept::accept(fd) {
+                    Ok(conn) => {
+                        stranded.queue.push_back(conn_from(conn));
+                        stranded.taken += 1;
+                    }
+                    // That one connection was lost before it was taken: the next.
+                    Err(e) if crate::sys::accept::is_transient(&e) => {}
+                    // Out of fds: hand out what is held first, then take more.
+                    Err(e) if crate::sys::accept::is_out_of_fds(&e) => {
+                        stop = stranded.queue.is_empty();
+                        break;
+                    }
+                    // Empty (or failing for good): nothing more will be taken.
+                    Err(_) => {
+                        stop = true;
+                        break;
+                    }
+                }
             }
-            queue
-        });
-        queue.pop_front()
+            if stop || stranded.taken >= STRANDED_MAX {
+                stranded.stopped = true;
+                if let Err(error) = crate::sys::accept::stop_listening(fd) {
+                    log::warn!("preforked worker: cannot stop its own listener: {error}");
+                }
+            }
+        }
+        stranded.queue.pop_front()
     }
 
     /// Counts a new connection.
