@@ -26,8 +26,8 @@ struct Logged {
 }
 
 impl Logged {
-    /// Starts `example` with `args`, `env` and, when given, `ulimit -n nofile`.
-    fn start(example: &str, args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Logged {
+    /// Starts `example` with `args`, `env` and, when given, a `ulimit` (`-n 1024`).
+    fn start(example: &str, args: &[&str], env: &[(&str, &str)], ulimit: Option<&str>) -> Logged {
         // One file per server: the tests run in parallel.
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let log = std::env::temp_dir().join(format!(
@@ -36,7 +36,7 @@ impl Logged {
             NEXT.fetch_add(1, Ordering::SeqCst)
         ));
         let stderr = std::fs::File::create(&log).expect("log file");
-        let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        let limit = ulimit.map_or(String::new(), |limit| format!("ulimit {limit} && "));
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(format!("{limit}exec \"$0\" \"$@\""))
@@ -101,9 +101,9 @@ fn supervision_of(stdout: &str, slot: usize) -> Option<(u64, u64, u64)> {
     (n >= 3).then(|| (cells[n - 3], cells[n - 2], cells[n - 1]))
 }
 
-/// A worker whose coroutine loop cannot start (no stack of the size asked fits) exits
-/// as a boot failure, and is retried: its connection feeder does not keep it alive,
-/// accepting connections nobody serves.
+/// A worker whose coroutine loop cannot start (no stack of the size asked fits in the
+/// address space `ulimit -v` allows) exits as a boot failure, and is retried: its
+/// connection feeder does not keep it alive, accepting connections nobody serves.
 #[test]
 fn a_scheduled_worker_whose_loop_cannot_start_exits_as_a_boot_failure() {
     let mut server = Logged::start(
@@ -117,11 +117,13 @@ fn a_scheduled_worker_whose_loop_cannot_start_exits_as_a_boot_failure() {
             "1",
             "--inner",
             "scheduled",
+            // Two stacks (the loop's accept and watch coroutines) do not fit the
+            // address space allowed below, whatever the rest of the worker takes.
             "--stack-size",
-            &(1u64 << 60).to_string(),
+            "256m",
         ],
         &[],
-        None,
+        Some("-v 500000"),
     );
     wait_until("the worker's boot failure", LONG, || {
         server.log().contains("(slot 0) died while starting")
@@ -233,7 +235,7 @@ fn under_nofile_1024_the_pool_stops_growing_says_why_and_answers_every_waiter() 
             "512",
         ],
         &[],
-        Some(1024),
+        Some("-n 1024"),
     );
     let mut waiters: Vec<_> = (0..560).map(|_| start_waiter(server.addr)).collect();
     // `GET /` queues behind every waiter: once it is answered each waiter was taken,
@@ -376,7 +378,7 @@ fn workers_that_cannot_fit_the_masters_open_file_limit_are_a_clear_start_up_erro
         "comet",
         &["--mixin", "preforked", "--workers", "64"],
         &[],
-        Some(128),
+        Some("-n 128"),
     );
     wait_until("the server to give up", LONG, || !server.alive());
     let status = server.child.wait().expect("status");

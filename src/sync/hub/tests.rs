@@ -508,7 +508,7 @@ fn waits_leave_the_master_connections_for_a_notify() {
         .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), 9, &[]))
         .unwrap();
     let (code, why) = rig.reply(&mut third).expect("an answer");
-    assert_eq!(code, status::ERROR, "{}", String::from_utf8_lossy(&why));
+    assert_eq!(code, status::NO_WORKER, "{}", String::from_utf8_lossy(&why));
     // A notify still connects, and releases the two.
     let mut notifier = rig.connect();
     notifier
@@ -529,7 +529,7 @@ fn the_workers_control_sockets_come_out_of_the_hub_room() {
     let mut rig = Rig::trusting_self();
     rig.hub.set_room(1000);
     rig.hub.reserve_for_workers(100);
-    assert_eq!(rig.hub.room(), 800, "two fds per worker slot");
+    assert_eq!(rig.hub.room(), 900, "a control socket per worker slot");
     rig.hub.reserve_for_workers(usize::MAX);
     assert_eq!(
         rig.hub.room(),

@@ -165,12 +165,11 @@ impl HubServer {
     }
 
     /// Keeps the fds of `workers` workers' control sockets out of the connections the
-    /// hub may hold (two per worker: a replaced worker keeps its socket while it drains
-    /// beside its successor). The hub is bound before any worker exists.
+    /// hub may hold (one per worker slot; the hub is bound before any worker exists).
     pub(crate) fn reserve_for_workers(&mut self, workers: usize) {
         self.room = self
             .room
-            .saturating_sub(workers.saturating_mul(2))
+            .saturating_sub(workers)
             .max(2 * crate::sync::hub::peer::NOTIFY_HEADROOM);
     }
 

@@ -150,11 +150,20 @@ impl HubServer {
         let refuse = if self.scope.is_draining() {
             Some(WaitError::Closed)
         } else if self.peers.len() + NOTIFY_HEADROOM > self.room {
-            Some(WaitError::Hub(format!(
-                "the master holds {} hub connections, near its open-file limit: waits \
-                 are refused so that a notify can still connect",
+            // The reserve rule at the master's fds: no more handlers may wait than its
+            // open-file limit leaves room for beside a notify (`503`, as the rule says).
+            self.refusals.note(&format!(
+                "waits refused: the master holds {} hub connections, near its open-file \
+                 limit (raise `ulimit -n`)",
                 self.peers.len()
-            )))
+            ));
+            Some(WaitError::NoOtherWorker {
+                model: match self.scope.no_other_worker() {
+                    WaitError::NoOtherWorker { model, .. } => model,
+                    _ => "preforked",
+                },
+                max_waiting: self.room.saturating_sub(NOTIFY_HEADROOM),
+            })
         } else if deadline.is_none() && self.status.blocked_clients() >= self.scope.max_blocked() {
             Some(self.scope.no_other_worker())
         } else {
