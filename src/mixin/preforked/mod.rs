@@ -15,6 +15,7 @@
 
 mod backoff;
 mod budget;
+mod control;
 mod dispatch;
 mod master;
 mod plan;
