@@ -21,6 +21,16 @@ fn echo_once() -> impl Fn() -> mixserve::handler::FnHandler<fn(&mut Conn) -> io:
     || from_fn(serve as fn(&mut Conn) -> io::Result<()>)
 }
 
+/// A client of `addr` whose reads give up after 10 s (a guard against a hang, not a
+/// timing the test relies on).
+fn timed_client(addr: std::net::SocketAddr) -> TcpStream {
+    let client = TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+}
+
 fn round_trip(stream: &mut (impl Read + Write), message: &[u8]) -> Vec<u8> {
     stream.write_all(message).unwrap();
     let mut reply = Vec::new();
@@ -180,10 +190,7 @@ fn handle_request_times_out_and_verify_request_refuses() {
 
     let addr = server.local_addr().unwrap();
     let client = thread::spawn(move || {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let mut stream = timed_client(addr);
         let _ = stream.write_all(b"hello?");
         let mut reply = Vec::new();
         let _ = stream.read_to_end(&mut reply);
@@ -250,18 +257,12 @@ fn a_panicking_handler_gives_its_thread_slot_back() {
     let addr = server.local_addr().unwrap();
     let handle = server.shutdown_handle();
     let serving = thread::spawn(move || server.serve_forever());
-    let mut doomed = TcpStream::connect(addr).unwrap();
-    doomed
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut doomed = timed_client(addr);
     doomed.write_all(b"!").unwrap();
     let mut nothing = Vec::new();
     let _ = doomed.read_to_end(&mut nothing);
     for _ in 0..3 {
-        let mut client = TcpStream::connect(addr).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let mut client = timed_client(addr);
         assert_eq!(round_trip(&mut client, b"?"), b"ok");
     }
     handle.shutdown();
@@ -307,15 +308,9 @@ fn a_panicking_error_hook_gives_its_thread_slot_back() {
         let handle = server.shutdown_handle();
         let serving = thread::spawn(move || server.serve_forever());
         for _ in 0..3 {
-            let mut doomed = TcpStream::connect(addr).unwrap();
-            doomed
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
+            let mut doomed = timed_client(addr);
             assert_eq!(round_trip(&mut doomed, b"!"), b"");
-            let mut client = TcpStream::connect(addr).unwrap();
-            client
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
+            let mut client = timed_client(addr);
             assert_eq!(round_trip(&mut client, b"?"), b"ok");
         }
         handle.shutdown();
@@ -345,10 +340,7 @@ fn a_server_stopped_serves_again_under_every_thread_model() {
                 server.serve_forever().unwrap();
                 server
             });
-            let mut client = TcpStream::connect(addr).unwrap();
-            client
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
+            let mut client = timed_client(addr);
             assert_eq!(
                 round_trip(&mut client, b"hi"),
                 b"hi",
