@@ -18,6 +18,12 @@ pub(crate) fn from_now(after: Duration) -> Instant {
     self::after(Instant::now(), after)
 }
 
+/// `duration` in whole milliseconds, saturating: a timeout past `u64` milliseconds
+/// means "never", not a wrap to a few hundred milliseconds.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +37,16 @@ mod tests {
         );
         assert_eq!(after(now, Duration::MAX), now + FAR);
         assert!(from_now(Duration::MAX) > now + FAR - Duration::from_secs(60));
+    }
+
+    #[test]
+    fn milliseconds_past_u64_saturate() {
+        // A heartbeat timeout this long wrapped to 384 ms and got every worker killed.
+        assert_eq!(
+            millis(Duration::from_secs(18_446_744_073_709_552)),
+            u64::MAX
+        );
+        assert_eq!(millis(Duration::MAX), u64::MAX);
+        assert_eq!(millis(Duration::from_secs(30)), 30_000);
     }
 }

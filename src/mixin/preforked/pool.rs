@@ -391,7 +391,7 @@ impl Pool {
     }
 
     fn check_heartbeats(&self, board: &Scoreboard) {
-        let limit = millis(self.heartbeat_timeout);
+        let limit = crate::deadline::millis(self.heartbeat_timeout);
         for (slot, worker) in self.workers.iter().enumerate() {
             if let Some(worker) = worker {
                 if board.silent_for_millis(slot) > limit {
@@ -485,26 +485,5 @@ impl Pool {
     pub(super) fn control_fd(&self, slot: usize) -> Option<RawFd> {
         let worker = self.workers.get(slot)?.as_ref()?;
         worker.control.as_ref().map(AsRawFd::as_raw_fd)
-    }
-}
-
-/// `duration` in whole milliseconds, saturating: a timeout past `u64` milliseconds
-/// means "never", not a wrap to a few hundred milliseconds that kills every worker.
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    #[test]
-    fn a_heartbeat_timeout_past_u64_milliseconds_saturates() {
-        assert_eq!(
-            super::millis(Duration::from_secs(18_446_744_073_709_552)),
-            u64::MAX
-        );
-        assert_eq!(super::millis(Duration::MAX), u64::MAX);
-        assert_eq!(super::millis(Duration::from_secs(30)), 30_000);
     }
 }
