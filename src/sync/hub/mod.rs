@@ -22,6 +22,8 @@
 //! dies first gives it back), and a retried send is not sent twice.
 
 pub(crate) mod client;
+#[cfg(test)]
+mod load_tests;
 mod mux;
 mod peer;
 pub(crate) mod protocol;

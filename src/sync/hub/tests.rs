@@ -15,14 +15,14 @@ use super::server::HubServer;
 use crate::sync::wire::Wire;
 use crate::sync::{Broadcast, Channel, ServerScope, TryRecvError};
 
-struct Rig {
-    hub: HubServer,
+pub(super) struct Rig {
+    pub(super) hub: HubServer,
     poll: Poll,
     events: Events,
 }
 
 impl Rig {
-    fn new(trust: Trust) -> Rig {
+    pub(super) fn new(trust: Trust) -> Rig {
         let scope = ServerScope::new(Arc::new(crate::conn::Drain::new()));
         scope.set_max_blocked(Some(100));
         let mut hub = HubServer::bind_trusting(scope, trust).unwrap();
@@ -36,11 +36,11 @@ impl Rig {
     }
 
     /// Trusts this test process as if it were a worker.
-    fn trusting_self() -> Rig {
+    pub(super) fn trusting_self() -> Rig {
         Rig::new(Trust(|pid, _| pid == std::process::id()))
     }
 
-    fn turn(&mut self) {
+    pub(super) fn turn(&mut self) {
         self.poll
             .poll(&mut self.events, Some(Duration::from_millis(5)))
             .unwrap();
@@ -52,7 +52,7 @@ impl Rig {
     }
 
     /// Turns the loop until `done`, failing after a generous deadline.
-    fn until(&mut self, what: &str, mut done: impl FnMut(&mut Rig) -> bool) {
+    pub(super) fn until(&mut self, what: &str, mut done: impl FnMut(&mut Rig) -> bool) {
         let give_up = Instant::now() + Duration::from_secs(20);
         while !done(self) {
             assert!(Instant::now() < give_up, "never happened: {what}");
@@ -60,7 +60,7 @@ impl Rig {
         }
     }
 
-    fn connect(&mut self) -> UnixStream {
+    pub(super) fn connect(&mut self) -> UnixStream {
         let addr = SocketAddr::from_abstract_name(self.hub.name().as_bytes()).unwrap();
         let stream = UnixStream::connect_addr(&addr).unwrap();
         stream.set_nonblocking(true).unwrap();
@@ -69,7 +69,7 @@ impl Rig {
 
     /// Reads one reply frame from `stream`, turning the loop meanwhile; `None` if the
     /// hub closed the connection.
-    fn reply(&mut self, stream: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
+    pub(super) fn reply(&mut self, stream: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
         let mut input = Vec::new();
         let mut buf = [0u8; 4096];
         let give_up = Instant::now() + Duration::from_secs(20);
@@ -92,9 +92,19 @@ impl Rig {
 }
 
 impl Rig {
+    /// A connection with one wait (call `id`) pending on `news`.
+    pub(super) fn remote_wait(&mut self, news: &Broadcast<u64>, id: u64) -> UnixStream {
+        let mut waiter = self.connect();
+        waiter
+            .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), id, &[]))
+            .unwrap();
+        self.until("the remote wait", |_| news.waiting() == 1);
+        waiter
+    }
+
     /// Reads `n` reply frames from `stream` (turning the loop meanwhile), as
     /// `(status, id, payload)` in arrival order.
-    fn replies(&mut self, stream: &mut UnixStream, n: usize) -> Vec<(u8, u64, Vec<u8>)> {
+    pub(super) fn replies(&mut self, stream: &mut UnixStream, n: usize) -> Vec<(u8, u64, Vec<u8>)> {
         let mut input = Vec::new();
         let mut replies = Vec::new();
         let mut buf = [0u8; 4096];
@@ -120,7 +130,7 @@ impl Rig {
     }
 }
 
-fn request(op: u8, object: u64, id: u64, payload: &[u8]) -> Vec<u8> {
+pub(super) fn request(op: u8, object: u64, id: u64, payload: &[u8]) -> Vec<u8> {
     protocol::encode_request(&Request {
         op,
         object,
@@ -130,7 +140,7 @@ fn request(op: u8, object: u64, id: u64, payload: &[u8]) -> Vec<u8> {
     })
 }
 
-fn timed_request(op: u8, object: u64, id: u64, timeout_ms: u64) -> Vec<u8> {
+pub(super) fn timed_request(op: u8, object: u64, id: u64, timeout_ms: u64) -> Vec<u8> {
     protocol::encode_request(&Request {
         op,
         object,
@@ -140,7 +150,7 @@ fn timed_request(op: u8, object: u64, id: u64, timeout_ms: u64) -> Vec<u8> {
     })
 }
 
-fn encoded(value: u64) -> Vec<u8> {
+pub(super) fn encoded(value: u64) -> Vec<u8> {
     let mut bytes = Vec::new();
     value.encode(&mut bytes);
     bytes
@@ -160,11 +170,7 @@ fn an_untrusted_peer_is_closed_without_an_answer() {
 fn hostile_frames_close_only_their_peer() {
     let mut rig = Rig::trusting_self();
     let news: Broadcast<u64> = Broadcast::new();
-    let mut waiter = rig.connect();
-    waiter
-        .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), 1, &[]))
-        .unwrap();
-    rig.until("the remote wait", |_| news.waiting() == 1);
+    let mut waiter = rig.remote_wait(&news, 1);
     let hostile: [&[u8]; 4] = [
         &u32::MAX.to_le_bytes(),              // oversized length
         &[3, 0, 0, 0, 1, 2, 3],               // shorter than a request header
@@ -326,28 +332,6 @@ fn closing_a_connection_withdraws_its_waits_and_puts_unacknowledged_values_back(
 }
 
 #[test]
-fn calls_past_the_cap_of_one_connection_get_a_clear_error() {
-    let mut rig = Rig::trusting_self();
-    rig.hub.set_max_outstanding(3);
-    let news: Broadcast<u64> = Broadcast::new();
-    let mut worker = rig.connect();
-    for id in 1..=4 {
-        worker
-            .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), id, &[]))
-            .unwrap();
-    }
-    let refused = rig.replies(&mut worker, 1);
-    assert_eq!(refused[0].0, status::ERROR);
-    assert_eq!(refused[0].1, 4);
-    let why = String::from_utf8_lossy(&refused[0].2).into_owned();
-    assert!(why.contains("at most 3"), "{why}");
-    // The connection stays: the three waits are still served.
-    assert_eq!(news.waiting(), 3);
-    assert_eq!(news.send(1), Ok(3));
-    assert_eq!(rig.replies(&mut worker, 3).len(), 3);
-}
-
-#[test]
 fn waits_withdrawn_long_before_their_deadline_leave_no_timer_behind() {
     let mut rig = Rig::trusting_self();
     let news: Broadcast<u64> = Broadcast::new();
@@ -395,87 +379,10 @@ fn waits_withdrawn_long_before_their_deadline_leave_no_timer_behind() {
 }
 
 #[test]
-fn a_value_too_large_for_a_reply_frame_is_refused_not_sent() {
-    let mut rig = Rig::trusting_self();
-    let jobs: Channel<String> = Channel::new();
-    // Sent inside the master, where the hub's limit does not apply: 4 bytes short of a
-    // frame, so with the reply's head it would not fit in one.
-    jobs.send("x".repeat(protocol::MAX_FRAME - 4)).unwrap();
-    let mut worker = rig.connect();
-    worker
-        .write_all(&request(op::CHANNEL_RECV, jobs.hub_id(), 1, &[]))
-        .unwrap();
-    let (status, why) = rig
-        .reply(&mut worker)
-        .expect("an answer on a connection that stays");
-    assert_eq!(status, status::ERROR);
-    let why = String::from_utf8_lossy(&why).into_owned();
-    assert!(why.contains("exceeds the hub's limit"), "{why}");
-}
-
-#[test]
-fn a_notify_larger_than_the_old_output_cap_reaches_every_wait_of_one_peer() {
-    // A scheduled worker's waits share one connection: a notify releases them all at
-    // once, so the hub owes that peer one reply per wait together (here 48 MiB).
-    let mut rig = Rig::trusting_self();
-    let news: Broadcast<Vec<u8>> = Broadcast::new();
-    let mut worker = rig.connect();
-    for id in 1..=4 {
-        worker
-            .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), id, &[]))
-            .unwrap();
-    }
-    rig.until("four remote waits", |_| news.waiting() == 4);
-    let value = vec![7u8; 12 << 20];
-    assert_eq!(news.send(value.clone()), Ok(4));
-    let mut wire = Vec::new();
-    value.encode(&mut wire);
-    let replies = rig.replies(&mut worker, 4);
-    let mut ids: Vec<u64> = replies.iter().map(|(_, id, _)| *id).collect();
-    ids.sort();
-    assert_eq!(ids, [1, 2, 3, 4]);
-    for (status, id, payload) in replies {
-        assert_eq!(status, status::OK, "call {id}");
-        assert!(payload == wire, "call {id}: the value differs");
-    }
-}
-
-#[test]
-fn a_worker_that_writes_without_pause_gets_a_bounded_turn() {
-    let mut rig = Rig::trusting_self();
-    let jobs: Channel<u64> = Channel::new();
-    let mut worker = rig.connect();
-    rig.until("the connection accepted", |rig| rig.hub.peer_count() == 1);
-    // As many sends as the socket holds (about 5,600, some 230 KB), written before the
-    // hub reads any: one turn of the hub's loop (two 64 KiB reads here) must not serve
-    // them all.
-    let send = |id| request(op::CHANNEL_SEND, jobs.hub_id(), id, &encoded(id));
-    let frame_len = send(0).len();
-    let all: Vec<u8> = (1..=20_000).flat_map(send).collect();
-    let mut sent = 0;
-    loop {
-        match worker.write(&all[sent..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    let whole = sent / frame_len;
-    rig.turn();
-    let served = jobs.len();
-    assert!(served > 0, "the hub served nothing");
-    assert!(served < whole, "one turn served all {whole} sends");
-}
-
-#[test]
 fn a_count_is_sent_only_to_a_broadcast_of_counts() {
     let mut rig = Rig::trusting_self();
     let news: Broadcast<u64> = Broadcast::new();
-    let mut waiter = rig.connect();
-    waiter
-        .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), 1, &[]))
-        .unwrap();
-    rig.until("the remote wait", |_| news.waiting() == 1);
+    let _waiter = rig.remote_wait(&news, 1);
     let mut notifier = rig.connect();
     notifier
         .write_all(&request(op::BROADCAST_SEND_COUNT, news.hub_id(), 2, &[]))
@@ -486,54 +393,5 @@ fn a_count_is_sent_only_to_a_broadcast_of_counts() {
         news.waiting(),
         1,
         "the waiter was released with a count as its value"
-    );
-}
-
-#[test]
-fn waits_leave_the_master_connections_for_a_notify() {
-    use super::peer::NOTIFY_HEADROOM;
-    let mut rig = Rig::trusting_self();
-    // Room for two waiting connections besides the headroom kept for notifies.
-    rig.hub.set_room(NOTIFY_HEADROOM + 2);
-    let news: Broadcast<u64> = Broadcast::new();
-    let mut waiters: Vec<UnixStream> = (0..2).map(|_| rig.connect()).collect();
-    for (id, waiter) in waiters.iter_mut().enumerate() {
-        waiter
-            .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), id as u64, &[]))
-            .unwrap();
-    }
-    rig.until("two remote waits", |_| news.waiting() == 2);
-    let mut third = rig.connect();
-    third
-        .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), 9, &[]))
-        .unwrap();
-    let (code, why) = rig.reply(&mut third).expect("an answer");
-    assert_eq!(code, status::NO_WORKER, "{}", String::from_utf8_lossy(&why));
-    // A notify still connects, and releases the two.
-    let mut notifier = rig.connect();
-    notifier
-        .write_all(&request(op::BROADCAST_SEND, news.hub_id(), 10, &encoded(5)))
-        .unwrap();
-    assert_eq!(
-        rig.reply(&mut notifier).map(|(code, _)| code),
-        Some(status::OK)
-    );
-    for waiter in &mut waiters {
-        assert_eq!(rig.reply(waiter), Some((status::OK, encoded(5))));
-    }
-}
-
-#[test]
-fn the_workers_control_sockets_come_out_of_the_hub_room() {
-    use super::peer::NOTIFY_HEADROOM;
-    let mut rig = Rig::trusting_self();
-    rig.hub.set_room(1000);
-    rig.hub.reserve_for_workers(100);
-    assert_eq!(rig.hub.room(), 900, "a control socket per worker slot");
-    rig.hub.reserve_for_workers(usize::MAX);
-    assert_eq!(
-        rig.hub.room(),
-        2 * NOTIFY_HEADROOM,
-        "never below the headroom itself"
     );
 }
