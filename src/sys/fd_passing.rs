@@ -179,6 +179,11 @@ pub(crate) fn set_nonblocking(fd: &impl AsRawFd, nonblocking: bool) -> io::Resul
     Ok(())
 }
 
+/// Fds open in this process now (`/proc/self/fd`), or `guess` when that cannot be read.
+pub(crate) fn open_fds_now(guess: usize) -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(guess, |dir| dir.count())
+}
+
 /// The soft limit on open files of this process (`RLIMIT_NOFILE`), if it can be read.
 pub(crate) fn open_files_limit() -> Option<u64> {
     let mut limit = libc::rlimit {

@@ -28,7 +28,7 @@ fn fit(limit: u64, open: u64) -> usize {
 
 /// Fds open in this process now (a generous guess when `/proc` cannot be read).
 fn open_now() -> u64 {
-    std::fs::read_dir("/proc/self/fd").map_or(64, |dir| dir.count() as u64)
+    crate::sys::fd_passing::open_fds_now(64) as u64
 }
 
 /// Checks `workers` and `max_workers` against the budget: the `max_workers` to use

@@ -137,7 +137,7 @@ struct Stranded {
 fn free_fds() -> usize {
     const KEPT: usize = 64;
     let limit = crate::sys::fd_passing::open_files_limit().map_or(usize::MAX, |l| l as usize);
-    let open = std::fs::read_dir("/proc/self/fd").map_or(KEPT, |dir| dir.count());
+    let open = crate::sys::fd_passing::open_fds_now(KEPT);
     limit.saturating_sub(open + KEPT)
 }
 

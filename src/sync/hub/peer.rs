@@ -56,7 +56,7 @@ pub(crate) fn connections_room() -> usize {
     let Some(limit) = crate::sys::fd_passing::open_files_limit() else {
         return usize::MAX;
     };
-    let open = std::fs::read_dir("/proc/self/fd").map_or(64, |dir| dir.count());
+    let open = crate::sys::fd_passing::open_fds_now(64);
     (limit as usize)
         .saturating_sub(open + MASTER_FDS_KEPT)
         .max(2 * NOTIFY_HEADROOM)
