@@ -25,7 +25,8 @@ struct Shared {
     /// `Locked`: where connections come from, and the one thread allowed to wait on it.
     source: Arc<Source>,
     accept_lock: Mutex<()>,
-    /// `Handoff`: where connections arrive.
+    /// Where handed-over connections arrive: every connection under `Handoff`; under
+    /// `Locked`, those the serving loop hands over after shutdown began.
     receiver: Receiver<Conn>,
     stopping: AtomicBool,
     /// Threads alive, and those serving a connection.
@@ -43,7 +44,7 @@ struct Shared {
 #[derive(Debug)]
 pub(super) struct Pool {
     shared: Arc<Shared>,
-    /// `Handoff`: the sending side, dropped when the pool stops.
+    /// The sending side of the hand-over channel, dropped when the pool stops.
     sender: Option<Sender<Conn>>,
 }
 
@@ -191,24 +192,22 @@ fn serve(shared: &Arc<Shared>, slot: usize, tracker: &Tracker) {
 }
 
 /// The thread's next connection, already counted busy; `None` when the pool stops.
+/// Under `Locked` a thread accepts from the source until shutdown begins, then takes
+/// what the serving loop hands over, like a `Handoff` thread.
 fn next(shared: &Shared, slot: usize) -> Option<Conn> {
     let stopping = || shared.stopping.load(Ordering::SeqCst) || shared.ctx.is_shutting_down();
     let conn = match shared.accept {
-        PoolAccept::Handoff => {
-            let conn = shared.receiver.recv().ok()?;
-            // Busy first, then no longer queued: the drain, which waits while
-            // `in_flight` (busy + queued) is above 0, never sees this one as neither.
-            shared.busy.fetch_add(1, Ordering::SeqCst);
-            shared.queued.fetch_sub(1, Ordering::SeqCst);
-            conn
-        }
+        PoolAccept::Handoff => handed(shared)?,
         PoolAccept::Locked => loop {
             if stopping() {
-                return None;
+                // Accepting is over, not serving: what the serving loop still hands
+                // over (a reuseport worker's queue, taken as it stops) comes over the
+                // channel until the pool stops.
+                break handed(shared)?;
             }
             let _turn = lock(&shared.accept_lock);
             if stopping() {
-                return None;
+                continue;
             }
             if let Some(conn) = shared.source.next_counting(Some((&shared.board, slot))) {
                 shared.busy.fetch_add(1, Ordering::SeqCst);
@@ -217,5 +216,16 @@ fn next(shared: &Shared, slot: usize) -> Option<Conn> {
         },
     };
     shared.board.count_connection(slot);
+    Some(conn)
+}
+
+/// The next connection handed over the channel, counted busy; `None` once the pool
+/// stopped (its sender dropped).
+fn handed(shared: &Shared) -> Option<Conn> {
+    let conn = shared.receiver.recv().ok()?;
+    // Busy first, then no longer queued: the drain, which waits while `in_flight`
+    // (busy + queued) is above 0, never sees this one as neither.
+    shared.busy.fetch_add(1, Ordering::SeqCst);
+    shared.queued.fetch_sub(1, Ordering::SeqCst);
     Some(conn)
 }

@@ -1,5 +1,6 @@
 //! The pool driven by hand, with no serving loop: what happens to a connection queued
-//! when the forced end comes, and a thread that grows the pool while it starts.
+//! when the forced end comes, to one handed to a `Locked` pool after shutdown began,
+//! and a thread that grows the pool while it starts.
 
 use std::cell::RefCell;
 use std::io::{self, Read};
@@ -80,6 +81,28 @@ fn a_connection_still_queued_at_the_forced_end_is_closed_unserved() {
     );
     let mut rest = Vec::new();
     assert_eq!(b_client.read_to_end(&mut rest).unwrap(), 0, "b is closed");
+}
+
+/// What a stopping reuseport worker took from its own listener reaches a `Locked` pool
+/// after shutdown began, when its threads no longer accept: they serve it.
+#[test]
+fn a_locked_pool_serves_what_is_handed_over_after_shutdown() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let (entered, entered_rx): (_, Receiver<()>) = bounded(1);
+    let server = counting_server(&served, entered);
+    let ctx = server.context();
+    let source = Arc::new(Source::open(ctx, None).unwrap());
+    let board = Arc::new(Scoreboard::new(1).unwrap());
+    let mut pool = Pool::start(ctx, &source, board, PoolAccept::Locked, 1, 1).unwrap();
+    server.shutdown_handle().shutdown();
+    let (client, leftover) = unix_conn();
+    pool.hand_off(leftover).unwrap();
+    // Bounded only so that a failure ends: the thread takes it at once.
+    let taken = entered_rx.recv_timeout(std::time::Duration::from_secs(30));
+    drop(client); // ends the handler's read
+    pool.stop();
+    assert!(taken.is_ok(), "the handed-over connection was never served");
+    assert_eq!(served.load(Ordering::SeqCst), 1);
 }
 
 #[test]
