@@ -244,6 +244,43 @@ mod tests {
         }
     }
 
+    /// A request and the end of the stream that arrive in one event: the short read
+    /// of the request says the socket is drained, but the end must still be seen at
+    /// once, not after the idle timeout (`printf 'GET ...' | nc -N`).
+    #[test]
+    fn an_end_that_came_with_the_last_request_ends_the_idle_wait_at_once() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let outcome = Rc::new(Cell::new(None));
+        let put = Rc::clone(&outcome);
+        runtime
+            .spawn(move || {
+                let mut conn = Conn::from_unix(server).unwrap();
+                // Parks (nothing sent yet), which registers the socket.
+                let got = conn.fill_buf().unwrap().len();
+                conn.consume(got);
+                let started = std::time::Instant::now();
+                let idle = conn.wait_idle(Duration::from_secs(20));
+                put.set(Some((got, idle.ok(), started.elapsed())));
+            })
+            .unwrap();
+        let keep = Rc::new(Cell::new(None));
+        let kept = Rc::clone(&keep);
+        runtime
+            .spawn(move || {
+                // On the loop's thread, so both reach the loop's next poll together.
+                (&client).write_all(b"GET").unwrap();
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+                kept.set(Some(client)); // half-closed, not closed
+            })
+            .unwrap();
+        runtime.run().unwrap();
+        drop(keep.take());
+        let (got, idle, waited) = outcome.take().expect("the reading coroutine finished");
+        assert_eq!(got, 3);
+        assert_eq!(idle, Some(Idle::Request), "the end was missed ({waited:?})");
+    }
+
     #[test]
     fn a_drain_wakes_a_coroutine_idle_between_requests() {
         let (client, server) = UnixStream::pair().unwrap();

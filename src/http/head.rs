@@ -122,7 +122,10 @@ pub(crate) fn read_head(
                     Err(error) => return Err(read_failure(error, Failure::Close)),
                 }
                 // Just woken by input: the loop clock is fresh.
-                conn.set_read_deadline(Some(clock::now() + config.header_timeout));
+                conn.set_read_deadline(Some(crate::deadline::after(
+                    clock::now(),
+                    config.header_timeout,
+                )));
             }
         }
         match conn.fill_buf() {

@@ -62,6 +62,9 @@ struct Direction {
     /// An edge arrived since the owner last said the fd was drained
     /// ([`Reactor::clear_ready`]), consumed or not.
     edge_since_clear: bool,
+    /// The peer closed this direction, or the socket has an error: no edge will come
+    /// again, so neither flag above is ever cleared from now on.
+    closed: bool,
     /// Coroutines parked on this direction (the allocation is kept across uses).
     waiters: Vec<WaitTicket>,
 }
@@ -147,6 +150,8 @@ impl Reactor {
             entry.write.ready = false;
             entry.read.edge_since_clear = true;
             entry.write.edge_since_clear = true;
+            entry.read.closed = false;
+            entry.write.closed = false;
             SourceKey {
                 index,
                 generation: entry.generation,
@@ -189,10 +194,15 @@ impl Reactor {
     }
 
     /// Forgets a direction's readiness after the owner drained the fd (a read that
-    /// returned less than it asked for): the next bytes bring a new edge.
+    /// returned less than it asked for): the next bytes bring a new edge. Not once the
+    /// peer closed it: the close came with the bytes just read, in the same event, and
+    /// no edge will say so again.
     pub(crate) fn clear_ready(&self, key: SourceKey, interest: Interest) {
         if let Some(entry) = self.entries.borrow_mut().get_mut(key) {
             let direction = entry.direction(interest);
+            if direction.closed {
+                return;
+            }
             direction.ready = false;
             direction.edge_since_clear = false;
         }
@@ -246,6 +256,12 @@ impl Reactor {
             let Some(entry) = entries.get_mut(SourceKey::from_token(event.token())) else {
                 continue;
             };
+            if event.is_read_closed() || event.is_error() {
+                entry.read.closed = true;
+            }
+            if event.is_write_closed() || event.is_error() {
+                entry.write.closed = true;
+            }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 entry.read.ready = true;
                 entry.read.edge_since_clear = true;
