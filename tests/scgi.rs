@@ -150,33 +150,46 @@ fn panicking_application_gets_500() {
 }
 
 #[test]
-fn bad_netstrings_close_without_an_answer() {
+fn bad_netstrings_get_400_and_a_close() {
     let cases: &[&[u8]] = &[
         b"x:CONTENT_LENGTH\x000\x00SCGI\x001\x00,",
         b"24:CONTENT_LENGTH\x000\x00SCGI\x001\x00;",
         b"24:SCGI\x001\x00CONTENT_LENGTH\x000\x00,",
         b"19:CONTENT_LENGTH\x000\x00A\x00b\x00,",
         b"24:CONTENT_LENGTH\x00z\x00SCGI\x001\x00,",
+        b"024:CONTENT_LENGTH\x000\x00SCGI\x001\x00,",
         b"999999999:",
-        b"24:CONTENT_LENGTH",
     ];
     for case in cases {
         let mut client = start(Scgi::new(echo));
         client.send(case);
         client.writer.shutdown(std::net::Shutdown::Write).unwrap();
-        assert!(client.closed(), "{:?}", String::from_utf8_lossy(case));
+        let (head, _) = answer(&mut client);
+        let case = String::from_utf8_lossy(case);
+        assert_eq!(head[0], "Status: 400 Bad Request", "{case:?}");
         client.join().expect("handler ends cleanly");
     }
 }
 
 #[test]
-fn netstring_over_the_head_limit_closes() {
+fn a_block_the_stream_ends_inside_closes_without_an_answer() {
+    let mut client = start(Scgi::new(echo));
+    client.send(b"24:CONTENT_LENGTH");
+    client.writer.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(client.closed());
+    client.join().expect("handler ends cleanly");
+}
+
+#[test]
+fn netstring_over_the_head_limit_gets_431() {
     let mut config = HttpConfig::default();
     config.max_head_bytes = 64;
     let long = "v".repeat(100);
-    let mut client = start(Scgi::with_config(echo, config));
-    client.send(&scgi_request(&[("HTTP_X", &long)], b""));
-    assert!(client.closed());
+    let (head, _) = exchange(
+        Scgi::with_config(echo, config),
+        &scgi_request(&[("HTTP_X", &long)], b""),
+    );
+    assert_eq!(head[0], "Status: 431 Request Header Fields Too Large");
 }
 
 #[test]

@@ -8,8 +8,9 @@
 //! and the peer from `REMOTE_ADDR`/`REMOTE_PORT`. The answer is written CGI-style,
 //! `Status: 200 OK` then the header fields and the body, and the connection closes.
 //!
-//! A malformed netstring or variable block closes the connection without an answer; a
-//! body over [`HttpConfig::max_body`] gets `Status: 413`; a panicking application
+//! A malformed netstring or variable block gets `Status: 400`, a block over
+//! `max_head_bytes` `Status: 431` (nginx passes either on, where a bare close would be
+//! its 502), and one the stream ends inside a close with no answer; a body over [`HttpConfig::max_body`] gets `Status: 413`; a panicking application
 //! `Status: 500`. The limits of [`HttpConfig`] apply: `max_head_bytes` to the netstring,
 //! `header_timeout` to reading it (from the connection's establishment), `body_timeout`,
 //! `body_deadline` and `write_timeout` as for HTTP.
@@ -38,7 +39,7 @@ use crate::http::seams::{
 use crate::http::{BodyReader, Headers, HttpConfig, HttpHandler, Request, Response, Version};
 use crate::server::ConfigError;
 
-use netstring::{parse_variables, read_netstring};
+use netstring::{Malformed, parse_variables, read_netstring};
 
 /// Serves an [`HttpHandler`] over SCGI: the [`MakeHandler`] to give a server.
 pub struct Scgi<A> {
@@ -134,11 +135,11 @@ impl<A: HttpHandler> ScgiConnection<A> {
             config.header_timeout,
         )));
         let mut block = Vec::new();
-        if read_netstring(conn, config.max_head_bytes, &mut block)?.is_err() {
-            return Ok(());
-        }
-        let Ok((variables, length)) = parse_variables(&block) else {
-            return Ok(());
+        let parsed = read_netstring(conn, config.max_head_bytes, &mut block)?
+            .and_then(|()| parse_variables(&block));
+        let (variables, length) = match parsed {
+            Ok(parsed) => parsed,
+            Err(malformed) => return refuse(conn, config, malformed),
         };
         let (mut request, head_only) = build_request(&variables, conn.peer_addr());
         if length > config.max_body as u64 {
@@ -200,6 +201,20 @@ impl<A: HttpHandler> ScgiConnection<A> {
         };
         crate::http::access_log::log_access(config, &request, &response);
         answer(conn, config, response, head_only)
+    }
+}
+
+/// Answers a header block refused (nginx passes the status on, where a bare close
+/// would be its 502), or closes when the stream ended with nobody to answer.
+fn refuse(conn: &mut Conn, config: &HttpConfig, malformed: Malformed) -> io::Result<()> {
+    match malformed.answer() {
+        Some((status, why)) => answer(
+            conn,
+            config,
+            Response::text(status, format!("{why}\n")),
+            false,
+        ),
+        None => Ok(()),
     }
 }
 
@@ -265,10 +280,11 @@ fn build_request(variables: &[(&[u8], &[u8])], conn_peer: &PeerAddr) -> (Request
             b"CONTENT_TYPE" => String::from("content-type"),
             b"CONTENT_LENGTH" => String::from("content-length"),
             _ => match name.strip_prefix(b"HTTP_") {
-                Some(rest) => String::from_utf8_lossy(rest)
+                // `HTTP_` alone names no header.
+                Some(rest) if !rest.is_empty() => String::from_utf8_lossy(rest)
                     .to_ascii_lowercase()
                     .replace('_', "-"),
-                None => continue,
+                _ => continue,
             },
         };
         headers.append(field, value.to_vec());

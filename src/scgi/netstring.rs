@@ -7,13 +7,30 @@ use std::io::BufRead;
 /// Most digits accepted in the netstring's length.
 const MAX_LENGTH_DIGITS: usize = 8;
 
-/// Why a header block was refused; the connection is closed without an answer.
+/// Why a header block was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Malformed {
-    /// Not a netstring, or longer than the limit.
+    /// The stream ended before the block did: there is nobody to answer.
+    Ended,
+    /// Not a netstring: a bad length (a leading zero, too many digits) or no comma.
     Netstring,
+    /// A length over the limit on the head.
+    TooLong,
     /// Not NUL-separated pairs, a repeated name, or a missing or bad required variable.
     Variables,
+}
+
+impl Malformed {
+    /// The answer to the refusal (the connection closes after it); `None`: close
+    /// without one.
+    pub(crate) fn answer(self) -> Option<(u16, &'static str)> {
+        match self {
+            Malformed::Ended => None,
+            Malformed::Netstring => Some((400, "malformed SCGI netstring")),
+            Malformed::TooLong => Some((431, "SCGI header block too large")),
+            Malformed::Variables => Some((400, "malformed SCGI variables")),
+        }
+    }
 }
 
 /// Reads the netstring from `reader` into `block` (at most `limit` bytes of content).
@@ -28,10 +45,12 @@ pub(crate) fn read_netstring<R: BufRead>(
     loop {
         let byte = match reader.fill_buf()?.first() {
             Some(&byte) => byte,
-            None => return Ok(Err(Malformed::Netstring)),
+            None => return Ok(Err(Malformed::Ended)),
         };
         reader.consume(1);
         match byte {
+            // A netstring's length has no leading zero (but "0:" is the empty string).
+            b'0'..=b'9' if digits == 1 && length == 0 => return Ok(Err(Malformed::Netstring)),
             b'0'..=b'9' if digits < MAX_LENGTH_DIGITS => {
                 length = length * 10 + usize::from(byte - b'0');
                 digits += 1;
@@ -41,14 +60,14 @@ pub(crate) fn read_netstring<R: BufRead>(
         }
     }
     if length > limit {
-        return Ok(Err(Malformed::Netstring));
+        return Ok(Err(Malformed::TooLong));
     }
     block.clear();
     block.resize(length + 1, 0);
     match reader.read_exact(block) {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Ok(Err(Malformed::Netstring));
+            return Ok(Err(Malformed::Ended));
         }
         Err(error) => return Err(error),
     }
@@ -106,16 +125,12 @@ mod tests {
     fn reads_netstrings() {
         assert_eq!(netstring(b"3:abc,rest"), Ok(b"abc".to_vec()));
         assert_eq!(netstring(b"0:,"), Ok(Vec::new()));
-        for bad in [
-            &b"3:abc;"[..],
-            b"3:ab",
-            b":abc,",
-            b"x:",
-            b"101:",
-            b"123456789:",
-            b"3",
-        ] {
+        for bad in [&b"3:abc;"[..], b":abc,", b"x:", b"123456789:", b"03:abc,"] {
             assert_eq!(netstring(bad), Err(Malformed::Netstring), "{bad:?}");
+        }
+        assert_eq!(netstring(b"101:"), Err(Malformed::TooLong));
+        for cut in [&b"3:ab"[..], b"3", b""] {
+            assert_eq!(netstring(cut), Err(Malformed::Ended), "{cut:?}");
         }
     }
 
