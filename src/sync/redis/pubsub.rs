@@ -66,8 +66,9 @@ struct Gather {
 pub(crate) struct PubSub {
     /// This process's ack channel.
     ack: Vec<u8>,
-    /// Broadcasts here, by channel.
-    objects: HashMap<Vec<u8>, Weak<dyn Waiters>>,
+    /// Broadcasts here, by channel: every object made with the name (each has its own
+    /// waiters, and a send releases them all).
+    objects: HashMap<Vec<u8>, Vec<Weak<dyn Waiters>>>,
     gathers: HashMap<(u8, u64), Gather>,
     /// Acks that came before the sender learnt its generation: `(got, total, since)`.
     early: HashMap<(u8, u64), (usize, usize, Instant)>,
@@ -208,11 +209,11 @@ impl PubSub {
 /// Registers a broadcast (its channel joins the subscriptions).
 pub(crate) fn attach(shared: &Arc<Shared>, name: &str, object: Weak<dyn Waiters>) -> Vec<u8> {
     let channel = object_channel(name);
-    shared
-        .state()
-        .pubsub
-        .objects
-        .insert(channel.clone(), object);
+    let mut state = shared.state();
+    let same_name = state.pubsub.objects.entry(channel.clone()).or_default();
+    same_name.retain(|other| other.strong_count() > 0);
+    same_name.push(object);
+    drop(state);
     bridge::subscribe(shared, &channel);
     channel
 }
@@ -362,17 +363,23 @@ pub(crate) fn on_message(shared: &Arc<Shared>, channel: &[u8], payload: &[u8]) {
     let Some((kind, id, sender)) = parse_head(head) else {
         return;
     };
-    let object = shared.state().pubsub.objects.get(channel).cloned();
-    let Some(object) = object.and_then(|o| o.upgrade()) else {
-        return;
+    let objects: Vec<Arc<dyn Waiters>> = match shared.state().pubsub.objects.get(channel) {
+        Some(same_name) => same_name.iter().filter_map(Weak::upgrade).collect(),
+        None => return,
     };
+    if objects.is_empty() {
+        return;
+    }
     let count = match kind {
         b'P' => {
             let key = (channel.to_vec(), sender.to_vec(), id);
             if shared.state().pubsub.batches.contains_key(&key) {
                 return;
             }
-            let batch = object.detach();
+            let batch: Box<dyn Batch> = match objects.as_slice() {
+                [object] => object.detach(),
+                _ => Box::new(Batches(objects.iter().map(|o| o.detach()).collect())),
+            };
             let count = batch.len();
             let deadline = crate::deadline::from_now(
                 shared
@@ -383,7 +390,7 @@ pub(crate) fn on_message(shared: &Arc<Shared>, channel: &[u8], payload: &[u8]) {
             shared.state().pubsub.batches.insert(key, (batch, deadline));
             count
         }
-        b'C' => object.count(),
+        b'C' => objects.iter().map(|o| o.count()).sum(),
         b'R' => {
             let key = (channel.to_vec(), sender.to_vec(), id);
             let batch = shared.state().pubsub.batches.remove(&key);
@@ -402,6 +409,25 @@ pub(crate) fn on_message(shared: &Arc<Shared>, channel: &[u8], payload: &[u8]) {
         .arg(answer)
         .get_packed_command();
     bridge::submit(shared, packed, bridge::ignore_reply());
+}
+
+/// The batches of several objects with one name, released together.
+struct Batches(Vec<Box<dyn Batch>>);
+
+impl Batch for Batches {
+    fn len(&self) -> usize {
+        self.0.iter().map(|batch| batch.len()).sum()
+    }
+
+    fn release(self: Box<Self>, bytes: &[u8]) {
+        self.0.into_iter().for_each(|batch| batch.release(bytes));
+    }
+
+    fn fail(self: Box<Self>, error: WaitError) {
+        self.0
+            .into_iter()
+            .for_each(|batch| batch.fail(error.clone()));
+    }
 }
 
 /// `K id sender`.

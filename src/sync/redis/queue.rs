@@ -61,8 +61,9 @@ const RECOVER: &str =
 /// The protocol's state in one bridge.
 #[derive(Default)]
 pub(crate) struct Queues {
-    /// Channels here, by list key.
-    objects: HashMap<String, Weak<dyn Receivers>>,
+    /// Channels here, by list key: every object made with the name (each has its own
+    /// receivers; a value goes to one of them).
+    objects: HashMap<String, Vec<Weak<dyn Receivers>>>,
     /// Lists with receivers waiting and no pop in flight.
     wanted: HashSet<String>,
     /// Lists with a pop in flight.
@@ -197,7 +198,9 @@ pub(crate) fn tick(shared: &Arc<Shared>, state: &mut State, registry: &Registry)
 pub(crate) fn attach(shared: &Arc<Shared>, name: &str, object: Weak<dyn Receivers>) -> String {
     let list = list_key(name);
     let mut state = shared.state();
-    state.queues.objects.insert(list.clone(), object);
+    let same_name = state.queues.objects.entry(list.clone()).or_default();
+    same_name.retain(|other| other.strong_count() > 0);
+    same_name.push(object);
     if state.queues.next_beat.is_some() {
         state.queues.next_beat = Some(Instant::now());
     }
@@ -219,31 +222,34 @@ pub(crate) fn want(shared: &Arc<Shared>, list: &str) {
 /// A pop answered (or failed).
 fn on_popped(shared: &Arc<Shared>, list: &str, reply: Reply) {
     shared.state().queues.popping.remove(list);
-    let object = shared
-        .state()
-        .queues
-        .objects
-        .get(list)
-        .and_then(Weak::upgrade);
+    let objects: Vec<Arc<dyn Receivers>> = match shared.state().queues.objects.get(list) {
+        Some(same_name) => same_name.iter().filter_map(Weak::upgrade).collect(),
+        None => Vec::new(),
+    };
     if let Ok(Value::BulkString(bytes)) = &reply {
-        handed(shared, list, object.as_deref(), bytes);
+        handed(shared, list, &objects, bytes);
     }
-    if object.is_some_and(|o| o.waiting() > 0) {
+    if objects.iter().any(|o| o.waiting() > 0) {
         want(shared, list);
     }
 }
 
-/// Gives a value this process took to a receiver here, or puts it back.
-fn handed(shared: &Arc<Shared>, list: &str, object: Option<&dyn Receivers>, bytes: &[u8]) {
+/// Gives a value this process took to a receiver here (of the first object with the
+/// name that has one waiting), or puts it back.
+fn handed(shared: &Arc<Shared>, list: &str, objects: &[Arc<dyn Receivers>], bytes: &[u8]) {
     let held = held_key(list, &shared.node);
-    let taken = match object.map(|o| o.hand(bytes)) {
-        Some(Ok(taken)) => taken,
-        Some(Err(e)) => {
-            log::warn!("redis channel {list}: dropping a value that does not decode: {e}");
-            true
+    let mut taken = false;
+    for object in objects {
+        match object.hand(bytes) {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(e) => {
+                log::warn!("redis channel {list}: dropping a value that does not decode: {e}")
+            }
         }
-        None => false,
-    };
+        taken = true;
+        break;
+    }
     let packed = if taken {
         redis::cmd("LREM")
             .arg(held)
