@@ -137,6 +137,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
         if let Some(link) = self.inner.redis.get() {
             let mut bytes = Vec::new();
             value.encode(&mut bytes);
+            crate::sync::registry::check_size(&bytes)?;
             return link.send(Box::new(move |_| bytes));
         }
         Ok(self.lock().release_all(&value))

@@ -102,6 +102,7 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
         if let Some(link) = self.inner.redis.get() {
             let mut bytes = Vec::new();
             value.encode(&mut bytes);
+            crate::sync::registry::check_size(&bytes)?;
             return link.send(bytes);
         }
         self.lock().push(value);

@@ -67,11 +67,12 @@ pub enum SendError {
     /// a repeated send is never queued twice).
     #[error("shared-object hub: {0}")]
     Hub(String),
-    /// The value's wire form is larger than the hub carries between processes
+    /// The value's wire form is larger than a shared object carries between
+    /// processes, through the hub or Redis
     /// ([`MAX_VALUE_BYTES`](crate::sync::hub::MAX_VALUE_BYTES)); nothing was sent.
     #[error(
-        "a value of {size} bytes is larger than the {limit} bytes the hub carries between \
-         processes"
+        "a value of {size} bytes is larger than the {limit} bytes a shared object carries \
+         between processes"
     )]
     TooLarge {
         /// The encoded value's size.

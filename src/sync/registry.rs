@@ -144,13 +144,7 @@ impl Home {
     /// Sends a value to the owner's hub: refused here, before anything is sent, when
     /// it is larger than the hub carries.
     pub(crate) fn send(&self, op: u8, payload: &[u8]) -> Result<(u8, Vec<u8>), SendError> {
-        let limit = crate::sync::hub::MAX_VALUE_BYTES;
-        if payload.len() > limit {
-            return Err(SendError::TooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
+        check_size(payload)?;
         self.call(op, None, payload).map_err(SendError::Hub)
     }
 
@@ -170,6 +164,19 @@ impl Drop for Home {
             unregister(self.id);
         }
     }
+}
+
+/// Refuses a value larger than a shared object carries between processes (through the
+/// hub or Redis), before anything is sent.
+pub(crate) fn check_size(payload: &[u8]) -> Result<(), SendError> {
+    let limit = crate::sync::hub::MAX_VALUE_BYTES;
+    if payload.len() > limit {
+        return Err(SendError::TooLarge {
+            size: payload.len(),
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// Makes a shared object owned by this process and registers it with the hub.

@@ -39,12 +39,21 @@ pub(crate) type Take = Box<dyn FnOnce(Result<Option<Vec<u8>>, String>) + Send>;
 /// How long one blocking pop waits in Redis before it is asked again, in seconds.
 const POP_BLOCK_SECONDS: u64 = 1;
 
-/// Puts back the processing lists of processes whose heartbeat expired.
+/// Puts back the processing lists of processes whose heartbeat expired. A value too
+/// large for a receiver to take (`ARGV[1]` bytes; someone else pushed it) goes to the
+/// dead-letter list `KEYS[2]`: put back, it would be taken, refused and put back again
+/// for ever, its taker's connection lost each time.
 const REAP: &str = "local moved = 0 \
     for _, node in ipairs(redis.call('SMEMBERS', KEYS[1] .. ':nodes')) do \
       if redis.call('EXISTS', KEYS[1] .. ':alive:' .. node) == 0 then \
         local held = KEYS[1] .. ':proc:' .. node \
-        while redis.call('LMOVE', held, KEYS[1], 'RIGHT', 'RIGHT') do moved = moved + 1 end \
+        local v = redis.call('RPOP', held) \
+        while v do \
+          if string.len(v) > tonumber(ARGV[1]) then redis.call('LPUSH', KEYS[2], v) \
+          else redis.call('RPUSH', KEYS[1], v) end \
+          moved = moved + 1 \
+          v = redis.call('RPOP', held) \
+        end \
         redis.call('SREM', KEYS[1] .. ':nodes', node) \
       end \
     end \
@@ -54,9 +63,18 @@ const REAP: &str = "local moved = 0 \
 const REQUEUE: &str = "if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 1 then \
       redis.call('RPUSH', KEYS[1], ARGV[1]) end return 0";
 
-/// Puts a whole processing list back (this process's own, after a reconnect).
-const RECOVER: &str =
-    "while redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'RIGHT') do end return 0";
+/// Puts a whole processing list back (this process's own, after a reconnect), but for
+/// values over `ARGV[1]` bytes, which go to the dead-letter list `KEYS[3]` (see
+/// [`REAP`]; taking one is what lost the connection). Returns how many went there.
+const RECOVER: &str = "local dead = 0 \
+    local v = redis.call('RPOP', KEYS[2]) \
+    while v do \
+      if string.len(v) > tonumber(ARGV[1]) then \
+        redis.call('LPUSH', KEYS[3], v) dead = dead + 1 \
+      else redis.call('RPUSH', KEYS[1], v) end \
+      v = redis.call('RPOP', KEYS[2]) \
+    end \
+    return dead";
 
 /// The protocol's state in one bridge.
 #[derive(Default)]
@@ -80,6 +98,14 @@ fn held_key(list: &str, node: &str) -> String {
     format!("{list}:proc:{node}")
 }
 
+/// Where values too large to take end up (see [`REAP`]).
+fn dead_key(list: &str) -> String {
+    format!("{list}:dead")
+}
+
+/// The largest value a receiver takes: what a reply may carry, less its framing.
+const MAX_TAKEN: usize = crate::sync::hub::MAX_VALUE_BYTES;
+
 impl Queues {
     pub(crate) fn on_down(&mut self) {
         self.popping.clear();
@@ -96,11 +122,23 @@ impl Queues {
             let held = held_key(list, &shared.node);
             let packed = redis::cmd("EVAL")
                 .arg(RECOVER)
-                .arg(2)
+                .arg(3)
                 .arg(list)
                 .arg(held)
+                .arg(dead_key(list))
+                .arg(MAX_TAKEN)
                 .get_packed_command();
-            cmd.push(&packed, deadline, Some(bridge::ignore_reply()), 1);
+            let list = list.clone();
+            let reported = Box::new(move |reply: Reply| match reply {
+                Ok(Value::Int(dead)) if dead > 0 => log::warn!(
+                    "redis channel {list}: {dead} value(s) over {MAX_TAKEN} bytes moved to \
+                     {}: no receiver can take them",
+                    dead_key(&list)
+                ),
+                Ok(_) => {}
+                Err(e) => log::debug!("redis: {e}"),
+            });
+            cmd.push(&packed, deadline, Some(reported), 1);
         }
         // Receivers that waited through an outage asked again (`want`) when their pop
         // failed; their pops go out on the next tick.
@@ -137,7 +175,15 @@ pub(crate) fn tick(shared: &Arc<Shared>, state: &mut State, registry: &Registry)
                     .arg(&shared.node)
                     .clone(),
             );
-            commands.push(redis::cmd("EVAL").arg(REAP).arg(1).arg(list).clone());
+            commands.push(
+                redis::cmd("EVAL")
+                    .arg(REAP)
+                    .arg(2)
+                    .arg(list)
+                    .arg(dead_key(list))
+                    .arg(MAX_TAKEN)
+                    .clone(),
+            );
         }
     }
     if let Some(cmd) = state.cmd.as_mut() {
