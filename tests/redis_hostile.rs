@@ -1,7 +1,8 @@
 //! Whatever answers on Redis's port is a peer like any other: what it sends is bounded
 //! in size and in time. A fake Redis (a thread of this test, on a loopback port) plays
 //! each fault once: a pub/sub message that claims a terabyte and keeps coming, a message
-//! that stops half-way and never finishes, and a start-up answer sent one byte at a time.
+//! that stops half-way and never finishes, a start-up answer sent one byte at a time;
+//! and one thing that is no fault: messages whose every read ends inside the next one.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -45,7 +46,14 @@ enum Fault {
     Flood,
     /// The start of a message, then nothing: reports when the client hung up.
     Stall,
+    /// For `TRICKLE_ROUNDS` rounds `TRICKLE_EVERY` apart, the rest of one message and
+    /// the start of the next, so that every read ends inside a message while messages
+    /// keep completing: reports 0 if the client stayed, 1 if it subscribed again.
+    Trickle,
 }
+
+const TRICKLE_ROUNDS: usize = 8;
+const TRICKLE_EVERY: Duration = Duration::from_millis(250);
 
 /// A fake Redis on a loopback port: answers `PING` and `SUBSCRIBE` like Redis (and
 /// anything else with `+OK`), and plays `fault` once, on the first subscription to a
@@ -92,7 +100,13 @@ fn serve(stream: TcpStream, fault: Fault, played: &AtomicBool, report: &mpsc::Se
         let Some(channel) = channels.first() else {
             continue;
         };
-        if verb.as_deref() != Some("SUBSCRIBE") || played.swap(true, Ordering::SeqCst) {
+        if verb.as_deref() != Some("SUBSCRIBE") {
+            continue;
+        }
+        if played.swap(true, Ordering::SeqCst) {
+            if matches!(fault, Fault::Trickle) {
+                let _ = report.send(1); // the client gave the connection up
+            }
             continue;
         }
         let head = format!("*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n", channel.len());
@@ -105,6 +119,20 @@ fn serve(stream: TcpStream, fault: Fault, played: &AtomicBool, report: &mpsc::Se
                     sent += chunk.len();
                 }
                 let _ = report.send(sent);
+            }
+            Fault::Trickle => {
+                let message = format!("{head}$4\r\nxxxx\r\n");
+                let (start, rest) = message.split_at(message.len() / 2);
+                let _ = writer.write_all(start.as_bytes());
+                for _ in 0..TRICKLE_ROUNDS {
+                    thread::sleep(TRICKLE_EVERY);
+                    let _ = writer.write_all(format!("{rest}{start}").as_bytes());
+                }
+                let _ = writer.write_all(rest.as_bytes());
+                let _ = report.send(0);
+                // Keeps the connection (and reads on) as the client holds it.
+                let mut rest = Vec::new();
+                let _ = reader.read_to_end(&mut rest);
             }
             Fault::Stall => {
                 let _ = writer.write_all(format!("{head}$5\r\nhel").as_bytes());
@@ -148,6 +176,24 @@ fn a_reply_that_stops_half_way_is_given_up_after_the_timeout() {
     reports
         .recv_timeout(LONG)
         .expect("the subscriber connection still waits for the rest of a reply");
+}
+
+/// The patience for a reply runs from the start of the value now arriving, not from the
+/// first of a stream of values that each complete.
+#[test]
+fn messages_that_keep_completing_are_not_a_stuck_reply() {
+    let (url, reports) = fake_redis(Fault::Trickle);
+    // Far under the trickle's two seconds, four times its gap between messages.
+    let redis = Redis::builder(&url)
+        .timeout(Duration::from_secs(1))
+        .connect()
+        .unwrap();
+    wait_on(&redis);
+    let report = reports.recv_timeout(LONG).expect("the trickle ended");
+    assert_eq!(
+        report, 0,
+        "the client gave up a connection that kept delivering"
+    );
 }
 
 #[test]

@@ -151,17 +151,22 @@ impl RedisConn {
     /// (closed by Redis, reset, or a reply we cannot parse or will not hold).
     pub(crate) fn read(&mut self, subscriber: bool) -> Result<Incoming, String> {
         let mut got = Incoming::default();
+        let mut completed = false;
         loop {
             while let Some(value) = frame::take_value(&mut self.inbuf)? {
                 self.take(value, subscriber, &mut got)?;
+                completed = true;
             }
             if !self.fill()? {
                 break;
             }
         }
-        self.partial_since = match self.inbuf.is_empty() {
-            true => None,
-            false => Some(self.partial_since.unwrap_or_else(Instant::now)),
+        // The patience runs from the start of the value now arriving: a connection that
+        // keeps completing values, each read ending inside the next one, is not stuck.
+        self.partial_since = match (self.inbuf.is_empty(), self.partial_since) {
+            (true, _) => None,
+            (false, Some(since)) if !completed => Some(since),
+            (false, _) => Some(Instant::now()),
         };
         if self.inbuf.is_empty() && self.inbuf.capacity() > KEEP_BUFFER {
             self.inbuf = Vec::new();
