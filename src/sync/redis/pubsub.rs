@@ -79,6 +79,10 @@ pub(crate) struct PubSub {
     pub(crate) partial: u64,
 }
 
+/// Acks kept for sends that have not learnt their generation yet: a handful in flight
+/// at a time; more are forged or stale.
+const MAX_EARLY: usize = 4096;
+
 /// The cluster's generation counter, one for every broadcast, so a generation also
 /// names the send its acks answer.
 const GENERATION: &str = "mixserve:bc-generation";
@@ -186,13 +190,17 @@ impl PubSub {
     /// One more server answered `key` with `count`.
     fn on_ack(&mut self, key: (u8, u64), count: usize) -> Option<Box<dyn FnOnce() + Send>> {
         let Some(gather) = self.gathers.get_mut(&key) else {
+            // Bounded: anyone who may publish on Redis can send acks.
+            if self.early.len() >= MAX_EARLY && !self.early.contains_key(&key) {
+                return None;
+            }
             let early = self.early.entry(key).or_insert((0, 0, Instant::now()));
             early.0 += 1;
-            early.1 += count;
+            early.1 = early.1.saturating_add(count);
             return None;
         };
         gather.got += 1;
-        gather.total += count;
+        gather.total = gather.total.saturating_add(count);
         self.complete_if_done(key)
     }
 
@@ -455,5 +463,19 @@ mod tests {
         assert_eq!(parse_head(b"P x abc"), None);
         assert_eq!(parse_ack(b"P 1"), None);
         assert_eq!(parse_head(b""), None);
+    }
+
+    /// Anyone who may publish on Redis can send acks: their counts saturate, and the
+    /// acks kept for sends not yet known are bounded.
+    #[test]
+    fn forged_acks_neither_overflow_nor_pile_up() {
+        let mut pubsub = PubSub::new(b"mixserve:ack:me".to_vec());
+        assert!(pubsub.on_ack((b'P', 1), usize::MAX).is_none());
+        assert!(pubsub.on_ack((b'P', 1), usize::MAX).is_none());
+        assert_eq!(pubsub.early[&(b'P', 1)].1, usize::MAX);
+        for id in 2..(MAX_EARLY as u64 + 100) {
+            pubsub.on_ack((b'P', id), 1);
+        }
+        assert_eq!(pubsub.early.len(), MAX_EARLY);
     }
 }
