@@ -1,6 +1,7 @@
 //! Shared objects on Redis as a program may really make them: two objects of one name
-//! in one process (each call of `Redis::broadcast` makes a new one), and a value too
-//! large to carry, sent here or pushed onto the list by someone else.
+//! in one process (each call of `Redis::broadcast` makes a new one), a value too large
+//! to carry, sent here or pushed onto the list by someone else, and settings out of
+//! range.
 
 mod redis_util;
 
@@ -10,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mixserve::sync::hub::MAX_VALUE_BYTES;
-use mixserve::sync::{Broadcast, Channel, Redis, SendError};
+use mixserve::sync::{Broadcast, Channel, Redis, RedisBuilder, RedisError, SendError};
 use redis_util::redis_or_skip;
 
 /// Bounds only a failure: each step here takes milliseconds.
@@ -111,4 +112,26 @@ fn an_oversized_value_pushed_by_someone_else_does_not_block_the_channel() {
         command(redis.port, &[b"LLEN", b"mixserve:ch:jobs:dead"]),
         ":1"
     );
+}
+
+/// A duration setting out of range is refused before anything connects (a timeout of
+/// `Duration::MAX` used to panic at the first reconnect).
+#[test]
+fn settings_out_of_range_fail_at_connect() {
+    // Nothing listens here: the refusal comes first.
+    let url = "redis://127.0.0.1:1";
+    let cases = [
+        ("timeout", Redis::builder(url).timeout(Duration::MAX)),
+        ("lease", Redis::builder(url).lease(Duration::ZERO)),
+        (
+            "count_deadline",
+            Redis::builder(url).count_deadline(RedisBuilder::MAX_DURATION * 2),
+        ),
+    ];
+    for (setting, builder) in cases {
+        match builder.connect() {
+            Err(RedisError::BadConfig { name, .. }) => assert_eq!(name, setting),
+            other => panic!("{setting}: {other:?}"),
+        }
+    }
 }

@@ -39,6 +39,16 @@ pub enum RedisError {
         /// What is wrong with it.
         why: String,
     },
+    /// A setting of [`RedisBuilder`] is out of its range.
+    #[error("redis setting {name} = {value:?} is out of range: {why}")]
+    BadConfig {
+        /// The builder method.
+        name: &'static str,
+        /// The value given.
+        value: Duration,
+        /// The range it must be in.
+        why: String,
+    },
     /// Nothing answered (or it refused the hand-shake) within the timeout.
     #[error("redis at {url} is unreachable: {why}")]
     Unreachable {
@@ -125,7 +135,9 @@ pub struct Redis {
     shared: Arc<Shared>,
 }
 
-/// Settings for [`Redis`], from [`Redis::builder`].
+/// Settings for [`Redis`], from [`Redis::builder`]: each duration from
+/// [`MIN_DURATION`](Self::MIN_DURATION) to [`MAX_DURATION`](Self::MAX_DURATION), or
+/// `connect` fails with [`RedisError::BadConfig`].
 #[derive(Debug, Clone)]
 pub struct RedisBuilder {
     url: String,
@@ -135,6 +147,12 @@ pub struct RedisBuilder {
 }
 
 impl RedisBuilder {
+    /// The shortest duration setting: a lease renewed every third of it, or a timeout,
+    /// needs a few milliseconds to mean anything.
+    pub const MIN_DURATION: Duration = Duration::from_millis(10);
+    /// The longest duration setting: a day is already "never" for a reply.
+    pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
     /// The longest wait for any reply (and for the connect); default 2 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -160,6 +178,17 @@ impl RedisBuilder {
         config.timeout = self.timeout.unwrap_or(config.timeout);
         config.count_deadline = self.count_deadline.unwrap_or(config.count_deadline);
         config.lease = self.lease.unwrap_or(config.lease);
+        for (name, value) in [
+            ("timeout", config.timeout),
+            ("count_deadline", config.count_deadline),
+            ("lease", config.lease),
+        ] {
+            let (least, most) = (Self::MIN_DURATION, Self::MAX_DURATION);
+            if !(least..=most).contains(&value) {
+                let why = format!("it must be from {least:?} to {most:?}");
+                return Err(RedisError::BadConfig { name, value, why });
+            }
+        }
         config.check()?;
         Ok(Redis {
             shared: driver::bridge_for(config),
