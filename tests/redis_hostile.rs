@@ -2,7 +2,8 @@
 //! in size and in time. A fake Redis (a thread of this test, on a loopback port) plays
 //! each fault once: a pub/sub message that claims a terabyte and keeps coming, a message
 //! that stops half-way and never finishes, a start-up answer sent one byte at a time;
-//! and one thing that is no fault: messages whose every read ends inside the next one.
+//! a link that goes silent; and one thing that is no fault: messages whose every read
+//! ends inside the next one.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -50,6 +51,9 @@ enum Fault {
     /// the start of the next, so that every read ends inside a message while messages
     /// keep completing: reports 0 if the client stayed, 1 if it subscribed again.
     Trickle,
+    /// Nothing more, not even an answer to a `PING`, with the connection left open (a
+    /// link that died without a word): reports 1 when the client subscribed again.
+    Silent,
 }
 
 const TRICKLE_ROUNDS: usize = 8;
@@ -104,7 +108,7 @@ fn serve(stream: TcpStream, fault: Fault, played: &AtomicBool, report: &mpsc::Se
             continue;
         }
         if played.swap(true, Ordering::SeqCst) {
-            if matches!(fault, Fault::Trickle) {
+            if matches!(fault, Fault::Trickle | Fault::Silent) {
                 let _ = report.send(1); // the client gave the connection up
             }
             continue;
@@ -131,6 +135,10 @@ fn serve(stream: TcpStream, fault: Fault, played: &AtomicBool, report: &mpsc::Se
                 let _ = writer.write_all(rest.as_bytes());
                 let _ = report.send(0);
                 // Keeps the connection (and reads on) as the client holds it.
+                let mut rest = Vec::new();
+                let _ = reader.read_to_end(&mut rest);
+            }
+            Fault::Silent => {
                 let mut rest = Vec::new();
                 let _ = reader.read_to_end(&mut rest);
             }
@@ -194,6 +202,22 @@ fn messages_that_keep_completing_are_not_a_stuck_reply() {
         report, 0,
         "the client gave up a connection that kept delivering"
     );
+}
+
+/// A subscriber owes nothing while no message comes; asked for a `PING` now and then,
+/// it notices a link that died without a word and subscribes again elsewhere.
+#[test]
+fn a_subscriber_link_that_went_silent_is_noticed() {
+    let (url, reports) = fake_redis(Fault::Silent);
+    let redis = Redis::builder(&url)
+        .timeout(Duration::from_millis(200))
+        .connect()
+        .unwrap();
+    wait_on(&redis);
+    let report = reports
+        .recv_timeout(LONG)
+        .expect("the client still trusts a subscriber link that answers nothing");
+    assert_eq!(report, 1);
 }
 
 #[test]

@@ -89,6 +89,9 @@ pub(crate) struct State {
     pub(crate) pubsub: pubsub::PubSub,
     /// Channel protocol state.
     pub(crate) queues: queue::Queues,
+    /// When the subscriber connection is asked for a `PING` next (while up): it owes
+    /// nothing otherwise, so a link that died quietly would never be noticed.
+    pub(super) next_ping: Option<Instant>,
 }
 
 impl Shared {
@@ -110,6 +113,7 @@ impl Shared {
                 backlog: Vec::new(),
                 pubsub: pubsub::PubSub::new(ack),
                 queues: queue::Queues::default(),
+                next_ping: None,
             }),
             driver: Mutex::new(Driver::None),
         })
@@ -359,6 +363,7 @@ fn check_up(shared: &Arc<Shared>, state: &mut State) -> Deferred {
     }
     state.phase = Phase::Up;
     state.attempt = 0;
+    state.next_ping = Some(Instant::now() + shared.config.ping_every());
     let backlog = std::mem::take(&mut state.backlog);
     if let Some(cmd) = state.cmd.as_mut() {
         for queued in backlog {

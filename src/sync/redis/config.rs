@@ -77,6 +77,14 @@ impl Config {
         }
         commands
     }
+    /// How often a quiet subscriber connection is asked for a `PING`: five timeouts,
+    /// from 1 s to 60 s. A link that died without a word (a dropped NAT entry, a
+    /// black-holed failover) is then noticed within this plus the timeout.
+    pub(crate) fn ping_every(&self) -> Duration {
+        self.timeout
+            .saturating_mul(5)
+            .clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
 
     /// Start-up check, blocking (the caller is not serving yet): connects, runs the
     /// hand-shake and a `PING`, all within the timeout.

@@ -59,6 +59,7 @@ fn tick(shared: &Arc<Shared>, state: &mut State, registry: &Registry) -> Deferre
             deferred.extend(go_down(shared, state, Some(registry), why));
             return deferred;
         }
+        ping_if_due(shared, state, now);
         deferred.extend(queue::tick(shared, state, registry));
     }
     deferred.extend(state.pubsub.tick(now));
@@ -72,6 +73,20 @@ fn tick(shared: &Arc<Shared>, state: &mut State, registry: &Registry) -> Deferre
         deferred.extend(go_down(shared, state, Some(registry), why));
     }
     deferred
+}
+
+/// Asks the subscriber connection for a `PING` when one is due and it owes nothing
+/// else (an owed reply has its own deadline): no answer in time takes the bridge down
+/// and the subscriptions are made again on a new connection.
+fn ping_if_due(shared: &Shared, state: &mut State, now: Instant) {
+    if state.next_ping.is_none_or(|at| at > now) {
+        return;
+    }
+    state.next_ping = Some(now + shared.config.ping_every());
+    if let Some(sub) = state.sub.as_mut().filter(|sub| !sub.busy()) {
+        let packed = redis::cmd("PING").get_packed_command();
+        sub.push(&packed, shared.reply_deadline(), None, 1);
+    }
 }
 
 fn conns(state: &State) -> impl Iterator<Item = &RedisConn> {
@@ -97,7 +112,10 @@ pub(crate) fn next_deadline(shared: &Shared) -> Option<Instant> {
         Phase::Down { retry_at } => Some(retry_at),
         Phase::Connecting { since, .. } => Some(since + shared.config.timeout),
         Phase::Idle => Some(Instant::now()),
-        Phase::Up => state.queues.next_deadline(),
+        Phase::Up => [state.queues.next_deadline(), state.next_ping]
+            .into_iter()
+            .flatten()
+            .min(),
     };
     conns(&state)
         .filter_map(RedisConn::deadline)
