@@ -59,15 +59,39 @@ fn unix_conn() -> (UnixStream, Conn) {
     (client, Conn::from_fd(server.into(), PeerAddr::Unix(None)))
 }
 
-#[test]
-fn a_connection_still_queued_at_the_forced_end_is_closed_unserved() {
+/// A counting server, a pool of one thread taking its connections by `accept`, and
+/// what the server's handler reports.
+struct OneThread {
+    server: Server<Iterative>,
+    pool: Pool,
+    served: Arc<AtomicUsize>,
+    entered_rx: Receiver<()>,
+}
+
+fn one_thread_pool(accept: PoolAccept) -> OneThread {
     let served = Arc::new(AtomicUsize::new(0));
-    let (entered, entered_rx): (_, Receiver<()>) = bounded(1);
+    let (entered, entered_rx) = bounded(1);
     let server = counting_server(&served, entered);
     let ctx = server.context();
     let source = Arc::new(Source::open(ctx, None).unwrap());
     let board = Arc::new(Scoreboard::new(1).unwrap());
-    let mut pool = Pool::start(ctx, &source, board, PoolAccept::Handoff, 1, 1).unwrap();
+    let pool = Pool::start(ctx, &source, board, accept, 1, 1).unwrap();
+    OneThread {
+        server,
+        pool,
+        served,
+        entered_rx,
+    }
+}
+
+#[test]
+fn a_connection_still_queued_at_the_forced_end_is_closed_unserved() {
+    let OneThread {
+        server: _server,
+        mut pool,
+        served,
+        entered_rx,
+    } = one_thread_pool(PoolAccept::Handoff);
     let (_a, a) = unix_conn();
     pool.hand_off(a).unwrap();
     entered_rx.recv().unwrap(); // the only thread serves `a`
@@ -87,13 +111,12 @@ fn a_connection_still_queued_at_the_forced_end_is_closed_unserved() {
 /// after shutdown began, when its threads no longer accept: they serve it.
 #[test]
 fn a_locked_pool_serves_what_is_handed_over_after_shutdown() {
-    let served = Arc::new(AtomicUsize::new(0));
-    let (entered, entered_rx): (_, Receiver<()>) = bounded(1);
-    let server = counting_server(&served, entered);
-    let ctx = server.context();
-    let source = Arc::new(Source::open(ctx, None).unwrap());
-    let board = Arc::new(Scoreboard::new(1).unwrap());
-    let mut pool = Pool::start(ctx, &source, board, PoolAccept::Locked, 1, 1).unwrap();
+    let OneThread {
+        server,
+        mut pool,
+        served,
+        entered_rx,
+    } = one_thread_pool(PoolAccept::Locked);
     server.shutdown_handle().shutdown();
     let (client, leftover) = unix_conn();
     pool.hand_off(leftover).unwrap();
