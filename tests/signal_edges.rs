@@ -1,14 +1,17 @@
 //! Signals at the edges, each server an example in its own process: a SIGTERM sent as
 //! soon as the server printed its address stops it gracefully (the handlers are in
 //! place once it can be seen listening), and SIGUSR2 / SIGHUP, which only a preforked
-//! master acts on, are logged and ignored by every other model instead of killing it.
+//! master acts on, are logged and ignored by every other model instead of killing it;
+//! nor do they kill a `forking` child sent them with its whole process group.
 
 mod util;
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use util::{ServerProcess, get, wait_until};
+use util::{
+    ServerProcess, get, live_children, read_reply, start_waiters, wait_for_waiters, wait_until,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -75,4 +78,45 @@ fn sigusr2_and_sighup_are_ignored_by_single_process_models() {
         let status = server.stop().expect("stops on SIGTERM");
         assert!(status.success(), "{model}: {status:?}\n{}", log.finish());
     }
+}
+
+/// A `forking` child holding a request lives through the signals a whole process group
+/// gets (a hang-up, `kill -HUP -- -PGID`, Ctrl-C): they are the master's to act on. A
+/// SIGTERM of its own (systemd sends one to every process of the service) makes it
+/// finish its request, then exit.
+#[test]
+fn a_forking_child_finishes_its_request_through_group_signals() {
+    let server = ServerProcess::start("comet", &["--mixin", "forking"]);
+    let pid = server.child.id();
+    let mut waiter = start_waiters(server.addr, 1).pop().unwrap();
+    wait_for_waiters(server.addr, 1);
+    wait_until("only the waiter's child left", LONG, || {
+        live_children(pid).len() == 1
+    });
+    let child = *live_children(pid).iter().next().unwrap();
+    for signal in ["HUP", "USR2", "TTIN", "TTOU", "INT", "QUIT", "TERM"] {
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{signal} {child}");
+    }
+    // A signal sent to a process blocked in a wait lands at once; this round trip
+    // (another child forked and reaped) leaves it ample time.
+    let _ = get(server.addr, "/");
+    assert!(
+        live_children(pid).contains(&child),
+        "the group's signals ended the child mid-request"
+    );
+    assert_eq!(get(server.addr, "/notify").status, 200);
+    let reply = read_reply(&mut waiter);
+    assert_eq!((reply.status, reply.text()), (200, "1".to_string()));
+    assert_eq!(
+        reply.header("connection"),
+        Some("close"),
+        "SIGTERM: the last request"
+    );
+    wait_until("the child exits after its request", LONG, || {
+        !live_children(pid).contains(&child)
+    });
 }

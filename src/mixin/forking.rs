@@ -159,7 +159,7 @@ impl MixIn for Forking {
                 }
                 fork::after_fork_in_child();
                 ctx.spare_fd().close_in_child();
-                crate::sys::signal::ignore_terminal_signals();
+                crate::sys::signal::ignore_group_signals();
                 crate::sync::hub::after_fork_in_child();
                 // The parent's drain reaches this child's connection too.
                 let _ = crate::sys::drain_signal::follow_parent_drain(ctx.shutdown.drain_flag());

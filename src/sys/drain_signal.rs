@@ -1,7 +1,9 @@
 //! How a forked child learns that its parent began a graceful stop: the parent sends
 //! SIGURG (ignored by default, so a child that has not installed the handler yet is
 //! not killed by it), and the child's handler sets the drain flag its connection reads,
-//! so the response in hand goes out with `Connection: close`.
+//! so the response in hand goes out with `Connection: close`. A SIGTERM sent to the
+//! child itself (with its whole process group, as `kill -TERM -PGID` and systemd's
+//! `KillMode=control-group` send it) means the same: finish the request, then exit.
 
 use std::io;
 use std::sync::Arc;
@@ -41,7 +43,7 @@ extern "C" fn on_drain(_signal: libc::c_int) {
     unsafe { *libc::__errno_location() = saved };
 }
 
-/// In a forked child: the parent's drain signal sets `flag`.
+/// In a forked child: the parent's drain signal, or a SIGTERM, sets `flag`.
 pub(crate) fn follow_parent_drain(flag: Arc<Drain>) -> io::Result<()> {
     // A flag set before is left leaked: a handler running now may still read it.
     BELL.store(flag.bell_fd().unwrap_or(-1), Ordering::SeqCst);
@@ -51,8 +53,10 @@ pub(crate) fn follow_parent_drain(flag: Arc<Drain>) -> io::Result<()> {
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    // SAFETY: the handler only loads atomics, stores to one and writes to a pipe.
-    unsafe { sigaction(DRAIN, &action) }?;
+    for signal in [DRAIN, Signal::SIGTERM] {
+        // SAFETY: the handler only loads atomics, stores to one and writes to a pipe.
+        unsafe { sigaction(signal, &action) }?;
+    }
     Ok(())
 }
 

@@ -175,12 +175,22 @@ pub(crate) fn reset_in_child() {
     }
 }
 
-/// In a worker child: ignore the terminal's SIGINT and SIGQUIT, which reach the whole
-/// process group on Ctrl-C / Ctrl-\, so the master alone decides how in-flight
-/// connections end (it drains, then kills what is left).
-pub(crate) fn ignore_terminal_signals() {
+/// In a `Forking` child: ignore the signals that reach the whole process group but are
+/// the master's to act on: the terminal's SIGINT and SIGQUIT (Ctrl-C / Ctrl-\), a
+/// hang-up, and the pool signals HUP, TTIN, TTOU and USR2 (`kill -HUP -- -PGID`), whose
+/// default would kill or stop the child mid-response. The master decides how in-flight
+/// connections end: it drains, then kills what is left. (Preforked workers ignore the
+/// same in `worker_process::install`.)
+pub(crate) fn ignore_group_signals() {
     let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    for signal in [Signal::SIGINT, Signal::SIGQUIT] {
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGHUP,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+        Signal::SIGUSR2,
+    ] {
         // SAFETY: SIG_IGN installs no handler.
         let _ = unsafe { sigaction(signal, &ignore) };
     }
