@@ -218,7 +218,7 @@ fn connect_fd(name: &str) -> Result<OwnedFd, String> {
         )
         .map_err(|e| format!("hub socket: {e}"))?;
         match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
-            Ok(()) => return Ok(fd),
+            Ok(()) => return check_owner(fd, name),
             Err(Errno::EAGAIN | Errno::EINTR) if Instant::now() < give_up => {
                 drop(fd);
                 park::park(Some(Instant::now() + CONNECT_RETRY));
@@ -226,6 +226,25 @@ fn connect_fd(name: &str) -> Result<OwnedFd, String> {
             Err(e) => return Err(format!("connect to hub: {e}")),
         }
     }
+}
+
+/// Keeps a connection to the hub `name` only if the process listening there is the one
+/// the name says, under this process's user: the socket is abstract (no permissions),
+/// so once the master is gone anyone may bind the name, and a worker finishing its
+/// last request would hand that stranger its values and take its answers.
+fn check_owner(fd: OwnedFd, name: &str) -> Result<OwnedFd, String> {
+    let owner = crate::sync::hub::server::owner_of(name)
+        .ok_or_else(|| format!("{name:?} is not a hub's name"))?;
+    let credentials = socket::getsockopt(&fd, socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("hub peer credentials: {e}"))?;
+    let (pid, uid) = (credentials.pid() as u32, credentials.uid());
+    if pid != owner || uid != crate::sys::fork::effective_uid() {
+        return Err(format!(
+            "the hub's socket {name} is held by pid {pid} (uid {uid}), not by its master \
+             {owner}: refused"
+        ));
+    }
+    Ok(fd)
 }
 
 /// Writes one request (call `id`) and reads its reply, by `reply_by` if given.
@@ -286,15 +305,22 @@ pub(crate) mod tests {
         assert_eq!(pooled(), 0);
     }
 
-    /// A listener on the abstract socket `name` whose backlog is full (the next
-    /// connect would block, or say `EAGAIN`), and the connections filling it.
-    pub(crate) fn full_backlog(name: &str) -> (OwnedFd, Vec<OwnedFd>) {
+    /// An abstract socket listening on `name` with room for `backlog` connections.
+    fn listening(name: &str, backlog: i32) -> OwnedFd {
         use nix::sys::socket::{Backlog, bind, listen};
         let addr = UnixAddr::new_abstract(name.as_bytes()).unwrap();
         let flags = SockFlag::SOCK_CLOEXEC;
         let listener = socket::socket(AddressFamily::Unix, SockType::Stream, flags, None).unwrap();
         bind(std::os::fd::AsRawFd::as_raw_fd(&listener), &addr).unwrap();
-        listen(&listener, Backlog::new(1).unwrap()).unwrap();
+        listen(&listener, Backlog::new(backlog).unwrap()).unwrap();
+        listener
+    }
+
+    /// A listener on the abstract socket `name` whose backlog is full (the next
+    /// connect would block, or say `EAGAIN`), and the connections filling it.
+    pub(crate) fn full_backlog(name: &str) -> (OwnedFd, Vec<OwnedFd>) {
+        let listener = listening(name, 1);
+        let addr = UnixAddr::new_abstract(name.as_bytes()).unwrap();
         let mut queued = Vec::new();
         loop {
             let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
@@ -309,9 +335,22 @@ pub(crate) mod tests {
         (listener, queued)
     }
 
+    /// A socket bound under a hub's name by another process than the one the name
+    /// says (here: the name says pid 1) is refused before a byte goes out.
+    #[test]
+    fn a_hub_name_held_by_another_process_is_refused() {
+        let name = format!("mixserve-hub-1-test-impostor-{}", std::process::id());
+        let _impostor = listening(&name, 8);
+        let refused = connect_to(&name).expect_err("connected to an impostor");
+        assert!(refused.contains("not by its master 1"), "{refused}");
+        let ours = format!("mixserve-hub-{}-test-own", std::process::id());
+        let _ours = listening(&ours, 8);
+        assert!(connect_to(&ours).is_ok(), "refused its own master's hub");
+    }
+
     #[test]
     fn connecting_to_a_full_backlog_parks_the_coroutine_not_its_loop() {
-        let name = format!("mixserve-test-backlog-{}", std::process::id());
+        let name = format!("mixserve-hub-{}-test-backlog", std::process::id());
         let (listener, queued) = full_backlog(&name);
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         // The loop runs on its own thread so that a connect blocking it fails the test

@@ -193,7 +193,7 @@ fn calls_unwound_with_their_runtime_leave_the_link_to_the_next_one() {
 #[test]
 fn a_connect_unwound_with_its_runtime_lets_the_next_runtime_connect() {
     super::forget();
-    let name = format!("mixserve-test-mux-backlog-{}", std::process::id());
+    let name = format!("mixserve-hub-{}-test-mux-backlog", std::process::id());
     let (listener, queued) = client::tests::full_backlog(&name);
     TEST_HUB.with(|hub| *hub.borrow_mut() = Some(name));
     let first = Runtime::new(RuntimeConfig::default()).expect("runtime");

@@ -45,6 +45,16 @@ mod serve;
 /// The address workers connect to: set when a hub binds, inherited by forked workers.
 pub(crate) static HUB_ADDR: Mutex<Option<String>> = Mutex::new(None);
 
+/// A hub's abstract name is this, the pid of the process that binds it, `-` and a serial.
+const NAME_PREFIX: &str = "mixserve-hub-";
+
+/// The pid a hub's name says owns it (`None`: not a hub's name). A worker checks the
+/// process listening there is that one: after the master died, anyone could bind it.
+pub(crate) fn owner_of(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    rest.split_once('-')?.0.parse().ok()
+}
+
 /// After an accept failed for lack of fds or memory, try again this much later (the
 /// listener is edge-triggered: the connections left in the backlog raise no new event).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -101,7 +111,7 @@ impl HubServer {
 
     pub(crate) fn bind_trusting(scope: Arc<ServerScope>, trust: Trust) -> io::Result<HubServer> {
         let name = format!(
-            "mixserve-hub-{}-{}",
+            "{NAME_PREFIX}{}-{}",
             std::process::id(),
             HUB_SERIAL.fetch_add(1, Ordering::SeqCst)
         );
