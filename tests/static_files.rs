@@ -374,3 +374,40 @@ fn serve_file_and_file_at_refuse_a_fifo_without_blocking_on_it() {
         404
     );
 }
+
+/// RFC 9110: If-None-Match overrides If-Modified-Since (no entity tag is sent, so only
+/// `*` matches), and a date in If-Range counts only once the file is a second old.
+#[test]
+fn conditional_requests_follow_rfc_9110() {
+    use std::time::{Duration, SystemTime};
+    let tree = Tree::new("conditions");
+    let path = tree.root().join("a.txt");
+    let ask = |extra: &[(&str, &str)]| {
+        let mut req = Request::new("GET", "/a.txt");
+        for (name, value) in extra {
+            req = req.with_header(*name, *value);
+        }
+        mixserve::http::files::serve_file(&req, &path)
+    };
+    let set_mtime = |at: SystemTime| {
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(at).unwrap();
+    };
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    set_mtime(hour_ago);
+    let modified = ask(&[]).header("last-modified").unwrap().to_owned();
+    let later = "Fri, 01 Jan 2100 00:00:00 GMT";
+
+    assert_eq!(ask(&[("If-Modified-Since", later)]).status_code(), 304);
+    let other_tag = [("If-None-Match", "\"v1\""), ("If-Modified-Since", later)];
+    assert_eq!(ask(&other_tag).status_code(), 200, "a tag that cannot match");
+    assert_eq!(ask(&[("If-None-Match", "*")]).status_code(), 304);
+
+    let resume = [("Range", "bytes=0-9"), ("If-Range", modified.as_str())];
+    assert_eq!(ask(&resume).status_code(), 206, "an hour-old date is strong");
+    // Changed again within the second its date names: the date no longer tells.
+    set_mtime(SystemTime::now() + Duration::from_secs(30));
+    let modified = ask(&[]).header("last-modified").unwrap().to_owned();
+    let resume = [("Range", "bytes=0-9"), ("If-Range", modified.as_str())];
+    assert_eq!(ask(&resume).status_code(), 200, "a fresh date is weak");
+}

@@ -22,7 +22,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::date::{http_date, parse_http_date};
 use super::file_type::content_type_of;
@@ -197,26 +197,40 @@ pub fn serve_opened(req: &Request, file: File, name: &Path) -> Response {
         _ => return Response::text(404, "not found\n"),
     };
     let size = metadata.len();
-    let modified = metadata.modified().ok().map(|time| {
+    let mtime = metadata.modified().ok();
+    let modified = mtime.map(|time| {
         // Whole seconds: that is all a header carries, so compare at that grain.
         let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         UNIX_EPOCH + Duration::from_secs(seconds)
     });
     let last_modified = modified.map(http_date);
-    if let (Some(modified), Some(since)) = (
-        modified,
-        req.header("if-modified-since").and_then(parse_http_date),
-    ) && modified <= since
-    {
+    // RFC 9110 §13.2.2: with If-None-Match present, If-Modified-Since is ignored. No
+    // entity tag is sent, so only `*` (any current representation) matches.
+    let not_modified = match req.header("if-none-match") {
+        Some(tags) => tags.trim() == "*",
+        None => matches!(
+            (modified, req.header("if-modified-since").and_then(parse_http_date)),
+            (Some(modified), Some(since)) if modified <= since
+        ),
+    };
+    if not_modified {
         let mut answer = Response::status(304);
         if let Some(last_modified) = &last_modified {
             answer = answer.with_header("Last-Modified", last_modified.as_str());
         }
         return answer;
     }
+    // RFC 9110 §13.1.5: a date in If-Range must be a strong validator, which a
+    // Last-Modified is only once the file is a second older than now (§8.8.2.2): two
+    // changes within one second share a date, and the parts would mix old and new.
+    let strong = mtime.is_some_and(|mtime| {
+        SystemTime::now()
+            .duration_since(mtime)
+            .is_ok_and(|age| age >= Duration::from_secs(1))
+    });
     let range_applies = match req.header("if-range") {
         None => true,
-        Some(validator) => Some(validator.trim()) == last_modified.as_deref(),
+        Some(validator) => strong && Some(validator.trim()) == last_modified.as_deref(),
     };
     let range = if range_applies {
         parse_range(req.header("range"), size)
