@@ -38,6 +38,9 @@ extern "C" fn on_signal(signal: libc::c_int) {
     // the interrupted code may be between a failing call and its errno read.
     // SAFETY: __errno_location returns this thread's errno slot, always valid.
     let saved = unsafe { *libc::__errno_location() };
+    // Counted before any pipe is read: an unregistering loop waits for this handler to
+    // finish before its pipe can be closed (see `Drop`).
+    IN_HANDLER.fetch_add(1, Ordering::SeqCst);
     let bit = if (0..64).contains(&signal) {
         1u64 << signal
     } else {
@@ -55,9 +58,13 @@ extern "C" fn on_signal(signal: libc::c_int) {
             unsafe { libc::write(fd, b"s".as_ptr().cast(), 1) };
         }
     }
+    IN_HANDLER.fetch_sub(1, Ordering::SeqCst);
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved };
 }
+
+/// Signal handlers running now, on any thread.
+static IN_HANDLER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A pipe registered to receive a byte on every handled signal; unregisters on drop.
 #[derive(Debug)]
@@ -123,6 +130,13 @@ impl Drop for SignalRegistration {
     /// previous dispositions, so a program's Ctrl-C works again after `serve_forever`.
     fn drop(&mut self) {
         PIPES[self.slot].store(-1, Ordering::SeqCst);
+        // A handler on another thread may have read the fd just before: its write must
+        // land before the caller closes the pipe, or it could land in whatever file or
+        // socket takes the number next. Handlers only make a few atomic operations and
+        // one write, so this wait is short; one that starts now reads -1.
+        while IN_HANDLER.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
         let mut saved = SAVED.lock().unwrap_or_else(|p| p.into_inner());
         if ACTIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
             for (signal, previous) in saved.drain(..) {
@@ -163,6 +177,8 @@ pub(crate) fn take_interrupts(write_fd: RawFd) -> u32 {
 /// In a freshly forked child: forget the parent's pipes and restore default handling,
 /// so a signal for the child never pokes the master's loop.
 pub(crate) fn reset_in_child() {
+    // Only the forking thread lives on here, and it was in no handler.
+    IN_HANDLER.store(0, Ordering::SeqCst);
     for slot in 0..SLOTS {
         PIPES[slot].store(-1, Ordering::SeqCst);
         PENDING[slot].store(0, Ordering::SeqCst);
