@@ -525,3 +525,44 @@ fn nested_run_is_refused() {
         .unwrap();
     run(&mut outer);
 }
+
+/// Dropping a runtime tears its coroutines down on the thread's stack; done by a
+/// coroutine of another runtime, it leaves that coroutine a coroutine of its own loop.
+#[test]
+fn a_runtime_dropped_on_another_runtimes_coroutine_leaves_it_as_it_was() {
+    struct Mark(Rc<Cell<bool>>);
+    impl Drop for Mark {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    // The inner runtime stops with a coroutine suspended in a long sleep.
+    let mut inner = runtime();
+    let unwound = Rc::new(Cell::new(false));
+    let mark = Mark(Rc::clone(&unwound));
+    inner
+        .spawn(move || {
+            let _mark = mark;
+            rt::sleep(Duration::from_secs(600));
+        })
+        .unwrap();
+    let handle = inner.handle();
+    inner.spawn(move || handle.stop()).unwrap();
+    inner.run().unwrap();
+    assert!(!unwound.get(), "the sleeper is suspended, not finished");
+
+    let seen = Rc::new(Cell::new(None));
+    let report = Rc::clone(&seen);
+    let mut outer = runtime();
+    outer
+        .spawn(checked(move || {
+            drop(inner);
+            let after_drop = rt::in_coroutine();
+            rt::sleep(Duration::from_millis(1)); // parks on, and comes back from, its loop
+            report.set(Some((after_drop, rt::in_coroutine())));
+        }))
+        .unwrap();
+    run(&mut outer);
+    assert!(unwound.get(), "the inner sleeper was unwound with its runtime");
+    assert_eq!(seen.get(), Some((true, true)), "(after the drop, after a park)");
+}

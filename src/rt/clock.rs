@@ -53,6 +53,11 @@ pub(crate) fn set(now: Instant) {
     let _ = NOW.try_with(|cached| cached.set(Some(now)));
 }
 
+/// The loop time, forgotten (see [`clear`]).
+pub(crate) fn take() -> Option<Instant> {
+    NOW.try_with(|cached| cached.take()).ok().flatten()
+}
+
 /// Forgets the loop time: the loop left this thread.
 pub(crate) fn clear() {
     let _ = NOW.try_with(|cached| cached.set(None));

@@ -41,6 +41,40 @@ pub(crate) fn enter(core: &Rc<Core>) -> io::Result<Entered> {
     })
 }
 
+/// The thread's runtime state while another runtime is torn down on its stack (a
+/// `Runtime` dropped by a coroutine of the one running): put back when dropped.
+pub(crate) struct Borrowed {
+    core: Option<Rc<Core>>,
+    current: Option<CoroutineId>,
+    clock: Option<std::time::Instant>,
+    yielder: super::coroutine::Saved,
+}
+
+impl Drop for Borrowed {
+    fn drop(&mut self) {
+        let _ = CORE.try_with(|slot| *slot.borrow_mut() = self.core.take());
+        let _ = CURRENT.try_with(|current| current.set(self.current));
+        match self.clock {
+            Some(now) => super::clock::set(now),
+            None => super::clock::clear(),
+        }
+        super::coroutine::restore(self.yielder);
+    }
+}
+
+/// Makes `core` this thread's runtime for its teardown, whatever runs here now: the
+/// running runtime's state (its core, current coroutine, loop clock and switch) is
+/// set aside and put back when the guard drops, so a runtime dropped on another's
+/// coroutine leaves that coroutine as it was.
+pub(crate) fn enter_for_teardown(core: &Rc<Core>) -> Borrowed {
+    Borrowed {
+        core: CORE.with(|slot| slot.borrow_mut().replace(Rc::clone(core))),
+        current: CURRENT.replace(None),
+        clock: super::clock::take(),
+        yielder: super::coroutine::set_aside(),
+    }
+}
+
 /// This thread's running runtime.
 pub(crate) fn core() -> Option<Rc<Core>> {
     CORE.try_with(|slot| slot.borrow().clone()).ok().flatten()

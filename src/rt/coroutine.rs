@@ -41,6 +41,21 @@ where
     })
 }
 
+/// The switch of the coroutine running on this thread, set aside while another
+/// runtime is torn down on its stack (see `context::enter_for_teardown`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Saved(*const Yielder<(), ()>);
+
+/// Sets the running coroutine's switch aside: this thread counts as on no coroutine.
+pub(crate) fn set_aside() -> Saved {
+    Saved(YIELDER.replace(ptr::null()))
+}
+
+/// Puts back what [`set_aside`] took.
+pub(crate) fn restore(saved: Saved) {
+    YIELDER.set(saved.0);
+}
+
 /// Marks the scheduler as back in control (no coroutine running): after a resume, and
 /// after a suspended coroutine was dropped (its unwind restored its own yielder).
 pub(crate) fn back_on_scheduler() {

@@ -161,9 +161,10 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.core.remote.close();
-        let entered = context::enter(&self.core);
+        // Also on a coroutine of another runtime, whose state comes back afterwards.
+        let borrowed = context::enter_for_teardown(&self.core);
         self.core.tear_down();
-        drop(entered);
+        drop(borrowed);
     }
 }
 
