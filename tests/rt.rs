@@ -563,6 +563,13 @@ fn a_runtime_dropped_on_another_runtimes_coroutine_leaves_it_as_it_was() {
         }))
         .unwrap();
     run(&mut outer);
-    assert!(unwound.get(), "the inner sleeper was unwound with its runtime");
-    assert_eq!(seen.get(), Some((true, true)), "(after the drop, after a park)");
+    assert!(
+        unwound.get(),
+        "the inner sleeper was unwound with its runtime"
+    );
+    assert_eq!(
+        seen.get(),
+        Some((true, true)),
+        "(after the drop, after a park)"
+    );
 }

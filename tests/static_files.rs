@@ -400,11 +400,19 @@ fn conditional_requests_follow_rfc_9110() {
 
     assert_eq!(ask(&[("If-Modified-Since", later)]).status_code(), 304);
     let other_tag = [("If-None-Match", "\"v1\""), ("If-Modified-Since", later)];
-    assert_eq!(ask(&other_tag).status_code(), 200, "a tag that cannot match");
+    assert_eq!(
+        ask(&other_tag).status_code(),
+        200,
+        "a tag that cannot match"
+    );
     assert_eq!(ask(&[("If-None-Match", "*")]).status_code(), 304);
 
     let resume = [("Range", "bytes=0-9"), ("If-Range", modified.as_str())];
-    assert_eq!(ask(&resume).status_code(), 206, "an hour-old date is strong");
+    assert_eq!(
+        ask(&resume).status_code(),
+        206,
+        "an hour-old date is strong"
+    );
     // Changed again within the second its date names: the date no longer tells.
     set_mtime(SystemTime::now() + Duration::from_secs(30));
     let modified = ask(&[]).header("last-modified").unwrap().to_owned();
