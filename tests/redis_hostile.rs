@@ -56,8 +56,8 @@ enum Fault {
     Silent,
 }
 
-const TRICKLE_ROUNDS: usize = 8;
-const TRICKLE_EVERY: Duration = Duration::from_millis(250);
+const TRICKLE_ROUNDS: usize = 35;
+const TRICKLE_EVERY: Duration = Duration::from_millis(100);
 
 /// A fake Redis on a loopback port: answers `PING` and `SUBSCRIBE` like Redis (and
 /// anything else with `+OK`), and plays `fault` once, on the first subscription to a
@@ -187,13 +187,15 @@ fn a_reply_that_stops_half_way_is_given_up_after_the_timeout() {
 }
 
 /// The patience for a reply runs from the start of the value now arriving, not from the
-/// first of a stream of values that each complete.
+/// first of a stream of values that each complete; and a subscriber that keeps
+/// receiving is not asked for a `PING` (its answer would queue behind the messages).
 #[test]
 fn messages_that_keep_completing_are_not_a_stuck_reply() {
     let (url, reports) = fake_redis(Fault::Trickle);
-    // Far under the trickle's two seconds, four times its gap between messages.
+    // Five times the trickle's gap between messages; a PING would be due after 2.5 s of
+    // the trickle's 3.5 s.
     let redis = Redis::builder(&url)
-        .timeout(Duration::from_secs(1))
+        .timeout(Duration::from_millis(500))
         .connect()
         .unwrap();
     wait_on(&redis);

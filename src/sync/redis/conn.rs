@@ -55,6 +55,8 @@ pub(crate) struct RedisConn {
     inbuf: Vec<u8>,
     /// When the value `inbuf` begins started arriving.
     partial_since: Option<Instant>,
+    /// When a value last completed (or the connection was made).
+    last_value: Instant,
     /// How long a value may take to arrive, once it started.
     patience: Duration,
     /// Packed commands not yet written.
@@ -94,6 +96,7 @@ impl RedisConn {
             token,
             inbuf: Vec::new(),
             partial_since: None,
+            last_value: Instant::now(),
             patience,
             out: Vec::new(),
             owed: VecDeque::new(),
@@ -161,6 +164,9 @@ impl RedisConn {
                 break;
             }
         }
+        if completed {
+            self.last_value = Instant::now();
+        }
         // The patience runs from the start of the value now arriving: a connection that
         // keeps completing values, each read ending inside the next one, is not stuck.
         self.partial_since = match (self.inbuf.is_empty(), self.partial_since) {
@@ -227,6 +233,11 @@ impl RedisConn {
         let partial = self.partial_since.map(|since| since + self.patience);
         let owed = self.owed.front().map(|owed| owed.deadline);
         partial.into_iter().chain(owed).min()
+    }
+
+    /// How long since a value last completed here.
+    pub(crate) fn quiet_for(&self) -> Duration {
+        self.last_value.elapsed()
     }
 
     /// True while replies are owed.

@@ -75,15 +75,19 @@ fn tick(shared: &Arc<Shared>, state: &mut State, registry: &Registry) -> Deferre
     deferred
 }
 
-/// Asks the subscriber connection for a `PING` when one is due and it owes nothing
-/// else (an owed reply has its own deadline): no answer in time takes the bridge down
-/// and the subscriptions are made again on a new connection.
+/// Asks the subscriber connection for a `PING` when one is due, it owes nothing else
+/// (an owed reply has its own deadline) and nothing arrived on it for as long: no
+/// answer in time takes the bridge down and the subscriptions are made again on a new
+/// connection. A subscriber still reading a backlog of messages is alive, and its
+/// `PONG` would queue behind that backlog.
 fn ping_if_due(shared: &Shared, state: &mut State, now: Instant) {
     if state.next_ping.is_none_or(|at| at > now) {
         return;
     }
-    state.next_ping = Some(now + shared.config.ping_every());
-    if let Some(sub) = state.sub.as_mut().filter(|sub| !sub.busy()) {
+    let every = shared.config.ping_every();
+    state.next_ping = Some(now + every);
+    let quiet = |sub: &&mut RedisConn| !sub.busy() && sub.quiet_for() >= every;
+    if let Some(sub) = state.sub.as_mut().filter(quiet) {
         let packed = redis::cmd("PING").get_packed_command();
         sub.push(&packed, shared.reply_deadline(), None, 1);
     }
