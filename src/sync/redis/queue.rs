@@ -103,8 +103,9 @@ fn dead_key(list: &str) -> String {
     format!("{list}:dead")
 }
 
-/// The largest value a receiver takes: what a reply may carry, less its framing.
-const MAX_TAKEN: usize = crate::sync::hub::MAX_VALUE_BYTES;
+/// The largest value a receiver takes: what a reply may carry, less its framing (`$`,
+/// up to 20 digits and two CRLFs).
+const MAX_TAKEN: usize = crate::sync::redis::frame::MAX_REPLY_BYTES - 32;
 
 impl Queues {
     pub(crate) fn on_down(&mut self) {
