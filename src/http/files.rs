@@ -220,9 +220,11 @@ pub fn serve_opened(req: &Request, file: File, name: &Path) -> Response {
         }
         return answer;
     }
-    // RFC 9110 §13.1.5: a date in If-Range must be a strong validator, which a
-    // Last-Modified is only once the file is a second older than now (§8.8.2.2): two
-    // changes within one second share a date, and the parts would mix old and new.
+    // RFC 9110 §13.1.5: a date in If-Range must be a strong validator (§8.8.2.2), and a
+    // Last-Modified within the last second is not: a second change in that second
+    // would keep the date, and the parts would mix old and new. (A server cannot see
+    // whether the client's copy came before such a change; this refuses the window it
+    // can see.)
     let strong = mtime.is_some_and(|mtime| {
         SystemTime::now()
             .duration_since(mtime)
