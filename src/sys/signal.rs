@@ -21,6 +21,15 @@ static PENDING: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 /// "now", even when both arrive before the loop looks.
 static INTERRUPTS: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
 
+/// The signals only a pool's master acts on (replace, grow, shrink, upgrade): its
+/// children ignore them when the whole process group gets one.
+pub(crate) const MASTER_ONLY: [Signal; 4] = [
+    Signal::SIGHUP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGUSR2,
+];
+
 /// The signals the crate's loops act on.
 pub(crate) const HANDLED: [Signal; 8] = [
     Signal::SIGTERM,
@@ -196,17 +205,13 @@ pub(crate) fn reset_in_child() {
 /// hang-up, and the pool signals HUP, TTIN, TTOU and USR2 (`kill -HUP -- -PGID`), whose
 /// default would kill or stop the child mid-response. The master decides how in-flight
 /// connections end: it drains, then kills what is left. (Preforked workers ignore the
-/// same in `worker_process::install`.)
+/// same `MASTER_ONLY` in `worker_process::install`.)
 pub(crate) fn ignore_group_signals() {
     let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    for signal in [
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-        Signal::SIGHUP,
-        Signal::SIGTTIN,
-        Signal::SIGTTOU,
-        Signal::SIGUSR2,
-    ] {
+    for signal in [Signal::SIGINT, Signal::SIGQUIT]
+        .into_iter()
+        .chain(MASTER_ONLY)
+    {
         // SAFETY: SIG_IGN installs no handler.
         let _ = unsafe { sigaction(signal, &ignore) };
     }

@@ -83,12 +83,7 @@ pub(crate) fn install(wake_fd: RawFd, master: u32) -> io::Result<()> {
         // SAFETY: the handler only touches atomics and write(2).
         unsafe { sigaction(signal, &stop) }?;
     }
-    for signal in [
-        Signal::SIGHUP,
-        Signal::SIGTTIN,
-        Signal::SIGTTOU,
-        Signal::SIGUSR2,
-    ] {
+    for signal in super::signal::MASTER_ONLY {
         // SAFETY: SIG_IGN installs no handler.
         unsafe { sigaction(signal, &ignore) }?;
     }
