@@ -54,6 +54,9 @@ enum Fault {
     /// Nothing more, not even an answer to a `PING`, with the connection left open (a
     /// link that died without a word): reports 1 when the client subscribed again.
     Silent,
+    /// Small, valid messages without end (until the client hangs up or `LONG`):
+    /// reports 0 when it starts.
+    Chatter,
 }
 
 const TRICKLE_ROUNDS: usize = 35;
@@ -138,6 +141,13 @@ fn serve(stream: TcpStream, fault: Fault, played: &AtomicBool, report: &mpsc::Se
                 let mut rest = Vec::new();
                 let _ = reader.read_to_end(&mut rest);
             }
+            Fault::Chatter => {
+                let message = format!("{head}$4\r\nxxxx\r\n");
+                let burst = message.repeat(64 * 1024 / message.len());
+                let _ = report.send(0);
+                let end = Instant::now() + LONG;
+                while Instant::now() < end && writer.write_all(burst.as_bytes()).is_ok() {}
+            }
             Fault::Silent => {
                 let mut rest = Vec::new();
                 let _ = reader.read_to_end(&mut rest);
@@ -220,6 +230,32 @@ fn a_subscriber_link_that_went_silent_is_noticed() {
         .recv_timeout(LONG)
         .expect("the client still trusts a subscriber link that answers nothing");
     assert_eq!(report, 1);
+}
+
+/// A subscriber flooded with messages still lets the bridge serve other callers: what
+/// one readiness event reads is bounded, and the bridge's lock is let go in between.
+#[test]
+fn a_flood_of_messages_does_not_stall_other_calls() {
+    let (url, reports) = fake_redis(Fault::Chatter);
+    let redis = Redis::builder(&url)
+        .timeout(Duration::from_millis(500))
+        .connect()
+        .unwrap();
+    let news: Broadcast<String> = redis.broadcast("news");
+    {
+        let news = news.clone();
+        thread::spawn(move || news.wait_timeout(LONG));
+    }
+    reports.recv_timeout(LONG).expect("the flood started");
+    let (done, answered) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done.send(news.waiting());
+    });
+    // `waiting` gives up on Redis within its own deadline (a few seconds); only a
+    // caller stuck behind the flood takes the flood's whole length.
+    answered
+        .recv_timeout(LONG / 2)
+        .expect("a call waited behind the flood");
 }
 
 #[test]

@@ -92,6 +92,8 @@ pub(crate) struct State {
     /// When the subscriber connection is asked for a `PING` next (while up): it owes
     /// nothing otherwise, so a link that died quietly would never be noticed.
     pub(super) next_ping: Option<Instant>,
+    /// Sockets whose last read stopped at its budget: read again at the next turn.
+    pub(super) read_again: Vec<Token>,
 }
 
 impl Shared {
@@ -114,6 +116,7 @@ impl Shared {
                 pubsub: pubsub::PubSub::new(ack),
                 queues: queue::Queues::default(),
                 next_ping: None,
+                read_again: Vec::new(),
             }),
             driver: Mutex::new(Driver::None),
         })
@@ -307,6 +310,9 @@ pub(crate) fn on_event(shared: &Arc<Shared>, registry: &Registry, token: Token) 
         None => {}
         Some(Err(why)) => deferred = go_down(shared, &mut state, Some(registry), why),
         Some(Ok(incoming)) => {
+            if incoming.more && !state.read_again.contains(&token) {
+                state.read_again.push(token);
+            }
             for (on_reply, reply) in incoming.replies {
                 if let Some(on_reply) = on_reply {
                     deferred.push(Box::new(move || on_reply(reply)));

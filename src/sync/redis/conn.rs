@@ -19,6 +19,9 @@ use crate::sys::fork;
 
 /// How much one read asks the socket for.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes one [`RedisConn::read`] takes at most: a peer that sends faster than they
+/// are handled is read in turns, and the bridge's lock is let go between them.
+const READ_BUDGET: usize = 64 * READ_CHUNK;
 /// An empty read buffer larger than this is given back (after a large reply).
 const KEEP_BUFFER: usize = 64 * 1024;
 
@@ -44,6 +47,9 @@ pub(crate) struct Incoming {
     pub(crate) replies: Vec<(Option<OnReply>, Reply)>,
     /// Pub/sub messages `(channel, payload)` (only on a subscriber connection).
     pub(crate) messages: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The read stopped at its budget: the socket may hold more, and no new readiness
+    /// event will say so (edge-triggered), so the caller reads again soon.
+    pub(crate) more: bool,
 }
 
 /// One connection to Redis, driven by whichever mio loop hosts the bridge.
@@ -150,16 +156,23 @@ impl RedisConn {
         Ok(())
     }
 
-    /// Reads and parses every complete value; an error means the connection is lost
-    /// (closed by Redis, reset, or a reply we cannot parse or will not hold).
+    /// Reads and parses every complete value, up to [`READ_BUDGET`] bytes (then
+    /// `more` is set); an error means the connection is lost (closed by Redis, reset,
+    /// or a reply we cannot parse or will not hold).
     pub(crate) fn read(&mut self, subscriber: bool) -> Result<Incoming, String> {
         let mut got = Incoming::default();
         let mut completed = false;
+        let mut budget = READ_BUDGET;
         loop {
             while let Some(value) = frame::take_value(&mut self.inbuf)? {
                 self.take(value, subscriber, &mut got)?;
                 completed = true;
             }
+            if budget < READ_CHUNK {
+                got.more = true;
+                break;
+            }
+            budget -= READ_CHUNK;
             if !self.fill()? {
                 break;
             }

@@ -14,6 +14,12 @@ use crate::sync::redis::queue;
 /// Runs the time-driven work and the writes. Call after events and whenever
 /// `next_deadline` passes.
 pub(crate) fn pump(shared: &Arc<Shared>, registry: &Registry) {
+    // Sockets whose last read stopped at its budget: no new edge will come for what
+    // they still hold.
+    let again = std::mem::take(&mut shared.state().read_again);
+    for token in again {
+        crate::sync::redis::bridge::on_event(shared, registry, token);
+    }
     for _ in 0..4 {
         let deferred = {
             let mut state = shared.state();
@@ -112,6 +118,9 @@ fn conns_mut(state: &mut State) -> impl Iterator<Item = &mut RedisConn> {
 /// When `pump` must run next.
 pub(crate) fn next_deadline(shared: &Shared) -> Option<Instant> {
     let state = shared.state();
+    if !state.read_again.is_empty() {
+        return Some(Instant::now());
+    }
     let phase = match state.phase {
         Phase::Down { retry_at } => Some(retry_at),
         Phase::Connecting { since, .. } => Some(since + shared.config.timeout),
