@@ -146,10 +146,16 @@ pub(crate) fn listen_again(listener: RawFd, backlog: i32) -> io::Result<()> {
     let fresh = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
     fresh.bind(&socket2::SockAddr::unix(path)?)?;
     if let Some(old) = old_file {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let mode = std::fs::Permissions::from_mode(old.mode() & 0o7777);
-        let kept = std::fs::set_permissions(path, mode)
-            .and_then(|()| std::os::unix::fs::chown(path, Some(old.uid()), Some(old.gid())));
+        use nix::fcntl::AT_FDCWD;
+        use nix::sys::stat::{FchmodatFlags, Mode, fchmodat};
+        use std::os::unix::fs::MetadataExt;
+        // Neither call follows a symbolic link: one swapped in for the new socket (by
+        // whoever may write its directory) must not pass the mode and owner on to its
+        // target. A link's own mode cannot change: fchmodat refuses, and says so.
+        let mode = Mode::from_bits_truncate(old.mode() & 0o7777);
+        let kept = fchmodat(AT_FDCWD, path, mode, FchmodatFlags::NoFollowSymlink)
+            .map_err(io::Error::from)
+            .and_then(|()| std::os::unix::fs::lchown(path, Some(old.uid()), Some(old.gid())));
         if let Err(e) = kept {
             log::warn!(
                 "{}: cannot give the new socket file the old one's mode and owner: {e}",
