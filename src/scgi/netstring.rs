@@ -55,6 +55,8 @@ pub(crate) fn read_netstring<R: BufRead>(
                 length = length * 10 + usize::from(byte - b'0');
                 digits += 1;
             }
+            // Past 99,999,999 bytes: over any head limit, whatever follows.
+            b'0'..=b'9' => return Ok(Err(Malformed::TooLong)),
             b':' if digits > 0 => break,
             _ => return Ok(Err(Malformed::Netstring)),
         }
@@ -125,10 +127,12 @@ mod tests {
     fn reads_netstrings() {
         assert_eq!(netstring(b"3:abc,rest"), Ok(b"abc".to_vec()));
         assert_eq!(netstring(b"0:,"), Ok(Vec::new()));
-        for bad in [&b"3:abc;"[..], b":abc,", b"x:", b"123456789:", b"03:abc,"] {
+        for bad in [&b"3:abc;"[..], b":abc,", b"x:", b"03:abc,"] {
             assert_eq!(netstring(bad), Err(Malformed::Netstring), "{bad:?}");
         }
-        assert_eq!(netstring(b"101:"), Err(Malformed::TooLong));
+        for long in [&b"101:"[..], b"123456789:"] {
+            assert_eq!(netstring(long), Err(Malformed::TooLong), "{long:?}");
+        }
         for cut in [&b"3:ab"[..], b"3", b""] {
             assert_eq!(netstring(cut), Err(Malformed::Ended), "{cut:?}");
         }
