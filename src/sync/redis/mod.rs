@@ -4,7 +4,8 @@
 //! connection), `frame` (where a reply ends, and how large one may be), `bridge` (a process's connections to one
 //! Redis as one state machine) and `turn` (its timers), `driver` (who drives a bridge:
 //! the master's loop in process models, a helper thread elsewhere), `pubsub` and
-//! `queue` (the `Broadcast` and `Channel` protocols), `objects` (what an object holds),
+//! `queue` (the `Broadcast` and `Channel` protocols), `same_name` (the objects of one
+//! name in a process), `objects` (what an object holds),
 //! `wait` (parking a caller on a reply).
 
 pub(crate) mod bridge;
@@ -15,6 +16,7 @@ mod frame;
 pub(crate) mod objects;
 pub(crate) mod pubsub;
 pub(crate) mod queue;
+mod same_name;
 mod turn;
 mod wait;
 

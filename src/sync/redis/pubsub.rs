@@ -20,6 +20,7 @@ use redis::Value;
 
 use crate::sync::WaitError;
 use crate::sync::redis::bridge::{self, Deferred, Shared};
+use crate::sync::redis::same_name::SameName;
 
 /// The waiters of one `Broadcast` in this process, as the protocol sees them.
 pub(crate) trait Waiters: Send + Sync {
@@ -68,7 +69,7 @@ pub(crate) struct PubSub {
     ack: Vec<u8>,
     /// Broadcasts here, by channel: every object made with the name (each has its own
     /// waiters, and a send releases them all).
-    objects: HashMap<Vec<u8>, Vec<Weak<dyn Waiters>>>,
+    objects: HashMap<Vec<u8>, SameName<dyn Waiters>>,
     gathers: HashMap<(u8, u64), Gather>,
     /// Acks that came before the sender learnt its generation: `(got, total, since)`.
     early: HashMap<(u8, u64), (usize, usize, Instant)>,
@@ -218,9 +219,12 @@ impl PubSub {
 pub(crate) fn attach(shared: &Arc<Shared>, name: &str, object: Weak<dyn Waiters>) -> Vec<u8> {
     let channel = object_channel(name);
     let mut state = shared.state();
-    let same_name = state.pubsub.objects.entry(channel.clone()).or_default();
-    same_name.retain(|other| other.strong_count() > 0);
-    same_name.push(object);
+    state
+        .pubsub
+        .objects
+        .entry(channel.clone())
+        .or_default()
+        .join(object);
     drop(state);
     bridge::subscribe(shared, &channel);
     channel
@@ -372,7 +376,7 @@ pub(crate) fn on_message(shared: &Arc<Shared>, channel: &[u8], payload: &[u8]) {
         return;
     };
     let objects: Vec<Arc<dyn Waiters>> = match shared.state().pubsub.objects.get(channel) {
-        Some(same_name) => same_name.iter().filter_map(Weak::upgrade).collect(),
+        Some(same_name) => same_name.live(),
         None => return,
     };
     if objects.is_empty() {

@@ -23,6 +23,7 @@ use redis::Value;
 
 use crate::sync::redis::bridge::{self, Deferred, Shared, State};
 use crate::sync::redis::conn::{RedisConn, Reply};
+use crate::sync::redis::same_name::SameName;
 use crate::sync::wire::WireError;
 
 /// The receivers of one `Channel` in this process, as the protocol sees them.
@@ -81,7 +82,7 @@ const RECOVER: &str = "local dead = 0 \
 pub(crate) struct Queues {
     /// Channels here, by list key: every object made with the name (each has its own
     /// receivers; a value goes to one of them).
-    objects: HashMap<String, Vec<Weak<dyn Receivers>>>,
+    objects: HashMap<String, SameName<dyn Receivers>>,
     /// Lists with receivers waiting and no pop in flight.
     wanted: HashSet<String>,
     /// Lists with a pop in flight.
@@ -245,9 +246,12 @@ pub(crate) fn tick(shared: &Arc<Shared>, state: &mut State, registry: &Registry)
 pub(crate) fn attach(shared: &Arc<Shared>, name: &str, object: Weak<dyn Receivers>) -> String {
     let list = list_key(name);
     let mut state = shared.state();
-    let same_name = state.queues.objects.entry(list.clone()).or_default();
-    same_name.retain(|other| other.strong_count() > 0);
-    same_name.push(object);
+    state
+        .queues
+        .objects
+        .entry(list.clone())
+        .or_default()
+        .join(object);
     if state.queues.next_beat.is_some() {
         state.queues.next_beat = Some(Instant::now());
     }
@@ -270,7 +274,7 @@ pub(crate) fn want(shared: &Arc<Shared>, list: &str) {
 fn on_popped(shared: &Arc<Shared>, list: &str, reply: Reply) {
     shared.state().queues.popping.remove(list);
     let objects: Vec<Arc<dyn Receivers>> = match shared.state().queues.objects.get(list) {
-        Some(same_name) => same_name.iter().filter_map(Weak::upgrade).collect(),
+        Some(same_name) => same_name.live(),
         None => Vec::new(),
     };
     if let Ok(Value::BulkString(bytes)) = &reply {
@@ -285,18 +289,13 @@ fn on_popped(shared: &Arc<Shared>, list: &str, reply: Reply) {
 /// name that has one waiting), or puts it back.
 fn handed(shared: &Arc<Shared>, list: &str, objects: &[Arc<dyn Receivers>], bytes: &[u8]) {
     let held = held_key(list, &shared.node);
-    let mut taken = false;
-    for object in objects {
-        match object.hand(bytes) {
-            Ok(false) => continue,
-            Ok(true) => {}
-            Err(e) => {
-                log::warn!("redis channel {list}: dropping a value that does not decode: {e}")
-            }
+    let taken = objects.iter().any(|object| match object.hand(bytes) {
+        Ok(taken) => taken,
+        Err(e) => {
+            log::warn!("redis channel {list}: dropping a value that does not decode: {e}");
+            true
         }
-        taken = true;
-        break;
-    }
+    });
     let packed = if taken {
         redis::cmd("LREM")
             .arg(held)
