@@ -149,6 +149,16 @@ fn panicking_application_gets_500() {
     assert_eq!(head[0], "Status: 500 Internal Server Error");
 }
 
+/// Sends `input`, ends the stream, and returns the answer's status line.
+fn status_for(input: &[u8]) -> String {
+    let mut client = start(Scgi::new(echo));
+    client.send(input);
+    client.writer.shutdown(std::net::Shutdown::Write).unwrap();
+    let (head, _) = answer(&mut client);
+    client.join().expect("handler ends cleanly");
+    head[0].clone()
+}
+
 #[test]
 fn bad_netstrings_get_400_and_a_close() {
     let cases: &[&[u8]] = &[
@@ -160,13 +170,8 @@ fn bad_netstrings_get_400_and_a_close() {
         b"024:CONTENT_LENGTH\x000\x00SCGI\x001\x00,",
     ];
     for case in cases {
-        let mut client = start(Scgi::new(echo));
-        client.send(case);
-        client.writer.shutdown(std::net::Shutdown::Write).unwrap();
-        let (head, _) = answer(&mut client);
-        let case = String::from_utf8_lossy(case);
-        assert_eq!(head[0], "Status: 400 Bad Request", "{case:?}");
-        client.join().expect("handler ends cleanly");
+        let case_text = String::from_utf8_lossy(case);
+        assert_eq!(status_for(case), "Status: 400 Bad Request", "{case_text:?}");
     }
 }
 
@@ -181,12 +186,10 @@ fn a_block_the_stream_ends_inside_closes_without_an_answer() {
 
 #[test]
 fn a_length_of_nine_digits_gets_431() {
-    let mut client = start(Scgi::new(echo));
-    client.send(b"999999999:");
-    client.writer.shutdown(std::net::Shutdown::Write).unwrap();
-    let (head, _) = answer(&mut client);
-    assert_eq!(head[0], "Status: 431 Request Header Fields Too Large");
-    client.join().expect("handler ends cleanly");
+    assert_eq!(
+        status_for(b"999999999:"),
+        "Status: 431 Request Header Fields Too Large"
+    );
 }
 
 #[test]
