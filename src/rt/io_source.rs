@@ -164,6 +164,18 @@ pub(crate) fn clear_readable(fd: RawFd) {
     });
 }
 
+/// What this thread's loop knows of `fd`'s peer: `Some(true)` once epoll said it closed
+/// its sending side, hung up or left an error (a flag that stays), `Some(false)` while
+/// nothing said so yet, `None` when `fd` is not registered on this thread (nothing is
+/// known; ask the socket). Costs no syscall.
+pub(crate) fn read_closed(fd: RawFd) -> Option<bool> {
+    context::with_core(|core| {
+        let key = core.fd_keys.borrow().get(fd);
+        key.map(|key| core.reactor.read_closed(key))
+    })
+    .flatten()
+}
+
 /// Whether bytes may have arrived on `fd` since the last [`clear_readable`]: an edge
 /// came, even one a wait consumed (a watched wait in a handler also waits for the
 /// connection's readability). True when the fd is not registered on this thread.

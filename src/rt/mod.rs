@@ -84,8 +84,8 @@ use scheduler::ParkKind;
 pub(crate) use coroutine::on_scheduler_stack;
 pub use error::SpawnError;
 pub(crate) use io_source::{
-    IdleLimit, clear_readable, park_or_readable, park_or_ready, readable_since_cleared,
-    wait_idle_fd,
+    IdleLimit, clear_readable, park_or_readable, park_or_ready, read_closed,
+    readable_since_cleared, wait_idle_fd,
 };
 pub use io_source::{IoSource, forget_fd, wait_fd};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};

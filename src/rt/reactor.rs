@@ -208,6 +208,15 @@ impl Reactor {
         }
     }
 
+    /// Whether epoll said the peer closed its sending side, hung up or left an error
+    /// (false for an unknown key).
+    pub(crate) fn read_closed(&self, key: SourceKey) -> bool {
+        self.entries
+            .borrow_mut()
+            .get_mut(key)
+            .is_some_and(|entry| entry.read.closed)
+    }
+
     /// Whether an edge arrived since the last [`clear_ready`](Self::clear_ready), also
     /// one another waiter consumed (true for an unknown key: nothing is known).
     pub(crate) fn edge_since_clear(&self, key: SourceKey, interest: Interest) -> bool {

@@ -249,15 +249,13 @@ pub(crate) fn park(waker: &Waker, deadline: Option<Instant>) -> Result<(), Gone>
         park::park(deadline);
         return Ok(());
     };
-    if watched.gone || hung_up(watched.fd) {
-        mark_gone();
-        return Err(Gone);
-    }
-    if rt::in_coroutine() {
-        if rt::park_or_readable(&[watched.fd], deadline).is_err() {
-            park::park(deadline);
-        }
+    let left = if rt::in_coroutine() {
+        park_coroutine(watched, deadline)
     } else {
+        if watched.gone || hung_up(watched.fd) {
+            mark_gone();
+            return Err(Gone);
+        }
         match waker {
             Waker::Signal(bell) => {
                 // An error (none is expected) is a spurious return: the caller loops.
@@ -265,12 +263,28 @@ pub(crate) fn park(waker: &Waker, deadline: Option<Instant>) -> Result<(), Gone>
             }
             Waker::Park(_) => park::park(deadline),
         }
-    }
-    if hung_up(watched.fd) {
+        hung_up(watched.fd)
+    };
+    if left {
         mark_gone();
         return Err(Gone);
     }
     Ok(())
+}
+
+/// [`park`] on a coroutine: parks on the waker and the client socket together, and says
+/// whether the client left. The loop's epoll reports a hang-up as read readiness and
+/// the reactor remembers it, so no `poll(2)` is made: a socket the loop has not
+/// registered yet is registered by the park, and epoll reports at once a hang-up that
+/// came before. (Only a socket epoll refused is asked with `poll(2)`.)
+fn park_coroutine(watched: Watched, deadline: Option<Instant>) -> bool {
+    if watched.gone || rt::read_closed(watched.fd) == Some(true) {
+        return true;
+    }
+    if rt::park_or_readable(&[watched.fd], deadline).is_err() {
+        park::park(deadline);
+    }
+    rt::read_closed(watched.fd).unwrap_or_else(|| hung_up(watched.fd))
 }
 
 /// Waits until `fd` (a hub connection) is readable, or fails with `ConnectionAborted`
