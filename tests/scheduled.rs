@@ -5,7 +5,8 @@ mod util;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -292,4 +293,60 @@ fn a_coroutine_a_handler_left_running_does_not_hold_the_shutdown() {
         .recv_timeout(Duration::from_secs(30))
         .expect("serve_forever returned")
         .unwrap();
+}
+
+/// Refuses the connection that comes from one client port.
+struct RefuseFromPort(Arc<AtomicU16>);
+
+impl mixserve::Hooks for RefuseFromPort {
+    fn verify_request(&self, peer: &mixserve::PeerAddr) -> bool {
+        !matches!(peer, mixserve::PeerAddr::Tcp(addr) if addr.port() == self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[test]
+fn a_connection_a_hook_refuses_does_not_hold_up_the_ones_queued_behind_it() {
+    // Both connect while a handler keeps the loop asleep, so one listener edge stands
+    // for both: after the refusal the loop must look again at once, not wait for an
+    // edge that will not come (the poll interval, its other way out, is an hour here).
+    let refused = Arc::new(AtomicU16::new(0));
+    let (tx, rx) = mpsc::channel();
+    let hooks = RefuseFromPort(Arc::clone(&refused));
+    let serving = thread::spawn(move || {
+        let handler = |conn: &mut Conn| {
+            let mut line = String::new();
+            conn.read_line(&mut line)?;
+            if line == "sleep\n" {
+                conn.write_all(b"sleeping\n")?;
+                conn.flush()?;
+                // Blocks the whole loop, on purpose.
+                thread::sleep(Duration::from_millis(500));
+            }
+            conn.write_all(line.to_uppercase().as_bytes())?;
+            conn.flush()
+        };
+        let mut server = Server::builder(Scheduled::new())
+            .bind("127.0.0.1:0")
+            .handle_signals(false)
+            .poll_interval(Duration::from_secs(3600))
+            .shutdown_timeout(Duration::from_millis(500))
+            .hooks(hooks)
+            .build(move || from_fn(handler))
+            .unwrap();
+        tx.send((server.local_addr().unwrap(), server.shutdown_handle()))
+            .unwrap();
+        server.serve_forever().unwrap();
+    });
+    let (addr, handle) = rx.recv().unwrap();
+    let mut sleeper = BufReader::new(connect(addr));
+    assert_eq!(ask(&mut sleeper, "sleep\n"), "sleeping\n");
+    let mut turned_away = connect(addr);
+    refused.store(turned_away.local_addr().unwrap().port(), Ordering::SeqCst);
+    let mut queued = BufReader::new(connect(addr));
+    assert_eq!(ask(&mut queued, "behind\n"), "BEHIND\n");
+    let mut rest = Vec::new();
+    let _ = turned_away.read_to_end(&mut rest); // closed (EOF or reset), not hung
+    assert!(rest.is_empty());
+    handle.shutdown();
+    serving.join().unwrap();
 }

@@ -5,24 +5,30 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
-use nix::errno::Errno;
-use nix::sys::socket::{SockFlag, accept4};
 use socket2::SockRef;
 
-/// Accepts one connection from `listener` (`SOCK_CLOEXEC`; the new socket is
-/// blocking). Blocks if the listener does; `Interrupted` on a signal, `WouldBlock` on
-/// an empty non-blocking listener.
-pub(crate) fn accept(listener: RawFd) -> io::Result<OwnedFd> {
-    let fd = match accept4(listener, SockFlag::SOCK_CLOEXEC) {
-        Ok(fd) => fd,
-        Err(Errno::EAGAIN) => return Err(io::ErrorKind::WouldBlock.into()),
-        Err(errno) => return Err(errno.into()),
-    };
-    // SAFETY: accept4 returned a fresh fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// A connection `accept` took.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub(crate) socket: OwnedFd,
+    /// The peer's address, as `accept` gave it (no `getpeername` needed); `None` for a
+    /// Unix-domain peer.
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+/// Accepts one connection from `listener` (`accept4`, `SOCK_CLOEXEC`; the new socket
+/// is blocking). Blocks if the listener does; `Interrupted` on a signal, `WouldBlock`
+/// on an empty non-blocking listener.
+pub(crate) fn accept(listener: RawFd) -> io::Result<Accepted> {
+    let (socket, peer) = SockRef::from(&super::borrow_fd(listener)).accept()?;
+    Ok(Accepted {
+        socket: socket.into(),
+        peer: peer.as_socket(),
+    })
 }
 
 /// A spare fd, closed to make room when `accept` fails with `EMFILE`.
@@ -45,32 +51,47 @@ impl SpareFd {
     fn refuse_one(&self, listener: RawFd) {
         let mut spare = self.0.lock().unwrap_or_else(|e| e.into_inner());
         drop(spare.take());
-        if let Ok(fd) = accept(listener) {
-            abort(&fd);
+        if let Ok(accepted) = accept(listener) {
+            abort(&accepted.socket);
         }
         *spare = File::open("/dev/null").ok();
     }
 }
 
-/// One `accept` with the crate's rules: `Ok(None)` when there is nothing to take now
-/// (an empty non-blocking listener, a signal, a connection reset before it was taken,
-/// one refused for want of fds); `Err` only for failures the caller must back off from.
-pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<Option<OwnedFd>> {
-    match accept(listener) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) =>
-        {
-            Ok(None)
+/// What one `accept` with the crate's rules gave.
+#[derive(Debug)]
+pub(crate) enum Taken {
+    /// A connection.
+    Socket(Accepted),
+    /// None waits (`EAGAIN`): on an edge-triggered poll, the next edge says when to
+    /// look again.
+    Empty,
+    /// None taken this time (a signal, a connection reset before it was taken, one
+    /// refused for want of fds), but more may wait: look again without waiting.
+    Skipped,
+}
+
+impl Taken {
+    /// The connection, if one was taken.
+    pub(crate) fn socket(self) -> Option<Accepted> {
+        match self {
+            Taken::Socket(accepted) => Some(accepted),
+            Taken::Empty | Taken::Skipped => None,
         }
-        Err(e) if is_transient(&e) => Ok(None),
+    }
+}
+
+/// One `accept` with the crate's rules; `Err` only for failures the caller must back
+/// off from.
+pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<Taken> {
+    match accept(listener) {
+        Ok(accepted) => Ok(Taken::Socket(accepted)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Taken::Empty),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted || is_transient(&e) => Ok(Taken::Skipped),
         Err(e) if is_out_of_fds(&e) => {
             log::warn!("accept: {e}; refusing one connection");
             spare.refuse_one(listener);
-            Ok(None)
+            Ok(Taken::Skipped)
         }
         Err(e) => Err(e),
     }

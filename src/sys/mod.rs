@@ -33,6 +33,7 @@ pub(crate) fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
 }
 
 /// True when `fd` (owned by the caller) is readable now: one `poll(2)` that never waits.
+#[cfg(test)]
 pub(crate) fn readable_now(fd: RawFd) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut fds = [PollFd::new(borrow_fd(fd), PollFlags::POLLIN)];

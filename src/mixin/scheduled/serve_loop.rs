@@ -14,7 +14,7 @@ use super::Counters;
 use crate::mixin::serve_loop::drain;
 use crate::rt::{self, Interest, Runtime, RuntimeConfig, RuntimeHandle};
 use crate::server::Context;
-use crate::server::source::Source;
+use crate::server::source::{Source, TryNext};
 
 /// How often a stopped accept loop looks for connections its feeder still hands over.
 const LEFTOVER_RECHECK: Duration = Duration::from_millis(10);
@@ -147,26 +147,27 @@ fn accept_loop(
     };
     let mut next_id = 0u64;
     while !stop.get() {
-        let Some(conn) = source.try_next() else {
-            // A connection refused for want of fds leaves the rest of the backlog
-            // queued with no new edge to wake us: look before waiting, and go straight
-            // on (no pause per refusal).
-            if crate::sys::readable_now(ready_fd) {
-                rt::yield_now();
-                continue;
+        match source.try_next() {
+            TryNext::Conn(conn) => {
+                start_connection(ctx, conn, sockets, max_connections, counters, &mut next_id);
             }
-            // Bounded, so a stop is noticed within one poll interval.
-            let deadline = crate::deadline::from_now(ctx.poll_interval());
-            match rt::wait_fd(ready_fd, Interest::Readable, Some(deadline)) {
-                Ok(()) => continue,
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
-                Err(e) => {
-                    log::error!("scheduled: cannot wait for connections: {e}");
-                    return;
+            // A connection refused (for want of fds, or by a hook) leaves the rest of
+            // the backlog queued with no new edge to wake us: go straight on, letting
+            // the connections started so far run first (no pause per refusal).
+            TryNext::Again => rt::yield_now(),
+            TryNext::Empty => {
+                // Bounded, so a stop is noticed within one poll interval.
+                let deadline = crate::deadline::from_now(ctx.poll_interval());
+                match rt::wait_fd(ready_fd, Interest::Readable, Some(deadline)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                    Err(e) => {
+                        log::error!("scheduled: cannot wait for connections: {e}");
+                        return;
+                    }
                 }
             }
-        };
-        start_connection(ctx, conn, sockets, max_connections, counters, &mut next_id);
+        }
     }
     // What was handed over before the stop is served too: a preforked worker's feeder
     // queues the connections it took, then the worker's leftovers, before it ends

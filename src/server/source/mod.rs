@@ -32,7 +32,7 @@ use crate::mixin::pool_stats::Scoreboard;
 use crate::server::Context;
 use crate::sync::hub::HubServer;
 use crate::sync::lock;
-use crate::sys::accept::{self, SpareFd};
+use crate::sys::accept::{self, SpareFd, Taken};
 use crate::sys::{borrow_fd, fork};
 
 /// How long a source backs off after an accept failure that is not about one
@@ -126,12 +126,22 @@ impl Source {
     }
 
     /// A connection if one is ready now, without waiting (for a coroutine loop).
-    pub(crate) fn try_next(&self) -> Option<Conn> {
-        match &self.flavor {
-            Flavor::Fed(fed) => fed.try_next(),
-            _ => self.take(),
+    pub(crate) fn try_next(&self) -> TryNext {
+        let taken = match &self.flavor {
+            Flavor::Fed(fed) => fed.try_next().ok_or(TryNext::Empty),
+            _ => match self.take_or_say() {
+                Ok(Taken::Socket(accepted)) => Ok(conn_from_accepted(accepted)),
+                Ok(Taken::Empty) => Err(TryNext::Empty),
+                Ok(Taken::Skipped) => Err(TryNext::Again),
+                // Logged, and backed off from.
+                Err(()) => Err(TryNext::Again),
+            },
+        };
+        match taken {
+            // Refused by a hook: more may wait.
+            Ok(conn) => self.admit(conn).map_or(TryNext::Again, TryNext::Conn),
+            Err(nothing) => nothing,
         }
-        .and_then(|conn| self.admit(conn))
     }
 
     /// The fd that turns readable when [`try_next`](Self::try_next) may succeed;
@@ -211,16 +221,21 @@ impl Source {
 
     /// Takes one connection from the listener without waiting.
     fn take(&self) -> Option<Conn> {
-        match accept_with_rules(self.ctx.listener_fd(), self.ctx.spare_fd()) {
-            Ok(conn) => conn,
-            Err(e) => {
-                if !self.ctx.is_shutting_down() {
-                    log::warn!("accept failed: {e}");
-                    crate::rt::sleep(BACK_OFF);
-                }
-                None
+        self.take_or_say()
+            .ok()
+            .and_then(Taken::socket)
+            .map(conn_from_accepted)
+    }
+
+    /// [`take`](Self::take), saying why nothing was taken; a failure is logged and
+    /// backed off from here.
+    fn take_or_say(&self) -> Result<Taken, ()> {
+        accept::accept_with_rules(self.ctx.listener_fd(), self.ctx.spare_fd()).map_err(|e| {
+            if !self.ctx.is_shutting_down() {
+                log::warn!("accept failed: {e}");
+                crate::rt::sleep(BACK_OFF);
             }
-        }
+        })
     }
 
     /// Marks a new connection with the drain flag and asks the hooks about it.
@@ -233,9 +248,32 @@ impl Source {
     }
 }
 
-/// One `accept` with the crate's rules ([`accept::accept_with_rules`]), as a [`Conn`].
+/// One `accept` with the crate's rules ([`accept::accept_with_rules`]), as a [`Conn`]:
+/// `Ok(None)` when nothing was taken now.
 pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<Option<Conn>> {
-    accept::accept_with_rules(listener, spare).map(|fd| fd.map(conn_from))
+    accept::accept_with_rules(listener, spare).map(|taken| taken.socket().map(conn_from_accepted))
+}
+
+/// What [`Source::try_next`] found.
+#[derive(Debug)]
+pub(crate) enum TryNext {
+    /// A connection to serve.
+    Conn(Conn),
+    /// None waits: wait for the source's ready fd.
+    Empty,
+    /// None this time (refused for want of fds or by a hook, a signal, a failure backed
+    /// off from), but more may wait: the ready fd may bring no new edge for them, so
+    /// look again without waiting.
+    Again,
+}
+
+/// Wraps an accepted socket, with the peer's address `accept` gave.
+pub(crate) fn conn_from_accepted(accepted: accept::Accepted) -> Conn {
+    let peer = match accepted.peer {
+        Some(addr) => PeerAddr::Tcp(addr),
+        None => PeerAddr::Unix(None),
+    };
+    Conn::from_fd(accepted.socket, peer)
 }
 
 /// Wraps an accepted or passed socket, with its peer's address.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::{BACK_OFF, accept_with_rules, conn_from};
+use super::{BACK_OFF, accept_with_rules, conn_from, conn_from_accepted};
 use crate::conn::Conn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
 use crate::server::{Context, Listener};
@@ -295,8 +295,8 @@ impl Share {
             let mut stop = batch == 0;
             for _ in 0..batch {
                 match crate::sys::accept::accept(fd) {
-                    Ok(conn) => {
-                        stranded.queue.push_back(conn_from(conn));
+                    Ok(accepted) => {
+                        stranded.queue.push_back(conn_from_accepted(accepted));
                         stranded.taken += 1;
                     }
                     // That one connection was lost before it was taken: the next.
