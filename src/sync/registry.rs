@@ -125,7 +125,7 @@ impl Home {
     /// True in the process that owns the object. False for a misplaced object, so
     /// every operation takes the remote path, which fails with the reason.
     pub(crate) fn is_here(&self) -> bool {
-        std::process::id() == self.pid && self.misplaced.is_none()
+        crate::sys::process_id::process_id() == self.pid && self.misplaced.is_none()
     }
 
     /// Sends one operation to the owner's hub and waits for the reply.

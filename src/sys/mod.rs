@@ -10,6 +10,7 @@ pub(crate) mod fd_passing;
 pub(crate) mod fork;
 pub(crate) mod open_beneath;
 pub(crate) mod pipe;
+pub(crate) mod process_id;
 pub(crate) mod process_lock;
 pub(crate) mod sendfile;
 pub(crate) mod shared_memory;
