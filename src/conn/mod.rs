@@ -82,7 +82,10 @@ pub struct Conn {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     /// An absolute limit for reads, e.g. "the whole request head by then".
-    read_deadline: Option<Instant>,
+    read_deadline: Cell<Option<Instant>>,
+    /// A read deadline this long after the connection began, not worked out yet: when
+    /// it began is asked of the kernel (`TCP_INFO`) only when a read first has to wait.
+    read_deadline_after_start: Cell<Option<Duration>>,
     /// The server's drain state (a graceful shutdown).
     drain: Option<Arc<Drain>>,
     /// When this value was made (accepted, or received from another process).
@@ -130,7 +133,8 @@ impl Conn {
             write_buf: Vec::new(),
             read_timeout: None,
             write_timeout: None,
-            read_deadline: None,
+            read_deadline: Cell::new(None),
+            read_deadline_after_start: Cell::new(None),
             drain: None,
             created: Instant::now(),
         }
@@ -188,7 +192,32 @@ impl Conn {
 
     /// Fails every read that would wait past `deadline` with `TimedOut`.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
-        self.read_deadline = deadline;
+        self.read_deadline.set(deadline);
+        self.read_deadline_after_start.set(None);
+    }
+
+    /// Fails every read that would wait past `timeout` after the connection began (see
+    /// [`established_at`](Self::established_at)). When it began is asked of the kernel
+    /// only once a read has to wait: most first requests arrive whole in the first read
+    /// and never pay for the `getsockopt`.
+    pub(crate) fn set_read_deadline_after_start(&mut self, timeout: Duration) {
+        self.read_deadline.set(None);
+        self.read_deadline_after_start.set(Some(timeout));
+    }
+
+    /// The read deadline, working out (once) one set by
+    /// [`set_read_deadline_after_start`](Self::set_read_deadline_after_start).
+    fn read_deadline(&self) -> Option<Instant> {
+        if let Some(timeout) = self.read_deadline_after_start.take() {
+            let deadline = crate::deadline::after(self.established_at(), timeout);
+            self.read_deadline.set(Some(deadline));
+        }
+        self.read_deadline.get()
+    }
+
+    /// Whether a read deadline waits to be worked out at the first wait.
+    fn read_deadline_pending(&self) -> bool {
+        self.read_deadline_after_start.get().is_some()
     }
 
     /// Turns Nagle's algorithm off (`true`) or on; a no-op on Unix-domain sockets.

@@ -22,13 +22,22 @@ impl Conn {
     pub(super) fn recv_raw_into(&mut self, start: usize) -> io::Result<usize> {
         self.hold_read_buffer();
         let fd = self.fd.as_raw_fd();
-        let mut limit = Limit::new(self.read_deadline, self.read_timeout);
-        let flags = recv_flags(&limit);
+        let mut limit = Limit::new(self.read_deadline.get(), self.read_timeout);
+        // A deadline still to be worked out limits the read too: it must not block.
+        let flags = if self.read_deadline_pending() {
+            MsgFlags::MSG_DONTWAIT
+        } else {
+            recv_flags(&limit)
+        };
         loop {
             match recv_once(fd, &mut self.read_buf[start..], flags) {
                 Err(Errno::EAGAIN) => {
                     if start == 0 {
                         self.release_read_buffer();
+                    }
+                    if self.read_deadline_pending() {
+                        // The first wait: the limit is made before any wait used it.
+                        limit = Limit::new(self.read_deadline(), self.read_timeout);
                     }
                     park::wait_fd(fd, &self.registered, Interest::Readable, limit.deadline())?;
                     self.hold_read_buffer();
@@ -98,7 +107,7 @@ impl Conn {
             self.fd.as_raw_fd(),
             &self.registered,
             Interest::Readable,
-            Limit::new(self.read_deadline, self.read_timeout).deadline(),
+            Limit::new(self.read_deadline(), self.read_timeout).deadline(),
         )
     }
 }
@@ -203,7 +212,7 @@ impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.read_pos == self.read_end && buf.len() >= BUFFER_SIZE {
             let fd = self.fd.as_raw_fd();
-            let mut limit = Limit::new(self.read_deadline, self.read_timeout);
+            let mut limit = Limit::new(self.read_deadline(), self.read_timeout);
             let n = recv_raw(fd, buf, &self.registered, &mut limit)?;
             self.note_read(n, buf.len());
             return Ok(n);
@@ -267,5 +276,45 @@ impl Write for Conn {
         let result = self.send_all(&pending);
         write_buffer::give(pending);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    use crate::Conn;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_deadline_after_the_start_is_worked_out_only_when_a_read_waits() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let before = Instant::now();
+        let mut conn = Conn::from_unix(server).unwrap();
+        let after = Instant::now();
+        conn.set_read_deadline_after_start(HOUR);
+        client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        assert_eq!(conn.fill_buf().unwrap(), b"GET / HTTP/1.1\r\n");
+        assert!(conn.read_deadline_pending(), "a read that did not wait");
+        let deadline = conn.read_deadline().expect("a deadline");
+        assert!(!conn.read_deadline_pending());
+        // From when the connection began (for a Unix socket, when the `Conn` was made).
+        assert!(before + HOUR <= deadline && deadline <= after + HOUR);
+        conn.set_read_deadline(None);
+        assert_eq!(conn.read_deadline(), None);
+    }
+
+    #[test]
+    fn a_read_that_waits_works_out_the_deadline_after_the_start() {
+        let (_client, server) = UnixStream::pair().unwrap();
+        let mut conn = Conn::from_unix(server).unwrap();
+        // Already past when worked out: the first read that would wait times out.
+        conn.set_read_deadline_after_start(Duration::ZERO);
+        let error = conn.fill_buf().unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(!conn.read_deadline_pending());
     }
 }

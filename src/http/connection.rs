@@ -6,7 +6,6 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::HttpHandler;
 use super::body::{self, Framing};
@@ -81,13 +80,8 @@ impl<A: HttpHandler> HttpConnection<A> {
     /// inlined here: this frame stays on a coroutine's stack while the handler runs,
     /// which for a long poll is as long as the client waits, and what it holds decides
     /// whether a parked waiter fits in one stack page (see `.ci/waiter-memory`).
-    fn serve_one(
-        &mut self,
-        conn: &mut Conn,
-        first_deadline: Option<Instant>,
-        last: bool,
-    ) -> io::Result<Next> {
-        let (mut request, framing, streams) = match self.read_request(conn, first_deadline) {
+    fn serve_one(&mut self, conn: &mut Conn, first: bool, last: bool) -> io::Result<Next> {
+        let (mut request, framing, streams) = match self.read_request(conn, first) {
             Ok(read) => read,
             Err(next) => return next,
         };
@@ -141,11 +135,11 @@ impl<A: HttpHandler> HttpConnection<A> {
     fn read_request(
         &mut self,
         conn: &mut Conn,
-        first_deadline: Option<Instant>,
+        first: bool,
     ) -> Result<(Request, Framing, bool), io::Result<Next>> {
         let config = &*self.config;
         let spare = std::mem::take(&mut self.spare);
-        let head = match head::read_head(conn, config, &mut self.head, first_deadline, spare) {
+        let head = match head::read_head(conn, config, &mut self.head, first, spare) {
             Ok(Some(head)) => head,
             Ok(None) => return Err(Ok(Next::Drop)),
             Err(failure) => return Err(self.fail(conn, failure, false)),
@@ -350,16 +344,11 @@ impl<A: HttpHandler> Handler for HttpConnection<A> {
     }
 
     fn handle(&mut self, conn: &mut Conn) -> io::Result<()> {
-        // From the connection's establishment: time queued for a worker counts.
-        let mut first_deadline = Some(crate::deadline::after(
-            conn.established_at(),
-            self.config.header_timeout,
-        ));
         let mut served = 0usize;
         loop {
             served += 1;
             let last = served >= self.config.max_requests_per_connection;
-            let next = self.serve_one(conn, first_deadline.take(), last);
+            let next = self.serve_one(conn, served == 1, last);
             let result = match next {
                 Ok(Next::KeepAlive) => continue,
                 Ok(Next::Drop) => conn.flush(),
@@ -444,7 +433,7 @@ mod tests {
         let mut conn = Conn::from_unix(server).unwrap();
         handler.setup(&mut conn).unwrap();
         for request in 0..4 {
-            let next = handler.serve_one(&mut conn, None, false).unwrap();
+            let next = handler.serve_one(&mut conn, false, false).unwrap();
             assert!(matches!(next, Next::KeepAlive), "request {request}");
             let spare = &handler.spare;
             let kept = (

@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, Write};
 use std::mem::MaybeUninit;
-use std::time::Instant;
 
 use super::config::HttpConfig;
 use super::error::{Failure, Reject, read_failure};
@@ -75,13 +74,14 @@ impl Head {
 /// in pieces (kept between calls up to `SPARE_RAW_HEAD` bytes of storage).
 ///
 /// `Ok(None)`: the connection ended (or idled out) cleanly before a request began.
-/// The first request of a connection must be complete by `first_deadline`; a later one
-/// may wait `idle_timeout` for its first byte, then has `header_timeout` from there.
+/// The `first` request of a connection must be complete `header_timeout` after the
+/// connection began (time queued for a worker counts); a later one may wait
+/// `idle_timeout` for its first byte, then has `header_timeout` from there.
 pub(crate) fn read_head(
     conn: &mut Conn,
     config: &HttpConfig,
     head: &mut Vec<u8>,
-    first_deadline: Option<Instant>,
+    first: bool,
     spare: Head,
 ) -> Result<Option<Head>, Failure> {
     let mut assembler = HeadAssembler::new(head, spare);
@@ -92,13 +92,14 @@ pub(crate) fn read_head(
     // woke it. A pipelined head starts its header deadline on the real clock: the loop
     // clock is behind by all the handler of the last request did in this resume, which
     // may exceed the timeout.
-    let idle = first_deadline.is_none() && conn.buffered().is_empty();
-    let deadline = match first_deadline {
-        Some(deadline) => Some(deadline),
-        None if idle => None,
-        None => Some(crate::deadline::from_now(config.header_timeout)),
-    };
-    conn.set_read_deadline(deadline);
+    let idle = !first && conn.buffered().is_empty();
+    if first {
+        conn.set_read_deadline_after_start(config.header_timeout);
+    } else if idle {
+        conn.set_read_deadline(None);
+    } else {
+        conn.set_read_deadline(Some(crate::deadline::from_now(config.header_timeout)));
+    }
     loop {
         // A connection that sent nothing is closed without a word (as nginx does): no
         // answer to write, no lingering for a client that may never read.

@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, Write};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
 
 use super::config::HttpConfig;
 use super::error::Failure;
@@ -38,9 +37,8 @@ fn read_split(input: &[u8], at: usize, spare: Head) -> (Outcome, Vec<u8>) {
     client.write_all(&input[at..]).unwrap();
     drop(client);
     let config = HttpConfig::default();
-    let deadline = Some(Instant::now() + Duration::from_secs(300));
     let mut raw = Vec::new();
-    let read = match read_head(&mut conn, &config, &mut raw, deadline, spare) {
+    let read = match read_head(&mut conn, &config, &mut raw, true, spare) {
         Ok(Some(head)) => outcome(head),
         Ok(None) => Err(0),
         Err(Failure::Reject(reject)) => Err(reject.status),

@@ -130,10 +130,7 @@ impl<A: HttpHandler> Handler for ScgiConnection<A> {
 impl<A: HttpHandler> ScgiConnection<A> {
     fn serve(&mut self, conn: &mut Conn) -> io::Result<()> {
         let config = &*self.config;
-        conn.set_read_deadline(Some(crate::deadline::after(
-            conn.established_at(),
-            config.header_timeout,
-        )));
+        conn.set_read_deadline_after_start(config.header_timeout);
         let mut block = Vec::new();
         let parsed = read_netstring(conn, config.max_head_bytes, &mut block)?
             .and_then(|()| parse_variables(&block));
