@@ -75,6 +75,9 @@ pub struct Conn {
     /// The last read returned less than it asked for: the socket held nothing more then,
     /// so anything that arrives later brings a new readiness edge.
     input_drained: bool,
+    /// A read returned the end of the stream. A stream socket's end is for good, so
+    /// later reads return it without asking the socket again.
+    input_ended: bool,
     /// Bytes written but not yet sent. No allocation until the first write and whenever
     /// a flush sent everything (the buffer goes back to `write_buffer`'s spares).
     write_buf: Vec<u8>,
@@ -130,6 +133,7 @@ impl Conn {
             read_pos: 0,
             read_end: 0,
             input_drained: false,
+            input_ended: false,
             write_buf: Vec::new(),
             read_timeout: None,
             write_timeout: None,

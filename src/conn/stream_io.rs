@@ -20,6 +20,9 @@ impl Conn {
     /// nothing buffered (`start` 0 and nothing unconsumed) it holds no read buffer: a
     /// client that connects and stays silent costs no buffer.
     pub(super) fn recv_raw_into(&mut self, start: usize) -> io::Result<usize> {
+        if self.input_ended {
+            return Ok(0);
+        }
         self.hold_read_buffer();
         let fd = self.fd.as_raw_fd();
         let mut limit = Limit::new(self.read_deadline.get(), self.read_timeout);
@@ -57,8 +60,12 @@ impl Conn {
         if self.read_pos != self.read_end {
             return Ok(true);
         }
-        self.hold_read_buffer();
         self.read_pos = 0;
+        if self.input_ended {
+            self.read_end = 0;
+            return Ok(true);
+        }
+        self.hold_read_buffer();
         match recv_once(
             self.fd.as_raw_fd(),
             &mut self.read_buf,
@@ -81,8 +88,10 @@ impl Conn {
     /// Records whether a read of `n` bytes into room for `asked` drained the socket;
     /// if it did, the loop's leftover read readiness is cleared, so the next wait parks
     /// instead of coming back for an `EAGAIN` (an edge arrives with the next bytes).
+    /// No bytes into some room is the end of the stream, remembered.
     fn note_read(&mut self, n: usize, asked: usize) {
         self.input_drained = n < asked;
+        self.input_ended |= n == 0 && asked > 0;
         if self.input_drained && n > 0 && self.registered.get() {
             crate::rt::clear_readable(self.fd.as_raw_fd());
         }
@@ -211,6 +220,9 @@ fn send_raw(
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.read_pos == self.read_end && buf.len() >= BUFFER_SIZE {
+            if self.input_ended {
+                return Ok(0);
+            }
             let fd = self.fd.as_raw_fd();
             let mut limit = Limit::new(self.read_deadline(), self.read_timeout);
             let n = recv_raw(fd, buf, &self.registered, &mut limit)?;

@@ -178,11 +178,14 @@ pub(crate) fn read_closed(fd: RawFd) -> Option<bool> {
 
 /// Whether bytes may have arrived on `fd` since the last [`clear_readable`]: an edge
 /// came, even one a wait consumed (a watched wait in a handler also waits for the
-/// connection's readability). True when the fd is not registered on this thread.
+/// connection's readability). False when the fd is not registered on this thread yet:
+/// the wait that registers it learns what is there, as epoll reports an fd's present
+/// readiness when it is added (see [`Reactor::register`](super::reactor::Reactor)).
+/// True off a runtime (nothing is known).
 pub(crate) fn readable_since_cleared(fd: RawFd) -> bool {
     context::with_core(|core| {
         let key = core.fd_keys.borrow().get(fd);
-        key.is_none_or(|key| core.reactor.edge_since_clear(key, Interest::Readable))
+        key.is_some_and(|key| core.reactor.edge_since_clear(key, Interest::Readable))
     })
     .unwrap_or(true)
 }

@@ -148,8 +148,10 @@ impl Reactor {
             entry.in_use = true;
             entry.read.ready = false;
             entry.write.ready = false;
-            entry.read.edge_since_clear = true;
-            entry.write.edge_since_clear = true;
+            // No edge yet: `EPOLL_CTL_ADD` puts an fd that is ready now on epoll's ready
+            // list, so the next poll brings its present state as an edge.
+            entry.read.edge_since_clear = false;
+            entry.write.edge_since_clear = false;
             entry.read.closed = false;
             entry.write.closed = false;
             SourceKey {
