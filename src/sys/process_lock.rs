@@ -116,18 +116,7 @@ impl SharedMutex {
     /// timeout (a pthread mutex wait ignores signals, so callers wait in slices and
     /// look at their stop flag in between).
     pub(crate) fn lock_timeout(&self, timeout: Duration) -> io::Result<bool> {
-        // pthread_mutex_timedlock takes an absolute CLOCK_REALTIME time (SystemTime).
-        let until = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            + timeout;
-        let deadline = libc::timespec {
-            tv_sec: until.as_secs() as libc::time_t,
-            tv_nsec: until.subsec_nanos() as _,
-        };
-        // SAFETY: the mutex was initialised in `new` and lives as long as `self`.
-        let code = unsafe { libc::pthread_mutex_timedlock(self.mutex.as_ptr(), &deadline) };
-        match code {
+        match timed_lock(self.mutex.as_ptr(), timeout) {
             0 => Ok(true),
             libc::ETIMEDOUT => Ok(false),
             libc::EOWNERDEAD => {
@@ -153,6 +142,56 @@ impl SharedMutex {
     }
 }
 
+// `pthread_mutex_clocklock(3)` (glibc 2.30): `pthread_mutex_timedlock` with a clock of
+// the caller's choosing. The libc crate does not declare it.
+#[cfg(target_env = "gnu")]
+unsafe extern "C" {
+    fn pthread_mutex_clocklock(
+        mutex: *mut libc::pthread_mutex_t,
+        clock: libc::clockid_t,
+        deadline: *const libc::timespec,
+    ) -> libc::c_int;
+}
+
+/// Waits at most `timeout` for `mutex` (initialised, and alive for the call); returns
+/// the pthread code. On glibc the deadline is on `CLOCK_MONOTONIC`, so a step of the
+/// wall clock (an NTP correction, a manual `date -s`) cannot stretch the wait: one back
+/// by an hour would leave a worker deaf to its stop signal for that hour.
+fn timed_lock(mutex: *mut libc::pthread_mutex_t, timeout: Duration) -> libc::c_int {
+    #[cfg(target_env = "gnu")]
+    {
+        let deadline = deadline_on(libc::CLOCK_MONOTONIC, timeout);
+        // SAFETY: the caller passes an initialised mutex that outlives the call;
+        // `deadline` is a valid timespec on the clock named.
+        unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &deadline) }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        // Elsewhere only the wall clock is offered.
+        let deadline = deadline_on(libc::CLOCK_REALTIME, timeout);
+        // SAFETY: as above.
+        unsafe { libc::pthread_mutex_timedlock(mutex, &deadline) }
+    }
+}
+
+/// `timeout` from now on `clock`, as an absolute timespec.
+fn deadline_on(clock: libc::clockid_t, timeout: Duration) -> libc::timespec {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is valid for writes; both clocks always exist on Linux.
+    unsafe { libc::clock_gettime(clock, &mut now) };
+    let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
+    let secs = (now.tv_sec as u64)
+        .saturating_add(timeout.as_secs())
+        .saturating_add(nanos / 1_000_000_000);
+    libc::timespec {
+        tv_sec: secs.min(libc::time_t::MAX as u64) as libc::time_t,
+        tv_nsec: (nanos % 1_000_000_000) as _,
+    }
+}
+
 impl Drop for SharedMutex {
     fn drop(&mut self) {
         if std::process::id() == self.creator {
@@ -161,5 +200,46 @@ impl Drop for SharedMutex {
         }
         // SAFETY: unmaps this process's view of the mapping made in `new`.
         let _ = unsafe { munmap(self.mutex.cast(), MUTEX_BYTES) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{SharedMutex, deadline_on};
+
+    #[test]
+    fn a_held_mutex_times_out_for_another_thread_then_is_taken() {
+        let mutex = Arc::new(SharedMutex::new().unwrap());
+        assert!(mutex.lock_timeout(Duration::from_secs(5)).unwrap());
+        let other = Arc::clone(&mutex);
+        let waited = std::thread::spawn(move || other.lock_timeout(Duration::from_millis(20)));
+        assert!(!waited.join().unwrap().unwrap(), "held: the wait times out");
+        mutex.unlock().unwrap();
+        let other = Arc::clone(&mutex);
+        let taken = std::thread::spawn(move || {
+            let taken = other.lock_timeout(Duration::from_secs(5)).unwrap();
+            other.unlock().unwrap();
+            taken
+        });
+        assert!(taken.join().unwrap());
+    }
+
+    #[test]
+    fn a_deadline_is_a_valid_timespec_even_for_the_longest_timeout() {
+        for timeout in [
+            Duration::ZERO,
+            Duration::from_nanos(999_999_999),
+            Duration::MAX,
+        ] {
+            let deadline = deadline_on(libc::CLOCK_MONOTONIC, timeout);
+            assert!(
+                (0..1_000_000_000).contains(&deadline.tv_nsec),
+                "{timeout:?}"
+            );
+            assert!(deadline.tv_sec >= 0, "{timeout:?}");
+        }
     }
 }
