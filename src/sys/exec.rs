@@ -115,9 +115,11 @@ pub(crate) struct Image {
     _args: Vec<CString>,
     /// Owns the strings `envp` points into.
     _env: Vec<CString>,
-    /// `LISTEN_PID=` and room for the digits, written by the child.
-    _listen_pid: Box<[u8; 32]>,
-    /// Where the child writes them (into `_listen_pid`; `envp` points there too).
+    /// `LISTEN_PID=` and room for the digits, written by the child. A raw allocation
+    /// (from `Box::into_raw`, freed on drop), not a `Box`: `envp` and `pid_digits`
+    /// point into it, and moving a `Box` would assert unique access to its contents.
+    listen_pid: *mut [u8; 32],
+    /// Where the child writes them (into `listen_pid`; `envp` points there too).
     pid_digits: *mut u8,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
@@ -127,9 +129,10 @@ const LISTEN_PID: &[u8] = b"LISTEN_PID=";
 
 impl Image {
     fn new(path: CString, args: Vec<CString>, env: Vec<CString>) -> Image {
-        let mut listen_pid = Box::new([0u8; 32]);
-        listen_pid[..LISTEN_PID.len()].copy_from_slice(LISTEN_PID);
-        let entry = listen_pid.as_mut_ptr();
+        let mut buffer = [0u8; 32];
+        buffer[..LISTEN_PID.len()].copy_from_slice(LISTEN_PID);
+        let listen_pid = Box::into_raw(Box::new(buffer));
+        let entry = listen_pid.cast::<u8>();
         let mut argv: Vec<_> = args.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<_> = env.iter().map(|e| e.as_ptr()).collect();
@@ -139,7 +142,7 @@ impl Image {
             path,
             _args: args,
             _env: env,
-            _listen_pid: listen_pid,
+            listen_pid,
             // SAFETY: the digits go right after the name, within the 32 bytes.
             pid_digits: unsafe { entry.add(LISTEN_PID.len()) },
             argv,
@@ -150,6 +153,14 @@ impl Image {
     /// The program's path, for the log.
     pub(crate) fn path(&self) -> String {
         self.path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::into_raw` in `new` and freed only here; the pointers
+        // into it (`envp`, `pid_digits`) go with `self`.
+        drop(unsafe { Box::from_raw(self.listen_pid) });
     }
 }
 
