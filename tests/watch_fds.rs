@@ -32,15 +32,20 @@ struct LimitedServer {
 
 impl LimitedServer {
     fn start(args: &[&str]) -> LimitedServer {
+        LimitedServer::start_with(FD_LIMIT, args, Stdio::inherit())
+    }
+
+    /// Under `fd_limit`, with stderr going to `stderr`.
+    fn start_with(fd_limit: usize, args: &[&str], stderr: impl Into<Stdio>) -> LimitedServer {
         let path = example_path("comet");
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(format!("ulimit -n {FD_LIMIT} && exec \"$0\" \"$@\""))
+            .arg(format!("ulimit -n {fd_limit} && exec \"$0\" \"$@\""))
             .arg(&path)
             .args(args)
             .args(["--addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
         let mut line = String::new();
@@ -138,6 +143,63 @@ fn a_waiting_thread_costs_only_its_client_socket_under_prethreaded() {
         "--max-workers",
         "1000",
     ]);
+}
+
+/// At its fd limit with nothing queued, `accept` still fails with `EMFILE` (Linux finds a
+/// free fd before it looks at the queue). The scheduled loop must then wait for the next
+/// connection, not look again at once: that spun a core and wrote a warning per turn.
+#[test]
+fn a_scheduled_server_at_its_fd_limit_refuses_each_extra_connection_once_and_waits() {
+    const LIMIT: usize = 64;
+    const CLIENTS: usize = 80;
+    let log = std::env::temp_dir().join(format!("mixserve-fd-limit-{}.log", std::process::id()));
+    let server = LimitedServer::start_with(
+        LIMIT,
+        &["--mixin", "scheduled"],
+        std::fs::File::create(&log).expect("log file"),
+    );
+    let clients = start_waiters(server.addr, CLIENTS);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(
+        "a connection refused for want of fds",
+        Duration::from_secs(30),
+        || read_log().contains("refused one connection"),
+    );
+    // A spinning loop burns this time on the CPU (and may write a warning per turn);
+    // a waiting one sleeps, and writes one warning per connection refused.
+    let pid = server.child.id();
+    let before = cpu_ticks(pid);
+    thread::sleep(Duration::from_millis(500));
+    let spent = cpu_ticks(pid) - before;
+    let warnings = read_log()
+        .lines()
+        .filter(|l| l.contains("accept: "))
+        .count();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        spent <= 10,
+        "the server spent {spent} ticks of CPU in 500 ms, idle at its fd limit"
+    );
+    assert!(
+        warnings <= CLIENTS,
+        "{warnings} accept warnings for {CLIENTS} clients"
+    );
+    // Fds freed: the server serves again (a probe that comes before the server has
+    // closed the waiters' sockets is refused).
+    drop(clients);
+    wait_until("the waiters to leave", Duration::from_secs(30), || {
+        try_get(server.addr, "/").as_deref() == Some("0")
+    });
+}
+
+/// User plus system CPU time of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The fields after the command's closing parenthesis: utime and stime are the
+    // 14th and 15th fields of the line, the 12th and 13th after it.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// A watched connection for an in-process waiter (the test keeps the client end open).

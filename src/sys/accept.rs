@@ -48,13 +48,21 @@ impl SpareFd {
 
     /// Out of fds: frees the spare, accepts the waiting connection with it and closes
     /// it at once (the client sees a reset, not a hang), then takes the spare back.
-    fn refuse_one(&self, listener: RawFd) {
+    /// Says whether a connection was refused: Linux finds a free fd before it looks at
+    /// the queue, so at the limit `accept` fails with `EMFILE` on an empty queue too,
+    /// and only this `accept` tells whether anything waited.
+    fn refuse_one(&self, listener: RawFd) -> bool {
         let mut spare = self.0.lock().unwrap_or_else(|e| e.into_inner());
         drop(spare.take());
-        if let Ok(accepted) = accept(listener) {
-            abort(&accepted.socket);
-        }
+        let refused = match accept(listener) {
+            Ok(accepted) => {
+                abort(&accepted.socket);
+                true
+            }
+            Err(_) => false,
+        };
         *spare = File::open("/dev/null").ok();
+        refused
     }
 }
 
@@ -63,8 +71,8 @@ impl SpareFd {
 pub(crate) enum Taken {
     /// A connection.
     Socket(Accepted),
-    /// None waits (`EAGAIN`): on an edge-triggered poll, the next edge says when to
-    /// look again.
+    /// None waits (`EAGAIN`), or none could be taken and the spare fd found none
+    /// waiting: on an edge-triggered poll, the next edge says when to look again.
     Empty,
     /// None taken this time (a signal, a connection reset before it was taken, one
     /// refused for want of fds), but more may wait: look again without waiting.
@@ -89,9 +97,14 @@ pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Taken::Empty),
         Err(e) if e.kind() == io::ErrorKind::Interrupted || is_transient(&e) => Ok(Taken::Skipped),
         Err(e) if is_out_of_fds(&e) => {
-            log::warn!("accept: {e}; refusing one connection");
-            spare.refuse_one(listener);
-            Ok(Taken::Skipped)
+            if spare.refuse_one(listener) {
+                log::warn!("accept: {e}; refused one connection");
+                Ok(Taken::Skipped)
+            } else {
+                // Nothing waited (or even the spare could not take it): a loop that
+                // looked again at once would spin on `EMFILE` until an fd is freed.
+                Ok(Taken::Empty)
+            }
         }
         Err(e) => Err(e),
     }
