@@ -202,8 +202,9 @@ impl Conn {
 
     /// Fails every read that would wait past `timeout` after the connection began (see
     /// [`established_at`](Self::established_at)). When it began is asked of the kernel
-    /// only once a read has to wait: most first requests arrive whole in the first read
-    /// and never pay for the `getsockopt`.
+    /// only once a buffered read has to wait (or at once by a `wait_readable` or a read
+    /// straight into a large buffer): most first requests arrive whole in the first
+    /// read and never pay for the `getsockopt`.
     pub(crate) fn set_read_deadline_after_start(&mut self, timeout: Duration) {
         self.read_deadline.set(None);
         self.read_deadline_after_start.set(Some(timeout));

@@ -32,9 +32,10 @@ const SHORTEST_REQUEST_LINE: usize = 14;
 ///
 /// Slow clients cannot stretch these: the first request's head must be complete
 /// `header_timeout` after the connection was established — time spent queued for a
-/// free worker counts (see [`Conn::established_at`](crate::Conn::established_at); the
-/// kernel is asked when the first read has to wait, and it counts from the last bytes
-/// the client sent, if any, rather than from the handshake) — and
+/// free worker counts (see [`Conn::established_at`](crate::Conn::established_at), asked
+/// when the first read has to wait: from the handshake, or from the last bytes the
+/// client sent if they came later, but never later than when the server took the
+/// connection) — and
 /// a body must be complete `body_deadline` after its head, however steadily it trickles.
 /// A long-poll limit is the application's choice: see `examples/comet.rs`
 /// (`--wait-limit`, answered `204`).

@@ -276,7 +276,9 @@ pub(crate) fn park(waker: &Waker, deadline: Option<Instant>) -> Result<(), Gone>
 /// whether the client left. The loop's epoll reports a hang-up as read readiness and
 /// the reactor remembers it, so no `poll(2)` is made: a socket the loop has not
 /// registered yet is registered by the park, and epoll reports at once a hang-up that
-/// came before. (Only a socket epoll refused is asked with `poll(2)`.)
+/// came before. (Only a socket epoll refused is asked with `poll(2)`.) A hang-up the
+/// loop has not collected yet (it polls between batches of coroutines) is seen at the
+/// next park: a waiter woken in the same batch may still take its value.
 fn park_coroutine(watched: Watched, deadline: Option<Instant>) -> bool {
     if watched.gone || rt::read_closed(watched.fd) == Some(true) {
         return true;
