@@ -239,13 +239,16 @@ fn trim_blanks(bytes: &[u8]) -> &[u8] {
     &bytes[..bytes.len() - blanks]
 }
 
-/// Reads trailer fields up to the blank line that ends the chunked body.
+/// Reads trailer fields up to the blank line that ends the chunked body. They are
+/// bounded as a head is: `max_headers` fields, `max_header_line` bytes each, and
+/// `max_head_bytes` in all (they stay with the request while its handler runs).
 pub(crate) fn read_trailers<R: BufRead>(
     reader: &mut R,
     config: &HttpConfig,
     line: &mut Vec<u8>,
 ) -> Result<Headers, Failure> {
     let mut trailers = Headers::new();
+    let mut total = 0usize;
     loop {
         read_line(reader, config.max_header_line, line)?;
         if line.is_empty() {
@@ -253,6 +256,10 @@ pub(crate) fn read_trailers<R: BufRead>(
         }
         if trailers.len() >= config.max_headers {
             return Err(Reject::new(431, "too many trailer fields").into());
+        }
+        total = total.saturating_add(line.len() + 2);
+        if total > config.max_head_bytes {
+            return Err(Reject::new(431, "trailer fields too large").into());
         }
         let bad = Reject::new(400, "malformed trailer field");
         let colon = line.iter().position(|&b| b == b':').ok_or(bad)?;
@@ -354,6 +361,29 @@ mod tests {
             chunked(b"A\r\n0123456789\r\n0\r\n\r\n").unwrap().0,
             b"0123456789"
         );
+    }
+
+    #[test]
+    fn trailers_are_bounded_in_bytes_as_a_head_is() {
+        let config = HttpConfig {
+            max_head_bytes: 1024,
+            ..HttpConfig::default()
+        };
+        let trailers = |fields: usize, value: usize| {
+            let mut input = b"1\r\nx\r\n0\r\n".to_vec();
+            for i in 0..fields {
+                input.extend_from_slice(format!("X-{i}: {}\r\n", "v".repeat(value)).as_bytes());
+            }
+            input.extend_from_slice(b"\r\n");
+            read_chunked(&mut &input[..], &config).map_err(|failure| match failure {
+                Failure::Reject(reject) => reject.status,
+                _ => 0,
+            })
+        };
+        // Ten fields of about 100 bytes fit in 1 KiB; twenty do not, though each line
+        // and the field count stay within their own limits.
+        assert_eq!(trailers(9, 100).map(|(_, t)| t.len()), Ok(9));
+        assert_eq!(trailers(20, 100).map(|(_, t)| t.len()), Err(431));
     }
 
     #[test]

@@ -61,7 +61,8 @@ pub struct HttpConfig {
     pub max_request_line: usize,
     /// Longest single header field line, without its line end. Longer: `431`.
     pub max_header_line: usize,
-    /// Most header fields in one request (trailers count separately). More: `431`.
+    /// Most header fields in one request (trailers count separately, against the same
+    /// limit, and their bytes against `max_head_bytes`). More: `431`.
     pub max_headers: usize,
     /// Most bytes in a whole request head, request line and line ends included. More: `431`.
     pub max_head_bytes: usize,
