@@ -289,6 +289,35 @@ fn missing_host_is_400() {
 }
 
 #[test]
+fn a_host_that_cannot_be_a_host_is_400() {
+    for host in [
+        "a b",
+        "x/../y",
+        "user@example.com",
+        "a\\b",
+        "h?q",
+        "h#f",
+        "café",
+    ] {
+        rejects(
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+            400,
+        );
+    }
+    for host in [
+        "example.com:8080",
+        "[::1]:80",
+        "127.0.0.1",
+        "xn--caf-dma.example",
+        "",
+    ] {
+        let mut client = client();
+        client.send(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        assert_eq!(client.response().status, 200, "{host:?}");
+    }
+}
+
+#[test]
 fn unknown_expectation_is_417() {
     rejects(
         b"POST / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\n",

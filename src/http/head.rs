@@ -208,7 +208,12 @@ pub(crate) fn parse_head_into(
     headers.reserve(field_bytes, request.headers.len());
     let mut hosts = 0;
     for field in request.headers.iter() {
-        hosts += usize::from(field.name.eq_ignore_ascii_case("host"));
+        if field.name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if !is_valid_host(field.value) {
+                return Err(Reject::new(400, "invalid Host field"));
+            }
+        }
         headers.append_raw(field.name, field.value);
     }
     if hosts > 1 {
@@ -218,6 +223,17 @@ pub(crate) fn parse_head_into(
         return Err(Reject::new(400, "missing Host field"));
     }
     Ok(spare)
+}
+
+/// Whether a `Host` value can be `uri-host [ ":" port ]` (RFC 9110 §7.2; RFC 3986
+/// reg-name, IP literal or IPv4 address): only the bytes those are made of, so no
+/// space, `/`, `\\`, `@`, `?`, `#` or control byte. RFC 9112 §3.2 asks for a 400 to
+/// anything else: an application that builds a URL or picks a directory from the Host
+/// gets nothing it did not expect. Empty is allowed (a target with no authority).
+fn is_valid_host(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
 }
 
 /// 505 only for a well-formed request line (`method SP target SP HTTP/x.y`, one space
