@@ -78,12 +78,15 @@ impl Request {
     ///
     /// [`JsonError`] for a non-JSON content type or a body that does not parse.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, JsonError> {
-        if let Some(content_type) = self.header("Content-Type") {
+        // Any value present counts, also one that is not UTF-8: taken for absent, it
+        // would let a cross-site form post pass for JSON.
+        if let Some(content_type) = self.headers().get_bytes("Content-Type") {
+            let content_type = String::from_utf8_lossy(content_type);
             let mime = content_type.split(';').next().unwrap_or("").trim();
             let is_json = mime.eq_ignore_ascii_case("application/json")
                 || mime.to_ascii_lowercase().ends_with("+json");
             if !is_json {
-                return Err(JsonError::NotJson(content_type.to_owned()));
+                return Err(JsonError::NotJson(content_type.into_owned()));
             }
         }
         // serde_json recurses once per nesting level (up to 128): deeper than a 64 KiB
@@ -118,6 +121,17 @@ mod tests {
             .with_body(r#"{"id": 7}"#);
         assert_eq!(
             text.json::<Item>().unwrap_err().to_response().status_code(),
+            415
+        );
+        let not_utf8 = Request::new("POST", "/")
+            .with_header("Content-Type", &b"text/plain;\xe9"[..])
+            .with_body(r#"{"id": 7}"#);
+        assert_eq!(
+            not_utf8
+                .json::<Item>()
+                .unwrap_err()
+                .to_response()
+                .status_code(),
             415
         );
         let bad = Request::new("POST", "/").with_body("{\"id\": ");
