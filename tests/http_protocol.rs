@@ -261,6 +261,72 @@ fn panicking_stream_cuts_the_body_short() {
     );
 }
 
+/// The head of a streamed answer goes out before the stream's first read, which may
+/// wait long (server-sent events, a long poll).
+#[test]
+fn a_streamed_answer_sends_its_head_before_the_first_read_returns() {
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = std::sync::Mutex::new(Some(wait));
+    let mut client = start(Http::new(move |_: &mut Request| {
+        let wait = wait.lock().unwrap().take().expect("one request");
+        let first = std::iter::once_with(move || {
+            // Bounded, so a broken server fails the test rather than hanging it.
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(30));
+            b"event".to_vec()
+        });
+        Response::chunks(200, first)
+    }));
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = client.head_response();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
+    go.send(()).unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut client.reader, &mut line).unwrap();
+    assert_eq!(line, "5\r\n");
+}
+
+/// A stream that fails midway with no framing of its own (HTTP/1.0) would look complete
+/// at an orderly close: over TCP the connection is reset instead.
+#[test]
+fn a_failed_unframed_stream_resets_the_connection() {
+    use mixserve::{Conn, Handler, MakeHandler};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut conn = Conn::from_tcp(stream).unwrap();
+        let mut handler = Http::new(|_: &mut Request| {
+            let items = (0..3).map(|i| {
+                if i < 2 {
+                    b"ok".to_vec()
+                } else {
+                    panic!("stream fails")
+                }
+            });
+            Response::chunks(200, items)
+        })
+        .make_handler();
+        handler.setup(&mut conn).unwrap();
+        let _ = handler.handle(&mut conn);
+        let _ = handler.finish(&mut conn);
+    });
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    std::io::Write::write_all(&mut client, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    server.join().unwrap();
+    let mut raw = Vec::new();
+    let read = client.read_to_end(&mut raw);
+    assert_eq!(
+        read.map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "an orderly close after {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+}
+
 #[test]
 #[should_panic(expected = "server_name")]
 fn a_server_name_that_would_split_every_head_is_refused_at_construction() {

@@ -248,6 +248,13 @@ impl Conn {
         drop(self);
     }
 
+    /// Makes the close a reset (`SO_LINGER` 0), as [`abort`](Self::abort) does, for a
+    /// connection whose owner closes it later: the peer must not take the close for
+    /// the orderly end of what it received.
+    pub(crate) fn reset_on_close(&self) {
+        let _ = SockRef::from(&self.fd).set_linger(Some(Duration::ZERO));
+    }
+
     /// Shuts down one or both directions of the socket (buffered output is flushed first
     /// when the write side closes).
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {

@@ -42,8 +42,11 @@ pub(crate) struct Answering {
 
 /// Writes `response` (not flushed unless streamed). Returns whether the connection
 /// may stay open: false when asked to close, when an HTTP/1.0 stream ran to the end
-/// of the connection, or when a stream failed midway (the body is then cut short,
-/// which the client sees as an incomplete message).
+/// of the connection, or when a chunked stream failed midway (its last chunk is
+/// missing, which the client sees as an incomplete message). A stream that fails
+/// midway with no framing of its own (HTTP/1.0, SCGI) would look complete when the
+/// connection closes: the connection is reset instead, and this returns
+/// `ConnectionAborted`.
 pub(crate) fn write_response(
     conn: &mut Conn,
     response: Response,
@@ -208,6 +211,19 @@ fn write_file(conn: &mut Conn, file: &File, offset: u64, len: u64) -> io::Result
 /// Sends a stream, one chunk per read, flushing each; `Ok(false)` if the stream failed
 /// or panicked (the terminating chunk is then left out).
 fn write_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Result<bool> {
+    // The head goes out before the first read, which may wait long (a server-sent
+    // event stream, a long poll): the client learns the status meanwhile.
+    conn.flush()?;
+    let failed = |conn: &mut Conn| {
+        if chunked {
+            return Ok(false);
+        }
+        conn.reset_on_close();
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the response body stream failed midway",
+        ))
+    };
     let mut buffer = vec![0u8; STREAM_BUFFER];
     loop {
         let read = panic::catch_unwind(AssertUnwindSafe(|| reader.read(&mut buffer)));
@@ -215,16 +231,16 @@ fn write_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Re
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => match buffer.get(..n) {
                 Some(data) => data,
-                None => return Ok(false),
+                None => return failed(conn),
             },
             Ok(Err(error)) if error.kind() == io::ErrorKind::Interrupted => continue,
             Ok(Err(error)) => {
                 log::warn!("response body stream failed: {error}");
-                return Ok(false);
+                return failed(conn);
             }
             Err(_) => {
                 log::error!("response body stream panicked");
-                return Ok(false);
+                return failed(conn);
             }
         };
         if chunked {
