@@ -673,3 +673,44 @@ fn a_draining_reuseport_worker_no_longer_listens() {
         let _ = stream.write_all(b"\r\n");
     }
 }
+
+/// A worker draining a long request keeps its heartbeat: the master leaves the drain to
+/// the shutdown timeout instead of killing the worker as stuck once its heartbeat
+/// timeout passes (the drain's wait once beat nothing).
+#[test]
+fn a_draining_worker_is_not_killed_as_stuck() {
+    let mut server = ServerProcess::start(
+        "comet",
+        &[
+            "--mixin",
+            "preforked",
+            "--inner",
+            "threading",
+            "--workers",
+            "1",
+            "--heartbeat-timeout",
+            "2",
+            "--shutdown-timeout",
+            "30",
+        ],
+    );
+    let pid = server.child.id();
+    wait_until("1 worker", LONG, || live_children(pid).len() == 1);
+    let worker = *live_children(pid).iter().next().unwrap();
+    let before = count_fds(worker);
+    // A request in hand (its head not complete) keeps the worker draining.
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    wait_until("the request in hand", LONG, || count_fds(worker) > before);
+    server.signal(15);
+    // Two heartbeat timeouts and more; well under the request's 10 s header deadline.
+    thread::sleep(Duration::from_secs(5));
+    stream.write_all(b"\r\n").unwrap();
+    let reply = read_reply(&mut std::io::BufReader::new(stream));
+    assert_eq!(reply.status, 200, "the drained request is answered");
+    let status = server.drained().expect("the server exits after its drain");
+    assert!(status.success(), "{status:?}");
+}

@@ -99,6 +99,9 @@ pub(crate) fn drain(ctx: &Context, source: &Source, in_flight: &mut dyn FnMut() 
     }
     while left > 0 && Instant::now() < deadline && !ctx.shutdown.is_fast() {
         source.pause(DRAIN_TICK);
+        // The loop is alive while it drains: a preforked worker's watchdog beats on, so
+        // the master's heartbeat check leaves the drain to the shutdown timeout.
+        crate::sys::worker_process::loop_turned();
         ctx.shutdown.take_stop_signals();
         left = in_flight();
         let now = Instant::now();
