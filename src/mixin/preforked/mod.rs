@@ -299,8 +299,8 @@ impl Preforked {
     /// Connections the whole pool can hold at once, for `max_blocked`: what one
     /// worker's model holds (its `max_blocked` plus the one kept free) per worker.
     fn capacity(&self) -> Option<usize> {
-        let per_worker = self.inner.max_blocked()? + 1;
-        Some(per_worker * self.max_workers)
+        let per_worker = self.inner.max_blocked()?.saturating_add(1);
+        Some(per_worker.saturating_mul(self.max_workers))
     }
 }
 
