@@ -54,7 +54,9 @@ impl Dispatcher {
     /// Sends `conn` to a ready worker; false if none could take it. Either way the
     /// caller then drops its copy at once.
     pub(super) fn pass(&mut self, conn: &Conn, pool: &Pool, board: &Scoreboard) -> bool {
-        self.pass_fd(conn.as_raw_fd(), |slot| pool.control_fd(slot), board)
+        // A stopping worker reads no connection passed after its QUIT: never pick one,
+        // whatever its READY said before.
+        self.pass_fd(conn.as_raw_fd(), |slot| pool.active_control_fd(slot), board)
     }
 
     /// [`pass`](Self::pass) with the workers' control sockets looked up by `control_of`.

@@ -17,8 +17,10 @@ use super::pool::{CONTROL_BASE, Pool, WorkerPlan};
 use super::upgrade::{Progress, REPORT, Upgrade};
 use super::{Accept, Preforked};
 use crate::server::Context;
+use crate::server::source::conn_from_accepted;
 use crate::server::source::worker::message;
 use crate::sync::hub::HubServer;
+use crate::sys::accept::{Taken, accept_with_rules};
 use crate::sys::exec::Program;
 use crate::sys::fork::{self, SingleThreaded};
 use crate::sys::{signal, upgrade};
@@ -193,7 +195,12 @@ impl Master<'_> {
             for slot in self.pool.reap(&self.plan.board, registry) {
                 self.dispatcher.forget(slot);
             }
-            let timeout = self.upgrade_timeout;
+            // Once this master stops, a new master still starting is left to run on its
+            // own (`begin_drain` says so): its start is no longer timed.
+            let timeout = match self.phase {
+                Phase::Serving => self.upgrade_timeout,
+                Phase::Draining { .. } => Duration::MAX,
+            };
             let progress = self.upgrade.as_mut().map(|u| u.tend(registry, timeout));
             self.upgrade_progress(progress);
             if self.ctx.is_shutting_down() && self.phase == Phase::Serving {
@@ -209,6 +216,8 @@ impl Master<'_> {
                     self.grow_asked = false;
                     let free = self.passed_free();
                     self.pool.maintain(self.ctx, &self.plan, registry, free)?;
+                    // A worker it retired or killed takes no more passed connections.
+                    self.forget_stopped();
                     if upgrade::awaiting_ready()
                         && self.pool.all_serving(&self.plan.board)
                         && !super::upgrade::ready_held(&mut self.hold_logged)
@@ -418,12 +427,20 @@ impl Master<'_> {
             if passed && self.dispatcher.ready_count() == 0 {
                 return;
             }
-            let conn = match self.ctx.get_request() {
-                Ok(Some(conn)) => conn,
-                Ok(None) => {
+            let taken = accept_with_rules(self.ctx.listener_fd(), self.ctx.spare_fd());
+            let conn = match taken {
+                Ok(Taken::Socket(accepted)) => {
+                    let mut conn = conn_from_accepted(accepted);
+                    conn.set_drain_flag(self.ctx.shutdown.drain_flag());
+                    conn
+                }
+                Ok(Taken::Empty) => {
                     self.listener_pending = false;
                     return;
                 }
+                // None taken (one refused for want of fds, one lost before it was
+                // taken, a signal), but more may wait, with no new edge to say so.
+                Ok(Taken::Skipped) => continue,
                 Err(e) => {
                     log::warn!("preforked: accept failed: {e}");
                     return;

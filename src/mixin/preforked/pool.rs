@@ -390,9 +390,9 @@ impl Pool {
         self.kill_overdue(timeout);
     }
 
-    fn check_heartbeats(&self, board: &Scoreboard) {
+    fn check_heartbeats(&mut self, board: &Scoreboard) {
         let limit = crate::deadline::millis(self.heartbeat_timeout);
-        for (slot, worker) in self.workers.iter().enumerate() {
+        for (slot, worker) in self.workers.iter_mut().enumerate() {
             if let Some(worker) = worker {
                 if board.silent_for_millis(slot) > limit {
                     log::warn!(
@@ -403,6 +403,8 @@ impl Pool {
                     );
                     fork::kill(worker.pid, Signal::SIGKILL);
                     board.beat(slot);
+                    // Dead until reaped: no connection is passed to it meanwhile.
+                    worker.killed = true;
                 }
             }
         }
@@ -484,6 +486,15 @@ impl Pool {
     /// The master's end of a worker's control socket.
     pub(super) fn control_fd(&self, slot: usize) -> Option<RawFd> {
         let worker = self.workers.get(slot)?.as_ref()?;
+        worker.control.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// [`control_fd`](Self::control_fd) of a worker that is neither stopping nor killed.
+    pub(super) fn active_control_fd(&self, slot: usize) -> Option<RawFd> {
+        let worker = self.workers.get(slot)?.as_ref()?;
+        if !worker.is_active() || worker.killed {
+            return None;
+        }
         worker.control.as_ref().map(AsRawFd::as_raw_fd)
     }
 }
