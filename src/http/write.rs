@@ -45,8 +45,9 @@ pub(crate) struct Answering {
 /// of the connection, or when a chunked stream failed midway (its last chunk is
 /// missing, which the client sees as an incomplete message). A stream that fails
 /// midway with no framing of its own (HTTP/1.0, SCGI) would look complete when the
-/// connection closes: the connection is reset instead, and this returns
-/// `ConnectionAborted`.
+/// connection closes: a TCP connection is reset instead (a Unix-domain peer, such as
+/// nginx's `scgi_pass unix:`, still sees the end: no reset exists there), and this
+/// returns `ConnectionAborted`.
 pub(crate) fn write_response(
     conn: &mut Conn,
     response: Response,
@@ -231,7 +232,10 @@ fn write_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Re
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => match buffer.get(..n) {
                 Some(data) => data,
-                None => return failed(conn),
+                None => {
+                    log::error!("response body stream said it read {n} bytes into less");
+                    return failed(conn);
+                }
             },
             Ok(Err(error)) if error.kind() == io::ErrorKind::Interrupted => continue,
             Ok(Err(error)) => {

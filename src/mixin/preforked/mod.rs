@@ -177,8 +177,11 @@ pub enum Dispatch {
 /// scheduled model's feeder), which keeps coming back while handler threads or
 /// coroutines run, so a stuck handler there holds a thread or its loop but not the
 /// heartbeat (the scheduled model's own stall detector reports a coroutine that
-/// blocks its loop). A frozen worker (SIGSTOP) stops beating in every model. Keep the
-/// timeout above the longest handler run outside shared waits.
+/// blocks its loop). While a worker drains (after a stop), its drain loop's turns beat
+/// too: the shutdown timeout bounds the drain, not the heartbeat (except under
+/// `Iterative`, whose one thread runs the handler it drains). A frozen worker (SIGSTOP)
+/// stops beating in every model. Keep the timeout above the longest handler run outside
+/// shared waits.
 ///
 /// ```no_run
 /// use mixserve::Server;
