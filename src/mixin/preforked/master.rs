@@ -31,6 +31,9 @@ const LISTENER: Token = Token(1);
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 /// The housekeeping tick: growth, heartbeats, re-signalling.
 const TICK: Duration = Duration::from_millis(100);
+/// Accepts that took nothing (a connection refused at the fd limit or lost before it
+/// was taken) the master goes on after in one turn, before its other work.
+const SKIPS_PER_TURN: usize = 64;
 /// After stopping the workers, how long to wait before answering pending waiters, so
 /// each worker has seen its stop and answers with `Connection: close`.
 const ANSWER_WAITERS_AFTER: Duration = Duration::from_millis(50);
@@ -94,6 +97,7 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
         master_accepts,
         fit,
         listener_pending: false,
+        skips_left_over: false,
         control_pending: Vec::new(),
         grow_asked: false,
         phase: Phase::Serving,
@@ -124,6 +128,9 @@ struct Master<'a> {
     fit: usize,
     /// The listener may hold connections the master has not accepted yet.
     listener_pending: bool,
+    /// The last turn stopped accepting after [`SKIPS_PER_TURN`] skipped accepts: the
+    /// next poll does not wait.
+    skips_left_over: bool,
     /// Workers whose control socket may hold bytes the master has not read yet (it reads
     /// a bounded amount per turn, so one worker cannot keep it from the others).
     control_pending: Vec<usize>,
@@ -159,7 +166,7 @@ impl Master<'_> {
             let timeout = hub.next_deadline().map_or(TICK, |d| {
                 d.saturating_duration_since(Instant::now()).min(TICK)
             });
-            let timeout = if self.control_pending.is_empty() {
+            let timeout = if self.control_pending.is_empty() && !self.skips_left_over {
                 timeout
             } else {
                 Duration::ZERO
@@ -375,12 +382,12 @@ impl Master<'_> {
         (self.pool.workers.len() / 2).min(self.fit)
     }
 
-    /// Stopping workers take no more passed connections.
+    /// Stopping (or killed) workers take no more passed connections.
     fn forget_stopped(&mut self) {
         for slot in 0..self.pool.workers.len() {
             if self.pool.workers[slot]
                 .as_ref()
-                .is_some_and(|w| !w.is_active())
+                .is_some_and(|w| !w.takes_passes())
             {
                 self.dispatcher.forget(slot);
             }
@@ -394,7 +401,7 @@ impl Master<'_> {
         };
         let active = self.pool.workers[slot]
             .as_ref()
-            .is_some_and(|w| w.is_active());
+            .is_some_and(|w| w.takes_passes());
         let (mut ready, mut grow) = (false, false);
         let read = read_control(fd, |byte| match byte {
             message::READY => ready = true,
@@ -423,6 +430,8 @@ impl Master<'_> {
             return;
         }
         let passed = matches!(self.plan.accept, Accept::Passed(_));
+        let mut skipped = 0;
+        self.skips_left_over = false;
         while self.listener_pending {
             if passed && self.dispatcher.ready_count() == 0 {
                 return;
@@ -439,8 +448,17 @@ impl Master<'_> {
                     return;
                 }
                 // None taken (one refused for want of fds, one lost before it was
-                // taken, a signal), but more may wait, with no new edge to say so.
-                Ok(Taken::Skipped) => continue,
+                // taken, a signal), but more may wait, with no new edge to say so: go
+                // on, a bounded number of times a turn (the rest of the loop's work,
+                // reaping and signals, comes first; the listener stays pending).
+                Ok(Taken::Skipped) if skipped < SKIPS_PER_TURN => {
+                    skipped += 1;
+                    continue;
+                }
+                Ok(Taken::Skipped) => {
+                    self.skips_left_over = true;
+                    return;
+                }
                 Err(e) => {
                     log::warn!("preforked: accept failed: {e}");
                     return;
@@ -476,6 +494,7 @@ impl Master<'_> {
             );
         }
         self.ctx.shutdown.begin_drain();
+        self.skips_left_over = false;
         if self.master_accepts {
             let fd = self.ctx.listener_fd();
             let _ = registry.deregister(&mut SourceFd(&fd));

@@ -59,6 +59,11 @@ impl Worker {
     pub(super) fn is_active(&self) -> bool {
         self.stopping.is_none()
     }
+
+    /// Active and not killed (dead until reaped): it may be passed a connection.
+    pub(super) fn takes_passes(&self) -> bool {
+        self.is_active() && !self.killed
+    }
 }
 
 /// The master's worker table.
@@ -492,7 +497,7 @@ impl Pool {
     /// [`control_fd`](Self::control_fd) of a worker that is neither stopping nor killed.
     pub(super) fn active_control_fd(&self, slot: usize) -> Option<RawFd> {
         let worker = self.workers.get(slot)?.as_ref()?;
-        if !worker.is_active() || worker.killed {
+        if !worker.takes_passes() {
             return None;
         }
         worker.control.as_ref().map(AsRawFd::as_raw_fd)
