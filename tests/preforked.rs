@@ -714,3 +714,44 @@ fn a_draining_worker_is_not_killed_as_stuck() {
     let status = server.drained().expect("the server exits after its drain");
     assert!(status.success(), "{status:?}");
 }
+
+/// `reuseport` workers that retire by their request quota: the master, which takes a
+/// share of the port's connections and passes each to a worker, is told and passes
+/// the retiring worker nothing more. (It passed on; the worker read what was queued
+/// once and dropped the rest at its exit: about 4 % of these connections.)
+#[test]
+fn reuseport_workers_retiring_by_quota_lose_no_connection() {
+    let mut server = ServerProcess::start(
+        "comet",
+        &[
+            "--mixin",
+            "preforked",
+            "--accept",
+            "reuseport",
+            "--inner",
+            "threading",
+            "--workers",
+            "2",
+            "--max-requests",
+            "20",
+        ],
+    );
+    let mut lost = 0;
+    for _ in 0..1500 {
+        let answered = TcpStream::connect(server.addr).ok().and_then(|mut stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .ok()?;
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .ok()?;
+            let mut answer = Vec::new();
+            std::io::Read::read_to_end(&mut stream, &mut answer).ok()?;
+            Some(answer.starts_with(b"HTTP/1.1 200"))
+        });
+        lost += usize::from(answered != Some(true));
+    }
+    assert_eq!(lost, 0, "connections lost of 1500");
+    let status = server.stop().expect("the server exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

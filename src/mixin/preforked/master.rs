@@ -402,14 +402,21 @@ impl Master<'_> {
         let active = self.pool.workers[slot]
             .as_ref()
             .is_some_and(|w| w.takes_passes());
-        let (mut ready, mut grow) = (false, false);
+        let (mut ready, mut grow, mut retiring) = (false, false, false);
         let read = read_control(fd, |byte| match byte {
             message::READY => ready = true,
             message::GROW => grow = true,
+            message::RETIRING => retiring = true,
             _ => {}
         });
         if ready && active {
             self.dispatcher.ready(slot);
+        }
+        if retiring && active {
+            // It stops on its own (its quota): no more of the port's connections for it;
+            // the stop's QUIT tells it nothing follows.
+            self.pool.stop(slot, &self.plan);
+            self.forget_stopped();
         }
         self.grow_asked |= grow;
         match read {

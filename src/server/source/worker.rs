@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
@@ -36,7 +36,14 @@ pub(crate) mod message {
     pub const CONNECTION: u8 = b'c';
     /// Master → worker: finish what you hold and exit.
     pub const QUIT: u8 = b'q';
+    /// Worker → master (`ReusePort`): I reached my quota and stop; pass me nothing more
+    /// and answer with a `QUIT`, after which nothing more comes.
+    pub const RETIRING: u8 = b'x';
 }
+
+/// How long a `ReusePort` worker that said it retires waits for the master's `QUIT`,
+/// reading the connections passed to it before it: the master answers within a turn.
+const QUIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Backlog of a worker's own `SO_REUSEPORT` listener.
 const REUSEPORT_BACKLOG: i32 = 4096;
@@ -118,6 +125,9 @@ pub(crate) struct Share {
     stranded: Mutex<Stranded>,
     /// `Passed`: a "ready" is outstanding.
     announced: AtomicBool,
+    /// `ReusePort`: the worker told the master it retires (its quota), and has not
+    /// seen the master's `QUIT` yet.
+    awaiting_quit: AtomicBool,
     /// Connections taken so far.
     taken: AtomicU64,
 }
@@ -166,6 +176,7 @@ impl Share {
             own,
             stranded: Mutex::default(),
             announced: AtomicBool::new(false),
+            awaiting_quit: AtomicBool::new(false),
             taken: AtomicU64::new(0),
         })
     }
@@ -181,6 +192,7 @@ impl Share {
             .is_some_and(|quota| self.taken.load(Ordering::SeqCst) >= quota)
         {
             worker_process::request_stop(STOP_GRACEFUL);
+            self.tell_retiring();
         }
         match worker_process::stop_requested() {
             RUN => false,
@@ -222,6 +234,21 @@ impl Share {
         self.seat.busy();
     }
 
+    /// `ReusePort`, stopping on its own (its quota): tells the master, once, which
+    /// otherwise would go on passing it its share of the port's connections, to be
+    /// dropped unread at its exit. The master answers with a `QUIT`.
+    fn tell_retiring(&self) {
+        if !matches!(self.seat.way, Way::ReusePort { .. })
+            || self.awaiting_quit.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        if let Err(error) = fd_passing::send_byte(self.seat.control, message::RETIRING) {
+            log::warn!("preforked worker: cannot tell the master it retires: {error}");
+            self.awaiting_quit.store(false, Ordering::SeqCst);
+        }
+    }
+
     /// One attempt: a connection, or `None` to look at the stop flag and go round.
     fn wait_one(&self, ctx: &Context) -> io::Result<Option<Conn>> {
         let listener = ctx.listener_fd();
@@ -233,7 +260,7 @@ impl Share {
                 let own = self.own.as_ref().map_or(listener, AsRawFd::as_raw_fd);
                 let (listener_ready, control_ready) = wait_two(own, control)?;
                 if control_ready {
-                    if let Some(conn) = receive(control)? {
+                    if let Some(conn) = self.receive(control)? {
                         return Ok(Some(conn));
                     }
                 }
@@ -257,7 +284,7 @@ impl Share {
                 // `Ok`: a message was taken, so the master answered the READY (with a
                 // connection, a quit, or an fd this process had no room for): the next
                 // wait announces again. An error took nothing; the READY stands.
-                let conn = receive(control)?;
+                let conn = self.receive(control)?;
                 self.announced.store(false, Ordering::SeqCst);
                 Ok(conn)
             }
@@ -269,9 +296,13 @@ impl Share {
     pub(crate) fn leftover(&self) -> Option<Conn> {
         let control = self.seat.control;
         let passed = || {
-            // Never block here: what is not in the socket now will not come.
             fd_passing::set_nonblocking(&borrow_fd(control), true).ok()?;
-            receive(control).ok().flatten()
+            // Never block here, what is not in the socket now will not come; unless
+            // the master was told this worker retires and has not answered yet.
+            if self.awaiting_quit.load(Ordering::SeqCst) {
+                return self.passed_before_quit(control);
+            }
+            self.receive(control).ok().flatten()
         };
         let conn = match (&self.seat.way, &self.own) {
             (Way::ReusePort { .. }, Some(own)) => self.stranded_on(own).or_else(passed),
@@ -279,6 +310,58 @@ impl Share {
             _ => None,
         }?;
         Some(self.took(conn))
+    }
+
+    /// Reads one control message: a passed connection, or a quit / a gone master (which
+    /// ask the worker to stop, and end a retiring worker's wait for the quit).
+    fn receive(&self, control: RawFd) -> io::Result<Option<Conn>> {
+        match fd_passing::recv_fd(control)? {
+            Received::Message(message::CONNECTION, Some(fd)) => Ok(Some(conn_from(fd))),
+            Received::Message(message::CONNECTION, None) => {
+                log::warn!("preforked worker: a passed connection was lost: no fd free to take it");
+                Ok(None)
+            }
+            Received::Message(message::QUIT, _) | Received::Closed => {
+                worker_process::request_stop(STOP_GRACEFUL);
+                self.awaiting_quit.store(false, Ordering::SeqCst);
+                Ok(None)
+            }
+            Received::Message(other, _) => {
+                log::warn!("preforked worker: unexpected control byte {other:#x}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// A retiring `ReusePort` worker: the next connection the master passed before its
+    /// `QUIT`, waiting (at most [`QUIT_WAIT`] in all) for it or the `QUIT`.
+    fn passed_before_quit(&self, control: RawFd) -> Option<Conn> {
+        let deadline = Instant::now() + QUIT_WAIT;
+        loop {
+            match fd_passing::recv_fd(control) {
+                Ok(Received::Message(message::CONNECTION, Some(fd))) => return Some(conn_from(fd)),
+                Ok(Received::Message(message::CONNECTION, None)) => {
+                    log::warn!(
+                        "preforked worker: a passed connection was lost: no fd free to take it"
+                    );
+                }
+                Ok(Received::Message(_, _) | Received::Closed) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        log::warn!("preforked worker: no quit from the master after {QUIT_WAIT:?}");
+                        break;
+                    }
+                    let millis = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+                    let mut fds = [PollFd::new(borrow_fd(control), PollFlags::POLLIN)];
+                    let _ = poll(&mut fds, PollTimeout::from(millis));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.awaiting_quit.store(false, Ordering::SeqCst);
+        None
     }
 
     /// `ReusePort`, stopping: the next connection its own listener held. It takes what
@@ -363,26 +446,6 @@ fn locked_accept(lock: &AcceptLock, listener: RawFd, ctx: &Context) -> io::Resul
             let result = accept_with_rules(listener, ctx.spare_fd());
             mutex.unlock()?;
             result
-        }
-    }
-}
-
-/// Reads one control message: a passed connection, or a quit / a gone master (which
-/// ask the worker to stop).
-fn receive(control: RawFd) -> io::Result<Option<Conn>> {
-    match fd_passing::recv_fd(control)? {
-        Received::Message(message::CONNECTION, Some(fd)) => Ok(Some(conn_from(fd))),
-        Received::Message(message::CONNECTION, None) => {
-            log::warn!("preforked worker: a passed connection was lost: no fd free to take it");
-            Ok(None)
-        }
-        Received::Message(message::QUIT, _) | Received::Closed => {
-            worker_process::request_stop(STOP_GRACEFUL);
-            Ok(None)
-        }
-        Received::Message(other, _) => {
-            log::warn!("preforked worker: unexpected control byte {other:#x}");
-            Ok(None)
         }
     }
 }
