@@ -238,18 +238,21 @@ fn panicking_application_gets_500_and_a_close() {
         .expect("the handler returns normally after a panic");
 }
 
+/// A streamed answer whose third item panics.
+fn failing_stream(_: &mut Request) -> Response {
+    let items = (0..3).map(|i| {
+        if i < 2 {
+            b"ok".to_vec()
+        } else {
+            panic!("stream fails")
+        }
+    });
+    Response::chunks(200, items)
+}
+
 #[test]
 fn panicking_stream_cuts_the_body_short() {
-    let mut client = start(Http::new(|_: &mut Request| {
-        let items = (0..3).map(|i| {
-            if i < 2 {
-                b"ok".to_vec()
-            } else {
-                panic!("stream fails")
-            }
-        });
-        Response::chunks(200, items)
-    }));
+    let mut client = start(Http::new(failing_stream));
     client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut raw = Vec::new();
     client.reader.read_to_end(&mut raw).unwrap();
@@ -296,17 +299,7 @@ fn a_failed_unframed_stream_resets_the_connection() {
     let server = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
         let mut conn = Conn::from_tcp(stream).unwrap();
-        let mut handler = Http::new(|_: &mut Request| {
-            let items = (0..3).map(|i| {
-                if i < 2 {
-                    b"ok".to_vec()
-                } else {
-                    panic!("stream fails")
-                }
-            });
-            Response::chunks(200, items)
-        })
-        .make_handler();
+        let mut handler = Http::new(failing_stream).make_handler();
         handler.setup(&mut conn).unwrap();
         let _ = handler.handle(&mut conn);
         let _ = handler.finish(&mut conn);
