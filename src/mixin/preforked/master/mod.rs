@@ -11,16 +11,16 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use nix::sys::signal::Signal;
 
+mod accept;
+
 use super::control::{ControlRead, read_control};
 use super::dispatch::Dispatcher;
 use super::pool::{CONTROL_BASE, Pool, WorkerPlan};
 use super::upgrade::{Progress, REPORT, Upgrade};
 use super::{Accept, Preforked};
 use crate::server::Context;
-use crate::server::source::conn_from_accepted;
 use crate::server::source::worker::message;
 use crate::sync::hub::HubServer;
-use crate::sys::accept::{Taken, accept_with_rules};
 use crate::sys::exec::Program;
 use crate::sys::fork::{self, SingleThreaded};
 use crate::sys::{signal, upgrade};
@@ -31,9 +31,6 @@ const LISTENER: Token = Token(1);
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 /// The housekeeping tick: growth, heartbeats, re-signalling.
 const TICK: Duration = Duration::from_millis(100);
-/// Accepts that took nothing (a connection refused at the fd limit or lost before it
-/// was taken) the master goes on after in one turn, before its other work.
-const SKIPS_PER_TURN: usize = 64;
 /// After stopping the workers, how long to wait before answering pending waiters, so
 /// each worker has seen its stop and answers with `Connection: close`.
 const ANSWER_WAITERS_AFTER: Duration = Duration::from_millis(50);
@@ -128,8 +125,8 @@ struct Master<'a> {
     fit: usize,
     /// The listener may hold connections the master has not accepted yet.
     listener_pending: bool,
-    /// The last turn stopped accepting after [`SKIPS_PER_TURN`] skipped accepts: the
-    /// next poll does not wait.
+    /// The last turn stopped accepting after [`accept::SKIPS_PER_TURN`] skipped
+    /// accepts: the next poll does not wait.
     skips_left_over: bool,
     /// Workers whose control socket may hold bytes the master has not read yet (it reads
     /// a bounded amount per turn, so one worker cannot keep it from the others).
@@ -428,66 +425,6 @@ impl Master<'_> {
                 self.control_pending.push(slot);
             }
             ControlRead::More | ControlRead::Drained => {}
-        }
-    }
-
-    /// Accepts while a worker can take the connection, and passes each one.
-    fn accept_and_pass(&mut self) {
-        if !self.master_accepts {
-            return;
-        }
-        let passed = matches!(self.plan.accept, Accept::Passed(_));
-        let mut skipped = 0;
-        self.skips_left_over = false;
-        while self.listener_pending {
-            if passed && self.dispatcher.ready_count() == 0 {
-                return;
-            }
-            let taken = accept_with_rules(self.ctx.listener_fd(), self.ctx.spare_fd());
-            let conn = match taken {
-                Ok(Taken::Socket(accepted)) => {
-                    let mut conn = conn_from_accepted(accepted);
-                    conn.set_drain_flag(self.ctx.shutdown.drain_flag());
-                    conn
-                }
-                Ok(Taken::Empty) => {
-                    self.listener_pending = false;
-                    return;
-                }
-                // None taken (one refused for want of fds, one lost before it was
-                // taken, a signal), but more may wait, with no new edge to say so: go
-                // on, a bounded number of times a turn (the rest of the loop's work,
-                // reaping and signals, comes first; the listener stays pending).
-                Ok(Taken::Skipped) if skipped < SKIPS_PER_TURN => {
-                    skipped += 1;
-                    continue;
-                }
-                Ok(Taken::Skipped) => {
-                    self.skips_left_over = true;
-                    return;
-                }
-                Err(e) => {
-                    log::warn!("preforked: accept failed: {e}");
-                    return;
-                }
-            };
-            if !self.ctx.verify_request(&conn) {
-                continue;
-            }
-            let taken = if passed {
-                self.dispatcher.pass(&conn, &self.pool, &self.plan.board)
-            } else {
-                self.dispatcher
-                    .pass_to_any(&conn, &self.pool, &self.plan.board)
-            };
-            drop(conn); // The master's copy closes at once, passed or not.
-            if !taken {
-                // No worker could take it (all died at once, or none can be sent an fd
-                // now): the client sees a close. The rest wait in the backlog for the
-                // next turn, rather than be accepted and closed too.
-                log::warn!("preforked: no worker took a connection; closed it");
-                return;
-            }
         }
     }
 
