@@ -334,18 +334,14 @@ impl Share {
     }
 
     /// A retiring `ReusePort` worker: the next connection the master passed before its
-    /// `QUIT`, waiting (at most [`QUIT_WAIT`] in all) for it or the `QUIT`.
+    /// `QUIT`, waiting at most [`QUIT_WAIT`] for it or the `QUIT` (which ends the wait).
     fn passed_before_quit(&self, control: RawFd) -> Option<Conn> {
         let deadline = Instant::now() + QUIT_WAIT;
-        loop {
-            match fd_passing::recv_fd(control) {
-                Ok(Received::Message(message::CONNECTION, Some(fd))) => return Some(conn_from(fd)),
-                Ok(Received::Message(message::CONNECTION, None)) => {
-                    log::warn!(
-                        "preforked worker: a passed connection was lost: no fd free to take it"
-                    );
-                }
-                Ok(Received::Message(_, _) | Received::Closed) => break,
+        while self.awaiting_quit.load(Ordering::SeqCst) {
+            match self.receive(control) {
+                Ok(Some(conn)) => return Some(conn),
+                // The QUIT, or a byte that carried no connection.
+                Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
