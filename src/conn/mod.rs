@@ -244,7 +244,7 @@ impl Conn {
     /// Closes the connection with a reset (`SO_LINGER` 0) instead of an orderly FIN,
     /// dropping anything unsent.
     pub fn abort(self) {
-        let _ = SockRef::from(&self.fd).set_linger(Some(Duration::ZERO));
+        self.reset_on_close();
         drop(self);
     }
 
