@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fresh;
+pub mod logged;
 pub mod stderr;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -3,7 +3,9 @@
 //! out of fds (instead of failing mid-growth).
 //!
 //! Each live worker costs the master [`PER_WORKER`] fds: the master's end of its
-//! control socket and at least one hub connection (a remote wait or send). Spawning
+//! control socket and at least one hub connection (a remote wait or send). A worker
+//! finishing after a stop (SIGHUP, SIGTTOU, retirement) still costs them until it
+//! exits, so the pool starts no worker while the live ones fill the budget. Spawning
 //! briefly needs two more (the socketpair), and the master keeps [`RESERVE`] free for
 //! the connections it accepts and passes, extra hub connections and its own files.
 

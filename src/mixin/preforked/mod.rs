@@ -110,8 +110,8 @@ pub enum Dispatch {
 /// | SIGTERM | graceful: stop accepting, finish in-flight connections, answer pending waiters, exit; workers left after the shutdown timeout are killed |
 /// | SIGINT (Ctrl-C) | the first graceful, as SIGTERM (workers, which get it from the terminal too, finish what they hold); a second one fast |
 /// | SIGQUIT | fast: kill the workers and exit |
-/// | SIGHUP | replace every worker: new ones start, old ones finish what they hold and exit; a wait they hold stays until the next notify releases it (or is answered `503` just before the shutdown timeout) |
-/// | SIGTTIN / SIGTTOU | one worker more / less (an idle worker that holds no waiter is retired first; a retired worker keeps its waiters as on SIGHUP) |
+/// | SIGHUP | replace every worker: new ones start, old ones finish what they hold and exit; a wait they hold stays until the next notify releases it (or is answered `503` just before the shutdown timeout). Old and new together stay within the master's open-file budget: replacements that do not fit beside the old workers start as those exit (logged) |
+/// | SIGTTIN / SIGTTOU | one worker more (up to `max_workers`; beyond, logged and ignored) / less (an idle worker that holds no waiter is retired first; a retired worker keeps its waiters as on SIGHUP) |
 /// | SIGUSR2 | upgrade the binary: start it again on the same listening socket; once the new master's workers serve, drain as on SIGTERM (pending waiters get `503`) and exit — see below |
 ///
 /// nginx's master reads TERM/INT as fast and QUIT as graceful, HUP as "reload the

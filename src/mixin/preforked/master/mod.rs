@@ -85,14 +85,13 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     own_fds.iter().for_each(|&fd| fork::close_in_child(fd));
     let mut master = Master {
         ctx,
-        pool: Pool::new(model, plan.board.slots(), proof),
+        pool: Pool::new(model, plan.board.slots(), fit, proof),
         plan,
         dispatcher: Dispatcher::new(match model.accept {
             Accept::Passed(policy) => policy,
             _ => super::Dispatch::RoundRobin,
         }),
         master_accepts,
-        fit,
         listener_pending: false,
         skips_left_over: false,
         control_pending: Vec::new(),
@@ -121,8 +120,6 @@ struct Master<'a> {
     pool: Pool,
     dispatcher: Dispatcher,
     master_accepts: bool,
-    /// Workers the master's fd budget fits.
-    fit: usize,
     /// The listener may hold connections the master has not accepted yet.
     listener_pending: bool,
     /// The last turn stopped accepting after [`accept::SKIPS_PER_TURN`] skipped
@@ -293,7 +290,7 @@ impl Master<'_> {
             self.forget_stopped();
         }
         if signal::take(fd, Signal::SIGTTIN) {
-            self.pool.target = (self.pool.target + 1).min(self.pool_max());
+            self.pool.raise_target();
         }
         if signal::take(fd, Signal::SIGTTOU) && self.pool.target > 1 {
             self.pool.target -= 1;
@@ -371,12 +368,6 @@ impl Master<'_> {
             Some(Progress::Failed) => self.upgrade = None,
             Some(Progress::Pending) | None => {}
         }
-    }
-
-    /// How far SIGTTIN may raise the target: half the slots (replacements need the
-    /// rest), within the master's fd budget.
-    fn pool_max(&self) -> usize {
-        (self.pool.workers.len() / 2).min(self.fit)
     }
 
     /// Stopping (or killed) workers take no more passed connections.

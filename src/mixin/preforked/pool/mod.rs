@@ -73,6 +73,9 @@ pub(super) struct Pool {
     /// Workers to keep running (changed by SIGTTIN/SIGTTOU).
     pub(super) target: usize,
     max: usize,
+    /// Live workers (stopping ones too: the master holds their fds until they exit)
+    /// that the master's fd budget fits.
+    fit: usize,
     heartbeat_timeout: Duration,
     /// Consecutive deaths at start-up while no worker has ever served.
     boot_failures: u32,
@@ -85,22 +88,28 @@ pub(super) struct Pool {
     resources: Backoff,
     /// When the pool at its limit was last logged.
     limit_logged: Option<Instant>,
+    /// When a start held back by workers still finishing was last logged.
+    full_logged: Option<Instant>,
     last_shrink: Instant,
     proof: SingleThreaded,
 }
 
 impl Pool {
-    pub(super) fn new(model: &Preforked, slots: usize, proof: SingleThreaded) -> Pool {
+    /// A pool of `slots` slots whose live workers stay within `fit` (the master's fd
+    /// budget, [`budget::workers_that_fit`](super::budget::workers_that_fit)).
+    pub(super) fn new(model: &Preforked, slots: usize, fit: usize, proof: SingleThreaded) -> Pool {
         Pool {
             workers: (0..slots).map(|_| None).collect(),
             target: model.workers,
             max: model.max_workers,
+            fit: fit.min(slots),
             heartbeat_timeout: model.heartbeat_timeout,
             boot_failures: 0,
             ever_served: false,
             backoff: vec![Backoff::new(); slots],
             resources: Backoff::new(),
             limit_logged: None,
+            full_logged: None,
             last_shrink: Instant::now(),
             proof,
         }
@@ -164,6 +173,10 @@ impl Pool {
         if !self.resources.ready(now) {
             return false;
         }
+        if self.live() >= self.fit {
+            self.log_full(why);
+            return false;
+        }
         // Always the lowest free slot: a slot backing off holds back every start (a
         // fresh slot would dodge its back-off), so a worker that cannot start costs at
         // most one fork per back-off.
@@ -190,6 +203,38 @@ impl Pool {
                 false
             }
         }
+    }
+
+    /// Says (at most every [`LIMIT_LOG_EVERY`]) that a start waits for workers still
+    /// finishing after a stop (SIGHUP, SIGTTOU, retirement) to exit.
+    fn log_full(&mut self, why: &str) {
+        if self
+            .full_logged
+            .is_some_and(|at| at.elapsed() < LIMIT_LOG_EVERY)
+        {
+            return;
+        }
+        self.full_logged = Some(Instant::now());
+        let finishing = self.live() - self.active();
+        log::warn!(
+            "preforked: a worker ({why}) waits to start: {} workers are alive, {finishing} \
+             of them finishing after a stop, and the master's open-file limit fits {} \
+             (about 2 fds each); it starts as they exit",
+            self.live(),
+            self.fit
+        );
+    }
+
+    /// SIGTTIN: one worker more, up to `max_workers`.
+    pub(super) fn raise_target(&mut self) {
+        if self.target >= self.max {
+            log::warn!(
+                "preforked: SIGTTIN ignored: the pool's size is already max_workers ({})",
+                self.max
+            );
+            return;
+        }
+        self.target += 1;
     }
 
     /// Forks a worker into `slot` (free).
