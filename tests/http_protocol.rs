@@ -238,6 +238,36 @@ fn panicking_application_gets_500_and_a_close() {
         .expect("the handler returns normally after a panic");
 }
 
+/// An application whose choice of streaming panics for `/panic`.
+struct PanicsChoosing;
+
+impl mixserve::http::HttpHandler for PanicsChoosing {
+    fn handle(&self, req: &mut Request) -> Response {
+        echo(req)
+    }
+
+    fn streams_body(&self, req: &Request) -> bool {
+        assert_ne!(req.path(), "/panic", "streams_body fails");
+        false
+    }
+}
+
+/// The answers to requests pipelined before it, still buffered, go out before the 500.
+#[test]
+fn a_panic_choosing_to_stream_gets_500_after_the_answers_before_it() {
+    let mut client = start(Http::new(PanicsChoosing));
+    client.send(
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n\
+          POST /panic HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok",
+    );
+    assert_eq!(client.response().text(), "GET /1 ");
+    let answer = client.response();
+    assert_eq!(answer.status, 500);
+    assert!(answer.closes());
+    assert!(client.closed());
+    client.join().expect("the handler returns normally");
+}
+
 /// A streamed answer whose third item panics.
 fn failing_stream(_: &mut Request) -> Response {
     let items = (0..3).map(|i| {

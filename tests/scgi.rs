@@ -149,6 +149,26 @@ fn panicking_application_gets_500() {
     assert_eq!(head[0], "Status: 500 Internal Server Error");
 }
 
+/// An application whose choice of streaming panics.
+struct PanicsChoosing;
+
+impl mixserve::http::HttpHandler for PanicsChoosing {
+    fn handle(&self, _: &mut Request) -> Response {
+        Response::text(200, "not reached\n")
+    }
+
+    fn streams_body(&self, _: &Request) -> bool {
+        panic!("streams_body fails")
+    }
+}
+
+#[test]
+fn a_panic_choosing_to_stream_gets_500() {
+    let request = scgi_request(&[("REQUEST_URI", "/")], b"body");
+    let (head, _) = exchange(Scgi::new(PanicsChoosing), &request);
+    assert_eq!(head[0], "Status: 500 Internal Server Error");
+}
+
 /// Sends `input`, ends the stream, and returns the answer's status line.
 fn status_for(input: &[u8]) -> String {
     let mut client = start(Scgi::new(echo));

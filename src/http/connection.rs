@@ -150,7 +150,18 @@ impl<A: HttpHandler> HttpConnection<A> {
             Err(failure) => return Err(self.fail(conn, failure, head_only)),
         };
         let mut request = Request::from_head(head, conn.peer_addr().clone());
-        let streams = self.app.streams_body(&request);
+        // A panic here is the application's too: a 500 after the answers to requests
+        // pipelined before this one, which are still buffered.
+        let Ok(streams) = panic::catch_unwind(AssertUnwindSafe(|| self.app.streams_body(&request)))
+        else {
+            log::error!(
+                "HTTP handler's streams_body panicked on {} {}",
+                request.method(),
+                request.target()
+            );
+            let reject = Reject::new(500, "internal server error");
+            return Err(self.fail(conn, Failure::Reject(reject), head_only));
+        };
         // With no body to read, the request keeps its empty one (and `begin_body` has
         // disarmed the deadlines already).
         if !streams && framing.has_body() {

@@ -150,7 +150,16 @@ impl<A: HttpHandler> ScgiConnection<A> {
         conn.set_read_deadline(Some(crate::deadline::from_now(config.body_deadline)));
         conn.set_read_timeout(Some(config.body_timeout));
         let app = &*self.app;
-        let streams = app.streams_body(&request);
+        let Ok(streams) = panic::catch_unwind(AssertUnwindSafe(|| app.streams_body(&request)))
+        else {
+            log::error!(
+                "SCGI handler's streams_body panicked on {} {}",
+                request.method(),
+                request.target()
+            );
+            let response = Response::text(500, "internal server error\n");
+            return answer(conn, config, response, head_only);
+        };
         if !streams {
             match read_length(conn, length) {
                 Ok(body) => request = request.with_body(body),
