@@ -185,6 +185,43 @@ fn head_gets_headers_without_body() {
     client.join().unwrap();
 }
 
+/// A `HEAD` (or a 304) answered without a body says the length a `GET` would get only
+/// if the application gives it; a 204 never has one; a made-up length is dropped.
+#[test]
+fn a_bodiless_answer_to_head_carries_only_the_length_the_application_gives() {
+    let mut client = start(Http::new(|req: &mut Request| {
+        let answer = match req.path() {
+            "/given" => Response::status(200).with_header("Content-Length", "1234"),
+            "/304" => Response::status(304).with_header("Content-Length", "1234"),
+            "/204" => Response::status(204).with_header("Content-Length", "1234"),
+            "/bad" => Response::status(200).with_header("Content-Length", "12, 12"),
+            _ => Response::status(200),
+        };
+        answer.with_header("X-Path", req.path().to_string())
+    }));
+    let cases = [
+        ("HEAD", "/given", Some("1234")),
+        ("HEAD", "/none", None),
+        ("HEAD", "/bad", None),
+        ("HEAD", "/204", None),
+        ("GET", "/304", Some("1234")),
+        ("GET", "/204", None),
+        ("GET", "/none", Some("0")),
+        ("GET", "/given", Some("0")),
+    ];
+    for (method, path, length) in cases {
+        client.send(format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let answer = match method {
+            "HEAD" => client.head_response(),
+            _ => client.response(),
+        };
+        assert_eq!(answer.header("x-path"), Some(path), "answers stay in step");
+        assert_eq!(answer.header("content-length"), length, "{method} {path}");
+        assert!(!answer.closes(), "{method} {path}");
+    }
+    client.join().unwrap();
+}
+
 /// Answers the server makes itself (a failure, a panic) end at their head for `HEAD`
 /// too: a body there would be read as the next response.
 #[test]

@@ -9,7 +9,9 @@ use super::response_fields::{Field, Fields};
 /// What a response carries after its head.
 #[non_exhaustive]
 pub enum Body {
-    /// No body; sent with `Content-Length: 0` where the status allows a body.
+    /// No body; sent with `Content-Length: 0` where the status allows a body, except
+    /// to a `HEAD` (and in a 304), whose head says the length a `GET` would get only
+    /// if a `Content-Length` field set on the response gives it.
     Empty,
     /// A body known in full; sent with `Content-Length`.
     Bytes(Vec<u8>),
@@ -46,7 +48,9 @@ impl fmt::Debug for Body {
 /// The adapter owns the framing: it writes `Content-Length` or `Transfer-Encoding`
 /// and `Connection` itself and drops such fields set here, except that
 /// `Connection: close` set here is honoured (the connection closes after this
-/// response). It adds `Date` and `Server` unless set here.
+/// response), and that an answer with [`Body::Empty`] to a `HEAD`, or a 304, keeps a
+/// `Content-Length` set here (one decimal number): the length a `GET` would get. It
+/// adds `Date` and `Server` unless set here.
 ///
 /// ```
 /// use mixserve::http::Response;

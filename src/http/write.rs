@@ -151,6 +151,13 @@ fn write_head(head: &mut Vec<u8>, parts: HeadParts<'_>, answering: Answering, co
     let length = match parts.body {
         Body::Bytes(bytes) => Some(bytes.len() as u64),
         Body::File { len, .. } => Some(*len),
+        // An answer with no body of its own to a `HEAD`, or a 304, says the length
+        // the `GET`'s body would have only if the application gave it (RFC 9110
+        // §8.6); a 204 has none.
+        Body::Empty if (answering.head_only && parts.body_allowed) || status == 304 => marks
+            .framing
+            .then(|| declared_length(parts.fields))
+            .flatten(),
         Body::Empty if parts.body_allowed => Some(0),
         Body::Empty | Body::Stream(_) => None,
     };
@@ -169,6 +176,17 @@ fn write_head(head: &mut Vec<u8>, parts: HeadParts<'_>, answering: Answering, co
         head.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     head.extend_from_slice(b"\r\n");
+}
+
+/// The application's own `Content-Length` field, if it is one decimal number.
+fn declared_length(fields: &Fields) -> Option<u64> {
+    let (_, value) = fields
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))?;
+    let value = value.trim_matches([' ', '\t']);
+    let digits =
+        !value.is_empty() && value.len() <= 19 && value.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| value.parse().ok()).flatten()
 }
 
 /// Appends `name: value` and the line end.
