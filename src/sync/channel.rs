@@ -263,10 +263,20 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
     }
 
     fn put_back(&self, payload: &[u8]) {
-        match T::decode(payload) {
-            Ok(value) => lock(&self.state).put_back(value),
+        let value = match T::decode(payload) {
+            Ok(value) => value,
             // It was encoded from a T here: only a broken Wire impl gets here.
-            Err(e) => log::error!("hub: a channel value put back does not decode: {e}"),
+            Err(e) => return log::error!("hub: a channel value put back does not decode: {e}"),
+        };
+        let mut state = lock(&self.state);
+        let Some(link) = self.redis.get() else {
+            return state.put_back(value);
+        };
+        // On Redis the queue is the list there, which remote receivers pop from: the
+        // value goes back to its head unless a receiver here waits for it now.
+        if state.receivers.release_one(value).is_err() {
+            drop(state);
+            link.put_back(payload);
         }
     }
 }

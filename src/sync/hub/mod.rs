@@ -27,6 +27,8 @@ mod load_tests;
 mod mux;
 mod peer;
 pub(crate) mod protocol;
+#[cfg(test)]
+mod redis_tests;
 mod reply;
 mod sends;
 mod server;

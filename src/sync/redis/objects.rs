@@ -166,6 +166,11 @@ impl ChannelLink {
         result.and_then(Result::ok).unwrap_or(0)
     }
 
+    /// Gives back a value taken from Redis that no receiver got (never blocks).
+    pub(crate) fn put_back(&self, bytes: &[u8]) {
+        queue::put_back(&self.shared, &self.list, bytes);
+    }
+
     /// A receiver here started waiting.
     pub(crate) fn want(&self) {
         queue::want(&self.shared, &self.list);

@@ -314,6 +314,23 @@ fn handed(shared: &Arc<Shared>, list: &str, objects: &[Arc<dyn Receivers>], byte
     bridge::submit(shared, packed, bridge::ignore_reply());
 }
 
+/// Gives back a value a receiver took and never got (a worker that died or left
+/// before acknowledging it): first in line again, at the end pops take from (never
+/// blocks). With Redis unreachable the value is lost, and logged.
+pub(crate) fn put_back(shared: &Arc<Shared>, list: &str, bytes: &[u8]) {
+    let packed = redis::cmd("RPUSH")
+        .arg(list)
+        .arg(bytes)
+        .get_packed_command();
+    let list = list.to_string();
+    let logged = Box::new(move |reply: Reply| {
+        if let Err(e) = reply {
+            log::error!("redis channel {list}: a value given back is lost: {e}");
+        }
+    });
+    bridge::submit(shared, packed, logged);
+}
+
 /// Queues a value (never blocks).
 pub(crate) fn send(
     shared: &Arc<Shared>,
