@@ -118,9 +118,7 @@ impl Pool {
 
     /// Whether a thread is (or can be made) free for one more connection.
     pub(super) fn can_take_one(&self) -> bool {
-        let s = &self.shared;
-        let taken = s.busy.load(Ordering::SeqCst) + s.queued.load(Ordering::SeqCst);
-        taken < s.live.load(Ordering::SeqCst) || s.live.load(Ordering::SeqCst) < s.max
+        !was_full(&self.shared, self.shared.busy.load(Ordering::SeqCst))
     }
 
     /// Connections being served or queued.
@@ -186,9 +184,20 @@ fn serve(shared: &Arc<Shared>, slot: usize, tracker: &Tracker) {
         tracker.serve(&shared.ctx, conn);
         shared.board.count_request(slot);
         shared.board.set_state(slot, SlotState::Idle);
-        shared.busy.fetch_sub(1, Ordering::SeqCst);
+        let was_busy = shared.busy.fetch_sub(1, Ordering::SeqCst);
+        if shared.accept == PoolAccept::Handoff && was_full(shared, was_busy) {
+            // The serving loop may be waiting for a free thread: it can accept now.
+            shared.ctx.shutdown.wake();
+        }
     }
     release(shared, slot);
+}
+
+/// Whether the pool, with `busy` threads busy, could take no more (see
+/// [`Pool::can_take_one`]).
+fn was_full(shared: &Shared, busy: usize) -> bool {
+    let live = shared.live.load(Ordering::SeqCst);
+    live >= shared.max && busy + shared.queued.load(Ordering::SeqCst) >= live
 }
 
 /// The thread's next connection, already counted busy; `None` when the pool stops.
