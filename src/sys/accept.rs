@@ -48,18 +48,21 @@ impl SpareFd {
 
     /// Out of fds: frees the spare, accepts the waiting connection with it and closes
     /// it at once (the client sees a reset, not a hang), then takes the spare back.
-    /// Says whether a connection was refused: Linux finds a free fd before it looks at
-    /// the queue, so at the limit `accept` fails with `EMFILE` on an empty queue too,
-    /// and only this `accept` tells whether anything waited.
-    fn refuse_one(&self, listener: RawFd) -> bool {
+    /// Says whether a connection was refused (`false`: none waited): Linux finds a
+    /// free fd before it looks at the queue, so at the limit `accept` fails with
+    /// `EMFILE` on an empty queue too, and only this `accept` tells whether anything
+    /// waited. `Err` when even this one fails otherwise (no spare to free, another
+    /// thread took its number, no memory): nothing is known about the queue.
+    fn refuse_one(&self, listener: RawFd) -> io::Result<bool> {
         let mut spare = self.0.lock().unwrap_or_else(|e| e.into_inner());
         drop(spare.take());
         let refused = match accept(listener) {
             Ok(accepted) => {
                 abort(&accepted.socket);
-                true
+                Ok(true)
             }
-            Err(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
         };
         *spare = File::open("/dev/null").ok();
         refused
@@ -96,16 +99,19 @@ pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<
         Ok(accepted) => Ok(Taken::Socket(accepted)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Taken::Empty),
         Err(e) if e.kind() == io::ErrorKind::Interrupted || is_transient(&e) => Ok(Taken::Skipped),
-        Err(e) if is_out_of_fds(&e) => {
-            if spare.refuse_one(listener) {
+        Err(e) if is_out_of_fds(&e) => match spare.refuse_one(listener) {
+            Ok(true) => {
                 log::warn!("accept: {e}; refused one connection");
                 Ok(Taken::Skipped)
-            } else {
-                // Nothing waited (or even the spare could not take it): a loop that
-                // looked again at once would spin on `EMFILE` until an fd is freed.
-                Ok(Taken::Empty)
             }
-        }
+            // Nothing waited: a loop that looked again at once would spin on `EMFILE`
+            // until an fd is freed.
+            Ok(false) => Ok(Taken::Empty),
+            // Not even the spare could take it: a connection may wait, and a loop
+            // polling the listener (level-triggered) would see it ready at once and
+            // spin; the caller backs off instead.
+            Err(_) => Err(e),
+        },
         Err(e) => Err(e),
     }
 }
