@@ -218,10 +218,17 @@ fn next(shared: &Shared, slot: usize) -> Option<Conn> {
             if stopping() {
                 continue;
             }
-            if let Some(conn) = shared.source.next_counting(Some((&shared.board, slot))) {
-                shared.busy.fetch_add(1, Ordering::SeqCst);
-                break conn;
-            }
+            let Some(conn) = shared.source.next_unadmitted(Some((&shared.board, slot))) else {
+                continue;
+            };
+            // Busy before the hooks run: the drain, which waits while `in_flight` is
+            // above 0, must not miss a connection taken just before the listener
+            // closed (it would be cut unanswered when the pool stops).
+            shared.busy.fetch_add(1, Ordering::SeqCst);
+            match shared.source.admit(conn) {
+                Some(conn) => break conn,
+                None => shared.busy.fetch_sub(1, Ordering::SeqCst),
+            };
         },
     };
     shared.board.count_connection(slot);

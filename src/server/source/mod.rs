@@ -103,10 +103,16 @@ impl Source {
 
     /// [`next`](Self::next), counting a wasted wake-up against `seat`.
     pub(crate) fn next_counting(&self, seat: Seat<'_>) -> Option<Conn> {
+        self.next_unadmitted(seat).and_then(|conn| self.admit(conn))
+    }
+
+    /// [`next_counting`](Self::next_counting) before [`admit`](Self::admit): a caller
+    /// that must count the connection in flight before the hooks look at it.
+    pub(crate) fn next_unadmitted(&self, seat: Seat<'_>) -> Option<Conn> {
         if self.ctx.is_shutting_down() {
             return None;
         }
-        let conn = match &self.flavor {
+        match &self.flavor {
             Flavor::Listener(hub) => self.take().or_else(|| {
                 let listener_ready = match hub {
                     Some(hub) => lock(hub).wait(&self.ctx, self.ctx.poll_interval()),
@@ -121,8 +127,7 @@ impl Source {
             }),
             Flavor::Worker(share) => share.next(&self.ctx),
             Flavor::Fed(fed) => fed.try_next(),
-        };
-        conn.and_then(|conn| self.admit(conn))
+        }
     }
 
     /// A connection if one is ready now, without waiting (for a coroutine loop).
@@ -239,7 +244,7 @@ impl Source {
     }
 
     /// Marks a new connection with the drain flag and asks the hooks about it.
-    fn admit(&self, mut conn: Conn) -> Option<Conn> {
+    pub(crate) fn admit(&self, mut conn: Conn) -> Option<Conn> {
         if let Flavor::Fed(_) = self.flavor {
             return Some(conn); // admitted by the source it was fed from
         }
