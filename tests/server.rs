@@ -351,3 +351,57 @@ fn a_server_stopped_serves_again_under_every_thread_model() {
         }
     }
 }
+
+/// A `verify_request` hook that panics on the first connection it sees.
+struct PanicsOnce(std::sync::atomic::AtomicBool);
+
+impl Hooks for PanicsOnce {
+    fn verify_request(&self, _: &PeerAddr) -> bool {
+        assert!(self.0.swap(true, Ordering::SeqCst), "verify_request panics");
+        true
+    }
+}
+
+/// A panic in `verify_request` refuses the connection it looked at, under every model
+/// that runs the hook on its own accept loop or pool thread, and the next connection
+/// is served: it killed the serving thread (a Locked pool lost a thread for good, a
+/// one-thread pool stopped accepting, Threading's loop unwound out of `serve_forever`).
+#[test]
+fn a_panic_in_verify_request_refuses_one_connection_and_serving_goes_on() {
+    use mixserve::mixin::PoolAccept;
+    let models: [Box<dyn mixserve::MixIn>; 5] = [
+        Box::new(Iterative::new()),
+        Box::new(Threading::new()),
+        Box::new(mixserve::Prethreaded::new().threads(1).max_threads(1)),
+        Box::new(
+            mixserve::Prethreaded::new()
+                .threads(1)
+                .accept(PoolAccept::Handoff),
+        ),
+        Box::new(mixserve::Scheduled::new()),
+    ];
+    for model in models {
+        let name = model.name();
+        let mut server = Server::builder(model)
+            .bind("127.0.0.1:0")
+            .handle_signals(false)
+            .hooks(PanicsOnce(Default::default()))
+            .build(echo_once())
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let handle = server.shutdown_handle();
+        let serving = thread::spawn(move || server.serve_forever());
+        // Closed unanswered: an end of file, or a reset for the unread request.
+        let mut refused = timed_client(addr);
+        let _ = refused.write_all(b"first");
+        let mut reply = Vec::new();
+        match refused.read_to_end(&mut reply) {
+            Ok(_) => assert!(reply.is_empty(), "{name}: {reply:?}"),
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{name}"),
+        }
+        let mut served = timed_client(addr);
+        assert_eq!(round_trip(&mut served, b"second"), b"second", "{name}");
+        handle.shutdown();
+        serving.join().unwrap().unwrap();
+    }
+}

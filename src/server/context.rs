@@ -171,9 +171,18 @@ impl Context {
         Ok(conn)
     }
 
-    /// Asks the hooks whether to serve a connection (socketserver `verify_request`).
+    /// Asks the hooks whether to serve a connection (socketserver `verify_request`). A
+    /// hook that panics refuses the connection it looked at (logged): it costs no
+    /// accept loop, pool thread or master, whichever runs it.
     pub fn verify_request(&self, conn: &Conn) -> bool {
-        self.hooks.verify_request(conn.peer_addr())
+        let peer = conn.peer_addr();
+        let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.hooks.verify_request(peer)
+        }));
+        asked.unwrap_or_else(|_| {
+            log::error!("the verify_request hook panicked on {peer}; connection refused");
+            false
+        })
     }
 
     /// Runs the handler on `conn` (`setup`, `handle`, `finish`), reports any error

@@ -23,7 +23,8 @@ use crate::conn::PeerAddr;
 /// }
 /// ```
 pub trait Hooks: Send + Sync + 'static {
-    /// Decides whether to serve a newly accepted connection; `false` closes it at once.
+    /// Decides whether to serve a newly accepted connection; `false` closes it at once,
+    /// as a panic does (logged).
     fn verify_request(&self, peer: &PeerAddr) -> bool {
         let _ = peer;
         true

@@ -99,7 +99,7 @@ fn run_loop(ctx: &Arc<Context>, settings: &Settings, primary: bool) -> io::Resul
 }
 
 /// Marks the accept coroutine ended when dropped; an end before the stop (a failed
-/// wait, or a panic in the `verify_request` hook it runs) is the loop's failure.
+/// wait, a bug of ours) is the loop's failure.
 struct AcceptEnd<'a>(&'a Context, &'a Shared);
 
 impl Drop for AcceptEnd<'_> {
