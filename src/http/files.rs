@@ -163,7 +163,8 @@ fn refusal(error: &io::Error) -> ResolveError {
 ///   `416` with `Content-Range: bytes */SIZE`; several ranges or an unreadable header:
 ///   the whole file with `200`. `If-Range` with a date other than `Last-Modified` also
 ///   gets the whole file;
-/// - `HEAD`: the same header fields, `Content-Length` included, and no body;
+/// - `HEAD`: the header fields of the whole `GET` (a `Range` is ignored, as RFC 9110
+///   §14.2 asks), `Content-Length` included, and no body;
 /// - `Content-Type` guessed from the extension; `404` for a missing or non-regular file
 ///   (a FIFO included: it is opened without blocking), `403` for one the process may
 ///   not read, `503` when the server cannot open files now (out of descriptors).
@@ -230,10 +231,13 @@ pub fn serve_opened(req: &Request, file: File, name: &Path) -> Response {
             .duration_since(mtime)
             .is_ok_and(|age| age >= Duration::from_secs(1))
     });
-    let range_applies = match req.header("if-range") {
-        None => true,
-        Some(validator) => strong && Some(validator.trim()) == last_modified.as_deref(),
-    };
+    // Ranges are defined for `GET` only: a `HEAD` says what the whole `GET` would
+    // (RFC 9110 §14.2).
+    let range_applies = req.method() == "GET"
+        && match req.header("if-range") {
+            None => true,
+            Some(validator) => strong && Some(validator.trim()) == last_modified.as_deref(),
+        };
     let range = if range_applies {
         parse_range(req.header("range"), size)
     } else {
@@ -359,8 +363,30 @@ impl HttpHandler for StaticFiles {
 
 #[cfg(test)]
 mod tests {
-    use super::{ResolveError, refusal};
+    use super::{ResolveError, refusal, serve_file};
+    use crate::http::Request;
     use std::io;
+
+    /// A `Range` applies to `GET` alone: a `HEAD` with one says what the whole `GET`
+    /// would (it said `206` and the part's length).
+    #[test]
+    fn a_range_applies_to_get_only() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let size = std::fs::metadata(&path).unwrap().len();
+        let ranged = |method| {
+            let req = Request::new(method, "/Cargo.toml").with_header("Range", "bytes=0-9");
+            serve_file(&req, &path)
+        };
+        let get = ranged("GET");
+        assert_eq!(get.status_code(), 206);
+        assert_eq!(
+            get.header("Content-Range"),
+            Some(&*format!("bytes 0-9/{size}"))
+        );
+        let head = ranged("HEAD");
+        assert_eq!(head.status_code(), 200);
+        assert_eq!(head.header("Content-Range"), None);
+    }
 
     #[test]
     fn only_a_missing_file_is_not_found_and_trouble_of_the_server_is_no_404() {
