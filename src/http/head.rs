@@ -195,8 +195,17 @@ pub(crate) fn parse_head_into(
         1 => Version::Http11,
         _ => return Err(Reject::new(505, "HTTP version not supported")),
     };
+    // An absolute-form target (`http://host/path`, RFC 9112 §3.2.2) is served as its
+    // origin form, its authority taking the place of `Host`.
+    let (target, authority) = match target.as_bytes().first() {
+        Some(b'/') | None => (target, None),
+        Some(_) => split_absolute_form(target)?,
+    };
     spare.recycle();
     spare.method.push_str(method);
+    if !target.starts_with('/') && authority.is_some() {
+        spare.target.push('/');
+    }
     spare.target.push_str(target);
     spare.version = version;
     let headers = &mut spare.headers;
@@ -213,8 +222,15 @@ pub(crate) fn parse_head_into(
             if !is_valid_host(field.value) {
                 return Err(Reject::new(400, "invalid Host field"));
             }
+            if authority.is_some() {
+                // Still required (and checked), but the target's authority counts.
+                continue;
+            }
         }
         headers.append_raw(field.name, field.value);
+    }
+    if let Some(authority) = authority {
+        headers.append_raw("host", authority.as_bytes());
     }
     if hosts > 1 {
         return Err(Reject::new(400, "more than one Host field"));
@@ -223,6 +239,25 @@ pub(crate) fn parse_head_into(
         return Err(Reject::new(400, "missing Host field"));
     }
     Ok(spare)
+}
+
+/// Splits an absolute-form target into what follows its authority (`/path?query`,
+/// `?query` or nothing) and the authority; any other target not in origin form
+/// (`*`, an authority alone) is kept whole. An authority that cannot be a host (user
+/// information, an empty one) is a 400.
+fn split_absolute_form(target: &str) -> Result<(&str, Option<&str>), Reject> {
+    let scheme_end = target.find("://").unwrap_or(0);
+    let scheme = &target[..scheme_end];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Ok((target, None));
+    }
+    let rest = &target[scheme_end + 3..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(end);
+    if authority.is_empty() || !is_valid_host(authority.as_bytes()) {
+        return Err(Reject::new(400, "invalid authority in the request target"));
+    }
+    Ok((after, Some(authority)))
 }
 
 /// Whether a `Host` value can be `uri-host [ ":" port ]` (RFC 9110 §7.2; RFC 3986
@@ -290,6 +325,48 @@ mod tests {
         );
         assert_eq!(status(b"GET / HTTP/1.0\r\n\r\n", 0), Ok(()));
         assert_eq!(status(b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 1), Err(400));
+    }
+
+    /// RFC 9112 §3.2.2: an absolute-form target is accepted, served as its origin
+    /// form, and its authority replaces the `Host` (still required, still checked).
+    #[test]
+    fn an_absolute_form_target_is_its_origin_form_and_its_authority_the_host() {
+        let cases: [(&[u8], &str, &str); 5] = [
+            (
+                b"GET http://a.example/x?y HTTP/1.1\r\nHost: b\r\n\r\n",
+                "/x?y",
+                "a.example",
+            ),
+            (
+                b"GET HTTPS://a:8080 HTTP/1.1\r\nHost: b\r\n\r\n",
+                "/",
+                "a:8080",
+            ),
+            (b"GET http://a?q HTTP/1.1\r\nHost: a\r\n\r\n", "/?q", "a"),
+            (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "*", "a"),
+            (
+                b"GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+                "ftp://a/x",
+                "a",
+            ),
+        ];
+        for (input, target, host) in cases {
+            let head = parse_head(input, 1).unwrap();
+            assert_eq!(head.target, target);
+            assert_eq!(head.headers.get("host"), Some(host));
+            assert_eq!(head.headers.iter().count(), 1, "one Host");
+        }
+        let status = |input: &[u8]| parse_head(input, 1).map(|_| ()).map_err(|r| r.status);
+        assert_eq!(
+            status(b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(
+            status(b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(status(b"GET http://a/ HTTP/1.1\r\n\r\n"), Err(400));
+        assert_eq!(status(b"GET http://a/ HTTP/1.0\r\n\r\n"), Ok(()));
     }
 
     #[test]
