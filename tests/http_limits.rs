@@ -2,12 +2,14 @@
 
 mod http_util;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
 use http_util::{Client, echo, start};
 use mixserve::http::{Http, HttpConfig};
+use mixserve::{Server, Threading};
 
 fn config(change: impl FnOnce(&mut HttpConfig)) -> HttpConfig {
     let mut config = HttpConfig::default();
@@ -454,4 +456,44 @@ fn empty_lines_before_a_request_line_count_against_the_head_limit() {
     client.send(&b"\r\n".repeat(40));
     client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     expect_rejection(client, 400);
+}
+
+/// An upload refused with `413` is read and thrown away until the client has sent it
+/// all and closed (within `linger`): the client reads the answer and an orderly end.
+/// Lingering stopped after 256 KiB, and the close with the rest still arriving reset
+/// the connection under the client's feet.
+#[test]
+fn an_upload_refused_with_413_ends_with_its_answer_not_a_reset() {
+    // Generous: loopback carries the upload in far less; only a hang would use it.
+    let config = config(|c| c.linger = Duration::from_secs(30));
+    let mut server = Server::builder(Threading::new())
+        .bind("127.0.0.1:0")
+        .handle_signals(false)
+        .build(Http::with_config(echo, config))
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let handle = server.shutdown_handle();
+    let serving = thread::spawn(move || server.serve_forever());
+    let body = vec![b'x'; 8 << 20];
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let sent = stream.write_all(&body);
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    assert!(
+        sent.is_ok() && read.is_ok(),
+        "sent: {sent:?}, read: {read:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    handle.shutdown();
+    serving.join().unwrap().unwrap();
 }

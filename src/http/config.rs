@@ -88,8 +88,9 @@ pub struct HttpConfig {
     pub max_requests_per_connection: usize,
     /// How long one write of a response may wait for the peer (`None`: for ever).
     pub write_timeout: Option<Duration>,
-    /// After an error answer, how long to keep reading (and discarding) what the client
-    /// still sends before closing, so that it reads the answer instead of a reset.
+    /// After an error answer, how long at most to keep reading (and discarding) what
+    /// the client still sends, until it closes, so that it reads the answer instead of
+    /// a reset (a `413` to an upload still arriving, say). No byte count ends it early.
     pub linger: Duration,
     /// Whether to log one line per answered request, in the common log format, through
     /// the `log` facade (level `info`, target [`ACCESS_LOG_TARGET`](super::ACCESS_LOG_TARGET)).

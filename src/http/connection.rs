@@ -20,9 +20,6 @@ use super::write::{Answering, Dialect, write_response};
 use crate::conn::Conn;
 use crate::handler::Handler;
 
-/// Most bytes read and thrown away while lingering before a close.
-const LINGER_BYTES: usize = 256 * 1024;
-
 /// The [`Handler`] that [`Http`](super::Http) makes for each connection: serves
 /// requests one after another (pipelined ones in order) until either side closes.
 pub struct HttpConnection<A> {
@@ -331,20 +328,17 @@ fn wants_keep_alive(request: &Request) -> bool {
 }
 
 /// Closes politely: send what is buffered, shut the write side, then read and discard
-/// what the client still sends for a little while, so the answer is not lost to a reset.
+/// what the client still sends until it closes too, for at most `linger`, so the answer
+/// is not lost to a reset. Bounded by time alone, as nginx's lingering close is: a cap
+/// on bytes would end it while an upload refused with `413` is still arriving, and
+/// closing with unread bytes sends the reset it is there to avoid.
 pub(crate) fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<()> {
     conn.flush()?;
     conn.shutdown(Shutdown::Write)?;
     conn.set_read_timeout(None);
     conn.set_read_deadline(Some(crate::deadline::from_now(config.linger)));
-    let mut scratch = [0u8; 4096];
-    let mut discarded = 0;
-    while discarded < LINGER_BYTES {
-        match conn.read(&mut scratch) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => discarded += n,
-        }
-    }
+    let mut scratch = [0u8; 16 * 1024];
+    while let Ok(1..) = conn.read(&mut scratch) {}
     Ok(())
 }
 
