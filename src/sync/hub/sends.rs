@@ -1,34 +1,68 @@
-//! [`SendLog`]: the replies to recent sends, by id, so a send a worker retries on a
-//! fresh connection (its first connection failed after the hub acted) is answered again
-//! without acting twice.
+//! [`SendLog`]: the replies to recent sends, by id, so a send a worker retries (its
+//! first try timed out, or its connection failed after the hub acted) is answered
+//! again without acting twice — also when the retry arrives while the first try is
+//! still being served (a slow Redis, a read that held both copies).
 
 use std::collections::{HashMap, VecDeque};
+
+use mio::Token;
 
 /// How many recent sends are remembered. A worker retries at once, so only the
 /// latest few per worker matter; this covers many workers retrying together.
 pub(crate) const REMEMBERED: usize = 4096;
 
-/// Recent sends' replies, oldest forgotten first.
+/// What the log knows of a send that arrives.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Seen<'a> {
+    /// Never seen: serve it (it is now in progress).
+    New,
+    /// Being served: the connection that asked again gets the reply too.
+    InProgress,
+    /// Served: its reply.
+    Answered(&'a [u8]),
+}
+
+/// Recent sends: their replies, or the connections waiting for one; oldest forgotten
+/// first.
 #[derive(Debug, Default)]
 pub(crate) struct SendLog {
     replies: HashMap<u64, Vec<u8>>,
+    /// Sends in progress, with the connections whose retries wait for the reply.
+    waiting: HashMap<u64, Vec<Token>>,
     order: VecDeque<u64>,
 }
 
 impl SendLog {
-    /// The reply already given to send `id`, if it is remembered.
-    pub(crate) fn reply_to(&self, id: u64) -> Option<&[u8]> {
-        self.replies.get(&id).map(Vec::as_slice)
+    /// Looks send `id` (from `token`) up, and starts or joins it.
+    pub(crate) fn begin(&mut self, id: u64, token: Token) -> Seen<'_> {
+        if self.replies.contains_key(&id) {
+            return Seen::Answered(&self.replies[&id]);
+        }
+        if let Some(tokens) = self.waiting.get_mut(&id) {
+            tokens.push(token);
+            return Seen::InProgress;
+        }
+        self.waiting.insert(id, Vec::new());
+        self.remember(id);
+        Seen::New
     }
 
-    /// Remembers the reply to send `id`, forgetting the oldest beyond [`REMEMBERED`].
-    pub(crate) fn record(&mut self, id: u64, frame: &[u8]) {
-        if self.replies.insert(id, frame.to_vec()).is_none() {
-            self.order.push_back(id);
+    /// Remembers the reply to send `id`; returns the connections whose retries wait
+    /// for it too.
+    pub(crate) fn record(&mut self, id: u64, frame: &[u8]) -> Vec<Token> {
+        let waiting = self.waiting.remove(&id);
+        if self.replies.insert(id, frame.to_vec()).is_none() && waiting.is_none() {
+            self.remember(id);
         }
+        waiting.unwrap_or_default()
+    }
+
+    fn remember(&mut self, id: u64) {
+        self.order.push_back(id);
         while self.order.len() > REMEMBERED {
             if let Some(old) = self.order.pop_front() {
                 self.replies.remove(&old);
+                self.waiting.remove(&old);
             }
         }
     }
@@ -41,13 +75,26 @@ mod tests {
     #[test]
     fn remembers_recent_sends_only() {
         let mut log = SendLog::default();
-        log.record(1, b"one");
-        assert_eq!(log.reply_to(1), Some(&b"one"[..]));
-        assert_eq!(log.reply_to(2), None);
+        assert_eq!(log.begin(1, Token(7)), Seen::New);
+        assert!(log.record(1, b"one").is_empty());
+        assert_eq!(log.begin(1, Token(8)), Seen::Answered(&b"one"[..]));
         for id in 2..=REMEMBERED as u64 + 1 {
+            log.begin(id, Token(7));
             log.record(id, b"x");
         }
-        assert_eq!(log.reply_to(1), None);
-        assert_eq!(log.replies.len(), REMEMBERED);
+        assert_eq!(log.begin(1, Token(7)), Seen::New);
+        assert!(log.replies.len() <= REMEMBERED);
+        assert!(log.order.len() <= REMEMBERED);
+    }
+
+    #[test]
+    fn a_retry_while_the_send_is_served_waits_for_its_reply() {
+        let mut log = SendLog::default();
+        assert_eq!(log.begin(5, Token(1)), Seen::New);
+        assert_eq!(log.begin(5, Token(2)), Seen::InProgress);
+        assert_eq!(log.begin(5, Token(1)), Seen::InProgress);
+        assert_eq!(log.record(5, b"done"), vec![Token(2), Token(1)]);
+        assert_eq!(log.begin(5, Token(3)), Seen::Answered(&b"done"[..]));
+        assert_eq!(log.order.len(), 1);
     }
 }

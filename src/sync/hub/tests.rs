@@ -254,6 +254,26 @@ fn a_retried_send_is_not_sent_twice() {
     assert_eq!(jobs.len(), 2);
 }
 
+/// A retry that arrives while the first try is still being served (here both copies
+/// come in one read, as after a stall of the hub) is not sent again either: each copy
+/// gets the one reply.
+#[test]
+fn a_retry_arriving_with_its_first_try_is_not_sent_twice() {
+    let mut rig = Rig::trusting_self();
+    let jobs: Channel<u64> = Channel::new();
+    let mut sender = rig.connect();
+    let mut twice = request(op::CHANNEL_SEND, jobs.hub_id(), 44, &encoded(9));
+    twice.extend_from_slice(&twice.clone());
+    sender.write_all(&twice).unwrap();
+    let replies = rig.replies(&mut sender, 2);
+    assert!(
+        replies
+            .iter()
+            .all(|&(status, id, _)| (status, id) == (status::OK, 44))
+    );
+    assert_eq!(jobs.len(), 1);
+}
+
 #[test]
 fn accepting_resumes_after_running_out_of_fds() {
     let mut rig = Rig::trusting_self();

@@ -225,7 +225,13 @@ impl HubServer {
             let mut touched = HashSet::new();
             for reply in replies {
                 if let Some(id) = reply.send_id {
-                    self.sends.record(id, &reply.frame);
+                    for token in self.sends.record(id, &reply.frame) {
+                        if let Some(peer) = self.peers.get_mut(&token) {
+                            if peer.queue(reply.frame.clone()) {
+                                touched.insert(token);
+                            }
+                        }
+                    }
                 }
                 let Some(peer) = self.peers.get_mut(&reply.token) else {
                     if let Some(held) = reply.held {

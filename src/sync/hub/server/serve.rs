@@ -11,6 +11,7 @@ use super::{HubServer, put_back};
 use crate::sync::WaitError;
 use crate::sync::hub::peer::{NOTIFY_HEADROOM, ReadOutcome};
 use crate::sync::hub::protocol::{self, NO_TIMEOUT, Request, op, status};
+use crate::sync::hub::sends::Seen;
 use crate::sync::registry;
 
 /// Bytes read from a peer at a time.
@@ -116,9 +117,12 @@ impl HubServer {
             return false;
         }
         if op::is_send(request.op) {
-            if let Some(frame) = self.sends.reply_to(request.id) {
+            match self.sends.begin(request.id, token) {
                 // A retry of a send that already happened: the same answer again.
-                return peer.queue(frame.to_vec());
+                Seen::Answered(frame) => return peer.queue(frame.to_vec()),
+                // A retry of one being served: it gets that one's reply.
+                Seen::InProgress => return true,
+                Seen::New => {}
             }
         }
         let full = peer.outstanding() >= cap;
