@@ -28,6 +28,12 @@ pub(crate) const MAX_OUTPUT: usize = 16 * MAX_FRAME;
 /// it does not read.
 pub(crate) const WRITE_STALL: Duration = Duration::from_secs(30);
 
+/// A connection with nothing open on it (no wait, no value held, no bytes either way)
+/// for this long is closed: twice the time a worker keeps an idle one
+/// ([`IDLE_FOR`](crate::sync::hub::client::IDLE_FOR)), which it prunes only when it
+/// calls again, so a thread that called once and never again holds none for good.
+pub(crate) const PEER_IDLE: Duration = Duration::from_secs(60);
+
 /// Frames handed to one `writev`.
 const FRAMES_PER_WRITE: usize = 64;
 
@@ -133,6 +139,8 @@ pub(crate) struct Peer {
     queued: usize,
     /// When the peer last took reply bytes (or was given some with none queued).
     progress: Instant,
+    /// When bytes last came or a reply was queued.
+    active: Instant,
     /// The waits pending on this connection: call id -> (object, waiter key).
     pub(crate) pending: HashMap<u64, (u64, u64)>,
     /// `Channel` values handed over and not yet acknowledged, by call id.
@@ -160,6 +168,7 @@ impl Peer {
             front_written: 0,
             queued: 0,
             progress: Instant::now(),
+            active: Instant::now(),
             pending: HashMap::new(),
             held: HashMap::new(),
             pid,
@@ -174,6 +183,7 @@ impl Peer {
                 Ok(0) => return ReadOutcome::Closed,
                 Ok(n) => {
                     self.input.extend_from_slice(&buf[..n]);
+                    self.active = Instant::now();
                     return ReadOutcome::Data;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,
@@ -195,8 +205,9 @@ impl Peer {
         if self.queued + frame.len() > MAX_OUTPUT {
             return false;
         }
+        self.active = Instant::now();
         if self.output.is_empty() {
-            self.progress = Instant::now();
+            self.progress = self.active;
         }
         self.queued += frame.len();
         self.output.push_back(frame);
@@ -212,6 +223,15 @@ impl Peer {
     /// [`WRITE_STALL`].
     pub(crate) fn stalled(&self, now: Instant) -> bool {
         !self.output.is_empty() && now.saturating_duration_since(self.progress) > WRITE_STALL
+    }
+
+    /// Whether nothing has been open on it (see [`PEER_IDLE`]) for longer than `limit`.
+    pub(crate) fn idle(&self, now: Instant, limit: Duration) -> bool {
+        self.pending.is_empty()
+            && self.held.is_empty()
+            && self.output.is_empty()
+            && self.input.is_empty()
+            && now.saturating_duration_since(self.active) > limit
     }
 
     /// Writes what it can; false when the connection failed.

@@ -274,6 +274,36 @@ fn a_retry_arriving_with_its_first_try_is_not_sent_twice() {
     assert_eq!(jobs.len(), 1);
 }
 
+/// The hub holds no more connections than the master has room for, and closes the
+/// ones nothing is open on (a thread that called once and never again), so their fds
+/// come back; a connection with a wait pending stays.
+#[test]
+fn connections_are_bounded_by_the_masters_room_and_idle_ones_close() {
+    let mut rig = Rig::trusting_self();
+    rig.hub.set_room(20);
+    rig.hub.set_per_worker_limit(100);
+    let news: Broadcast<u64> = Broadcast::new();
+    let jobs: Channel<u64> = Channel::new();
+    let _waiter = rig.remote_wait(&news, 1);
+    let mut callers: Vec<UnixStream> = (0..25).map(|_| rig.connect()).collect();
+    rig.until("the room full", |rig| rig.hub.peer_count() == 20);
+    for _ in 0..20 {
+        rig.turn();
+    }
+    assert_eq!(rig.hub.peer_count(), 20, "no connection past the room");
+    let mut answered = 0;
+    for (id, caller) in callers.iter_mut().enumerate() {
+        let call = request(op::CHANNEL_LEN, jobs.hub_id(), id as u64, &[]);
+        if caller.write_all(&call).is_ok() && rig.reply(caller).is_some() {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 19, "those admitted beside the waiter answer");
+    rig.hub.set_peer_idle(Duration::ZERO);
+    rig.until("the idle ones closed", |rig| rig.hub.peer_count() == 1);
+    assert_eq!(news.waiting(), 1, "the waiter's connection stays");
+}
+
 #[test]
 fn accepting_resumes_after_running_out_of_fds() {
     let mut rig = Rig::trusting_self();

@@ -63,6 +63,15 @@ impl HubServer {
                 .note(&format!("worker {pid} already holds {held} (the limit)"));
             return;
         }
+        // The master's own fds come first: past its room it would run out of them for
+        // workers' control sockets and the connections it accepts.
+        if self.peers.len() >= self.room {
+            self.refusals.note(&format!(
+                "the hub holds {} connections, all the master's open-file limit leaves room for",
+                self.peers.len()
+            ));
+            return;
+        }
         let token = Token(self.next_token);
         self.next_token += 1;
         if let Err(e) =

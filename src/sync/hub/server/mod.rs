@@ -6,7 +6,9 @@
 //! none of them for [`WRITE_STALL`](super::peer::WRITE_STALL) is closed; a connection has at most
 //! [`MAX_OUTSTANDING`](super::protocol::MAX_OUTSTANDING) calls open (past that a call is
 //! answered with an error); a worker holds at most
-//! [`per_worker_limit`](super::peer::per_worker_limit) connections. A malformed or
+//! [`per_worker_limit`](super::peer::per_worker_limit) connections, and the hub at most
+//! what the master's open-file limit leaves room for (`connections_room`); a connection
+//! with nothing open on it for [`PEER_IDLE`](super::peer::PEER_IDLE) is closed. A malformed or
 //! oversized frame closes that peer only: its pending waits are cancelled and the
 //! `Channel` values it had not acknowledged are put back at the head of their queues.
 //!
@@ -28,7 +30,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::sync::ServerScope;
 use crate::sync::hub::peer::{
-    MAX_OUTPUT, Peer, Refusals, Trust, WRITE_STALL, connections_room, per_worker_limit,
+    MAX_OUTPUT, PEER_IDLE, Peer, Refusals, Trust, WRITE_STALL, connections_room, per_worker_limit,
 };
 use crate::sync::hub::protocol::{op, status};
 use crate::sync::hub::reply::{Outbox, RemoteReply};
@@ -80,8 +82,11 @@ pub struct HubServer {
     deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// When to accept again after running out of fds.
     accept_retry: Option<Instant>,
-    /// When to look next for connections that stopped reading their replies.
+    /// When to look next for connections that stopped reading their replies, or
+    /// that nothing was open on for [`PEER_IDLE`].
     stall_check_at: Instant,
+    /// [`PEER_IDLE`] (lowered by tests).
+    peer_idle: Duration,
     /// Connections that used their turn's read budget with bytes maybe left: read on
     /// the next turn (edge-triggered readiness will not say so again).
     read_pending: Vec<Token>,
@@ -134,6 +139,7 @@ impl HubServer {
             accept_retry: None,
             read_pending: Vec::new(),
             stall_check_at: Instant::now(),
+            peer_idle: PEER_IDLE,
             sends: SendLog::default(),
             refusals: Refusals::default(),
             status: HubStatus::default(),
@@ -308,19 +314,25 @@ impl HubServer {
         }
         // A scan of every connection, so once a second (the stall limit is 30 s), not
         // on every turn: thread-based workers hold a connection per waiting client.
-        let stalled: Vec<Token> = if self.stall_check_at <= now {
+        let (mut stalled, mut idle) = (Vec::new(), Vec::new());
+        if self.stall_check_at <= now {
             self.stall_check_at = now + STALL_CHECK_EVERY;
-            self.peers
-                .iter()
-                .filter(|(_, peer)| peer.stalled(now))
-                .map(|(&token, _)| token)
-                .collect()
-        } else {
-            Vec::new()
-        };
+            for (&token, peer) in &self.peers {
+                if peer.stalled(now) {
+                    stalled.push(token);
+                } else if peer.idle(now, self.peer_idle) {
+                    idle.push(token);
+                }
+            }
+        }
         for token in stalled {
             let pid = self.peers.get(&token).map_or(0, |peer| peer.pid);
             log::warn!("hub: worker {pid} took no reply bytes for {WRITE_STALL:?}; closing it");
+            self.drop_peer(registry, token);
+        }
+        // Nothing is lost: a worker that calls on it next finds it closed and calls
+        // again on a fresh connection.
+        for token in idle {
             self.drop_peer(registry, token);
         }
         redis::pump(registry);
@@ -416,6 +428,11 @@ impl HubServer {
     /// Lowers the per-worker connection limit.
     pub(crate) fn set_per_worker_limit(&mut self, limit: usize) {
         self.per_worker_limit = limit;
+    }
+
+    /// Lowers the time after which a connection with nothing open is closed.
+    pub(crate) fn set_peer_idle(&mut self, idle: Duration) {
+        self.peer_idle = idle;
     }
 
     /// Lowers the connections the master can hold.
