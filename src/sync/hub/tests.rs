@@ -304,6 +304,28 @@ fn connections_are_bounded_by_the_masters_room_and_idle_ones_close() {
     assert_eq!(news.waiting(), 1, "the waiter's connection stays");
 }
 
+/// A retried send answered from the log on a later turn's read (its connection used
+/// its read budget) is written then, though no writable edge comes.
+#[test]
+fn a_logged_reply_found_on_a_later_read_is_written() {
+    let mut rig = Rig::trusting_self();
+    let jobs: Channel<u64> = Channel::new();
+    let mut sender = rig.connect();
+    let send = request(op::CHANNEL_SEND, jobs.hub_id(), 45, &encoded(9));
+    sender.write_all(&send).unwrap();
+    assert_eq!(rig.reply(&mut sender).map(|r| r.0), Some(status::OK));
+    // Acknowledgements of nothing (no reply) fill more than one read (64 KiB); the
+    // retry comes after them, in the next turn's read.
+    let mut input = Vec::new();
+    while input.len() < 64 * 1024 + 100 {
+        input.extend_from_slice(&request(op::CHANNEL_ACK, jobs.hub_id(), 1, &[]));
+    }
+    input.extend_from_slice(&send);
+    sender.write_all(&input).unwrap();
+    assert_eq!(rig.reply(&mut sender).map(|r| r.0), Some(status::OK));
+    assert_eq!(jobs.len(), 1);
+}
+
 #[test]
 fn accepting_resumes_after_running_out_of_fds() {
     let mut rig = Rig::trusting_self();

@@ -195,12 +195,15 @@ impl HubServer {
             redis::on_event(registry, token);
         } else if token == self.listener_token {
             self.accept(registry);
-        } else if (event.is_readable() || event.is_read_closed() || event.is_error())
-            && !self.read(token)
-        {
-            self.drop_peer(registry, token);
-        }
-        if event.is_writable() && !redis::owns(token) {
+        } else if event.is_readable() || event.is_read_closed() || event.is_error() {
+            // What reading queued itself (a retried send's logged reply) is written
+            // now: no writable edge may come for a socket that stayed writable.
+            if self.read(token) {
+                self.write(registry, token);
+            } else {
+                self.drop_peer(registry, token);
+            }
+        } else if event.is_writable() {
             self.write(registry, token);
         }
         redis::pump(registry);
@@ -292,7 +295,9 @@ impl HubServer {
             self.accept(registry);
         }
         for token in std::mem::take(&mut self.read_pending) {
-            if !self.read(token) {
+            if self.read(token) {
+                self.write(registry, token);
+            } else {
                 self.drop_peer(registry, token);
             }
         }
