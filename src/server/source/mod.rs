@@ -38,6 +38,9 @@ use crate::sys::{borrow_fd, fork};
 /// How long a source backs off after an accept failure that is not about one
 /// connection (out of memory, a broken listener), so the loop never spins on it.
 const BACK_OFF: Duration = Duration::from_millis(100);
+/// Skipped accepts [`Source::take`] goes on past before it lets its caller wait: a
+/// flood of resets cannot hold the loop from everything else.
+const SKIPS_IN_A_ROW: usize = 64;
 
 /// Where a model's connections come from (see the [module docs](self)).
 #[derive(Debug)]
@@ -224,12 +227,19 @@ impl Source {
         }
     }
 
-    /// Takes one connection from the listener without waiting.
+    /// Takes one connection from the listener without waiting, going on past skipped
+    /// accepts (a signal, a connection reset before it was taken, one refused for want
+    /// of fds), at most [`SKIPS_IN_A_ROW`]: more may wait, and an edge-triggered wait
+    /// (a forking parent's) would not say so again.
     fn take(&self) -> Option<Conn> {
-        self.take_or_say()
-            .ok()
-            .and_then(Taken::socket)
-            .map(conn_from_accepted)
+        for _ in 0..SKIPS_IN_A_ROW {
+            match self.take_or_say() {
+                Ok(Taken::Socket(accepted)) => return Some(conn_from_accepted(accepted)),
+                Ok(Taken::Skipped) if !self.ctx.is_shutting_down() => {}
+                Ok(_) | Err(()) => return None,
+            }
+        }
+        None
     }
 
     /// [`take`](Self::take), saying why nothing was taken; a failure is logged and
