@@ -264,7 +264,15 @@ fn watch_loop(
     while !ctx.is_shutting_down() {
         let deadline = crate::deadline::from_now(ctx.poll_interval());
         match rt::wait_fd(wake_fd, Interest::Readable, Some(deadline)) {
-            Ok(()) | Err(_) => {}
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            // The wake fd cannot be watched (epoll_ctl out of memory, say): a timer needs
+            // no fd, so the loop still turns every poll interval instead of spinning and
+            // starving every coroutine of this thread.
+            Err(e) => {
+                log::warn!("scheduled: cannot wait on the wake-up pipe ({e}); polling");
+                rt::sleep(ctx.poll_interval());
+            }
         }
         ctx.shutdown.take_stop_signals();
         if primary {
