@@ -35,9 +35,17 @@ struct Shared {
     /// `Handoff`: connections sent but not yet taken by a thread.
     queued: AtomicUsize,
     max: usize,
+    /// A thread could not be started (the process or container is at its thread
+    /// limit): the pool holds at the threads it has, as if they were `max`, until a
+    /// start succeeds. Holds the scope's cap on blocked waits from before, restored
+    /// then (`usize::MAX`: not short).
+    short: Mutex<Option<usize>>,
     /// Which thread slots are taken.
     slots: Mutex<Vec<bool>>,
     threads: Threads,
+    /// Starts that fail as if at the thread limit (tests only).
+    #[cfg(test)]
+    failing_spawns: AtomicUsize,
 }
 
 /// The pool, owned by the `Prethreaded` model while it serves.
@@ -71,8 +79,11 @@ impl Pool {
             busy: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             max,
+            short: Mutex::new(None),
             slots: Mutex::new(vec![false; max]),
             threads: Threads::new("mixserve-pool"),
+            #[cfg(test)]
+            failing_spawns: AtomicUsize::new(0),
         });
         let pool = Pool {
             shared,
@@ -126,6 +137,14 @@ impl Pool {
         self.shared.busy.load(Ordering::SeqCst) + self.shared.queued.load(Ordering::SeqCst)
     }
 
+    /// Makes thread starts fail (`true`) as at the thread limit, or work again.
+    #[cfg(test)]
+    pub(super) fn fail_spawns(&self, fail: bool) {
+        self.shared
+            .failing_spawns
+            .store(usize::from(fail), Ordering::SeqCst);
+    }
+
     /// Stops the pool: idle threads stop taking connections, the sockets of busy ones
     /// are shut down, and every thread is joined.
     pub(super) fn stop(mut self) {
@@ -153,17 +172,61 @@ fn spawn(shared: &Arc<Shared>) -> bool {
     shared.board.set_pid(slot, std::process::id());
     shared.board.set_state(slot, SlotState::Idle);
     let thread_shared = Arc::clone(shared);
-    match shared
-        .threads
-        .spawn(None, move |tracker| serve(&thread_shared, slot, tracker))
-    {
-        Ok(()) => true,
+    let spawned = match injected_spawn_failure(shared) {
+        Some(error) => Err(error),
+        None => shared
+            .threads
+            .spawn(None, move |tracker| serve(&thread_shared, slot, tracker)),
+    };
+    match spawned {
+        Ok(()) => {
+            not_short(shared);
+            true
+        }
         Err(e) => {
-            log::warn!("prethreaded: cannot start a thread: {e}");
             release(shared, slot);
+            short_of_threads(shared, &e);
             false
         }
     }
+}
+
+/// A thread could not start: the pool takes no more connections than its threads
+/// can serve, and lets at most all of them but one block in a wait, so a notify
+/// always finds a thread (the reserve rule, at the threads it has).
+fn short_of_threads(shared: &Shared, error: &io::Error) {
+    let live = shared.live.load(Ordering::SeqCst);
+    let scope = shared.ctx.scope();
+    let mut short = lock(&shared.short);
+    if short.is_none() {
+        log::warn!(
+            "prethreaded: cannot start a thread ({error}); serving with the {live} there are \
+             until one can start"
+        );
+        *short = Some(scope.max_blocked());
+    }
+    let cap = short.unwrap_or(usize::MAX).min(live.saturating_sub(1));
+    scope.set_max_blocked(Some(cap));
+}
+
+/// A thread started: the pool may grow to `max` again.
+fn not_short(shared: &Shared) {
+    let mut short = lock(&shared.short);
+    if let Some(cap) = short.take() {
+        shared.ctx.scope().set_max_blocked(Some(cap));
+        log::info!("prethreaded: threads start again");
+    }
+}
+
+#[cfg(not(test))]
+fn injected_spawn_failure(_: &Shared) -> Option<io::Error> {
+    None
+}
+
+#[cfg(test)]
+fn injected_spawn_failure(shared: &Shared) -> Option<io::Error> {
+    let failing = shared.failing_spawns.load(Ordering::SeqCst) > 0;
+    failing.then(|| io::Error::from_raw_os_error(libc::EAGAIN))
 }
 
 fn release(shared: &Shared, slot: usize) {
@@ -197,7 +260,11 @@ fn serve(shared: &Arc<Shared>, slot: usize, tracker: &Tracker) {
 /// [`Pool::can_take_one`]).
 fn was_full(shared: &Shared, busy: usize) -> bool {
     let live = shared.live.load(Ordering::SeqCst);
-    live >= shared.max && busy + shared.queued.load(Ordering::SeqCst) >= live
+    let max = match *lock(&shared.short) {
+        Some(_) => live,
+        None => shared.max,
+    };
+    live >= max && busy + shared.queued.load(Ordering::SeqCst) >= live
 }
 
 /// The thread's next connection, already counted busy; `None` when the pool stops.

@@ -156,3 +156,36 @@ fn a_pool_grown_to_its_limit_while_starting_has_started() {
         .expect("a spawn refused for want of a slot is no failure")
         .stop();
 }
+
+/// At the thread limit the pool serves with the threads it has: it takes no more
+/// connections than they can serve and lets all but one block in a wait, so a notify
+/// finds a thread; once a thread starts again it grows as before. (It went on taking
+/// connections into its queue, and every thread could block in a wait.)
+#[test]
+fn a_pool_that_cannot_start_a_thread_holds_at_the_threads_it_has() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let (entered, entered_rx) = bounded(1);
+    let server = counting_server(&served, entered);
+    let ctx = server.context();
+    let source = Arc::new(Source::open(ctx, None).unwrap());
+    let board = Arc::new(Scoreboard::new(3).unwrap());
+    ctx.scope().set_max_blocked(Some(2));
+    let mut pool = Pool::start(ctx, &source, board, PoolAccept::Handoff, 1, 3).unwrap();
+    pool.fail_spawns(true);
+    let (a_client, a) = unix_conn();
+    pool.hand_off(a).unwrap();
+    entered_rx.recv().unwrap(); // the only thread serves `a`, and fails to grow
+    assert!(!pool.can_take_one(), "full at the one thread it has");
+    assert_eq!(
+        ctx.scope().max_blocked(),
+        0,
+        "no wait may block its last thread"
+    );
+    pool.fail_spawns(false);
+    let (_b_client, b) = unix_conn();
+    pool.hand_off(b).unwrap(); // grows the pool: a thread starts again
+    assert!(pool.can_take_one(), "it may grow to its limit again");
+    assert_eq!(ctx.scope().max_blocked(), 2, "the cap from before");
+    drop(a_client);
+    pool.stop();
+}
