@@ -226,6 +226,43 @@ fn a_large_unread_body_closes_the_connection() {
     let _ = client.join();
 }
 
+/// A streaming application that refuses by the head alone answers before the body is
+/// invited: no `100 Continue`, and the answer closes the connection (the client may
+/// never send the body). One that reads gets the `100` at its first read.
+#[test]
+fn the_100_continue_goes_out_at_the_first_read_of_a_streamed_body() {
+    let app = Streaming(|req: &mut Request, body: &mut BodyReader<'_>| {
+        if req.path() == "/refused" {
+            return Response::text(401, "no");
+        }
+        let mut taken = Vec::new();
+        let _ = body.read_to_end(&mut taken);
+        Response::text(200, format!("{}", taken.len()))
+    });
+    let head = |path: &str| {
+        format!(
+            "PUT {path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n"
+        )
+    };
+    let mut client = start(Http::with_config(app, config(MIB)));
+    client.send(head("/refused").as_bytes());
+    let answer = client.response();
+    assert_eq!(answer.status, 401, "the answer, not a 100 first");
+    assert!(answer.closes());
+    let _ = client.join();
+
+    let mut client = start(Http::with_config(partial_reader(0), config(MIB)));
+    client.send(head("/taken").as_bytes());
+    assert_eq!(client.response().status, 100);
+    client.send(&pattern(1_000_000));
+    let answer = client.response();
+    assert_eq!(
+        (answer.status, answer.text()),
+        (200, "/taken 1000000".to_string())
+    );
+    client.join().unwrap();
+}
+
 #[test]
 fn buffered_apps_still_get_the_whole_body() {
     let app = |req: &mut Request| Response::text(200, format!("{}", req.body().len()));

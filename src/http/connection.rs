@@ -1,6 +1,7 @@
 //! [`HttpConnection`]: the per-connection keep-alive loop — read a head, read the body,
 //! call the application, write the answer, and decide whether to go round again.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -14,6 +15,7 @@ use super::config::HttpConfig;
 use super::error::{Failure, Reject, peer_gone, read_failure};
 use super::head::{self, Head};
 use super::headers::Headers;
+use super::interim::{ContinueFirst, send_continue};
 use super::request::{Request, Version};
 use super::response::Response;
 use super::write::{Answering, Dialect, write_response};
@@ -99,8 +101,8 @@ impl<A: HttpHandler> HttpConnection<A> {
         if conn.flush().is_err() {
             return Ok(Next::Drop);
         }
-        let (outcome, client_left, body_drained) = if streams {
-            match self.call_streaming(conn, &mut request, framing) {
+        let (outcome, client_left, body_drained) = if let Some(interim) = streams {
+            match self.call_streaming(conn, &mut request, framing, interim) {
                 Ok(called) => called,
                 Err(next) => return next,
             }
@@ -127,13 +129,14 @@ impl<A: HttpHandler> HttpConnection<A> {
 
     /// Reads a request's head and, unless the application streams it, its body;
     /// `Err` holds how the connection ends instead (nothing came, or a failure that
-    /// has been answered). Also says whether the application streams the body.
+    /// has been answered). Also says whether the application streams the body
+    /// (`Some`), and then whether its client waits for `100 Continue` (`Some(true)`).
     #[inline(never)]
     fn read_request(
         &mut self,
         conn: &mut Conn,
         first: bool,
-    ) -> Result<(Request, Framing, bool), io::Result<Next>> {
+    ) -> Result<(Request, Framing, Option<bool>), io::Result<Next>> {
         let config = &*self.config;
         let spare = std::mem::take(&mut self.spare);
         let head = match head::read_head(conn, config, &mut self.head, first, spare) {
@@ -142,8 +145,8 @@ impl<A: HttpHandler> HttpConnection<A> {
             Err(failure) => return Err(self.fail(conn, failure, false)),
         };
         let head_only = head.method == "HEAD";
-        let framing = match begin_body(conn, config, &head) {
-            Ok(framing) => framing,
+        let (framing, interim) = match begin_body(conn, config, &head) {
+            Ok(begun) => begun,
             Err(failure) => return Err(self.fail(conn, failure, head_only)),
         };
         let mut request = Request::from_head(head, conn.peer_addr().clone());
@@ -161,36 +164,51 @@ impl<A: HttpHandler> HttpConnection<A> {
         };
         // With no body to read, the request keeps its empty one (and `begin_body` has
         // disarmed the deadlines already).
-        if !streams && framing.has_body() {
-            match read_body(conn, config, framing) {
+        if streams {
+            return Ok((request, framing, Some(interim)));
+        }
+        if framing.has_body() {
+            let read = send_continue(conn, interim).and_then(|()| read_body(conn, config, framing));
+            match read {
                 Ok((body, trailers)) => request.set_body(body, trailers),
                 Err(failure) => return Err(self.fail(conn, failure, head_only)),
             }
         }
-        Ok((request, framing, streams))
+        Ok((request, framing, None))
     }
 
     /// Calls the application's streaming handler with a reader of the body, then
     /// drains what it left unread. Returns its outcome, whether the client left, and
     /// whether the body was drained (the connection can be reused); `Err` holds how
-    /// the connection ends after a failure reading the body.
+    /// the connection ends after a failure reading the body. With `interim`, the
+    /// `100 Continue` the client waits for goes out at the handler's first read: one
+    /// that answers without reading (a refusal by the head alone) never invites the
+    /// body, and its answer closes the connection instead of waiting for a body that
+    /// may never come.
     #[inline(never)]
     fn call_streaming(
         &self,
         conn: &mut Conn,
         request: &mut Request,
         framing: Framing,
+        interim: bool,
     ) -> Result<(Outcome, bool, bool), io::Result<Next>> {
         // Watched as `handle` is; unread body bytes are no hang-up (see `Conn::watch`).
         let watch = conn.start_watch();
-        let mut body = BodyReader::new(conn, framing, &self.config);
+        let unsent = Cell::new(interim);
+        let mut source = ContinueFirst {
+            conn: &mut *conn,
+            unsent: &unsent,
+        };
+        let mut body = BodyReader::new(&mut source, framing, &self.config);
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
             self.app.handle_streaming(request, &mut body)
         }));
         let left = watch.client_left();
         drop(watch);
         let failure = body.take_failure();
-        let drained = !left && failure.is_none() && body.drain();
+        let drained = !left && failure.is_none() && !unsent.get() && body.drain();
+        drop(body);
         conn.set_read_timeout(None);
         conn.set_read_deadline(None);
         if let Some(failure) = failure {
@@ -257,34 +275,29 @@ impl<A: HttpHandler> HttpConnection<A> {
     }
 }
 
-/// Checks the framing the head announces against the limits, answers
-/// `Expect: 100-continue`, and arms the body's deadlines (per read, and for the whole
-/// body: a trickle cannot keep it open). The body itself is read next, by
-/// [`read_body`] or by a streaming handler.
-fn begin_body(conn: &mut Conn, config: &HttpConfig, head: &Head) -> Result<Framing, Failure> {
+/// Checks the framing the head announces against the limits and `Expect`, and arms
+/// the body's deadlines (per read, and for the whole body: a trickle cannot keep it
+/// open). Says whether the client waits for `100 Continue` before it sends the body,
+/// which is read next, by [`read_body`] or by a streaming handler (each sends the
+/// `100` first, see [`send_continue`]).
+fn begin_body(
+    conn: &mut Conn,
+    config: &HttpConfig,
+    head: &Head,
+) -> Result<(Framing, bool), Failure> {
     let framing = Framing::of(&head.headers, head.version)?;
     if let Framing::Length(length) = framing
         && length > config.max_body as u64
     {
         return Err(Reject::new(413, "request body too large").into());
     }
+    let mut interim = false;
     if let Some(expect) = head.headers.get_bytes("expect") {
         if !expect.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
             return Err(Reject::new(417, "unsupported expectation").into());
         }
         // Only an HTTP/1.1 client waits for it, and only if a body is to come.
-        if head.version == Version::Http11 && framing.has_body() {
-            let sent = conn
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .and_then(|()| conn.flush());
-            if let Err(error) = sent {
-                return Err(if peer_gone(error.kind()) {
-                    Failure::Close
-                } else {
-                    Failure::Io(error)
-                });
-            }
-        }
+        interim = head.version == Version::Http11 && framing.has_body();
     }
     if framing.has_body() {
         // Earlier answers must be out before we wait for this body.
@@ -299,7 +312,7 @@ fn begin_body(conn: &mut Conn, config: &HttpConfig, head: &Head) -> Result<Frami
         conn.set_read_deadline(None);
         conn.set_read_timeout(None);
     }
-    Ok(framing)
+    Ok((framing, interim))
 }
 
 /// Reads the whole body (the buffered default), then disarms the body's deadlines.

@@ -58,6 +58,7 @@ mod head_assembly;
 #[cfg(test)]
 mod head_split_tests;
 mod headers;
+mod interim;
 #[cfg(feature = "serde")]
 mod json;
 mod params;
