@@ -19,9 +19,11 @@ use mio::net::UnixStream;
 use crate::sync::hub::protocol::MAX_FRAME;
 use crate::sync::hub::reply::Held;
 
-/// Reply bytes queued for one peer; past this it is taken for one that does not read,
-/// and closed. A notify that releases every wait of a scheduled worker queues one reply
-/// per wait at once, all on its one connection: 25,000 waits of a 10 KiB value fit.
+/// Reply bytes queued for one peer. A notify that releases every wait of a scheduled
+/// worker queues one reply per wait at once, all on its one connection: 25,000 waits
+/// of a 10 KiB value fit. Past it, a reply is replaced by a short error (see
+/// [`queue_past_cap`](Peer::queue_past_cap)); a peer that takes no bytes at all for
+/// [`WRITE_STALL`] is closed.
 pub(crate) const MAX_OUTPUT: usize = 16 * MAX_FRAME;
 
 /// A peer with replies queued that takes none of their bytes for this long is closed:
@@ -137,6 +139,8 @@ pub(crate) struct Peer {
     front_written: usize,
     /// Bytes in `output` not yet written.
     queued: usize,
+    /// [`MAX_OUTPUT`] (lowered by tests).
+    cap: usize,
     /// When the peer last took reply bytes (or was given some with none queued).
     progress: Instant,
     /// When bytes last came or a reply was queued.
@@ -167,6 +171,7 @@ impl Peer {
             output: VecDeque::new(),
             front_written: 0,
             queued: 0,
+            cap: MAX_OUTPUT,
             progress: Instant::now(),
             active: Instant::now(),
             pending: HashMap::new(),
@@ -199,24 +204,35 @@ impl Peer {
         self.pending.len() + self.held.len()
     }
 
-    /// Queues a reply frame; false if the peer let too much pile up (it must be
-    /// closed).
+    /// Queues a reply frame; false if the queue would pass its cap.
     pub(crate) fn queue(&mut self, frame: Vec<u8>) -> bool {
-        if self.queued + frame.len() > MAX_OUTPUT {
+        if self.queued + frame.len() > self.cap {
             return false;
         }
+        self.queue_past_cap(frame);
+        true
+    }
+
+    /// Queues a short frame (an error in place of a reply that did not fit) whatever
+    /// the cap: one per call open on the connection at most, so bounded too.
+    pub(crate) fn queue_past_cap(&mut self, frame: Vec<u8>) {
         self.active = Instant::now();
         if self.output.is_empty() {
             self.progress = self.active;
         }
         self.queued += frame.len();
         self.output.push_back(frame);
-        true
     }
 
     /// Bytes that may still be queued.
     pub(crate) fn queued_room(&self) -> usize {
-        MAX_OUTPUT - self.queued
+        self.cap.saturating_sub(self.queued)
+    }
+
+    /// Lowers the cap on queued bytes (tests).
+    #[cfg(test)]
+    pub(crate) fn set_cap(&mut self, cap: usize) {
+        self.cap = cap;
     }
 
     /// Whether replies are queued and the peer took none of their bytes for

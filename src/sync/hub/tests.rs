@@ -326,6 +326,35 @@ fn a_logged_reply_found_on_a_later_read_is_written() {
     assert_eq!(jobs.len(), 1);
 }
 
+/// A release that sends one connection more than its output cap (a large value to many
+/// waits on one scheduled worker) answers the waits past the cap with an error, and the
+/// connection stays: closing it made the worker wait again on a fresh one and miss the
+/// release, silently.
+#[test]
+fn a_release_past_a_connections_output_cap_answers_every_wait() {
+    let mut rig = Rig::trusting_self();
+    let news: Broadcast<String> = Broadcast::new();
+    let mut waiter = rig.connect();
+    rig.until("the connection", |rig| rig.hub.peer_count() == 1);
+    rig.hub.set_output_cap(256 * 1024);
+    for id in 1..=40 {
+        waiter
+            .write_all(&request(op::BROADCAST_WAIT, news.hub_id(), id, &[]))
+            .unwrap();
+    }
+    rig.until("forty waits", |_| news.waiting() == 40);
+    // 40 × 64 KiB: more than the socket's buffer and the cap together.
+    news.send("x".repeat(64 * 1024)).unwrap();
+    let replies = rig.replies(&mut waiter, 40);
+    let ok = replies.iter().filter(|r| r.0 == status::OK).count();
+    let failed = replies.iter().filter(|r| r.0 == status::ERROR).count();
+    assert!(
+        ok > 0 && failed > 0 && ok + failed == 40,
+        "{ok} ok, {failed} failed"
+    );
+    assert_eq!(rig.hub.peer_count(), 1, "the connection stays");
+}
+
 #[test]
 fn accepting_resumes_after_running_out_of_fds() {
     let mut rig = Rig::trusting_self();

@@ -32,7 +32,7 @@ use crate::sync::ServerScope;
 use crate::sync::hub::peer::{
     MAX_OUTPUT, PEER_IDLE, Peer, Refusals, Trust, WRITE_STALL, connections_room, per_worker_limit,
 };
-use crate::sync::hub::protocol::{op, status};
+use crate::sync::hub::protocol::{self, op, status};
 use crate::sync::hub::reply::{Outbox, RemoteReply};
 use crate::sync::hub::sends::SendLog;
 use crate::sync::hub::status::HubStatus;
@@ -254,23 +254,34 @@ impl HubServer {
                 if let Some(held) = reply.held {
                     peer.held.insert(reply.id, held);
                 }
-                // A full queue is written out first; still full, the peer is not reading.
+                // A full queue is written out first.
                 let frame = reply.frame;
-                let queued = if peer.queued_room() >= frame.len() {
-                    peer.queue(frame)
-                } else {
-                    peer.flush() && peer.queue(frame)
-                };
-                if queued {
-                    touched.insert(reply.token);
-                } else {
-                    log::warn!(
-                        "hub: worker {} does not read its replies ({} MiB queued); closing it",
-                        peer.pid,
+                let fits = peer.queued_room() >= frame.len() || peer.flush();
+                if !fits {
+                    // The write failed: the connection is gone.
+                    self.drop_peer(registry, reply.token);
+                    continue;
+                }
+                if !peer.queue(frame) {
+                    // Still full: one release sent this connection more than its cap
+                    // (a large value to many waits). The call gets a short error instead
+                    // (a value goes back to its channel), not a closed connection: its
+                    // other waits would be made again and miss this release. A peer that
+                    // reads nothing is closed by the stall check.
+                    if let Some(held) = peer.held.remove(&reply.id) {
+                        put_back(&held);
+                    }
+                    let why = format!(
+                        "the hub's output to this worker is full ({} MiB): the reply was dropped",
                         MAX_OUTPUT >> 20
                     );
-                    self.drop_peer(registry, reply.token);
+                    peer.queue_past_cap(protocol::encode_reply(
+                        status::ERROR,
+                        reply.id,
+                        why.as_bytes(),
+                    ));
                 }
+                touched.insert(reply.token);
             }
             for token in touched {
                 self.write(registry, token);
@@ -433,6 +444,11 @@ impl HubServer {
     /// Lowers the per-worker connection limit.
     pub(crate) fn set_per_worker_limit(&mut self, limit: usize) {
         self.per_worker_limit = limit;
+    }
+
+    /// Lowers the cap on the reply bytes queued for each connection open now.
+    pub(crate) fn set_output_cap(&mut self, cap: usize) {
+        self.peers.values_mut().for_each(|peer| peer.set_cap(cap));
     }
 
     /// Lowers the time after which a connection with nothing open is closed.
