@@ -2,8 +2,9 @@
 //!
 //! Bounds: only trusted peers are read ([`Trust`]); a frame is at most `MAX_FRAME`
 //! bytes and a peer's input holds at most one frame and one read; replies queued for a
-//! peer are capped ([`MAX_OUTPUT`](super::peer::MAX_OUTPUT)), and a peer that takes
-//! none of them for [`WRITE_STALL`](super::peer::WRITE_STALL) is closed; a connection has at most
+//! peer are capped ([`MAX_OUTPUT`](super::peer::MAX_OUTPUT): past it a call is answered
+//! with a short error), and a peer that takes none of them for
+//! [`WRITE_STALL`](super::peer::WRITE_STALL) is closed; a connection has at most
 //! [`MAX_OUTSTANDING`](super::protocol::MAX_OUTSTANDING) calls open (past that a call is
 //! answered with an error); a worker holds at most
 //! [`per_worker_limit`](super::peer::per_worker_limit) connections, and the hub at most
