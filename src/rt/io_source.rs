@@ -263,12 +263,17 @@ pub(crate) fn park_or_ready(
 }
 
 /// Deregisters an fd registered by [`wait_fd`]; call it before closing the fd, on the
-/// thread that waited. A no-op when the fd was never registered on this thread.
+/// thread that waited. Coroutines parked on it wake (their wait returns `Ok`, as for an
+/// edge) and look again. A no-op when the fd was never registered on this thread.
 pub fn forget_fd(fd: RawFd) {
     let _ = context::with_core(|core| {
         let key = core.fd_keys.borrow_mut().remove(fd);
         if let Some(key) = key {
-            core.reactor.deregister(key, fd);
+            // Those parked on it would wait for an edge that can no longer come: they
+            // wake and look again (and find, say, their connection gone).
+            for ticket in core.reactor.deregister(key, fd) {
+                core.wake(ticket, WakeReason::Woken);
+            }
         }
     });
 }

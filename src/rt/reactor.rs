@@ -170,21 +170,24 @@ impl Reactor {
         Ok(key)
     }
 
-    /// Deregisters `fd` (errors, e.g. an already closed fd, are ignored) and frees `key`.
-    pub(crate) fn deregister(&self, key: SourceKey, fd: RawFd) {
+    /// Deregisters `fd` (errors, e.g. an already closed fd, are ignored) and frees `key`;
+    /// returns the coroutines that were parked on it, for the caller to wake.
+    pub(crate) fn deregister(&self, key: SourceKey, fd: RawFd) -> Vec<WaitTicket> {
         let _ = self.registry.deregister(&mut SourceFd(&fd));
-        self.release(key);
+        self.release(key)
     }
 
-    fn release(&self, key: SourceKey) {
+    fn release(&self, key: SourceKey) -> Vec<WaitTicket> {
         let mut entries = self.entries.borrow_mut();
-        if let Some(entry) = entries.get_mut(key) {
-            entry.in_use = false;
-            entry.generation = entry.generation.wrapping_add(1) & GENERATION_MASK;
-            entry.read.waiters.clear();
-            entry.write.waiters.clear();
-            entries.free.push(key.index);
-        }
+        let Some(entry) = entries.get_mut(key) else {
+            return Vec::new();
+        };
+        entry.in_use = false;
+        entry.generation = entry.generation.wrapping_add(1) & GENERATION_MASK;
+        let mut parked = std::mem::take(&mut entry.read.waiters);
+        parked.append(&mut entry.write.waiters);
+        entries.free.push(key.index);
+        parked
     }
 
     /// Consumes the readiness flag of one direction.
