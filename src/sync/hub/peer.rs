@@ -243,11 +243,21 @@ impl Peer {
 
     /// Whether nothing has been open on it (see [`PEER_IDLE`]) for longer than `limit`.
     pub(crate) fn idle(&self, now: Instant, limit: Duration) -> bool {
+        self.nothing_open() && now.saturating_duration_since(self.active) > limit
+    }
+
+    /// No wait, no value held, no bytes either way: closing it loses nothing (its
+    /// worker calls again on a fresh connection).
+    pub(crate) fn nothing_open(&self) -> bool {
         self.pending.is_empty()
             && self.held.is_empty()
             && self.output.is_empty()
             && self.input.is_empty()
-            && now.saturating_duration_since(self.active) > limit
+    }
+
+    /// When bytes last came or a reply was queued.
+    pub(crate) fn active(&self) -> Instant {
+        self.active
     }
 
     /// Writes what it can; false when the connection failed.

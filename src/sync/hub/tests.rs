@@ -274,9 +274,10 @@ fn a_retry_arriving_with_its_first_try_is_not_sent_twice() {
     assert_eq!(jobs.len(), 1);
 }
 
-/// The hub holds no more connections than the master has room for, and closes the
-/// ones nothing is open on (a thread that called once and never again), so their fds
-/// come back; a connection with a wait pending stays.
+/// The hub holds no more connections than the master has room for (an idle one makes
+/// way for a new one), and closes the ones nothing is open on (a thread that called
+/// once and never again), so their fds come back; a connection with a wait pending
+/// stays.
 #[test]
 fn connections_are_bounded_by_the_masters_room_and_idle_ones_close() {
     let mut rig = Rig::trusting_self();

@@ -48,6 +48,21 @@ impl HubServer {
         fail.then(|| io::Error::from_raw_os_error(libc::EMFILE))
     }
 
+    /// Closes the connection with nothing open on it that has been quiet longest; false
+    /// if every connection has a call open.
+    fn close_longest_idle(&mut self, registry: &Registry) -> bool {
+        let quietest = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.nothing_open())
+            .min_by_key(|(_, peer)| peer.active())
+            .map(|(&token, _)| token);
+        quietest.is_some_and(|token| {
+            self.drop_peer(registry, token);
+            true
+        })
+    }
+
     /// Keeps a connection from a trusted worker under its limit; closes any other.
     fn admit(&mut self, registry: &Registry, mut stream: mio::net::UnixStream) {
         let pid = match self.trust.check(&stream) {
@@ -64,10 +79,12 @@ impl HubServer {
             return;
         }
         // The master's own fds come first: past its room it would run out of them for
-        // workers' control sockets and the connections it accepts.
-        if self.peers.len() >= self.room {
+        // workers' control sockets and the connections it accepts. An idle connection
+        // (a worker thread's spare) makes way, so a notify still finds one.
+        if self.peers.len() >= self.room && !self.close_longest_idle(registry) {
             self.refusals.note(&format!(
-                "the hub holds {} connections, all the master's open-file limit leaves room for",
+                "the hub holds {} connections, all the master's open-file limit leaves room \
+                 for, each with a call open",
                 self.peers.len()
             ));
             return;
