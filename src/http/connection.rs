@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::HttpHandler;
 use super::body::{self, Framing};
@@ -349,11 +350,30 @@ pub(crate) fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<(
     conn.flush()?;
     conn.shutdown(Shutdown::Write)?;
     conn.set_read_timeout(None);
-    conn.set_read_deadline(Some(crate::deadline::from_now(config.linger)));
+    let end = crate::deadline::from_now(config.linger);
+    conn.set_read_deadline(Some(end));
     let mut scratch = [0u8; 16 * 1024];
-    while let Ok(1..) = conn.read(&mut scratch) {}
+    let mut unyielded = 0;
+    // The time is checked here too: a read that finds bytes waiting returns them without
+    // looking at the deadline, so a client sending faster than this reads would
+    // otherwise hold it for ever.
+    while Instant::now() < end {
+        match conn.read(&mut scratch) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => unyielded += n,
+        }
+        // A read with bytes waiting does not park either: the other coroutines of a
+        // scheduled loop get their turn now and then.
+        if unyielded >= LINGER_YIELD_BYTES && crate::rt::in_coroutine() {
+            crate::rt::yield_now();
+            unyielded = 0;
+        }
+    }
     Ok(())
 }
+
+/// Bytes a lingering close on a coroutine reads before it lets the others run.
+const LINGER_YIELD_BYTES: usize = 256 * 1024;
 
 impl<A: HttpHandler> Handler for HttpConnection<A> {
     fn setup(&mut self, conn: &mut Conn) -> io::Result<()> {
