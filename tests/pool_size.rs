@@ -53,10 +53,10 @@ fn sigttin_grows_the_pool_only_up_to_max_workers() {
     server.stop();
 }
 
-/// The `max_workers` the master capped itself to, from its start-up warning.
-fn capped_to(server: &Logged) -> Option<usize> {
+/// The workers the master's fds fit alive at once, from its start-up warning.
+fn fits(server: &Logged) -> Option<usize> {
     let log = server.log();
-    let (_, rest) = log.split_once("capped to ")?;
+    let (_, rest) = log.split_once(" fits ")?;
     rest.split(|c: char| !c.is_ascii_digit())
         .next()?
         .parse()
@@ -88,7 +88,7 @@ fn fitting_three() -> Logged {
         );
         let mut fit = None;
         wait_until("the start-up cap or refusal", LONG, || {
-            fit = capped_to(&server);
+            fit = fits(&server);
             fit.is_some() || server.log().contains("do not fit")
         });
         match fit {
@@ -109,8 +109,10 @@ fn a_sighup_starts_only_the_replacements_the_masters_fds_fit() {
     let mut waiters = start_closing_waiters(server.addr, 4);
     wait_for_waiters(server.addr, 4);
     signal(&server, "HUP");
-    // The old workers hold their waiters (a wait stays until the next notify): one
+    // The master said at start that it replaces its two workers a few at a time. The
+    // old workers hold their waiters (a wait stays until the next notify): one
     // replacement fits beside them, the other waits for them to exit.
+    assert!(server.log().contains("a few at a time"), "{}", server.log());
     wait_until("the held-back start", LONG, || {
         server.log().contains("waits to start") || live_children(pid).len() > 3
     });

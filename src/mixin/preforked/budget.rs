@@ -5,7 +5,9 @@
 //! Each live worker costs the master [`PER_WORKER`] fds: the master's end of its
 //! control socket and at least one hub connection (a remote wait or send). A worker
 //! finishing after a stop (SIGHUP, SIGTTOU, retirement) still costs them until it
-//! exits, so the pool starts no worker while the live ones fill the budget. Spawning
+//! exits, so the pool starts no worker while the live ones fill the budget, and grows
+//! to half of it at most: a SIGHUP then runs a full pool's replacements beside it (with
+//! more workers than half, it replaces them a few at a time, as they exit). Spawning
 //! briefly needs two more (the socketpair), and the master keeps [`RESERVE`] free for
 //! the connections it accepts and passes, extra hub connections and its own files.
 
@@ -17,7 +19,7 @@ const PER_WORKER: u64 = 2;
 const RESERVE: u64 = 64;
 
 /// How many workers fit: `None` when the limit cannot be read (no cap).
-pub(super) fn workers_that_fit() -> Option<usize> {
+fn workers_that_fit() -> Option<usize> {
     let limit = crate::sys::fd_passing::open_files_limit()?;
     Some(fit(limit, open_now()))
 }
@@ -33,14 +35,27 @@ fn open_now() -> u64 {
     crate::sys::fd_passing::open_fds_now(64) as u64
 }
 
+/// What the master's fds allow, decided once at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Budget {
+    /// How far the pool may grow: half the workers that fit, so a SIGHUP can run a
+    /// full pool's replacements beside it (never below `workers`).
+    pub(super) max_workers: usize,
+    /// Workers that may be alive at once, finishing ones included (`usize::MAX` when
+    /// the limit cannot be read).
+    pub(super) fit: usize,
+}
+
 /// Checks `workers` and `max_workers` against the budget: the `max_workers` to use
-/// (capped, with a warning, when the budget is smaller), or an error when not even
-/// `workers` fit.
-pub(super) fn cap(workers: usize, max_workers: usize) -> io::Result<usize> {
+/// (capped, with a warning, when the budget is smaller) and the workers that fit, or
+/// an error when not even `workers` fit.
+pub(super) fn cap(workers: usize, max_workers: usize) -> io::Result<Budget> {
     let Some(fit) = workers_that_fit() else {
-        return Ok(max_workers);
+        return Ok(Budget {
+            max_workers,
+            fit: usize::MAX,
+        });
     };
-    let fit = fit.min(super::Preforked::MAX_WORKERS);
     let limit = crate::sys::fd_passing::open_files_limit().unwrap_or(0);
     if workers > fit {
         return Err(io::Error::other(format!(
@@ -49,15 +64,28 @@ pub(super) fn cap(workers: usize, max_workers: usize) -> io::Result<usize> {
              spare, so at most {fit} workers); raise `ulimit -n` or start fewer workers"
         )));
     }
-    if max_workers > fit {
+    let side_by_side = (fit / 2).max(workers).min(super::Preforked::MAX_WORKERS);
+    let why = format!(
+        "the master's open-file limit (RLIMIT_NOFILE {limit}) fits {fit} workers alive at \
+         once (about {PER_WORKER} fds each plus {RESERVE} spare), and a SIGHUP runs the new \
+         ones beside the old"
+    );
+    if workers > fit / 2 {
         log::warn!(
-            "preforked: max_workers {max_workers} capped to {fit}: the master's open-file \
-             limit (RLIMIT_NOFILE {limit}) fits no more workers (about {PER_WORKER} fds \
-             each plus {RESERVE} spare); raise `ulimit -n` to grow further"
+            "preforked: a SIGHUP will replace the {workers} workers a few at a time: {why}; \
+             raise `ulimit -n` to replace them at once"
         );
-        return Ok(fit);
     }
-    Ok(max_workers)
+    if max_workers > side_by_side {
+        log::warn!(
+            "preforked: max_workers {max_workers} capped to {side_by_side}: {why}; raise \
+             `ulimit -n` to grow further"
+        );
+    }
+    Ok(Budget {
+        max_workers: max_workers.min(side_by_side),
+        fit,
+    })
 }
 
 #[cfg(test)]

@@ -99,8 +99,9 @@ pub enum Dispatch {
 /// The master forks [`workers`](Preforked::workers) processes before serving, then
 /// runs one single-threaded loop: it reaps and respawns workers, grows the pool when
 /// every worker is busy — up to [`max_workers`](Preforked::max_workers), capped at
-/// start by what the master's `RLIMIT_NOFILE` can supervise (about 2 fds per worker
-/// plus 64 spare; a warning says so, and too few fds for `workers` is a start-up
+/// start to half the workers the master's `RLIMIT_NOFILE` can supervise (about 2 fds
+/// per worker plus 64 spare; the other half lets a SIGHUP run the replacements beside
+/// the old workers; a warning says so, and too few fds for `workers` is a start-up
 /// error) — serves the shared
 /// objects ([`Broadcast`](crate::sync::Broadcast), [`Channel`](crate::sync::Channel))
 /// to the workers through the hub, and handles signals:

@@ -50,10 +50,10 @@ enum Phase {
 pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     let proof = SingleThreaded::check("preforked")?;
     // What the master's open-file limit can supervise caps the pool (and its capacity).
-    model.max_workers = super::budget::cap(model.workers, model.max_workers)?;
+    let budget = super::budget::cap(model.workers, model.max_workers)?;
+    model.max_workers = budget.max_workers;
     ctx.scope()
         .set_max_blocked(crate::mixin::MixIn::max_blocked(model));
-    let fit = super::budget::workers_that_fit().unwrap_or(usize::MAX);
     // The inner model moves into the plan the workers are forked with, and back.
     let plan = WorkerPlan::new(model, ctx)?;
     let master_accepts = matches!(model.accept, Accept::Passed(_) | Accept::ReusePort);
@@ -85,7 +85,7 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     own_fds.iter().for_each(|&fd| fork::close_in_child(fd));
     let mut master = Master {
         ctx,
-        pool: Pool::new(model, plan.board.slots(), fit, proof),
+        pool: Pool::new(model, plan.board.slots(), budget.fit, proof),
         plan,
         dispatcher: Dispatcher::new(match model.accept {
             Accept::Passed(policy) => policy,

@@ -96,7 +96,7 @@ pub(super) struct Pool {
 
 impl Pool {
     /// A pool of `slots` slots whose live workers stay within `fit` (the master's fd
-    /// budget, [`budget::workers_that_fit`](super::budget::workers_that_fit)).
+    /// budget, [`Budget::fit`](super::budget::Budget::fit)).
     pub(super) fn new(model: &Preforked, slots: usize, fit: usize, proof: SingleThreaded) -> Pool {
         Pool {
             workers: (0..slots).map(|_| None).collect(),
