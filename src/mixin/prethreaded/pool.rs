@@ -37,8 +37,8 @@ struct Shared {
     max: usize,
     /// A thread could not be started (the process or container is at its thread
     /// limit): the pool holds at the threads it has, as if they were `max`, until a
-    /// start succeeds. Holds the scope's cap on blocked waits from before, restored
-    /// then (`usize::MAX`: not short).
+    /// start succeeds. `Some` holds the scope's cap on blocked waits from before,
+    /// restored then (`None`: not short).
     short: Mutex<Option<usize>>,
     /// Which thread slots are taken.
     slots: Mutex<Vec<bool>>,

@@ -22,9 +22,13 @@ use crate::sync::hub::reply::Held;
 /// Reply bytes queued for one peer. A notify that releases every wait of a scheduled
 /// worker queues one reply per wait at once, all on its one connection: 25,000 waits
 /// of a 10 KiB value fit. Past it, a reply is replaced by a short error (see
-/// [`queue_past_cap`](Peer::queue_past_cap)); a peer that takes no bytes at all for
+/// [`queue_short`](Peer::queue_short)); a peer that takes no bytes at all for
 /// [`WRITE_STALL`] is closed.
 pub(crate) const MAX_OUTPUT: usize = 16 * MAX_FRAME;
+
+/// What short frames may add past [`MAX_OUTPUT`]: the errors that replace replies
+/// past it, for 20,000 calls or so.
+const SHORT_ROOM: usize = 1024 * 1024;
 
 /// A peer with replies queued that takes none of their bytes for this long is closed:
 /// it does not read.
@@ -206,22 +210,27 @@ impl Peer {
 
     /// Queues a reply frame; false if the queue would pass its cap.
     pub(crate) fn queue(&mut self, frame: Vec<u8>) -> bool {
-        if self.queued + frame.len() > self.cap {
-            return false;
-        }
-        self.queue_past_cap(frame);
-        true
+        self.queue_within(frame, self.cap)
     }
 
-    /// Queues a short frame (an error in place of a reply that did not fit) whatever
-    /// the cap: one per call open on the connection at most, so bounded too.
-    pub(crate) fn queue_past_cap(&mut self, frame: Vec<u8>) {
+    /// Queues a short frame (an error in place of a reply that did not fit, a send's
+    /// count) past the cap, by [`SHORT_ROOM`] at most; false beyond it (a peer that
+    /// far behind is closed).
+    pub(crate) fn queue_short(&mut self, frame: Vec<u8>) -> bool {
+        self.queue_within(frame, self.cap + SHORT_ROOM)
+    }
+
+    fn queue_within(&mut self, frame: Vec<u8>, cap: usize) -> bool {
+        if self.queued + frame.len() > cap {
+            return false;
+        }
         self.active = Instant::now();
         if self.output.is_empty() {
             self.progress = self.active;
         }
         self.queued += frame.len();
         self.output.push_back(frame);
+        true
     }
 
     /// Bytes that may still be queued.

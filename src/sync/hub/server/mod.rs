@@ -236,10 +236,13 @@ impl HubServer {
             for reply in replies {
                 if let Some(id) = reply.send_id {
                     for token in self.sends.record(id, &reply.frame) {
-                        if let Some(peer) = self.peers.get_mut(&token) {
-                            if peer.queue(reply.frame.clone()) {
-                                touched.insert(token);
-                            }
+                        let Some(peer) = self.peers.get_mut(&token) else {
+                            continue;
+                        };
+                        if peer.queue_short(reply.frame.clone()) {
+                            touched.insert(token);
+                        } else {
+                            self.drop_peer(registry, token);
                         }
                     }
                 }
@@ -276,11 +279,16 @@ impl HubServer {
                         "the hub's output to this worker is full ({} MiB): the reply was dropped",
                         MAX_OUTPUT >> 20
                     );
-                    peer.queue_past_cap(protocol::encode_reply(
-                        status::ERROR,
-                        reply.id,
-                        why.as_bytes(),
-                    ));
+                    let error = protocol::encode_reply(status::ERROR, reply.id, why.as_bytes());
+                    if !peer.queue_short(error) {
+                        log::warn!(
+                            "hub: worker {} is far behind its replies ({} MiB queued); closing it",
+                            peer.pid,
+                            MAX_OUTPUT >> 20
+                        );
+                        self.drop_peer(registry, reply.token);
+                        continue;
+                    }
                 }
                 touched.insert(reply.token);
             }

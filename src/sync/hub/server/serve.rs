@@ -119,7 +119,7 @@ impl HubServer {
         if op::is_send(request.op) {
             match self.sends.begin(request.id, token) {
                 // A retry of a send that already happened: the same answer again.
-                Seen::Answered(frame) => return peer.queue(frame.to_vec()),
+                Seen::Answered(frame) => return peer.queue_short(frame.to_vec()),
                 // A retry of one being served: it gets that one's reply.
                 Seen::InProgress => return true,
                 Seen::New => {}
