@@ -162,7 +162,8 @@ impl Context {
     /// Accepts one connection: `Ok(None)` when none is waiting on a non-blocking
     /// listener. When the process is out of fds (`EMFILE`), the connection is accepted
     /// with a reserved fd and closed at once, so the loop neither spins nor leaves the
-    /// client hanging.
+    /// client hanging; when even that fails (no reserved fd, no memory), the error is
+    /// returned, and the caller should back off before it tries again.
     pub fn get_request(&self) -> io::Result<Option<Conn>> {
         let mut conn = accept_with_rules(self.listener_fd(), &self.spare_fd)?;
         if let Some(conn) = conn.as_mut() {

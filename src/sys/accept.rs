@@ -48,20 +48,25 @@ impl SpareFd {
 
     /// Out of fds: frees the spare, accepts the waiting connection with it and closes
     /// it at once (the client sees a reset, not a hang), then takes the spare back.
-    /// Says whether a connection was refused (`false`: none waited): Linux finds a
-    /// free fd before it looks at the queue, so at the limit `accept` fails with
-    /// `EMFILE` on an empty queue too, and only this `accept` tells whether anything
-    /// waited. `Err` when even this one fails otherwise (no spare to free, another
-    /// thread took its number, no memory): nothing is known about the queue.
-    fn refuse_one(&self, listener: RawFd) -> io::Result<bool> {
+    /// Linux finds a free fd before it looks at the queue, so at the limit `accept`
+    /// fails with `EMFILE` on an empty queue too, and only this `accept` tells whether
+    /// anything waited: `Skipped` (one refused, or this accept was interrupted or lost
+    /// its connection: look again), `Empty` (none waited), or `Err` when it fails
+    /// otherwise (no spare to free, another thread took its number, no memory):
+    /// nothing is known about the queue.
+    fn refuse_one(&self, listener: RawFd, cause: &io::Error) -> io::Result<Taken> {
         let mut spare = self.0.lock().unwrap_or_else(|e| e.into_inner());
         drop(spare.take());
         let refused = match accept(listener) {
             Ok(accepted) => {
                 abort(&accepted.socket);
-                Ok(true)
+                log::warn!("accept: {cause}; refused one connection");
+                Ok(Taken::Skipped)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Taken::Empty),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted || is_transient(&e) => {
+                Ok(Taken::Skipped)
+            }
             Err(e) => Err(e),
         };
         *spare = File::open("/dev/null").ok();
@@ -99,14 +104,10 @@ pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<
         Ok(accepted) => Ok(Taken::Socket(accepted)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Taken::Empty),
         Err(e) if e.kind() == io::ErrorKind::Interrupted || is_transient(&e) => Ok(Taken::Skipped),
-        Err(e) if is_out_of_fds(&e) => match spare.refuse_one(listener) {
-            Ok(true) => {
-                log::warn!("accept: {e}; refused one connection");
-                Ok(Taken::Skipped)
-            }
-            // Nothing waited: a loop that looked again at once would spin on `EMFILE`
-            // until an fd is freed.
-            Ok(false) => Ok(Taken::Empty),
+        Err(e) if is_out_of_fds(&e) => match spare.refuse_one(listener, &e) {
+            // `Empty`: nothing waited, and a loop that looked again at once would spin
+            // on `EMFILE` until an fd is freed.
+            Ok(taken) => Ok(taken),
             // Not even the spare could take it: a connection may wait, and a loop
             // polling the listener (level-triggered) would see it ready at once and
             // spin; the caller backs off instead.
