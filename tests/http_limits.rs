@@ -497,3 +497,25 @@ fn an_upload_refused_with_413_ends_with_its_answer_not_a_reset() {
     handle.shutdown();
     serving.join().unwrap().unwrap();
 }
+
+/// A request read whole and answered with `Connection: close` closes at once, though
+/// the client keeps its end open: lingering is for input the client may still send.
+/// It held the connection's thread (a whole iterative worker) for `linger` each time.
+/// With a pipelined request already sent, it still lingers to take it.
+#[test]
+fn a_whole_request_answered_with_close_is_closed_at_once() {
+    let hour = config(|c| c.linger = Duration::from_secs(3600));
+    let mut client = client_with(hour.clone());
+    client.send(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(client.response().status, 200);
+    assert!(
+        client.server_ends_within(Duration::from_secs(20)),
+        "it lingered"
+    );
+
+    let mut client = client_with(hour);
+    client.send(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.response().status, 200);
+    assert!(client.closed(), "nothing after the answer that said close");
+    client.join().unwrap();
+}

@@ -56,8 +56,12 @@ type Outcome = std::thread::Result<Response>;
 enum Next {
     /// Serve the next request.
     KeepAlive,
-    /// Close after lingering (the last response said `Connection: close`).
+    /// Close after lingering: input may be left unread (an error answer, a body the
+    /// application did not read).
     Close,
+    /// Close: the request was read whole and answered with `Connection: close`; linger
+    /// only for input already waiting (pipelined requests).
+    Done,
     /// Close at once: the peer is gone or timed out.
     Drop,
 }
@@ -125,7 +129,12 @@ impl<A: HttpHandler> HttpConnection<A> {
             keep_alive: answering.keep_alive && body_drained && !conn.draining(),
             ..answering
         };
-        self.answer(conn, &mut request, outcome, answering)
+        let next = self.answer(conn, &mut request, outcome, answering)?;
+        // The request was read whole: a close need not wait for more of it.
+        Ok(match next {
+            Next::Close if body_drained => Next::Done,
+            next => next,
+        })
     }
 
     /// Reads a request's head and, unless the application streams it, its body;
@@ -372,6 +381,18 @@ pub(crate) fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<(
     Ok(())
 }
 
+/// Whether the client sent more than the requests answered: bytes buffered, or waiting
+/// on the socket now (read without waiting, and thrown away: the connection closes).
+fn input_waiting(conn: &mut Conn) -> bool {
+    if !conn.buffered().is_empty() {
+        return true;
+    }
+    conn.set_read_timeout(None);
+    conn.set_read_deadline(Some(Instant::now()));
+    let mut byte = [0u8; 1];
+    matches!(conn.read(&mut byte), Ok(1..))
+}
+
 /// Bytes a lingering close on a coroutine reads before it lets the others run.
 const LINGER_YIELD_BYTES: usize = 256 * 1024;
 
@@ -391,6 +412,8 @@ impl<A: HttpHandler> Handler for HttpConnection<A> {
                 Ok(Next::KeepAlive) => continue,
                 Ok(Next::Drop) => conn.flush(),
                 Ok(Next::Close) => linger_close(conn, &self.config),
+                Ok(Next::Done) if input_waiting(conn) => linger_close(conn, &self.config),
+                Ok(Next::Done) => conn.flush().and_then(|()| conn.shutdown(Shutdown::Write)),
                 Err(error) => Err(error),
             };
             return match result {

@@ -76,6 +76,22 @@ impl Client {
         self.read_to_end().is_empty()
     }
 
+    /// Whether the server thread ends within `limit` while this end stays open.
+    pub fn server_ends_within(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if self
+                .server
+                .as_ref()
+                .is_none_or(|thread| thread.is_finished())
+            {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
     /// Waits for the server thread and returns what its handler returned.
     pub fn join(mut self) -> io::Result<()> {
         let _ = self.writer.shutdown(std::net::Shutdown::Write);
