@@ -12,15 +12,6 @@ use util::{get, live_children, read_reply, start_closing_waiters, wait_for_waite
 
 const LONG: Duration = Duration::from_secs(120);
 
-fn signal(server: &Logged, name: &str) {
-    let pid = server.child.id().to_string();
-    let sent = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid])
-        .status()
-        .expect("kill");
-    assert!(sent.success(), "kill -{name} {pid}");
-}
-
 #[test]
 fn sigttin_grows_the_pool_only_up_to_max_workers() {
     let mut server = Logged::start(
@@ -38,9 +29,9 @@ fn sigttin_grows_the_pool_only_up_to_max_workers() {
     );
     let pid = server.child.id();
     wait_until("one worker", LONG, || live_children(pid).len() == 1);
-    signal(&server, "TTIN");
+    server.signal("TTIN");
     wait_until("a second worker", LONG, || live_children(pid).len() == 2);
-    signal(&server, "TTIN");
+    server.signal("TTIN");
     // The master logs the refusal while it handles the signal, before it tends the
     // pool; a third worker would mean the target passed max_workers.
     wait_until("the refusal, or a third worker", LONG, || {
@@ -108,7 +99,7 @@ fn a_sighup_starts_only_the_replacements_the_masters_fds_fit() {
     let old = live_children(pid);
     let mut waiters = start_closing_waiters(server.addr, 4);
     wait_for_waiters(server.addr, 4);
-    signal(&server, "HUP");
+    server.signal("HUP");
     // The master said at start that it replaces its two workers a few at a time. The
     // old workers hold their waiters (a wait stays until the next notify): one
     // replacement fits beside them, the other waits for them to exit.
