@@ -19,6 +19,7 @@ use super::headers::Headers;
 use super::interim::{ContinueFirst, send_continue};
 use super::request::{Request, Version};
 use super::response::Response;
+use super::streaming::streams_body_caught;
 use super::write::{Answering, Dialect, write_response};
 use crate::conn::Conn;
 use crate::handler::Handler;
@@ -162,13 +163,7 @@ impl<A: HttpHandler> HttpConnection<A> {
         let mut request = Request::from_head(head, conn.peer_addr().clone());
         // A panic here is the application's too: a 500 after the answers to requests
         // pipelined before this one, which are still buffered.
-        let Ok(streams) = panic::catch_unwind(AssertUnwindSafe(|| self.app.streams_body(&request)))
-        else {
-            log::error!(
-                "HTTP handler's streams_body panicked on {} {}",
-                request.method(),
-                request.target()
-            );
+        let Some(streams) = streams_body_caught(&*self.app, &request, "HTTP") else {
             let reject = Reject::new(500, "internal server error");
             return Err(self.fail(conn, Failure::Reject(reject), head_only));
         };

@@ -6,6 +6,25 @@ use super::body_reader::BodyReader;
 use super::config::HttpConfig;
 use super::{HttpHandler, Request, Response};
 
+/// Asks `app` whether it streams `request`'s body; `None` if that panicked (logged with
+/// `adapter`, which then answers `500` like a panic in `handle`).
+pub(crate) fn streams_body_caught<A: HttpHandler>(
+    app: &A,
+    request: &Request,
+    adapter: &str,
+) -> Option<bool> {
+    let asked =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.streams_body(request)));
+    if asked.is_err() {
+        log::error!(
+            "{adapter} handler's streams_body panicked on {} {}",
+            request.method(),
+            request.target()
+        );
+    }
+    asked.ok()
+}
+
 /// Wraps `Fn(&mut Request, &mut BodyReader) -> Response` into an [`HttpHandler`] that
 /// streams every request body (see [`HttpHandler::handle_streaming`]).
 ///

@@ -34,7 +34,8 @@ use std::sync::Arc;
 use crate::conn::{Conn, PeerAddr};
 use crate::handler::{Handler, MakeHandler};
 use crate::http::seams::{
-    Answering, Dialect, Failure, Framing, linger_close, peer_gone, read_length, write_response,
+    Answering, Dialect, Failure, Framing, linger_close, peer_gone, read_length,
+    streams_body_caught, write_response,
 };
 use crate::http::{BodyReader, Headers, HttpConfig, HttpHandler, Request, Response, Version};
 use crate::server::ConfigError;
@@ -150,13 +151,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
         conn.set_read_deadline(Some(crate::deadline::from_now(config.body_deadline)));
         conn.set_read_timeout(Some(config.body_timeout));
         let app = &*self.app;
-        let Ok(streams) = panic::catch_unwind(AssertUnwindSafe(|| app.streams_body(&request)))
-        else {
-            log::error!(
-                "SCGI handler's streams_body panicked on {} {}",
-                request.method(),
-                request.target()
-            );
+        let Some(streams) = streams_body_caught(app, &request, "SCGI") else {
             let response = Response::text(500, "internal server error\n");
             return answer(conn, config, response, head_only);
         };
