@@ -26,8 +26,8 @@ use crate::sync::hub::reply::Held;
 /// [`WRITE_STALL`] is closed.
 pub(crate) const MAX_OUTPUT: usize = 16 * MAX_FRAME;
 
-/// What short frames may add past [`MAX_OUTPUT`]: the errors that replace replies
-/// past it, for 20,000 calls or so.
+/// What short replies to calls that open nothing (a send's count, a length) may add
+/// past [`MAX_OUTPUT`].
 const SHORT_ROOM: usize = 1024 * 1024;
 
 /// A peer with replies queued that takes none of their bytes for this long is closed:
@@ -149,6 +149,9 @@ pub(crate) struct Peer {
     progress: Instant,
     /// When bytes last came or a reply was queued.
     active: Instant,
+    /// Bytes have come from it (a fresh connection's first call may still be in the
+    /// socket: closing it would lose a call its worker does not retry).
+    ever_read: bool,
     /// The waits pending on this connection: call id -> (object, waiter key).
     pub(crate) pending: HashMap<u64, (u64, u64)>,
     /// `Channel` values handed over and not yet acknowledged, by call id.
@@ -178,6 +181,7 @@ impl Peer {
             cap: MAX_OUTPUT,
             progress: Instant::now(),
             active: Instant::now(),
+            ever_read: false,
             pending: HashMap::new(),
             held: HashMap::new(),
             pid,
@@ -193,6 +197,7 @@ impl Peer {
                 Ok(n) => {
                     self.input.extend_from_slice(&buf[..n]);
                     self.active = Instant::now();
+                    self.ever_read = true;
                     return ReadOutcome::Data;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,
@@ -213,11 +218,17 @@ impl Peer {
         self.queue_within(frame, self.cap)
     }
 
-    /// Queues a short frame (an error in place of a reply that did not fit, a send's
-    /// count) past the cap, by [`SHORT_ROOM`] at most; false beyond it (a peer that
-    /// far behind is closed).
+    /// Queues a short frame (a send's count, a length) past the cap, by
+    /// [`SHORT_ROOM`] at most; false beyond it (a peer that far behind is closed).
     pub(crate) fn queue_short(&mut self, frame: Vec<u8>) -> bool {
         self.queue_within(frame, self.cap + SHORT_ROOM)
+    }
+
+    /// Queues the short error that replaces the reply to an open call (a wait, a value
+    /// handed over) past the cap: bounded by the calls a connection may have open
+    /// ([`MAX_OUTSTANDING`](crate::sync::hub::protocol::MAX_OUTSTANDING), a few MiB).
+    pub(crate) fn queue_call_error(&mut self, frame: Vec<u8>) {
+        self.queue_within(frame, usize::MAX);
     }
 
     fn queue_within(&mut self, frame: Vec<u8>, cap: usize) -> bool {
@@ -255,13 +266,20 @@ impl Peer {
         self.nothing_open() && now.saturating_duration_since(self.active) > limit
     }
 
-    /// No wait, no value held, no bytes either way: closing it loses nothing (its
-    /// worker calls again on a fresh connection).
+    /// No wait, no value held, no bytes either way, and used before: closing it loses
+    /// nothing (its worker finds a used connection closed and calls again on a fresh
+    /// one; a fresh one's first call may still be unread in the socket).
     pub(crate) fn nothing_open(&self) -> bool {
-        self.pending.is_empty()
+        self.ever_read
+            && self.pending.is_empty()
             && self.held.is_empty()
             && self.output.is_empty()
             && self.input.is_empty()
+    }
+
+    /// Reply bytes queued and not yet written.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
     }
 
     /// When bytes last came or a reply was queued.

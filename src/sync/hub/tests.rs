@@ -300,6 +300,20 @@ fn connections_are_bounded_by_the_masters_room_and_idle_ones_close() {
         }
     }
     assert_eq!(answered, 19, "those admitted beside the waiter answer");
+    // Used and idle now, they make way for new connections (the quietest first),
+    // which are answered; a fresh one, whose first call may be unread, never does.
+    for id in 100..103 {
+        let mut late = rig.connect();
+        let call = request(op::CHANNEL_LEN, jobs.hub_id(), id, &[]);
+        late.write_all(&call).unwrap();
+        assert_eq!(
+            rig.reply(&mut late).map(|r| r.0),
+            Some(status::OK),
+            "call {id}"
+        );
+        callers.push(late);
+    }
+    assert_eq!(rig.hub.peer_count(), 20);
     rig.hub.set_peer_idle(Duration::ZERO);
     rig.until("the idle ones closed", |rig| rig.hub.peer_count() == 1);
     assert_eq!(news.waiting(), 1, "the waiter's connection stays");

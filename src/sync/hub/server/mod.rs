@@ -252,9 +252,11 @@ impl HubServer {
                     }
                     continue;
                 };
-                if peer.pending.remove(&reply.id).is_some() {
+                let was_wait = peer.pending.remove(&reply.id).is_some();
+                if was_wait {
                     self.status.blocked().fetch_sub(1, Ordering::SeqCst);
                 }
+                let holds_value = reply.held.is_some();
                 if let Some(held) = reply.held {
                     peer.held.insert(reply.id, held);
                 }
@@ -266,12 +268,17 @@ impl HubServer {
                     self.drop_peer(registry, reply.token);
                     continue;
                 }
-                if !peer.queue(frame) {
-                    // Still full: one release sent this connection more than its cap
-                    // (a large value to many waits). The call gets a short error instead
-                    // (a value goes back to its channel), not a closed connection: its
-                    // other waits would be made again and miss this release. A peer that
-                    // reads nothing is closed by the stall check.
+                if peer.queued_room() >= frame.len() {
+                    peer.queue(frame);
+                    touched.insert(reply.token);
+                    continue;
+                }
+                // Still full: one release sent this connection more than its cap (a
+                // large value to many waits). A wait, or a call handed a value, gets a
+                // short error instead (the value goes back to its channel), not a closed
+                // connection: its other waits would be made again and miss this
+                // release. A peer that reads nothing is closed by the stall check.
+                if was_wait || holds_value {
                     if let Some(held) = peer.held.remove(&reply.id) {
                         put_back(&held);
                     }
@@ -279,18 +286,24 @@ impl HubServer {
                         "the hub's output to this worker is full ({} MiB): the reply was dropped",
                         MAX_OUTPUT >> 20
                     );
-                    let error = protocol::encode_reply(status::ERROR, reply.id, why.as_bytes());
-                    if !peer.queue_short(error) {
-                        log::warn!(
-                            "hub: worker {} is far behind its replies ({} MiB queued); closing it",
-                            peer.pid,
-                            MAX_OUTPUT >> 20
-                        );
-                        self.drop_peer(registry, reply.token);
-                        continue;
-                    }
+                    peer.queue_call_error(protocol::encode_reply(
+                        status::ERROR,
+                        reply.id,
+                        why.as_bytes(),
+                    ));
+                    touched.insert(reply.token);
+                } else if peer.queue_short(frame) {
+                    // A call that opened nothing (a send's count, a length): its short
+                    // reply itself goes past the cap, so a send that happened says so.
+                    touched.insert(reply.token);
+                } else {
+                    log::warn!(
+                        "hub: worker {} is far behind its replies ({} MiB queued); closing it",
+                        peer.pid,
+                        peer.queued() >> 20
+                    );
+                    self.drop_peer(registry, reply.token);
                 }
-                touched.insert(reply.token);
             }
             for token in touched {
                 self.write(registry, token);

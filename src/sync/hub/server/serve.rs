@@ -119,7 +119,14 @@ impl HubServer {
         if op::is_send(request.op) {
             match self.sends.begin(request.id, token) {
                 // A retry of a send that already happened: the same answer again.
-                Seen::Answered(frame) => return peer.queue_short(frame.to_vec()),
+                Seen::Answered(frame) => {
+                    if !peer.queue_short(frame.to_vec()) {
+                        // Far behind its replies: the retry times out and comes again,
+                        // or the stall check closes the peer.
+                        log::warn!("hub: worker {} is far behind its replies", peer.pid);
+                    }
+                    return true;
+                }
                 // A retry of one being served: it gets that one's reply.
                 Seen::InProgress => return true,
                 Seen::New => {}
