@@ -60,8 +60,8 @@ enum Next {
     /// Close after lingering: input may be left unread (an error answer, a body the
     /// application did not read).
     Close,
-    /// Close: the request was read whole and answered with `Connection: close`; linger
-    /// only for input already waiting (pipelined requests).
+    /// Close: the request was read whole and its client asked to close; linger only
+    /// for input already here (requests it pipelined all the same).
     Done,
     /// Close at once: the peer is gone or timed out.
     Drop,
@@ -90,7 +90,8 @@ impl<A: HttpHandler> HttpConnection<A> {
             Ok(read) => read,
             Err(next) => return next,
         };
-        let keep_alive = wants_keep_alive(&request) && !last;
+        let client_closes = !wants_keep_alive(&request);
+        let keep_alive = !client_closes && !last;
         let answering = Answering {
             dialect: Dialect::Http,
             version: request.version(),
@@ -131,9 +132,11 @@ impl<A: HttpHandler> HttpConnection<A> {
             ..answering
         };
         let next = self.answer(conn, &mut request, outcome, answering)?;
-        // The request was read whole: a close need not wait for more of it.
+        // The request was read whole, and the client said it sends no more: the close
+        // need not wait (a close of the server's choosing still lingers, for requests
+        // a pipelining client may have in flight).
         Ok(match next {
-            Next::Close if body_drained => Next::Done,
+            Next::Close if body_drained && client_closes => Next::Done,
             next => next,
         })
     }
@@ -361,10 +364,13 @@ pub(crate) fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<(
     // The time is checked here too: a read that finds bytes waiting returns them without
     // looking at the deadline, so a client sending faster than this reads would
     // otherwise hold it for ever.
-    while Instant::now() < end {
+    loop {
         match conn.read(&mut scratch) {
             Ok(0) | Err(_) => break,
             Ok(n) => unyielded += n,
+        }
+        if Instant::now() >= end {
+            break;
         }
         // A read with bytes waiting does not park either: the other coroutines of a
         // scheduled loop get their turn now and then.
