@@ -71,7 +71,9 @@ impl<M: MixIn> ServerBuilder<M> {
     /// The address `"systemd"` takes the socket passed by socket activation instead
     /// ([`Listener::from_systemd`]: TCP or Unix, `LISTEN_PID` and `LISTEN_FDS` checked),
     /// so a program that takes its address from the command line is socket-activated
-    /// by being given `systemd`.
+    /// by being given `systemd`. A graceful stop then only stops accepting (systemd
+    /// keeps the socket, with the clients waiting in its backlog, for the next start);
+    /// a socket bound here is shut down at once, so new clients are refused.
     ///
     /// A program started again by a `Preforked` master's binary upgrade (`SIGUSR2`)
     /// takes the socket the old master passed instead of binding, whatever the
@@ -88,7 +90,9 @@ impl<M: MixIn> ServerBuilder<M> {
         self
     }
 
-    /// Serves an already bound and listening socket (e.g. from socket activation).
+    /// Serves an already bound and listening socket (e.g. from socket activation). It
+    /// stays its maker's: a graceful stop only stops accepting from it, never shuts it
+    /// down.
     pub fn listener(mut self, listener: impl Into<Listener>) -> Self {
         self.source = Source::Listener(listener.into());
         self
@@ -156,9 +160,21 @@ impl<M: MixIn> ServerBuilder<M> {
         check.at_least("backlog", usize::try_from(self.backlog).unwrap_or(0), 1)?;
         let polls = !self.poll_interval.is_zero();
         check.require("poll_interval", polls, "must be above zero")?;
+        if matches!(self.source, Source::None) {
+            return Err(StartError::NoAddress);
+        }
+        // Once: it takes the upgrade's variables out of the environment.
+        let upgrading = upgrading()?;
+        // Only a socket bound here (or taken over from the master this one upgrades) is
+        // the server's to shut down at a stop.
+        let owns_listener = match &self.source {
+            Source::Tcp(addr) => addr != "systemd",
+            Source::Unix(_) => true,
+            Source::Listener(_) | Source::None => upgrading,
+        };
         let listener = match self.source {
             Source::None => return Err(StartError::NoAddress),
-            source if upgrading()? => inherited(source)?,
+            source if upgrading => inherited(source)?,
             Source::Tcp(addr) if addr == "systemd" => {
                 Listener::from_systemd().map_err(|source| StartError::Bind { addr, source })?
             }
@@ -180,6 +196,7 @@ impl<M: MixIn> ServerBuilder<M> {
             shutdown_timeout: self.shutdown_timeout,
             timeout: self.timeout,
             backlog: self.backlog,
+            owns_listener,
         };
         let ctx = Context::new(listener, Box::new(make_handler), hooks, config)?;
         // Before the caller can print the address: a supervisor that signals as soon

@@ -50,6 +50,11 @@ pub(crate) struct LoopConfig {
     pub(crate) timeout: Option<Duration>,
     /// The listen backlog (to listen again after a stop closed the listener).
     pub(crate) backlog: i32,
+    /// The server made its listening socket (or took it over in a binary upgrade), so
+    /// a stop may shut it down to refuse new clients at once. A socket from systemd or
+    /// from the application is shared with its maker: shut down, it would stay dead
+    /// for them too (systemd fails the socket unit on its hang-up).
+    pub(crate) owns_listener: bool,
 }
 
 /// The server as a mix-in sees it. Shared (`Arc`) with every thread a mix-in starts;
@@ -103,7 +108,11 @@ impl Context {
         hooks: Box<dyn Hooks>,
         config: LoopConfig,
     ) -> io::Result<Context> {
-        let shutdown = Arc::new(ShutdownState::new(listener.as_raw_fd(), config.backlog)?);
+        let shutdown = Arc::new(ShutdownState::new(
+            listener.as_raw_fd(),
+            config.backlog,
+            config.owns_listener,
+        )?);
         let status = Arc::new(StatusBoard::new()?);
         status.word(0, Counter::Pid).store(
             u64::from(std::process::id()),

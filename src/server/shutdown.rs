@@ -80,16 +80,18 @@ impl Gate {
 }
 
 impl ShutdownState {
-    /// The state of a server listening on `listener`, which a stop closes at once.
-    pub(crate) fn new(listener: RawFd, backlog: i32) -> io::Result<ShutdownState> {
-        let gate = Gate {
+    /// The state of a server listening on `listener`, which a stop closes at once if
+    /// the server `owns` it (else it only stops accepting: new clients wait in the
+    /// backlog of a socket its maker keeps).
+    pub(crate) fn new(listener: RawFd, backlog: i32, owns: bool) -> io::Result<ShutdownState> {
+        let gate = owns.then(|| Gate {
             listener,
             backlog,
             closed: AtomicBool::new(false),
             gone: AtomicBool::new(false),
-        };
+        });
         Ok(ShutdownState {
-            gate: Some(gate),
+            gate,
             ..ShutdownState::sharing_drain(Arc::new(Drain::new()))?
         })
     }
