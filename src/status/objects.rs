@@ -3,7 +3,7 @@
 //! per process; register before the server starts, so forked workers inherit it (a
 //! forked process reads the figures from the hub, like any use of the object).
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::sync::{Broadcast, Channel, Wire};
 
@@ -20,8 +20,8 @@ pub struct ObjectFigures {
     pub queued: u64,
 }
 
-/// Reads one object's figures.
-type Reader = Box<dyn Fn() -> ObjectFigures + Send>;
+/// Reads one object's figures (shared, so a snapshot calls it without the list's lock).
+type Reader = Arc<dyn Fn() -> ObjectFigures + Send + Sync>;
 
 static WATCHED: Mutex<Vec<Reader>> = Mutex::new(Vec::new());
 
@@ -35,7 +35,7 @@ pub fn watch_broadcast<T: Wire + Clone + Send + 'static>(
     broadcast: &Broadcast<T>,
 ) {
     let (name, broadcast) = (name.into(), broadcast.clone());
-    watched().push(Box::new(move || ObjectFigures {
+    watched().push(Arc::new(move || ObjectFigures {
         name: name.clone(),
         kind: "broadcast",
         waiting: broadcast.waiting() as u64,
@@ -49,7 +49,7 @@ pub fn watch_channel<T: Wire + Clone + Send + 'static>(
     channel: &Channel<T>,
 ) {
     let (name, channel) = (name.into(), channel.clone());
-    watched().push(Box::new(move || ObjectFigures {
+    watched().push(Arc::new(move || ObjectFigures {
         name: name.clone(),
         kind: "channel",
         waiting: 0,
@@ -57,7 +57,48 @@ pub fn watch_channel<T: Wire + Clone + Send + 'static>(
     }));
 }
 
-/// The figures of every watched object, read now.
+/// The figures of every watched object, read now. The readers run after the list's
+/// lock is given back: one may wait (a hub call from a worker, a Redis call), and on a
+/// coroutine a second snapshot of the same loop thread blocking on the lock would
+/// keep the first from ever resuming.
 pub(crate) fn read_all() -> Vec<ObjectFigures> {
-    watched().iter().map(|read| read()).collect()
+    let readers: Vec<Reader> = watched().iter().map(Arc::clone).collect();
+    readers.iter().map(|read| read()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::{ObjectFigures, read_all, watched};
+    use crate::rt::{Runtime, RuntimeConfig};
+
+    /// Two snapshots on one coroutine loop, with a reader that parks (as a hub or Redis
+    /// call does): the second does not block the thread on the list's lock while the
+    /// first is parked holding it, which deadlocked the loop.
+    #[test]
+    fn a_reader_that_parks_does_not_hold_the_other_snapshots() {
+        watched().push(Arc::new(|| {
+            crate::rt::sleep(Duration::from_millis(20));
+            ObjectFigures {
+                name: String::from("parks"),
+                kind: "channel",
+                waiting: 0,
+                queued: 0,
+            }
+        }));
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+            for _ in 0..2 {
+                runtime.spawn(|| drop(read_all())).unwrap();
+            }
+            runtime.run().unwrap();
+            let _ = done.send(());
+        });
+        let ended = finished.recv_timeout(Duration::from_secs(20));
+        assert!(ended.is_ok(), "two snapshots on one loop deadlocked");
+    }
 }
