@@ -339,7 +339,9 @@ fn pass_on_wake(ctx: &Context) {
 /// `poll(2)` on `fds` for reading; which are ready (none on a timeout or a signal).
 fn wait_fds<const N: usize>(fds: &[RawFd; N], timeout: Duration) -> [bool; N] {
     let mut polled = fds.map(|fd| PollFd::new(borrow_fd(fd), PollFlags::POLLIN));
-    let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // Rounded up, as mio and `rt::park::poll_fd` do: a poll interval under a
+    // millisecond must not become a zero timeout, which an idle loop would spin on.
+    let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
     let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
     if poll(&mut polled, timeout).is_err() {
         return [false; N];
@@ -420,5 +422,24 @@ impl Drop for HubLoop {
         self.own_fds
             .iter()
             .for_each(|&fd| fork::forget_in_child(fd));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
+    use super::wait_fds;
+
+    /// A wait under a millisecond waits (at least its time, as `poll` promises): it was
+    /// truncated to a zero timeout, and a loop with such a poll interval spun idle.
+    #[test]
+    fn a_wait_under_a_millisecond_still_waits() {
+        let (read, _write) = nix::unistd::pipe().unwrap();
+        let start = Instant::now();
+        let [ready] = wait_fds(&[read.as_raw_fd()], Duration::from_micros(500));
+        assert!(!ready, "nothing was written");
+        assert!(start.elapsed() >= Duration::from_micros(500));
     }
 }
