@@ -65,9 +65,9 @@ pub(super) fn run(model: &mut Preforked, ctx: &Arc<Context>) -> io::Result<()> {
     // Mapped before any fork, so workers see whether the listener is shared.
     upgrade::prepare();
     let mut hub = HubServer::bind(Arc::clone(ctx.scope()))?;
-    // Every worker alive at once has a control socket: up to the whole budget while a
-    // SIGHUP runs old and new side by side.
-    hub.reserve_for_workers(budget.fit.min(2 * Preforked::MAX_WORKERS));
+    // Every worker alive has a control socket: twice the pool while a SIGHUP runs old
+    // and new side by side (within the budget).
+    hub.reserve_for_workers((2 * model.max_workers).min(budget.fit));
     let mut poll = Poll::new()?;
     let _signals = signal::register(
         ctx.shutdown.signal_fd(),
