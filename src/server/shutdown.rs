@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::conn::Drain;
 use crate::sys::accept;
@@ -44,12 +44,17 @@ struct Gate {
     closed: AtomicBool,
     /// The listener closed with its server: the number may name another socket now.
     gone: AtomicBool,
+    /// Held while the listener is shut down, and while `gone` is set before it closes:
+    /// a stop from another thread that saw it not gone finishes before the number can
+    /// be reused.
+    using: Mutex<()>,
 }
 
 impl Gate {
     /// Shuts the listener down, unless another master shares it (a binary upgrade):
     /// that would stop it for both.
     fn close(&self) {
+        let _using = self.using.lock().unwrap_or_else(PoisonError::into_inner);
         if !self.gone.load(Ordering::SeqCst)
             && !crate::sys::upgrade::listener_shared()
             && !self.closed.swap(true, Ordering::SeqCst)
@@ -89,6 +94,7 @@ impl ShutdownState {
             backlog,
             closed: AtomicBool::new(false),
             gone: AtomicBool::new(false),
+            using: Mutex::new(()),
         });
         Ok(ShutdownState {
             gate,
@@ -191,6 +197,7 @@ impl ShutdownState {
     /// outlives it must not shut down whatever socket gets the same fd number.
     pub(crate) fn forget_listener(&self) {
         if let Some(gate) = &self.gate {
+            let _using = gate.using.lock().unwrap_or_else(PoisonError::into_inner);
             gate.gone.store(true, Ordering::SeqCst);
         }
     }
