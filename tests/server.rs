@@ -405,27 +405,3 @@ fn a_panic_in_verify_request_refuses_one_connection_and_serving_goes_on() {
         serving.join().unwrap().unwrap();
     }
 }
-
-/// A listener the application hands over (as systemd's socket activation does) is
-/// shared with its maker: a graceful stop only stops accepting. It shut the socket
-/// down, which kept it dead for the maker too (systemd fails the socket unit).
-#[test]
-fn a_stop_leaves_a_listener_the_application_gave_listening() {
-    let kept = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = kept.local_addr().unwrap();
-    let mut server = Server::builder(Threading::new())
-        .listener(kept.try_clone().unwrap())
-        .handle_signals(false)
-        .build(echo_once())
-        .unwrap();
-    let handle = server.shutdown_handle();
-    let serving = thread::spawn(move || server.serve_forever());
-    let mut client = timed_client(addr);
-    assert_eq!(round_trip(&mut client, b"hi"), b"hi");
-    handle.shutdown();
-    serving.join().unwrap().unwrap();
-    // The maker's copy still listens: a new client connects, and it can take it.
-    let _later = TcpStream::connect(addr).expect("still listening");
-    kept.set_nonblocking(false).unwrap();
-    let (_taken, _) = kept.accept().expect("the maker accepts it");
-}

@@ -112,6 +112,26 @@ fn serves_a_passed_tcp_listener() {
     stop(child);
 }
 
+/// A graceful stop leaves the socket listening for the service manager, which keeps
+/// its own copy (here the test plays it): a new client connects and waits for the
+/// next start. The stop shut the shared socket down, and systemd failed the socket
+/// unit on its hang-up.
+#[test]
+fn a_stop_leaves_the_service_managers_socket_listening() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (child, line) = start(&mut echo_command(
+        Some(listener.as_raw_fd()),
+        Some("1"),
+        None,
+    ));
+    assert_eq!(line, format!("listening on tcp://{addr}"));
+    stop(child);
+    let _next = connect(addr);
+    listener.set_nonblocking(false).unwrap();
+    let (_taken, _) = listener.accept().expect("the manager's copy takes it");
+}
+
 #[test]
 fn serves_a_passed_unix_listener_and_leaves_its_file() {
     let path =

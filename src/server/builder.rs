@@ -1,6 +1,7 @@
 //! [`ServerBuilder`]: the server's settings, checked at start-up.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,9 +91,10 @@ impl<M: MixIn> ServerBuilder<M> {
         self
     }
 
-    /// Serves an already bound and listening socket (e.g. from socket activation). It
-    /// stays its maker's: a graceful stop only stops accepting from it, never shuts it
-    /// down.
+    /// Serves an already bound and listening socket. A graceful stop shuts it down,
+    /// as one bound here, so new clients are refused at once; one taken by
+    /// [`Listener::from_systemd`] stays the service manager's: the stop only stops
+    /// accepting.
     pub fn listener(mut self, listener: impl Into<Listener>) -> Self {
         self.source = Source::Listener(listener.into());
         self
@@ -165,13 +167,6 @@ impl<M: MixIn> ServerBuilder<M> {
         }
         // Once: it takes the upgrade's variables out of the environment.
         let upgrading = upgrading()?;
-        // Only a socket bound here (or taken over from the master this one upgrades) is
-        // the server's to shut down at a stop.
-        let owns_listener = match &self.source {
-            Source::Tcp(addr) => addr != "systemd",
-            Source::Unix(_) => true,
-            Source::Listener(_) | Source::None => upgrading,
-        };
         let listener = match self.source {
             Source::None => return Err(StartError::NoAddress),
             source if upgrading => inherited(source)?,
@@ -188,6 +183,8 @@ impl<M: MixIn> ServerBuilder<M> {
             Source::Listener(listener) => listener,
         };
         listener.set_nodelay(self.tcp_nodelay)?;
+        // A socket from a service manager stays its: a stop only stops accepting.
+        let owns_listener = !super::listener::from_service_manager(listener.as_raw_fd());
         let hooks = self
             .hooks
             .map_or_else(|| Box::new(DefaultHooks) as Box<dyn Hooks>, |h| h.0);

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use socket2::{Domain, SockRef, Socket, Type};
 
@@ -45,6 +46,18 @@ pub enum Listener {
         /// here, false for an inherited one, whose file belongs to whoever made it.
         remove_on_close: bool,
     },
+}
+
+/// The fds taken from a service manager: it keeps its own copy of each socket, which a
+/// graceful stop must leave listening (see [`from_service_manager`]).
+static ACTIVATED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+/// Whether `fd` is a socket this process took by socket activation.
+pub(crate) fn from_service_manager(fd: RawFd) -> bool {
+    ACTIVATED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(&fd)
 }
 
 impl Listener {
@@ -130,7 +143,10 @@ impl Listener {
     /// closes, since the service manager made it. Every failure says which variable or
     /// fd was wrong, and closes the fds taken.
     pub fn all_from_systemd() -> io::Result<Vec<Listener>> {
-        Listener::take_passed(true)
+        let listeners = Listener::take_passed(true)?;
+        let mut activated = ACTIVATED.lock().unwrap_or_else(PoisonError::into_inner);
+        activated.extend(listeners.iter().map(AsRawFd::as_raw_fd));
+        Ok(listeners)
     }
 
     /// The one socket a binary upgrade passed (as socket activation does), left
