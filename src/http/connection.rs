@@ -3,11 +3,10 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Shutdown;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::HttpHandler;
 use super::body::{self, Framing};
@@ -17,6 +16,7 @@ use super::error::{Failure, Reject, peer_gone, read_failure};
 use super::head::{self, Head};
 use super::headers::Headers;
 use super::interim::{ContinueFirst, send_continue};
+use super::linger::{input_waiting, linger_close};
 use super::request::{Request, Version};
 use super::response::Response;
 use super::streaming::streams_body_caught;
@@ -347,55 +347,6 @@ fn wants_keep_alive(request: &Request) -> bool {
         Version::Http10 => headers.has_token("connection", "keep-alive"),
     }
 }
-
-/// Closes politely: send what is buffered, shut the write side, then read and discard
-/// what the client still sends until it closes too, for at most `linger`, so the answer
-/// is not lost to a reset. Bounded by time alone, as nginx's lingering close is: a cap
-/// on bytes would end it while an upload refused with `413` is still arriving, and
-/// closing with unread bytes sends the reset it is there to avoid.
-pub(crate) fn linger_close(conn: &mut Conn, config: &HttpConfig) -> io::Result<()> {
-    conn.flush()?;
-    conn.shutdown(Shutdown::Write)?;
-    conn.set_read_timeout(None);
-    let end = crate::deadline::from_now(config.linger);
-    conn.set_read_deadline(Some(end));
-    let mut scratch = [0u8; 16 * 1024];
-    let mut unyielded = 0;
-    // The time is checked here too: a read that finds bytes waiting returns them without
-    // looking at the deadline, so a client sending faster than this reads would
-    // otherwise hold it for ever.
-    loop {
-        match conn.read(&mut scratch) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => unyielded += n,
-        }
-        if Instant::now() >= end {
-            break;
-        }
-        // A read with bytes waiting does not park either: the other coroutines of a
-        // scheduled loop get their turn now and then.
-        if unyielded >= LINGER_YIELD_BYTES && crate::rt::in_coroutine() {
-            crate::rt::yield_now();
-            unyielded = 0;
-        }
-    }
-    Ok(())
-}
-
-/// Whether the client sent more than the requests answered: bytes buffered, or waiting
-/// on the socket now (read without waiting, and thrown away: the connection closes).
-fn input_waiting(conn: &mut Conn) -> bool {
-    if !conn.buffered().is_empty() {
-        return true;
-    }
-    conn.set_read_timeout(None);
-    conn.set_read_deadline(Some(Instant::now()));
-    let mut byte = [0u8; 1];
-    matches!(conn.read(&mut byte), Ok(1..))
-}
-
-/// Bytes a lingering close on a coroutine reads before it lets the others run.
-const LINGER_YIELD_BYTES: usize = 256 * 1024;
 
 impl<A: HttpHandler> Handler for HttpConnection<A> {
     fn setup(&mut self, conn: &mut Conn) -> io::Result<()> {

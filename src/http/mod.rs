@@ -61,6 +61,7 @@ mod headers;
 mod interim;
 #[cfg(feature = "serde")]
 mod json;
+mod linger;
 mod params;
 mod range;
 mod request;
@@ -74,8 +75,8 @@ mod write;
 /// failure answers and the response writer.
 pub(crate) mod seams {
     pub(crate) use super::body::{Framing, parse_length, read_length};
-    pub(crate) use super::connection::linger_close;
     pub(crate) use super::error::{Failure, peer_gone};
+    pub(crate) use super::linger::linger_close;
     pub(crate) use super::streaming::streams_body_caught;
     pub(crate) use super::write::{Answering, Dialect, write_response};
 }

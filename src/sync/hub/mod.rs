@@ -21,6 +21,8 @@
 //! `Channel` value reaches exactly one worker that acknowledged it (a receiver that
 //! dies first gives it back), and a retried send is not sent twice.
 
+#[cfg(test)]
+mod bounds_tests;
 pub(crate) mod client;
 #[cfg(test)]
 mod load_tests;

@@ -17,7 +17,7 @@
 //! all its coroutines' calls over one connection, and each reply names its call.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
@@ -31,9 +31,9 @@ use mio::{Interest, Registry, Token};
 
 use crate::sync::ServerScope;
 use crate::sync::hub::peer::{
-    MAX_OUTPUT, PEER_IDLE, Peer, Refusals, Trust, WRITE_STALL, connections_room, per_worker_limit,
+    PEER_IDLE, Peer, Refusals, Trust, WRITE_STALL, connections_room, per_worker_limit,
 };
-use crate::sync::hub::protocol::{self, op, status};
+use crate::sync::hub::protocol::{op, status};
 use crate::sync::hub::reply::{Outbox, RemoteReply};
 use crate::sync::hub::sends::SendLog;
 use crate::sync::hub::status::HubStatus;
@@ -43,6 +43,7 @@ use crate::sync::registry;
 use crate::sys::fork;
 
 mod accept;
+mod outbox;
 mod serve;
 
 /// The address workers connect to: set when a hub binds, inherited by forked workers.
@@ -219,96 +220,6 @@ impl HubServer {
             op,
             object,
             id,
-        }
-    }
-
-    /// Moves completed replies to their connections and writes them. A `Channel` value
-    /// for a connection that is gone goes back to its channel.
-    fn flush_outbox(&mut self, registry: &Registry) {
-        loop {
-            let replies = std::mem::take(&mut *lock(&self.outbox));
-            if replies.is_empty() {
-                return;
-            }
-            // Each connection is written once per batch (a notify releases thousands of
-            // waits on a few connections), not once per reply.
-            let mut touched = HashSet::new();
-            for reply in replies {
-                if let Some(id) = reply.send_id {
-                    for token in self.sends.record(id, &reply.frame) {
-                        let Some(peer) = self.peers.get_mut(&token) else {
-                            continue;
-                        };
-                        if peer.queue_short(reply.frame.clone()) {
-                            touched.insert(token);
-                        } else {
-                            self.drop_peer(registry, token);
-                        }
-                    }
-                }
-                let Some(peer) = self.peers.get_mut(&reply.token) else {
-                    if let Some(held) = reply.held {
-                        put_back(&held);
-                    }
-                    continue;
-                };
-                let was_wait = peer.pending.remove(&reply.id).is_some();
-                if was_wait {
-                    self.status.blocked().fetch_sub(1, Ordering::SeqCst);
-                }
-                let holds_value = reply.held.is_some();
-                if let Some(held) = reply.held {
-                    peer.held.insert(reply.id, held);
-                }
-                // A full queue is written out first.
-                let frame = reply.frame;
-                let fits = peer.queued_room() >= frame.len() || peer.flush();
-                if !fits {
-                    // The write failed: the connection is gone.
-                    self.drop_peer(registry, reply.token);
-                    continue;
-                }
-                if peer.queued_room() >= frame.len() {
-                    peer.queue(frame);
-                    touched.insert(reply.token);
-                    continue;
-                }
-                // Still full: one release sent this connection more than its cap (a
-                // large value to many waits). A wait, or a call handed a value, gets a
-                // short error instead (the value goes back to its channel), not a closed
-                // connection: its other waits would be made again and miss this
-                // release. A peer that reads nothing is closed by the stall check.
-                if was_wait || holds_value {
-                    if let Some(held) = peer.held.remove(&reply.id) {
-                        put_back(&held);
-                    }
-                    let why = format!(
-                        "the hub's output to this worker is full ({} MiB): the reply was dropped",
-                        MAX_OUTPUT >> 20
-                    );
-                    peer.queue_call_error(protocol::encode_reply(
-                        status::ERROR,
-                        reply.id,
-                        why.as_bytes(),
-                    ));
-                    touched.insert(reply.token);
-                } else if peer.queue_short(frame) {
-                    // A call that opened nothing (a send's count, a length): its short
-                    // reply itself goes past the cap, so a send that happened says so.
-                    touched.insert(reply.token);
-                } else {
-                    log::warn!(
-                        "hub: worker {} is far behind its replies ({} MiB queued); closing it",
-                        peer.pid,
-                        peer.queued() >> 20
-                    );
-                    self.drop_peer(registry, reply.token);
-                }
-            }
-            for token in touched {
-                self.write(registry, token);
-            }
-            // Putting a value back may have released another remote receiver.
         }
     }
 
