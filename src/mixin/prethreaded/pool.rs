@@ -40,12 +40,14 @@ struct Shared {
     /// start succeeds. `Some` holds the scope's cap on blocked waits from before,
     /// restored then (`None`: not short).
     short: Mutex<Option<usize>>,
+    /// `short` is `Some`, read without its lock on every connection.
+    is_short: AtomicBool,
     /// Which thread slots are taken.
     slots: Mutex<Vec<bool>>,
     threads: Threads,
-    /// Starts that fail as if at the thread limit (tests only).
+    /// Starts fail as if at the thread limit (tests only).
     #[cfg(test)]
-    failing_spawns: AtomicUsize,
+    failing_spawns: AtomicBool,
 }
 
 /// The pool, owned by the `Prethreaded` model while it serves.
@@ -80,10 +82,11 @@ impl Pool {
             queued: AtomicUsize::new(0),
             max,
             short: Mutex::new(None),
+            is_short: AtomicBool::new(false),
             slots: Mutex::new(vec![false; max]),
             threads: Threads::new("mixserve-pool"),
             #[cfg(test)]
-            failing_spawns: AtomicUsize::new(0),
+            failing_spawns: AtomicBool::new(false),
         });
         let pool = Pool {
             shared,
@@ -140,9 +143,7 @@ impl Pool {
     /// Makes thread starts fail (`true`) as at the thread limit, or work again.
     #[cfg(test)]
     pub(super) fn fail_spawns(&self, fail: bool) {
-        self.shared
-            .failing_spawns
-            .store(usize::from(fail), Ordering::SeqCst);
+        self.shared.failing_spawns.store(fail, Ordering::SeqCst);
     }
 
     /// Stops the pool: idle threads stop taking connections, the sockets of busy ones
@@ -204,6 +205,7 @@ fn short_of_threads(shared: &Shared, error: &io::Error) {
              until one can start"
         );
         *short = Some(scope.max_blocked());
+        shared.is_short.store(true, Ordering::SeqCst);
     }
     let cap = short.unwrap_or(usize::MAX).min(live.saturating_sub(1));
     scope.set_max_blocked(Some(cap));
@@ -211,7 +213,11 @@ fn short_of_threads(shared: &Shared, error: &io::Error) {
 
 /// A thread started: the pool may grow to `max` again.
 fn not_short(shared: &Shared) {
+    if !shared.is_short.load(Ordering::SeqCst) {
+        return;
+    }
     let mut short = lock(&shared.short);
+    shared.is_short.store(false, Ordering::SeqCst);
     if let Some(cap) = short.take() {
         shared.ctx.scope().set_max_blocked(Some(cap));
         log::info!("prethreaded: threads start again");
@@ -225,7 +231,7 @@ fn injected_spawn_failure(_: &Shared) -> Option<io::Error> {
 
 #[cfg(test)]
 fn injected_spawn_failure(shared: &Shared) -> Option<io::Error> {
-    let failing = shared.failing_spawns.load(Ordering::SeqCst) > 0;
+    let failing = shared.failing_spawns.load(Ordering::SeqCst);
     failing.then(|| io::Error::from_raw_os_error(libc::EAGAIN))
 }
 
@@ -260,9 +266,9 @@ fn serve(shared: &Arc<Shared>, slot: usize, tracker: &Tracker) {
 /// [`Pool::can_take_one`]).
 fn was_full(shared: &Shared, busy: usize) -> bool {
     let live = shared.live.load(Ordering::SeqCst);
-    let max = match *lock(&shared.short) {
-        Some(_) => live,
-        None => shared.max,
+    let max = match shared.is_short.load(Ordering::SeqCst) {
+        true => live,
+        false => shared.max,
     };
     live >= max && busy + shared.queued.load(Ordering::SeqCst) >= live
 }
