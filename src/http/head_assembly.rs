@@ -18,8 +18,8 @@ use crate::rt;
 pub(crate) struct HeadScanner {
     /// Bytes in the current line so far, line end excluded.
     line_len: usize,
-    /// True while the current line holds nothing but a `\r`.
-    line_is_cr: bool,
+    /// True while the current line's last byte is a `\r` (which may start its end).
+    ends_in_cr: bool,
     /// Lines completed: 0 while in the request line.
     lines: usize,
     /// Bytes fed so far.
@@ -46,8 +46,8 @@ impl HeadScanner {
                 Some(at) => (&rest[..at], true),
                 None => (rest, false),
             };
-            if !content.is_empty() {
-                self.line_is_cr = self.line_len == 0 && content == b"\r";
+            if let Some(&last) = content.last() {
+                self.ends_in_cr = last == b'\r';
                 self.line_len += content.len();
             }
             self.total += content.len() + usize::from(ends_line);
@@ -57,7 +57,7 @@ impl HeadScanner {
             }
             used += content.len() + 1;
             rest = &rest[content.len() + 1..];
-            let blank = self.line_len == 0 || (self.line_len == 1 && self.line_is_cr);
+            let blank = self.line_len == 0 || (self.line_len == 1 && self.ends_in_cr);
             if blank && self.lines > 0 {
                 return Ok(Some(used));
             }
@@ -66,7 +66,7 @@ impl HeadScanner {
             }
             self.lines += 1;
             self.line_len = 0;
-            self.line_is_cr = false;
+            self.ends_in_cr = false;
             if self.field_lines() > config.max_headers {
                 return Err(Reject::new(431, "too many header fields"));
             }
@@ -75,8 +75,9 @@ impl HeadScanner {
     }
 
     fn check_sizes(&self, config: &HttpConfig) -> Result<(), Reject> {
-        // A line's own limit counts its content; a trailing `\r` is part of the line end.
-        let content = self.line_len.saturating_sub(1);
+        // A line's own limit counts its content; a trailing `\r` is part of the line end
+        // (a line ended by a bare `\n` has none to discount).
+        let content = self.line_len - usize::from(self.ends_in_cr);
         if self.lines == 0 {
             if content > config.max_request_line {
                 return Err(Reject::new(414, "request line too long"));
@@ -226,6 +227,13 @@ mod tests {
         assert_eq!(status(b"GET / H\r\nName: 0123456789"), Err(431));
         assert_eq!(status(b"GET / H\r\nA: 1\r\nB: 2\r\nC: 3\r\n"), Err(431));
         assert_eq!(status(b"GET / H\r\nA: 1\r\nB: 2\r\n\r\n"), Ok(Some(23)));
+        // The limit is the line's content, whichever line end it has.
+        assert_eq!(status(b"GET /01234 HTTP/1.1\r\n"), Err(414));
+        assert_eq!(status(b"GET /01234\r\n\r\n"), Ok(Some(14)));
+        assert_eq!(status(b"GET /012345\n"), Err(414));
+        assert_eq!(status(b"GET /01234\n\n"), Ok(Some(12)));
+        assert_eq!(status(b"GET / H\nNam: 012345\n"), Err(431));
+        assert_eq!(status(b"GET / H\nNam: 01234\n\n"), Ok(Some(20)));
         let long = HttpConfig {
             max_head_bytes: 20,
             ..HttpConfig::default()
