@@ -205,6 +205,19 @@ fn a_block_the_stream_ends_inside_closes_without_an_answer() {
 }
 
 #[test]
+fn a_host_the_http_adapter_would_refuse_gets_400() {
+    for host in ["a/../b", "evil host", "x@y", "a\\b"] {
+        let request = scgi_request(&[("HTTP_HOST", host)], b"");
+        let (head, body) = exchange(Scgi::new(echo), &request);
+        assert_eq!(head[0], "Status: 400 Bad Request", "{host:?}");
+        assert_eq!(body, "invalid Host field\n");
+    }
+    let request = scgi_request(&[("HTTP_HOST", "[::1]:8080")], b"");
+    let (head, _) = exchange(Scgi::new(echo), &request);
+    assert_eq!(head[0], "Status: 200 OK");
+}
+
+#[test]
 fn a_length_of_nine_digits_gets_431() {
     assert_eq!(
         status_for(b"999999999:"),

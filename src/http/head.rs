@@ -265,7 +265,7 @@ fn split_absolute_form(target: &str) -> Result<(&str, Option<&str>), Reject> {
 /// space, `/`, `\\`, `@`, `?`, `#` or control byte. RFC 9112 §3.2 asks for a 400 to
 /// anything else: an application that builds a URL or picks a directory from the Host
 /// gets nothing it did not expect. Empty is allowed (a target with no authority).
-fn is_valid_host(value: &[u8]) -> bool {
+pub(crate) fn is_valid_host(value: &[u8]) -> bool {
     value
         .iter()
         .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use crate::conn::{Conn, PeerAddr};
 use crate::handler::{Handler, MakeHandler};
 use crate::http::seams::{
-    Answering, Dialect, Failure, Framing, linger_close, peer_gone, read_length,
+    Answering, Dialect, Failure, Framing, is_valid_host, linger_close, peer_gone, read_length,
     streams_body_caught, write_response,
 };
 use crate::http::{BodyReader, Headers, HttpConfig, HttpHandler, Request, Response, Version};
@@ -140,6 +140,12 @@ impl<A: HttpHandler> ScgiConnection<A> {
             Err(malformed) => return refuse(conn, config, malformed),
         };
         let (mut request, head_only) = build_request(&variables, conn.peer_addr());
+        if !has_valid_host(&variables) {
+            // The same guarantee as over HTTP: a `Host` an application may build a URL
+            // or pick a directory from (a front end may pass on more than we accept).
+            let response = Response::text(400, "invalid Host field\n");
+            return answer(conn, config, response, head_only);
+        }
         if length > config.max_body as u64 {
             return answer(
                 conn,
@@ -247,6 +253,14 @@ fn answer(
     };
     write_response(conn, response, answering, config)?;
     linger_close(conn, config)
+}
+
+/// Whether `HTTP_HOST`, if sent, is a `Host` the HTTP adapter would accept.
+fn has_valid_host(variables: &[(&[u8], &[u8])]) -> bool {
+    variables
+        .iter()
+        .filter(|(name, _)| *name == b"HTTP_HOST")
+        .all(|(_, value)| is_valid_host(value))
 }
 
 /// Builds the request from the CGI variables; also says whether it is a `HEAD`.
