@@ -319,3 +319,23 @@ fn coroutines_park_on_redis_and_their_neighbours_run() {
     assert_eq!(got, Some(Ok("hello".to_string())));
     assert_eq!(ticks, 5);
 }
+
+#[test]
+fn a_first_try_recv_takes_the_value_once() {
+    let Some(redis) = redis_or_skip("a_first_try_recv_takes_the_value_once") else {
+        return;
+    };
+    let sender: Channel<String> = Redis::connect(&redis.url()).unwrap().channel(NAME);
+    sender.send("once".to_string()).unwrap();
+    // A bridge of its own, not yet up: its first call is queued until the hand-shake,
+    // and going up takes back what this process held before, which must not be it.
+    let fresh = Redis::builder(&redis.url())
+        .timeout(Duration::from_secs(3))
+        .connect()
+        .unwrap();
+    let jobs: Channel<String> = fresh.channel(NAME);
+    assert_eq!(jobs.try_recv(), Ok("once".to_string()));
+    wait_until("the hand-off confirmed", || held(&redis) == 0);
+    assert_eq!(redis.int(&["LLEN", "mixserve:ch:jobs"]), 0);
+    assert_eq!(jobs.try_recv(), Err(TryRecvError::Empty));
+}

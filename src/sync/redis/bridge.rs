@@ -370,13 +370,16 @@ fn check_up(shared: &Arc<Shared>, state: &mut State) -> Deferred {
     state.phase = Phase::Up;
     state.attempt = 0;
     state.next_ping = Some(Instant::now() + shared.config.ping_every());
+    // First take back what this process held before it (re)connected: a `try_recv` in
+    // the backlog moves a value into that same processing list, and run after it the
+    // take-back would put that value back on the queue for a second receiver.
+    state.queues.on_up(shared, state.cmd.as_mut());
     let backlog = std::mem::take(&mut state.backlog);
     if let Some(cmd) = state.cmd.as_mut() {
         for queued in backlog {
             cmd.push(&queued.packed, queued.deadline, Some(queued.on_reply), 1);
         }
     }
-    state.queues.on_up(shared, state.cmd.as_mut());
     Deferred::new()
 }
 
