@@ -339,3 +339,54 @@ fn a_first_try_recv_takes_the_value_once() {
     assert_eq!(redis.int(&["LLEN", "mixserve:ch:jobs"]), 0);
     assert_eq!(jobs.try_recv(), Err(TryRecvError::Empty));
 }
+
+#[test]
+fn a_try_recv_finishes_when_its_client_has_left() {
+    use mixserve::http::{Http, Request, Response};
+    use mixserve::{Server, Threading};
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let Some(redis) = redis_or_skip("a_try_recv_finishes_when_its_client_has_left") else {
+        return;
+    };
+    let jobs: Channel<String> = Redis::connect(&redis.url()).unwrap().channel(NAME);
+    jobs.send("taken".to_string()).unwrap();
+    // The handler takes the value only once the client has half-closed, so the watch
+    // on its connection has seen it leave before the call starts.
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (got_tx, got_rx) = mpsc::channel();
+    let go_rx = Arc::new(Mutex::new(go_rx));
+    let handler_jobs = jobs.clone();
+    let app = move |_: &mut Request| {
+        go_rx.lock().unwrap().recv().unwrap();
+        let got = handler_jobs.try_recv();
+        got_tx.send(got.clone()).unwrap();
+        Response::text(200, format!("{got:?}"))
+    };
+    let mut server = Server::builder(Threading::new())
+        .bind("127.0.0.1:0")
+        .handle_signals(false)
+        .build(Http::new(app))
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let handle = server.shutdown_handle();
+    let serving = std::thread::spawn(move || server.serve_forever());
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client
+        .write_all(b"GET /take HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    go_tx.send(()).unwrap();
+    let got = got_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        got,
+        Ok("taken".to_string()),
+        "the value was taken from Redis"
+    );
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("Ok(\"taken\")"), "{answer}");
+    handle.shutdown();
+    serving.join().unwrap().unwrap();
+    wait_until("the hand-off confirmed", || held(&redis) == 0);
+}

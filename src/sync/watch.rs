@@ -102,6 +102,22 @@ pub(crate) fn watching(fd: RawFd) -> WatchGuard {
     }
 }
 
+/// Runs `f` with no client watched: a call that must finish whatever the client does
+/// (a Redis send or count, or a `try_recv` whose value is taken once it is asked for)
+/// parks until its answer or its own deadline, and leaves no "client gone" mark. The
+/// watch is back when `f` returns or unwinds.
+pub(crate) fn unwatched<R>(f: impl FnOnce() -> R) -> R {
+    /// Puts the hidden watch back, on return and on unwinding alike.
+    struct Restore(Option<Watched>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WATCHED.set(self.0.take());
+        }
+    }
+    let _restore = Restore(WATCHED.replace(None));
+    f()
+}
+
 /// Marks the hub calls of the current thread or coroutine as a wait until dropped: only
 /// those end when the watched client leaves (a send must reach the hub regardless).
 pub(crate) fn remote_wait() -> RemoteWait {
