@@ -13,15 +13,26 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 use util::{IO_TIMEOUT, connect, example_path};
 
 /// The `echo` example, launched through `sh` so that `LISTEN_PID` is its pid (unless
 /// `pid` overrides it), with `fd` (if any) as its fd 3 and `LISTEN_FDS=fds`.
 fn echo_command(fd: Option<RawFd>, fds: Option<&str>, pid: Option<&str>) -> Command {
+    echo_command_with(fd, fds, pid, &[])
+}
+
+/// [`echo_command`] with more options for `echo` (`--mixin preforked`, say).
+fn echo_command_with(
+    fd: Option<RawFd>,
+    fds: Option<&str>,
+    pid: Option<&str>,
+    options: &[&str],
+) -> Command {
     let script = match pid {
-        Some(pid) => format!("LISTEN_PID={pid} exec \"$0\" --addr systemd"),
-        None => String::from("LISTEN_PID=$$ exec \"$0\" --addr systemd"),
+        Some(pid) => format!("LISTEN_PID={pid} exec \"$0\" --addr systemd \"$@\""),
+        None => String::from("LISTEN_PID=$$ exec \"$0\" --addr systemd \"$@\""),
     };
     let echo = example_path("echo");
     assert!(
@@ -33,6 +44,7 @@ fn echo_command(fd: Option<RawFd>, fds: Option<&str>, pid: Option<&str>) -> Comm
     command
         .args(["-c", &script])
         .arg(echo)
+        .args(options)
         .env_remove("LISTEN_PID")
         .env_remove("LISTEN_FDS")
         .stdin(Stdio::null())
@@ -127,6 +139,43 @@ fn a_stop_leaves_the_service_managers_socket_listening() {
     ));
     assert_eq!(line, format!("listening on tcp://{addr}"));
     stop(child);
+    let _next = connect(addr);
+    listener.set_nonblocking(false).unwrap();
+    let (_taken, _) = listener.accept().expect("the manager's copy takes it");
+}
+
+/// Preforked workers whose master died stop taking connections, but leave the
+/// service manager's socket listening for the next start, as a stop does.
+#[test]
+fn workers_outliving_their_master_leave_the_service_managers_socket_listening() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = ["--mixin", "preforked", "--workers", "2"];
+    let (mut master, line) = start(&mut echo_command_with(
+        Some(listener.as_raw_fd()),
+        Some("1"),
+        None,
+        &options,
+    ));
+    assert_eq!(line, format!("listening on tcp://{addr}"));
+    util::wait_until("two workers", Duration::from_secs(30), || {
+        util::live_children(master.id()).len() == 2
+    });
+    let workers = util::live_children(master.id());
+    master.kill().unwrap();
+    master.wait().unwrap();
+    let running = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, s)| s.starts_with('Z'))
+        })
+    };
+    util::wait_until(
+        "the orphaned workers to exit",
+        Duration::from_secs(30),
+        || !workers.iter().any(running),
+    );
     let _next = connect(addr);
     listener.set_nonblocking(false).unwrap();
     let (_taken, _) = listener.accept().expect("the manager's copy takes it");

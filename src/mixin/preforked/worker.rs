@@ -126,9 +126,10 @@ fn serve(
 /// `SO_REUSEPORT` listener stops listening once the worker took its queue, see
 /// `Share::leftover`.)
 /// A listener shared with another master (a binary upgrade) is left alone: the other
-/// serves it.
+/// serves it. So is one the server does not own (a service manager's socket, see
+/// `LoopConfig::owns_listener`): shut down, it would stay dead for the next start.
 fn stop_listening(ctx: &Context, way: &Way) {
-    let shared = crate::sys::upgrade::listener_shared();
+    let shared = crate::sys::upgrade::listener_shared() || !ctx.config.owns_listener;
     if matches!(way, Way::Shared | Way::Locked(_)) && !shared {
         let (fd, how) = (ctx.listener_fd(), nix::sys::socket::Shutdown::Read);
         if let Err(error) = nix::sys::socket::shutdown(fd, how) {
