@@ -181,6 +181,53 @@ fn workers_outliving_their_master_leave_the_service_managers_socket_listening() 
     let (_taken, _) = listener.accept().expect("the manager's copy takes it");
 }
 
+/// A binary upgrade (SIGUSR2) of a preforked server on the service manager's socket:
+/// the new master, given the socket by the old one, leaves it listening at its own
+/// stop as the old one would have.
+#[test]
+fn a_master_started_by_an_upgrade_leaves_the_service_managers_socket_listening() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = ["--mixin", "preforked", "--workers", "1"];
+    let mut command = echo_command_with(Some(listener.as_raw_fd()), Some("1"), None, &options);
+    let mut old = command.spawn().expect("start echo");
+    // Kept open: the new master prints its address to the same stdout.
+    let mut stdout = BufReader::new(old.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("first line");
+    assert_eq!(line.trim(), format!("listening on tcp://{addr}"));
+    let limit = Duration::from_secs(60);
+    util::wait_until("a worker", limit, || {
+        util::live_children(old.id()).len() == 1
+    });
+    let workers = util::live_children(old.id());
+    let _ = Command::new("kill")
+        .args(["-USR2", &old.id().to_string()])
+        .status();
+    let mut new_master = None;
+    util::wait_until("the new master", limit, || {
+        new_master = util::live_children(old.id())
+            .into_iter()
+            .find(|pid| !workers.contains(pid));
+        new_master.is_some()
+    });
+    let new_master = new_master.unwrap();
+    util::wait_until("the old master to hand over and exit", limit, || {
+        old.try_wait().unwrap().is_some()
+    });
+    let _ = Command::new("kill").arg(new_master.to_string()).status();
+    util::wait_until("the new master to stop", limit, || {
+        std::fs::read_to_string(format!("/proc/{new_master}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, s)| s.starts_with('Z'))
+        })
+    });
+    let _next = connect(addr);
+    listener.set_nonblocking(false).unwrap();
+    let (_taken, _) = listener.accept().expect("the manager's copy takes it");
+    drop(stdout);
+}
+
 #[test]
 fn serves_a_passed_unix_listener_and_leaves_its_file() {
     let path =

@@ -48,16 +48,39 @@ pub enum Listener {
     },
 }
 
-/// The fds taken from a service manager: it keeps its own copy of each socket, which a
-/// graceful stop must leave listening (see [`from_service_manager`]).
-static ACTIVATED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+/// The sockets taken from a service manager, by fd and socket inode: it keeps its own
+/// copy of each, which a graceful stop must leave listening (see
+/// [`from_service_manager`]). The inode tells a later socket that reuses the fd
+/// number of a closed one apart from it.
+static ACTIVATED: Mutex<Vec<(RawFd, u64)>> = Mutex::new(Vec::new());
 
-/// Whether `fd` is a socket this process took by socket activation.
+/// The inode number of the socket (or file) open at `fd`.
+fn inode(fd: RawFd) -> Option<u64> {
+    nix::sys::stat::fstat(crate::sys::borrow_fd(fd))
+        .ok()
+        .map(|stat| stat.st_ino)
+}
+
+/// Records `fds` as sockets taken from a service manager.
+fn record_activated(fds: impl IntoIterator<Item = RawFd>) {
+    let mut activated = ACTIVATED.lock().unwrap_or_else(PoisonError::into_inner);
+    for fd in fds {
+        if let Some(inode) = inode(fd) {
+            activated.push((fd, inode));
+        }
+    }
+}
+
+/// Whether `fd` is a socket this process took by socket activation (or took over from
+/// an old master that had, in a binary upgrade).
 pub(crate) fn from_service_manager(fd: RawFd) -> bool {
+    let Some(inode) = inode(fd) else {
+        return false;
+    };
     ACTIVATED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .contains(&fd)
+        .contains(&(fd, inode))
 }
 
 impl Listener {
@@ -144,18 +167,24 @@ impl Listener {
     /// fd was wrong, and closes the fds taken.
     pub fn all_from_systemd() -> io::Result<Vec<Listener>> {
         let listeners = Listener::take_passed(true)?;
-        let mut activated = ACTIVATED.lock().unwrap_or_else(PoisonError::into_inner);
-        activated.extend(listeners.iter().map(AsRawFd::as_raw_fd));
+        record_activated(listeners.iter().map(AsRawFd::as_raw_fd));
         Ok(listeners)
     }
 
     /// The one socket a binary upgrade passed (as socket activation does), left
     /// blocking or not as the old master has it: that flag lives on the socket both
-    /// masters share.
+    /// masters share. One the old master had from a service manager stays the
+    /// manager's here too.
     pub(crate) fn from_upgrade() -> io::Result<Listener> {
         let mut listeners = Listener::take_passed(false)?;
+        let activated = crate::sys::upgrade::take_activated_mark();
         match listeners.len() {
-            1 => Ok(listeners.remove(0)),
+            1 => {
+                if activated {
+                    record_activated(listeners.iter().map(AsRawFd::as_raw_fd));
+                }
+                Ok(listeners.remove(0))
+            }
             n => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("an upgrade passes one socket, not {n}"),
@@ -350,5 +379,22 @@ fn passed_count() -> io::Result<usize> {
         _ => Err(invalid(format!(
             "LISTEN_FDS={fds} is not a positive count of sockets"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_that_reuses_an_activated_fd_number_is_not_the_managers() {
+        let first = TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = first.as_raw_fd();
+        record_activated([fd]);
+        assert!(from_service_manager(fd));
+        drop(first);
+        // Most likely at the same number: the lowest free one.
+        let second = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(!from_service_manager(second.as_raw_fd()));
     }
 }

@@ -30,6 +30,7 @@ pub use context::Context;
 pub(crate) use context::LoopConfig;
 pub use error::{ConfigCheck, ConfigError, StartError};
 pub use hooks::{DefaultHooks, Hooks};
+pub(crate) use listener::from_service_manager;
 pub use listener::{ListenAddr, Listener};
 pub use shutdown::ShutdownHandle;
 

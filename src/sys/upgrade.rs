@@ -18,6 +18,9 @@ use super::shared_memory::SharedWords;
 /// The variable that marks a process started by an upgrade; its value is the fd of
 /// the readiness pipe's write end.
 pub(crate) const READY_FD_VAR: &str = "MIXSERVE_UPGRADE_READY_FD";
+/// The variable an old master sets (to `1`) when the socket it passes is a service
+/// manager's (socket activation): the new master must leave it listening too.
+pub(crate) const ACTIVATED_VAR: &str = "MIXSERVE_UPGRADE_ACTIVATED";
 /// The byte a new master writes when it serves.
 pub(crate) const REPORT_READY: u8 = b'r';
 
@@ -112,6 +115,18 @@ pub(crate) fn take_from_environment() -> io::Result<bool> {
     fork::close_in_child(fd);
     set_listener_shared(true);
     Ok(true)
+}
+
+/// In a process started by an upgrade: whether the old master said the passed socket
+/// is a service manager's ([`ACTIVATED_VAR`]); the variable is removed.
+pub(crate) fn take_activated_mark() -> bool {
+    let marked = std::env::var_os(ACTIVATED_VAR).is_some_and(|value| value == "1");
+    if fork::thread_count() == Some(1) {
+        // SAFETY: only this thread runs (checked just above), so nothing reads the
+        // environment while it changes.
+        unsafe { std::env::remove_var(ACTIVATED_VAR) };
+    }
+    marked
 }
 
 /// True in a process started by an upgrade that has not reported ready yet.

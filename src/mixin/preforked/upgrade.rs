@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 use crate::sys::exec::{self, Program, REPORT_EXEC_FAILED};
 use crate::sys::fork::{self, SingleThreaded};
-use crate::sys::upgrade::{self, READY_FD_VAR, REPORT_READY};
+use crate::sys::upgrade::{self, ACTIVATED_VAR, READY_FD_VAR, REPORT_READY};
 
 /// The token of the readiness pipe in the master's poll.
 pub(super) const REPORT: Token = Token(2);
@@ -92,7 +92,11 @@ impl Upgrade {
         registry: &Registry,
     ) -> io::Result<Upgrade> {
         let ready_fd = exec::READY_FD.to_string();
-        let image = program.image(&[(READY_FD_VAR, ready_fd)], &[])?;
+        let mut vars = vec![(READY_FD_VAR, ready_fd)];
+        if crate::server::from_service_manager(listener) {
+            vars.push((ACTIVATED_VAR, String::from("1")));
+        }
+        let image = program.image(&vars, &[ACTIVATED_VAR])?;
         let proof = SingleThreaded::check("upgrade")?;
         // Marked before the fork: neither master shuts the shared socket from now on.
         upgrade::set_listener_shared(true);
