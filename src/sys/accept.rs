@@ -100,10 +100,7 @@ impl Taken {
 /// One `accept` with the crate's rules; `Err` only for failures the caller must back
 /// off from.
 pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<Taken> {
-    match accept(listener) {
-        Ok(accepted) => Ok(Taken::Socket(accepted)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Taken::Empty),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted || is_transient(&e) => Ok(Taken::Skipped),
+    match accept_beside_others(listener) {
         Err(e) if is_out_of_fds(&e) => match spare.refuse_one(listener, &e) {
             // `Empty`: nothing waited, and a loop that looked again at once would spin
             // on `EMFILE` until an fd is freed.
@@ -113,6 +110,20 @@ pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<
             // spin; the caller backs off instead.
             Err(_) => Err(e),
         },
+        other => other,
+    }
+}
+
+/// One `accept` on a listener other processes accept on too (a preforked pool's
+/// shared listener, which blocks), with the crate's rules but one: out of fds, no
+/// connection is refused. A sibling with room takes it, as nginx's workers do; the
+/// error goes to the caller, which backs off. (A blocking `accept` with the spare fd
+/// freed would wait for the next client just to reset it.)
+pub(crate) fn accept_beside_others(listener: RawFd) -> io::Result<Taken> {
+    match accept(listener) {
+        Ok(accepted) => Ok(Taken::Socket(accepted)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Taken::Empty),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted || is_transient(&e) => Ok(Taken::Skipped),
         Err(e) => Err(e),
     }
 }
@@ -244,4 +255,60 @@ pub(crate) fn has_reuseport(listener: RawFd) -> bool {
     SockRef::from(&super::borrow_fd(listener))
         .reuse_port()
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    const CHILD: &str = "MIXSERVE_ACCEPT_OUT_OF_FDS_CHILD";
+
+    /// Sets the soft open-files limit to `limit`.
+    fn set_nofile(limit: u64) {
+        let mut current = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit into the struct it is given, which lives
+        // here; setrlimit reads it.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut current), 0);
+            current.rlim_cur = limit.min(current.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &current), 0);
+        }
+    }
+
+    #[test]
+    fn out_of_fds_beside_others_leaves_the_connection_queued_and_returns_at_once() {
+        if std::env::var_os(CHILD).is_none() {
+            // Run in a child: the fd limit is the whole process's.
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "sys::accept::tests::out_of_fds_beside_others_leaves_the_connection_queued_and_returns_at_once"])
+                .env(CHILD, "1")
+                .status()
+                .unwrap();
+            assert!(status.success(), "the child failed: {status:?}");
+            return;
+        }
+        // A blocking listener, as a preforked pool's shared one, with a client queued.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let before = crate::sys::fd_passing::open_files_limit().unwrap();
+        // The lowest free fd number: every lower one is taken, so a limit there leaves
+        // none free.
+        let lowest_free = File::open("/dev/null").unwrap().as_raw_fd();
+        set_nofile(lowest_free as u64);
+        let taken = accept_beside_others(listener.as_raw_fd());
+        set_nofile(before);
+        let error = taken.expect_err("no fd was free");
+        assert!(is_out_of_fds(&error), "{error}");
+        // Not refused: the client is still queued, for a sibling (here, a later accept).
+        let (mut served, _) = listener.accept().unwrap();
+        served.write_all(b"served").unwrap();
+        let mut answer = [0; 6];
+        client.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"served");
+    }
 }

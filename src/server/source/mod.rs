@@ -269,6 +269,12 @@ pub(crate) fn accept_with_rules(listener: RawFd, spare: &SpareFd) -> io::Result<
     accept::accept_with_rules(listener, spare).map(|taken| taken.socket().map(conn_from_accepted))
 }
 
+/// One `accept` on a listener sibling processes share ([`accept::accept_beside_others`]:
+/// out of fds, the connection is left to them), as a [`Conn`].
+pub(crate) fn accept_beside_others(listener: RawFd) -> io::Result<Option<Conn>> {
+    accept::accept_beside_others(listener).map(|taken| taken.socket().map(conn_from_accepted))
+}
+
 /// What [`Source::try_next`] found.
 #[derive(Debug)]
 pub(crate) enum TryNext {

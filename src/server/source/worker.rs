@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::{BACK_OFF, accept_with_rules, conn_from, conn_from_accepted};
+use super::{BACK_OFF, accept_beside_others, accept_with_rules, conn_from, conn_from_accepted};
 use crate::conn::Conn;
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
 use crate::server::{Context, Listener};
 use crate::status::Counter;
 use crate::sync::lock;
+use crate::sys::accept::is_out_of_fds;
 use crate::sys::borrow_fd;
 use crate::sys::fd_passing::{self, Received};
 use crate::sys::process_lock::{FileLock, SharedMutex};
@@ -130,6 +131,9 @@ pub(crate) struct Share {
     awaiting_quit: AtomicBool,
     /// Connections taken so far.
     taken: AtomicU64,
+    /// Out of fds, said once: backing off every tenth of a second, the worker would
+    /// say it ten times a second. Cleared by the next connection taken.
+    said_out_of_fds: AtomicBool,
 }
 
 /// What a stopping `ReusePort` worker took from its own listener.
@@ -178,6 +182,7 @@ impl Share {
             announced: AtomicBool::new(false),
             awaiting_quit: AtomicBool::new(false),
             taken: AtomicU64::new(0),
+            said_out_of_fds: AtomicBool::new(false),
         })
     }
 
@@ -254,8 +259,8 @@ impl Share {
         let listener = ctx.listener_fd();
         let control = self.seat.control;
         match &self.seat.way {
-            Way::Shared => accept_with_rules(listener, ctx.spare_fd()),
-            Way::Locked(lock) => locked_accept(lock, listener, ctx),
+            Way::Shared => accept_beside_others(listener),
+            Way::Locked(lock) => locked_accept(lock, listener),
             Way::ReusePort { .. } => {
                 let own = self.own.as_ref().map_or(listener, AsRawFd::as_raw_fd);
                 let (listener_ready, control_ready) = wait_two(own, control)?;
@@ -405,6 +410,7 @@ impl Share {
     /// Counts a new connection.
     fn took(&self, conn: Conn) -> Conn {
         self.taken.fetch_add(1, Ordering::SeqCst);
+        self.said_out_of_fds.store(false, Ordering::Relaxed);
         self.seat.board.count_connection(self.seat.slot);
         conn
     }
@@ -418,6 +424,18 @@ impl Share {
             }
             // The master closed the shared listener: the pool is stopping.
             _ if error.raw_os_error() == Some(libc::EINVAL) => std::thread::sleep(BACK_OFF),
+            // Out of fds: on a listener its siblings share, they take the connections
+            // while this worker backs off (see `accept_beside_others`).
+            _ if is_out_of_fds(&error) => {
+                if !self.said_out_of_fds.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "preforked worker {}: accept: {error}; backing off until one of its \
+                         connections closes",
+                        self.seat.slot
+                    );
+                }
+                std::thread::sleep(BACK_OFF);
+            }
             _ => {
                 log::warn!("preforked worker {}: accept: {error}", self.seat.slot);
                 std::thread::sleep(BACK_OFF);
@@ -427,11 +445,11 @@ impl Share {
 }
 
 /// Takes the accept lock, accepts one connection, releases the lock.
-fn locked_accept(lock: &AcceptLock, listener: RawFd, ctx: &Context) -> io::Result<Option<Conn>> {
+fn locked_accept(lock: &AcceptLock, listener: RawFd) -> io::Result<Option<Conn>> {
     match lock {
         AcceptLock::File(lock) => {
             lock.lock()?;
-            let result = accept_with_rules(listener, ctx.spare_fd());
+            let result = accept_beside_others(listener);
             lock.unlock()?;
             result
         }
@@ -439,7 +457,7 @@ fn locked_accept(lock: &AcceptLock, listener: RawFd, ctx: &Context) -> io::Resul
             if !mutex.lock_timeout(MUTEX_SLICE)? {
                 return Ok(None);
             }
-            let result = accept_with_rules(listener, ctx.spare_fd());
+            let result = accept_beside_others(listener);
             mutex.unlock()?;
             result
         }
