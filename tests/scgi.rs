@@ -90,6 +90,47 @@ fn maps_cgi_variables_onto_the_request() {
     );
 }
 
+/// What nginx passes beside the request's own fields: each line of a repeated field as
+/// its own variable (before 1.23), an empty `CONTENT_TYPE` when the client sent none,
+/// and the client's framing fields, which it already undid.
+#[test]
+fn maps_what_nginx_passes_as_the_http_adapter_would_see_it() {
+    let app = |req: &mut Request| {
+        let accept: Vec<_> = req
+            .headers()
+            .get_all("accept")
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        let names: Vec<_> = req
+            .headers()
+            .iter()
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        Response::text(
+            200,
+            format!("{accept:?} {names:?} {}", req.form().is_some()),
+        )
+    };
+    let request = scgi_request(
+        &[
+            ("REQUEST_METHOD", "POST"),
+            ("REQUEST_URI", "/"),
+            ("CONTENT_TYPE", ""),
+            ("HTTP_ACCEPT", "text/html"),
+            ("HTTP_ACCEPT", "text/plain"),
+            ("HTTP_TRANSFER_ENCODING", "chunked"),
+            ("HTTP_CONTENT_LENGTH", "3"),
+        ],
+        b"a=1",
+    );
+    let (head, body) = exchange(Scgi::new(app), &request);
+    assert_eq!(head[0], "Status: 200 OK");
+    assert_eq!(
+        body,
+        r#"["text/html", "text/plain"] ["content-length", "accept", "accept"] true"#
+    );
+}
+
 #[test]
 fn head_requests_get_no_body() {
     let request = scgi_request(&[("REQUEST_METHOD", "HEAD"), ("REQUEST_URI", "/")], b"");

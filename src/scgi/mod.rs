@@ -4,8 +4,12 @@
 //! CGI variables (`CONTENT_LENGTH` first, `SCGI` = `1`), then the body. The application
 //! sees it as a [`Request`] — method from `REQUEST_METHOD`, target from `REQUEST_URI`
 //! (or `SCRIPT_NAME` + `PATH_INFO` + `QUERY_STRING`), `HTTP_*` variables as header
-//! fields (`HTTP_USER_AGENT` → `user-agent`), `CONTENT_TYPE` and `CONTENT_LENGTH` too,
-//! and the peer from `REMOTE_ADDR`/`REMOTE_PORT`. The answer is written CGI-style,
+//! fields (`HTTP_USER_AGENT` → `user-agent`; one passed more than once, as nginx before
+//! 1.23 passes a repeated field, as repeated fields), `CONTENT_TYPE` (unless empty) and
+//! `CONTENT_LENGTH` too but not the client's own framing fields, which the front end
+//! undid (`HTTP_CONTENT_LENGTH`, `HTTP_CONTENT_TYPE`, `HTTP_TRANSFER_ENCODING`), and
+//! the peer from `REMOTE_ADDR`/`REMOTE_PORT`. An `HTTP_HOST` the HTTP adapter would
+//! refuse gets `Status: 400`. The answer is written CGI-style,
 //! `Status: 200 OK` then the header fields and the body, and the connection closes.
 //!
 //! A malformed netstring or variable block gets `Status: 400`, a block over
@@ -292,8 +296,16 @@ fn build_request(variables: &[(&[u8], &[u8])], conn_peer: &PeerAddr) -> (Request
     let mut headers = Headers::new();
     for &(name, value) in variables {
         let field = match name {
+            // Empty: the client sent none (nginx's `scgi_params` pass `$content_type`).
+            b"CONTENT_TYPE" if value.is_empty() => continue,
             b"CONTENT_TYPE" => String::from("content-type"),
             b"CONTENT_LENGTH" => String::from("content-length"),
+            // The body's framing as the client sent it, which the front end undid:
+            // `CONTENT_LENGTH` and `CONTENT_TYPE` say what comes. Passed on, a chunked
+            // upload would read `content-length` and `transfer-encoding: chunked`.
+            b"HTTP_CONTENT_LENGTH" | b"HTTP_CONTENT_TYPE" | b"HTTP_TRANSFER_ENCODING" => {
+                continue;
+            }
             _ => match name.strip_prefix(b"HTTP_") {
                 // `HTTP_` alone names no header.
                 Some(rest) if !rest.is_empty() => String::from_utf8_lossy(rest)

@@ -84,6 +84,11 @@ pub(crate) type Variables<'a> = Vec<(&'a [u8], &'a [u8])>;
 
 /// The CGI variables of a header block, checked: pairs, unique names, `CONTENT_LENGTH`
 /// first and all digits, `SCGI` equal to `1`. Returns the pairs and the body length.
+///
+/// One exception to unique names: a header field the client sent more than once. nginx
+/// before 1.23 passes each line as its own `HTTP_*` variable (Debian 12's 1.22 does),
+/// and the application sees them as repeated fields, as it would over HTTP. Not `Host`:
+/// two of those are a `400` over HTTP too.
 pub(crate) fn parse_variables(block: &[u8]) -> Result<(Variables<'_>, u64), Malformed> {
     let bad = Malformed::Variables;
     let fields = block.strip_suffix(b"\0").ok_or(bad)?;
@@ -92,7 +97,8 @@ pub(crate) fn parse_variables(block: &[u8]) -> Result<(Variables<'_>, u64), Malf
     let mut names = HashSet::new();
     while let Some(name) = items.next() {
         let value = items.next().ok_or(bad)?;
-        if name.is_empty() || !names.insert(name) {
+        let may_repeat = name.starts_with(b"HTTP_") && name != b"HTTP_HOST";
+        if name.is_empty() || (!names.insert(name) && !may_repeat) {
             return Err(bad);
         }
         pairs.push((name, value));
@@ -143,6 +149,8 @@ mod tests {
         let ok = b"CONTENT_LENGTH\x0027\x00SCGI\x001\x00REQUEST_METHOD\x00POST\x00";
         let (pairs, length) = parse_variables(ok).unwrap();
         assert_eq!((pairs.len(), length), (3, 27));
+        let repeated = b"CONTENT_LENGTH\x000\x00SCGI\x001\x00HTTP_X\x00a\x00HTTP_X\x00b\x00";
+        assert_eq!(parse_variables(repeated).map(|(p, _)| p.len()), Ok(4));
         for bad in [
             &b"SCGI\x001\x00CONTENT_LENGTH\x000\x00"[..],
             b"CONTENT_LENGTH\x000\x00",
@@ -150,6 +158,8 @@ mod tests {
             b"CONTENT_LENGTH\x000\x00SCGI\x001",
             b"CONTENT_LENGTH\x000\x00SCGI\x001\x00SCGI\x001\x00",
             b"CONTENT_LENGTH\x000\x00SCGI\x00",
+            b"CONTENT_LENGTH\x000\x00SCGI\x001\x00HTTP_HOST\x00a\x00HTTP_HOST\x00b\x00",
+            b"CONTENT_LENGTH\x000\x00SCGI\x001\x00REQUEST_URI\x00/\x00REQUEST_URI\x00/\x00",
         ] {
             assert_eq!(
                 parse_variables(bad).map(|_| ()),
