@@ -2,8 +2,8 @@
 //! in size and in time. A fake Redis (a thread of this test, on a loopback port) plays
 //! each fault once: a pub/sub message that claims a terabyte and keeps coming, a message
 //! that stops half-way and never finishes, a start-up answer sent one byte at a time;
-//! a link that goes silent; and one thing that is no fault: messages whose every read
-//! ends inside the next one.
+//! a link that goes silent; and two things that are no fault: messages whose every read
+//! ends inside the next one, and an answer the connection closes right after.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -12,7 +12,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mixserve::sync::{Broadcast, Redis};
+use mixserve::sync::{Broadcast, Channel, Redis};
 
 /// Far past any bound the crate sets, far below what would hurt the machine.
 const FLOOD_CAP: usize = 1 << 30;
@@ -57,6 +57,9 @@ enum Fault {
     /// Small, valid messages without end (until the client hangs up or `LONG`):
     /// reports 0 when it starts.
     Chatter,
+    /// Answers an `LPUSH` and closes the connection in the same breath (a Redis going
+    /// away just after it served the push): reports 0 then.
+    CloseAfterPush,
 }
 
 const TRICKLE_ROUNDS: usize = 35;
@@ -99,6 +102,11 @@ fn serve(stream: TcpStream, fault: Fault, played: &AtomicBool, report: &mpsc::Se
                     )
                 })
                 .collect(),
+            Some("LPUSH") if matches!(fault, Fault::CloseAfterPush) => {
+                let _ = writer.write_all(b":1\r\n");
+                let _ = report.send(0);
+                return;
+            }
             _ => "+OK\r\n".to_string(),
         };
         if writer.write_all(answer.as_bytes()).is_err() {
@@ -152,6 +160,7 @@ fn serve(stream: TcpStream, fault: Fault, played: &AtomicBool, report: &mpsc::Se
                 let mut rest = Vec::new();
                 let _ = reader.read_to_end(&mut rest);
             }
+            Fault::CloseAfterPush => continue,
             Fault::Stall => {
                 let _ = writer.write_all(format!("{head}$5\r\nhel").as_bytes());
                 let mut rest = Vec::new();
@@ -256,6 +265,23 @@ fn a_flood_of_messages_does_not_stall_other_calls() {
     answered
         .recv_timeout(LONG / 2)
         .expect("a call waited behind the flood");
+}
+
+/// The answer came: that the connection closed right after it does not undo it (the
+/// send used to wait out its deadline and report "no answer in time").
+#[test]
+fn a_reply_followed_by_a_close_is_still_an_answer() {
+    let (url, reports) = fake_redis(Fault::CloseAfterPush);
+    let redis = Redis::builder(&url)
+        .timeout(Duration::from_millis(500))
+        .connect()
+        .unwrap();
+    let jobs: Channel<String> = redis.channel("jobs");
+    let sent = jobs.send("x".to_string());
+    reports
+        .recv_timeout(LONG)
+        .expect("the push reached the fake");
+    assert!(sent.is_ok(), "{sent:?}");
 }
 
 #[test]

@@ -302,27 +302,35 @@ fn backoff(attempt: u32) -> Duration {
 pub(crate) fn on_event(shared: &Arc<Shared>, registry: &Registry, token: Token) {
     let mut state = shared.state();
     let mut deferred = Deferred::new();
-    let result = with_conn(&mut state, token, |conn, subscriber| {
-        conn.flush().map_err(|e| e.to_string())?;
-        conn.read(subscriber)
+    // A failed write still lets the read take the replies already here.
+    let incoming = with_conn(&mut state, token, |conn, subscriber| {
+        let flushed = conn.flush();
+        let mut incoming = conn.read(subscriber);
+        if let Err(error) = flushed {
+            incoming.lost.get_or_insert(error.to_string());
+        }
+        incoming
     });
-    match result {
-        None => {}
-        Some(Err(why)) => deferred = go_down(shared, &mut state, Some(registry), why),
-        Some(Ok(incoming)) => {
+    let Some(incoming) = incoming else {
+        return;
+    };
+    for (on_reply, reply) in incoming.replies {
+        if let Some(on_reply) = on_reply {
+            deferred.push(Box::new(move || on_reply(reply)));
+        }
+    }
+    for (channel, payload) in incoming.messages {
+        let shared = Arc::clone(shared);
+        deferred.push(Box::new(move || {
+            pubsub::on_message(&shared, &channel, &payload)
+        }));
+    }
+    match incoming.lost {
+        // After the answers that came before it: their handlers run first.
+        Some(why) => deferred.extend(go_down(shared, &mut state, Some(registry), why)),
+        None => {
             if incoming.more && !state.read_again.contains(&token) {
                 state.read_again.push(token);
-            }
-            for (on_reply, reply) in incoming.replies {
-                if let Some(on_reply) = on_reply {
-                    deferred.push(Box::new(move || on_reply(reply)));
-                }
-            }
-            for (channel, payload) in incoming.messages {
-                let shared = Arc::clone(shared);
-                deferred.push(Box::new(move || {
-                    pubsub::on_message(&shared, &channel, &payload)
-                }));
             }
             deferred.extend(check_up(shared, &mut state));
         }

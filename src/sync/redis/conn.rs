@@ -50,6 +50,10 @@ pub(crate) struct Incoming {
     /// The read stopped at its budget: the socket may hold more, and no new readiness
     /// event will say so (edge-triggered), so the caller reads again soon.
     pub(crate) more: bool,
+    /// The connection is lost, and why (closed by Redis, reset, or a reply we cannot
+    /// parse or will not hold). The replies and messages above came before it and are
+    /// delivered all the same: a reply followed by a close in one read is an answer.
+    pub(crate) lost: Option<String>,
 }
 
 /// One connection to Redis, driven by whichever mio loop hosts the bridge.
@@ -157,15 +161,21 @@ impl RedisConn {
     }
 
     /// Reads and parses every complete value, up to [`READ_BUDGET`] bytes (then
-    /// `more` is set); an error means the connection is lost (closed by Redis, reset,
-    /// or a reply we cannot parse or will not hold).
-    pub(crate) fn read(&mut self, subscriber: bool) -> Result<Incoming, String> {
+    /// `more` is set); `lost` says the connection is lost, after the values it gave.
+    pub(crate) fn read(&mut self, subscriber: bool) -> Incoming {
         let mut got = Incoming::default();
+        if let Err(why) = self.read_into(subscriber, &mut got) {
+            got.lost = Some(why);
+        }
+        got
+    }
+
+    fn read_into(&mut self, subscriber: bool, got: &mut Incoming) -> Result<(), String> {
         let mut completed = false;
         let mut budget = READ_BUDGET;
         loop {
             while let Some(value) = frame::take_value(&mut self.inbuf)? {
-                self.take(value, subscriber, &mut got)?;
+                self.take(value, subscriber, got)?;
                 completed = true;
             }
             if budget < READ_CHUNK {
@@ -190,7 +200,7 @@ impl RedisConn {
         if self.inbuf.is_empty() && self.inbuf.capacity() > KEEP_BUFFER {
             self.inbuf = Vec::new();
         }
-        Ok(got)
+        Ok(())
     }
 
     /// One read into `inbuf`: false when the socket has nothing more now.
