@@ -390,3 +390,29 @@ fn a_try_recv_finishes_when_its_client_has_left() {
     serving.join().unwrap().unwrap();
     wait_until("the hand-off confirmed", || held(&redis) == 0);
 }
+
+/// Redis refuses the pop itself (here the key holds a string): the receiver's process
+/// asks again after a pause, not once per round trip.
+#[test]
+fn a_refused_pop_is_asked_again_after_a_pause() {
+    let Some(redis) = redis_or_skip("a_refused_pop_is_asked_again_after_a_pause") else {
+        return;
+    };
+    redis.query(&["SET", "mixserve:ch:wrongtype", "not a list"]);
+    let jobs: Channel<String> = Redis::connect(&redis.url()).unwrap().channel("wrongtype");
+    let waited = jobs.recv_timeout(Duration::from_secs(2));
+    assert!(waited.is_err(), "{waited:?}");
+    let stats = match redis.query(&["INFO", "commandstats"]) {
+        redis::Value::BulkString(text) => String::from_utf8_lossy(&text).into_owned(),
+        redis::Value::VerbatimString { text, .. } => text,
+        other => panic!("INFO answered {other:?}"),
+    };
+    let pops: u64 = stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_blmove:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .expect("blmove was called");
+    // About one a second; a pop asked again at once makes thousands.
+    assert!(pops <= 20, "{pops} pops in 2 s");
+}

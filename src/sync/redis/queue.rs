@@ -16,12 +16,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Registry;
 use redis::Value;
 
-use crate::sync::redis::bridge::{self, Deferred, Shared, State};
+use crate::sync::redis::bridge::{self, Deferred, Phase, Shared, State};
 use crate::sync::redis::conn::{RedisConn, Reply};
 use crate::sync::redis::same_name::SameName;
 use crate::sync::wire::WireError;
@@ -39,6 +39,10 @@ pub(crate) type Take = Box<dyn FnOnce(Result<Option<Vec<u8>>, String>) + Send>;
 
 /// How long one blocking pop waits in Redis before it is asked again, in seconds.
 const POP_BLOCK_SECONDS: u64 = 1;
+/// How long a list waits before its next pop after Redis refused one (a key of another
+/// type, out of memory, a read-only replica, no permission): asked again at once, the
+/// pop would go round a round trip at a time.
+const POP_RETRY: Duration = Duration::from_secs(1);
 
 /// Puts back the processing lists of processes whose heartbeat expired. A value too
 /// large for a receiver to take (`ARGV[1]` bytes; someone else pushed it) goes to the
@@ -87,6 +91,8 @@ pub(crate) struct Queues {
     wanted: HashSet<String>,
     /// Lists with a pop in flight.
     popping: HashSet<String>,
+    /// Lists whose last pop Redis refused, and when to pop again.
+    paused: HashMap<String, Instant>,
     /// When the heartbeats and the reaper run next (while up).
     next_beat: Option<Instant>,
 }
@@ -148,7 +154,13 @@ impl Queues {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.next_beat
+        // A paused list counts only while a receiver wants it.
+        let resume = self
+            .paused
+            .iter()
+            .filter(|(list, _)| self.wanted.contains(*list))
+            .map(|(_, at)| *at);
+        self.next_beat.into_iter().chain(resume).min()
     }
 }
 
@@ -202,6 +214,13 @@ pub(crate) fn tick(shared: &Arc<Shared>, state: &mut State, registry: &Registry)
     for list in wanted {
         if state.queues.popping.contains(&list) {
             continue;
+        }
+        if let Some(&resume) = state.queues.paused.get(&list) {
+            if resume > now {
+                state.queues.wanted.insert(list);
+                continue;
+            }
+            state.queues.paused.remove(&list);
         }
         if !state.poppers.contains_key(&list) {
             match RedisConn::open(
@@ -272,7 +291,17 @@ pub(crate) fn want(shared: &Arc<Shared>, list: &str) {
 
 /// A pop answered (or failed).
 fn on_popped(shared: &Arc<Shared>, list: &str, reply: Reply) {
-    shared.state().queues.popping.remove(list);
+    {
+        let mut state = shared.state();
+        state.queues.popping.remove(list);
+        // Failed with the bridge up: Redis refused the pop itself (a lost connection
+        // takes the bridge down first, and the reconnect pops again).
+        if let (Err(error), Phase::Up) = (&reply, &state.phase) {
+            log::warn!("redis channel {list}: a pop was refused: {error}; again in {POP_RETRY:?}");
+            let resume = Instant::now() + POP_RETRY;
+            state.queues.paused.insert(list.to_string(), resume);
+        }
+    }
     let objects: Vec<Arc<dyn Receivers>> = match shared.state().queues.objects.get(list) {
         Some(same_name) => same_name.live(),
         None => Vec::new(),
