@@ -112,3 +112,48 @@ fn a_unix_server_stopped_serves_again() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A stopped Unix server listens again at its path only over a socket file: a file
+/// someone put there in between is left alone (and the server does not listen).
+#[test]
+fn a_file_put_in_place_of_a_stopped_servers_socket_is_left_alone() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    use mixserve::handler::from_fn;
+    use mixserve::{Conn, Iterative, Server};
+
+    let dir = std::env::temp_dir().join(format!("mixserve-unix-kept-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kept.sock");
+    let _ = std::fs::remove_file(&path);
+    let mut server = Server::builder(Iterative::new())
+        .bind_unix(&path)
+        .handle_signals(false)
+        .timeout(Duration::from_millis(10))
+        .build(|| from_fn(|conn: &mut Conn| conn.write_all(b"hi")))
+        .unwrap();
+    let handle = server.shutdown_handle();
+    let serving = std::thread::spawn(move || {
+        server.serve_forever().unwrap();
+        server
+    });
+    // Answered: `serve_forever` runs (the socket listens from `build` on).
+    let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "hi");
+    handle.shutdown();
+    let mut server = serving.join().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, "precious").unwrap();
+    // Serving again (one request, or the timeout) listens again first.
+    server.handle_request().unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    drop(server);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    let _ = std::fs::remove_dir_all(&dir);
+}

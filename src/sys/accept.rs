@@ -191,6 +191,15 @@ pub(crate) fn listen_again(listener: RawFd, backlog: i32) -> io::Result<()> {
     // The new file gets the old one's mode and owner (a program may have opened it
     // to a front end's user after binding).
     let old_file = std::fs::symlink_metadata(path).ok();
+    let is_socket =
+        |m: &std::fs::Metadata| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type());
+    if old_file.as_ref().is_some_and(|m| !is_socket(m)) {
+        // Someone put something else there since: not ours to remove.
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{}: no longer a socket file; left alone", path.display()),
+        ));
+    }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
