@@ -200,6 +200,10 @@ pub fn serve_opened(req: &Request, file: File, name: &Path) -> Response {
     let size = metadata.len();
     let mtime = metadata.modified().ok();
     let modified = mtime.map(|time| {
+        // RFC 9110 §8.8.2.1: never a date later than the answer's own. A file from a
+        // machine whose clock ran ahead would otherwise set the client's validator in
+        // the future, and every change before that date would then be a `304`.
+        let time = time.min(SystemTime::now());
         // Whole seconds: that is all a header carries, so compare at that grain.
         let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         UNIX_EPOCH + Duration::from_secs(seconds)
@@ -386,6 +390,26 @@ mod tests {
         let head = ranged("HEAD");
         assert_eq!(head.status_code(), 200);
         assert_eq!(head.header("Content-Range"), None);
+    }
+
+    /// A file dated in the future is said to be modified now, at the latest.
+    #[test]
+    fn last_modified_is_never_later_than_now() {
+        use std::time::{Duration, SystemTime};
+        let path = std::env::temp_dir().join(format!("mixserve-future-{}", std::process::id()));
+        std::fs::write(&path, "from a fast clock").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(3600))
+            .unwrap();
+        let answer = serve_file(&Request::new("GET", "/f"), &path);
+        let _ = std::fs::remove_file(&path);
+        let said = answer
+            .header("Last-Modified")
+            .and_then(super::parse_http_date);
+        assert!(
+            said.is_some_and(|said| said <= SystemTime::now()),
+            "{said:?}"
+        );
     }
 
     #[test]
