@@ -43,7 +43,9 @@ pub(crate) fn parse_range(header: Option<&str>, size: u64) -> RangeAnswer {
         // A suffix: the last N bytes.
         return match digits(last) {
             Some(0) => RangeAnswer::Unsatisfiable,
-            Some(_) if size == 0 => RangeAnswer::Unsatisfiable,
+            // RFC 9110 §14.1.1: satisfiable even on an empty body, yet no part of it
+            // can be named (`bytes 0--1/0`): the whole, empty body it is.
+            Some(_) if size == 0 => RangeAnswer::Whole,
             Some(suffix) => {
                 let len = suffix.min(size);
                 RangeAnswer::Part {
@@ -120,7 +122,13 @@ mod tests {
             parse_range(Some("bytes=-0"), 100),
             RangeAnswer::Unsatisfiable
         );
-        assert_eq!(parse_range(Some("bytes=-5"), 0), RangeAnswer::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-"), 0), RangeAnswer::Unsatisfiable);
+    }
+
+    #[test]
+    fn a_suffix_of_an_empty_body_is_the_whole_of_it() {
+        assert_eq!(parse_range(Some("bytes=-5"), 0), RangeAnswer::Whole);
+        assert_eq!(parse_range(Some("bytes=-0"), 0), RangeAnswer::Unsatisfiable);
     }
 
     #[test]
