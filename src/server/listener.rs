@@ -165,9 +165,21 @@ impl Listener {
     /// taken once per process; a Unix socket's file is left in place when the server
     /// closes, since the service manager made it. Every failure says which variable or
     /// fd was wrong, and closes the fds taken.
+    ///
+    /// In a program started again by a `Preforked` binary upgrade (`SIGUSR2`), which
+    /// passes its socket the same way, this takes the old master's socket (its blocking
+    /// flag left as the two masters share it) and the upgrade's readiness pipe, so a
+    /// program that calls this whenever `LISTEN_FDS` is set upgrades as one that binds
+    /// `"systemd"` does.
     pub fn all_from_systemd() -> io::Result<Vec<Listener>> {
-        let listeners = Listener::take_passed(true)?;
-        record_activated(listeners.iter().map(AsRawFd::as_raw_fd));
+        // First, while `LISTEN_PID` still names this process: taking the sockets
+        // clears it, and the pipe would then be left open and never written.
+        let upgraded = crate::sys::upgrade::take_from_environment()?;
+        let listeners = Listener::take_passed(!upgraded)?;
+        // After an upgrade, the manager's only if the old master had it from one.
+        if !upgraded || crate::sys::upgrade::take_activated_mark() {
+            record_activated(listeners.iter().map(AsRawFd::as_raw_fd));
+        }
         Ok(listeners)
     }
 

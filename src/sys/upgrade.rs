@@ -178,3 +178,70 @@ pub(crate) fn reap(pid: nix::unistd::Pid) -> Option<i32> {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+
+    const CHILD: &str = "MIXSERVE_UPGRADE_FROM_SYSTEMD_CHILD";
+    const NAME: &str =
+        "sys::upgrade::tests::a_program_taking_the_socket_from_systemd_still_reports_ready";
+
+    /// A program that calls `Listener::from_systemd` itself whenever `LISTEN_FDS` is
+    /// set, started again by an upgrade: it takes the socket and the readiness pipe,
+    /// and reports ready through it.
+    #[test]
+    fn a_program_taking_the_socket_from_systemd_still_reports_ready() {
+        if std::env::var_os(CHILD).is_some() {
+            let listener = crate::server::Listener::from_systemd().expect("the passed socket");
+            assert!(listener.local_addr().is_ok());
+            assert!(awaiting_ready(), "the readiness pipe was taken");
+            // SAFETY: F_GETFD only reads the fd's flags.
+            let flags = unsafe { libc::fcntl(crate::sys::exec::READY_FD, libc::F_GETFD) };
+            assert!(flags & libc::FD_CLOEXEC != 0, "the pipe is not passed on");
+            report_ready();
+            return;
+        }
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (mut read_end, write_end): (std::fs::File, OwnedFd) = {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+            (r.into(), w)
+        };
+        let (socket_fd, pipe_fd) = (socket.as_raw_fd(), write_end.as_raw_fd());
+        let mut command = std::process::Command::new("sh");
+        command
+            .args(["-c", "LISTEN_PID=$$ exec \"$0\" --exact \"$1\""])
+            .arg(std::env::current_exe().unwrap())
+            .arg(NAME)
+            .env(CHILD, "1")
+            .env("LISTEN_FDS", "1")
+            .env(READY_FD_VAR, crate::sys::exec::READY_FD.to_string())
+            .env_remove("LISTEN_PID");
+        // SAFETY: between fork and exec the closure calls only fcntl and dup2, which
+        // are async-signal-safe, on integers it captured.
+        unsafe {
+            command.pre_exec(move || {
+                // Moved out of the way first, should either sit on 3 or 4.
+                let socket = libc::fcntl(socket_fd, libc::F_DUPFD_CLOEXEC, 20);
+                let pipe = libc::fcntl(pipe_fd, libc::F_DUPFD_CLOEXEC, 20);
+                if socket < 0
+                    || pipe < 0
+                    || libc::dup2(socket, 3) < 0
+                    || libc::dup2(pipe, crate::sys::exec::READY_FD) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        drop(write_end);
+        let mut report = Vec::new();
+        read_end.read_to_end(&mut report).unwrap();
+        assert!(child.wait().unwrap().success(), "the child failed");
+        assert_eq!(report, [REPORT_READY]);
+    }
+}
