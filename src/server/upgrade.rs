@@ -8,7 +8,9 @@
 //! program asks for: the same Unix path, or a TCP socket on the same IP and port (port
 //! 0 matches any port: the old master picked it). `bind("systemd")` takes it as is. A
 //! mismatch (the new binary was given another address) fails the start, and the old
-//! master serves on.
+//! master serves on. A socket the program made itself (`listener`) cannot be on the
+//! old master's port, so it matches on its IP alone; a warning names both ports when
+//! they differ.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -37,7 +39,19 @@ pub(crate) fn take_inherited(wanted: Wanted<'_>) -> io::Result<Listener> {
         }
         (Wanted::Unix(path), ListenAddr::Unix(have)) => path == have,
         (Wanted::Listener(listener), have) => match (listener.local_addr()?, have) {
-            (ListenAddr::Tcp(want), ListenAddr::Tcp(have)) => want.ip() == have.ip(),
+            // The program's own socket cannot be on the old master's port (that is
+            // taken, unless both use SO_REUSEPORT), so it was bound to port 0 or to
+            // another port: which, its address cannot tell. The IP must match.
+            (ListenAddr::Tcp(want), ListenAddr::Tcp(have)) if want.ip() == have.ip() => {
+                if want.port() != have.port() {
+                    log::warn!(
+                        "started by a binary upgrade: serving on the old master's {have}, \
+                         not on {want}, the socket this program made (bind(\"systemd\") or \
+                         an address says which port is meant)"
+                    );
+                }
+                true
+            }
             (want, have) => want == *have,
         },
         _ => false,
