@@ -30,6 +30,7 @@ pub struct ServerBuilder<M: MixIn> {
     mixin: M,
     source: Source,
     backlog: i32,
+    reuse_port: bool,
     handle_signals: bool,
     tcp_nodelay: bool,
     poll_interval: Duration,
@@ -57,6 +58,7 @@ impl<M: MixIn> ServerBuilder<M> {
             mixin,
             source: Source::None,
             backlog: Self::DEFAULT_BACKLOG,
+            reuse_port: false,
             handle_signals: true,
             tcp_nodelay: true,
             poll_interval: Duration::from_millis(500),
@@ -82,6 +84,15 @@ impl<M: MixIn> ServerBuilder<M> {
     /// matching any): see [`Preforked`](crate::Preforked)'s signal table.
     pub fn bind(mut self, addr: impl IntoBindAddr) -> Self {
         self.source = Source::Tcp(addr.into_bind_addr());
+        self
+    }
+
+    /// Binds a TCP address of [`bind`](Self::bind) with `SO_REUSEPORT` as well (off by
+    /// default), as `Preforked` with `Accept::ReusePort` needs: each worker binds its
+    /// own listener on the port. Nothing else changes: the backlog, the error naming
+    /// the address that failed, a binary upgrade's port check.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
         self
     }
 
@@ -173,7 +184,7 @@ impl<M: MixIn> ServerBuilder<M> {
             Source::Tcp(addr) if addr == "systemd" => {
                 Listener::from_systemd().map_err(|source| StartError::Bind { addr, source })?
             }
-            Source::Tcp(addr) => bind_tcp(&addr, self.backlog)?,
+            Source::Tcp(addr) => bind_tcp(&addr, self.backlog, self.reuse_port)?,
             Source::Unix(path) => {
                 Listener::bind_unix(&path, self.backlog).map_err(|source| StartError::Bind {
                     addr: format!("unix:{}", path.display()),
@@ -231,8 +242,9 @@ fn inherited(source: Source) -> Result<Listener, StartError> {
     take_inherited(wanted).map_err(|source| StartError::Bind { addr, source })
 }
 
-/// Resolves `addr` and binds the first address that works.
-fn bind_tcp(addr: &str, backlog: i32) -> Result<Listener, StartError> {
+/// Resolves `addr` and binds the first address that works (with `SO_REUSEPORT` too if
+/// `reuse_port`).
+fn bind_tcp(addr: &str, backlog: i32, reuse_port: bool) -> Result<Listener, StartError> {
     let candidates: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|source| StartError::Resolve {
@@ -242,7 +254,12 @@ fn bind_tcp(addr: &str, backlog: i32) -> Result<Listener, StartError> {
         .collect();
     let mut last = None;
     for candidate in candidates {
-        match Listener::bind_tcp(candidate, backlog) {
+        let bound = if reuse_port {
+            Listener::bind_tcp_reuseport(candidate, backlog)
+        } else {
+            Listener::bind_tcp(candidate, backlog)
+        };
+        match bound {
             Ok(listener) => return Ok(listener),
             Err(source) => {
                 last = Some(StartError::Bind {

@@ -1,13 +1,10 @@
 //! [`ModelSpec`] to model: which options each model takes, and their values.
 
-use std::net::ToSocketAddrs;
-
 use super::extra::one_of;
 use super::{ExtraModels, MODEL_NAMES, ModelSpec, SpecError};
 use crate::mixin::{Accept, Dispatch, LockKind, PoolAccept, PoolStats};
 use crate::{
-    Forking, Iterative, Listener, MixIn, Preforked, Prethreaded, Scheduled, Server, ServerBuilder,
-    Threading,
+    Forking, Iterative, MixIn, Preforked, Prethreaded, Scheduled, Server, ServerBuilder, Threading,
 };
 
 /// Live connections per worker when preforked workers run the scheduled model.
@@ -22,33 +19,20 @@ pub struct Model {
     pub mixin: Box<dyn MixIn>,
     /// The per-worker statistics of a pool (preforked, prethreaded).
     pub stats: Option<PoolStats>,
-    /// True when every worker binds its own `SO_REUSEPORT` listener: give the server a
-    /// listener from [`Listener::bind_tcp_reuseport`](crate::Listener::bind_tcp_reuseport).
+    /// True when every worker binds its own `SO_REUSEPORT` listener: bind the server's
+    /// with [`ServerBuilder::reuse_port`] (as [`server`](Model::server) does).
     pub reuse_port: bool,
 }
 
 impl Model {
     /// A server builder for this model listening on `addr`. With `accept=reuseport`
-    /// the listener is bound with `SO_REUSEPORT`, as every worker binds its own.
-    /// (Take [`stats`](Model::stats) out first if you want it.)
+    /// the listener is bound with `SO_REUSEPORT` ([`ServerBuilder::reuse_port`]), as
+    /// every worker binds its own; a failed bind is reported by `build`, naming the
+    /// address. (Take [`stats`](Model::stats) out first if you want it.)
     pub fn server(self, addr: &str) -> ServerBuilder<Box<dyn MixIn>> {
-        let builder = Server::builder(self.mixin);
-        if !self.reuse_port {
-            return builder.bind(addr);
-        }
-        let listener = addr
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .and_then(|addr| {
-                let backlog = ServerBuilder::<Box<dyn MixIn>>::DEFAULT_BACKLOG;
-                Listener::bind_tcp_reuseport(addr, backlog).ok()
-            });
-        match listener {
-            Some(listener) => builder.listener(listener),
-            // Let the builder bind and report the error at `build`.
-            None => builder.bind(addr),
-        }
+        Server::builder(self.mixin)
+            .bind(addr)
+            .reuse_port(self.reuse_port)
     }
 }
 

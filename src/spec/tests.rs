@@ -355,3 +355,37 @@ fn configurations_that_would_fail_or_mislead_later_are_refused_when_parsed() {
             .is_ok()
     );
 }
+
+/// `accept=reuseport` binds at `build`, with `SO_REUSEPORT` and the builder's settings,
+/// and a bind that fails is the build's error, naming the address.
+#[test]
+fn a_reuseport_model_binds_at_build_with_so_reuseport() {
+    use crate::handler::from_fn;
+    let model = || {
+        "preforked:accept=reuseport"
+            .parse::<ModelSpec>()
+            .unwrap()
+            .build()
+            .unwrap()
+    };
+    let noop = || from_fn(|_: &mut crate::Conn| Ok(()));
+    let server = model()
+        .server("127.0.0.1:0")
+        .handle_signals(false)
+        .build(noop)
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    // Another listener may share the port only if both have SO_REUSEPORT.
+    let beside = crate::Listener::bind_tcp_reuseport(addr, 16);
+    assert!(beside.is_ok(), "{beside:?}");
+    // 192.0.2.0/24 is TEST-NET-1: no interface has it.
+    let Err(error) = model()
+        .server("192.0.2.1:0")
+        .handle_signals(false)
+        .build(noop)
+    else {
+        panic!("bound an address no interface has");
+    };
+    let text = error.to_string();
+    assert!(text.contains("192.0.2.1:0"), "{text}");
+}

@@ -47,7 +47,8 @@ pub enum Accept {
     Locked(LockKind),
     /// Each worker has its own `SO_REUSEPORT` listener and the kernel spreads
     /// connections among them. The server's listener must be bound with
-    /// `SO_REUSEPORT` too ([`Listener::bind_tcp_reuseport`](crate::Listener::bind_tcp_reuseport));
+    /// `SO_REUSEPORT` too ([`ServerBuilder::reuse_port`](crate::ServerBuilder::reuse_port),
+    /// or a listener from [`Listener::bind_tcp_reuseport`](crate::Listener::bind_tcp_reuseport));
     /// the master accepts what the kernel gives it and passes it to a worker. A
     /// worker that dies (or is replaced) loses what waits in its own queue — a
     /// kernel limit (`net.ipv4.tcp_migrate_req` lifts it). Because each worker has its

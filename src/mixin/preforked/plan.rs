@@ -130,7 +130,8 @@ fn reuseport_addr(ctx: &Context) -> io::Result<SocketAddr> {
     if !crate::sys::accept::has_reuseport(ctx.listener_fd()) {
         return Err(io::Error::other(
             "preforked: Accept::ReusePort needs the server's listener bound with \
-             SO_REUSEPORT: build with .listener(Listener::bind_tcp_reuseport(addr, backlog)?)",
+             SO_REUSEPORT: build with .reuse_port(true) (or \
+             .listener(Listener::bind_tcp_reuseport(addr, backlog)?))",
         ));
     }
     Ok(addr)
