@@ -5,7 +5,9 @@
 //! [`MAX_DEPTH`] or holds more than [`MAX_ELEMENTS`] elements.
 //!
 //! The scan starts over at each read; it skips a bulk string's payload by its length, so
-//! its cost is the number of elements, which the bound keeps small.
+//! its cost is the number of elements, which the bound keeps small, plus the line still
+//! arriving, which [`MAX_LINE`] keeps short (a line of megabytes dripping in would be
+//! searched again at every read).
 
 use redis::Value;
 
@@ -19,6 +21,9 @@ pub(crate) const MAX_REPLY_BYTES: usize = MAX_VALUE_BYTES + 64 * 1024;
 pub(crate) const MAX_ELEMENTS: usize = 1024;
 /// The deepest nesting accepted.
 pub(crate) const MAX_DEPTH: usize = 8;
+/// The longest reply line (a type byte, a simple string, an error message or a
+/// number): Redis's are far shorter; payloads come as bulk strings, skipped by length.
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 /// The first value in `buf` is complete and `len` bytes long, is still arriving, or is
 /// refused (with why).
@@ -112,11 +117,14 @@ pub(crate) fn scan(buf: &[u8]) -> Result<Frame, String> {
 fn header(buf: &[u8], at: usize) -> Result<Option<(u8, i64, usize)>, String> {
     let rest = buf.get(at..).unwrap_or_default();
     let Some(end) = rest.iter().position(|&b| b == b'\n') else {
-        if buf.len() > MAX_REPLY_BYTES {
-            return Err(too_big("a line that never ends".into()));
+        if rest.len() > MAX_LINE || buf.len() > MAX_REPLY_BYTES {
+            return Err(format!("a reply line past {MAX_LINE} bytes"));
         }
         return Ok(None);
     };
+    if end + 1 > MAX_LINE {
+        return Err(format!("a reply line past {MAX_LINE} bytes"));
+    }
     if at + end + 1 > MAX_REPLY_BYTES {
         return Err(too_big("a long line".into()));
     }
@@ -142,6 +150,22 @@ fn too_big(what: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_line_is_bounded_before_its_end_arrives() {
+        let mut line = vec![b'+'; MAX_LINE];
+        assert_eq!(scan(&line), Ok(Frame::Partial));
+        line.push(b'x');
+        assert!(scan(&line).is_err(), "a line past the bound");
+        let mut long = vec![b'-'; MAX_LINE + 10];
+        long.extend_from_slice(b"\r\n");
+        assert!(scan(&long).is_err(), "a complete line past the bound");
+        // A payload past the line bound is no line: a bulk string's length skips it.
+        let mut bulk = format!("${}\r\n", MAX_LINE * 2).into_bytes();
+        bulk.resize(bulk.len() + MAX_LINE * 2, b'v');
+        bulk.extend_from_slice(b"\r\n");
+        assert_eq!(scan(&bulk), Ok(Frame::Complete(bulk.len())));
+    }
 
     #[test]
     fn complete_values_end_where_they_end() {
@@ -190,10 +214,7 @@ mod tests {
 
     #[test]
     fn a_reply_is_refused_past_the_limit_however_it_grows() {
-        let mut line = vec![b'+'; MAX_REPLY_BYTES];
-        assert_eq!(scan(&line), Ok(Frame::Partial));
-        line.push(b'+');
-        assert!(scan(&line).is_err(), "a line that never ends");
+        // (A line is refused sooner: see the test above.)
         let mut long = vec![b'+'; MAX_REPLY_BYTES - 1];
         long.extend_from_slice(b"\r\n");
         assert!(scan(&long).is_err(), "a line that ends past the limit");
