@@ -32,6 +32,10 @@ static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(TOKEN_BASE);
 
 /// Longest pause between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long the link must stay up for its next loss to start the pauses over: one lost
+/// soon after the hand-shake (a connection opened later refused, say at `maxclients`)
+/// keeps backing off instead of reconnecting 15 times a second.
+const STABLE_UP: Duration = Duration::from_secs(10);
 
 /// One process's link to one Redis server, shared by the objects on it.
 pub(crate) struct Shared {
@@ -76,8 +80,10 @@ pub(super) struct Queued {
 /// The bridge's mutable state, behind `Shared::state`.
 pub(crate) struct State {
     pub(super) phase: Phase,
-    /// Failed attempts since the last time it was up.
+    /// Failed attempts since the link was last up for [`STABLE_UP`].
     attempt: u32,
+    /// When the link last came up (while up).
+    up_since: Option<Instant>,
     /// Why it went down last.
     last_error: String,
     pub(crate) cmd: Option<RedisConn>,
@@ -108,6 +114,7 @@ impl Shared {
             state: Mutex::new(State {
                 phase: Phase::Idle,
                 attempt: 0,
+                up_since: None,
                 last_error: String::new(),
                 cmd: None,
                 sub: None,
@@ -268,6 +275,13 @@ pub(super) fn go_down(
         .collect();
     deferred.extend(state.pubsub.on_down(&error));
     state.queues.on_down();
+    if state
+        .up_since
+        .take()
+        .is_some_and(|since| since.elapsed() >= STABLE_UP)
+    {
+        state.attempt = 0;
+    }
     state.phase = Phase::Down {
         retry_at: Instant::now() + backoff(state.attempt),
     };
@@ -376,7 +390,7 @@ fn check_up(shared: &Arc<Shared>, state: &mut State) -> Deferred {
         log::info!("redis at {}: reconnected", shared.config.url);
     }
     state.phase = Phase::Up;
-    state.attempt = 0;
+    state.up_since = Some(Instant::now());
     state.next_ping = Some(Instant::now() + shared.config.ping_every());
     // First take back what this process held before it (re)connected: a `try_recv` in
     // the backlog moves a value into that same processing list, and run after it the
@@ -434,6 +448,25 @@ pub(crate) fn ignore_reply() -> OnReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Losing the link soon after it came up backs off further; after it stayed up a
+    /// while, the pauses start over.
+    #[test]
+    fn only_a_link_that_stayed_up_starts_the_pauses_over() {
+        let config = crate::sync::redis::config::Config::parse("redis://127.0.0.1:1").unwrap();
+        let shared = Shared::new(config);
+        let mut state = shared.state();
+        for lost in 1..=4 {
+            state.phase = Phase::Up;
+            state.up_since = Some(Instant::now());
+            drop(go_down(&shared, &mut state, None, "lost".into()));
+            assert_eq!(state.attempt, lost);
+        }
+        state.phase = Phase::Up;
+        state.up_since = Instant::now().checked_sub(STABLE_UP);
+        drop(go_down(&shared, &mut state, None, "lost".into()));
+        assert_eq!(state.attempt, 1, "the first pause again");
+    }
 
     #[test]
     fn backoff_grows_to_a_cap_with_jitter() {
