@@ -1,4 +1,5 @@
-//! `Listener::bind_unix` replaces a stale socket file, never a live server's.
+//! Unix socket files: `Listener::bind_unix` replaces a stale one, never a live server's;
+//! a server removes the one it made when it closes or fails to start, and nothing else.
 
 use mixserve::Listener;
 
@@ -155,5 +156,26 @@ fn a_file_put_in_place_of_a_stopped_servers_socket_is_left_alone() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
     drop(server);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A start refused after the socket file was made removes it.
+#[test]
+fn a_refused_start_removes_the_socket_file_made_for_it() {
+    use mixserve::handler::from_fn;
+    use mixserve::{Conn, Listener, Server, Threading};
+
+    let dir = std::env::temp_dir().join(format!("mixserve-unix-refused-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("refused.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = Listener::bind_unix(&path, 16).unwrap();
+    assert!(path.exists());
+    let refused = Server::builder(Threading::new().max_threads(0))
+        .listener(listener)
+        .handle_signals(false)
+        .build(|| from_fn(|_: &mut Conn| Ok(())));
+    assert!(refused.is_err(), "max_threads(0) is refused");
+    assert!(!path.exists(), "the socket file was left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }

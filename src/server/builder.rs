@@ -168,6 +168,11 @@ impl<M: MixIn> ServerBuilder<M> {
 
     /// Checks the settings, binds the listener and returns the server, ready to serve.
     pub fn build<H: MakeHandler>(self, make_handler: H) -> Result<Server<M>, StartError> {
+        // A socket file made for this server goes with a start that fails.
+        let mut made = Unstarted(match &self.source {
+            Source::Listener(listener) => SocketFile::of(listener),
+            _ => None,
+        });
         self.mixin.validate()?;
         let check = ConfigCheck("server");
         check.at_least("backlog", usize::try_from(self.backlog).unwrap_or(0), 1)?;
@@ -193,6 +198,9 @@ impl<M: MixIn> ServerBuilder<M> {
             }
             Source::Listener(listener) => listener,
         };
+        if made.0.is_none() && !crate::sys::upgrade::listener_shared() {
+            made.0 = SocketFile::of(&listener);
+        }
         listener.set_nodelay(self.tcp_nodelay)?;
         // A socket from a service manager stays its: a stop only stops accepting.
         let owns_listener = !super::listener::from_service_manager(listener.as_raw_fd());
@@ -210,6 +218,7 @@ impl<M: MixIn> ServerBuilder<M> {
         // Before the caller can print the address: a supervisor that signals as soon
         // as the server listens reaches the handler, never the default action.
         let signals = super::register_signals(&ctx, self.handle_signals)?;
+        made.0 = None;
         let socket_file = SocketFile::of(ctx.listener());
         Ok(Server {
             ctx: Arc::new(ctx),
@@ -219,6 +228,18 @@ impl<M: MixIn> ServerBuilder<M> {
             owner_pid: std::process::id(),
             socket_file,
         })
+    }
+}
+
+/// The socket file of a server not started yet: removed if the start fails. (One an
+/// upgrade took over stays: the old master serves on it.)
+struct Unstarted(Option<SocketFile>);
+
+impl Drop for Unstarted {
+    fn drop(&mut self) {
+        if let Some(file) = &self.0 {
+            file.remove();
+        }
     }
 }
 
