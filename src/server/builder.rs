@@ -96,7 +96,8 @@ impl<M: MixIn> ServerBuilder<M> {
         self
     }
 
-    /// Listens on a Unix-domain socket at `path` (a stale socket file is replaced).
+    /// Listens on a Unix-domain socket at `path` (a stale socket file is replaced; the
+    /// umask sets who may connect, see [`Listener::bind_unix`]).
     pub fn bind_unix(mut self, path: impl Into<PathBuf>) -> Self {
         self.source = Source::Unix(path.into());
         self

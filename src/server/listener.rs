@@ -114,6 +114,11 @@ impl Listener {
     /// Binds a Unix-domain listener at `path`, replacing a stale socket file (one
     /// that refuses connections). A socket file a live server accepts on is left alone:
     /// the bind fails with `AddrInUse`.
+    ///
+    /// Who may connect is the file's mode, which the process umask sets as for any
+    /// file it creates (`0o777 & !umask`: under umask `0o002`, the whole group): put
+    /// the socket in a directory only its clients can enter, or `chmod` the path
+    /// before serving (a server that listens again later keeps the mode and owner).
     pub fn bind_unix(path: &Path, backlog: i32) -> io::Result<Listener> {
         if std::fs::symlink_metadata(path)
             .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
