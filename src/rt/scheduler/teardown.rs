@@ -19,20 +19,28 @@ impl Core {
                 let watched = slot.watched.take();
                 slot.coroutine.take().map(|co| (id, co, watched))
             };
-            let Some((id, co, watched)) = taken else {
+            let Some((id, mut co, watched)) = taken else {
                 continue;
             };
             context::set_current(Some(id));
             let outer = watch::swap_running(watched);
-            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(co)));
+            // Unwound on its stack while the guard page is still registered (an
+            // overflow then is reported as one), ...
+            let unwound =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| co.force_unwind()));
             watch::swap_running(outer);
             coroutine::back_on_scheduler();
             context::set_current(None);
-            if dropped.is_err() {
+            if unwound.is_err() {
                 log::error!("a coroutine panicked while being unwound at runtime drop");
             }
-            // The stack was unmapped with the coroutine; now drop its registration.
+            // ... then its registration goes, and only then the mapping: the overflow
+            // handler never claims a range that is no longer the stack's.
             drop(self.free_slot(id));
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(co)));
+            if dropped.is_err() {
+                log::error!("a coroutine panicked again while its stack was freed");
+            }
             self.stacks.borrow_mut().forget_one();
         }
         self.run_queue.borrow_mut().clear();
