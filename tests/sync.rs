@@ -172,3 +172,26 @@ fn a_watched_channel_recv_on_a_coroutine_ends_when_the_client_leaves() {
     jobs.send(5).unwrap();
     assert_eq!(jobs.try_recv(), Ok(5), "the receiver left its list");
 }
+
+/// A receiver whose coroutine is unwound while it waits (its runtime dropped) leaves
+/// the channel's list: the next value is queued, not handed to nobody.
+#[test]
+fn a_receiver_unwound_while_waiting_leaves_its_channel() {
+    use mixserve::rt::{Runtime, RuntimeConfig};
+    let jobs: Channel<u64> = Channel::new();
+    let news: Broadcast<u64> = Broadcast::new();
+    {
+        let mut runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let (receiver, waiter) = (jobs.clone(), news.clone());
+        runtime.spawn(move || drop(receiver.recv())).unwrap();
+        runtime.spawn(move || drop(waiter.wait())).unwrap();
+        let handle = runtime.handle();
+        // Spawned last, runs last: both others are parked by then.
+        runtime.spawn(move || handle.stop()).unwrap();
+        runtime.run().unwrap();
+        assert_eq!(news.waiting(), 1);
+    }
+    assert_eq!(news.waiting(), 0, "the unwound waiter left");
+    jobs.send(7).unwrap();
+    assert_eq!(jobs.try_recv(), Ok(7), "the value was handed to nobody");
+}

@@ -123,7 +123,8 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
             let blocking = scope::begin_wait(deadline.is_some())?;
             (waiters.push(Waiter::Local(Arc::clone(&slot))), blocking)
         };
-        slot.wait_or_leave(deadline, || self.lock().remove(key))
+        // A copy handed to a waiter that unwound is nobody's loss.
+        slot.wait_or_leave(deadline, || self.lock().remove(key), drop)
     }
 
     /// Hands a copy of `value` to every current waiter; returns how many were released.

@@ -188,7 +188,15 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
         if let Some(link) = self.inner.redis.get() {
             link.want();
         }
-        slot.wait_or_leave(deadline, || self.lock().receivers.remove(key))
+        let orphaned = |value: T| match self.inner.redis.get() {
+            Some(link) => {
+                let mut bytes = Vec::new();
+                value.encode(&mut bytes);
+                link.put_back(&bytes);
+            }
+            None => self.lock().put_back(value),
+        };
+        slot.wait_or_leave(deadline, || self.lock().receivers.remove(key), orphaned)
     }
 
     /// The id the hub knows this object by.

@@ -44,14 +44,27 @@ impl<T> Slot<T> {
     /// Parks until filled, until `deadline`, or until the watched client leaves (see
     /// [`watch`]); then `leave` takes the waiter off its list. If it was no longer
     /// there, a release won the race and its result stands.
+    ///
+    /// A waiter unwound while parked (its coroutine force-unwound as its runtime is
+    /// dropped, say) leaves its list too, and a value already handed to it goes to
+    /// `orphaned` (a channel puts it back): left in the list, it would take the next
+    /// value for nobody.
     pub(crate) fn wait_or_leave(
         &self,
         deadline: Option<Instant>,
         leave: impl FnOnce() -> bool,
+        orphaned: impl FnOnce(T),
     ) -> Result<T, WaitError> {
-        match self.wait(deadline) {
+        let mut unwinding = LeaveOnUnwind {
+            slot: self,
+            leave: Some(leave),
+            orphaned: Some(orphaned),
+        };
+        let waited = self.wait(deadline);
+        let leave = unwinding.leave.take();
+        match waited {
             Ok(result) => result,
-            Err(error) if leave() => Err(error),
+            Err(error) if leave.is_some_and(|leave| leave()) => Err(error),
             Err(error) => self.take().unwrap_or(Err(error)),
         }
     }
@@ -71,6 +84,27 @@ impl<T> Slot<T> {
             }
             if watch::park(&self.waker, deadline).is_err() {
                 return Err(WaitError::ClientGone);
+            }
+        }
+    }
+}
+
+/// What a parked waiter that unwinds does (see [`Slot::wait_or_leave`]); nothing once
+/// the wait returned.
+struct LeaveOnUnwind<'s, T, L: FnOnce() -> bool, O: FnOnce(T)> {
+    slot: &'s Slot<T>,
+    leave: Option<L>,
+    orphaned: Option<O>,
+}
+
+impl<T, L: FnOnce() -> bool, O: FnOnce(T)> Drop for LeaveOnUnwind<'_, T, L, O> {
+    fn drop(&mut self) {
+        let Some(leave) = self.leave.take() else {
+            return;
+        };
+        if !leave() {
+            if let (Some(Ok(value)), Some(orphaned)) = (self.slot.take(), self.orphaned.take()) {
+                orphaned(value);
             }
         }
     }
