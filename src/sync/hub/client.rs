@@ -115,6 +115,14 @@ pub(crate) fn call(
             Err(e) if e.kind() == io::ErrorKind::TimedOut && !retry_any_failure => {
                 return Err(format!("hub did not answer in time: {e}"));
             }
+            // The wait ended because its client left (see `watch::wait_readable`):
+            // asked again, it would wait once more for nobody.
+            Err(e)
+                if e.kind() == io::ErrorKind::ConnectionAborted
+                    && crate::sync::watch::remote_wait_client_left() =>
+            {
+                return Err(format!("hub call: {e}"));
+            }
             // A stale connection: try again on a fresh one.
             Err(_) => {}
         }
