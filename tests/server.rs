@@ -405,3 +405,27 @@ fn a_panic_in_verify_request_refuses_one_connection_and_serving_goes_on() {
         serving.join().unwrap().unwrap();
     }
 }
+
+/// What a handler wrote before it failed still goes out: the server flushes either way.
+#[test]
+fn a_failing_handler_s_last_words_are_flushed() {
+    let mut server = Server::builder(Iterative::new())
+        .bind("127.0.0.1:0")
+        .handle_signals(false)
+        .build(|| {
+            from_fn(|conn: &mut Conn| {
+                conn.write_all(b"ERR bad command\n")?;
+                Err(io::Error::new(io::ErrorKind::InvalidData, "bad command"))
+            })
+        })
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let client = thread::spawn(move || {
+        let mut stream = timed_client(addr);
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        reply
+    });
+    server.handle_request().unwrap();
+    assert_eq!(client.join().unwrap(), b"ERR bad command\n");
+}

@@ -31,7 +31,10 @@ impl<F: MakeHandler> Service for F {
             result = handler.handle(conn);
         }
         let finished = handler.finish(conn);
-        result.and(finished).and_then(|()| conn.flush())
+        // Flushed whatever happened: a handler that wrote its refusal and then failed
+        // meant the client to read it. The first error is the one reported.
+        let flushed = conn.flush();
+        result.and(finished).and(flushed)
     }
 
     fn reject(&self, conn: &mut Conn) {
