@@ -1,6 +1,8 @@
 //! A graceful stop closes keep-alive connections idle between requests at once,
 //! instead of waiting out their idle timeout (here a minute, as is the server's forced
-//! stop: longer than the client waits, so only the drain can close them).
+//! stop: longer than the client waits, so only the drain can close them); and so it
+//! does a connection that has not sent its first request (a browser's speculative
+//! connection), instead of waiting out its header timeout.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -13,6 +15,7 @@ use mixserve::{MixIn, Scheduled, Server, Threading};
 fn idle_connections_close_when_the_drain_begins(model: impl MixIn + 'static) {
     let mut config = HttpConfig::default();
     config.idle_timeout = Duration::from_secs(60);
+    config.header_timeout = Duration::from_secs(60);
     let app = |_: &mut Request| Response::text(200, "hi");
     let mut server = Server::builder(model)
         .bind("127.0.0.1:0")
@@ -24,6 +27,12 @@ fn idle_connections_close_when_the_drain_begins(model: impl MixIn + 'static) {
     let handle = server.shutdown_handle();
     let serving = thread::spawn(move || server.serve_forever());
 
+    // Accepted before the others (one accept loop takes them in order), so it waits
+    // for its first request by the time they are answered.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut idle: Vec<BufReader<TcpStream>> = (0..3)
         .map(|_| {
             let mut stream = TcpStream::connect(addr).unwrap();
@@ -59,6 +68,11 @@ fn idle_connections_close_when_the_drain_begins(model: impl MixIn + 'static) {
             .expect("the drain closes an idle connection");
         assert!(rest.is_empty(), "nothing more is sent");
     }
+    let mut rest = Vec::new();
+    silent
+        .read_to_end(&mut rest)
+        .expect("the drain closes a connection that sent nothing yet");
+    assert!(rest.is_empty(), "closed without a word");
     serving.join().unwrap().unwrap();
 }
 

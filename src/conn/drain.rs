@@ -109,9 +109,32 @@ impl Conn {
     /// On a plain thread it polls the socket and the drain's bell.
     pub(crate) fn wait_idle(&mut self, timeout: Duration) -> io::Result<Idle> {
         if crate::rt::in_coroutine() {
-            return self.wait_idle_parked(timeout);
+            return self.wait_idle_parked(crate::rt::IdleLimit::Timeout(timeout));
         }
-        let deadline = crate::deadline::from_now(timeout);
+        self.wait_idle_polling(crate::deadline::from_now(timeout))
+    }
+
+    /// Waits, before the first request, as [`wait_idle`](Self::wait_idle) does between
+    /// requests, until the read deadline (set by `set_read_deadline_after_start`: the
+    /// header timeout from the connection's establishment). A client that connected
+    /// and sent nothing yet (a browser's speculative connection) is no request in
+    /// flight: a drain closes it at once instead of waiting out its header timeout.
+    /// Input already there costs one `recv`, and no clock or deadline is worked out.
+    pub(crate) fn wait_first_request(&mut self) -> io::Result<Idle> {
+        if self.try_fill()? {
+            return Ok(Idle::Request);
+        }
+        let deadline = self
+            .read_deadline()
+            .unwrap_or_else(|| crate::deadline::from_now(Duration::MAX));
+        if crate::rt::in_coroutine() {
+            return self.wait_idle_parked(crate::rt::IdleLimit::Deadline(deadline));
+        }
+        self.wait_idle_polling(deadline)
+    }
+
+    /// [`wait_idle`](Self::wait_idle) on a plain thread, until `deadline`.
+    fn wait_idle_polling(&mut self, deadline: Instant) -> io::Result<Idle> {
         let Some((drain, bell)) = self
             .drain
             .as_ref()
@@ -146,9 +169,8 @@ impl Conn {
     /// the socket with no new edge to come: the last read filled its buffer, or an
     /// edge came since it and another wait took it (a watched wait in the handler
     /// also waits for this socket's readability).
-    fn wait_idle_parked(&mut self, timeout: Duration) -> io::Result<Idle> {
+    fn wait_idle_parked(&mut self, mut limit: crate::rt::IdleLimit) -> io::Result<Idle> {
         let fd = self.as_raw_fd();
-        let mut limit = crate::rt::IdleLimit::Timeout(timeout);
         let mut look_first = !self.input_drained || crate::rt::readable_since_cleared(fd);
         loop {
             if self.draining() {

@@ -113,8 +113,9 @@ pub(crate) fn read_head(
             if let Err(error) = conn.flush() {
                 return Err(read_failure(error, Failure::Close));
             }
-            // Idle between requests: a drain closes the connection at once. Nothing is
-            // buffered, so the read buffer goes back while the connection idles.
+            // Idle between requests, or before a first request not begun: a drain
+            // closes the connection at once. Nothing is buffered, so the read buffer
+            // goes back while the connection idles.
             if !started && idle {
                 conn.release_read_buffer();
                 match conn.wait_idle(config.idle_timeout) {
@@ -127,6 +128,13 @@ pub(crate) fn read_head(
                     clock::now(),
                     config.header_timeout,
                 )));
+            } else if !started && first {
+                // The header deadline from the connection's establishment stands.
+                match conn.wait_first_request() {
+                    Ok(Idle::Request) => {}
+                    Ok(Idle::Draining) => return Ok(None),
+                    Err(error) => return Err(read_failure(error, Failure::Close)),
+                }
             }
         }
         match conn.fill_buf() {
