@@ -310,3 +310,91 @@ fn a_start_up_answer_dripped_byte_by_byte_still_times_out() {
     let error = result.expect_err("a reply that never ends is not an answer");
     assert!(error.to_string().contains("timeout"), "{error}");
 }
+
+/// A value taken by `try_recv` in the same read as the connection's close: the caller
+/// has it, so on the next connection its removal from this process's processing list
+/// goes out before the list is taken back (`RECOVER`), which would queue it again for
+/// a second receiver.
+#[test]
+fn a_value_taken_as_the_link_drops_is_settled_before_the_take_back() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    // (connection number, command) in the order the fake read them.
+    let log = Arc::new(std::sync::Mutex::new(Vec::<(usize, String)>::new()));
+    let taken = Arc::new(AtomicBool::new(false));
+    {
+        let (log, taken) = (Arc::clone(&log), Arc::clone(&taken));
+        thread::spawn(move || {
+            for (number, stream) in listener.incoming().flatten().enumerate() {
+                let (log, taken) = (Arc::clone(&log), Arc::clone(&taken));
+                thread::spawn(move || {
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut reader = BufReader::new(stream);
+                    while let Some(command) = read_command(&mut reader) {
+                        let verb = command[0].to_ascii_uppercase();
+                        log.lock().unwrap().push((number, command.join(" ")));
+                        let answer: &[u8] = match verb.as_str() {
+                            "PING" => b"+PONG\r\n",
+                            "SUBSCRIBE" => {
+                                let c = &command[1];
+                                let confirm = format!(
+                                    "*3\r\n$9\r\nsubscribe\r\n${}\r\n{c}\r\n:1\r\n",
+                                    c.len()
+                                );
+                                let _ = writer.write_all(confirm.as_bytes());
+                                continue;
+                            }
+                            "LMOVE" if !taken.swap(true, Ordering::SeqCst) => {
+                                // The value, and the connection closes with it.
+                                let _ = writer.write_all(b"$4\r\nonce\r\n");
+                                return;
+                            }
+                            "LMOVE" => b"$-1\r\n",
+                            "EVAL" | "LREM" => b":0\r\n",
+                            _ => b"+OK\r\n",
+                        };
+                        if writer.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let redis = Redis::builder(&url)
+        .timeout(Duration::from_millis(500))
+        .connect()
+        .unwrap();
+    let jobs: Channel<String> = redis.channel("jobs");
+    assert_eq!(jobs.try_recv(), Ok("once".to_string()));
+    let deadline = Instant::now() + LONG;
+    let (removal, take_back) = loop {
+        let log = log.lock().unwrap().clone();
+        let lost_on = log
+            .iter()
+            .find(|(_, c)| c.starts_with("LMOVE"))
+            .map(|(n, _)| *n);
+        let after = |at: usize| lost_on.is_some_and(|lost| log[at].0 != lost);
+        let removal = log
+            .iter()
+            .position(|(_, c)| c.starts_with("LREM"))
+            .filter(|&at| after(at));
+        let take_back = log
+            .iter()
+            .enumerate()
+            .position(|(at, (_, c))| c.contains("local dead") && after(at));
+        if let (Some(removal), Some(take_back)) = (removal, take_back) {
+            break (removal, take_back);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reconnect with both: {log:#?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        removal < take_back,
+        "the take-back ran before the removal: {:#?}",
+        log.lock().unwrap()
+    );
+}

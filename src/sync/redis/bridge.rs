@@ -21,7 +21,7 @@ use crate::sync::lock;
 use crate::sync::redis::config::Config;
 use crate::sync::redis::conn::{OnReply, RedisConn, Reply};
 use crate::sync::redis::driver::Driver;
-use crate::sync::redis::{pubsub, queue};
+use crate::sync::redis::{pubsub, queue, settle};
 
 /// Work to run once the bridge's lock is released (reply handlers, message handling).
 pub(crate) type Deferred = Vec<Box<dyn FnOnce() + Send>>;
@@ -95,6 +95,8 @@ pub(crate) struct State {
     pub(crate) pubsub: pubsub::PubSub,
     /// Channel protocol state.
     pub(crate) queues: queue::Queues,
+    /// Commands settling the processing lists, kept until answered.
+    pub(super) settling: settle::Settling,
     /// When the subscriber connection is asked for a `PING` next (while up): it owes
     /// nothing otherwise, so a link that died quietly would never be noticed.
     pub(super) next_ping: Option<Instant>,
@@ -122,6 +124,7 @@ impl Shared {
                 backlog: Vec::new(),
                 pubsub: pubsub::PubSub::new(ack),
                 queues: queue::Queues::default(),
+                settling: settle::Settling::default(),
                 next_ping: None,
                 read_again: Vec::new(),
             }),
@@ -275,11 +278,7 @@ pub(super) fn go_down(
         .collect();
     deferred.extend(state.pubsub.on_down(&error));
     state.queues.on_down();
-    if state
-        .up_since
-        .take()
-        .is_some_and(|since| since.elapsed() >= STABLE_UP)
-    {
+    if stayed_up(state.up_since.take(), Instant::now()) {
         state.attempt = 0;
     }
     state.phase = Phase::Down {
@@ -287,6 +286,12 @@ pub(super) fn go_down(
     };
     state.attempt = state.attempt.saturating_add(1);
     deferred
+}
+
+/// Whether a link up since `since` (if it came up) stayed up long enough, by `now`, for
+/// its loss to start the reconnect pauses over.
+fn stayed_up(since: Option<Instant>, now: Instant) -> bool {
+    since.is_some_and(|since| now.saturating_duration_since(since) >= STABLE_UP)
 }
 
 /// Closes every connection; returns the handlers still owed a reply.
@@ -315,19 +320,21 @@ fn backoff(attempt: u32) -> Duration {
 /// Handles readiness of one of the bridge's sockets.
 pub(crate) fn on_event(shared: &Arc<Shared>, registry: &Registry, token: Token) {
     let mut state = shared.state();
-    let mut deferred = Deferred::new();
-    // A failed write still lets the read take the replies already here.
+    // A failed write still lets the read take the replies already here; the write's
+    // error is the one reported (a connect that failed reads as a close).
     let incoming = with_conn(&mut state, token, |conn, subscriber| {
         let flushed = conn.flush();
         let mut incoming = conn.read(subscriber);
         if let Err(error) = flushed {
-            incoming.lost.get_or_insert(error.to_string());
+            incoming.lost = Some(error.to_string());
         }
         incoming
     });
-    let Some(incoming) = incoming else {
+    let Some(mut incoming) = incoming else {
         return;
     };
+    let lost = incoming.lost.take();
+    let mut deferred = Deferred::new();
     for (on_reply, reply) in incoming.replies {
         if let Some(on_reply) = on_reply {
             deferred.push(Box::new(move || on_reply(reply)));
@@ -339,18 +346,27 @@ pub(crate) fn on_event(shared: &Arc<Shared>, registry: &Registry, token: Token) 
             pubsub::on_message(&shared, &channel, &payload)
         }));
     }
-    match incoming.lost {
-        // After the answers that came before it: their handlers run first.
-        Some(why) => deferred.extend(go_down(shared, &mut state, Some(registry), why)),
-        None => {
-            if incoming.more && !state.read_again.contains(&token) {
-                state.read_again.push(token);
-            }
-            deferred.extend(check_up(shared, &mut state));
+    let Some(why) = lost else {
+        if incoming.more && !state.read_again.contains(&token) {
+            state.read_again.push(token);
         }
-    }
+        deferred.extend(check_up(shared, &mut state));
+        drop(state);
+        run(deferred);
+        return;
+    };
+    // What came before the loss is handled first, as if the link still held: a
+    // release finds its batch, a pop's value reaches its receiver (and its removal from
+    // the processing list is kept until Redis answers it, see `settle`). Then the loss.
     drop(state);
     run(deferred);
+    let mut state = shared.state();
+    let down = match with_conn(&mut state, token, |_, _| ()) {
+        Some(()) => go_down(shared, &mut state, Some(registry), why),
+        None => Deferred::new(),
+    };
+    drop(state);
+    run(down);
 }
 
 /// Runs `f` on the connection with `token`; `None` if the bridge has none.
@@ -392,9 +408,12 @@ fn check_up(shared: &Arc<Shared>, state: &mut State) -> Deferred {
     state.phase = Phase::Up;
     state.up_since = Some(Instant::now());
     state.next_ping = Some(Instant::now() + shared.config.ping_every());
-    // First take back what this process held before it (re)connected: a `try_recv` in
-    // the backlog moves a value into that same processing list, and run after it the
-    // take-back would put that value back on the queue for a second receiver.
+    // First settle what this process handed out (or gave back) before the link was
+    // lost, then take back what it held: a value handed out would otherwise go back on
+    // the queue for a second receiver. And both before the backlog: a `try_recv` in it
+    // moves a value into that same processing list, which a take-back run after it
+    // would put back on the queue.
+    settle::resend(shared, state);
     state.queues.on_up(shared, state.cmd.as_mut());
     let backlog = std::mem::take(&mut state.backlog);
     if let Some(cmd) = state.cmd.as_mut() {
@@ -462,10 +481,10 @@ mod tests {
             drop(go_down(&shared, &mut state, None, "lost".into()));
             assert_eq!(state.attempt, lost);
         }
-        state.phase = Phase::Up;
-        state.up_since = Instant::now().checked_sub(STABLE_UP);
-        drop(go_down(&shared, &mut state, None, "lost".into()));
-        assert_eq!(state.attempt, 1, "the first pause again");
+        let up = Instant::now();
+        assert!(!stayed_up(None, up));
+        assert!(!stayed_up(Some(up), up + STABLE_UP / 2));
+        assert!(stayed_up(Some(up), up + STABLE_UP));
     }
 
     #[test]

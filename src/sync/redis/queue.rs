@@ -24,6 +24,7 @@ use redis::Value;
 use crate::sync::redis::bridge::{self, Deferred, Phase, Shared, State};
 use crate::sync::redis::conn::{RedisConn, Reply};
 use crate::sync::redis::same_name::SameName;
+use crate::sync::redis::settle;
 use crate::sync::wire::WireError;
 
 /// The receivers of one `Channel` in this process, as the protocol sees them.
@@ -340,7 +341,7 @@ fn handed(shared: &Arc<Shared>, list: &str, objects: &[Arc<dyn Receivers>], byte
             .arg(bytes)
             .get_packed_command()
     };
-    bridge::submit(shared, packed, bridge::ignore_reply());
+    settle::settle(shared, packed);
 }
 
 /// Gives back a value a receiver took and never got (a worker that died or left
@@ -415,7 +416,7 @@ pub(crate) fn try_recv(shared: &Arc<Shared>, list: &str, take: Take) {
                     .arg(&bytes)
                     .get_packed_command();
                 take(Ok(Some(bytes)));
-                bridge::submit(&shared2, remove, bridge::ignore_reply());
+                settle::settle(&shared2, remove);
             }
             Ok(_) => take(Ok(None)),
             Err(e) => take(Err(e)),
