@@ -410,8 +410,17 @@ mod tests {
         record_activated([fd]);
         assert!(from_service_manager(fd));
         drop(first);
-        // Most likely at the same number: the lowest free one.
-        let second = TcpListener::bind("127.0.0.1:0").unwrap();
-        assert!(!from_service_manager(second.as_raw_fd()));
+        // New sockets until one takes the number (the lowest free one, unless another
+        // test's thread took it meanwhile): none of them is the manager's.
+        let mut later = Vec::new();
+        for _ in 0..64 {
+            let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+            assert!(!from_service_manager(socket.as_raw_fd()));
+            let reused = socket.as_raw_fd() == fd;
+            later.push(socket);
+            if reused {
+                break;
+            }
+        }
     }
 }

@@ -131,7 +131,8 @@ fn reuseport_addr(ctx: &Context) -> io::Result<SocketAddr> {
         return Err(io::Error::other(
             "preforked: Accept::ReusePort needs the server's listener bound with \
              SO_REUSEPORT: build with .reuse_port(true) (or \
-             .listener(Listener::bind_tcp_reuseport(addr, backlog)?))",
+             .listener(Listener::bind_tcp_reuseport(addr, backlog)?)); a socket from \
+             systemd needs ReusePort=yes in its socket unit",
         ));
     }
     Ok(addr)

@@ -130,14 +130,16 @@ fn serve(
 /// `LoopConfig::owns_listener`): shut down, it would stay dead for the next start.
 fn stop_listening(ctx: &Context, way: &Way) {
     let shared = crate::sys::upgrade::listener_shared() || !ctx.config.owns_listener;
+    let mut stopped = "stopped accepting";
     if matches!(way, Way::Shared | Way::Locked(_)) && !shared {
         let (fd, how) = (ctx.listener_fd(), nix::sys::socket::Shutdown::Read);
-        if let Err(error) = nix::sys::socket::shutdown(fd, how) {
-            log::debug!("preforked worker: shutting the listener down: {error}");
+        match nix::sys::socket::shutdown(fd, how) {
+            Ok(()) => stopped = "stopped listening",
+            Err(error) => log::debug!("preforked worker: shutting the listener down: {error}"),
         }
     }
     log::warn!(
-        "preforked worker {}: the master died; stopped listening, finishing what it holds",
+        "preforked worker {}: the master died; {stopped}, finishing what it holds",
         std::process::id()
     );
 }

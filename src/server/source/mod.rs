@@ -11,8 +11,10 @@
 //!
 //! The accept-side rules live here once: every source accepts through
 //! [`accept::accept_with_rules`] (errors that concern one connection retried, `EMFILE`
-//! answered with the spare fd), counts wasted wake-ups, logs and backs off from other
-//! failures, and serves a stopping worker's leftovers.
+//! answered with the spare fd), but for a worker's blocking accept on the listener its
+//! siblings share, [`accept::accept_beside_others`] (`EMFILE` leaves the connection to
+//! them); every source counts wasted wake-ups, logs and backs off from other failures,
+//! and serves a stopping worker's leftovers.
 
 pub(crate) mod fed;
 pub(crate) mod worker;
