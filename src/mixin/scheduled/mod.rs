@@ -166,7 +166,9 @@ impl MixIn for Scheduled {
     /// feeder thread takes the worker's connections while the loops have room.
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
         let (counters, max) = (Arc::clone(&self.stats.inner), self.max_connections);
-        let room = Arc::new(move || counters.live.load(Ordering::SeqCst) < max);
+        let room = Arc::new(move |queued: usize| {
+            counters.live.load(Ordering::SeqCst).saturating_add(queued) < max
+        });
         let source = Arc::new(Source::open(ctx, None)?.fed(room)?);
         let mut runtime = self.runtime.clone();
         // The loops share the process's budget of idle stacks (see `validate`).

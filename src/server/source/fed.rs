@@ -41,10 +41,10 @@ pub(crate) struct Fed {
 
 impl Fed {
     /// Starts the feeder on `source`; it takes a connection only while `room` says
-    /// the consumer can start one.
+    /// the consumer can start one beside those queued.
     pub(crate) fn start(
         source: Source,
-        room: Arc<dyn Fn() -> bool + Send + Sync>,
+        room: Arc<dyn Fn(usize) -> bool + Send + Sync>,
     ) -> io::Result<Fed> {
         let inbox = Arc::new(Inbox {
             queue: Mutex::new(VecDeque::new()),
@@ -111,9 +111,13 @@ impl Drop for Fed {
 }
 
 /// Pulls from `source` until it stops; queues each connection and pokes the pipe.
-fn feed(source: &Source, inbox: &Inbox, room: &(dyn Fn() -> bool + Send + Sync)) {
+/// Those queued count against the consumer's room: a loop busy for a while would
+/// otherwise find more queued than it may start, and close the rest unserved, while
+/// this worker took them from siblings with room (and looked idle to its master).
+fn feed(source: &Source, inbox: &Inbox, room: &(dyn Fn(usize) -> bool + Send + Sync)) {
     while !source.ctx.is_shutting_down() {
-        if !room() {
+        let queued = lock(&inbox.queue).len();
+        if !room(queued) {
             source.at_capacity();
             thread::sleep(FULL_RECHECK);
             source.idle(Duration::ZERO);

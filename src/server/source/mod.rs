@@ -87,8 +87,9 @@ impl Source {
 
     /// The same connections, pulled by a thread and queued, so a coroutine can wait on
     /// [`ready_fd`](Self::ready_fd). A listener source is returned as it is. `room`
-    /// says whether the consumer can take one more.
-    pub(crate) fn fed(self, room: Arc<dyn Fn() -> bool + Send + Sync>) -> io::Result<Source> {
+    /// says whether the consumer can take one more beside the given number queued for
+    /// it and not taken yet.
+    pub(crate) fn fed(self, room: Arc<dyn Fn(usize) -> bool + Send + Sync>) -> io::Result<Source> {
         if self.ready_fd().is_some() {
             return Ok(self);
         }
