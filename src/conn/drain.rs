@@ -87,6 +87,11 @@ impl Drain {
     }
 }
 
+/// How long after its establishment a connection that has not sent its first request
+/// is still waited for once a drain began (see [`Conn::wait_first_request`]): a few
+/// round trips of a slow link.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
 /// How waiting for the next request on an idle connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Idle {
@@ -116,10 +121,13 @@ impl Conn {
 
     /// Waits, before the first request, as [`wait_idle`](Self::wait_idle) does between
     /// requests, until the read deadline (set by `set_read_deadline_after_start`: the
-    /// header timeout from the connection's establishment). A client that connected
-    /// and sent nothing yet (a browser's speculative connection) is no request in
-    /// flight: a drain closes it at once instead of waiting out its header timeout.
-    /// Input already there costs one `recv`, and no clock or deadline is worked out.
+    /// header timeout from the connection's establishment). A client that connected and
+    /// sent nothing (a browser's speculative connection) is no request in flight: once
+    /// a drain begins it is closed, [`FIRST_REQUEST_GRACE`] after its establishment,
+    /// instead of holding the stop for its whole header timeout. The grace serves a
+    /// request still on its way (a client that just connected, during a rolling
+    /// restart), which closing at once would lose. Input already there costs one
+    /// `recv`, and no clock or deadline is worked out.
     pub(crate) fn wait_first_request(&mut self) -> io::Result<Idle> {
         if self.try_fill()? {
             return Ok(Idle::Request);
@@ -127,10 +135,28 @@ impl Conn {
         let deadline = self
             .read_deadline()
             .unwrap_or_else(|| crate::deadline::from_now(Duration::MAX));
-        if crate::rt::in_coroutine() {
-            return self.wait_idle_parked(crate::rt::IdleLimit::Deadline(deadline));
+        let waited = if crate::rt::in_coroutine() {
+            self.wait_idle_parked(crate::rt::IdleLimit::Deadline(deadline))?
+        } else {
+            self.wait_idle_polling(deadline)?
+        };
+        if waited == Idle::Request {
+            return Ok(Idle::Request);
         }
-        self.wait_idle_polling(deadline)
+        let grace = crate::deadline::after(self.established_at(), FIRST_REQUEST_GRACE);
+        let grace = grace.min(deadline);
+        loop {
+            if self.try_fill()? {
+                return Ok(Idle::Request);
+            }
+            match self.wait_until_readable(grace) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+                    return Ok(Idle::Draining);
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// [`wait_idle`](Self::wait_idle) on a plain thread, until `deadline`.
