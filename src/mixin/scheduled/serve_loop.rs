@@ -194,7 +194,14 @@ fn start_connection(
     counters: &Arc<Counters>,
     next_id: &mut u64,
 ) {
-    if counters.live.load(Ordering::SeqCst) >= max_connections {
+    // A place taken in one step: loops on other threads take theirs from the same
+    // count, and a load then an add would let them all pass at the cap.
+    let placed = counters
+        .live
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |live| {
+            (live < max_connections).then_some(live + 1)
+        });
+    if placed.is_err() {
         counters.refused.fetch_add(1, Ordering::Relaxed);
         ctx.count(crate::status::Counter::Refused);
         log::debug!("scheduled: at {max_connections} connections, refusing one");
@@ -215,14 +222,20 @@ fn start_connection(
             ctx.serve_connection(&mut conn);
         }
     };
-    if let Err(e) = rt::spawn(served) {
-        counters.refused.fetch_add(1, Ordering::Relaxed);
-        ctx.count(crate::status::Counter::Refused);
-        log::warn!("scheduled: refusing a connection: {e}");
+    match rt::spawn(served) {
+        Ok(()) => {
+            counters.accepted.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            ctx.count(crate::status::Counter::Refused);
+            log::warn!("scheduled: refusing a connection: {e}");
+        }
     }
 }
 
-/// A connection counted live and tracked for shutdown until dropped.
+/// A connection counted live (its place taken by the caller) and tracked for shutdown
+/// until dropped.
 struct Tracked {
     id: u64,
     sockets: LiveSockets,
@@ -232,8 +245,6 @@ struct Tracked {
 impl Tracked {
     fn start(id: u64, fd: RawFd, sockets: &LiveSockets, counters: &Arc<Counters>) -> Tracked {
         sockets.borrow_mut().insert(id, fd);
-        counters.live.fetch_add(1, Ordering::SeqCst);
-        counters.accepted.fetch_add(1, Ordering::Relaxed);
         Tracked {
             id,
             sockets: Rc::clone(sockets),
