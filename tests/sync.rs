@@ -195,3 +195,53 @@ fn a_receiver_unwound_while_waiting_leaves_its_channel() {
     jobs.send(7).unwrap();
     assert_eq!(jobs.try_recv(), Ok(7), "the value was handed to nobody");
 }
+
+/// A value whose `Clone` panics part-way through a send: the waiters it had not reached
+/// are answered with an error, not left waiting for ever.
+#[test]
+fn a_send_whose_copy_panics_answers_every_waiter() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COPIES: AtomicUsize = AtomicUsize::new(0);
+
+    #[derive(Debug, PartialEq)]
+    struct Brittle(u32);
+    impl Clone for Brittle {
+        fn clone(&self) -> Brittle {
+            assert!(COPIES.fetch_add(1, Ordering::SeqCst) < 1, "a brittle copy");
+            Brittle(self.0)
+        }
+    }
+    impl mixserve::sync::Wire for Brittle {
+        fn encode(&self, out: &mut Vec<u8>) {
+            self.0.encode(out);
+        }
+        fn decode(bytes: &[u8]) -> Result<Self, mixserve::sync::WireError> {
+            u32::decode(bytes).map(Brittle)
+        }
+    }
+
+    let news: Broadcast<Brittle> = Broadcast::new();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let news = news.clone();
+            // Bounded, so a stranded waiter fails the test instead of hanging it.
+            thread::spawn(move || news.wait_timeout(Duration::from_secs(30)))
+        })
+        .collect();
+    while news.waiting() < 3 {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| news.send(Brittle(7))));
+    assert!(sent.is_err(), "the second copy panics");
+    let results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        !results.contains(&Err(WaitError::TimedOut)),
+        "a waiter was left waiting: {results:?}"
+    );
+    assert_eq!(news.waiting(), 0);
+}

@@ -173,12 +173,19 @@ impl<T: Wire + Clone> WaitList<T> {
         }
     }
 
-    /// Releases every waiter with a copy of `value`; returns how many.
+    /// Releases every waiter with a copy of `value`; returns how many. If a copy panics
+    /// (the application's `Clone`, or its `Wire` for a worker), the waiters not
+    /// released yet are answered with an error as the panic goes on, not left waiting.
     pub(crate) fn release_all(&mut self, value: &T) -> usize {
-        let entries = std::mem::take(&mut self.entries);
-        let count = entries.len();
-        for (_, entry) in entries {
-            complete(entry.waiter, Ok(value.clone()));
+        let mut entries = FailOnUnwind(std::mem::take(&mut self.entries));
+        let count = entries.0.len();
+        while !entries.0.is_empty() {
+            // Copied before the waiter leaves the list, so a panicking copy leaves it
+            // there to be answered.
+            let copy = value.clone();
+            if let Some((_, entry)) = entries.0.pop_first() {
+                complete(entry.waiter, Ok(copy));
+            }
         }
         count
     }
@@ -195,6 +202,18 @@ impl<T: Wire + Clone> WaitList<T> {
             if let Some(entry) = self.entries.remove(&key) {
                 complete(entry.waiter, Err(WaitError::Closed));
             }
+        }
+    }
+}
+
+/// Waiters a release had not reached when it unwound: answered with an error.
+struct FailOnUnwind<T: Wire>(BTreeMap<u64, Entry<T>>);
+
+impl<T: Wire> Drop for FailOnUnwind<T> {
+    fn drop(&mut self) {
+        for (_, entry) in std::mem::take(&mut self.0) {
+            let why = "the send panicked copying its value for each waiter".to_string();
+            complete(entry.waiter, Err(WaitError::Hub(why)));
         }
     }
 }
