@@ -21,7 +21,7 @@ use crate::sync::lock;
 use crate::sync::redis::config::Config;
 use crate::sync::redis::conn::{OnReply, RedisConn, Reply};
 use crate::sync::redis::driver::Driver;
-use crate::sync::redis::{pubsub, queue, settle};
+use crate::sync::redis::{pubsub, queue};
 
 /// Work to run once the bridge's lock is released (reply handlers, message handling).
 pub(crate) type Deferred = Vec<Box<dyn FnOnce() + Send>>;
@@ -95,8 +95,6 @@ pub(crate) struct State {
     pub(crate) pubsub: pubsub::PubSub,
     /// Channel protocol state.
     pub(crate) queues: queue::Queues,
-    /// Commands settling the processing lists, kept until answered.
-    pub(super) settling: settle::Settling,
     /// When the subscriber connection is asked for a `PING` next (while up): it owes
     /// nothing otherwise, so a link that died quietly would never be noticed.
     pub(super) next_ping: Option<Instant>,
@@ -124,7 +122,6 @@ impl Shared {
                 backlog: Vec::new(),
                 pubsub: pubsub::PubSub::new(ack),
                 queues: queue::Queues::default(),
-                settling: settle::Settling::default(),
                 next_ping: None,
                 read_again: Vec::new(),
             }),
@@ -334,15 +331,16 @@ pub(crate) fn on_event(shared: &Arc<Shared>, registry: &Registry, token: Token) 
         return;
     };
     let lost = incoming.lost.take();
-    let mut deferred = Deferred::new();
+    let mut replies = Deferred::new();
     for (on_reply, reply) in incoming.replies {
         if let Some(on_reply) = on_reply {
-            deferred.push(Box::new(move || on_reply(reply)));
+            replies.push(Box::new(move || on_reply(reply)));
         }
     }
+    let mut messages = Deferred::new();
     for (channel, payload) in incoming.messages {
         let shared = Arc::clone(shared);
-        deferred.push(Box::new(move || {
+        messages.push(Box::new(move || {
             pubsub::on_message(&shared, &channel, &payload)
         }));
     }
@@ -350,16 +348,20 @@ pub(crate) fn on_event(shared: &Arc<Shared>, registry: &Registry, token: Token) 
         if incoming.more && !state.read_again.contains(&token) {
             state.read_again.push(token);
         }
+        let mut deferred = replies;
+        deferred.extend(messages);
         deferred.extend(check_up(shared, &mut state));
         drop(state);
         run(deferred);
         return;
     };
-    // What came before the loss is handled first, as if the link still held: a
-    // release finds its batch, a pop's value reaches its receiver (and its removal from
-    // the processing list is kept until Redis answers it, see `settle`). Then the loss.
+    // What came before the loss: the messages are handled as if the link still held (a
+    // release finds its batch); then the link goes down; then the replies run, and see
+    // it down. A popped value that came with the loss is then not handed out: its
+    // removal from the processing list could not be sent, and the reconnect's take-back
+    // would queue it again for a second receiver (see `queue::on_popped`).
     drop(state);
-    run(deferred);
+    run(messages);
     let mut state = shared.state();
     let down = match with_conn(&mut state, token, |_, _| ()) {
         Some(()) => go_down(shared, &mut state, Some(registry), why),
@@ -367,6 +369,12 @@ pub(crate) fn on_event(shared: &Arc<Shared>, registry: &Registry, token: Token) 
     };
     drop(state);
     run(down);
+    run(replies);
+}
+
+/// True while the bridge is up: a command submitted now goes out on its connection.
+pub(crate) fn is_up(shared: &Shared) -> bool {
+    shared.state().phase == Phase::Up
 }
 
 /// Runs `f` on the connection with `token`; `None` if the bridge has none.
@@ -408,12 +416,9 @@ fn check_up(shared: &Arc<Shared>, state: &mut State) -> Deferred {
     state.phase = Phase::Up;
     state.up_since = Some(Instant::now());
     state.next_ping = Some(Instant::now() + shared.config.ping_every());
-    // First settle what this process handed out (or gave back) before the link was
-    // lost, then take back what it held: a value handed out would otherwise go back on
-    // the queue for a second receiver. And both before the backlog: a `try_recv` in it
-    // moves a value into that same processing list, which a take-back run after it
-    // would put back on the queue.
-    settle::resend(shared, state);
+    // First take back what this process held before it (re)connected: a `try_recv` in
+    // the backlog moves a value into that same processing list, and run after it the
+    // take-back would put that value back on the queue for a second receiver.
     state.queues.on_up(shared, state.cmd.as_mut());
     let backlog = std::mem::take(&mut state.backlog);
     if let Some(cmd) = state.cmd.as_mut() {

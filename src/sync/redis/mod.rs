@@ -17,7 +17,6 @@ pub(crate) mod objects;
 pub(crate) mod pubsub;
 pub(crate) mod queue;
 mod same_name;
-mod settle;
 mod turn;
 mod wait;
 

@@ -12,7 +12,9 @@
 //! receiver's process dies, or loses Redis for longer than the lease, between taking
 //! the value and the `LREM` that follows the hand-off (a window of one round trip);
 //! the same holds for a connection lost in that window, after which the process puts
-//! its own processing list back on reconnecting.
+//! its own processing list back on reconnecting. A value whose pop answer came with the
+//! loss itself is not handed out (nor returned by `try_recv`, which fails): it waits in
+//! the processing list for that put-back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -24,7 +26,6 @@ use redis::Value;
 use crate::sync::redis::bridge::{self, Deferred, Phase, Shared, State};
 use crate::sync::redis::conn::{RedisConn, Reply};
 use crate::sync::redis::same_name::SameName;
-use crate::sync::redis::settle;
 use crate::sync::wire::WireError;
 
 /// The receivers of one `Channel` in this process, as the protocol sees them.
@@ -292,7 +293,7 @@ pub(crate) fn want(shared: &Arc<Shared>, list: &str) {
 
 /// A pop answered (or failed).
 fn on_popped(shared: &Arc<Shared>, list: &str, reply: Reply) {
-    {
+    let up = {
         let mut state = shared.state();
         state.queues.popping.remove(list);
         // Failed with the bridge up: Redis refused the pop itself (a lost connection
@@ -302,12 +303,16 @@ fn on_popped(shared: &Arc<Shared>, list: &str, reply: Reply) {
             let resume = Instant::now() + POP_RETRY;
             state.queues.paused.insert(list.to_string(), resume);
         }
-    }
+        state.phase == Phase::Up
+    };
     let objects: Vec<Arc<dyn Receivers>> = match shared.state().queues.objects.get(list) {
         Some(same_name) => same_name.live(),
         None => Vec::new(),
     };
-    if let Ok(Value::BulkString(bytes)) = &reply {
+    // A value that came with the link's loss stays in this process's processing list:
+    // its removal could not be sent now, and handed out it would be delivered again
+    // when the reconnect's take-back queues it. Taken back, it is popped again.
+    if let (Ok(Value::BulkString(bytes)), true) = (&reply, up) {
         handed(shared, list, &objects, bytes);
     }
     if objects.iter().any(|o| o.waiting() > 0) {
@@ -341,7 +346,7 @@ fn handed(shared: &Arc<Shared>, list: &str, objects: &[Arc<dyn Receivers>], byte
             .arg(bytes)
             .get_packed_command()
     };
-    settle::settle(shared, packed);
+    bridge::submit(shared, packed, bridge::ignore_reply());
 }
 
 /// Gives back a value a receiver took and never got (a worker that died or left
@@ -409,6 +414,11 @@ pub(crate) fn try_recv(shared: &Arc<Shared>, list: &str, take: Take) {
         shared,
         packed,
         Box::new(move |reply| match reply {
+            // Came with the link's loss (see `on_popped`): left for the reconnect's
+            // take-back to queue again, and this call fails.
+            Ok(Value::BulkString(_)) if !bridge::is_up(&shared2) => take(Err(
+                "redis: the connection was lost as the value came; it stays queued".into(),
+            )),
             Ok(Value::BulkString(bytes)) => {
                 let remove = redis::cmd("LREM")
                     .arg(held)
@@ -416,7 +426,7 @@ pub(crate) fn try_recv(shared: &Arc<Shared>, list: &str, take: Take) {
                     .arg(&bytes)
                     .get_packed_command();
                 take(Ok(Some(bytes)));
-                settle::settle(&shared2, remove);
+                bridge::submit(&shared2, remove, bridge::ignore_reply());
             }
             Ok(_) => take(Ok(None)),
             Err(e) => take(Err(e)),
