@@ -78,6 +78,9 @@ impl Conn {
             }
             Err(Errno::EAGAIN) => {
                 self.read_end = 0;
+                // Drained: what arrives next brings an edge, so a wait parks at once
+                // instead of asking the socket again.
+                self.input_drained = true;
                 self.release_read_buffer();
                 Ok(false)
             }

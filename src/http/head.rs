@@ -113,9 +113,10 @@ pub(crate) fn read_head(
             if let Err(error) = conn.flush() {
                 return Err(read_failure(error, Failure::Close));
             }
-            // Idle between requests, or before a first request not begun: a drain
-            // closes the connection at once. Nothing is buffered, so the read buffer
-            // goes back while the connection idles.
+            // Idle between requests: a drain closes the connection at once. Nothing is
+            // buffered, so the read buffer goes back while the connection idles. Before
+            // a first request not begun, a drain closes it a second after it was made
+            // (see `Conn::wait_first_request`).
             if !started && idle {
                 conn.release_read_buffer();
                 match conn.wait_idle(config.idle_timeout) {
