@@ -97,6 +97,21 @@ fn stop(mut child: Child) {
     assert!(status.success(), "echo exited with {status:?}");
 }
 
+/// Whether `pid` has exited (gone, or a zombie nobody reaped yet).
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, state)| state.starts_with('Z'))
+    })
+}
+
+/// The service manager's copy of the socket (the test's) still takes a new client.
+fn assert_still_listening(listener: &TcpListener) {
+    let _next = connect(listener.local_addr().unwrap());
+    listener.set_nonblocking(false).unwrap();
+    let (_taken, _) = listener.accept().expect("the manager's copy takes it");
+}
+
 /// Runs a launch that must fail; returns its stderr.
 fn failure(mut command: Command) -> String {
     let Output { status, stderr, .. } = command.output().expect("run echo");
@@ -139,9 +154,7 @@ fn a_stop_leaves_the_service_managers_socket_listening() {
     ));
     assert_eq!(line, format!("listening on tcp://{addr}"));
     stop(child);
-    let _next = connect(addr);
-    listener.set_nonblocking(false).unwrap();
-    let (_taken, _) = listener.accept().expect("the manager's copy takes it");
+    assert_still_listening(&listener);
 }
 
 /// Preforked workers whose master died stop taking connections, but leave the
@@ -164,21 +177,12 @@ fn workers_outliving_their_master_leave_the_service_managers_socket_listening() 
     let workers = util::live_children(master.id());
     master.kill().unwrap();
     master.wait().unwrap();
-    let running = |pid: &u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            !stat
-                .rsplit_once(") ")
-                .is_some_and(|(_, s)| s.starts_with('Z'))
-        })
-    };
     util::wait_until(
         "the orphaned workers to exit",
         Duration::from_secs(30),
-        || !workers.iter().any(running),
+        || workers.iter().all(|&pid| exited(pid)),
     );
-    let _next = connect(addr);
-    listener.set_nonblocking(false).unwrap();
-    let (_taken, _) = listener.accept().expect("the manager's copy takes it");
+    assert_still_listening(&listener);
 }
 
 /// A binary upgrade (SIGUSR2) of a preforked server on the service manager's socket:
@@ -216,15 +220,8 @@ fn a_master_started_by_an_upgrade_leaves_the_service_managers_socket_listening()
         old.try_wait().unwrap().is_some()
     });
     let _ = Command::new("kill").arg(new_master.to_string()).status();
-    util::wait_until("the new master to stop", limit, || {
-        std::fs::read_to_string(format!("/proc/{new_master}/stat")).map_or(true, |stat| {
-            stat.rsplit_once(") ")
-                .is_some_and(|(_, s)| s.starts_with('Z'))
-        })
-    });
-    let _next = connect(addr);
-    listener.set_nonblocking(false).unwrap();
-    let (_taken, _) = listener.accept().expect("the manager's copy takes it");
+    util::wait_until("the new master to stop", limit, || exited(new_master));
+    assert_still_listening(&listener);
     drop(stdout);
 }
 
