@@ -83,11 +83,20 @@ fn echo_command_with(
 
 /// Starts the server and reads its first line, `listening on tcp://ADDR`.
 fn start(command: &mut Command) -> (Child, String) {
+    let (child, line, _) = start_keeping_stdout(command);
+    (child, line)
+}
+
+/// [`start`], with the rest of the server's stdout kept open (a new master started by
+/// an upgrade prints to it; closed, that print would fail).
+fn start_keeping_stdout(
+    command: &mut Command,
+) -> (Child, String, BufReader<std::process::ChildStdout>) {
     let mut child = command.spawn().expect("start echo");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
     stdout.read_line(&mut line).expect("first line");
-    (child, line.trim().to_owned())
+    (child, line.trim().to_owned(), stdout)
 }
 
 /// Stops the server with SIGTERM and waits for it.
@@ -194,12 +203,9 @@ fn a_master_started_by_an_upgrade_leaves_the_service_managers_socket_listening()
     let addr = listener.local_addr().unwrap();
     let options = ["--mixin", "preforked", "--workers", "1"];
     let mut command = echo_command_with(Some(listener.as_raw_fd()), Some("1"), None, &options);
-    let mut old = command.spawn().expect("start echo");
     // Kept open: the new master prints its address to the same stdout.
-    let mut stdout = BufReader::new(old.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("first line");
-    assert_eq!(line.trim(), format!("listening on tcp://{addr}"));
+    let (mut old, line, stdout) = start_keeping_stdout(&mut command);
+    assert_eq!(line, format!("listening on tcp://{addr}"));
     let limit = Duration::from_secs(60);
     util::wait_until("a worker", limit, || {
         util::live_children(old.id()).len() == 1
