@@ -287,3 +287,28 @@ fn fds_when_only_main_thread(pid: u32) -> usize {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The throughput workload keeps a keep-alive connection open for as long as the client
+/// does, as the servers it is compared with do (past the library's 1000 requests);
+/// `--max-requests-per-connection` puts a limit back.
+#[test]
+fn hello_keeps_a_connection_past_a_thousand_requests_unless_told() {
+    let keeps = |args: &[&str], requests: usize| {
+        let server = ServerProcess::start("hello", args);
+        let stream = util::connect(server.addr);
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        (0..requests).all(|_| {
+            writer
+                .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                .unwrap();
+            let reply = read_reply(&mut reader);
+            assert_eq!(reply.text(), "hello");
+            reply.header("connection") != Some("close")
+        })
+    };
+    assert!(keeps(&["--mixin", "scheduled"], 1001));
+    let limited = ["--mixin", "scheduled", "--max-requests-per-connection", "3"];
+    assert!(keeps(&limited, 2));
+    assert!(!keeps(&limited, 3));
+}

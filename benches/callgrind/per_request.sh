@@ -12,8 +12,8 @@
 # stopped while each round of C requests goes out, so its loop sees the whole round in
 # one epoll_wait and the figures do not depend on timing), and prints
 # (run(N2) - run(N1)) / (N2 - N1) for each event: start-up, connecting and the first
-# request of each connection cancel out. Defaults: C=50, N1=2000, N2=12000 (N/C must
-# stay under max_requests_per_connection, 1000). Add `--cache-sim=yes` for D1/LL misses.
+# request of each connection cancel out. Defaults: C=50, N1=2000, N2=12000 (the example
+# keeps a connection open for as many requests as come). Add `--cache-sim=yes` for D1/LL misses.
 # Only user-space work is counted; valgrind has no vDSO, so a clock read shows as a few
 # instructions of a syscall stub. Ports: a free one from 18700-18749 (override: PORT=).
 # Needs valgrind and python3; writes its callgrind files to $OUT (default a temp dir).

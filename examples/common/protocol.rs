@@ -26,6 +26,10 @@ pub struct ProtocolArgs {
     /// before the application sees them.
     #[arg(long, value_name = "PATH")]
     pub status_path: Option<String>,
+    /// Close a keep-alive connection after this many requests (default: the example's
+    /// own; the library's is 1000, as nginx's `keepalive_requests`).
+    #[arg(long, value_name = "N")]
+    pub max_requests_per_connection: Option<usize>,
 }
 
 /// Serves `app` over the protocol `--protocol` names, with the model `--mixin` names and
@@ -37,6 +41,9 @@ pub fn serve_app<A: HttpHandler>(
     mut config: HttpConfig,
 ) -> ExitCode {
     config.access_log |= args.access_log;
+    if let Some(max) = args.max_requests_per_connection {
+        config.max_requests_per_connection = max;
+    }
     // The examples' one logger, with the access lines when asked.
     common::init_logger(config.access_log);
     let app = WithStatus {
