@@ -126,7 +126,8 @@ fn parsed_head(parsed: Result<Head, Reject>) -> Result<ParsedHead, u16> {
 /// parsed where it lies, one in pieces from the accumulated copy.
 fn read_request_head(reader: &mut Pieces<'_>, config: &HttpConfig, spare: Head) -> HeadOutcome {
     let mut raw = Vec::new();
-    let mut assembler = HeadAssembler::new(&mut raw, spare);
+    let mut head = spare;
+    let mut assembler = HeadAssembler::new(&mut raw, &mut head);
     loop {
         let available = match reader.fill_buf() {
             Ok([]) | Err(_) => return HeadOutcome::Incomplete,
@@ -138,13 +139,13 @@ fn read_request_head(reader: &mut Pieces<'_>, config: &HttpConfig, spare: Head) 
                 assert!(used > 0, "the head reader took nothing of {available:?}");
                 reader.consume(used);
             }
-            Ok(Progress::Done(used, parsed)) => {
+            Ok(Progress::Done(used, outcome)) => {
                 assert!(
                     assembler.head_len() <= config.max_head_bytes,
                     "head over its limit"
                 );
                 reader.consume(used);
-                return HeadOutcome::Complete(reader.consumed, parsed_head(parsed));
+                return HeadOutcome::Complete(reader.consumed, parsed_head(outcome.map(|()| head)));
             }
         }
     }

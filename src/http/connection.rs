@@ -32,11 +32,12 @@ pub struct HttpConnection<A> {
     /// Limits and timeouts, shared by every connection.
     config: Arc<HttpConfig>,
     /// The raw bytes of a request head that arrives in pieces, reused between requests.
-    head: Vec<u8>,
-    /// The storage of the last request's parsed head, emptied, for the next one to be
-    /// parsed into: a small request then costs no heap allocation (see
-    /// [`Head::recycle`] for what is kept).
-    spare: Head,
+    raw_head: Vec<u8>,
+    /// The request being served, read in place: each head is parsed into the last
+    /// one's storage, so a small request costs no heap allocation (see
+    /// [`Head::recycle`](super::head::Head::recycle) for what is kept), and the request
+    /// is never moved through the coroutine's stack (cold lines on a busy server).
+    request: Request,
     /// "connection from PEER, ": the coroutine label's prefix, formatted on the first
     /// request rather than on every one.
     label: Option<String>,
@@ -72,8 +73,8 @@ impl<A: HttpHandler> HttpConnection<A> {
         HttpConnection {
             app,
             config,
-            head: Vec::new(),
-            spare: Head::default(),
+            raw_head: Vec::new(),
+            request: Request::empty(),
             label: None,
         }
     }
@@ -86,11 +87,18 @@ impl<A: HttpHandler> HttpConnection<A> {
     /// which for a long poll is as long as the client waits, and what it holds decides
     /// whether a parked waiter fits in one stack page (see `.ci/waiter-memory`).
     fn serve_one(&mut self, conn: &mut Conn, first: bool, last: bool) -> io::Result<Next> {
-        let (mut request, framing, streams) = match self.read_request(conn, first) {
+        let (framing, streams) = match self.read_request(conn, first) {
             Ok(read) => read,
             Err(next) => return next,
         };
-        let client_closes = !wants_keep_alive(&request);
+        let HttpConnection {
+            app,
+            config,
+            request,
+            label,
+            ..
+        } = self;
+        let client_closes = !wants_keep_alive(request);
         let keep_alive = !client_closes && !last;
         let answering = Answering {
             dialect: Dialect::Http,
@@ -98,9 +106,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             head_only: request.method() == "HEAD",
             keep_alive: keep_alive && !conn.draining(),
         };
-        let label = self
-            .label
-            .get_or_insert_with(|| Request::connection_label(conn.peer_addr()));
+        let label = label.get_or_insert_with(|| Request::connection_label(conn.peer_addr()));
         request.label_coroutine(label);
         crate::status::count(crate::status::Counter::Requests);
         // The answer to a request pipelined before this one goes out before this
@@ -109,7 +115,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             return Ok(Next::Drop);
         }
         let (outcome, client_left, body_drained) = if let Some(interim) = streams {
-            match self.call_streaming(conn, &mut request, framing, interim) {
+            match call_streaming(&**app, config, conn, request, framing, interim) {
                 Ok(called) => called,
                 Err(next) => return next,
             }
@@ -117,21 +123,23 @@ impl<A: HttpHandler> HttpConnection<A> {
             // A handler may wait long (a long poll): it holds no read buffer meanwhile.
             conn.release_read_buffer();
             // Waits the application makes end when this client leaves (see `Conn::watch`).
-            let app = &*self.app;
-            let (outcome, left) = conn.watch_reporting(|| {
-                panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request)))
-            });
+            let app = &**app;
+            let (outcome, left) = conn
+                .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| app.handle(request))));
             (outcome, left, true)
         };
         if client_left {
             // Nobody is left to read the answer.
+            request.recycle();
             return Ok(Next::Drop);
         }
         let answering = Answering {
             keep_alive: answering.keep_alive && body_drained && !conn.draining(),
             ..answering
         };
-        let next = self.answer(conn, &mut request, outcome, answering)?;
+        let next = answer(config, conn, request, outcome, answering);
+        request.recycle();
+        let next = next?;
         // The request was read whole, and the client said it sends no more: the close
         // need not wait (a close of the server's choosing still lingers, for requests
         // a pipelining client may have in flight).
@@ -150,135 +158,145 @@ impl<A: HttpHandler> HttpConnection<A> {
         &mut self,
         conn: &mut Conn,
         first: bool,
-    ) -> Result<(Request, Framing, Option<bool>), io::Result<Next>> {
+    ) -> Result<(Framing, Option<bool>), io::Result<Next>> {
         let config = &*self.config;
-        let spare = std::mem::take(&mut self.spare);
-        let head = match head::read_head(conn, config, &mut self.head, first, spare) {
-            Ok(Some(head)) => head,
-            Ok(None) => return Err(Ok(Next::Drop)),
-            Err(failure) => return Err(self.fail(conn, failure, false)),
+        let request = &mut self.request;
+        // Once per connection (again only if the application replaced the request).
+        if request.peer_addr().is_none() {
+            request.set_peer(conn.peer_addr().clone());
+        }
+        let read = head::read_head(conn, config, &mut self.raw_head, first, request.head_mut());
+        let failed = |conn: &mut Conn, request: &mut Request, failure, head_only| {
+            request.recycle();
+            fail(config, conn, failure, head_only)
         };
-        let head_only = head.method == "HEAD";
-        let (framing, interim) = match begin_body(conn, config, &head) {
+        match read {
+            Ok(true) => {}
+            Ok(false) => return Err(Ok(Next::Drop)),
+            Err(failure) => return Err(failed(conn, request, failure, false)),
+        }
+        let head_only = request.method() == "HEAD";
+        let (framing, interim) = match begin_body(conn, config, request.head()) {
             Ok(begun) => begun,
-            Err(failure) => return Err(self.fail(conn, failure, head_only)),
+            Err(failure) => return Err(failed(conn, request, failure, head_only)),
         };
-        let mut request = Request::from_head(head, conn.peer_addr().clone());
         // A panic here is the application's too: a 500 after the answers to requests
         // pipelined before this one, which are still buffered.
-        let Some(streams) = streams_body_caught(&*self.app, &request, "HTTP") else {
+        let Some(streams) = streams_body_caught(&*self.app, request, "HTTP") else {
             let reject = Reject::new(500, "internal server error");
-            return Err(self.fail(conn, Failure::Reject(reject), head_only));
+            return Err(failed(conn, request, Failure::Reject(reject), head_only));
         };
         // With no body to read, the request keeps its empty one (and `begin_body` has
         // disarmed the deadlines already).
         if streams {
-            return Ok((request, framing, Some(interim)));
+            return Ok((framing, Some(interim)));
         }
         if framing.has_body() {
             let read = send_continue(conn, interim).and_then(|()| read_body(conn, config, framing));
             match read {
                 Ok((body, trailers)) => request.set_body(body, trailers),
-                Err(failure) => return Err(self.fail(conn, failure, head_only)),
+                Err(failure) => return Err(failed(conn, request, failure, head_only)),
             }
         }
-        Ok((request, framing, None))
+        Ok((framing, None))
     }
+}
 
-    /// Calls the application's streaming handler with a reader of the body, then
-    /// drains what it left unread. Returns its outcome, whether the client left, and
-    /// whether the body was drained (the connection can be reused); `Err` holds how
-    /// the connection ends after a failure reading the body. With `interim`, the
-    /// `100 Continue` the client waits for goes out at the handler's first read: one
-    /// that answers without reading (a refusal by the head alone) never invites the
-    /// body, and its answer closes the connection instead of waiting for a body that
-    /// may never come.
-    #[inline(never)]
-    fn call_streaming(
-        &self,
-        conn: &mut Conn,
-        request: &mut Request,
-        framing: Framing,
-        interim: bool,
-    ) -> Result<(Outcome, bool, bool), io::Result<Next>> {
-        // Watched as `handle` is; unread body bytes are no hang-up (see `Conn::watch`).
-        let watch = conn.start_watch();
-        let unsent = Cell::new(interim);
-        let mut source = ContinueFirst {
-            conn: &mut *conn,
-            unsent: &unsent,
-        };
-        let mut body = BodyReader::new(&mut source, framing, &self.config);
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.app.handle_streaming(request, &mut body)
-        }));
-        let left = watch.client_left();
-        drop(watch);
-        let failure = body.take_failure();
-        let drained = !left && failure.is_none() && !unsent.get() && body.drain();
-        drop(body);
-        conn.set_read_timeout(None);
-        conn.set_read_deadline(None);
-        if let Some(failure) = failure {
-            return Err(self.fail(conn, failure, request.method() == "HEAD"));
+/// Calls the application's streaming handler with a reader of the body, then
+/// drains what it left unread. Returns its outcome, whether the client left, and
+/// whether the body was drained (the connection can be reused); `Err` holds how
+/// the connection ends after a failure reading the body. With `interim`, the
+/// `100 Continue` the client waits for goes out at the handler's first read: one
+/// that answers without reading (a refusal by the head alone) never invites the
+/// body, and its answer closes the connection instead of waiting for a body that
+/// may never come.
+#[inline(never)]
+fn call_streaming<A: HttpHandler>(
+    app: &A,
+    config: &HttpConfig,
+    conn: &mut Conn,
+    request: &mut Request,
+    framing: Framing,
+    interim: bool,
+) -> Result<(Outcome, bool, bool), io::Result<Next>> {
+    // Watched as `handle` is; unread body bytes are no hang-up (see `Conn::watch`).
+    let watch = conn.start_watch();
+    let unsent = Cell::new(interim);
+    let mut source = ContinueFirst {
+        conn: &mut *conn,
+        unsent: &unsent,
+    };
+    let mut body = BodyReader::new(&mut source, framing, config);
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        app.handle_streaming(request, &mut body)
+    }));
+    let left = watch.client_left();
+    drop(watch);
+    let failure = body.take_failure();
+    let drained = !left && failure.is_none() && !unsent.get() && body.drain();
+    drop(body);
+    conn.set_read_timeout(None);
+    conn.set_read_deadline(None);
+    if let Some(failure) = failure {
+        return Err(fail(config, conn, failure, request.method() == "HEAD"));
+    }
+    Ok((outcome, left, drained))
+}
+
+/// Writes the application's answer (a `500` if it panicked) and logs the request.
+#[inline(never)]
+fn answer(
+    config: &HttpConfig,
+    conn: &mut Conn,
+    request: &mut Request,
+    outcome: Outcome,
+    answering: Answering,
+) -> io::Result<Next> {
+    let response = match outcome {
+        Ok(response) => response,
+        Err(_) => {
+            log::error!(
+                "HTTP handler panicked on {} {}",
+                request.method(),
+                request.target()
+            );
+            let reject = Reject::new(500, "internal server error");
+            return fail(config, conn, Failure::Reject(reject), answering.head_only);
         }
-        Ok((outcome, left, drained))
+    };
+    super::access_log::log_access(config, request, &response);
+    // Not flushed here: reading the next head flushes before it waits, so answers
+    // to pipelined requests that are already buffered go out together.
+    let keep_alive = write_response(conn, response, answering, config)?;
+    match keep_alive {
+        true => Ok(Next::KeepAlive),
+        false => Ok(Next::Close),
     }
+}
 
-    /// Writes the application's answer (a `500` if it panicked), logs the request, and
-    /// keeps the request's head storage for the next one.
-    #[inline(never)]
-    fn answer(
-        &mut self,
-        conn: &mut Conn,
-        request: &mut Request,
-        outcome: Outcome,
-        answering: Answering,
-    ) -> io::Result<Next> {
-        let response = match outcome {
-            Ok(response) => response,
-            Err(_) => {
-                log::error!(
-                    "HTTP handler panicked on {} {}",
-                    request.method(),
-                    request.target()
-                );
-                let reject = Reject::new(500, "internal server error");
-                return self.fail(conn, Failure::Reject(reject), answering.head_only);
-            }
-        };
-        let config = &*self.config;
-        super::access_log::log_access(config, request, &response);
-        // Not flushed here: reading the next head flushes before it waits, so answers
-        // to pipelined requests that are already buffered go out together.
-        let keep_alive = write_response(conn, response, answering, config)?;
-        self.spare = request.take_head();
-        self.spare.recycle();
-        match keep_alive {
-            true => Ok(Next::KeepAlive),
-            false => Ok(Next::Close),
-        }
-    }
-
-    /// Answers a failed request (or not), returning how the connection ends; the
-    /// answer to a `HEAD` (`head_only`) ends at its head, as every answer to one must.
-    #[cold]
-    #[inline(never)]
-    fn fail(&self, conn: &mut Conn, failure: Failure, head_only: bool) -> io::Result<Next> {
-        match failure {
-            Failure::Close => Ok(Next::Drop),
-            Failure::Io(error) => Err(error),
-            Failure::Reject(reject) => {
-                let response = Response::text(reject.status, format!("{}\n", reject.message));
-                let answering = Answering {
-                    dialect: Dialect::Http,
-                    version: Version::Http11,
-                    head_only,
-                    keep_alive: false,
-                };
-                write_response(conn, response, answering, &self.config)?;
-                Ok(Next::Close)
-            }
+/// Answers a failed request (or not), returning how the connection ends; the
+/// answer to a `HEAD` (`head_only`) ends at its head, as every answer to one must.
+#[cold]
+#[inline(never)]
+fn fail(
+    config: &HttpConfig,
+    conn: &mut Conn,
+    failure: Failure,
+    head_only: bool,
+) -> io::Result<Next> {
+    match failure {
+        Failure::Close => Ok(Next::Drop),
+        Failure::Io(error) => Err(error),
+        Failure::Reject(reject) => {
+            let response = Response::text(reject.status, format!("{}\n", reject.message));
+            let answering = Answering {
+                dialect: Dialect::Http,
+                version: Version::Http11,
+                head_only,
+                keep_alive: false,
+            };
+            write_response(conn, response, answering, config)?;
+            Ok(Next::Close)
         }
     }
 }
@@ -448,18 +466,19 @@ mod tests {
         for request in 0..4 {
             let next = handler.serve_one(&mut conn, false, false).unwrap();
             assert!(matches!(next, Next::KeepAlive), "request {request}");
-            let spare = &handler.spare;
+            let spare = handler.request.head();
             let kept = (
                 spare.method.capacity(),
                 spare.target.capacity(),
                 spare.headers.capacity_bytes(),
-                handler.head.capacity(),
+                handler.raw_head.capacity(),
             );
             assert!(
                 kept.0 <= 16 && kept.1 <= 256 && kept.2 <= 1024 + 24 * 12 && kept.3 <= 1024,
                 "after request {request}: {kept:?}"
             );
             assert!(spare.method.is_empty() && spare.target.is_empty() && spare.headers.is_empty());
+            assert!(handler.request.body().is_empty());
         }
         conn.flush().unwrap();
         drop(conn);

@@ -99,13 +99,13 @@ impl HeadScanner {
 /// it came in one piece, else from the raw copy. [`read_head`] drives it from a
 /// connection and the fuzz targets from pieces of bytes, so both parse the same way.
 #[derive(Debug)]
-pub(crate) struct HeadAssembler<'raw> {
+pub(crate) struct HeadAssembler<'a> {
     /// Where the head ends, and its limits.
     scanner: HeadScanner,
     /// The raw bytes of a head that arrives in pieces (kept up to `SPARE_RAW_HEAD`).
-    raw: &'raw mut Vec<u8>,
-    /// The storage the head is parsed into (taken when it is).
-    spare: Option<Head>,
+    raw: &'a mut Vec<u8>,
+    /// Where the head is parsed into (emptied first, its storage reused).
+    parsed: &'a mut Head,
     /// Empty-line bytes skipped before the request line, bounded by `max_head_bytes`.
     skipped: usize,
 }
@@ -115,19 +115,20 @@ pub(crate) struct HeadAssembler<'raw> {
 pub(crate) enum Progress {
     /// Consume this many bytes (at least one); the head has not ended.
     More(usize),
-    /// Consume this many bytes: the head ended with them, and parsed or was refused.
-    Done(usize, Result<Head, Reject>),
+    /// Consume this many bytes: the head ended with them, and was parsed (into the
+    /// assembler's head) or refused.
+    Done(usize, Result<(), Reject>),
 }
 
-impl<'raw> HeadAssembler<'raw> {
-    /// Starts a head: `raw` is emptied (its storage kept), `spare` is parsed into.
-    pub(crate) fn new(raw: &'raw mut Vec<u8>, spare: Head) -> HeadAssembler<'raw> {
+impl<'a> HeadAssembler<'a> {
+    /// Starts a head: `raw` is emptied (its storage kept), `parsed` is parsed into.
+    pub(crate) fn new(raw: &'a mut Vec<u8>, parsed: &'a mut Head) -> HeadAssembler<'a> {
         raw.clear();
         HeadAssembler {
             scanner: HeadScanner::default(),
             skipped: 0,
             raw,
-            spare: Some(spare),
+            parsed,
         }
     }
 
@@ -160,7 +161,6 @@ impl<'raw> HeadAssembler<'raw> {
             return Ok(Progress::More(available.len()));
         };
         let fields = self.scanner.field_lines();
-        let spare = self.spare.take().unwrap_or_default();
         let bytes = if self.raw.is_empty() {
             // The usual case: the whole head came in one read, and is parsed in place.
             &available[..used]
@@ -171,11 +171,12 @@ impl<'raw> HeadAssembler<'raw> {
         // On the scheduler's stack: the parser's frames are the deepest a request
         // reaches, and on the coroutine's own stack they would touch a second page
         // that a waiting client then keeps (4 KiB more per comet waiter).
-        let parsed = rt::on_scheduler_stack(|| parse_head_into(bytes, fields, spare));
+        let parsed = &mut *self.parsed;
+        let outcome = rt::on_scheduler_stack(|| parse_head_into(bytes, fields, parsed));
         if self.raw.capacity() > SPARE_RAW_HEAD {
             *self.raw = Vec::new();
         }
-        Ok(Progress::Done(used, parsed))
+        Ok(Progress::Done(used, outcome))
     }
 
     /// Bytes of the head seen so far, the empty lines before it not counted.

@@ -38,9 +38,10 @@ fn read_split(input: &[u8], at: usize, spare: Head) -> (Outcome, Vec<u8>) {
     drop(client);
     let config = HttpConfig::default();
     let mut raw = Vec::new();
-    let read = match read_head(&mut conn, &config, &mut raw, true, spare) {
-        Ok(Some(head)) => outcome(head),
-        Ok(None) => Err(0),
+    let mut head = spare;
+    let read = match read_head(&mut conn, &config, &mut raw, true, &mut head) {
+        Ok(true) => outcome(head),
+        Ok(false) => Err(0),
         Err(Failure::Reject(reject)) => Err(reject.status),
         Err(other) => panic!("at {at}: {other:?}"),
     };

@@ -49,14 +49,9 @@ impl fmt::Display for Version {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// The method token, e.g. `GET`.
-    method: String,
-    /// The request target as sent, e.g. `/path?query`.
-    target: String,
-    /// The protocol version.
-    version: Version,
-    /// The header fields.
-    headers: Headers,
+    /// The method, the target as sent (e.g. `/path?query`), the version and the header
+    /// fields; a connection parses each request's head into its last one's storage.
+    head: Head,
     /// Trailer fields that followed a chunked body.
     trailers: Headers,
     /// The body, de-chunked.
@@ -69,10 +64,12 @@ impl Request {
     /// A request with no headers and no body, `HTTP/1.1`, from no known peer.
     pub fn new(method: impl Into<String>, target: impl Into<String>) -> Request {
         Request {
-            method: method.into(),
-            target: target.into(),
-            version: Version::Http11,
-            headers: Headers::new(),
+            head: Head {
+                method: method.into(),
+                target: target.into(),
+                version: Version::Http11,
+                headers: Headers::new(),
+            },
             trailers: Headers::new(),
             body: Vec::new(),
             peer: None,
@@ -81,7 +78,7 @@ impl Request {
 
     /// Adds a header field.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Request {
-        self.headers.append(name, value);
+        self.head.headers.append(name, value);
         self
     }
 
@@ -93,7 +90,7 @@ impl Request {
 
     /// Sets the protocol version.
     pub fn with_version(mut self, version: Version) -> Request {
-        self.version = version;
+        self.head.version = version;
         self
     }
 
@@ -103,33 +100,44 @@ impl Request {
         self
     }
 
-    /// The request a parsed head announces, from `peer`, with no body yet.
-    pub(crate) fn from_head(head: Head, peer: PeerAddr) -> Request {
+    /// An empty request, for a connection to read its requests into (see
+    /// [`head_mut`](Self::head_mut) and [`recycle`](Self::recycle)).
+    pub(crate) fn empty() -> Request {
         Request {
-            method: head.method,
-            target: head.target,
-            version: head.version,
-            headers: head.headers,
+            head: Head::default(),
             trailers: Headers::new(),
             body: Vec::new(),
-            peer: Some(peer),
+            peer: None,
         }
     }
 
-    /// Gives back the request's head storage once it is answered, for the connection
-    /// to parse the next one into (see [`Head::recycle`]); what is left is empty.
-    pub(crate) fn take_head(&mut self) -> Head {
-        Head {
-            method: std::mem::take(&mut self.method),
-            target: std::mem::take(&mut self.target),
-            version: self.version,
-            headers: std::mem::take(&mut self.headers),
-        }
+    /// The parsed head.
+    pub(crate) fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The parsed head, for the connection to read the next request into.
+    pub(crate) fn head_mut(&mut self) -> &mut Head {
+        &mut self.head
+    }
+
+    /// Sets the client's address, in place.
+    pub(crate) fn set_peer(&mut self, peer: PeerAddr) {
+        self.peer = Some(peer);
+    }
+
+    /// Empties the request once it is answered, for the connection's next one: the
+    /// head keeps its storage (see [`Head::recycle`]); body and trailers are freed,
+    /// as they were when each request was a value of its own; the peer stays.
+    pub(crate) fn recycle(&mut self) {
+        self.head.recycle();
+        self.trailers = Headers::new();
+        self.body = Vec::new();
     }
 
     /// Replaces the header fields.
     pub(crate) fn with_headers(mut self, headers: Headers) -> Request {
-        self.headers = headers;
+        self.head.headers = headers;
         self
     }
 
@@ -142,41 +150,41 @@ impl Request {
 
     /// The method, e.g. `GET`; case-sensitive as HTTP says.
     pub fn method(&self) -> &str {
-        &self.method
+        &self.head.method
     }
 
     /// The request target as sent: usually `/path?query`, possibly an absolute URL or `*`.
     pub fn target(&self) -> &str {
-        &self.target
+        &self.head.target
     }
 
     /// The target up to `?`, not percent-decoded.
     pub fn path(&self) -> &str {
         // A byte search: `?` is ASCII, so the split is on a character boundary.
-        match self.target.bytes().position(|b| b == b'?') {
-            Some(at) => &self.target[..at],
-            None => &self.target,
+        match self.head.target.bytes().position(|b| b == b'?') {
+            Some(at) => &self.head.target[..at],
+            None => &self.head.target,
         }
     }
 
     /// The target after `?`, if there is one; not percent-decoded.
     pub fn query(&self) -> Option<&str> {
-        self.target.split_once('?').map(|(_, query)| query)
+        self.head.target.split_once('?').map(|(_, query)| query)
     }
 
     /// The protocol version.
     pub fn version(&self) -> Version {
-        self.version
+        self.head.version
     }
 
     /// All header fields.
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        &self.head.headers
     }
 
     /// The first value of header `name` (any case), if present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name)
+        self.head.headers.get(name)
     }
 
     /// Trailer fields sent after a chunked body (empty otherwise).
@@ -204,7 +212,7 @@ impl Request {
     /// warning and the stack-overflow message (see [`rt::set_label`](crate::rt::set_label));
     /// does nothing off a coroutine.
     pub(crate) fn label_coroutine(&self, connection: &str) {
-        crate::rt::set_label_parts(&[connection, &self.method, " ", self.path()]);
+        crate::rt::set_label_parts(&[connection, &self.head.method, " ", self.path()]);
     }
 
     /// The label prefix [`label_coroutine`](Self::label_coroutine) takes for requests
