@@ -121,12 +121,11 @@ fn parsed_head(parsed: Result<Head, Reject>) -> Result<ParsedHead, u16> {
     })
 }
 
-/// Reads a request head from `reader` into `spare` as a connection does (the same
+/// Reads a request head from `reader` into `head` as a connection does (the same
 /// [`HeadAssembler`]): empty lines before it skipped, a head that came in one piece
 /// parsed where it lies, one in pieces from the accumulated copy.
-fn read_request_head(reader: &mut Pieces<'_>, config: &HttpConfig, spare: Head) -> HeadOutcome {
+fn read_request_head(reader: &mut Pieces<'_>, config: &HttpConfig, mut head: Head) -> HeadOutcome {
     let mut raw = Vec::new();
-    let mut head = spare;
     let mut assembler = HeadAssembler::new(&mut raw, &mut head);
     loop {
         let available = match reader.fill_buf() {

@@ -87,6 +87,16 @@ impl<A: HttpHandler> HttpConnection<A> {
     /// which for a long poll is as long as the client waits, and what it holds decides
     /// whether a parked waiter fits in one stack page (see `.ci/waiter-memory`).
     fn serve_one(&mut self, conn: &mut Conn, first: bool, last: bool) -> io::Result<Next> {
+        let next = self.serve_request(conn, first, last);
+        // Whichever way the request ended, it is emptied for the next one (its body
+        // freed, its head's storage kept).
+        self.request.recycle();
+        next
+    }
+
+    /// [`serve_one`](Self::serve_one), but for emptying the request afterwards.
+    #[inline]
+    fn serve_request(&mut self, conn: &mut Conn, first: bool, last: bool) -> io::Result<Next> {
         let (framing, streams) = match self.read_request(conn, first) {
             Ok(read) => read,
             Err(next) => return next,
@@ -130,16 +140,13 @@ impl<A: HttpHandler> HttpConnection<A> {
         };
         if client_left {
             // Nobody is left to read the answer.
-            request.recycle();
             return Ok(Next::Drop);
         }
         let answering = Answering {
             keep_alive: answering.keep_alive && body_drained && !conn.draining(),
             ..answering
         };
-        let next = answer(config, conn, request, outcome, answering);
-        request.recycle();
-        let next = next?;
+        let next = answer(config, conn, request, outcome, answering)?;
         // The request was read whole, and the client said it sends no more: the close
         // need not wait (a close of the server's choosing still lingers, for requests
         // a pipelining client may have in flight).
@@ -166,25 +173,21 @@ impl<A: HttpHandler> HttpConnection<A> {
             request.set_peer(conn.peer_addr().clone());
         }
         let read = head::read_head(conn, config, &mut self.raw_head, first, request.head_mut());
-        let failed = |conn: &mut Conn, request: &mut Request, failure, head_only| {
-            request.recycle();
-            fail(config, conn, failure, head_only)
-        };
         match read {
             Ok(true) => {}
             Ok(false) => return Err(Ok(Next::Drop)),
-            Err(failure) => return Err(failed(conn, request, failure, false)),
+            Err(failure) => return Err(fail(config, conn, failure, false)),
         }
         let head_only = request.method() == "HEAD";
         let (framing, interim) = match begin_body(conn, config, request.head()) {
             Ok(begun) => begun,
-            Err(failure) => return Err(failed(conn, request, failure, head_only)),
+            Err(failure) => return Err(fail(config, conn, failure, head_only)),
         };
         // A panic here is the application's too: a 500 after the answers to requests
         // pipelined before this one, which are still buffered.
         let Some(streams) = streams_body_caught(&*self.app, request, "HTTP") else {
             let reject = Reject::new(500, "internal server error");
-            return Err(failed(conn, request, Failure::Reject(reject), head_only));
+            return Err(fail(config, conn, Failure::Reject(reject), head_only));
         };
         // With no body to read, the request keeps its empty one (and `begin_body` has
         // disarmed the deadlines already).
@@ -195,7 +198,7 @@ impl<A: HttpHandler> HttpConnection<A> {
             let read = send_continue(conn, interim).and_then(|()| read_body(conn, config, framing));
             match read {
                 Ok((body, trailers)) => request.set_body(body, trailers),
-                Err(failure) => return Err(failed(conn, request, failure, head_only)),
+                Err(failure) => return Err(fail(config, conn, failure, head_only)),
             }
         }
         Ok((framing, None))

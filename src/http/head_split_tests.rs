@@ -27,7 +27,7 @@ fn outcome(head: Head) -> Outcome {
 
 /// Reads `input` with its first `at` bytes already buffered, alone, when the head is
 /// read; returns the outcome and the bytes left buffered after it.
-fn read_split(input: &[u8], at: usize, spare: Head) -> (Outcome, Vec<u8>) {
+fn read_split(input: &[u8], at: usize, mut head: Head) -> (Outcome, Vec<u8>) {
     let (mut client, server) = UnixStream::pair().unwrap();
     let mut conn = Conn::from_unix(server).unwrap();
     if at > 0 {
@@ -38,7 +38,6 @@ fn read_split(input: &[u8], at: usize, spare: Head) -> (Outcome, Vec<u8>) {
     drop(client);
     let config = HttpConfig::default();
     let mut raw = Vec::new();
-    let mut head = spare;
     let read = match read_head(&mut conn, &config, &mut raw, true, &mut head) {
         Ok(true) => outcome(head),
         Ok(false) => Err(0),
