@@ -247,7 +247,7 @@ fn forking_leaves_no_zombies_and_no_fds() {
     }
     let fds_before = count_fds(pid);
     for _ in 0..100 {
-        assert_eq!(get(server.addr, "/").text(), "hello");
+        assert_eq!(get(server.addr, "/").text(), util::HELLO);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -270,7 +270,7 @@ fn threading_returns_to_its_fd_count_after_load() {
     let _ = get(server.addr, "/");
     let fds_before = fds_when_only_main_thread(pid);
     for _ in 0..100 {
-        assert_eq!(get(server.addr, "/").text(), "hello");
+        assert_eq!(get(server.addr, "/").text(), util::HELLO);
     }
     assert_eq!(fds_when_only_main_thread(pid), fds_before);
 }
@@ -303,7 +303,7 @@ fn hello_keeps_a_connection_past_a_thousand_requests_unless_told() {
                 .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
                 .unwrap();
             let reply = read_reply(&mut reader);
-            assert_eq!(reply.text(), "hello");
+            assert_eq!(reply.text(), util::HELLO);
             reply.header("connection") != Some("close")
         })
     };
@@ -311,4 +311,32 @@ fn hello_keeps_a_connection_past_a_thousand_requests_unless_told() {
     let limited = ["--mixin", "scheduled", "--max-requests-per-connection", "3"];
     assert!(keeps(&limited, 2));
     assert!(!keeps(&limited, 3));
+}
+
+/// The throughput workload answers what the peer kit's hello servers answer, in the
+/// shape tokio+hyper gives it: `text/plain`, `Date`, `Content-Length`, no `Server`.
+/// A longer head costs wrk more per response, so the comparison would measure header
+/// sizes, not servers.
+#[test]
+fn hello_answers_the_peer_kits_hello() {
+    let server = ServerProcess::start("hello", &["--mixin", "scheduled"]);
+    let mut stream = util::connect(server.addr);
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let reply = read_reply(&mut std::io::BufReader::new(stream));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "Hello, world!");
+    let mut names: Vec<String> = reply
+        .headers
+        .iter()
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["content-length", "content-type", "date"],
+        "{reply:?}"
+    );
+    assert_eq!(reply.header("content-type"), Some("text/plain"));
 }

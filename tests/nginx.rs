@@ -237,7 +237,7 @@ fn hello_and_bodies(nginx: &Path, family: &[&str]) {
     let reply = request(front.addr, "GET", "/", b"");
     assert_eq!(
         (reply.status, reply.text()),
-        (200, "hello".into()),
+        (200, util::HELLO.into()),
         "{family:?}"
     );
     let big = request(front.addr, "GET", "/bytes/300000", b"");

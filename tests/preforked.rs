@@ -460,7 +460,7 @@ fn no_zombies_and_no_leaked_fds_after_churn() {
         );
         let pid = server.child.id();
         wait_until("3 workers", LONG, || live_children(pid).len() == 3);
-        assert_eq!(get(server.addr, "/").text(), "hello");
+        assert_eq!(get(server.addr, "/").text(), util::HELLO);
         let fds_before = resting_fds(pid, 3);
         for _ in 0..3 {
             let victim = *live_children(pid).iter().next().unwrap();
@@ -474,7 +474,7 @@ fn no_zombies_and_no_leaked_fds_after_churn() {
         }
         server.signal(1);
         for _ in 0..50 {
-            assert_eq!(get(server.addr, "/").text(), "hello");
+            assert_eq!(get(server.addr, "/").text(), util::HELLO);
         }
         let settled = || {
             let children = children_of(pid);
@@ -559,7 +559,7 @@ fn stats_print_the_per_worker_distribution() {
             ],
         );
         for _ in 0..30 {
-            assert_eq!(get(server.addr, "/").text(), "hello");
+            assert_eq!(get(server.addr, "/").text(), util::HELLO);
         }
         assert!(server.stop().is_some_and(|s| s.success()), "{accept}");
         let out = server.rest_of_stdout();

@@ -156,7 +156,7 @@ fn stats_print_the_per_thread_distribution() {
             ],
         );
         for _ in 0..30 {
-            assert_eq!(get(server.addr, "/").text(), "hello");
+            assert_eq!(get(server.addr, "/").text(), util::HELLO);
         }
         assert!(server.stop().is_some_and(|s| s.success()), "{accept}");
         let out = server.rest_of_stdout();

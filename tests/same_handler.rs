@@ -61,7 +61,7 @@ fn hello_keeps_alive_and_answers_pipelined_requests_in_order() {
             let reply = read_reply(&mut reader);
             assert_eq!(
                 (reply.status, reply.text().as_str()),
-                (200, "hello"),
+                (200, util::HELLO),
                 "{model}"
             );
         }

@@ -67,7 +67,7 @@ fn sigusr2_and_sighup_are_ignored_by_single_process_models() {
             let reply = get(server.addr, "/");
             assert_eq!(
                 (reply.status, reply.text()),
-                (200, "hello".into()),
+                (200, util::HELLO.into()),
                 "{model}"
             );
         }

@@ -269,7 +269,10 @@ fn one_request(addr: SocketAddr, tally: &Tally) {
             tally.bad(&tally.reset, format!("reset: {e}"))
         }
         Err(e) => tally.bad(&tally.other, format!("io: {e}")),
-        Ok(_) if answer.starts_with(b"HTTP/1.1 200") && answer.ends_with(b"hello") => {
+        Ok(_)
+            if answer.starts_with(b"HTTP/1.1 200")
+                && answer.ends_with(crate::util::HELLO.as_bytes()) =>
+        {
             tally.ok.fetch_add(1, Ordering::SeqCst);
         }
         Ok(_) => tally.bad(

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// How long any single client operation may take before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// What the `hello` example answers to `GET /` (the peer kit's hello).
+pub const HELLO: &str = "Hello, world!";
+
 /// The models every shared test runs under (iterative has its own comet rule).
 pub const MODELS: &[&str] = &["iterative", "threading", "forking", "scheduled"];
 
