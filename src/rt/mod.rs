@@ -67,6 +67,7 @@ mod context;
 mod coroutine;
 mod error;
 mod fd_keys;
+mod idle;
 mod io_source;
 pub(crate) mod park;
 mod reactor;
