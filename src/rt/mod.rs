@@ -67,7 +67,6 @@ mod context;
 mod coroutine;
 mod error;
 mod fd_keys;
-mod idle;
 mod io_source;
 pub(crate) mod park;
 mod reactor;

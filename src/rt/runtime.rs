@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::error::SpawnError;
 use super::scheduler::{Core, WakeReason};
 use super::waker::Remote;
-use super::{clock, context, idle};
+use super::{clock, context};
 
 /// Resumes between two looks at epoll while coroutines stay runnable.
 const RESUMES_PER_POLL: usize = 128;
@@ -44,25 +44,6 @@ pub struct RuntimeConfig {
     /// [`stall_count`](super::stall_count). Default 100 ms; `None` turns the detector
     /// off (it then reads no clock).
     pub stall_threshold: Option<Duration>,
-    /// When the loop runs out of work, it sleeps this long on its own timer and looks
-    /// at epoll again, up to [`idle_naps`](Self::idle_naps) times, before it blocks in
-    /// `epoll_wait`. Default 20 µs; zero blocks at once.
-    ///
-    /// A blocked loop is woken by the client whose write made a socket ready, on the
-    /// client's CPU (an inter-processor interrupt); a napping loop wakes itself. Under
-    /// load that takes a wake-up off every few client writes, for at most one nap of
-    /// added latency to a request that arrives during one. While it naps the loop's
-    /// thread runs with a timer slack of 1 µs (`PR_SET_TIMERSLACK`), restored when
-    /// [`run`](Runtime::run) returns.
-    pub idle_nap: Duration,
-    /// How many naps before the loop blocks. Default 3.
-    pub idle_naps: u32,
-}
-
-impl RuntimeConfig {
-    /// The longest [`idle_nap`](Self::idle_nap) allowed: each nap is latency added to a
-    /// request that arrives during it.
-    pub const MAX_IDLE_NAP: Duration = Duration::from_millis(1);
 }
 
 impl Default for RuntimeConfig {
@@ -73,8 +54,6 @@ impl Default for RuntimeConfig {
             max_idle_stacks: 1_024,
             events_capacity: 1_024,
             stall_threshold: Some(Duration::from_millis(100)),
-            idle_nap: Duration::from_micros(20),
-            idle_naps: 3,
         }
     }
 }
@@ -111,17 +90,8 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// An error when the epoll instance or the eventfd cannot be created, and
-    /// `InvalidInput` when `idle_nap` is over [`RuntimeConfig::MAX_IDLE_NAP`].
+    /// An error when the epoll instance or the eventfd cannot be created.
     pub fn new(config: RuntimeConfig) -> io::Result<Runtime> {
-        if config.idle_nap > RuntimeConfig::MAX_IDLE_NAP {
-            let why = format!(
-                "idle_nap is {:?}, must be at most {:?}",
-                config.idle_nap,
-                RuntimeConfig::MAX_IDLE_NAP
-            );
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
-        }
         Ok(Runtime {
             core: Rc::new(Core::new(&config)?),
             _not_send: PhantomData,
@@ -149,7 +119,6 @@ impl Runtime {
             log::warn!("no message on coroutine stack overflow: {error}");
         }
         let core = &*self.core;
-        let _slack = idle::NapSlack::set(core.naps);
         clock::refresh();
         loop {
             if core.remote.take_stop() {
@@ -159,14 +128,12 @@ impl Runtime {
             if core.live() == 0 {
                 return Ok(());
             }
-            let mut timeout = poll_timeout(core);
-            if timeout != Some(Duration::ZERO) {
-                // The naps take time: a timer's remaining wait is measured after them.
-                timeout = match idle::nap_before_block(core, timeout)? {
-                    true => Some(Duration::ZERO),
-                    false => poll_timeout(core),
-                };
-            }
+            let mut timeout = if core.run_queue_is_empty() {
+                let next = core.timers.borrow().next_deadline();
+                next.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
             if timeout != Some(Duration::ZERO) && !core.remote.prepare_to_block() {
                 timeout = Some(Duration::ZERO);
             }
@@ -189,16 +156,6 @@ impl Runtime {
     pub fn coroutine_count(&self) -> usize {
         self.core.live()
     }
-}
-
-/// How long the loop's next `epoll_wait` may block: not at all while a coroutine is
-/// runnable, else until the next timer (or for ever).
-fn poll_timeout(core: &Core) -> Option<Duration> {
-    if !core.run_queue_is_empty() {
-        return Some(Duration::ZERO);
-    }
-    let next = core.timers.borrow().next_deadline();
-    next.map(|deadline| deadline.saturating_duration_since(Instant::now()))
 }
 
 impl Drop for Runtime {

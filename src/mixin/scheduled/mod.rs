@@ -106,11 +106,6 @@ settings!(Scheduled {
     /// [`rt::stall_count`](crate::rt::stall_count). Default 100 ms; `None` turns the
     /// detector off.
     fn stall_threshold(threshold: Option<std::time::Duration>) { runtime.stall_threshold = threshold }
-    /// How long a loop that ran out of work sleeps, three times, looking at epoll after
-    /// each, before it blocks (default 20 µs, at most 1 ms; zero blocks at once). See
-    /// [`RuntimeConfig::idle_nap`]: fewer wake-ups paid by the clients' writes, for at
-    /// most one nap of latency added to a request that arrives during one.
-    fn idle_nap(nap: std::time::Duration) { runtime.idle_nap = nap }
 });
 
 impl Scheduled {
@@ -159,15 +154,6 @@ impl MixIn for Scheduled {
             Scheduled::MIN_STACK_SIZE..=Scheduled::MAX_STACK_SIZE,
         )?;
         check.within("threads", self.threads, 1..=Scheduled::MAX_THREADS)?;
-        let nap = self.runtime.idle_nap;
-        check.require(
-            "idle_nap",
-            nap <= RuntimeConfig::MAX_IDLE_NAP,
-            format!(
-                "is {nap:?}, must be at most {:?}",
-                RuntimeConfig::MAX_IDLE_NAP
-            ),
-        )?;
         // Every stack the process may hold fits the per-process budget (each stack is
         // two of the `vm.max_map_count` mappings): the connections, two coroutines per
         // loop (accept, watch), and the idle stacks kept for reuse (split among loops).

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use super::coroutine::{self, Co};
 use super::error::SpawnError;
-use super::idle::Naps;
 use super::reactor::Reactor;
 use super::stack_pool::{GuardedStack, StackPool};
 use super::stall::StallWatch;
@@ -162,8 +161,6 @@ pub(crate) struct Core {
     pub(crate) fd_keys: RefCell<super::fd_keys::FdKeys>,
     /// Times resumes, to report coroutines that keep the thread too long.
     stall: StallWatch,
-    /// What the loop does when it runs dry, before it blocks (see `idle`).
-    pub(crate) naps: Naps,
 }
 
 impl Core {
@@ -186,7 +183,6 @@ impl Core {
             tearing_down: Cell::new(false),
             fd_keys: RefCell::default(),
             stall: StallWatch::new(config.stall_threshold),
-            naps: Naps::new(config),
         })
     }
 
