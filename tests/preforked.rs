@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use util::{
     ServerProcess, children_of, count_fds, get, holds_socket, listening_on, live_children,
-    read_reply, start_closing_waiters, start_waiters, wait_for_waiters, wait_until,
+    read_reply, sockets_to, start_closing_waiters, start_waiters, wait_for_waiters, wait_until,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -633,8 +633,6 @@ fn a_draining_reuseport_worker_no_longer_listens() {
         old.iter()
             .all(|&worker| holds_socket(worker, &listening_on(worker, port)))
     });
-    let fds = || old.iter().map(|&worker| count_fds(worker)).sum::<usize>();
-    let before = fds();
     // Requests in hand (a head not yet complete) keep the old workers draining: each
     // gets some of these 20, but for a chance of one in a million.
     let mut held: Vec<TcpStream> = (0..20)
@@ -646,7 +644,13 @@ fn a_draining_reuseport_worker_no_longer_listens() {
             stream
         })
         .collect();
-    wait_until("20 requests in hand", LONG, || fds() >= before + 20);
+    wait_until("20 requests in hand", LONG, || {
+        held.iter().all(|stream| {
+            let port = stream.local_addr().unwrap().port();
+            old.iter()
+                .any(|&worker| holds_socket(worker, &sockets_to(worker, port)))
+        })
+    });
     server.signal(1);
     wait_until("two new workers", LONG, || {
         live_children(pid).difference(&old).count() == 2
@@ -697,14 +701,17 @@ fn a_draining_worker_is_not_killed_as_stuck() {
     let pid = server.child.id();
     wait_until("1 worker", LONG, || live_children(pid).len() == 1);
     let worker = *live_children(pid).iter().next().unwrap();
-    let before = count_fds(worker);
-    // A request in hand (its head not complete) keeps the worker draining.
+    // A request in hand (its head not complete) keeps the worker draining. (Not an fd
+    // count: a worker just forked is still closing the master's fds.)
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
-    wait_until("the request in hand", LONG, || count_fds(worker) > before);
+    let port = stream.local_addr().unwrap().port();
+    wait_until("the request in hand", LONG, || {
+        holds_socket(worker, &sockets_to(worker, port))
+    });
     server.signal(15);
     // Two heartbeat timeouts and more; well under the request's 10 s header deadline.
     thread::sleep(Duration::from_secs(5));

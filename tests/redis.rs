@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use redis_util::{RedisServer, redis_or_skip};
 use util::{
-    ServerProcess, get, holds_socket, read_reply, start_waiters, wait_for_waiters, wait_until,
+    ServerProcess, get, holds_socket, read_reply, sockets_to, start_waiters, wait_for_waiters,
+    wait_until,
 };
 
 /// The Redis channel of the comet example's broadcast.
@@ -155,20 +156,6 @@ fn unreachable_redis_or_bad_url_fails_at_start() {
             assert!(stderr.contains(says), "{url}: {stderr}");
         }
     }
-}
-
-/// Inodes of the TCP sockets connected to `port`, from `/proc/PID/net/tcp`.
-fn sockets_to(pid: u32, port: u16) -> Vec<String> {
-    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
-    let remote = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.get(2)?.ends_with(&remote)).then(|| fields.get(9).map(|s| s.to_string()))?
-        })
-        .collect()
 }
 
 /// Threads of a process, from `/proc/PID/task`.

@@ -473,6 +473,21 @@ pub fn holds_socket(pid: u32, inodes: &[String]) -> bool {
     })
 }
 
+/// Inodes of the TCP sockets whose peer is at `port`, from `/proc/PID/net/tcp` (the
+/// namespace's whole table: pair it with [`holds_socket`]).
+pub fn sockets_to(pid: u32, port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let remote = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(2)?.ends_with(&remote)).then(|| fields.get(9).map(|s| s.to_string()))?
+        })
+        .collect()
+}
+
 /// Inodes of the TCP sockets listening on `port`, from `/proc/PID/net/tcp`.
 pub fn listening_on(pid: u32, port: u16) -> Vec<String> {
     let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
