@@ -47,7 +47,7 @@ mod tests {
 
     #[test]
     fn keys_are_found_by_fd_until_removed() {
-        let reactor = Reactor::new(8).unwrap();
+        let reactor = Reactor::new(8, None).unwrap();
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let (fa, fb) = (
             std::os::fd::AsRawFd::as_raw_fd(&a),

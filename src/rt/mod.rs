@@ -68,6 +68,7 @@ mod coroutine;
 mod error;
 mod fd_keys;
 mod io_source;
+mod moderation;
 pub(crate) mod park;
 mod reactor;
 mod runtime;

@@ -10,12 +10,14 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Poll, Registry, Token};
 
 use super::Interest;
+use super::clock;
+use super::moderation::Moderation;
 use super::scheduler::{CoroutineId, WaitTicket};
 
 /// The token of the runtime's cross-thread [`mio::Waker`].
@@ -67,6 +69,9 @@ struct Direction {
     closed: bool,
     /// Coroutines parked on this direction (the allocation is kept across uses).
     waiters: Vec<WaitTicket>,
+    /// When the first of `waiters` parked (reads only, with moderation on): the peer's
+    /// turnaround starts there.
+    parked_at: Option<Instant>,
 }
 
 /// One registered fd.
@@ -106,6 +111,8 @@ impl Entries {
 #[derive(Debug)]
 pub(crate) struct Reactor {
     poll: RefCell<Poll>,
+    /// Samples each read wake-up's turnaround; tells the loop when to nap.
+    pub(crate) moderation: Moderation,
     events: RefCell<Events>,
     registry: Registry,
     entries: RefCell<Entries>,
@@ -113,11 +120,12 @@ pub(crate) struct Reactor {
 
 impl Reactor {
     /// A reactor with a fresh epoll instance.
-    pub(crate) fn new(events_capacity: usize) -> io::Result<Reactor> {
+    pub(crate) fn new(events_capacity: usize, nap: Option<Duration>) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         Ok(Reactor {
             poll: RefCell::new(poll),
+            moderation: Moderation::new(nap),
             events: RefCell::new(Events::with_capacity(events_capacity.max(1))),
             registry,
             entries: RefCell::default(),
@@ -234,34 +242,43 @@ impl Reactor {
     /// Adds a parked coroutine to a direction's wait list.
     pub(crate) fn add_waiter(&self, key: SourceKey, interest: Interest, ticket: WaitTicket) {
         if let Some(entry) = self.entries.borrow_mut().get_mut(key) {
-            entry.direction(interest).waiters.push(ticket);
+            let direction = entry.direction(interest);
+            if direction.waiters.is_empty()
+                && interest == Interest::Readable
+                && self.moderation.enabled()
+            {
+                direction.parked_at = Some(clock::now());
+            }
+            direction.waiters.push(ticket);
         }
     }
 
     /// Removes a coroutine from a direction's wait list (after a timeout).
     pub(crate) fn remove_waiter(&self, key: SourceKey, interest: Interest, id: CoroutineId) {
         if let Some(entry) = self.entries.borrow_mut().get_mut(key) {
-            entry
-                .direction(interest)
-                .waiters
-                .retain(|ticket| ticket.id != id);
+            let direction = entry.direction(interest);
+            direction.waiters.retain(|ticket| ticket.id != id);
+            if direction.waiters.is_empty() {
+                direction.parked_at = None;
+            }
         }
     }
 
     /// Waits for events (EINTR counts as none) and hands each woken waiter to `wake`.
     /// The cross-thread waker's event only interrupts the wait: the caller drains the
-    /// remote queue after every poll.
+    /// remote queue after every poll. True if epoll returned any event.
     pub(crate) fn poll(
         &self,
         timeout: Option<Duration>,
         mut wake: impl FnMut(WaitTicket),
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         let mut events = self.events.borrow_mut();
         match self.poll.borrow_mut().poll(&mut events, timeout) {
             Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(false),
             Err(error) => return Err(error),
         }
+        let now = self.moderation.enabled().then(clock::refresh);
         let mut entries = self.entries.borrow_mut();
         for event in events.iter() {
             if event.token() == WAKER_TOKEN {
@@ -279,6 +296,14 @@ impl Reactor {
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 entry.read.ready = true;
                 entry.read.edge_since_clear = true;
+                if let (Some(now), Some(parked_at), false) = (
+                    now,
+                    entry.read.parked_at.take(),
+                    entry.read.waiters.is_empty(),
+                ) {
+                    self.moderation
+                        .record(now.saturating_duration_since(parked_at));
+                }
                 entry.read.waiters.drain(..).for_each(&mut wake);
             }
             if event.is_writable() || event.is_write_closed() || event.is_error() {
@@ -287,7 +312,7 @@ impl Reactor {
                 entry.write.waiters.drain(..).for_each(&mut wake);
             }
         }
-        Ok(())
+        Ok(!events.is_empty())
     }
 
     /// Number of registered fds.

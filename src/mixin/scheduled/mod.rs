@@ -106,6 +106,9 @@ settings!(Scheduled {
     /// [`rt::stall_count`](crate::rt::stall_count). Default 100 ms; `None` turns the
     /// detector off.
     fn stall_threshold(threshold: Option<std::time::Duration>) { runtime.stall_threshold = threshold }
+    /// Sets the wake-up moderation nap (default 100 µs; `None` turns it off): see
+    /// [`RuntimeConfig::moderation_nap`](crate::rt::RuntimeConfig::moderation_nap).
+    fn moderation_nap(nap: Option<std::time::Duration>) { runtime.moderation_nap = nap }
 });
 
 impl Scheduled {

@@ -166,7 +166,7 @@ pub(crate) struct Core {
 impl Core {
     /// A runtime core with no coroutines.
     pub(crate) fn new(config: &RuntimeConfig) -> std::io::Result<Core> {
-        let reactor = Reactor::new(config.events_capacity)?;
+        let reactor = Reactor::new(config.events_capacity, config.moderation_nap)?;
         let remote = Arc::new(Remote::new(reactor.registry())?);
         Ok(Core {
             slots: RefCell::default(),
