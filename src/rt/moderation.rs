@@ -48,6 +48,8 @@ pub(crate) struct Moderation {
     fast: Cell<u32>,
     window_start: Cell<Option<Instant>>,
     napping: Cell<bool>,
+    /// Naps handed out so far.
+    naps: Cell<u64>,
 }
 
 impl Moderation {
@@ -61,6 +63,7 @@ impl Moderation {
             fast: Cell::new(0),
             window_start: Cell::new(None),
             napping: Cell::new(false),
+            naps: Cell::new(0),
         }
     }
 
@@ -92,7 +95,16 @@ impl Moderation {
             return None;
         }
         let nap = timeout.map_or(nap, |timeout| nap.min(timeout));
-        (!nap.is_zero()).then_some(nap)
+        if nap.is_zero() {
+            return None;
+        }
+        self.naps.set(self.naps.get() + 1);
+        Some(nap)
+    }
+
+    /// Naps handed out so far.
+    pub(crate) fn naps(&self) -> u64 {
+        self.naps.get()
     }
 
     /// Ends the window when it is full or old, and decides the next one.

@@ -176,6 +176,12 @@ impl Runtime {
     pub fn coroutine_count(&self) -> usize {
         self.core.live()
     }
+
+    /// How many times this runtime's loop has napped instead of blocking (see
+    /// [`RuntimeConfig::moderation_nap`]).
+    pub fn nap_count(&self) -> u64 {
+        self.core.reactor.moderation.naps()
+    }
 }
 
 impl Drop for Runtime {
