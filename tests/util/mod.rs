@@ -476,29 +476,26 @@ pub fn holds_socket(pid: u32, inodes: &[String]) -> bool {
 /// Inodes of the TCP sockets whose peer is at `port`, from `/proc/PID/net/tcp` (the
 /// namespace's whole table: pair it with [`holds_socket`]).
 pub fn sockets_to(pid: u32, port: u16) -> Vec<String> {
-    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
     let remote = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.get(2)?.ends_with(&remote)).then(|| fields.get(9).map(|s| s.to_string()))?
-        })
-        .collect()
+    tcp_inodes(pid, |fields| fields[2].ends_with(&remote))
 }
 
 /// Inodes of the TCP sockets listening on `port`, from `/proc/PID/net/tcp`.
 pub fn listening_on(pid: u32, port: u16) -> Vec<String> {
-    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
     let local = format!(":{port:04X}");
+    tcp_inodes(pid, |fields| {
+        fields[1].ends_with(&local) && fields[3] == "0A"
+    })
+}
+
+/// Inodes of the rows of `/proc/PID/net/tcp` whose fields `keep` accepts.
+fn tcp_inodes(pid: u32, keep: impl Fn(&[&str]) -> bool) -> Vec<String> {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
     table
         .lines()
         .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let listening = fields.get(1)?.ends_with(&local) && fields.get(3) == Some(&"0A");
-            listening.then(|| fields.get(9).map(|s| s.to_string()))?
-        })
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.len() > 9 && keep(fields))
+        .map(|fields| fields[9].to_string())
         .collect()
 }
