@@ -266,19 +266,24 @@ impl Reactor {
 
     /// Waits for events (EINTR counts as none) and hands each woken waiter to `wake`.
     /// The cross-thread waker's event only interrupts the wait: the caller drains the
-    /// remote queue after every poll. True if epoll returned any event.
+    /// remote queue after every poll. True if epoll returned any event. Refreshes the
+    /// loop's clock once the wait is over.
     pub(crate) fn poll(
         &self,
         timeout: Option<Duration>,
         mut wake: impl FnMut(WaitTicket),
     ) -> io::Result<bool> {
         let mut events = self.events.borrow_mut();
-        match self.poll.borrow_mut().poll(&mut events, timeout) {
+        let polled = self.poll.borrow_mut().poll(&mut events, timeout);
+        // The loop's one clock reading per poll (see `clock`): the wake-ups' turnarounds
+        // end here, and the loop fires its timers by it.
+        let now = clock::refresh();
+        match polled {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(false),
             Err(error) => return Err(error),
         }
-        let now = self.moderation.enabled().then(clock::refresh);
+        let now = self.moderation.enabled().then_some(now);
         let mut entries = self.entries.borrow_mut();
         for event in events.iter() {
             if event.token() == WAKER_TOKEN {

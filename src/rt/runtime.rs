@@ -161,7 +161,7 @@ impl Runtime {
                 core.wake(ticket, WakeReason::Woken);
             })?;
             core.drain_remote();
-            core.fire_timers(clock::refresh());
+            core.fire_timers(clock::now());
         }
     }
 
