@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::protocol::{op, status};
-use super::tests::{Rig, encoded, request};
+use super::tests::{HOSTING, Rig, encoded, request};
 use crate::sync::{Channel, Redis, TryRecvError};
 
 #[path = "../../../tests/redis_util/mod.rs"]
@@ -23,8 +23,13 @@ fn a_redis_channel_value_never_acknowledged_goes_back_to_redis() {
     // test's own sends would block (a master makes none); made after, a helper
     // thread drives it.
     let mut rig = Rig::trusting_self();
+    // Our bridge gets its helper thread (its first request) before another test's rig
+    // may host it.
+    let hosting = crate::sync::lock(&HOSTING);
     let redis = Redis::connect(&server.url()).unwrap();
     let jobs: Channel<u64> = redis.channel("hub-put-back");
+    assert_eq!(jobs.try_recv(), Err(TryRecvError::Empty));
+    drop(hosting);
     let mut receiver = rig.connect();
     receiver
         .write_all(&request(op::CHANNEL_RECV, jobs.hub_id(), 1, &[]))

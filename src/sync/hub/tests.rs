@@ -15,6 +15,13 @@ use super::server::HubServer;
 use crate::sync::wire::Wire;
 use crate::sync::{Broadcast, Channel, ServerScope, TryRecvError};
 
+/// Held while a rig's hub registers, since registering hosts every Redis bridge of
+/// the process not driven yet (a master's loop drives them all). The test harness runs
+/// tests in parallel in one process: a test that makes a bridge holds this until its
+/// bridge has a driver, or another test's rig, turned only while that test waits,
+/// would take the bridge over, and its requests would get no answer in time.
+pub(super) static HOSTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub(super) struct Rig {
     pub(super) hub: HubServer,
     poll: Poll,
@@ -27,7 +34,9 @@ impl Rig {
         scope.set_max_blocked(Some(100));
         let mut hub = HubServer::bind_trusting(scope, trust).unwrap();
         let poll = Poll::new().unwrap();
+        let hosting = crate::sync::lock(&HOSTING);
         hub.register(poll.registry(), 1).unwrap();
+        drop(hosting);
         Rig {
             hub,
             poll,

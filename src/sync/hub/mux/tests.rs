@@ -40,7 +40,9 @@ fn fifty_waits_share_one_connection_and_all_fail_when_it_breaks() {
             let trust = Trust(|pid, _| pid == std::process::id());
             let mut hub = HubServer::bind_trusting(scope, trust).expect("bind");
             let mut poll = Poll::new().expect("poll");
+            let hosting = crate::sync::lock(&crate::sync::hub::tests::HOSTING);
             hub.register(poll.registry(), 1).expect("register");
+            drop(hosting);
             name_tx.send(hub.name().to_owned()).expect("name");
             let mut events = Events::with_capacity(64);
             let give_up = Instant::now() + Duration::from_secs(60);
