@@ -7,7 +7,7 @@
 
 mod util;
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::time::Duration;
 
 use util::{MODELS, ServerProcess, children_of, get, read_reply, start_waiters, wait_until};
@@ -177,6 +177,50 @@ fn preforked_counts_worker_restarts() {
         rows.sum::<u64>(),
         total(&text, "mixserve_worker_restarts_total")
     );
+}
+
+/// A hundred keep-alive clients that each think 2 ms before their next request are all
+/// slow beside the loop's 100 µs nap, so the loop's wake-up moderation naps. The naps
+/// show while every connection is still open, the status reader's own too (the loop
+/// reports them at each turn of its watch, not only when a connection ends). Only a
+/// lower bound of time is relied on: a client that sleeps 2 ms comes back no sooner,
+/// whatever the machine's load.
+#[test]
+fn scheduled_naps_show_while_connections_stay_open() {
+    // No per-connection request limit: a connection closed by the server would report.
+    let limit = ["--max-requests-per-connection", "100000000"];
+    let server = start(&[&["--mixin", "scheduled"][..], &limit].concat());
+    let mut reader = BufReader::new(util::connect(server.addr));
+    let mut naps = || {
+        let request = format!("GET {STATUS} HTTP/1.1\r\nHost: test\r\n\r\n");
+        reader.get_mut().write_all(request.as_bytes()).unwrap();
+        let reply = read_reply(&mut reader);
+        assert_eq!(reply.status, 200);
+        total(&reply.text(), "mixserve_loop_naps_total")
+    };
+    assert_eq!(naps(), 0);
+    let mut clients: Vec<_> = (0..100)
+        .map(|_| BufReader::new(util::connect(server.addr)))
+        .collect();
+    // One request on every client, then the think time. The rounds go on while the
+    // status is read, so no client idles long enough for the server to close it.
+    let mut round = || {
+        for client in &mut clients {
+            let request = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+            client.get_mut().write_all(request).unwrap();
+        }
+        for client in &mut clients {
+            assert_eq!(read_reply(client).status, 200);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    for _ in 0..40 {
+        round();
+    }
+    wait_until("naps in the status", Duration::from_secs(60), || {
+        round();
+        naps() > 0
+    });
 }
 
 /// The status text, or `None` when the server closed without an answer (refused).

@@ -4,7 +4,8 @@
 //! the reactor (`reactor.rs`: epoll via mio, edge-triggered), timers (`timer.rs`), the
 //! cross-thread [`Waker`] (`waker.rs`), pooled guarded stacks (`stack_pool.rs`), the
 //! coroutine switch (`coroutine.rs`, the only `unsafe` here) and [`IoSource`]
-//! (`io_source.rs`) and the loop-stall detector (`stall.rs`, [`stall_count`]). It knows nothing about servers or HTTP.
+//! (`io_source.rs`), the loop-stall detector (`stall.rs`, [`stall_count`]) and wake-up
+//! moderation (`moderation.rs`, [`nap_count`]). It knows nothing about servers or HTTP.
 //!
 //! # Using it
 //!
@@ -89,6 +90,7 @@ pub(crate) use io_source::{
     readable_since_cleared, wait_idle_fd,
 };
 pub use io_source::{IoSource, forget_fd, wait_fd};
+pub use moderation::nap_count;
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use stall::stall_count;
 pub use waker::Waker;

@@ -24,7 +24,20 @@
 //! work, and never past its next timer.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Naps taken in this process, by every runtime.
+static NAPS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times, in this process, a runtime's loop napped instead of blocking (wake-up
+/// moderation; see [`RuntimeConfig::moderation_nap`](super::RuntimeConfig::moderation_nap)).
+/// [`Runtime::nap_count`](super::Runtime::nap_count) counts one runtime's.
+///
+/// Under a process-based model each worker process counts its own.
+pub fn nap_count() -> u64 {
+    NAPS.load(Ordering::Relaxed)
+}
 
 /// A peer that comes back within this many naps is fast: napping would slow it down.
 pub(crate) const SLOW_FACTOR: u32 = 10;
@@ -99,6 +112,7 @@ impl Moderation {
             return None;
         }
         self.naps.set(self.naps.get() + 1);
+        NAPS.fetch_add(1, Ordering::Relaxed);
         Some(nap)
     }
 

@@ -51,8 +51,10 @@ pub struct RuntimeConfig {
     /// gather and are answered in one batch: under many busy keep-alive connections
     /// that costs the clients fewer wake-ups and raises throughput (c=1000 hello,
     /// +10 %). A peer that comes back faster turns it off, so it adds at most about a
-    /// tenth to a connection's round trip. Default 100 µs; `None` turns it off (the
-    /// loop then always blocks at once).
+    /// tenth to a connection's round trip. Naps are counted in
+    /// [`Runtime::nap_count`] and [`nap_count`](super::nap_count) (and, under a server,
+    /// in its live status as `mixserve_loop_naps_total`). Default 100 µs; `None` turns
+    /// it off (the loop then always blocks at once).
     pub moderation_nap: Option<Duration>,
 }
 

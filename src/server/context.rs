@@ -222,7 +222,7 @@ impl Context {
         let served =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.service.serve(conn)));
         self.status.sub(self.status_row, Counter::InFlight);
-        crate::status::report_stalls(&self.status, self.status_row);
+        self.report_loop_counts();
         let result = served.unwrap_or_else(|panic| {
             Err(io::Error::other(format!(
                 "the handler panicked: {}",
@@ -260,6 +260,11 @@ impl Context {
     }
 
     /// Adds one to `counter` on this process's status row.
+    /// Adds this process's loop stalls and naps since the last report to its status row.
+    pub(crate) fn report_loop_counts(&self) {
+        crate::status::report_loop_counts(&self.status, self.status_row);
+    }
+
     pub(crate) fn count(&self, counter: Counter) {
         self.status.add(self.status_row, counter, 1);
     }

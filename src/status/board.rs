@@ -43,6 +43,8 @@ pub(crate) enum Counter {
     Stalls = 8,
     /// The process serving the row last.
     Pid = 9,
+    /// Naps of the `scheduled` model's wake-up moderation.
+    Naps = 10,
 }
 
 /// Gauges per `Forking` child slot: in flight, waiters.

@@ -67,6 +67,9 @@ pub struct Figures {
     pub hub_round_trips: u64,
     /// Loop stalls of the `scheduled` model (see [`rt::stall_count`](crate::rt::stall_count)).
     pub stalls: u64,
+    /// Times a `scheduled` loop napped instead of blocking, its clients all being slow
+    /// to come back (see [`rt::nap_count`](crate::rt::nap_count)).
+    pub naps: u64,
 }
 
 /// One preforked worker slot's figures.
@@ -148,6 +151,7 @@ impl Figures {
         self.waiters += other.waiters;
         self.hub_round_trips += other.hub_round_trips;
         self.stalls += other.stalls;
+        self.naps += other.naps;
     }
 }
 
@@ -162,6 +166,7 @@ fn figures_of(board: &StatusBoard, row: usize) -> Figures {
         waiters: get(Counter::Waiters),
         hub_round_trips: get(Counter::HubRoundTrips),
         stalls: get(Counter::Stalls),
+        naps: get(Counter::Naps),
     }
 }
 
@@ -215,15 +220,26 @@ pub(crate) fn uncount(counter: Counter) {
     });
 }
 
-/// Stalls seen by this process when it last reported them (inherited across a fork
-/// together with the detector's own count, so each process adds only its own).
+/// Stalls and naps seen by this process when it last reported them (inherited across a
+/// fork together with the runtime's own counts, so each process adds only its own).
 static STALLS_REPORTED: AtomicU64 = AtomicU64::new(0);
+static NAPS_REPORTED: AtomicU64 = AtomicU64::new(0);
 
-/// Adds the loop stalls since the last report to `row`.
-pub(crate) fn report_stalls(board: &StatusBoard, row: usize) {
-    let now = crate::rt::stall_count();
-    let before = STALLS_REPORTED.swap(now, Ordering::Relaxed);
-    if now > before {
-        board.add(row, Counter::Stalls, now - before);
+/// Adds the loop stalls and naps since the last report to `row`: after each connection,
+/// and at every turn of a `scheduled` loop's watch (so a loop whose connections stay open
+/// is seen within a poll interval).
+pub(crate) fn report_loop_counts(board: &StatusBoard, row: usize) {
+    for (reported, now, counter) in [
+        (&STALLS_REPORTED, crate::rt::stall_count(), Counter::Stalls),
+        (&NAPS_REPORTED, crate::rt::nap_count(), Counter::Naps),
+    ] {
+        if reported.load(Ordering::Relaxed) >= now {
+            continue;
+        }
+        // `fetch_max`: a thread that read an older count reports nothing, not twice.
+        let before = reported.fetch_max(now, Ordering::Relaxed);
+        if now > before {
+            board.add(row, counter, now - before);
+        }
     }
 }

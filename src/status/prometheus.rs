@@ -61,6 +61,12 @@ const METRICS: &[Metric] = &[
         help: "Handlers that kept a scheduled loop's thread past the threshold.",
         read: |f| f.stalls,
     },
+    Metric {
+        name: "mixserve_loop_naps_total",
+        kind: "counter",
+        help: "Times a scheduled loop napped instead of blocking, its clients all slow to come back.",
+        read: |f| f.naps,
+    },
 ];
 
 impl Status {

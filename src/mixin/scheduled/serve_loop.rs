@@ -286,6 +286,7 @@ fn watch_loop(
             }
         }
         ctx.shutdown.take_stop_signals();
+        ctx.report_loop_counts();
         if primary {
             ctx.shutdown.clear_wakeups();
             let hook = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
