@@ -11,6 +11,11 @@
 # `run_all.sh comet` (10,000 long-poll waiters released by one notify). CPU and RSS are
 # summed over every process of a server (its process group). Ratios are of medians taken in
 # this one run; absolute figures drift between machines and between runs.
+# The hello servers take turns in a rotating order: repetition r starts with the r-th
+# server, so none always runs first or last. A host whose speed drifts over minutes (seen:
+# ±20 % between one server's samples a minute apart, with no steal) would otherwise charge
+# its drift to whichever server sits where the drift falls, every repetition alike. The kit
+# runs servers in a fixed order, so this script calls it once per sample and merges.
 #
 # Knobs (environment): PEERS_KIT (default ../shared/peers/run_all.sh), DURATION=5, REPS=2,
 # COMET_N=10000, COMET_REPS=3 (a comet run lasts ~1 s; its CPU figure has 10 ms ticks, so
@@ -56,14 +61,52 @@ sample_steal >"$OUT/steal.log" &
 sampler=$!
 trap 'kill "$sampler" 2>/dev/null || true' EXIT
 
+# hello_rotated CONNS SETUPS PEER...: REPS repetitions of every setup and server, the
+# servers in the rotating order above; the kit's samples merged into $OUT as one run.
+hello_rotated() {
+  local conns=$1 setups=$2
+  shift 2
+  local peers=("$@") n=$# rep setup k peer part
+  mkdir -p "$OUT/logs" "$OUT/parts"
+  for rep in $(seq 1 "$REPS"); do
+    for setup in $setups; do
+      for k in $(seq 0 $((n - 1))); do
+        peer=${peers[$(((k + rep - 1) % n))]}
+        part="$OUT/parts/r$rep.$setup.$peer"
+        OUT=$part REPS=1 HELLO_PEERS=$peer CONNS=$conns SETUPS=$setup bash "$kit" hello >/dev/null
+        merge_part "$part" "$rep"
+      done
+    done
+  done
+  python3 "$(dirname "$kit")/tools/summarize.py" "$OUT" >"$OUT/summary.md"
+}
+
+# merge_part DIR REP: a one-sample kit run's rows and wrk logs, renumbered as repetition
+# REP (the logs keep their times: ratios.py charges each sample with the steal of its
+# window, which ends at its log's mtime).
+merge_part() {
+  local part=$1 rep=$2 log
+  python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    row = json.loads(line)
+    row["rep"] = int(sys.argv[2])
+    print(json.dumps(row))' "$part/hello.jsonl" "$rep" >>"$OUT/hello.jsonl"
+  cp "$part/versions.txt" "$OUT/versions.txt" 2>/dev/null || true
+  for log in "$part"/logs/wrk.*.r1.txt; do
+    [[ -e $log ]] || continue
+    log=${log##*/}
+    cp -p "$part/logs/$log" "$OUT/logs/${log%.r1.txt}.r$rep.txt"
+  done
+}
+
 if [[ -n $row2w ]]; then
-  HELLO_PEERS="nginx-2w mixserve-preforked-2w-scheduled" CONNS=1000 SETUPS=shared bash "$kit" hello >/dev/null
+  hello_rotated 1000 shared nginx-2w mixserve-preforked-2w-scheduled
   kill "$sampler" 2>/dev/null
   echo "results: $OUT"
   exec python3 "$here/ratios.py" "$OUT"
 fi
-HELLO_PEERS="tokio-hyper nginx-1w nginx-2w may_minihttp mixserve-scheduled mixserve-preforked-2w-scheduled" \
-  CONNS="50 1000" SETUPS="pinned shared" bash "$kit" hello >/dev/null
+hello_rotated "50 1000" "pinned shared" tokio-hyper nginx-1w nginx-2w may_minihttp \
+  mixserve-scheduled mixserve-preforked-2w-scheduled
 kill "$sampler" 2>/dev/null
 COMET_PEERS="tokio-hyper may_minihttp mixserve-scheduled mixserve-preforked-2w-scheduled" \
   COMET_NS=${COMET_N:-10000} SETUPS="shared" REPS=${COMET_REPS:-3} bash "$kit" comet >/dev/null
