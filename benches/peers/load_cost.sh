@@ -18,16 +18,9 @@ C=${C:-50}
 ROUNDS=${ROUNDS:-6}
 DURATION=${DURATION:-5}
 PORT=${PORT:-18094}
-work=${PEERS_WORK:-$HOME/.cache/mixserve-peers}
-hello=$PWD/target/release/examples/hello
-hyper=$work/target/release/hyper_hello
-kit_conf=${PEERS_KIT_DIR:-../shared/peers}/tools/nginx.conf.in
-for need in wrk nginx perf taskset "$hello" "$hyper" "$kit_conf"; do
-  if ! command -v "$need" >/dev/null && [[ ! -e $need ]]; then
-    echo "load_cost: $need not found (cargo build --release --examples; compare.sh installs the rest)" >&2
-    exit 2
-  fi
-done
+# shellcheck source=servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/servers.sh"
+require load_cost wrk nginx perf taskset
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

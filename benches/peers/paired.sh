@@ -29,17 +29,10 @@ set -euo pipefail
 PAIRS=${PAIRS:-20}
 SAMPLE=${SAMPLE:-2}
 PORT=${PORT:-18200}
-work=${PEERS_WORK:-$HOME/.cache/mixserve-peers}
+# shellcheck source=servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/servers.sh"
+require paired wrk nginx taskset python3
 OUT=${OUT:-$work/results/paired-$(date +%Y%m%d-%H%M%S)}
-hello=$PWD/target/release/examples/hello
-hyper=$work/target/release/hyper_hello
-kit_conf=${PEERS_KIT_DIR:-../shared/peers}/tools/nginx.conf.in
-for need in wrk nginx taskset python3 "$hello" "$hyper" "$kit_conf"; do
-  if ! command -v "$need" >/dev/null && [[ ! -e $need ]]; then
-    echo "paired: $need not found (cargo build --release --examples; compare.sh installs the rest)" >&2
-    exit 2
-  fi
-done
 mkdir -p "$OUT"
 : >"$OUT/rounds.jsonl"
 
