@@ -259,12 +259,12 @@ impl Context {
         StatusHandle::new(Arc::clone(&self.status))
     }
 
-    /// Adds one to `counter` on this process's status row.
     /// Adds this process's loop stalls and naps since the last report to its status row.
     pub(crate) fn report_loop_counts(&self) {
         crate::status::report_loop_counts(&self.status, self.status_row);
     }
 
+    /// Adds one to `counter` on this process's status row.
     pub(crate) fn count(&self, counter: Counter) {
         self.status.add(self.status_row, counter, 1);
     }
