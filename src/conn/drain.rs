@@ -17,9 +17,12 @@ use crate::sys::pipe::SelfPipe;
 
 /// The drain state of one server, shared by its loop and its connections.
 ///
-/// The bell is per process, made on first use: a worker forked from the server's
-/// process inherits this value, and ringing the inherited pipe would wake (and close
-/// the idle connections of) every process of the pool.
+/// The bell is per process, made when the process starts serving ([`prepare`]) or on
+/// first use: a worker forked from the server's process inherits this value, and
+/// ringing the inherited pipe would wake (and close the idle connections of) every
+/// process of the pool.
+///
+/// [`prepare`]: Drain::prepare
 #[derive(Debug, Default)]
 pub(crate) struct Drain {
     /// Set when the drain begins.
@@ -32,6 +35,13 @@ pub(crate) struct Drain {
 impl Drain {
     pub(crate) fn new() -> Drain {
         Drain::default()
+    }
+
+    /// Makes this process's bell now, not at the first connection that waits idle, so
+    /// the process's open files do not change while it serves. `None` from the pipe
+    /// (out of fds) is left to the first use, which tries again.
+    pub(crate) fn prepare(&self) {
+        let _ = self.bell();
     }
 
     /// Begins the drain: the flag, then the bell.

@@ -148,6 +148,7 @@ impl<M: MixIn> Server<M> {
         self.ctx.set_status_model(self.mixin.name());
         self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
         self.listen_again();
+        self.ctx.shutdown.prepare_drain();
         let result = self.mixin.serve_forever(&self.ctx);
         self.ctx.shutdown.reset();
         result

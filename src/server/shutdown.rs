@@ -222,6 +222,11 @@ impl ShutdownState {
         self.pipe.drain();
     }
 
+    /// Makes this process's drain bell now (see [`Drain::prepare`]).
+    pub(crate) fn prepare_drain(&self) {
+        self.draining.prepare();
+    }
+
     pub(crate) fn begin_drain(&self) {
         self.draining.begin();
     }

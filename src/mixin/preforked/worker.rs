@@ -110,6 +110,7 @@ fn serve(
             .name("mixserve-watchdog".into())
             .spawn(move || watchdog(&ctx, &seat, &wake, master))?;
     }
+    worker_ctx.shutdown.prepare_drain();
     let mut inner = lock(&plan.inner);
     if let Way::ReusePort { .. } = seat.way {
         // A queue of its own: the reserve rule applies to this worker alone.
