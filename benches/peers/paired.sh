@@ -10,8 +10,9 @@
 # Here a round starts, warms up (1 s), samples (SAMPLE s) and stops every server of a
 # row in turn, the order rotating from round to round, PAIRS rounds. Samples of one round
 # are seconds apart, so the drift mostly cancels in their ratio. Each sample is a new
-# process: tokio+hyper, left running, keeps whichever of two speeds (~15 % apart at
-# c=50) it happened to start in, and one process would decide the whole row.
+# process: with every server left running for the whole row, two runs gave c=50
+# ratios of 0.99× and 1.08× against tokio+hyper (15–20 rounds each), so the processes
+# themselves (how each happened to start) decided the row.
 #
 # Rows: pinned (servers on core 0, wrk on core 1) c=50 and c=1000, `hello --mixin
 # scheduled` against tokio+hyper and nginx with one worker; shared (both float) c=1000,
