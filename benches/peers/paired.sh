@@ -37,13 +37,16 @@ OUT=${OUT:-$work/results/paired-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 : >"$OUT/rounds.jsonl"
 
-groups=()
-cleanup() {
-  local group
-  for group in "${groups[@]}"; do kill -TERM -- "-$group" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+# The process group of the server running now ("" when none).
+group=""
+# stop: ends the running server, if any, and waits for it.
+stop() {
+  [[ -n $group ]] || return 0
+  kill -TERM -- "-$group" 2>/dev/null || true
+  wait "$group" 2>/dev/null || true
+  group=""
 }
-trap cleanup EXIT
+trap stop EXIT
 
 # command NAME PORT: the server's command line, listening on 127.0.0.1:PORT.
 command_of() {
@@ -71,14 +74,13 @@ cpu_ticks() {
   echo "$sum"
 }
 
-# start NAME PORT PIN: starts the server in a process group of its own (sets `group`),
-# waits until it listens, and warms it up with 1 s of wrk.
+# start NAME PORT PIN WRKPIN CONNS: starts the server in a process group of its own
+# (sets `group`), waits until it listens, and warms it up with 1 s of wrk.
 start() {
-  local name=$1 port=$2 pin=$3 tries=0
+  local name=$1 port=$2 pin=$3 wrkpin=$4 conns=$5 tries=0
   setsid bash -c "ulimit -n 20000; exec $pin $(command_of "$name" "$port")" \
     >>"$OUT/$name.log" 2>&1 </dev/null &
   group=$!
-  groups=("$group")
   until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
     tries=$((tries + 1))
     if ((tries > 100)); then
@@ -101,12 +103,11 @@ row() {
     for i in $(seq 0 $((n - 1))); do
       k=$(((i + round - 1) % n))
       name=${names[$k]}
-      start "$name" "$PORT" "$pin"
+      start "$name" "$PORT" "$pin" "$wrkpin" "$conns"
       before=$(cpu_ticks "$group")
       out=$($wrkpin wrk -t2 -c"$conns" -d"${SAMPLE}s" "http://127.0.0.1:$PORT/")
       after=$(cpu_ticks "$group")
-      cleanup
-      groups=()
+      stop
       printf '{"setup":"%s","conns":%s,"server":"%s","round":%s,"requests":%s,"rps":%s,"cpu_ticks":%s}\n' \
         "$setup" "$conns" "$name" "$round" \
         "$(awk '/requests in/ { print $1 }' <<<"$out")" \
