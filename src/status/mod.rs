@@ -48,7 +48,11 @@ pub struct StatusHandle {
 }
 
 /// The figures of one row (or their sum).
+///
+/// Non-exhaustive: a new counter is not a breaking change. Read the fields; the
+/// server builds the value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Figures {
     /// Connections handed to the handler.
     pub connections: u64,
@@ -74,6 +78,7 @@ pub struct Figures {
 
 /// One preforked worker slot's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WorkerFigures {
     /// The worker slot (0-based).
     pub worker: usize,
@@ -87,6 +92,7 @@ pub struct WorkerFigures {
 
 /// A snapshot of the live status.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Status {
     /// The model's name (`"preforked"`), or `"unknown"` before `serve_forever`.
     pub model: &'static str,

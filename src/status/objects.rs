@@ -9,6 +9,7 @@ use crate::sync::{Broadcast, Channel, Wire};
 
 /// One named shared object, as a snapshot reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ObjectFigures {
     /// The name it was registered under.
     pub name: String,
