@@ -3,12 +3,13 @@
 
 use mixserve::Listener;
 
+mod util;
+use util::scratch::Scratch;
+
 #[test]
 fn a_live_socket_file_is_not_taken_over() {
-    let dir = std::env::temp_dir().join(format!("mixserve-bind-unix-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("bind-unix");
     let path = dir.join("live.sock");
-    let _ = std::fs::remove_file(&path);
     let live = Listener::bind_unix(&path, 16).unwrap();
     let error = Listener::bind_unix(&path, 16).expect_err("took over a live socket");
     assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
@@ -20,7 +21,6 @@ fn a_live_socket_file_is_not_taken_over() {
     let replaced = Listener::bind_unix(&dir.join("stale.sock"), 16);
     assert!(replaced.is_ok(), "{replaced:?}");
     drop((live, replaced));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A server that stopped listening (draining) looks stale to a new one, which takes
@@ -30,10 +30,8 @@ fn a_server_closing_leaves_the_socket_file_a_newer_one_bound() {
     use mixserve::handler::from_fn;
     use mixserve::{Conn, Iterative, Server};
 
-    let dir = std::env::temp_dir().join(format!("mixserve-bind-over-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("bind-over");
     let path = dir.join("app.sock");
-    let _ = std::fs::remove_file(&path);
     let build = || {
         Server::builder(Iterative::new())
             .bind_unix(&path)
@@ -49,7 +47,6 @@ fn a_server_closing_leaves_the_socket_file_a_newer_one_bound() {
         .expect("the new server's socket file is still there");
     drop(new);
     assert!(!path.exists(), "a server removes its own socket file");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The documented restart: a second `serve_forever` listens again, on a Unix socket
@@ -61,10 +58,8 @@ fn a_unix_server_stopped_serves_again() {
     use mixserve::handler::from_fn;
     use mixserve::{Conn, Iterative, Server};
 
-    let dir = std::env::temp_dir().join(format!("mixserve-unix-again-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("unix-again");
     let path = dir.join("again.sock");
-    let _ = std::fs::remove_file(&path);
     let mut server = Server::builder(Iterative::new())
         .bind_unix(&path)
         .handle_signals(false)
@@ -111,7 +106,6 @@ fn a_unix_server_stopped_serves_again() {
         !path.exists(),
         "the server removes the file it listened on last"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A stopped Unix server listens again at its path only over a socket file: a file
@@ -124,10 +118,8 @@ fn a_file_put_in_place_of_a_stopped_servers_socket_is_left_alone() {
     use mixserve::handler::from_fn;
     use mixserve::{Conn, Iterative, Server};
 
-    let dir = std::env::temp_dir().join(format!("mixserve-unix-kept-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("unix-kept");
     let path = dir.join("kept.sock");
-    let _ = std::fs::remove_file(&path);
     let mut server = Server::builder(Iterative::new())
         .bind_unix(&path)
         .handle_signals(false)
@@ -156,7 +148,6 @@ fn a_file_put_in_place_of_a_stopped_servers_socket_is_left_alone() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
     drop(server);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A start refused after the socket file was made removes it.
@@ -165,10 +156,8 @@ fn a_refused_start_removes_the_socket_file_made_for_it() {
     use mixserve::handler::from_fn;
     use mixserve::{Conn, Listener, Server, Threading};
 
-    let dir = std::env::temp_dir().join(format!("mixserve-unix-refused-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("unix-refused");
     let path = dir.join("refused.sock");
-    let _ = std::fs::remove_file(&path);
     let listener = Listener::bind_unix(&path, 16).unwrap();
     assert!(path.exists());
     let refused = Server::builder(Threading::new().max_threads(0))
@@ -177,5 +166,4 @@ fn a_refused_start_removes_the_socket_file_made_for_it() {
         .build(|| from_fn(|_: &mut Conn| Ok(())));
     assert!(refused.is_err(), "max_threads(0) is refused");
     assert!(!path.exists(), "the socket file was left behind");
-    let _ = std::fs::remove_dir_all(&dir);
 }

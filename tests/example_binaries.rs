@@ -22,7 +22,7 @@ fn file_at(path: &Path, text: &str, at: SystemTime) {
 
 #[test]
 fn a_binary_older_than_one_of_its_sources_is_stale() {
-    let dir = std::env::temp_dir().join(format!("mixserve-fresh-{}", std::process::id()));
+    let dir = util::scratch::Scratch::new("fresh");
     std::fs::create_dir_all(dir.join("with space")).expect("dir");
     let now = SystemTime::now();
     let hour = Duration::from_secs(3600);
@@ -42,7 +42,6 @@ fn a_binary_older_than_one_of_its_sources_is_stale() {
     );
     file_at(&binary, "", now);
     assert_eq!(newer_source(&binary), None, "built after both");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -12,6 +12,8 @@ use std::time::Duration;
 use mixserve::handler::from_fn;
 use mixserve::{Conn, Forking, Hooks, Iterative, PeerAddr, Server, StartError, Threading};
 
+mod util;
+
 fn echo_once() -> impl Fn() -> mixserve::handler::FnHandler<fn(&mut Conn) -> io::Result<()>> {
     fn serve(conn: &mut Conn) -> io::Result<()> {
         let mut buf = [0u8; 64];
@@ -115,8 +117,7 @@ fn forking_refuses_to_fork_a_multithreaded_process() {
 
 #[test]
 fn serves_a_unix_domain_socket_and_removes_it_on_close() {
-    let dir = std::env::temp_dir().join(format!("mixserve-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = util::scratch::Scratch::new("test-unix");
     let path = dir.join("echo.sock");
     let mut server = Server::builder(Threading::new())
         .bind_unix(&path)
@@ -133,7 +134,6 @@ fn serves_a_unix_domain_socket_and_removes_it_on_close() {
     handle.shutdown();
     drop(serving.join().unwrap());
     assert!(!path.exists(), "socket file left behind");
-    let _ = std::fs::remove_dir(&dir);
 }
 
 /// A shutdown timeout of `Duration::MAX` ("wait however long") drains and returns.

@@ -233,9 +233,8 @@ fn a_master_started_by_an_upgrade_leaves_the_service_managers_socket_listening()
 
 #[test]
 fn serves_a_passed_unix_listener_and_leaves_its_file() {
-    let path =
-        std::env::temp_dir().join(format!("mixserve-activation-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let scratch = util::scratch::Scratch::new("activation");
+    let path = scratch.join("app.sock");
     let listener = UnixListener::bind(&path).unwrap();
     let (child, line) = start(&mut echo_command(
         Some(listener.as_raw_fd()),
@@ -256,7 +255,6 @@ fn serves_a_passed_unix_listener_and_leaves_its_file() {
         path.exists(),
         "the service manager's socket file was removed"
     );
-    std::fs::remove_file(&path).unwrap();
 }
 
 #[test]

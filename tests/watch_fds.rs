@@ -152,7 +152,8 @@ fn a_waiting_thread_costs_only_its_client_socket_under_prethreaded() {
 fn a_scheduled_server_at_its_fd_limit_refuses_each_extra_connection_once_and_waits() {
     const LIMIT: usize = 64;
     const CLIENTS: usize = 80;
-    let log = std::env::temp_dir().join(format!("mixserve-fd-limit-{}.log", std::process::id()));
+    let scratch = util::scratch::Scratch::new("fd-limit");
+    let log = scratch.join("server.log");
     let server = LimitedServer::start_with(
         LIMIT,
         &["--mixin", "scheduled"],
@@ -182,7 +183,6 @@ fn a_scheduled_server_at_its_fd_limit_refuses_each_extra_connection_once_and_wai
         .lines()
         .filter(|l| l.contains("accept: "))
         .count();
-    let _ = std::fs::remove_file(&log);
     assert!(
         spent <= 10,
         "the server spent {spent} ticks of CPU in 500 ms, idle at its fd limit"

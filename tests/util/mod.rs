@@ -5,6 +5,7 @@
 pub mod fresh;
 pub mod logged;
 mod procfs;
+pub mod scratch;
 pub mod stderr;
 
 #[allow(unused_imports)] // each test crate uses some
