@@ -75,6 +75,25 @@ fn connections_are_bounded_by_the_masters_room_and_idle_ones_close() {
     assert_eq!(news.waiting(), 1, "the waiter's connection stays");
 }
 
+/// Connections that keep coming are taken a bounded number per turn: any local process
+/// can connect to the abstract name, and the master's loop has workers to reap and
+/// signals to read between two batches. Those left in the backlog are taken on the
+/// next turns, without a new event.
+#[test]
+fn the_hub_accepts_a_bounded_number_of_connections_per_turn() {
+    let mut rig = Rig::trusting_self();
+    rig.hub.set_per_worker_limit(1000);
+    let callers: Vec<UnixStream> = (0..300).map(|_| rig.connect()).collect();
+    rig.turn();
+    let first = rig.hub.peer_count();
+    assert!(
+        (1..300).contains(&first),
+        "one turn took {first} of 300 connections"
+    );
+    rig.until("every connection taken", |rig| rig.hub.peer_count() == 300);
+    drop(callers);
+}
+
 /// A retried send answered from the log on a later turn's read (its connection used
 /// its read budget) is written then, though no writable edge comes.
 #[test]

@@ -8,13 +8,22 @@ use std::time::Instant;
 use mio::{Interest, Registry, Token};
 
 use super::{ACCEPT_RETRY, HubServer};
+
+/// Connections accepted in one turn of the master's loop. The abstract name is open to
+/// any local process and credentials are read only after `accept`, so without a cap
+/// a process connecting in a loop would hold the master here, with workers unreaped,
+/// signals unread and every worker's call unanswered (a review saw 37 s).
+const ACCEPTS_PER_TURN: usize = 64;
 use crate::sync::hub::peer::Peer;
 use crate::sys::fork;
 
 impl HubServer {
+    /// Accepts up to [`ACCEPTS_PER_TURN`] connections; when that many came, looks
+    /// again on the next turn without blocking (the edge-triggered listener will not
+    /// say that more wait).
     pub(super) fn accept(&mut self, registry: &Registry) {
         self.accept_retry = None;
-        loop {
+        for _ in 0..ACCEPTS_PER_TURN {
             let accepted = match self.injected_accept_failure() {
                 Some(failure) => Err(failure),
                 None => self.listener.accept(),
@@ -33,6 +42,7 @@ impl HubServer {
                 }
             }
         }
+        self.accept_retry = Some(Instant::now());
     }
 
     /// A test's stand-in for running out of fds; never in a real build.

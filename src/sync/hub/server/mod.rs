@@ -82,7 +82,8 @@ pub struct HubServer {
     outbox: Outbox,
     /// Remote waits with a timeout: (deadline, connection, call id).
     deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    /// When to accept again after running out of fds.
+    /// When to accept again: after running out of fds, or at once when a turn took
+    /// its most connections.
     accept_retry: Option<Instant>,
     /// When to look next for connections that stopped reading their replies, or
     /// that nothing was open on for [`PEER_IDLE`].
