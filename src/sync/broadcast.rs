@@ -217,7 +217,7 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
                 reply.complete::<T>(Err(refuse.unwrap_or(WaitError::Closed)))
             }
             op::BROADCAST_WAIT => return Some(waiters.push(Waiter::Remote(reply))),
-            op::BROADCAST_SEND => match T::decode(payload) {
+            op::BROADCAST_SEND => match crate::sync::wire::decode_foreign::<T>(payload) {
                 Ok(value) => {
                     let released = waiters.release_all(&value);
                     reply.complete(Ok(released));

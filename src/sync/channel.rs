@@ -238,7 +238,7 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
         }
         let mut state = lock(&self.state);
         match code {
-            op::CHANNEL_SEND => match T::decode(payload) {
+            op::CHANNEL_SEND => match crate::sync::wire::decode_foreign::<T>(payload) {
                 Ok(value) => {
                     state.push(value);
                     reply.complete(Ok(1usize));
@@ -271,7 +271,7 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
     }
 
     fn put_back(&self, payload: &[u8]) {
-        let value = match T::decode(payload) {
+        let value = match crate::sync::wire::decode_foreign::<T>(payload) {
             Ok(value) => value,
             // It was encoded from a T here: only a broken Wire impl gets here.
             Err(e) => return log::error!("hub: a channel value put back does not decode: {e}"),
@@ -318,7 +318,7 @@ impl<T: Wire + Clone + Send + 'static> crate::sync::redis::queue::Receivers for 
     }
 
     fn hand(&self, bytes: &[u8]) -> Result<bool, crate::sync::WireError> {
-        let value = T::decode(bytes)?;
+        let value = crate::sync::wire::decode_foreign::<T>(bytes)?;
         Ok(lock(&self.state).receivers.release_one(value).is_ok())
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! # Encodings
 //!
-//! `decode` always receives exactly the bytes `encode` wrote (the hub's frame carries
-//! the length), so a value at the top level needs no length of its own:
+//! The hub's frame carries the length, so a value at the top level needs no length of
+//! its own:
 //!
 //! | type | bytes |
 //! |---|---|
@@ -58,6 +58,15 @@
 //!
 //! With the `serde` feature, `#[derive(Serialize, Deserialize)]` and the `Serde<T>`
 //! wrapper (or the `wire_with_serde!` macro) do this for you, in postcard's format.
+//!
+//! # Bytes from another process
+//!
+//! The master decodes what a worker sends, and a worker what Redis holds: a `decode`
+//! gets whatever bytes the other side wrote, which a bug or a hostile process may have
+//! made. Return an error for bytes you do not expect (check lengths before indexing);
+//! the hub answers the sender with it. A `decode` that panics is caught there and
+//! answered the same way, but the master cannot survive a stack overflow: a recursive
+//! type (a tree, say, through `Serde<T>`) must bound the depth it decodes.
 
 mod composite;
 mod fields;
@@ -73,7 +82,8 @@ pub use with_serde::{Serde, decode as serde_decode, encode as serde_encode};
 /// Implemented for integers, floats, `bool`, `char`, `()`, `String`, `Vec<T>`,
 /// `Option<T>` and tuples of up to six elements; the [module docs](self) list the
 /// encodings. Implement it for your own types by encoding them into bytes; `decode`
-/// receives exactly the bytes `encode` wrote.
+/// receives the bytes another process's `encode` wrote, or claims to have written
+/// (see [Bytes from another process](self#bytes-from-another-process)).
 ///
 /// ```
 /// use mixserve::sync::{Wire, WireError};
@@ -98,7 +108,7 @@ pub use with_serde::{Serde, decode as serde_decode, encode as serde_encode};
 pub trait Wire: Sized {
     /// Appends the value's bytes to `out`.
     fn encode(&self, out: &mut Vec<u8>);
-    /// Rebuilds a value from exactly the bytes `encode` wrote.
+    /// Rebuilds a value from the bytes `encode` wrote; an error for any other bytes.
     fn decode(bytes: &[u8]) -> Result<Self, WireError>;
 
     /// Appends a sequence of values (the body of a `Vec<Self>`). By default each item
@@ -131,6 +141,14 @@ impl WireError {
     pub fn new(message: impl Into<String>) -> WireError {
         WireError(message.into())
     }
+}
+
+/// Decodes bytes another process sent, in the hub's loop: a `decode` that panics on
+/// bytes it did not expect gives an error here instead of unwinding out of the
+/// master's loop (the panic hook still reports it).
+pub(crate) fn decode_foreign<T: Wire>(bytes: &[u8]) -> Result<T, WireError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::decode(bytes)))
+        .unwrap_or_else(|_| Err(WireError::new("the value's decode panicked on these bytes")))
 }
 
 macro_rules! wire_le {

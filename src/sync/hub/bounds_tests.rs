@@ -1,6 +1,7 @@
 //! The hub under load at its bounds, driven by the test loop of `tests.rs`: a retry
-//! that meets its first try, the master's room for connections and idle ones, a reply
-//! found on a later read, and a release past a connection's output cap.
+//! that meets its first try, the master's room for connections and idle ones, the
+//! connections taken per turn, a reply found on a later read, a release past a
+//! connection's output cap, and a value whose `decode` panics.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -143,4 +144,40 @@ fn a_release_past_a_connections_output_cap_answers_every_wait() {
         "{ok} ok, {failed} failed"
     );
     assert_eq!(rig.hub.peer_count(), 1, "the connection stays");
+}
+
+/// A value type whose `decode` panics on bytes it did not expect (it indexes before
+/// checking the length).
+#[derive(Clone, Debug)]
+struct Careless(u32);
+
+impl crate::sync::Wire for Careless {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.to_le_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, crate::sync::WireError> {
+        Ok(Careless(u32::from_le_bytes(bytes[..4].try_into().unwrap())))
+    }
+}
+
+/// A worker's bytes that make the application's `decode` panic are answered with an
+/// error, and the master's loop goes on serving: the panic does not unwind out of it.
+#[test]
+fn a_decode_that_panics_on_a_workers_bytes_is_answered_as_an_error() {
+    let mut rig = Rig::trusting_self();
+    let jobs: Channel<Careless> = Channel::new();
+    let news: Broadcast<Careless> = Broadcast::new();
+    let mut worker = rig.connect();
+    for (call, object) in [
+        (op::CHANNEL_SEND, jobs.hub_id()),
+        (op::BROADCAST_SEND, news.hub_id()),
+    ] {
+        worker.write_all(&request(call, object, 1, &[7])).unwrap();
+        let (status, why) = rig.reply(&mut worker).expect("an answer");
+        assert_eq!(status, status::ERROR, "{}", String::from_utf8_lossy(&why));
+    }
+    let good = request(op::CHANNEL_SEND, jobs.hub_id(), 2, &7u32.to_le_bytes());
+    worker.write_all(&good).unwrap();
+    assert_eq!(rig.reply(&mut worker).map(|r| r.0), Some(status::OK));
+    assert_eq!(jobs.len(), 1);
 }

@@ -216,7 +216,7 @@ impl<T: Wire + Clone + Send> Batch for WaitList<T> {
     }
 
     fn release(mut self: Box<Self>, bytes: &[u8]) {
-        match T::decode(bytes) {
+        match crate::sync::wire::decode_foreign::<T>(bytes) {
             Ok(value) => {
                 self.release_all(&value);
             }
