@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::sync::hub::RemoteReply;
+use crate::sync::hub::{RemoteReply, encode_shared};
 use crate::sync::lock;
 use crate::sync::watch::{self, Waker};
 use crate::sync::wire::Wire;
@@ -176,15 +176,26 @@ impl<T: Wire + Clone> WaitList<T> {
     /// Releases every waiter with a copy of `value`; returns how many. If a copy panics
     /// (the application's `Clone`, or its `Wire` for a worker), the waiters not
     /// released yet are answered with an error as the panic goes on, not left waiting.
+    ///
+    /// The value is encoded once for all the workers' waiters, whose replies share it.
     pub(crate) fn release_all(&mut self, value: &T) -> usize {
         let mut entries = FailOnUnwind(std::mem::take(&mut self.entries));
         let count = entries.0.len();
-        while !entries.0.is_empty() {
+        let mut encoded: Option<Arc<[u8]>> = None;
+        while let Some(first) = entries.0.first_entry() {
             // Copied before the waiter leaves the list, so a panicking copy leaves it
             // there to be answered.
-            let copy = value.clone();
-            if let Some((_, entry)) = entries.0.pop_first() {
-                complete(entry.waiter, Ok(copy));
+            let copy = match first.get().waiter {
+                Waiter::Local(_) => Share::Value(value.clone()),
+                Waiter::Remote(_) => {
+                    let bytes = encoded.get_or_insert_with(|| encode_shared(value));
+                    Share::Encoded(Arc::clone(bytes))
+                }
+            };
+            match (first.remove().waiter, copy) {
+                (Waiter::Local(slot), Share::Value(copy)) => slot.fill(Ok(copy)),
+                (Waiter::Remote(reply), Share::Encoded(bytes)) => reply.complete_encoded(bytes),
+                _ => unreachable!("the copy was made for this waiter"),
             }
         }
         count
@@ -204,6 +215,14 @@ impl<T: Wire + Clone> WaitList<T> {
             }
         }
     }
+}
+
+/// A released value as one waiter takes it.
+enum Share<T> {
+    /// For a waiter of this process.
+    Value(T),
+    /// For a worker's waiter: the wire form, shared.
+    Encoded(Arc<[u8]>),
 }
 
 /// Waiters a release had not reached when it unwound: answered with an error.

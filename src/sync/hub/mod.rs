@@ -39,7 +39,7 @@ mod status;
 mod tests;
 
 pub use protocol::MAX_VALUE_BYTES;
-pub(crate) use reply::RemoteReply;
+pub(crate) use reply::{RemoteReply, encode_shared};
 pub use server::HubServer;
 pub use status::HubStatus;
 

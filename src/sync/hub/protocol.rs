@@ -118,6 +118,11 @@ pub(crate) fn decode_request(body: &[u8]) -> Option<Request<'_>> {
     })
 }
 
+/// The length of a reply frame with `payload_len` bytes of payload.
+pub(crate) fn reply_frame_len(payload_len: usize) -> usize {
+    4 + REPLY_HEAD + payload_len
+}
+
 /// Encodes one reply frame: the status of call `id`, and its payload.
 pub(crate) fn encode_reply(status: u8, id: u64, payload: &[u8]) -> Vec<u8> {
     let len = (REPLY_HEAD + payload.len()) as u32;

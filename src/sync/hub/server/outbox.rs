@@ -25,13 +25,14 @@ impl HubServer {
             // Each connection is written once per batch (a notify releases thousands of
             // waits on a few connections), not once per reply.
             let mut touched = HashSet::new();
-            for reply in replies {
+            for mut reply in replies {
                 if let Some(id) = reply.send_id {
-                    for token in self.sends.record(id, &reply.frame) {
+                    let frame = reply.frame();
+                    for token in self.sends.record(id, &frame) {
                         let Some(peer) = self.peers.get_mut(&token) else {
                             continue;
                         };
-                        if peer.queue_short(reply.frame.clone()) {
+                        if peer.queue_short(frame.clone()) {
                             touched.insert(token);
                         } else {
                             self.drop_peer(registry, token);
@@ -49,19 +50,19 @@ impl HubServer {
                     self.status.blocked().fetch_sub(1, Ordering::SeqCst);
                 }
                 let holds_value = reply.held.is_some();
-                if let Some(held) = reply.held {
+                if let Some(held) = reply.held.take() {
                     peer.held.insert(reply.id, held);
                 }
-                // A full queue is written out first.
-                let frame = reply.frame;
-                let fits = peer.queued_room() >= frame.len() || peer.flush();
+                // A full queue is written out first. The frame is made once it fits.
+                let len = reply.frame_len();
+                let fits = peer.queued_room() >= len || peer.flush();
                 if !fits {
                     // The write failed: the connection is gone.
                     self.drop_peer(registry, reply.token);
                     continue;
                 }
-                if peer.queued_room() >= frame.len() {
-                    peer.queue(frame);
+                if peer.queued_room() >= len {
+                    peer.queue(reply.frame());
                     touched.insert(reply.token);
                     continue;
                 }
@@ -84,7 +85,7 @@ impl HubServer {
                         why.as_bytes(),
                     ));
                     touched.insert(reply.token);
-                } else if peer.queue_short(frame) {
+                } else if peer.queue_short(reply.frame()) {
                     // A call that opened nothing (a send's count, a length): its short
                     // reply itself goes past the cap, so a send that happened says so.
                     touched.insert(reply.token);
