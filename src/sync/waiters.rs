@@ -217,6 +217,20 @@ impl<T: Wire + Clone> WaitList<T> {
     }
 }
 
+/// A list dropped with waiters on it answers them `Closed`. The master drops an
+/// object's list when its last handle there goes, and a worker's wait on it would
+/// otherwise get no reply, its call counted as blocked for good.
+impl<T> Drop for WaitList<T> {
+    fn drop(&mut self) {
+        for (_, entry) in std::mem::take(&mut self.entries) {
+            match entry.waiter {
+                Waiter::Local(slot) => slot.fill(Err(WaitError::Closed)),
+                Waiter::Remote(reply) => reply.fail(&WaitError::Closed),
+            }
+        }
+    }
+}
+
 /// A released value as one waiter takes it.
 enum Share<T> {
     /// For a waiter of this process.

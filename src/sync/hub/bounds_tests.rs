@@ -181,3 +181,16 @@ fn a_decode_that_panics_on_a_workers_bytes_is_answered_as_an_error() {
     assert_eq!(rig.reply(&mut worker).map(|r| r.0), Some(status::OK));
     assert_eq!(jobs.len(), 1);
 }
+
+/// A worker's wait on an object whose last handle the master drops is answered
+/// `Closed`, and no longer counts as blocked.
+#[test]
+fn a_wait_on_an_object_the_master_drops_is_answered_closed() {
+    let mut rig = Rig::trusting_self();
+    let news: Broadcast<u64> = Broadcast::new();
+    let mut waiter = rig.remote_wait(&news, 1);
+    assert_eq!(rig.hub.status().blocked_clients(), 1);
+    drop(news);
+    assert_eq!(rig.reply(&mut waiter).map(|r| r.0), Some(status::CLOSED));
+    assert_eq!(rig.hub.status().blocked_clients(), 0);
+}

@@ -72,8 +72,13 @@ impl RemoteReply {
     pub(crate) fn complete<T: Wire>(self, result: Result<T, WaitError>) {
         match result {
             Ok(value) => self.complete_encoded(encode_shared(&value)),
-            Err(error) => self.send(protocol::status_of(&error), error.to_string().as_bytes()),
+            Err(error) => self.fail(&error),
         }
+    }
+
+    /// Sends a wait's error.
+    pub(crate) fn fail(self, error: &WaitError) {
+        self.send(protocol::status_of(error), error.to_string().as_bytes());
     }
 
     /// Sends a wait's value, encoded already (once for every wait a release answers).

@@ -74,6 +74,9 @@ fn fifty_waits_share_one_connection_and_all_fail_when_it_breaks() {
     {
         let (seen_peers, peers, stop) = (Rc::clone(&seen_peers), Arc::clone(&peers), stop);
         let seen_waiting = Rc::clone(&seen_waiting);
+        // A clone: the test holds `news` until the hub is gone, since dropping its
+        // last handle would answer the waits (`Closed`) while the hub still runs.
+        let news = news.clone();
         runtime
             .spawn(move || {
                 let give_up = Instant::now() + Duration::from_secs(30);
@@ -97,6 +100,7 @@ fn fifty_waits_share_one_connection_and_all_fail_when_it_breaks() {
         "connections for {WAITS} waits"
     );
     let results = results.borrow();
+    drop(news);
     assert_eq!(results.len(), WAITS);
     assert!(
         results.iter().all(Result::is_err),
