@@ -194,3 +194,24 @@ fn a_wait_on_an_object_the_master_drops_is_answered_closed() {
     assert_eq!(rig.reply(&mut waiter).map(|r| r.0), Some(status::CLOSED));
     assert_eq!(rig.hub.status().blocked_clients(), 0);
 }
+
+/// Two calls that take a value, with one id, in one read (a broken worker): the
+/// connection is closed and both values go back to the channel, none is lost.
+#[test]
+fn one_id_used_twice_in_one_read_loses_no_value() {
+    let mut rig = Rig::trusting_self();
+    let jobs: Channel<u64> = Channel::new();
+    jobs.send(1).unwrap();
+    jobs.send(2).unwrap();
+    let mut worker = rig.connect();
+    let mut twice = request(op::CHANNEL_TRY_RECV, jobs.hub_id(), 5, &[]);
+    twice.extend_from_slice(&twice.clone());
+    worker.write_all(&twice).unwrap();
+    // Until the hub closes the connection (or hands out both values); then the
+    // worker goes, acknowledging none.
+    let mut closed = || matches!(std::io::Read::read(&mut worker, &mut [0; 64]), Ok(0));
+    rig.until("the connection closed", |_| jobs.is_empty() || closed());
+    drop(worker);
+    rig.until("the hub's side closed", |rig| rig.hub.peer_count() == 0);
+    assert_eq!(jobs.len(), 2, "a value was lost");
+}

@@ -51,7 +51,19 @@ impl HubServer {
                 }
                 let holds_value = reply.held.is_some();
                 if let Some(held) = reply.held.take() {
-                    peer.held.insert(reply.id, held);
+                    if let Some(earlier) = peer.held.insert(reply.id, held) {
+                        // Two calls with one id came in one read, before either reply
+                        // was moved here: a broken worker, closed as `serve` closes
+                        // one that reuses an open id. Both values go back.
+                        log::warn!(
+                            "hub: worker {} used call id {} twice; closing its connection",
+                            peer.pid,
+                            reply.id
+                        );
+                        put_back(&earlier);
+                        self.drop_peer(registry, reply.token);
+                        continue;
+                    }
                 }
                 // A full queue is written out first. The frame is made once it fits.
                 let len = reply.frame_len();
