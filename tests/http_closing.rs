@@ -1,6 +1,7 @@
 //! How a connection closes: lingering after an error answer until the client has sent
 //! what it was sending (a refused upload gets its `413`, not a reset), and not after a
-//! whole request whose client asked to close, unless it pipelined more.
+//! whole request whose client asked to close, unless it pipelined more; and silently,
+//! as an idle one, when all that came after the last answer was empty lines.
 
 mod http_util;
 
@@ -118,4 +119,35 @@ fn a_request_pipelined_after_a_close_is_lingered_over() {
     assert!(answer.ends_with(&"a".repeat(8 << 20)), "the whole body");
     handle.shutdown();
     serving.join().unwrap().unwrap();
+}
+
+/// Empty lines after a request (the CRLF some clients send after a body, RFC 9112
+/// §2.2) do not start the next request: the connection idles, and closes without a
+/// word at its idle timeout. It waited out the header timeout and then answered a
+/// `408` that a client reusing the connection could take for its next answer.
+#[test]
+fn empty_lines_after_a_request_leave_the_connection_idle() {
+    let quick_idle = config(|c| {
+        c.idle_timeout = Duration::from_millis(100);
+        c.header_timeout = Duration::from_secs(3600);
+    });
+    let mut client = client_with(quick_idle);
+    client.send(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok\r\n");
+    assert_eq!(client.response().status, 200);
+    client.send(b"\r\n\n");
+    assert!(
+        client.server_ends_within(Duration::from_secs(20)),
+        "it waited for a head"
+    );
+    assert!(client.closed(), "it answered the empty lines");
+}
+
+/// A connection that sent only empty lines has not begun a request: at its header
+/// timeout it is closed without an answer, like one that sent nothing.
+#[test]
+fn a_first_request_of_only_empty_lines_is_closed_without_an_answer() {
+    let quick = config(|c| c.header_timeout = Duration::from_millis(100));
+    let mut client = client_with(quick);
+    client.send(b"\r\n");
+    assert!(client.closed(), "it answered the empty line");
 }

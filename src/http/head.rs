@@ -119,7 +119,8 @@ pub(crate) fn read_head(
             // buffered, so the read buffer goes back while the connection idles. Before
             // a first request not begun, a drain closes it a second after it was made
             // (see `Conn::wait_first_request`).
-            if !started && idle {
+            // (Empty lines before a head do not start it: the connection still idles.)
+            if !started && !first {
                 conn.release_read_buffer();
                 match conn.wait_idle(config.idle_timeout) {
                     Ok(Idle::Request) => {}
@@ -146,8 +147,9 @@ pub(crate) fn read_head(
             Ok(_) => {}
             Err(error) => return Err(read_failure(error, timeout)),
         }
-        started = true;
-        match assembler.take(conn.buffered(), config)? {
+        let progress = assembler.take(conn.buffered(), config)?;
+        started = assembler.begun();
+        match progress {
             Progress::More(used) => conn.consume(used),
             Progress::Done(used, outcome) => {
                 conn.consume(used);

@@ -108,6 +108,8 @@ pub(crate) struct HeadAssembler<'a> {
     parsed: &'a mut Head,
     /// Empty-line bytes skipped before the request line, bounded by `max_head_bytes`.
     skipped: usize,
+    /// The last byte skipped was a `\r`, whose `\n` has not come yet.
+    cr_pending: bool,
 }
 
 /// What [`HeadAssembler::take`] made of the bytes it was shown.
@@ -127,6 +129,7 @@ impl<'a> HeadAssembler<'a> {
         HeadAssembler {
             scanner: HeadScanner::default(),
             skipped: 0,
+            cr_pending: false,
             raw,
             parsed,
         }
@@ -140,11 +143,7 @@ impl<'a> HeadAssembler<'a> {
         config: &HttpConfig,
     ) -> Result<Progress, Reject> {
         if self.raw.is_empty() {
-            // Empty lines before a request line are ignored (RFC 9112 §2.2).
-            let skip = available
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
+            let skip = self.empty_lines(available)?;
             if skip > 0 {
                 self.skipped += skip;
                 if self.skipped > config.max_head_bytes {
@@ -179,6 +178,32 @@ impl<'a> HeadAssembler<'a> {
         Ok(Progress::Done(used, outcome))
     }
 
+    /// True once bytes of the head itself came: before that, the connection still
+    /// waits for a request (empty lines do not start one), and a timeout or a drain
+    /// closes it without an answer.
+    pub(crate) fn begun(&self) -> bool {
+        !self.raw.is_empty() || self.scanner.total > 0
+    }
+
+    /// How many bytes at the start of `available` are empty lines to skip: a client
+    /// may send CRLF before a request line, or after a body (RFC 9112 §2.2). A line end
+    /// is `\r\n` or `\n`; a `\r` followed by anything else is refused (§2.2: a bare CR
+    /// is invalid). A `\r` that ends `available` is skipped, its `\n` expected next.
+    fn empty_lines(&mut self, available: &[u8]) -> Result<usize, Reject> {
+        let mut skip = 0;
+        loop {
+            match (self.cr_pending, available.get(skip)) {
+                (true, Some(b'\n')) => self.cr_pending = false,
+                (true, Some(_)) => return Err(Reject::new(400, "bare CR before the request line")),
+                (true, None) | (false, None) => return Ok(skip),
+                (false, Some(b'\n')) => {}
+                (false, Some(b'\r')) => self.cr_pending = true,
+                (false, Some(_)) => return Ok(skip),
+            }
+            skip += 1;
+        }
+    }
+
     /// Bytes of the head seen so far, the empty lines before it not counted.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn head_len(&self) -> usize {
@@ -189,6 +214,60 @@ impl<'a> HeadAssembler<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Feeds `pieces`, one read each, until a head ends or is refused: that outcome
+    /// (or `More(0)` when every byte was taken), and whether a head began.
+    fn assemble(pieces: &[&[u8]]) -> (Result<Progress, Reject>, bool) {
+        let (mut raw, mut head) = (Vec::new(), Head::default());
+        let mut assembler = HeadAssembler::new(&mut raw, &mut head);
+        let config = HttpConfig::default();
+        for piece in pieces {
+            let mut piece = *piece;
+            while !piece.is_empty() {
+                match assembler.take(piece, &config) {
+                    Ok(Progress::More(used)) => piece = &piece[used..],
+                    other => return (other, assembler.begun()),
+                }
+            }
+        }
+        (Ok(Progress::More(0)), assembler.begun())
+    }
+
+    #[test]
+    fn empty_lines_before_a_head_are_skipped_and_do_not_begin_it() {
+        for pieces in [
+            &[&b"\r\n\n\r\n"[..]][..],
+            &[b"\r", b"\n\r", b"\n"],
+            &[b"\n", b"\n"],
+        ] {
+            let (progress, begun) = assemble(pieces);
+            assert!(matches!(progress, Ok(Progress::More(_))), "{pieces:?}");
+            assert!(!begun, "{pieces:?} began a head");
+        }
+        let (progress, begun) = assemble(&[b"\r\n\r", b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert!(
+            matches!(progress, Ok(Progress::Done(_, Ok(())))),
+            "{progress:?}"
+        );
+        assert!(begun);
+        let (_, begun) = assemble(&[b"\r\nGE"]);
+        assert!(begun, "the request line's first bytes begin the head");
+    }
+
+    #[test]
+    fn a_bare_cr_before_the_request_line_is_refused() {
+        for pieces in [
+            &[&b"\rGET / HTTP/1.1\r\nHost: a\r\n\r\n"[..]][..],
+            &[b"\r\n\r\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"],
+            &[b"\r", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"],
+        ] {
+            let (progress, _) = assemble(pieces);
+            let Err(reject) = progress else {
+                panic!("{pieces:?} was taken: {progress:?}");
+            };
+            assert_eq!(reject.status, 400, "{pieces:?}");
+        }
+    }
 
     fn scan(input: &[u8], config: &HttpConfig) -> Result<Option<usize>, Reject> {
         HeadScanner::default().feed(input, config)
