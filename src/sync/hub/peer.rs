@@ -34,6 +34,11 @@ const SHORT_ROOM: usize = 1024 * 1024;
 /// it does not read.
 pub(crate) const WRITE_STALL: Duration = Duration::from_secs(30);
 
+/// A peer that stops in the middle of a frame for this long is closed: a worker writes
+/// each frame whole, so it hangs or is broken, and the part read (up to a frame,
+/// 16 MiB) would be held for good.
+pub(crate) const FRAME_STALL: Duration = Duration::from_secs(30);
+
 /// A connection with nothing open on it (no wait, no value held, no bytes either way)
 /// for this long is closed: twice the time a worker keeps an idle one
 /// ([`IDLE_FOR`](crate::sync::hub::client::IDLE_FOR)), which it prunes only when it
@@ -149,6 +154,8 @@ pub(crate) struct Peer {
     progress: Instant,
     /// When bytes last came or a reply was queued.
     active: Instant,
+    /// When bytes last came.
+    read_at: Instant,
     /// Bytes have come from it (a fresh connection's first call may still be in the
     /// socket: closing it would lose a call its worker does not retry).
     ever_read: bool,
@@ -181,6 +188,7 @@ impl Peer {
             cap: MAX_OUTPUT,
             progress: Instant::now(),
             active: Instant::now(),
+            read_at: Instant::now(),
             ever_read: false,
             pending: HashMap::new(),
             held: HashMap::new(),
@@ -197,6 +205,7 @@ impl Peer {
                 Ok(n) => {
                     self.input.extend_from_slice(&buf[..n]);
                     self.active = Instant::now();
+                    self.read_at = self.active;
                     self.ever_read = true;
                     return ReadOutcome::Data;
                 }
@@ -259,6 +268,11 @@ impl Peer {
     /// [`WRITE_STALL`].
     pub(crate) fn stalled(&self, now: Instant) -> bool {
         !self.output.is_empty() && now.saturating_duration_since(self.progress) > WRITE_STALL
+    }
+
+    /// Whether part of a frame has waited for the rest for [`FRAME_STALL`].
+    pub(crate) fn frame_stalled(&self, now: Instant) -> bool {
+        !self.input.is_empty() && now.saturating_duration_since(self.read_at) > FRAME_STALL
     }
 
     /// Whether nothing has been open on it (see [`PEER_IDLE`]) for longer than `limit`.
@@ -329,7 +343,30 @@ mod output_tests {
     use std::io::Read;
     use std::time::{Duration, Instant};
 
-    use super::{MAX_OUTPUT, Peer, WRITE_STALL};
+    use super::{FRAME_STALL, MAX_OUTPUT, Peer, ReadOutcome, WRITE_STALL};
+
+    /// Part of a frame that waits for the rest for `FRAME_STALL` marks the peer, and
+    /// any byte that comes clears it.
+    #[test]
+    fn a_peer_stopped_inside_a_frame_is_stalled() {
+        use std::io::Write;
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut peer = Peer::new(mio::net::UnixStream::from_std(ours), 0);
+        let later = || Instant::now() + FRAME_STALL + Duration::from_secs(1);
+        assert!(!peer.frame_stalled(later()), "nothing read is no stall");
+        theirs.write_all(&100u32.to_le_bytes()).unwrap();
+        theirs.write_all(&[1, 2, 3]).unwrap();
+        let mut buf = [0u8; 64];
+        assert!(matches!(peer.read_some(&mut buf), ReadOutcome::Data));
+        assert!(!peer.frame_stalled(Instant::now()));
+        assert!(peer.frame_stalled(later()), "the rest never came");
+        peer.input.clear();
+        assert!(
+            !peer.frame_stalled(later()),
+            "a frame served whole is no stall"
+        );
+    }
 
     #[test]
     fn a_peer_is_stalled_only_while_it_takes_no_reply_bytes() {

@@ -4,7 +4,8 @@
 //! bytes and a peer's input holds at most one frame and one read; replies queued for a
 //! peer are capped ([`MAX_OUTPUT`](super::peer::MAX_OUTPUT): past it a call is answered
 //! with a short error), and a peer that takes none of them for
-//! [`WRITE_STALL`](super::peer::WRITE_STALL) is closed; a connection has at most
+//! [`WRITE_STALL`](super::peer::WRITE_STALL) is closed, as is one that stops inside a
+//! frame for [`FRAME_STALL`](super::peer::FRAME_STALL); a connection has at most
 //! [`MAX_OUTSTANDING`](super::protocol::MAX_OUTSTANDING) calls open (past that a call is
 //! answered with an error); a worker holds at most
 //! [`per_worker_limit`](super::peer::per_worker_limit) connections, and the hub at most
@@ -31,7 +32,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::sync::ServerScope;
 use crate::sync::hub::peer::{
-    PEER_IDLE, Peer, Refusals, Trust, WRITE_STALL, connections_room, per_worker_limit,
+    FRAME_STALL, PEER_IDLE, Peer, Refusals, Trust, WRITE_STALL, connections_room, per_worker_limit,
 };
 use crate::sync::hub::protocol::{op, status};
 use crate::sync::hub::reply::{Outbox, RemoteReply};
@@ -269,15 +270,17 @@ impl HubServer {
             self.stall_check_at = now + STALL_CHECK_EVERY;
             for (&token, peer) in &self.peers {
                 if peer.stalled(now) {
-                    stalled.push(token);
+                    stalled.push((token, "took no reply bytes", WRITE_STALL));
+                } else if peer.frame_stalled(now) {
+                    stalled.push((token, "sent no more of a frame begun", FRAME_STALL));
                 } else if peer.idle(now, self.peer_idle) {
                     idle.push(token);
                 }
             }
         }
-        for token in stalled {
+        for (token, what, limit) in stalled {
             let pid = self.peers.get(&token).map_or(0, |peer| peer.pid);
-            log::warn!("hub: worker {pid} took no reply bytes for {WRITE_STALL:?}; closing it");
+            log::warn!("hub: worker {pid} {what} for {limit:?}; closing it");
             self.drop_peer(registry, token);
         }
         // Nothing is lost: a worker that calls on it next finds it closed and calls
