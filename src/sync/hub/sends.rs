@@ -11,6 +11,11 @@ use mio::Token;
 /// latest few per worker matter; this covers many workers retrying together.
 pub(crate) const REMEMBERED: usize = 4096;
 
+/// Retries of one send in progress that wait for its reply. A worker retries after a
+/// timeout, so a few is a slow Redis; more is a broken worker, whose further copies
+/// get no reply (they time out and come again, to find the reply logged).
+const WAITING_PER_SEND: usize = 64;
+
 /// What the log knows of a send that arrives.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Seen<'a> {
@@ -39,7 +44,9 @@ impl SendLog {
             return Seen::Answered(&self.replies[&id]);
         }
         if let Some(tokens) = self.waiting.get_mut(&id) {
-            tokens.push(token);
+            if tokens.len() < WAITING_PER_SEND {
+                tokens.push(token);
+            }
             return Seen::InProgress;
         }
         self.waiting.insert(id, Vec::new());
@@ -71,6 +78,16 @@ impl SendLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_waiting_for_one_send_are_bounded() {
+        let mut log = SendLog::default();
+        assert_eq!(log.begin(1, Token(7)), Seen::New);
+        for _ in 0..1000 {
+            assert_eq!(log.begin(1, Token(8)), Seen::InProgress);
+        }
+        assert_eq!(log.record(1, b"one").len(), WAITING_PER_SEND);
+    }
 
     #[test]
     fn remembers_recent_sends_only() {
