@@ -170,8 +170,11 @@ pub trait HttpHandler: Send + Sync + 'static {
     /// that decodes `chunked` as it goes, with the body limit and whole-body deadline
     /// enforced). Body bytes left unread are thrown away before the next request on
     /// the connection (or, past a small amount, the connection closes after the
-    /// answer). A body that breaks a limit is answered by the server (`413`, `408`,
-    /// `400`), whatever this returns. The default reads nothing and calls `handle`.
+    /// answer). A body that breaks a limit while this reads it is answered by the
+    /// server (`413`, `408`, `400`), whatever this returns. One that breaks it only
+    /// as the server throws the unread rest away, after this returned, gets the answer
+    /// this returned, with the connection closed after it. The default reads nothing
+    /// and calls `handle`.
     ///
     /// Watched like `handle` (see [`Conn::watch`](crate::Conn::watch)): a shared-object
     /// wait made here ends with `WaitError::ClientGone` when the client closes or resets
