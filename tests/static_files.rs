@@ -375,8 +375,9 @@ fn serve_file_and_file_at_refuse_a_fifo_without_blocking_on_it() {
     );
 }
 
-/// RFC 9110: If-None-Match overrides If-Modified-Since (no entity tag is sent, so only
-/// `*` matches), and a date in If-Range counts only once the file is a second old.
+/// RFC 9110: If-Match and If-Unmodified-Since refuse with `412` a client whose copy is
+/// not the file's; If-None-Match overrides If-Modified-Since (no entity tag is sent, so
+/// only `*` matches); and a date in If-Range counts only once the file is a second old.
 #[test]
 fn conditional_requests_follow_rfc_9110() {
     use std::time::{Duration, SystemTime};
@@ -406,6 +407,18 @@ fn conditional_requests_follow_rfc_9110() {
         "a tag that cannot match"
     );
     assert_eq!(ask(&[("If-None-Match", "*")]).status_code(), 304);
+
+    // A resume that says which copy it has: refused (412) once the file changed.
+    let earlier = "Thu, 01 Jan 1970 00:00:00 GMT";
+    let stale = [("Range", "bytes=0-9"), ("If-Unmodified-Since", earlier)];
+    assert_eq!(ask(&stale).status_code(), 412, "changed since");
+    let current = [("Range", "bytes=0-9"), ("If-Unmodified-Since", later)];
+    assert_eq!(ask(&current).status_code(), 206, "unchanged since");
+    assert_eq!(ask(&[("If-Match", "*")]).status_code(), 200);
+    assert_eq!(ask(&[("If-Match", "\"v1\"")]).status_code(), 412);
+    // If-Match present: If-Unmodified-Since is not looked at.
+    let both = [("If-Match", "*"), ("If-Unmodified-Since", earlier)];
+    assert_eq!(ask(&both).status_code(), 200);
 
     let resume = [("Range", "bytes=0-9"), ("If-Range", modified.as_str())];
     assert_eq!(

@@ -1,7 +1,8 @@
 //! Serving files from a directory: [`StaticFiles::open`] opens a request path beneath a
 //! root with no window for a swapped symbolic link ([`resolve`] checks one as a path),
-//! [`serve_opened`] answers with `Range`, `Last-Modified`/`If-Modified-Since` and
-//! `HEAD`, and [`StaticFiles`], an [`HttpHandler`], does both.
+//! [`serve_opened`] answers with `Range`, `Last-Modified`, the conditional requests
+//! (`If-Match`, `If-Unmodified-Since`, `If-None-Match`, `If-Modified-Since`, `If-Range`)
+//! and `HEAD`, and [`StaticFiles`], an [`HttpHandler`], does both.
 //!
 //! The body goes out by `sendfile(2)` ([`Body::File`]) under every model; under
 //! `scheduled` a full socket parks the coroutine, not the loop.
@@ -157,6 +158,8 @@ fn refusal(error: &io::Error) -> ResolveError {
 
 /// Answers `req` with the file at `path`: `GET` and `HEAD` only (`405` otherwise).
 ///
+/// - `412` when the request's `If-Match` is not `*` (no entity tag is sent) or, without
+///   one, its `If-Unmodified-Since` is older than the file (RFC 9110 §13.2.2);
 /// - `Last-Modified` from the file's modification time, and `304` when the request's
 ///   `If-Modified-Since` is not older (an unreadable date is ignored);
 /// - `Range` with one byte range: `206` and `Content-Range`; a range past the end:
@@ -209,6 +212,20 @@ pub fn serve_opened(req: &Request, file: File, name: &Path) -> Response {
         UNIX_EPOCH + Duration::from_secs(seconds)
     });
     let last_modified = modified.map(http_date);
+    // RFC 9110 §13.2.2, first: If-Match (no entity tag is sent, so only `*`, any
+    // current representation, matches), else If-Unmodified-Since (ignored for a file
+    // with no date). A false one is `412`: a client that resumes a download with
+    // If-Unmodified-Since must not get new bytes after old.
+    let precondition_failed = match req.header("if-match") {
+        Some(tags) => tags.trim() != "*",
+        None => matches!(
+            (modified, req.header("if-unmodified-since").and_then(parse_http_date)),
+            (Some(modified), Some(since)) if modified > since
+        ),
+    };
+    if precondition_failed {
+        return Response::text(412, "precondition failed\n");
+    }
     // RFC 9110 §13.2.2: with If-None-Match present, If-Modified-Since is ignored. No
     // entity tag is sent, so only `*` (any current representation) matches.
     let not_modified = match req.header("if-none-match") {
