@@ -96,21 +96,20 @@ pub(crate) fn log_date(time: SystemTime) -> String {
     )
 }
 
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`); `None` for anything else,
-/// the obsolete RFC 850 and asctime forms included (a condition on an unreadable date
-/// is ignored, as RFC 9110 allows).
+/// Parses an HTTP-date in any of its three forms, as RFC 9110 §5.6.7 asks of a
+/// recipient: the IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the obsolete RFC 850
+/// form (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime's (`Sun Nov  6 08:49:37 1994`).
+/// `None` for anything else (a condition on an unreadable date is ignored).
 pub(crate) fn parse_http_date(text: &str) -> Option<SystemTime> {
-    let (_weekday, rest) = text.trim().split_once(", ")?;
-    let mut parts = rest.split(' ');
-    let day: u64 = number(parts.next()?, 2)?;
-    let month_name = parts.next()?;
-    let month = MONTHS.iter().position(|m| *m == month_name)? as u64 + 1;
-    let year: u64 = number(parts.next()?, 4)?;
-    let mut clock = parts.next()?.split(':');
+    let text = text.trim();
+    let (year, month, day, clock) = imf_fixdate(text)
+        .or_else(|| rfc850_date(text))
+        .or_else(|| asctime_date(text))?;
+    let mut clock = clock.split(':');
     let hour = number(clock.next()?, 2)?;
     let minute = number(clock.next()?, 2)?;
     let second = number(clock.next()?, 2)?;
-    if parts.next()? != "GMT" || parts.next().is_some() || clock.next().is_some() {
+    if clock.next().is_some() {
         return None;
     }
     if !(1..=31).contains(&day) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
@@ -119,6 +118,59 @@ pub(crate) fn parse_http_date(text: &str) -> Option<SystemTime> {
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
     UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`: (year, month, day, time of day).
+fn imf_fixdate(text: &str) -> Option<(u64, u64, u64, &str)> {
+    let (_weekday, rest) = text.split_once(", ")?;
+    let mut parts = rest.split(' ');
+    let day = number(parts.next()?, 2)?;
+    let month = month_number(parts.next()?)?;
+    let year = number(parts.next()?, 4)?;
+    let clock = parts.next()?;
+    (parts.next()? == "GMT" && parts.next().is_none()).then_some((year, month, day, clock))
+}
+
+/// `Sunday, 06-Nov-94 08:49:37 GMT`. Its two-digit year is the latest year with those
+/// digits that is not more than 50 years ahead of now (RFC 9110 §5.6.7).
+fn rfc850_date(text: &str) -> Option<(u64, u64, u64, &str)> {
+    let (_weekday, rest) = text.split_once(", ")?;
+    let mut parts = rest.split(' ');
+    let mut date = parts.next()?.split('-');
+    let day = number(date.next()?, 2)?;
+    let month = month_number(date.next()?)?;
+    let two_digits = number(date.next()?, 2)?;
+    let clock = parts.next()?;
+    if date.next().is_some() || parts.next()? != "GMT" || parts.next().is_some() {
+        return None;
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    let (this_year, _, _) = civil_from_days(now / 86_400);
+    let mut year = this_year - this_year % 100 + two_digits;
+    if year > this_year + 50 {
+        year -= 100;
+    }
+    Some((year, month, day, clock))
+}
+
+/// `Sun Nov  6 08:49:37 1994` (the day two digits, or a space and one).
+fn asctime_date(text: &str) -> Option<(u64, u64, u64, &str)> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 24 || [3, 7, 10, 19].iter().any(|&at| bytes[at] != b' ') {
+        return None;
+    }
+    let month = month_number(text.get(4..7)?)?;
+    let day = match bytes[8..10] {
+        [b' ', digit] if digit.is_ascii_digit() => u64::from(digit - b'0'),
+        _ => number(text.get(8..10)?, 2)?,
+    };
+    let year = number(text.get(20..24)?, 4)?;
+    Some((year, month, day, text.get(11..19)?))
+}
+
+/// `Jan` … `Dec` to 1 … 12.
+fn month_number(name: &str) -> Option<u64> {
+    MONTHS.iter().position(|m| *m == name).map(|i| i as u64 + 1)
 }
 
 /// A decimal of exactly `digits` ASCII digits.
@@ -213,11 +265,46 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_obsolete_forms_too() {
+        let time = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        for text in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_http_date(text), Some(time), "{text:?}");
+        }
+        let day = UNIX_EPOCH + Duration::from_secs(784_111_777 + 10 * 86_400);
+        assert_eq!(parse_http_date("Wed Nov 16 08:49:37 1994"), Some(day));
+        // Two digits more than 50 years ahead are the century before.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (this_year, _, _) = civil_from_days(now / 86_400);
+        let ahead = (this_year + 60) % 100;
+        let parsed = parse_http_date(&format!("Monday, 01-Jan-{ahead:02} 00:00:00 GMT"));
+        let (year, _, _) = civil_from_days(
+            parsed
+                .unwrap()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                / 86_400,
+        );
+        assert_eq!(year, this_year + 60 - 100);
+    }
+
+    #[test]
     fn refuses_other_forms() {
         for text in [
             "",
-            "Sunday, 06-Nov-94 08:49:37 GMT",
-            "Sun Nov  6 08:49:37 1994",
+            "Sunday, 06-Nov-94 08:49:37 UTC",
+            "Sunday, 06-Nov-1994 08:49:37 GMT",
+            "Sun Nov   6 08:49:37 1994",
+            "Sun Nov 6  08:49:37 1994",
+            "Sun Nov  6 08:49:37 1994 x",
+            "Sun Nov  6 08:49:37 19941",
             "Sun, 06 Nov 1994 08:49:37 UTC",
             "Sun, 6 Nov 1994 08:49:37 GMT",
             "Sun, 06 Foo 1994 08:49:37 GMT",
