@@ -258,6 +258,19 @@ fn a_host_the_http_adapter_would_refuse_gets_400() {
     assert_eq!(head[0], "Status: 200 OK");
 }
 
+/// Another spelling of a header variable cannot slip past the checks: `HTTP_Host`
+/// would have made a `host` field the `Host` check never saw (a review sent
+/// `a/../b evil` this way and got it to the application).
+#[test]
+fn a_header_variable_spelled_otherwise_gets_400() {
+    for name in ["HTTP_Host", "HTTP_TRANSFER-ENCODING", "HTTP_content_length"] {
+        let request = scgi_request(&[(name, "a/../b evil")], b"");
+        let (head, body) = exchange(Scgi::new(echo), &request);
+        assert_eq!(head[0], "Status: 400 Bad Request", "{name}");
+        assert_eq!(body, "malformed header variable name\n");
+    }
+}
+
 #[test]
 fn a_length_of_nine_digits_gets_431() {
     assert_eq!(

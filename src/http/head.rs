@@ -308,7 +308,7 @@ fn version_error(bytes: &[u8]) -> Reject {
 }
 
 /// A `tchar` of RFC 9110 §5.6.2: what a method name is made of.
-fn is_token_char(byte: u8) -> bool {
+pub(crate) fn is_token_char(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 

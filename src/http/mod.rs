@@ -76,7 +76,7 @@ mod write;
 pub(crate) mod seams {
     pub(crate) use super::body::{Framing, parse_length, read_length};
     pub(crate) use super::error::{Failure, peer_gone};
-    pub(crate) use super::head::is_valid_host;
+    pub(crate) use super::head::{is_token_char, is_valid_host};
     pub(crate) use super::linger::linger_close;
     pub(crate) use super::streaming::streams_body_caught;
     pub(crate) use super::write::{Answering, Dialect, write_response};

@@ -8,8 +8,11 @@
 //! 1.23 passes a repeated field, as repeated fields), `CONTENT_TYPE` (unless empty) and
 //! `CONTENT_LENGTH` too but not the client's own framing fields, which the front end
 //! undid (`HTTP_CONTENT_LENGTH`, `HTTP_CONTENT_TYPE`, `HTTP_TRANSFER_ENCODING`), and
-//! the peer from `REMOTE_ADDR`/`REMOTE_PORT`. An `HTTP_HOST` the HTTP adapter would
-//! refuse gets `Status: 400`. The answer is written CGI-style,
+//! the peer from `REMOTE_ADDR`/`REMOTE_PORT`. What the HTTP adapter's parser would
+//! refuse gets `Status: 400` here too: an `HTTP_HOST` it would refuse, a method that
+//! is not a token, a target or field value with a control character, a header
+//! variable not named `HTTP_` and `[A-Z0-9_]` (so `HTTP_Host` cannot pass the `Host`
+//! check); more than `max_headers` header variables get `Status: 431`. The answer is written CGI-style,
 //! `Status: 200 OK` then the header fields and the body, and the connection closes.
 //!
 //! A malformed netstring or variable block gets `Status: 400`, a block over
@@ -27,6 +30,7 @@
 //! # let _ = app;
 //! ```
 
+mod checks;
 pub(crate) mod netstring;
 
 use std::fmt;
@@ -143,6 +147,10 @@ impl<A: HttpHandler> ScgiConnection<A> {
             Ok(parsed) => parsed,
             Err(malformed) => return refuse(conn, config, malformed),
         };
+        if let Err((status, why)) = checks::check_variables(&variables, config) {
+            let response = Response::text(status, format!("{why}\n"));
+            return answer(conn, config, response, false);
+        }
         let (mut request, head_only) = build_request(&variables, conn.peer_addr());
         if !has_valid_host(&variables) {
             // The same guarantee as over HTTP: a `Host` an application may build a URL
