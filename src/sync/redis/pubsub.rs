@@ -84,6 +84,12 @@ pub(crate) struct PubSub {
 /// at a time; more are forged or stale.
 const MAX_EARLY: usize = 4096;
 
+/// Releases in progress kept at once (each lives count_deadline + timeout, 3 s by
+/// default): far more than any cluster notifies in that time. Past it a prepare is
+/// ignored, its sender counting this process as not answering; anyone who may
+/// publish on Redis can send prepares.
+const MAX_BATCHES: usize = 65_536;
+
 /// The cluster's generation counter, one for every broadcast, so a generation also
 /// names the send its acks answer.
 const GENERATION: &str = "mixserve:bc-generation";
@@ -375,6 +381,11 @@ pub(crate) fn on_message(shared: &Arc<Shared>, channel: &[u8], payload: &[u8]) {
     let Some((kind, id, sender)) = parse_head(head) else {
         return;
     };
+    if !is_node_id(sender) {
+        // Not one of ours (see `Shared::node`): a forged sender could be megabytes,
+        // kept in a batch's key and published back in the ack.
+        return;
+    }
     let objects: Vec<Arc<dyn Waiters>> = match shared.state().pubsub.objects.get(channel) {
         Some(same_name) => same_name.live(),
         None => return,
@@ -385,7 +396,11 @@ pub(crate) fn on_message(shared: &Arc<Shared>, channel: &[u8], payload: &[u8]) {
     let count = match kind {
         b'P' => {
             let key = (channel.to_vec(), sender.to_vec(), id);
-            if shared.state().pubsub.batches.contains_key(&key) {
+            let taken = {
+                let batches = &shared.state().pubsub.batches;
+                batches.contains_key(&key) || batches.len() >= MAX_BATCHES
+            };
+            if taken {
                 return;
             }
             let batch: Box<dyn Batch> = match objects.as_slice() {
@@ -450,6 +465,14 @@ fn parse_head(head: &[u8]) -> Option<(u8, u64, &[u8])> {
     Some((kind, id, parts.next()?))
 }
 
+/// A node id as `bridge` makes them: 16 lower-case hex digits.
+fn is_node_id(sender: &[u8]) -> bool {
+    sender.len() == 16
+        && sender
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// `K id count`.
 fn parse_ack(payload: &[u8]) -> Option<(u8, u64, usize)> {
     let (kind, id, count) = parse_head(payload)?;
@@ -467,6 +490,21 @@ mod tests {
         assert_eq!(parse_head(b"P x abc"), None);
         assert_eq!(parse_ack(b"P 1"), None);
         assert_eq!(parse_head(b""), None);
+    }
+
+    #[test]
+    fn only_a_node_id_is_a_sender() {
+        assert!(is_node_id(b"0123456789abcdef"));
+        assert!(is_node_id(format!("{:016x}", 7u64).as_bytes()));
+        for forged in [
+            &b""[..],
+            b"0123456789abcde",
+            b"0123456789abcdef0",
+            b"0123456789ABCDEF",
+        ] {
+            assert!(!is_node_id(forged), "{forged:?}");
+        }
+        assert!(!is_node_id(&vec![b'a'; 256 * 1024]));
     }
 
     /// Anyone who may publish on Redis can send acks: their counts saturate, and the
