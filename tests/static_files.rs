@@ -211,6 +211,33 @@ fn open_finds_index_html_through_links_and_serves_only_files() {
     }
 }
 
+/// A directory asked for without its trailing slash is sent to the path with one, its
+/// query kept, so its index's relative links resolve inside it; with the slash, its
+/// `index.html` is served.
+#[test]
+fn a_directory_without_its_slash_is_redirected_to_it() {
+    let tree = Tree::new("slash");
+    let root = tree.root();
+    std::fs::write(root.join("sub/index.html"), "<a href=b.txt>b</a>").unwrap();
+    let files = StaticFiles::new(&root).unwrap();
+    for (method, target, location) in [
+        ("GET", "/sub", "/sub/"),
+        ("HEAD", "/sub", "/sub/"),
+        ("GET", "/sub?x=1", "/sub/?x=1"),
+        ("GET", "/sub-link", "/sub-link/"),
+    ] {
+        let answer = files.handle(&mut Request::new(method, target));
+        assert_eq!(answer.status_code(), 301, "{method} {target}");
+        assert_eq!(answer.header("location"), Some(location), "{target}");
+    }
+    let answer = files.handle(&mut Request::new("GET", "/sub/"));
+    assert_eq!(answer.status_code(), 200);
+    let answer = files.handle(&mut Request::new("POST", "/sub"));
+    assert_eq!(answer.status_code(), 405, "only GET and HEAD are sent on");
+    let answer = files.handle(&mut Request::new("GET", "/a.txt"));
+    assert_eq!(answer.status_code(), 200, "a file is no directory");
+}
+
 /// Sends `raw` on a fresh connection and reads everything until the server closes.
 fn exchange(addr: SocketAddr, raw: &str) -> String {
     let mut stream = connect(addr);

@@ -295,8 +295,9 @@ pub fn serve_opened(req: &Request, file: File, name: &Path) -> Response {
 }
 
 /// An [`HttpHandler`] serving the files under a directory: each request path is
-/// [`open`](StaticFiles::open)ed beneath the root (a directory means its `index.html`)
-/// and answered by [`serve_opened`]; a refused path gets the [`ResolveError::status`].
+/// [`open`](StaticFiles::open)ed beneath the root (a directory means its `index.html`;
+/// asked for without its trailing slash, a `301` to the path with one) and answered by
+/// [`serve_opened`]; a refused path gets the [`ResolveError::status`].
 #[derive(Debug, Clone)]
 pub struct StaticFiles {
     /// The canonical root directory.
@@ -353,6 +354,11 @@ impl StaticFiles {
     /// Returns the open file and its path under the root as requested, for the
     /// `Content-Type`.
     pub fn open(&self, path: &str) -> Result<(File, PathBuf), ResolveError> {
+        self.open_found(path).map(|(file, name, _)| (file, name))
+    }
+
+    /// [`open`](Self::open), and whether `path` named a directory.
+    fn open_found(&self, path: &str) -> Result<(File, PathBuf, bool), ResolveError> {
         let mut relative = relative_path(path)?;
         let file = self.open_relative(&relative)?;
         if !file
@@ -360,10 +366,10 @@ impl StaticFiles {
             .map_err(|_| ResolveError::NotFound)?
             .is_dir()
         {
-            return Ok((file, relative));
+            return Ok((file, relative, false));
         }
         relative.push("index.html");
-        Ok((self.open_relative(&relative)?, relative))
+        Ok((self.open_relative(&relative)?, relative, true))
     }
 
     fn open_relative(&self, relative: &Path) -> Result<File, ResolveError> {
@@ -374,12 +380,38 @@ impl StaticFiles {
 }
 
 impl HttpHandler for StaticFiles {
+    /// A `GET` or `HEAD` for a directory without its trailing slash is sent to the
+    /// path with one (`301`, as nginx does), so the relative links of its `index.html`
+    /// resolve inside it.
     fn handle(&self, req: &mut Request) -> Response {
-        match self.open(req.path()) {
-            Ok((file, name)) => serve_opened(req, file, &name),
+        match self.open_found(req.path()) {
+            Ok((index, _, true)) if needs_slash(req) && is_file(&index) => {
+                let mut location = format!("{}/", req.path());
+                if let Some(query) = req.query() {
+                    location.push('?');
+                    location.push_str(query);
+                }
+                Response::text(301, "moved permanently\n").with_header("Location", location)
+            }
+            Ok((file, name, _)) => serve_opened(req, file, &name),
             Err(error) => Response::text(error.status(), format!("{error}\n")),
         }
     }
+}
+
+fn is_file(file: &File) -> bool {
+    file.metadata().is_ok_and(|metadata| metadata.is_file())
+}
+
+/// Whether a directory's request path lacks its trailing slash, and may be sent to
+/// it: a path a browser could read as another host's (`//host`, `/\host`) never is.
+fn needs_slash(req: &Request) -> bool {
+    let path = req.path();
+    (req.method() == "GET" || req.method() == "HEAD")
+        && path.starts_with('/')
+        && !path.ends_with('/')
+        && !path.starts_with("//")
+        && !path.contains('\\')
 }
 
 #[cfg(test)]
