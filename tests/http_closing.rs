@@ -142,6 +142,32 @@ fn empty_lines_after_a_request_leave_the_connection_idle() {
     assert!(client.closed(), "it answered the empty lines");
 }
 
+/// Empty lines trickled between requests do not restart the idle timeout: the
+/// connection closes at the idle timeout of its first wait, though a line comes every
+/// quarter of it.
+#[test]
+fn empty_lines_trickled_do_not_keep_an_idle_connection() {
+    let quick_idle = config(|c| {
+        c.idle_timeout = Duration::from_millis(200);
+        c.header_timeout = Duration::from_secs(3600);
+    });
+    let mut client = client_with(quick_idle);
+    client.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.response().status, 200);
+    // Ten seconds of a CRLF every 50 ms, unless the server closes first.
+    for _ in 0..200 {
+        if client.server_ended() || !client.try_send(b"\r\n") {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        client.server_ended(),
+        "the trickle kept the connection for 10 s"
+    );
+    assert!(client.closed(), "it answered the empty lines");
+}
+
 /// A connection that sent only empty lines has not begun a request: at its header
 /// timeout it is closed without an answer, like one that sent nothing.
 #[test]

@@ -102,6 +102,8 @@ pub(crate) fn read_head(
     } else {
         conn.set_read_deadline(Some(crate::deadline::from_now(config.header_timeout)));
     }
+    // When the connection began to idle (the first wait for this head).
+    let mut idle_since = None;
     loop {
         // A connection that sent nothing is closed without a word (as nginx does): no
         // answer to write, no lingering for a client that may never read.
@@ -119,10 +121,20 @@ pub(crate) fn read_head(
             // buffered, so the read buffer goes back while the connection idles. Before
             // a first request not begun, a drain closes it a second after it was made
             // (see `Conn::wait_first_request`).
-            // (Empty lines before a head do not start it: the connection still idles.)
+            // Empty lines before a head do not start it: the connection still idles,
+            // within the idle timeout of its first wait (a client trickling CRLF
+            // cannot restart it).
             if !started && !first {
                 conn.release_read_buffer();
-                match conn.wait_idle(config.idle_timeout) {
+                let now = clock::now();
+                let since = *idle_since.get_or_insert(now);
+                let left = config
+                    .idle_timeout
+                    .saturating_sub(now.saturating_duration_since(since));
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                match conn.wait_idle(left) {
                     Ok(Idle::Request) => {}
                     Ok(Idle::Draining) => return Ok(false),
                     Err(error) => return Err(read_failure(error, Failure::Close)),

@@ -54,6 +54,18 @@ impl Client {
         self.writer.write_all(bytes).expect("client write");
     }
 
+    /// Sends `bytes` if the server still reads; false once it has closed.
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.writer.write_all(bytes).is_ok()
+    }
+
+    /// Whether the server thread has ended.
+    pub fn server_ended(&self) -> bool {
+        self.server
+            .as_ref()
+            .is_none_or(|thread| thread.is_finished())
+    }
+
     /// Reads one response to a request that was not `HEAD`.
     pub fn response(&mut self) -> Answer {
         read_answer(&mut self.reader, false)
