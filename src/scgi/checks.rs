@@ -6,10 +6,12 @@ use crate::http::HttpConfig;
 use crate::http::seams::is_token_char;
 
 /// Checks the variables that become the request: a method that is a token, a target
-/// and field values with no control characters, header variables named `HTTP_` and
-/// upper-case letters, digits and `_` (so no other spelling of `HTTP_HOST` passes the
-/// `Host` check, and no two spellings make two fields of one), at most
-/// `max_headers` of them. The refusal's status and reason, if any.
+/// and field values with no control characters (a target may hold a space: a front
+/// end may pass `PATH_INFO` decoded), header variables named `HTTP_` and token
+/// characters other than lower-case letters and `-` (the CGI spelling: so no other
+/// spelling of `HTTP_HOST` passes the `Host` check, and no two spellings make two
+/// fields of one), at most `max_headers` of them. The refusal's status and reason, if
+/// any.
 pub(crate) fn check_variables(
     variables: &[(&[u8], &[u8])],
     config: &HttpConfig,
@@ -20,8 +22,10 @@ pub(crate) fn check_variables(
             b"REQUEST_METHOD" if value.is_empty() || !value.iter().all(|&b| is_token_char(b)) => {
                 return Err((400, "malformed REQUEST_METHOD"));
             }
+            // Control characters only: a front end may pass `PATH_INFO` decoded (a
+            // space in it is a file name's), but CR and LF would split log lines.
             b"REQUEST_URI" | b"SCRIPT_NAME" | b"PATH_INFO" | b"QUERY_STRING"
-                if !value.iter().all(|&b| b > b' ' && b != 0x7f) =>
+                if !value.iter().all(|&b| b >= b' ' && b != 0x7f) =>
             {
                 return Err((400, "malformed request target"));
             }
@@ -30,10 +34,12 @@ pub(crate) fn check_variables(
         let Some(field) = name.strip_prefix(b"HTTP_") else {
             continue;
         };
+        // One spelling per field: the name is lower-cased and `_` becomes `-`, so a
+        // lower-case letter or a `-` would give a second spelling of one field.
         if field.is_empty()
             || !field
                 .iter()
-                .all(|&b| matches!(b, b'A'..=b'Z' | b'0'..=b'9' | b'_'))
+                .all(|&b| is_token_char(b) && !b.is_ascii_lowercase() && b != b'-')
         {
             return Err((400, "malformed header variable name"));
         }
@@ -75,6 +81,8 @@ mod tests {
             ("HTTP_HOST", "example.com"),
             ("HTTP_USER_AGENT", "curl/8.0 (x86_64)\tx"),
             ("HTTP_X_FORWARDED_FOR", "10.0.0.1"),
+            ("PATH_INFO", "/my file.txt"),
+            ("HTTP_X.TRACE", "1"),
         ];
         assert_eq!(check(&block), Ok(()));
     }
@@ -86,11 +94,12 @@ mod tests {
             (&[("HTTP_TRANSFER-ENCODING", "chunked")], 400),
             (&[("HTTP_content_length", "99")], 400),
             (&[("HTTP_", "x")], 400),
+            (&[("HTTP_X Y", "x")], 400),
             (&[("HTTP_X", "a\r\nb")], 400),
             (&[("REQUEST_METHOD", "G ET")], 400),
             (&[("REQUEST_METHOD", "")], 400),
             (&[("REQUEST_URI", "/a\r\nInjected: 1")], 400),
-            (&[("REQUEST_URI", "/a b")], 400),
+            (&[("PATH_INFO", "/a\0b")], 400),
         ] {
             assert_eq!(check(block).map_err(|e| e.0), Err(status), "{block:?}");
         }

@@ -11,8 +11,9 @@
 //! the peer from `REMOTE_ADDR`/`REMOTE_PORT`. What the HTTP adapter's parser would
 //! refuse gets `Status: 400` here too: an `HTTP_HOST` it would refuse, a method that
 //! is not a token, a target or field value with a control character, a header
-//! variable not named `HTTP_` and `[A-Z0-9_]` (so `HTTP_Host` cannot pass the `Host`
-//! check); more than `max_headers` header variables get `Status: 431`. The answer is written CGI-style,
+//! variable not spelled as CGI spells them (`HTTP_` and token characters other than
+//! lower-case letters and `-`: so `HTTP_Host` cannot pass the `Host` check); more
+//! than `max_headers` header variables get `Status: 431`. The answer is written CGI-style,
 //! `Status: 200 OK` then the header fields and the body, and the connection closes.
 //!
 //! A malformed netstring or variable block gets `Status: 400`, a block over
