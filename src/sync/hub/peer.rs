@@ -22,7 +22,7 @@ use crate::sync::hub::reply::Held;
 /// Reply bytes queued for one peer. A notify that releases every wait of a scheduled
 /// worker queues one reply per wait at once, all on its one connection: 25,000 waits
 /// of a 10 KiB value fit. Past it, a reply is replaced by a short error (see
-/// [`queue_short`](Peer::queue_short)); a peer that takes no bytes at all for
+/// [`queue_short`](Peer::queue_short)); a peer that stops reading them for
 /// [`WRITE_STALL`] is closed.
 pub(crate) const MAX_OUTPUT: usize = 16 * MAX_FRAME;
 
@@ -30,9 +30,15 @@ pub(crate) const MAX_OUTPUT: usize = 16 * MAX_FRAME;
 /// past [`MAX_OUTPUT`].
 const SHORT_ROOM: usize = 1024 * 1024;
 
-/// A peer with replies queued that takes none of their bytes for this long is closed:
-/// it does not read.
+/// A peer with replies queued that takes fewer than [`PROGRESS_BYTES`] of them (and
+/// does not take them all) for this long is closed: it does not read, or reads a byte
+/// now and then, holding up to [`MAX_OUTPUT`] here for good.
 pub(crate) const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// Reply bytes a peer must take within [`WRITE_STALL`] to count as reading, unless it
+/// takes every byte queued. A worker reads its replies as they come, megabytes a
+/// second.
+const PROGRESS_BYTES: usize = 64 * 1024;
 
 /// A peer that stops in the middle of a frame for this long is closed: a worker writes
 /// each frame whole, so it hangs or is broken, and the part read (up to a frame,
@@ -150,8 +156,11 @@ pub(crate) struct Peer {
     queued: usize,
     /// [`MAX_OUTPUT`] (lowered by tests).
     cap: usize,
-    /// When the peer last took reply bytes (or was given some with none queued).
+    /// When the peer last took [`PROGRESS_BYTES`] of its replies, or all of them (or
+    /// was given some with none queued).
     progress: Instant,
+    /// Reply bytes taken since `progress`.
+    taken: usize,
     /// When bytes last came or a reply was queued.
     active: Instant,
     /// When bytes last came.
@@ -187,6 +196,7 @@ impl Peer {
             queued: 0,
             cap: MAX_OUTPUT,
             progress: Instant::now(),
+            taken: 0,
             active: Instant::now(),
             read_at: Instant::now(),
             ever_read: false,
@@ -247,6 +257,7 @@ impl Peer {
         self.active = Instant::now();
         if self.output.is_empty() {
             self.progress = self.active;
+            self.taken = 0;
         }
         self.queued += frame.len();
         self.output.push_back(frame);
@@ -320,11 +331,14 @@ impl Peer {
     }
 
     /// `n` more bytes are written: drops the frames they finish.
-    fn advance(&mut self, mut n: usize) {
-        if n > 0 {
-            self.progress = Instant::now();
-        }
+    fn advance(&mut self, n: usize) {
         self.queued -= n;
+        self.taken = self.taken.saturating_add(n);
+        if n > 0 && (self.queued == 0 || self.taken >= PROGRESS_BYTES) {
+            self.progress = Instant::now();
+            self.taken = 0;
+        }
+        let mut n = n;
         while let Some(front) = self.output.front() {
             let left = front.len() - self.front_written;
             if n < left {
@@ -343,7 +357,41 @@ mod output_tests {
     use std::io::Read;
     use std::time::{Duration, Instant};
 
-    use super::{FRAME_STALL, MAX_OUTPUT, Peer, ReadOutcome, WRITE_STALL};
+    use super::{FRAME_STALL, MAX_OUTPUT, PROGRESS_BYTES, Peer, ReadOutcome, WRITE_STALL};
+
+    /// A peer that takes a few bytes now and then does not count as reading: only
+    /// `PROGRESS_BYTES`, or the whole queue, moves its progress.
+    #[test]
+    fn a_peer_taking_a_few_bytes_now_and_then_makes_no_progress() {
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        // Small socket buffers, so reading a few KiB lets a few KiB more be written.
+        nix::sys::socket::setsockopt(&ours, nix::sys::socket::sockopt::SndBuf, &8192).unwrap();
+        let mut peer = Peer::new(mio::net::UnixStream::from_std(ours), 0);
+        assert!(peer.queue(vec![7; 4 << 20]));
+        assert!(peer.flush());
+        let before = peer.progress;
+        std::thread::sleep(Duration::from_millis(2));
+        // A few KiB taken, so some more are written, but far from PROGRESS_BYTES.
+        let queued = peer.queued();
+        let mut few = vec![0u8; 16 * 1024];
+        assert!(theirs.read(&mut few).unwrap() > 0);
+        assert!(peer.flush());
+        let written = queued - peer.queued();
+        assert!(
+            (1..PROGRESS_BYTES).contains(&written),
+            "{written} bytes written"
+        );
+        assert_eq!(peer.progress, before, "a few KiB taken counted as progress");
+        // Read on, letting the peer write more between reads, until 256 KiB came.
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut read = 0;
+        while read < 256 * 1024 {
+            read += theirs.read(&mut chunk).unwrap();
+            assert!(peer.flush());
+        }
+        assert!(peer.progress > before, "256 KiB taken did not count");
+    }
 
     /// Part of a frame that waits for the rest for `FRAME_STALL` marks the peer, and
     /// any byte that comes clears it.

@@ -3,11 +3,11 @@
 //! Bounds: only trusted peers are read ([`Trust`]); a frame is at most `MAX_FRAME`
 //! bytes and a peer's input holds at most one frame and one read; replies queued for a
 //! peer are capped ([`MAX_OUTPUT`](super::peer::MAX_OUTPUT): past it a call is answered
-//! with a short error), and a peer that takes none of them for
-//! [`WRITE_STALL`](super::peer::WRITE_STALL) is closed, as is one that stops inside a
-//! frame for [`FRAME_STALL`](super::peer::FRAME_STALL); a connection has at most
-//! [`MAX_OUTSTANDING`](super::protocol::MAX_OUTSTANDING) calls open (past that a call is
-//! answered with an error); a worker holds at most
+//! with a short error), and a peer that stops reading them (takes less than 64 KiB,
+//! and not all) for [`WRITE_STALL`](super::peer::WRITE_STALL) is closed, as is one
+//! that stops inside a frame for [`FRAME_STALL`](super::peer::FRAME_STALL); a
+//! connection has at most [`MAX_OUTSTANDING`](super::protocol::MAX_OUTSTANDING) calls
+//! open (past that a call is answered with an error); a worker holds at most
 //! [`per_worker_limit`](super::peer::per_worker_limit) connections, and the hub at most
 //! what the master's open-file limit leaves room for (`connections_room`); a connection
 //! with nothing open on it for [`PEER_IDLE`](super::peer::PEER_IDLE) is closed. A malformed or
@@ -270,7 +270,7 @@ impl HubServer {
             self.stall_check_at = now + STALL_CHECK_EVERY;
             for (&token, peer) in &self.peers {
                 if peer.stalled(now) {
-                    stalled.push((token, "took no reply bytes", WRITE_STALL));
+                    stalled.push((token, "took under 64 KiB of its replies", WRITE_STALL));
                 } else if peer.frame_stalled(now) {
                     stalled.push((token, "sent no more of a frame begun", FRAME_STALL));
                 } else if peer.idle(now, self.peer_idle) {
