@@ -7,6 +7,7 @@ use super::config::HttpConfig;
 use super::error::{Failure, Reject, read_failure};
 use super::headers::Headers;
 use super::request::Version;
+use super::response_fields::is_value_byte;
 
 /// How the length of a request body is known (RFC 9112 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +206,7 @@ pub(crate) fn parse_chunk_line(line: &[u8], extensions: &mut usize) -> Result<u6
     let rest = trim_blanks_start(rest);
     let valid = match rest.first() {
         None => true,
-        Some(b';') => rest.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)),
+        Some(b';') => rest.iter().all(|&b| is_value_byte(b)),
         Some(_) => false,
     };
     if !valid {
@@ -268,7 +269,7 @@ pub(crate) fn read_trailers<R: BufRead>(
         if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
             return Err(bad.into());
         }
-        if value.iter().any(|&b| b != b'\t' && (b < 0x20 || b == 0x7f)) {
+        if !value.iter().all(|&b| is_value_byte(b)) {
             return Err(bad.into());
         }
         let name = String::from_utf8_lossy(name).into_owned();

@@ -78,6 +78,7 @@ pub(crate) mod seams {
     pub(crate) use super::error::{Failure, peer_gone};
     pub(crate) use super::head::{is_token_char, is_valid_host};
     pub(crate) use super::linger::linger_close;
+    pub(crate) use super::response_fields::is_value_byte;
     pub(crate) use super::streaming::streams_body_caught;
     pub(crate) use super::write::{Answering, Dialect, write_response};
 }

@@ -134,9 +134,13 @@ fn valid_field(name: &str, value: &str) -> bool {
 
 /// Whether `value` may be sent as a field value: no control characters but tab.
 pub(crate) fn valid_value(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    value.bytes().all(is_value_byte)
+}
+
+/// Whether `byte` may stand in a field value (or a chunk extension): not a control
+/// character, tab excepted.
+pub(crate) fn is_value_byte(byte: u8) -> bool {
+    byte == b'\t' || (byte >= 0x20 && byte != 0x7f)
 }
 
 /// `TOKEN_BYTES[b]`: whether byte `b` is a `tchar` of RFC 9110 §5.6.2 (one lookup per

@@ -3,7 +3,7 @@
 //! sends only well-formed blocks, but anything that reaches the socket can send any.
 
 use crate::http::HttpConfig;
-use crate::http::seams::is_token_char;
+use crate::http::seams::{is_token_char, is_value_byte};
 
 /// Checks the variables that become the request: a method that is a token, a target
 /// and field values with no control characters (a target may hold a space: a front
@@ -43,10 +43,7 @@ pub(crate) fn check_variables(
         {
             return Err((400, "malformed header variable name"));
         }
-        if !value
-            .iter()
-            .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f))
-        {
+        if !value.iter().all(|&b| is_value_byte(b)) {
             return Err((400, "control character in a header variable"));
         }
         fields += 1;

@@ -331,14 +331,13 @@ impl Peer {
     }
 
     /// `n` more bytes are written: drops the frames they finish.
-    fn advance(&mut self, n: usize) {
+    fn advance(&mut self, mut n: usize) {
         self.queued -= n;
         self.taken = self.taken.saturating_add(n);
         if n > 0 && (self.queued == 0 || self.taken >= PROGRESS_BYTES) {
             self.progress = Instant::now();
             self.taken = 0;
         }
-        let mut n = n;
         while let Some(front) = self.output.front() {
             let left = front.len() - self.front_written;
             if n < left {
