@@ -55,7 +55,8 @@ impl<T> Clone for Broadcast<T> {
 struct Inner<T> {
     /// Where the object lives (elsewhere it is reached through the hub).
     home: Home,
-    waiters: Mutex<WaitList<T>>,
+    /// Shared with a Redis release in progress, which may give its waiters back.
+    waiters: Arc<Mutex<WaitList<T>>>,
     /// Set when the object lives on Redis (see [`crate::sync::Redis`]).
     redis: OnceLock<BroadcastLink>,
 }
@@ -71,7 +72,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
     pub fn new() -> Broadcast<T> {
         let inner = registry::new_object(|home| Inner {
             home,
-            waiters: Mutex::new(WaitList::new()),
+            waiters: Arc::new(Mutex::new(WaitList::new())),
             redis: OnceLock::new(),
         });
         Broadcast { inner }
@@ -205,10 +206,14 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
         refuse: Option<WaitError>,
     ) -> Option<u64> {
         let reply = match self.redis.get() {
-            Some(link) => match link.serve(code, payload, reply, lock(&self.waiters).len()) {
-                Ok(()) => return None,
-                Err(reply) => reply,
-            },
+            Some(link) => {
+                // Counted first: the list's lock is never held into the bridge's.
+                let local = lock(&self.waiters).len();
+                match link.serve(code, payload, reply, local) {
+                    Ok(()) => return None,
+                    Err(reply) => reply,
+                }
+            }
             None => reply,
         };
         let mut waiters = lock(&self.waiters);
@@ -252,6 +257,10 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
     }
 
     fn close_scope(&self, scope: usize) {
+        // Batches first (see `pubsub::close_scope`), then the list.
+        if let Some(link) = self.redis.get() {
+            link.close_scope(scope);
+        }
         lock(&self.waiters).close_scope(scope);
     }
 }
@@ -262,7 +271,9 @@ impl<T: Wire + Clone + Send + 'static> crate::sync::redis::pubsub::Waiters for I
     }
 
     fn detach(&self) -> Box<dyn crate::sync::redis::pubsub::Batch> {
-        Box::new(lock(&self.waiters).detach())
+        Box::new(crate::sync::redis::objects::Detached::take_all(
+            &self.waiters,
+        ))
     }
 }
 

@@ -3,6 +3,7 @@
 //! process waiting on the hub for a reply).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,6 +18,9 @@ use crate::sync::{WaitError, scope};
 pub(crate) struct Slot<T> {
     result: Mutex<Option<Result<T, WaitError>>>,
     waker: Waker,
+    /// Set before the waiter tries to leave its list, so a list that gets back a
+    /// detached waiter (see [`WaitList::restore`]) can tell one that stopped waiting.
+    gave_up: AtomicBool,
 }
 
 impl<T> Slot<T> {
@@ -24,7 +28,13 @@ impl<T> Slot<T> {
         Arc::new(Slot {
             result: Mutex::new(None),
             waker: Waker::current(),
+            gave_up: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the waiter stopped waiting (timed out, its client left, or it unwound).
+    pub(crate) fn gave_up(&self) -> bool {
+        self.gave_up.load(Ordering::SeqCst)
     }
 
     /// Stores the result (the first one wins) and wakes the waiter.
@@ -64,8 +74,16 @@ impl<T> Slot<T> {
         let leave = unwinding.leave.take();
         match waited {
             Ok(result) => result,
-            Err(error) if leave.is_some_and(|leave| leave()) => Err(error),
-            Err(error) => self.take().unwrap_or(Err(error)),
+            Err(error) => {
+                // Before leaving: a restore that runs after this leaves the waiter out,
+                // one that ran before put it back where `leave` finds it.
+                self.gave_up.store(true, Ordering::SeqCst);
+                if leave.is_some_and(|leave| leave()) {
+                    Err(error)
+                } else {
+                    self.take().unwrap_or(Err(error))
+                }
+            }
         }
     }
 
@@ -102,6 +120,7 @@ impl<T, L: FnOnce() -> bool, O: FnOnce(T)> Drop for LeaveOnUnwind<'_, T, L, O> {
         let Some(leave) = self.leave.take() else {
             return;
         };
+        self.slot.gave_up.store(true, Ordering::SeqCst);
         if !leave() {
             if let (Some(Ok(value)), Some(orphaned)) = (self.slot.take(), self.orphaned.take()) {
                 orphaned(value);
@@ -203,17 +222,7 @@ impl<T: Wire + Clone> WaitList<T> {
 
     /// Answers every waiter of server `scope` with `Closed`.
     pub(crate) fn close_scope(&mut self, scope: usize) {
-        let keys: Vec<u64> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.scope == scope)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in keys {
-            if let Some(entry) = self.entries.remove(&key) {
-                complete(entry.waiter, Err(WaitError::Closed));
-            }
-        }
+        self.take_scope(scope).fail_all(WaitError::Closed);
     }
 }
 
@@ -272,5 +281,58 @@ impl<T: Wire + Clone> WaitList<T> {
         for (_, entry) in std::mem::take(&mut self.entries) {
             complete(entry.waiter, Err(error.clone()));
         }
+    }
+
+    /// Takes the waiters of server `scope` off this list, into a new one.
+    pub(crate) fn take_scope(&mut self, scope: usize) -> WaitList<T> {
+        self.take_where(|_, entry| entry.scope == scope)
+    }
+
+    /// Takes the waiters with these keys that are still here, into a new list.
+    pub(crate) fn take_keys(&mut self, keys: &[u64]) -> WaitList<T> {
+        self.take_where(|key, _| keys.binary_search(key).is_ok())
+    }
+
+    fn take_where(&mut self, mut taken: impl FnMut(&u64, &Entry<T>) -> bool) -> WaitList<T> {
+        let (out, kept) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|(key, entry)| taken(key, entry));
+        self.entries = kept;
+        WaitList {
+            entries: out,
+            next_key: self.next_key,
+        }
+    }
+
+    /// Puts back waiters detached from this list (by [`detach`](Self::detach)) for a
+    /// release that never came, each in its place: their keys are older than any pushed
+    /// since, and are the keys their waiters leave by. Left out: a waiter of this process
+    /// that gave up meanwhile, and a worker's wait whose deadline passed (the hub's timer
+    /// found it gone): those go in the second list, to be answered `TimedOut`. The first
+    /// is the keys put back, in order.
+    pub(crate) fn restore(
+        &mut self,
+        mut detached: WaitList<T>,
+        now: Instant,
+    ) -> (Vec<u64>, WaitList<T>) {
+        let mut expired = BTreeMap::new();
+        let mut keys = Vec::with_capacity(detached.entries.len());
+        for (key, entry) in std::mem::take(&mut detached.entries) {
+            match &entry.waiter {
+                Waiter::Local(slot) if slot.gave_up() => {}
+                Waiter::Remote(reply) if reply.expired(now) => {
+                    expired.insert(key, entry);
+                }
+                _ => {
+                    keys.push(key);
+                    self.entries.insert(key, entry);
+                }
+            }
+        }
+        let expired = WaitList {
+            entries: expired,
+            next_key: self.next_key,
+        };
+        (keys, expired)
     }
 }

@@ -4,8 +4,10 @@
 use std::io::Write;
 
 use super::protocol::{op, status};
-use super::tests::{HOSTING, Rig, encoded, request};
-use crate::sync::{Channel, Redis, TryRecvError};
+use super::tests::{HOSTING, Rig, encoded, request, timed_request};
+use std::time::Duration;
+
+use crate::sync::{Broadcast, Channel, Redis, TryRecvError};
 
 #[path = "../../../tests/redis_util/mod.rs"]
 mod redis_util;
@@ -46,4 +48,42 @@ fn a_redis_channel_value_never_acknowledged_goes_back_to_redis() {
     assert_eq!(jobs.try_recv(), Ok(5));
     assert_eq!(jobs.try_recv(), Ok(6));
     assert_eq!(jobs.try_recv(), Err(TryRecvError::Empty));
+}
+
+/// A worker's wait whose deadline passes while its Redis release is overdue: the hub's
+/// timer finds it gone (taken for the release) and leaves it. When the release is given
+/// up on, it is answered `TimedOut` rather than put back, where it would wait on with
+/// no timer left to end it.
+#[test]
+fn a_workers_wait_that_timed_out_while_its_release_was_overdue_is_answered() {
+    let test = "a_workers_wait_that_timed_out_while_its_release_was_overdue";
+    let Some(server) = redis_util::redis_or_skip(test) else {
+        return;
+    };
+    let mut rig = Rig::trusting_self();
+    let hosting = crate::sync::lock(&HOSTING);
+    let redis = Redis::builder(&server.url())
+        .timeout(Duration::from_secs(2))
+        .count_deadline(Duration::from_millis(200))
+        .connect()
+        .unwrap();
+    let news: Broadcast<u64> = redis.broadcast("hub-overdue");
+    assert_eq!(news.waiting(), 0);
+    drop(hosting);
+    let mut waiter = rig.connect();
+    waiter
+        .write_all(&timed_request(op::BROADCAST_WAIT, news.hub_id(), 1, 500))
+        .unwrap();
+    rig.until("the remote wait", |rig| {
+        rig.hub.status().blocked_clients() == 1
+    });
+    // A prepare whose release never comes (its sender died between the two).
+    let channel = "mixserve:bc:hub-overdue";
+    assert_eq!(server.int(&["PUBLISH", channel, "P 1 0123456789abcdef"]), 1);
+    let (code, _) = rig.reply(&mut waiter).expect("a reply");
+    assert_eq!(code, status::TIMED_OUT);
+    rig.until("the wait no longer counted", |rig| {
+        rig.hub.status().blocked_clients() == 0
+    });
+    assert_eq!(news.waiting(), 0);
 }

@@ -2,6 +2,7 @@
 //! released by a send), queued in the hub's outbox until its loop writes it.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use mio::Token;
 
@@ -60,12 +61,34 @@ pub(crate) struct RemoteReply {
     pub(super) op: u8,
     pub(super) object: u64,
     pub(super) id: u64,
+    /// When the worker's wait times out. The hub's timer answers it then if the object
+    /// still has it; one that was away (in a Redis batch) is answered when it is back.
+    pub(super) deadline: Option<Instant>,
 }
 
 impl RemoteReply {
+    /// The reply to call `id` (operation `op` on `object`) of connection `token`.
+    pub(super) fn new(outbox: &Outbox, token: Token, scope: usize, call: (u8, u64, u64)) -> Self {
+        let (op, object, id) = call;
+        RemoteReply {
+            outbox: Arc::clone(outbox),
+            token,
+            scope,
+            op,
+            object,
+            id,
+            deadline: None,
+        }
+    }
+
     /// The server the waiting worker belongs to.
     pub(crate) fn scope(&self) -> usize {
         self.scope
+    }
+
+    /// Whether the wait's deadline has passed by `now`.
+    pub(crate) fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| deadline <= now)
     }
 
     /// Sends a wait's result.
@@ -141,14 +164,9 @@ mod tests {
         let outbox: Outbox = Arc::default();
         let mut waits: WaitList<String> = WaitList::new();
         for id in 0..100 {
-            waits.push(Waiter::Remote(RemoteReply {
-                outbox: Arc::clone(&outbox),
-                token: Token(id as usize % 3),
-                scope: 0,
-                op: op::BROADCAST_WAIT,
-                object: 1,
-                id,
-            }));
+            let call = (op::BROADCAST_WAIT, 1, id);
+            let reply = RemoteReply::new(&outbox, Token(id as usize % 3), 0, call);
+            waits.push(Waiter::Remote(reply));
         }
         let value = "x".repeat(64 * 1024);
         assert_eq!(waits.release_all(&value), 100);

@@ -112,7 +112,11 @@ pub enum RedisError {
 ///   is never replayed (during a reconnect a call waits for it, within the timeout). The connection comes back with
 ///   exponential back-off and jitter and resubscribes; waiters keep waiting and are
 ///   released by the next send. Waiters caught between the two phases of a send when
-///   Redis went away get `WaitError::Hub`.
+///   Redis went away get `WaitError::Hub` (the release may have gone out unheard).
+/// - A sender that dies between its two phases: the waiters set aside for its send go
+///   back to waiting once the count deadline plus the timeout passed (3 s by default),
+///   each in its place, and its release still reaches them if it comes within another
+///   timeout. One whose own deadline passed meanwhile is answered `TimedOut`.
 /// - A slow Redis: a reply not there within the timeout (2 s by default) counts as a
 ///   lost connection; no caller waits longer. So does any reply, or pub/sub message,
 ///   that started arriving and is not complete within the timeout, and the start-up
@@ -236,3 +240,6 @@ impl Redis {
         self.shared.state().pubsub.partial
     }
 }
+
+#[cfg(test)]
+mod release_tests;

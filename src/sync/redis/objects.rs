@@ -3,14 +3,15 @@
 //! its own model, or, for a worker's request served by the hub, completing the hub's
 //! reply later without blocking the master's loop.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use crate::sync::hub::RemoteReply;
 use crate::sync::hub::protocol::{op, status};
+use crate::sync::lock;
 use crate::sync::redis::block_on;
 use crate::sync::redis::bridge::Shared;
-use crate::sync::redis::pubsub::{self, Batch, Counted, Waiters};
+use crate::sync::redis::pubsub::{self, Batch, Counted, Late, Then, Waiters};
 use crate::sync::redis::queue::{self, Receivers};
 use crate::sync::waiters::WaitList;
 use crate::sync::wire::Wire;
@@ -58,6 +59,12 @@ impl BroadcastLink {
             Some(Err(e)) => Err(SendError::Hub(e)),
             None => Err(SendError::Hub("redis: no answer in time".into())),
         }
+    }
+
+    /// Answers this process's waiters of server `scope` that are in a release in
+    /// progress with `Closed`; the object's own list is closed after this.
+    pub(crate) fn close_scope(&self, scope: usize) {
+        pubsub::close_scope(&self.shared, &self.channel, scope);
     }
 
     /// Waiters in the cluster; `local` (this process's count) if Redis cannot tell.
@@ -210,21 +217,84 @@ impl ChannelLink {
     }
 }
 
-impl<T: Wire + Clone + Send> Batch for WaitList<T> {
+/// A broadcast's waiters detached for one release, with the list they came from (to go
+/// back to if the release never comes).
+pub(crate) struct Detached<T> {
+    list: WaitList<T>,
+    home: Weak<Mutex<WaitList<T>>>,
+}
+
+impl<T: Wire + Clone + Send + 'static> Detached<T> {
+    /// Takes every waiter now on `home`.
+    pub(crate) fn take_all(home: &Arc<Mutex<WaitList<T>>>) -> Detached<T> {
+        Detached {
+            list: lock(home).detach(),
+            home: Arc::downgrade(home),
+        }
+    }
+}
+
+impl<T: Wire + Clone + Send + 'static> Batch for Detached<T> {
     fn len(&self) -> usize {
-        WaitList::len(self)
+        self.list.len()
     }
 
     fn release(mut self: Box<Self>, bytes: &[u8]) {
-        match crate::sync::wire::decode_foreign::<T>(bytes) {
-            Ok(value) => {
-                self.release_all(&value);
-            }
-            Err(e) => self.fail_all(WaitError::from(e)),
-        }
+        release_with(&mut self.list, bytes);
     }
 
     fn fail(mut self: Box<Self>, error: WaitError) {
-        self.fail_all(error);
+        self.list.fail_all(error);
+    }
+
+    fn take_scope(&mut self, scope: usize) -> Box<dyn Batch> {
+        Box::new(Detached {
+            list: self.list.take_scope(scope),
+            home: Weak::clone(&self.home),
+        })
+    }
+
+    fn restore(self: Box<Self>, now: Instant) -> (Then, Box<dyn Late>) {
+        let Detached { list, home } = *self;
+        // An object dropped meanwhile: its waiters are answered `Closed` (the list's
+        // drop), outside the bridge's lock.
+        let Some(live) = home.upgrade() else {
+            return (
+                Box::new(move || drop(list)),
+                Box::new(Restored {
+                    keys: Vec::new(),
+                    home,
+                }),
+            );
+        };
+        let (keys, mut expired) = lock(&live).restore(list, now);
+        let then: Then = Box::new(move || expired.fail_all(WaitError::TimedOut));
+        (then, Box::new(Restored { keys, home }))
+    }
+}
+
+/// Waiters put back on their list, by key, for a release that comes late.
+struct Restored<T> {
+    keys: Vec<u64>,
+    home: Weak<Mutex<WaitList<T>>>,
+}
+
+impl<T: Wire + Clone + Send + 'static> Late for Restored<T> {
+    fn release(self: Box<Self>, bytes: &[u8]) {
+        let Some(home) = self.home.upgrade() else {
+            return;
+        };
+        let mut still_waiting = lock(&home).take_keys(&self.keys);
+        release_with(&mut still_waiting, bytes);
+    }
+}
+
+/// Releases `list` with the value in `bytes`, or answers it with the decoding error.
+fn release_with<T: Wire + Clone>(list: &mut WaitList<T>, bytes: &[u8]) {
+    match crate::sync::wire::decode_foreign::<T>(bytes) {
+        Ok(value) => {
+            list.release_all(&value);
+        }
+        Err(e) => list.fail_all(WaitError::from(e)),
     }
 }

@@ -7,8 +7,11 @@
 //! on the sender's ack channel. When every server answered, or the count deadline
 //! passed (the sum is then a lower bound, logged and counted as partial), the sender
 //! publishes `R g sender` with the value, and each server releases batch `g`. A batch
-//! whose release does not come within the deadline plus the timeout (the sender or
-//! Redis went away) is answered with an error, so no waiter hangs.
+//! whose release does not come within the deadline plus the timeout (the sender went
+//! away, or the prepare was forged) goes back on its list: the send failed, and its
+//! waiters wait on for the next. A release that comes later still finds them there, for
+//! another timeout. If Redis goes away instead, batches in progress are answered with an
+//! error: their release may have been published while this server was not listening.
 //!
 //! `waiting()` asks the same way (`C q sender`), without detaching anyone.
 
@@ -30,6 +33,9 @@ pub(crate) trait Waiters: Send + Sync {
     fn detach(&self) -> Box<dyn Batch>;
 }
 
+/// What runs outside the bridge's lock.
+pub(crate) type Then = Box<dyn FnOnce() + Send>;
+
 /// Waiters detached for one generation.
 pub(crate) trait Batch: Send {
     /// How many.
@@ -38,6 +44,20 @@ pub(crate) trait Batch: Send {
     fn release(self: Box<Self>, bytes: &[u8]);
     /// Answers them all with `error`.
     fn fail(self: Box<Self>, error: WaitError);
+    /// Takes out the waiters of server `scope` (it is closing), into a batch of their
+    /// own.
+    fn take_scope(&mut self, scope: usize) -> Box<dyn Batch>;
+    /// Puts the waiters back on their lists (their release never came). Returns what
+    /// is left to do outside the bridge's lock (a worker's wait whose deadline passed
+    /// is answered `TimedOut`), and the release of those put back, should it come late.
+    fn restore(self: Box<Self>, now: Instant) -> (Then, Box<dyn Late>);
+}
+
+/// Waiters put back after their release did not come in time: a release that comes
+/// after all still reaches those that wait on.
+pub(crate) trait Late: Send {
+    /// Releases those still waiting with the value in `bytes`.
+    fn release(self: Box<Self>, bytes: &[u8]);
 }
 
 /// A cluster-wide count: the sum of the servers' answers.
@@ -75,6 +95,9 @@ pub(crate) struct PubSub {
     early: HashMap<(u8, u64), (usize, usize, Instant)>,
     /// Detached waiters by `(channel, sender, generation)`, with their deadline.
     batches: HashMap<BatchKey, (Box<dyn Batch>, Instant)>,
+    /// Batches put back on their lists, kept until a deadline in case their release
+    /// comes late.
+    restored: HashMap<BatchKey, (Box<dyn Late>, Instant)>,
     next_query: u64,
     /// Sends whose count was a lower bound.
     pub(crate) partial: u64,
@@ -87,7 +110,8 @@ const MAX_EARLY: usize = 4096;
 /// Releases in progress kept at once (each lives count_deadline + timeout, 3 s by
 /// default): far more than any cluster notifies in that time. Past it a prepare is
 /// ignored, its sender counting this process as not answering; anyone who may
-/// publish on Redis can send prepares.
+/// publish on Redis can send prepares. Batches put back are kept for a late release
+/// up to the same number.
 const MAX_BATCHES: usize = 65_536;
 
 /// The cluster's generation counter, one for every broadcast, so a generation also
@@ -114,6 +138,7 @@ impl PubSub {
             gathers: HashMap::new(),
             early: HashMap::new(),
             batches: HashMap::new(),
+            restored: HashMap::new(),
             next_query: 0,
             partial: 0,
         }
@@ -126,7 +151,9 @@ impl PubSub {
         channels
     }
 
-    /// Redis went away: batches and counts in progress fail.
+    /// Redis went away: batches and counts in progress fail. (A batch's release may
+    /// have gone out while this server was not subscribed: waiting on would miss it
+    /// without a word.)
     pub(crate) fn on_down(&mut self, error: &str) -> Deferred {
         let mut deferred = Deferred::new();
         for (_, (batch, _)) in self.batches.drain() {
@@ -138,11 +165,14 @@ impl PubSub {
             deferred.push(Box::new(move || (gather.done)(Err(error))));
         }
         self.early.clear();
+        self.restored.clear();
         deferred
     }
 
-    /// Counts past their deadline complete as partial; batches past theirs fail.
-    pub(crate) fn tick(&mut self, now: Instant) -> Deferred {
+    /// Counts past their deadline complete as partial; batches past theirs go back on
+    /// their lists. Runs under the bridge's lock, which orders a restore before or
+    /// after a closing server's pass over the batches (see [`close_scope`]).
+    pub(crate) fn tick(&mut self, now: Instant, late_for: Duration) -> Deferred {
         let mut deferred = Deferred::new();
         let late: Vec<(u8, u64)> = self
             .gathers
@@ -161,10 +191,20 @@ impl PubSub {
             .filter(|(_, (_, deadline))| *deadline <= now)
             .map(|(key, _)| key.clone())
             .collect();
+        self.restored.retain(|_, (_, until)| *until > now);
         for key in expired {
             if let Some((batch, _)) = self.batches.remove(&key) {
-                let error = WaitError::Hub("redis: the release of this notify never came".into());
-                deferred.push(Box::new(move || batch.fail(error)));
+                log::warn!(
+                    "redis broadcast: the release of generation {} never came; {} waiter(s) wait on",
+                    key.2,
+                    batch.len()
+                );
+                let (then, late) = batch.restore(now);
+                deferred.push(then);
+                if self.restored.len() < MAX_BATCHES {
+                    let until = crate::deadline::after(now, late_for);
+                    self.restored.insert(key, (late, until));
+                }
             }
         }
         self.early
@@ -174,7 +214,9 @@ impl PubSub {
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let gathers = self.gathers.values().map(|g| g.deadline);
-        gathers.chain(self.batches.values().map(|(_, d)| *d)).min()
+        let restored = self.restored.values().map(|(_, until)| *until);
+        let batches = self.batches.values().map(|(_, d)| *d);
+        gathers.chain(batches).chain(restored).min()
     }
 
     fn finish(&mut self, gather: Gather) -> Box<dyn FnOnce() + Send> {
@@ -284,6 +326,23 @@ pub(crate) fn send(
             gather(&shared, (b'P', generation), Some(heard), Box::new(release));
         }),
     );
+}
+
+/// Answers the waiters of server `scope` in this channel's batches with `Closed`. The
+/// object's own list must be closed after this: a batch put back before this pass is
+/// on the list then, one put back after it has lost them.
+pub(crate) fn close_scope(shared: &Arc<Shared>, channel: &[u8], scope: usize) {
+    let taken: Vec<Box<dyn Batch>> = {
+        let mut state = shared.state();
+        let batches = state.pubsub.batches.iter_mut();
+        batches
+            .filter(|(key, _)| key.0 == channel)
+            .map(|(_, (batch, _))| batch.take_scope(scope))
+            .collect()
+    };
+    for batch in taken {
+        batch.fail(WaitError::Closed);
+    }
 }
 
 /// The number of waiters in the cluster; never blocks.
@@ -420,9 +479,17 @@ pub(crate) fn on_message(shared: &Arc<Shared>, channel: &[u8], payload: &[u8]) {
         b'C' => objects.iter().map(|o| o.count()).sum(),
         b'R' => {
             let key = (channel.to_vec(), sender.to_vec(), id);
-            let batch = shared.state().pubsub.batches.remove(&key);
+            let (batch, late) = {
+                let mut state = shared.state();
+                let batch = state.pubsub.batches.remove(&key);
+                let late = batch.is_none().then(|| state.pubsub.restored.remove(&key));
+                (batch, late.flatten())
+            };
             if let Some((batch, _)) = batch {
                 batch.release(value);
+            } else if let Some((late, _)) = late {
+                log::warn!("redis broadcast: the release of generation {id} came late");
+                late.release(value);
             }
             return;
         }
@@ -454,6 +521,27 @@ impl Batch for Batches {
         self.0
             .into_iter()
             .for_each(|batch| batch.fail(error.clone()));
+    }
+
+    fn take_scope(&mut self, scope: usize) -> Box<dyn Batch> {
+        let taken = self.0.iter_mut().map(|batch| batch.take_scope(scope));
+        Box::new(Batches(taken.collect()))
+    }
+
+    fn restore(self: Box<Self>, now: Instant) -> (Then, Box<dyn Late>) {
+        let (thens, lates): (Vec<Then>, Vec<Box<dyn Late>>) =
+            self.0.into_iter().map(|batch| batch.restore(now)).unzip();
+        let then: Then = Box::new(move || thens.into_iter().for_each(|then| then()));
+        (then, Box::new(Lates(lates)))
+    }
+}
+
+/// The late releases of several objects with one name.
+struct Lates(Vec<Box<dyn Late>>);
+
+impl Late for Lates {
+    fn release(self: Box<Self>, bytes: &[u8]) {
+        self.0.into_iter().for_each(|late| late.release(bytes));
     }
 }
 

@@ -68,7 +68,7 @@ fn tick(shared: &Arc<Shared>, state: &mut State, registry: &Registry) -> Deferre
         ping_if_due(shared, state, now);
         deferred.extend(queue::tick(shared, state, registry));
     }
-    deferred.extend(state.pubsub.tick(now));
+    deferred.extend(state.pubsub.tick(now, shared.config.timeout));
     let mut failed = None;
     for conn in conns_mut(state) {
         if let Err(e) = conn.flush() {

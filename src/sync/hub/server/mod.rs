@@ -215,14 +215,7 @@ impl HubServer {
     }
 
     fn reply_to(&self, token: Token, op: u8, object: u64, id: u64) -> RemoteReply {
-        RemoteReply {
-            outbox: Arc::clone(&self.outbox),
-            token,
-            scope: self.scope.tag(),
-            op,
-            object,
-            id,
-        }
+        RemoteReply::new(&self.outbox, token, self.scope.tag(), (op, object, id))
     }
 
     fn write(&mut self, registry: &Registry, token: Token) {

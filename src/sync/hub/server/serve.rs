@@ -3,7 +3,7 @@
 
 use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::Token;
 
@@ -148,14 +148,15 @@ impl HubServer {
         &mut self,
         token: Token,
         request: &Request<'_>,
-        reply: crate::sync::hub::RemoteReply,
+        mut reply: crate::sync::hub::RemoteReply,
     ) {
         let Some(object) = registry::get(request.object) else {
             reply.send(status::ERROR, b"no such shared object");
             return;
         };
         let deadline = (request.timeout_ms != NO_TIMEOUT)
-            .then(|| Instant::now() + Duration::from_millis(request.timeout_ms));
+            .then(|| crate::deadline::from_now(Duration::from_millis(request.timeout_ms)));
+        reply.deadline = deadline;
         // A draining server answers new waits at once; a wait that would block the
         // last free worker is refused (see ServerScope).
         let refuse = if self.scope.is_draining() {
