@@ -39,6 +39,11 @@ mod waiters;
 pub(crate) mod watch;
 pub mod wire;
 
+/// A private `redis-server` for the crate's own tests (shared with `tests/`).
+#[cfg(test)]
+#[path = "../../tests/redis_util/mod.rs"]
+pub(crate) mod redis_util;
+
 use std::sync::Arc;
 
 pub use broadcast::Broadcast;

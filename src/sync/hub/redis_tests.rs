@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use crate::sync::{Broadcast, Channel, Redis, TryRecvError};
 
-#[path = "../../../tests/redis_util/mod.rs"]
-mod redis_util;
+use crate::sync::redis_util;
 
 /// The queue of a channel on Redis is the list there: a value a worker took through
 /// the hub and never acknowledged goes back to its head, where the next pop finds it

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::sync::{Broadcast, Redis, ServerScope, WaitError, close_waiters_of, scope};
 
-#[path = "../../../tests/redis_util/mod.rs"]
-mod redis_util;
+use crate::sync::redis_util;
 
 /// A closing server answers every waiter of its own `Closed`, those in a release in
 /// progress too: they used to wait for the release, or for it to be given up on, and
