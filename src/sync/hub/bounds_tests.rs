@@ -1,7 +1,7 @@
 //! The hub under load at its bounds, driven by the test loop of `tests.rs`: a retry
 //! that meets its first try, the master's room for connections and idle ones, the
 //! connections taken per turn, a reply found on a later read, a release past a
-//! connection's output cap, and a value whose `decode` panics.
+//! connection's output cap, and a value whose `decode` or `encode` panics.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -180,6 +180,49 @@ fn a_decode_that_panics_on_a_workers_bytes_is_answered_as_an_error() {
     worker.write_all(&good).unwrap();
     assert_eq!(rig.reply(&mut worker).map(|r| r.0), Some(status::OK));
     assert_eq!(jobs.len(), 1);
+}
+
+/// A value type whose `encode` panics for 13.
+#[derive(Clone, Debug)]
+struct Unlucky(u32);
+
+impl crate::sync::Wire for Unlucky {
+    fn encode(&self, out: &mut Vec<u8>) {
+        assert_ne!(self.0, 13, "unlucky");
+        out.extend_from_slice(&self.0.to_le_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, crate::sync::WireError> {
+        let bytes = bytes
+            .try_into()
+            .map_err(|_| crate::sync::WireError::new("not 4 bytes"))?;
+        Ok(Unlucky(u32::from_le_bytes(bytes)))
+    }
+}
+
+/// A send whose value's `encode` panics as the master releases a worker's wait with
+/// it: the send and the wait are answered with an error, and the master's loop goes on
+/// (the panic used to unwind out of it, taking the whole server down).
+#[test]
+fn an_encode_that_panics_in_the_masters_loop_fails_only_that_send() {
+    let mut rig = Rig::trusting_self();
+    let news: Broadcast<Unlucky> = Broadcast::new();
+    let mut waiter = rig.connect();
+    let wait = request(op::BROADCAST_WAIT, news.hub_id(), 1, &[]);
+    waiter.write_all(&wait).unwrap();
+    rig.until("the remote wait", |_| news.waiting() == 1);
+    let mut sender = rig.connect();
+    let unlucky = request(op::BROADCAST_SEND, news.hub_id(), 1, &13u32.to_le_bytes());
+    sender.write_all(&unlucky).unwrap();
+    assert_eq!(rig.reply(&mut sender).map(|r| r.0), Some(status::ERROR));
+    assert_eq!(rig.reply(&mut waiter).map(|r| r.0), Some(status::ERROR));
+    let wait = request(op::BROADCAST_WAIT, news.hub_id(), 2, &[]);
+    waiter.write_all(&wait).unwrap();
+    rig.until("the next wait", |_| news.waiting() == 1);
+    let lucky = request(op::BROADCAST_SEND, news.hub_id(), 2, &7u32.to_le_bytes());
+    sender.write_all(&lucky).unwrap();
+    assert_eq!(rig.reply(&mut sender).map(|r| r.0), Some(status::OK));
+    let (status, value) = rig.reply(&mut waiter).expect("the release");
+    assert_eq!((status, value), (status::OK, 7u32.to_le_bytes().to_vec()));
 }
 
 /// A worker's wait on an object whose last handle the master drops is answered

@@ -64,6 +64,21 @@ pub(crate) struct RemoteReply {
     /// When the worker's wait times out. The hub's timer answers it then if the object
     /// still has it; one that was away (in a Redis batch) is answered when it is back.
     pub(super) deadline: Option<Instant>,
+    /// Set once the reply is in the outbox.
+    sent: bool,
+}
+
+/// A reply dropped by a panic (the application's `Clone` or `Wire::encode` of a value,
+/// run by the hub's loop) answers an error: its worker would otherwise wait for it
+/// until its timeout, or for ever. Dropped otherwise, it answers nothing: the hub drops
+/// the reply of a wait it cancels, and answers for itself.
+impl Drop for RemoteReply {
+    fn drop(&mut self) {
+        if !self.sent && std::thread::panicking() {
+            let why = "the hub's loop panicked serving this call";
+            self.push(status::ERROR, Arc::from(why.as_bytes()));
+        }
+    }
 }
 
 impl RemoteReply {
@@ -78,6 +93,7 @@ impl RemoteReply {
             object,
             id,
             deadline: None,
+            sent: false,
         }
     }
 
@@ -127,7 +143,12 @@ impl RemoteReply {
         self.send_shared(status, Arc::from(payload));
     }
 
-    fn send_shared(self, status: u8, payload: Arc<[u8]>) {
+    fn send_shared(mut self, status: u8, payload: Arc<[u8]>) {
+        self.push(status, payload);
+    }
+
+    fn push(&mut self, status: u8, payload: Arc<[u8]>) {
+        self.sent = true;
         let held = (status == status::OK && op::takes_value(self.op)).then(|| Held {
             object: self.object,
             payload: Arc::clone(&payload),

@@ -455,7 +455,13 @@ pub(crate) fn abandon(shared: &Shared) {
 
 pub(crate) fn run(deferred: Deferred) {
     for work in deferred {
-        work();
+        // A release runs the application's code (the value's `Clone`, or its `Wire`
+        // for a worker's wait), and this loop drives every Redis object of the process
+        // (in a master, every worker's too): a panic there ends only that release,
+        // whose waiters are answered with an error as it unwinds.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
+            log::error!("redis: a completion panicked (a released value's Clone or Wire::encode?)");
+        }
     }
 }
 

@@ -181,7 +181,17 @@ impl HubServer {
         } else {
             None
         };
-        if let Some(key) = object.serve(request.op, request.payload, reply, refuse) {
+        // The object runs the application's code (a value's `Clone`, `Wire`): a panic
+        // there fails this call (the reply answers an error as it drops) and the
+        // waiters it was releasing, not the loop every worker depends on.
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            object.serve(request.op, request.payload, reply, refuse)
+        }));
+        let served = served.unwrap_or_else(|_| {
+            log::error!("hub: serving a worker's call panicked (a value's Clone or Wire::encode?)");
+            None
+        });
+        if let Some(key) = served {
             if let Some(peer) = self.peers.get_mut(&token) {
                 peer.pending.insert(request.id, (request.object, key));
                 self.status.blocked().fetch_add(1, Ordering::SeqCst);
