@@ -18,6 +18,7 @@
 # runs servers in a fixed order, so this script calls it once per sample and merges.
 #
 # Knobs (environment): PEERS_KIT (default ../shared/peers/run_all.sh), DURATION=5, REPS=2,
+# LTO=0 (1: build every Rust server, ours and the peers, with fat LTO, see below),
 # COMET_N=10000, COMET_REPS=3 (a comet run lasts ~1 s; its CPU figure has 10 ms ticks, so
 # one run decides nothing), OUT (results directory; default under the kit's work directory),
 # QUIET_STEAL=0.03 (a hello sample during which the hypervisor stole more than this share of
@@ -45,6 +46,14 @@ fi
 export DURATION=${DURATION:-5} REPS=${REPS:-2}
 export OUT=${OUT:-$HOME/.cache/mixserve-peers/results/compare-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
+
+# LTO=1: every Rust server of the run (mixserve's examples and the kit's Rust peers,
+# built by the kit's install step) with fat LTO and one codegen unit, instead of Cargo's
+# default release profile. Both sides alike, so the ratios stay a comparison of code.
+if [[ ${LTO:-0} == 1 ]]; then
+  export CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+  echo "LTO=1: Rust servers built with fat LTO, one codegen unit" >"$OUT/build.txt"
+fi
 
 bash "$kit" install
 
