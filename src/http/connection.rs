@@ -176,7 +176,12 @@ impl<A: HttpHandler> HttpConnection<A> {
         match read {
             Ok(true) => {}
             Ok(false) => return Err(Ok(Next::Drop)),
-            Err(failure) => return Err(fail(config, conn, failure, false)),
+            // A head refused after its request line was read (no `Host`, two) still
+            // answers a `HEAD` with no content; a refused request line left no method.
+            Err(failure) => {
+                let head_only = request.method() == "HEAD";
+                return Err(fail(config, conn, failure, head_only));
+            }
         }
         let head_only = request.method() == "HEAD";
         let (framing, interim) = match begin_body(conn, config, request.head()) {
@@ -360,12 +365,14 @@ fn read_body(
     Ok(read)
 }
 
-/// HTTP/1.1 stays open unless `Connection: close`; HTTP/1.0 only on `keep-alive`.
+/// HTTP/1.1 stays open unless `Connection: close`; HTTP/1.0 only on `keep-alive`, and
+/// `close` wins over it (RFC 9112 §9.3).
 fn wants_keep_alive(request: &Request) -> bool {
     let headers = request.headers();
+    let closes = headers.has_token("connection", "close");
     match request.version() {
-        Version::Http11 => !headers.has_token("connection", "close"),
-        Version::Http10 => headers.has_token("connection", "keep-alive"),
+        Version::Http11 => !closes,
+        Version::Http10 => !closes && headers.has_token("connection", "keep-alive"),
     }
 }
 

@@ -245,7 +245,16 @@ fn write_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Re
     };
     let mut buffer = vec![0u8; STREAM_BUFFER];
     loop {
-        let read = panic::catch_unwind(AssertUnwindSafe(|| reader.read(&mut buffer)));
+        // Watched as `handle` is: a stream that waits on a shared object between
+        // chunks (an event stream) ends its wait when the client leaves.
+        let (read, left) = conn
+            .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| reader.read(&mut buffer))));
+        if left {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the client left during the response stream",
+            ));
+        }
         let data = match read {
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => match buffer.get(..n) {
