@@ -101,20 +101,22 @@ impl Dispatcher {
 
     /// Hands `conn` to any active worker, ready or not (the master's share of
     /// `SO_REUSEPORT` connections; the worker reads its socket between accepts).
-    /// Idle workers come first, so a connection does not queue behind a long one.
+    /// Idle workers come first, so a connection does not queue behind a long one; a
+    /// stopping or killed worker gets none.
     pub(super) fn pass_to_any(&mut self, conn: &Conn, pool: &Pool, board: &Scoreboard) -> bool {
-        let mut slots: Vec<usize> = pool.active_slots().collect();
-        if slots.is_empty() {
-            return false;
-        }
-        slots.sort_by_key(|&s| board.state(s) != SlotState::Idle);
-        let start = slots.iter().position(|&s| s > self.last).unwrap_or(0);
-        for &slot in slots[start..].iter().chain(&slots[..start]) {
-            if let Some(control) = pool.control_fd(slot) {
-                if fd_passing::send_fd(control, message::CONNECTION, conn.as_raw_fd()).is_ok() {
-                    self.last = slot;
-                    return true;
-                }
+        let controls: Vec<(usize, RawFd)> = pool
+            .active_slots()
+            .filter_map(|slot| Some((slot, pool.active_control_fd(slot)?)))
+            .collect();
+        let slots: Vec<usize> = controls.iter().map(|&(slot, _)| slot).collect();
+        let idle = |slot: usize| board.state(slot) == SlotState::Idle;
+        for slot in any_order(&slots, idle, self.last, board.slots()) {
+            let Some(&(_, control)) = controls.iter().find(|&&(s, _)| s == slot) else {
+                continue;
+            };
+            if fd_passing::send_fd(control, message::CONNECTION, conn.as_raw_fd()).is_ok() {
+                self.last = slot;
+                return true;
             }
         }
         false
@@ -137,6 +139,16 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// The order [`Dispatcher::pass_to_any`] tries `slots` in: idle ones first, each group
+/// in turn after the slot served `last` (of `n`).
+fn any_order(slots: &[usize], idle: impl Fn(usize) -> bool, last: usize, n: usize) -> Vec<usize> {
+    let n = n.max(1);
+    let after = |slot: usize| (slot + n - (last + 1) % n) % n;
+    let mut order = slots.to_vec();
+    order.sort_by_key(|&slot| (!idle(slot), after(slot)));
+    order
 }
 
 #[cfg(test)]
@@ -186,5 +198,17 @@ mod tests {
         assert_eq!(dispatcher.ready_count(), 2);
         dispatcher.forget(3);
         assert_eq!(dispatcher.ready_count(), 1);
+    }
+
+    /// The master's share under `SO_REUSEPORT` goes to idle workers first, in turn: it
+    /// used to start the turn at the slot after the last served, idle or not, so one in
+    /// three connections queued behind a busy worker while two sat idle.
+    #[test]
+    fn a_pass_to_any_worker_tries_the_idle_ones_first_in_turn() {
+        let idle = |slot: usize| slot != 2;
+        assert_eq!(super::any_order(&[0, 1, 2], idle, 1, 8), vec![0, 1, 2]);
+        assert_eq!(super::any_order(&[0, 1, 2], idle, 0, 8), vec![1, 0, 2]);
+        assert_eq!(super::any_order(&[0, 1, 2], |_| true, 1, 3), vec![2, 0, 1]);
+        assert_eq!(super::any_order(&[0, 3, 5], |_| false, 3, 8), vec![5, 0, 3]);
     }
 }
