@@ -26,11 +26,12 @@ pub(crate) const REPORT_READY: u8 = b'r';
 
 /// The readiness pipe of a process started by an upgrade, until it reports (-1: none).
 static READY: AtomicI32 = AtomicI32::new(-1);
-/// One shared word: non-zero while the listener is shared with another master.
+/// Two shared words: non-zero while the listener is shared with another master; and
+/// the pid of the old master a new one reported ready to, while it may still serve.
 static SHARED: OnceLock<Option<SharedWords>> = OnceLock::new();
 
 fn flag() -> Option<&'static SharedWords> {
-    SHARED.get_or_init(|| SharedWords::new(1).ok()).as_ref()
+    SHARED.get_or_init(|| SharedWords::new(2).ok()).as_ref()
 }
 
 /// Maps the shared flag now (before any worker is forked), so every worker sees it.
@@ -46,12 +47,45 @@ pub(crate) fn set_listener_shared(shared: bool) {
 }
 
 /// True while the listening socket is shared with another master: do not shut it down
-/// nor remove its socket file.
+/// nor remove its socket file. A new master shares it with the old one it reported
+/// ready to for as long as that one lives: the old master may have timed the upgrade
+/// out and asked this one to stop just as it became ready, and serves on then.
 pub(crate) fn listener_shared() -> bool {
-    SHARED
-        .get()
-        .and_then(Option::as_ref)
-        .is_some_and(|words| words.words()[0].load(Ordering::SeqCst) != 0)
+    let Some(words) = SHARED.get().and_then(Option::as_ref) else {
+        return false;
+    };
+    let words = words.words();
+    if words[0].load(Ordering::SeqCst) != 0 {
+        return true;
+    }
+    let alive = is_alive(words[1].load(Ordering::SeqCst));
+    if !alive {
+        words[1].store(0, Ordering::SeqCst);
+    }
+    alive
+}
+
+/// Whether process `pid` exists (0: none recorded). A recycled pid only keeps the
+/// socket open at a stop (clients then wait in the backlog rather than being refused):
+/// the safe way to be wrong.
+fn is_alive(pid: u64) -> bool {
+    let Ok(pid @ 1..) = i32::try_from(pid) else {
+        return false;
+    };
+    let pid = nix::unistd::Pid::from_raw(pid);
+    !matches!(
+        nix::sys::signal::kill(pid, None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+/// Records `old_master` as sharing the listener until it is gone (see
+/// [`listener_shared`]).
+fn share_until_gone(old_master: nix::unistd::Pid) {
+    if let Some(words) = flag() {
+        let pid = u64::try_from(old_master.as_raw()).unwrap_or(0);
+        words.words()[1].store(pid, Ordering::SeqCst);
+    }
 }
 
 /// In a process started by an upgrade: takes the readiness pipe its environment
@@ -135,12 +169,14 @@ pub(crate) fn awaiting_ready() -> bool {
 }
 
 /// Tells the old master that this one serves (once): the listener is this process's
-/// alone from now on. A gone old master is not an error.
+/// alone once the old master is gone (see [`listener_shared`]). A gone old master is
+/// not an error.
 pub(crate) fn report_ready() {
     let fd = READY.swap(-1, Ordering::SeqCst);
     if fd < 0 {
         return;
     }
+    share_until_gone(nix::unistd::getppid());
     set_listener_shared(false);
     let byte = [REPORT_READY];
     // SAFETY: `fd` is the pipe this process took from its environment and owns alone;
@@ -182,6 +218,22 @@ pub(crate) fn reap(pid: nix::unistd::Pid) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A new master shares the listener with the old one it reported ready to until
+    /// that one is gone.
+    #[test]
+    fn an_old_master_shares_the_listener_while_it_lives() {
+        let mut old = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(is_alive(u64::from(old.id())));
+        old.kill().unwrap();
+        old.wait().unwrap();
+        assert!(!is_alive(u64::from(old.id())));
+        assert!(!is_alive(0));
+        assert!(!is_alive(u64::MAX));
+    }
     use std::io::Read;
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::process::CommandExt;

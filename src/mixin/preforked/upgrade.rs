@@ -144,6 +144,16 @@ impl Upgrade {
     pub(super) fn on_report(&mut self, registry: &Registry) -> Progress {
         match self.read_report() {
             Report::Nothing => Progress::Pending,
+            // Ready just as it was told to stop (the timeout): it stops all the same,
+            // leaving the socket to this master, which serves on.
+            Report::Ready if self.stopping.is_some() => {
+                self.close_report(registry);
+                log::info!(
+                    "preforked: the new master (pid {}) became ready after it was told to stop",
+                    self.pid
+                );
+                Progress::Pending
+            }
             Report::Ready => {
                 self.close_report(registry);
                 log::info!(
@@ -345,5 +355,40 @@ fn describe(code: i32) -> String {
         },
         -1 => "reaped elsewhere".into(),
         c => format!("exit {c}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use nix::fcntl::OFlag;
+    use nix::unistd::pipe2;
+
+    use super::*;
+
+    /// A new master that reports ready just as the old one timed the upgrade out and
+    /// told it to stop: the old one serves on. It used to take the report for ready and
+    /// drain too, while the new one drained: both masters gone.
+    #[test]
+    fn a_new_master_told_to_stop_is_not_taken_for_ready() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let (report, ready) = pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let timeout = Duration::from_secs(60);
+        let mut upgrade = Upgrade {
+            pid: Pid::from_raw(child.id() as i32),
+            report: Some(report),
+            started: Instant::now() - timeout - Duration::from_secs(1),
+            stopping: None,
+            killed: false,
+        };
+        assert_eq!(upgrade.tend(poll.registry(), timeout), Progress::Pending);
+        assert!(upgrade.is_stopping());
+        nix::unistd::write(&ready, &[REPORT_READY]).unwrap();
+        let next = upgrade.tend(poll.registry(), timeout);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(next, Progress::Pending);
     }
 }
