@@ -16,6 +16,9 @@ use crate::rt::{self, Interest, Runtime, RuntimeConfig, RuntimeHandle};
 use crate::server::Context;
 use crate::server::source::{Source, TryNext};
 
+/// Connections the accept coroutine takes in a row before the loop runs the others.
+const ACCEPTS_PER_YIELD: usize = 64;
+
 /// How often a stopped accept loop looks for connections its feeder still hands over.
 const LEFTOVER_RECHECK: Duration = Duration::from_millis(10);
 
@@ -133,6 +136,9 @@ impl Drop for WatchEnd<'_> {
 
 /// Accepts until stopped; each connection gets a coroutine, or is closed at once past
 /// the cap (counted as refused).
+///
+/// It lets the loop run the others after every [`ACCEPTS_PER_YIELD`] connections taken
+/// in a row.
 fn accept_loop(
     ctx: &Arc<Context>,
     source: &Source,
@@ -146,16 +152,25 @@ fn accept_loop(
         return;
     };
     let mut next_id = 0u64;
+    let mut in_a_row = 0usize;
     while !stop.get() {
         match source.try_next() {
             TryNext::Conn(conn) => {
                 start_connection(ctx, conn, sockets, max_connections, counters, &mut next_id);
+                // A backlog that refills as fast as it is taken (a connect flood, which
+                // the cap makes cheap: accept and close) must not keep the loop from
+                // the connections it serves: they run between every few dozen.
+                in_a_row += 1;
+                if in_a_row % ACCEPTS_PER_YIELD == 0 {
+                    rt::yield_now();
+                }
             }
             // A connection refused (for want of fds, or by a hook) leaves the rest of
             // the backlog queued with no new edge to wake us: go straight on, letting
             // the connections started so far run first (no pause per refusal).
             TryNext::Again => rt::yield_now(),
             TryNext::Empty => {
+                in_a_row = 0;
                 // Bounded, so a stop is noticed within one poll interval.
                 let deadline = crate::deadline::from_now(ctx.poll_interval());
                 match rt::wait_fd(ready_fd, Interest::Readable, Some(deadline)) {
@@ -176,6 +191,10 @@ fn accept_loop(
         let feeding = source.feeding();
         while let Some(conn) = source.leftover() {
             start_connection(ctx, conn, sockets, max_connections, counters, &mut next_id);
+            in_a_row += 1;
+            if in_a_row % ACCEPTS_PER_YIELD == 0 {
+                rt::yield_now();
+            }
         }
         if !feeding {
             break;
