@@ -100,6 +100,23 @@ fn pool_configurations_name_the_setting_they_refuse() {
     assert_eq!(refused(Box::new(bad_inner)), ("threading", "max_threads"));
     let no_threads = Prethreaded::new().threads(0);
     assert_eq!(refused(Box::new(no_threads)), ("prethreaded", "threads"));
+    // A nap of centuries used to pass, then panic inside the runtime (an overflow).
+    let endless_nap = mixserve::Scheduled::new().moderation_nap(Some(Duration::MAX));
+    assert_eq!(
+        refused(Box::new(endless_nap)),
+        ("scheduled", "moderation_nap")
+    );
+}
+
+/// The runtime takes any nap without panicking (its own users set it directly).
+#[test]
+fn a_runtime_takes_a_nap_of_any_length() {
+    use mixserve::rt::{Runtime, RuntimeConfig};
+    let config = RuntimeConfig {
+        moderation_nap: Some(Duration::MAX),
+        ..RuntimeConfig::default()
+    };
+    assert!(Runtime::new(config).is_ok());
 }
 
 #[test]

@@ -71,7 +71,10 @@ impl Moderation {
         let nap = nap.filter(|nap| !nap.is_zero());
         Moderation {
             nap,
-            fast_below: nap.map_or(Duration::ZERO, |nap| nap * SLOW_FACTOR),
+            // Saturating: any nap is a setting, and `Duration * u32` panics on overflow.
+            fast_below: nap.map_or(Duration::ZERO, |nap| {
+                nap.checked_mul(SLOW_FACTOR).unwrap_or(Duration::MAX)
+            }),
             samples: Cell::new(0),
             fast: Cell::new(0),
             window_start: Cell::new(None),

@@ -157,6 +157,15 @@ impl MixIn for Scheduled {
             Scheduled::MIN_STACK_SIZE..=Scheduled::MAX_STACK_SIZE,
         )?;
         check.within("threads", self.threads, 1..=Scheduled::MAX_THREADS)?;
+        if let Some(nap) = self.runtime.moderation_nap {
+            // A nap is a pause of microseconds before the loop looks at epoll again.
+            let most = std::time::Duration::from_secs(1);
+            check.require(
+                "moderation_nap",
+                nap <= most,
+                format!("is {nap:?}, must be at most {most:?}"),
+            )?;
+        }
         // Every stack the process may hold fits the per-process budget (each stack is
         // two of the `vm.max_map_count` mappings): the connections, two coroutines per
         // loop (accept, watch), and the idle stacks kept for reuse (split among loops).
