@@ -5,7 +5,6 @@ use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Write};
 use std::net::Shutdown;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use super::HttpHandler;
@@ -134,8 +133,8 @@ impl<A: HttpHandler> HttpConnection<A> {
             conn.release_read_buffer();
             // Waits the application makes end when this client leaves (see `Conn::watch`).
             let app = &**app;
-            let (outcome, left) = conn
-                .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| app.handle(request))));
+            let (outcome, left) =
+                conn.watch_reporting(|| crate::rt::catch_handler_panic(|| app.handle(request)));
             (outcome, left, true)
         };
         if client_left {
@@ -235,9 +234,7 @@ fn call_streaming<A: HttpHandler>(
         unsent: &unsent,
     };
     let mut body = BodyReader::new(&mut source, framing, config);
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        app.handle_streaming(request, &mut body)
-    }));
+    let outcome = crate::rt::catch_handler_panic(|| app.handle_streaming(request, &mut body));
     let left = watch.client_left();
     drop(watch);
     let failure = body.take_failure();

@@ -13,8 +13,7 @@ pub(crate) fn streams_body_caught<A: HttpHandler>(
     request: &Request,
     adapter: &str,
 ) -> Option<bool> {
-    let asked =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.streams_body(request)));
+    let asked = crate::rt::catch_handler_panic(|| app.streams_body(request));
     if asked.is_err() {
         log::error!(
             "{adapter} handler's streams_body panicked on {} {}",

@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::panic::{self, AssertUnwindSafe};
 
 use super::config::HttpConfig;
 use super::date::append_date_field;
@@ -247,8 +246,8 @@ fn write_stream(conn: &mut Conn, reader: &mut dyn Read, chunked: bool) -> io::Re
     loop {
         // Watched as `handle` is: a stream that waits on a shared object between
         // chunks (an event stream) ends its wait when the client leaves.
-        let (read, left) = conn
-            .watch_reporting(|| panic::catch_unwind(AssertUnwindSafe(|| reader.read(&mut buffer))));
+        let (read, left) =
+            conn.watch_reporting(|| crate::rt::catch_handler_panic(|| reader.read(&mut buffer)));
         if left {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,

@@ -84,6 +84,21 @@ use std::time::{Duration, Instant};
 use scheduler::ParkKind;
 
 pub(crate) use coroutine::on_scheduler_stack;
+
+/// `catch_unwind` for a handler's code, except that the forced unwind of a coroutine
+/// dropped with its runtime (a stop that outlived its drain) goes on unwinding: caught
+/// as the handler's panic, it was reported to the `handle_error` hook, logged, answered
+/// with a `500`, and the coroutine ran on at teardown.
+pub(crate) fn catch_handler_panic<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    if let Err(payload) = caught {
+        if scheduler::tearing_down() {
+            std::panic::resume_unwind(payload);
+        }
+        return Err(payload);
+    }
+    caught
+}
 pub use error::SpawnError;
 pub(crate) use io_source::{
     IdleLimit, clear_readable, park_or_readable, park_or_ready, read_closed,

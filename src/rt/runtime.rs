@@ -82,10 +82,11 @@ impl Default for RuntimeConfig {
 /// Dropping a runtime whose coroutines have not finished (after
 /// [`RuntimeHandle::stop`], or without calling `run`) drops each of them: a coroutine
 /// that never started just drops its closure; a suspended one is force-unwound, running
-/// the destructors on its stack. While that happens, parking returns at once
-/// ([`IoSource::wait`](super::IoSource::wait) returns an error) and spawning fails with
-/// [`SpawnError::ShuttingDown`]. Prefer waking coroutines with an error and letting
-/// `run` finish them.
+/// the destructors on its stack. While that happens, a destructor that parks returns at
+/// once ([`IoSource::wait`](super::IoSource::wait) returns an error) and spawning fails
+/// with [`SpawnError::ShuttingDown`]. The unwind is not a panic: code that catches
+/// unwinds must let it go on (the server's handler boundaries do). Prefer waking
+/// coroutines with an error and letting `run` finish them.
 ///
 /// A runtime cannot be sent to another thread:
 ///

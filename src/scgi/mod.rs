@@ -37,7 +37,6 @@ pub(crate) mod netstring;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::conn::{Conn, PeerAddr};
@@ -189,9 +188,8 @@ impl<A: HttpHandler> ScgiConnection<A> {
             // Watched as `handle` is; unread body bytes are no hang-up.
             let watch = conn.start_watch();
             let mut body = BodyReader::new(conn, Framing::Length(length), config);
-            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                app.handle_streaming(&mut request, &mut body)
-            }));
+            let outcome =
+                crate::rt::catch_handler_panic(|| app.handle_streaming(&mut request, &mut body));
             let left = watch.client_left();
             drop(watch);
             if let Some(failure) = body.take_failure() {
@@ -201,9 +199,7 @@ impl<A: HttpHandler> ScgiConnection<A> {
             (outcome, left)
         } else {
             // Waits the application makes end when the front end drops this request.
-            conn.watch_reporting(|| {
-                panic::catch_unwind(AssertUnwindSafe(|| app.handle(&mut request)))
-            })
+            conn.watch_reporting(|| crate::rt::catch_handler_panic(|| app.handle(&mut request)))
         };
         if client_left {
             return Ok(());

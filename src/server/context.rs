@@ -219,8 +219,7 @@ impl Context {
         crate::rt::set_label(format_args!("connection from {}", conn.peer_addr()));
         self.count(Counter::Connections);
         self.count(Counter::InFlight);
-        let served =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.service.serve(conn)));
+        let served = crate::rt::catch_handler_panic(|| self.service.serve(conn));
         self.status.sub(self.status_row, Counter::InFlight);
         self.report_loop_counts();
         let result = served.unwrap_or_else(|panic| {

@@ -494,6 +494,6 @@ impl Core {
 }
 
 /// Whether this thread's runtime is tearing down (tells a forced unwind from a panic).
-fn tearing_down() -> bool {
+pub(crate) fn tearing_down() -> bool {
     context::with_core(|core| core.tearing_down.get()).unwrap_or(false)
 }
