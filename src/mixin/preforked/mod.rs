@@ -174,12 +174,13 @@ pub enum Dispatch {
 /// handler). Per inner model: `Iterative` — the one thread returns to its source
 /// after each connection, so a handler that runs (or blocks outside a shared wait)
 /// longer than the [`heartbeat_timeout`](Preforked::heartbeat_timeout) gets its
-/// worker killed and replaced; `Prethreaded` — the same once *every* thread is stuck;
-/// `Threading` and `Scheduled` — the loop is the thread that takes connections (the
-/// scheduled model's feeder), which keeps coming back while handler threads or
-/// coroutines run, so a stuck handler there holds a thread or its loop but not the
-/// heartbeat (the scheduled model's own stall detector reports a coroutine that
-/// blocks its loop). While a worker drains (after a stop), its drain loop's turns beat
+/// worker killed and replaced; `Prethreaded`, `Threading` and `Scheduled` — the
+/// worker's serving loop keeps coming back while handler threads or coroutines run
+/// (it waits for room, hands connections over, or watches for a stop while the pool's
+/// threads accept), so a stuck handler there holds a thread or its loop but not the
+/// heartbeat, even when every thread of a `Prethreaded` pool is stuck (as with
+/// gunicorn's threaded workers; the scheduled model's own stall detector reports a
+/// coroutine that blocks its loop). While a worker drains (after a stop), its drain loop's turns beat
 /// too: the shutdown timeout bounds the drain, not the heartbeat (except under
 /// `Iterative`, whose one thread runs the handler it drains). A frozen worker (SIGSTOP)
 /// stops beating in every model. Keep the timeout above the longest handler run outside
