@@ -214,6 +214,10 @@ impl Context {
     /// logged, so this never unwinds: a model's bookkeeping (thread counts, tracked
     /// sockets, worker slots) never outlives its connection.
     pub fn serve_connection(&self, conn: &mut Conn) {
+        // A thread of its own is this server's only while it serves: a caller's thread
+        // (`Iterative`, `handle_request`) is no handler's once the server is gone. A
+        // loop's coroutines share their thread's marks, all of one server: kept.
+        let _marks = (!crate::rt::in_coroutine()).then(ThreadMarks::save);
         crate::sync::scope::enter(&self.scope);
         crate::status::enter(&self.status, self.status_row);
         crate::rt::set_label(format_args!("connection from {}", conn.peer_addr()));
@@ -334,4 +338,26 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-text payload".into())
+}
+
+/// What a thread serves (its server's scope and live-status row), put back on drop.
+struct ThreadMarks {
+    scope: Option<Arc<ServerScope>>,
+    status: crate::status::Serving,
+}
+
+impl ThreadMarks {
+    fn save() -> ThreadMarks {
+        ThreadMarks {
+            scope: crate::sync::scope::serving(),
+            status: crate::status::serving(),
+        }
+    }
+}
+
+impl Drop for ThreadMarks {
+    fn drop(&mut self) {
+        crate::sync::scope::restore(self.scope.take());
+        crate::status::restore(self.status.take());
+    }
 }

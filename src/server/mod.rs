@@ -39,6 +39,9 @@ use crate::sys::signal;
 use nix::sys::signal::Signal;
 use socket_file::SocketFile;
 
+/// How often [`Server::handle_request`] looks again for room in a model at its cap.
+const AT_CAPACITY_RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A server: a listener, a handler and a concurrency model.
 ///
 /// ```no_run
@@ -178,6 +181,19 @@ impl<M: MixIn> Server<M> {
         self.ctx.set_status_model(self.mixin.name());
         self.ctx.scope().set_max_blocked(self.mixin.max_blocked());
         self.ctx.listener().set_nonblocking(true)?;
+        // A model at its cap (`Threading::max_threads`) takes no connection until one
+        // of its handlers ends, as under `serve_forever`.
+        while !self.mixin.can_accept() {
+            self.mixin.service_actions(&self.ctx);
+            if self.mixin.can_accept() {
+                break;
+            }
+            if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
+                self.ctx.handle_timeout();
+                return Ok(());
+            }
+            std::thread::sleep(AT_CAPACITY_RECHECK);
+        }
         loop {
             if let Some(conn) = self.ctx.get_request()? {
                 if self.ctx.verify_request(&conn) {

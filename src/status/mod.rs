@@ -192,6 +192,19 @@ pub fn current() -> Option<StatusHandle> {
     })
 }
 
+/// What this thread serves, as [`enter`] set it (see [`restore`]).
+pub(crate) type Serving = Option<(Arc<StatusBoard>, usize)>;
+
+/// What this thread serves now.
+pub(crate) fn serving() -> Serving {
+    SERVING.with(|s| s.borrow().clone())
+}
+
+/// Puts back what [`serving`] returned.
+pub(crate) fn restore(serving: Serving) {
+    SERVING.with(|s| *s.borrow_mut() = serving);
+}
+
 /// Marks this thread as serving `row` of `board`.
 pub(crate) fn enter(board: &Arc<StatusBoard>, row: usize) {
     SERVING.with(|s| {

@@ -79,6 +79,16 @@ thread_local! {
     static SERVING: RefCell<Option<Arc<ServerScope>>> = const { RefCell::new(None) };
 }
 
+/// The server this thread serves now (see [`restore`]).
+pub(crate) fn serving() -> Option<Arc<ServerScope>> {
+    SERVING.with(|s| s.borrow().clone())
+}
+
+/// Puts back what [`serving`] returned.
+pub(crate) fn restore(serving: Option<Arc<ServerScope>>) {
+    SERVING.with(|s| *s.borrow_mut() = serving);
+}
+
 /// Marks this thread as serving the server of `scope`.
 pub(crate) fn enter(scope: &Arc<ServerScope>) {
     SERVING.with(|s| {
