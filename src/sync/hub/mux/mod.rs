@@ -25,6 +25,8 @@
 //! Bounds: [`MAX_OUTSTANDING`] calls open and [`link::MAX_OUTPUT`] bytes queued per
 //! loop; past them a call fails at once with a clear error.
 
+#[cfg(test)]
+mod ack_tests;
 mod drive;
 mod link;
 #[cfg(test)]
@@ -377,6 +379,22 @@ fn acknowledge(
     let lost = |e: String| {
         format!("hub connection lost before the value was acknowledged (the hub keeps it): {e}")
     };
+    // An ack that fails to go out must never go out later: the caller drops the value
+    // then, and an ack written afterwards would make the hub forget it too. So the link
+    // breaks, and the hub puts the value back when it sees the close.
+    let give_up = |e: String| {
+        MUX.with(|mux| {
+            let mut mux = mux.borrow_mut();
+            if mux
+                .link
+                .as_ref()
+                .is_some_and(|l| l.generation == generation)
+            {
+                drive::break_link(&mut mux, &e);
+            }
+        });
+        lost(e)
+    };
     let mark = MUX
         .with(|mux| {
             let mut mux = mux.borrow_mut();
@@ -387,7 +405,7 @@ fn acknowledge(
                 .ok_or("hub connection lost")?;
             link.queue(&ack)
         })
-        .map_err(lost)?;
-    drain(generation, mark).map_err(lost)?;
+        .map_err(give_up)?;
+    drain(generation, mark).map_err(give_up)?;
     Ok((status, payload))
 }
