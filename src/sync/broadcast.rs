@@ -81,7 +81,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
     /// A broadcast called `name` on Redis (see [`Redis::broadcast`](crate::sync::Redis::broadcast)).
     pub(crate) fn on_redis(redis: &Arc<crate::sync::redis::Shared>, name: &str) -> Broadcast<T> {
         let broadcast = Broadcast::new();
-        let waiters: Arc<dyn crate::sync::redis::pubsub::Waiters> = broadcast.inner.clone();
+        let waiters: Arc<dyn crate::sync::redis::batch::Waiters> = broadcast.inner.clone();
         let link = BroadcastLink::attach(redis, name, Arc::downgrade(&waiters));
         let _ = broadcast.inner.redis.set(link);
         broadcast
@@ -265,12 +265,12 @@ impl<T: Wire + Clone + Send + 'static> HubObject for Inner<T> {
     }
 }
 
-impl<T: Wire + Clone + Send + 'static> crate::sync::redis::pubsub::Waiters for Inner<T> {
+impl<T: Wire + Clone + Send + 'static> crate::sync::redis::batch::Waiters for Inner<T> {
     fn count(&self) -> usize {
         lock(&self.waiters).len()
     }
 
-    fn detach(&self) -> Box<dyn crate::sync::redis::pubsub::Batch> {
+    fn detach(&self) -> Box<dyn crate::sync::redis::batch::Batch> {
         Box::new(crate::sync::redis::objects::Detached::take_all(
             &self.waiters,
         ))

@@ -8,6 +8,7 @@
 //! name in a process), `objects` (what an object holds),
 //! `wait` (parking a caller on a reply).
 
+pub(crate) mod batch;
 pub(crate) mod bridge;
 mod config;
 mod conn;
