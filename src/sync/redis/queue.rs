@@ -46,7 +46,10 @@ const POP_BLOCK_SECONDS: u64 = 1;
 /// pop would go round a round trip at a time.
 const POP_RETRY: Duration = Duration::from_secs(1);
 
-/// Puts back the processing lists of processes whose heartbeat expired. A value too
+/// Puts back the processing lists of processes whose heartbeat expired, in the order
+/// they were taken: a processing list holds its newest at the left (`BLMOVE … RIGHT
+/// LEFT`), and each value goes back to the queue's head (its right), so the newest goes
+/// first and the oldest ends up first in line. A value too
 /// large for a receiver to take (`ARGV[1]` bytes; someone else pushed it) goes to the
 /// dead-letter list `KEYS[2]`: put back, it would be taken, refused and put back again
 /// for ever, its taker's connection lost each time.
@@ -54,12 +57,12 @@ const REAP: &str = "local moved = 0 \
     for _, node in ipairs(redis.call('SMEMBERS', KEYS[1] .. ':nodes')) do \
       if redis.call('EXISTS', KEYS[1] .. ':alive:' .. node) == 0 then \
         local held = KEYS[1] .. ':proc:' .. node \
-        local v = redis.call('RPOP', held) \
+        local v = redis.call('LPOP', held) \
         while v do \
           if string.len(v) > tonumber(ARGV[1]) then redis.call('LPUSH', KEYS[2], v) \
           else redis.call('RPUSH', KEYS[1], v) end \
           moved = moved + 1 \
-          v = redis.call('RPOP', held) \
+          v = redis.call('LPOP', held) \
         end \
         redis.call('SREM', KEYS[1] .. ':nodes', node) \
       end \
@@ -72,14 +75,15 @@ const REQUEUE: &str = "if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 1 then \
 
 /// Puts a whole processing list back (this process's own, after a reconnect), but for
 /// values over `ARGV[1]` bytes, which go to the dead-letter list `KEYS[3]` (see
-/// [`REAP`]; taking one is what lost the connection). Returns how many went there.
+/// [`REAP`]; taking one is what lost the connection), in the order they were taken.
+/// Returns how many went there.
 const RECOVER: &str = "local dead = 0 \
-    local v = redis.call('RPOP', KEYS[2]) \
+    local v = redis.call('LPOP', KEYS[2]) \
     while v do \
       if string.len(v) > tonumber(ARGV[1]) then \
         redis.call('LPUSH', KEYS[3], v) dead = dead + 1 \
       else redis.call('RPUSH', KEYS[1], v) end \
-      v = redis.call('RPOP', KEYS[2]) \
+      v = redis.call('LPOP', KEYS[2]) \
     end \
     return dead";
 
@@ -252,7 +256,10 @@ pub(crate) fn tick(shared: &Arc<Shared>, state: &mut State, registry: &Registry)
             .arg("LEFT")
             .arg(POP_BLOCK_SECONDS)
             .get_packed_command();
-        let pop_deadline = deadline + std::time::Duration::from_secs(POP_BLOCK_SECONDS);
+        // An idle Redis answers a timed-out blocking pop at its next timer tick (100 ms
+        // at the default `hz 10`, up to 1 s at `hz 1`): without that slack a short
+        // timeout took every idle pop for a stuck link, and reconnected for ever.
+        let pop_deadline = deadline + std::time::Duration::from_secs(2 * POP_BLOCK_SECONDS);
         let (shared2, list2) = (Arc::clone(shared), list.clone());
         if let Some(conn) = state.poppers.get_mut(&list) {
             let on_reply = Box::new(move |reply| on_popped(&shared2, &list2, reply));
