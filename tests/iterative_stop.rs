@@ -23,21 +23,20 @@ const LONG: Duration = Duration::from_secs(20);
 fn serve(
     make: impl MakeHandler + 'static,
 ) -> (std::net::SocketAddr, ShutdownHandle, mpsc::Receiver<()>) {
-    let (tx, rx) = mpsc::channel();
-    let (ended, end) = mpsc::channel();
-    thread::spawn(move || {
-        let mut server = Server::builder(Iterative::new())
+    let (addr, handle, serving) = util::in_thread::serve_on_thread(move || {
+        Server::builder(Iterative::new())
             .bind("127.0.0.1:0")
             .handle_signals(false)
             .shutdown_timeout(Duration::from_millis(500))
             .build(make)
-            .unwrap();
-        tx.send((server.local_addr().unwrap(), server.shutdown_handle()))
-            .unwrap();
-        server.serve_forever().unwrap();
-        let _ = ended.send(());
+            .unwrap()
     });
-    let (addr, handle) = rx.recv().unwrap();
+    let (ended, end) = mpsc::channel();
+    thread::spawn(move || {
+        if serving.join().is_ok() {
+            let _ = ended.send(());
+        }
+    });
     (addr, handle, end)
 }
 

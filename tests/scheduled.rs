@@ -29,21 +29,15 @@ fn start<F>(
 where
     F: Fn(&mut Conn) -> io::Result<()> + Clone + Send + Sync + 'static,
 {
-    let (tx, rx) = mpsc::channel();
-    let serving = thread::spawn(move || {
+    util::in_thread::serve_on_thread(move || {
         let make = move || from_fn(handler.clone());
-        let mut server = Server::builder(model)
+        Server::builder(model)
             .bind("127.0.0.1:0")
             .handle_signals(false)
             .shutdown_timeout(Duration::from_millis(500))
             .build(make)
-            .unwrap();
-        tx.send((server.local_addr().unwrap(), server.shutdown_handle()))
-            .unwrap();
-        server.serve_forever().unwrap();
-    });
-    let (addr, handle) = rx.recv().unwrap();
-    (addr, handle, serving)
+            .unwrap()
+    })
 }
 
 /// Reads one line from the connection, answers it upper-cased; panics on "panic".

@@ -3,10 +3,11 @@
 //! handler's: not reported to the `handle_error` hook, not logged as one, not answered
 //! with a `500`.
 
+mod util;
+
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, mpsc};
-use std::thread;
 use std::time::Duration;
 
 use mixserve::http::{Http, Request, Response};
@@ -46,21 +47,16 @@ fn stop_with_a_parked_handler(
 ) -> Vec<String> {
     let errors = Arc::new(Mutex::new(Vec::new()));
     let hooks = Errors(Arc::clone(&errors));
-    let (tx, rx) = mpsc::channel();
-    let serving = thread::spawn(move || {
-        let mut server = Server::builder(Scheduled::new())
+    let (addr, handle, serving) = util::in_thread::serve_on_thread(move || {
+        Server::builder(Scheduled::new())
             .bind("127.0.0.1:0")
             .handle_signals(false)
             .poll_interval(Duration::from_millis(20))
             .shutdown_timeout(Duration::from_millis(100))
             .hooks(hooks)
             .build(make)
-            .unwrap();
-        tx.send((server.local_addr().unwrap(), server.shutdown_handle()))
-            .unwrap();
-        server.serve_forever().unwrap();
+            .unwrap()
     });
-    let (addr, handle) = rx.recv().unwrap();
     let _client = connect(addr);
     handle.shutdown();
     serving.join().unwrap();

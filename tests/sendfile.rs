@@ -11,7 +11,6 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -272,20 +271,14 @@ where
     M: MixIn + Send + 'static,
     H: MakeHandler + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel();
-    let serving = thread::spawn(move || {
-        let mut server = Server::builder(model)
+    util::in_thread::serve_on_thread(move || {
+        Server::builder(model)
             .bind("127.0.0.1:0")
             .handle_signals(false)
             .shutdown_timeout(Duration::from_millis(500))
             .build(make)
-            .unwrap();
-        tx.send((server.local_addr().unwrap(), server.shutdown_handle()))
-            .unwrap();
-        server.serve_forever().unwrap();
-    });
-    let (addr, handle) = rx.recv().unwrap();
-    (addr, handle, serving)
+            .unwrap()
+    })
 }
 
 /// Two pipelined GETs and a HEAD, byte-exact; then a client that leaves mid-body; then

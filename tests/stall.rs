@@ -7,7 +7,6 @@ mod util;
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::sync::Mutex;
-use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -52,19 +51,14 @@ fn serve_one<M>(model: Scheduled, make: M, request: &'static str) -> u16
 where
     M: MakeHandler + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel();
-    let serving = thread::spawn(move || {
-        let mut server = Server::builder(model)
+    let (addr, handle, serving) = util::in_thread::serve_on_thread(move || {
+        Server::builder(model)
             .bind("127.0.0.1:0")
             .handle_signals(false)
             .shutdown_timeout(Duration::from_millis(500))
             .build(make)
-            .unwrap();
-        tx.send((server.local_addr().unwrap(), server.shutdown_handle()))
-            .unwrap();
-        server.serve_forever().unwrap();
+            .unwrap()
     });
-    let (addr, handle) = rx.recv().unwrap();
     let mut stream = BufReader::new(connect(addr));
     let port = stream.get_ref().local_addr().unwrap().port();
     stream.get_mut().write_all(request.as_bytes()).unwrap();

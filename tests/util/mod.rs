@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fresh;
+pub mod in_thread;
 pub mod logged;
 mod procfs;
 pub mod scratch;
