@@ -137,6 +137,8 @@ pub(crate) enum IdleLimit {
 /// # Errors
 ///
 /// As [`wait_fd`].
+// Inlined into the idle wait: see `Conn::wait_idle_parked`.
+#[inline(always)]
 pub(crate) fn wait_idle_fd(fd: RawFd, limit: &mut IdleLimit) -> io::Result<()> {
     let core = context::core()
         .ok_or_else(|| io::Error::other("wait_idle_fd called outside a coroutine runtime"))?;
@@ -281,6 +283,8 @@ pub fn forget_fd(fd: RawFd) {
 /// Parks until `key` may be ready for `interest` or `until`; returns the deadline the
 /// park had, if it parked with one. `core` is this thread's running runtime (the
 /// caller took it from the thread, or checked).
+// Inlined into the idle wait: see `Conn::wait_idle_parked`.
+#[inline(always)]
 fn wait_on(
     core: &Rc<Core>,
     key: SourceKey,

@@ -440,6 +440,8 @@ impl Core {
 
     /// [`park_current`](Core::park_current) until `until`; also returns the deadline
     /// the park had (the one an [`Until::After`] became).
+    // Inlined into the idle wait: see `Conn::wait_idle_parked`.
+    #[inline(always)]
     pub(crate) fn park_until(
         &self,
         id: CoroutineId,
