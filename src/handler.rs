@@ -2,6 +2,7 @@
 //! handler per connection.
 
 use std::io;
+use std::time::Duration;
 
 use crate::conn::Conn;
 
@@ -11,7 +12,10 @@ use crate::conn::Conn;
 /// calls, in order, [`setup`](Handler::setup), [`handle`](Handler::handle) and
 /// [`finish`](Handler::finish); `finish` runs even when `handle` fails, then the server
 /// flushes and closes the connection. Under every model the handler runs on one thread
-/// or coroutine from start to end, so it may keep per-connection state in `self`.
+/// from start to end, so it may keep per-connection state in `self`: on one coroutine
+/// under `Scheduled`, except that one which implements
+/// [`handle_until_idle`](Handler::handle_until_idle) goes on, after an idle wait, on
+/// another coroutine of the same thread.
 ///
 /// A handler writes ordinary blocking code: reads and writes on [`Conn`] and waits on the
 /// crate's shared objects block the thread, or park the coroutine under `Scheduled`.
@@ -50,6 +54,34 @@ pub trait Handler {
         let _ = conn;
         Ok(())
     }
+
+    /// Serves the connection as [`handle`](Handler::handle) does, but may stop early,
+    /// between two exchanges, where it would only wait for the client's next bytes:
+    /// it returns [`Handled::Idle`] then. Models that can hold a waiting connection
+    /// more cheaply than a blocked handler call this instead of `handle`: `Scheduled`
+    /// keeps such a connection as an epoll entry and a timer, without a coroutine
+    /// stack, as nginx keeps a keep-alive connection. The HTTP adapter implements it;
+    /// the default serves the whole connection with `handle`.
+    ///
+    /// After `Idle(timeout)` the server sends what the handler wrote, waits for the
+    /// client, and calls this again once bytes are buffered (or the client closed its
+    /// side: a read then returns 0). If `timeout` passes first, or the server begins
+    /// to drain, it calls [`finish`](Handler::finish) and closes the connection
+    /// instead. Return `Idle` only where a client may rightly find the connection
+    /// closed: nothing of a request read, nothing owed to it.
+    fn handle_until_idle(&mut self, conn: &mut Conn) -> io::Result<Handled> {
+        self.handle(conn).map(|()| Handled::Done)
+    }
+}
+
+/// What [`Handler::handle_until_idle`] did with the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Handled {
+    /// It is served: `finish` comes next, then the close.
+    Done,
+    /// It waits, for at most this long, for the client's next bytes.
+    Idle(Duration),
 }
 
 /// Makes one [`Handler`] per connection. Shared by every thread, process and coroutine

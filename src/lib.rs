@@ -99,7 +99,7 @@ pub mod sync;
 mod sys;
 
 pub use conn::{Conn, PeerAddr};
-pub use handler::{Handler, MakeHandler};
+pub use handler::{Handled, Handler, MakeHandler};
 pub use mixin::{Forking, Iterative, MixIn, Preforked, Prethreaded, Scheduled, Threading};
 pub use server::{
     ConfigCheck, ConfigError, Context, Hooks, ListenAddr, Listener, Server, ServerBuilder,

@@ -111,6 +111,17 @@ pub(crate) enum Idle {
     Draining,
 }
 
+/// How an idle wait that holds no stack ended (see [`Conn::idle_over`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleOver {
+    /// Bytes (or the end of the stream) are buffered: serve them.
+    Input,
+    /// The timeout passed, or the server began to drain: close without a word.
+    Close,
+    /// A spurious wake: wait again, this long at most.
+    Again(Duration),
+}
+
 impl Conn {
     /// Waits, between requests, until the client sends something, the server begins to
     /// drain, or `timeout` has passed (`TimedOut`). Without a drain state it only waits
@@ -215,7 +226,7 @@ impl Conn {
     #[inline(always)]
     fn wait_idle_parked(&mut self, mut limit: crate::rt::IdleLimit) -> io::Result<Idle> {
         let fd = self.as_raw_fd();
-        let mut look_first = !self.input_drained || crate::rt::readable_since_cleared(fd);
+        let mut look_first = self.input_may_wait();
         loop {
             if self.draining() {
                 return Ok(Idle::Draining);
@@ -227,6 +238,38 @@ impl Conn {
             crate::rt::wait_idle_fd(fd, &mut limit)?;
             look_first = true;
         }
+    }
+
+    /// Whether bytes may wait in the socket with no edge to come for them: the last
+    /// read filled its buffer, or an edge came since it and a wait took it.
+    fn input_may_wait(&self) -> bool {
+        !self.input_drained || crate::rt::readable_since_cleared(self.as_raw_fd())
+    }
+
+    /// The look before an idle wait that holds no stack (see
+    /// [`Handler::handle_until_idle`](crate::Handler::handle_until_idle)): reads what
+    /// may wait in the socket with no edge to come for it; `true` when bytes (or the
+    /// end of the stream) are buffered now. Marks the socket as registered with this
+    /// thread's loop, where the wait registers it.
+    pub(crate) fn input_before_idle(&mut self) -> io::Result<bool> {
+        self.registered.set(true);
+        Ok(self.input_may_wait() && self.try_fill()?)
+    }
+
+    /// How an idle wait that holds no stack, begun at `since` (by the loop's clock)
+    /// for `timeout`, ended, now that something woke it.
+    pub(crate) fn idle_over(&mut self, since: Instant, timeout: Duration) -> io::Result<IdleOver> {
+        if self.draining() {
+            return Ok(IdleOver::Close);
+        }
+        if self.try_fill()? {
+            return Ok(IdleOver::Input);
+        }
+        let waited = crate::rt::clock::now().saturating_duration_since(since);
+        Ok(match timeout.checked_sub(waited) {
+            Some(left) if !left.is_zero() => IdleOver::Again(left),
+            _ => IdleOver::Close,
+        })
     }
 
     fn wait_until_readable(&self, deadline: Instant) -> io::Result<()> {

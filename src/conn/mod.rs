@@ -5,7 +5,7 @@
 //! state as connections see it; `read_buffer.rs` and `write_buffer.rs` lend it buffers
 //! only while it has bytes in them.
 
-pub(crate) use drain::{Drain, Idle};
+pub(crate) use drain::{Drain, Idle, IdleOver};
 
 mod drain;
 mod read_buffer;

@@ -6,6 +6,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::HttpHandler;
 use super::body::{self, Framing};
@@ -21,7 +22,8 @@ use super::response::Response;
 use super::streaming::streams_body_caught;
 use super::write::{Answering, Dialect, write_response};
 use crate::conn::Conn;
-use crate::handler::Handler;
+use crate::handler::{Handled, Handler};
+use crate::rt::clock;
 
 /// The [`Handler`] that [`Http`](super::Http) makes for each connection: serves
 /// requests one after another (pipelined ones in order) until either side closes.
@@ -40,6 +42,13 @@ pub struct HttpConnection<A> {
     /// "connection from PEER, ": the coroutine label's prefix, formatted on the first
     /// request rather than on every one.
     label: Option<String>,
+    /// Requests begun on this connection.
+    served: usize,
+    /// When the connection began to idle, if [`Handler::handle_until_idle`] returned
+    /// to wait for the next request without a stack: the next head's wait for its
+    /// first byte still counts from there (a client trickling empty lines between
+    /// requests cannot restart it).
+    idle_since: Option<Instant>,
 }
 
 impl<A> fmt::Debug for HttpConnection<A> {
@@ -73,6 +82,8 @@ impl<A: HttpHandler> HttpConnection<A> {
             app,
             config,
             raw_head: Vec::new(),
+            served: 0,
+            idle_since: None,
             request: Request::empty(),
             label: None,
         }
@@ -171,7 +182,15 @@ impl<A: HttpHandler> HttpConnection<A> {
         if request.peer_addr().is_none() {
             request.set_peer(conn.peer_addr().clone());
         }
-        let read = head::read_head(conn, config, &mut self.raw_head, first, request.head_mut());
+        let idle_since = self.idle_since.take();
+        let read = head::read_head(
+            conn,
+            config,
+            &mut self.raw_head,
+            first,
+            idle_since,
+            request.head_mut(),
+        );
         match read {
             Ok(true) => {}
             Ok(false) => return Err(Ok(Next::Drop)),
@@ -380,11 +399,32 @@ impl<A: HttpHandler> Handler for HttpConnection<A> {
     }
 
     fn handle(&mut self, conn: &mut Conn) -> io::Result<()> {
-        let mut served = 0usize;
+        self.serve_requests(conn, false).map(drop)
+    }
+
+    fn handle_until_idle(&mut self, conn: &mut Conn) -> io::Result<Handled> {
+        self.serve_requests(conn, true)
+    }
+}
+
+impl<A: HttpHandler> HttpConnection<A> {
+    /// Serves requests until the connection ends, or, if it `may_idle`, until it waits
+    /// for a next request with nothing buffered (`Handled::Idle`; the next call serves
+    /// what came meanwhile).
+    fn serve_requests(&mut self, conn: &mut Conn, may_idle: bool) -> io::Result<Handled> {
         loop {
-            served += 1;
-            let last = served >= self.config.max_requests_per_connection;
-            let next = self.serve_one(conn, served == 1, last);
+            let resumed = self.idle_since.is_some();
+            if may_idle && !resumed && self.served > 0 && conn.buffered().is_empty() {
+                // Answers to earlier requests go out before the connection idles.
+                if let Err(error) = conn.flush() {
+                    return quietly(Err(error)).map(|()| Handled::Done);
+                }
+                self.idle_since = Some(clock::now());
+                return Ok(Handled::Idle(self.config.idle_timeout));
+            }
+            self.served += 1;
+            let last = self.served >= self.config.max_requests_per_connection;
+            let next = self.serve_one(conn, self.served == 1, last);
             let result = match next {
                 Ok(Next::KeepAlive) => continue,
                 Ok(Next::Drop) => conn.flush(),
@@ -393,15 +433,16 @@ impl<A: HttpHandler> Handler for HttpConnection<A> {
                 Ok(Next::Done) => conn.flush().and_then(|()| conn.shutdown(Shutdown::Write)),
                 Err(error) => Err(error),
             };
-            return match result {
-                Err(error)
-                    if peer_gone(error.kind()) || error.kind() == io::ErrorKind::TimedOut =>
-                {
-                    Ok(())
-                }
-                other => other,
-            };
+            return quietly(result).map(|()| Handled::Done);
         }
+    }
+}
+
+/// `result`, with the errors of a client that went away or stalled taken as the end.
+fn quietly(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(error) if peer_gone(error.kind()) || error.kind() == io::ErrorKind::TimedOut => Ok(()),
+        other => other,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, Write};
 use std::mem::MaybeUninit;
+use std::time::Instant;
 
 use super::config::HttpConfig;
 use super::error::{Failure, Reject, read_failure};
@@ -84,6 +85,7 @@ pub(crate) fn read_head(
     config: &HttpConfig,
     raw: &mut Vec<u8>,
     first: bool,
+    idle_since: Option<Instant>,
     parsed: &mut Head,
 ) -> Result<bool, Failure> {
     let mut assembler = HeadAssembler::new(raw, parsed);
@@ -99,11 +101,18 @@ pub(crate) fn read_head(
         conn.set_read_deadline_after_start(config.header_timeout);
     } else if idle {
         conn.set_read_deadline(None);
+    } else if idle_since.is_some() {
+        // Input that just woke a wait without a stack: the loop clock is fresh.
+        conn.set_read_deadline(Some(crate::deadline::after(
+            clock::now(),
+            config.header_timeout,
+        )));
     } else {
         conn.set_read_deadline(Some(crate::deadline::from_now(config.header_timeout)));
     }
-    // When the connection began to idle (the first wait for this head).
-    let mut idle_since = None;
+    // When the connection began to idle (the first wait for this head, or the wait
+    // without a stack that came before this call).
+    let mut idle_since = idle_since;
     loop {
         // A connection that sent nothing is closed without a word (as nginx does): no
         // answer to write, no lingering for a client that may never read.

@@ -38,7 +38,7 @@ fn read_split(input: &[u8], at: usize, mut head: Head) -> (Outcome, Vec<u8>) {
     drop(client);
     let config = HttpConfig::default();
     let mut raw = Vec::new();
-    let read = match read_head(&mut conn, &config, &mut raw, true, &mut head) {
+    let read = match read_head(&mut conn, &config, &mut raw, true, None, &mut head) {
         Ok(true) => outcome(head),
         Ok(false) => Err(0),
         Err(Failure::Reject(reject)) => Err(reject.status),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::Interest;
 use super::coroutine;
 use super::reactor::SourceKey;
-use super::scheduler::{Core, ParkKind, Until, WakeReason};
+use super::scheduler::{Core, ParkKind, Resume, Until, WakeReason};
 use super::{clock, context};
 
 /// An fd registered with the reactor of the runtime running on this thread: both
@@ -150,6 +150,35 @@ pub(crate) fn wait_idle_fd(fd: RawFd, limit: &mut IdleLimit) -> io::Result<()> {
     if let Some(deadline) = wait_on(&core, key, Interest::Readable, until, ParkKind::Idle)? {
         *limit = IdleLimit::Deadline(deadline);
     }
+    Ok(())
+}
+
+/// Ends the running coroutine's turn in an idle wait on `fd` that holds no stack (see
+/// `Core::idle_then`): readability, a drain's [`wake_idle`](super::wake_idle), or
+/// `timeout` from the end of this turn ends it, and `state` then [resumes] as the
+/// coroutine's body on a stack from the pool. The caller returns from its body right
+/// after `Ok`. `Err(state)` when no such wait can be made here (off a coroutine, while
+/// the runtime is torn down, or epoll refused the fd): wait some other way.
+///
+/// [resumes]: super::scheduler::Resume::resume
+pub(crate) fn idle_then<T: Resume + 'static>(
+    fd: RawFd,
+    timeout: Duration,
+    state: Box<T>,
+) -> Result<(), Box<T>> {
+    let Some(core) = context::core() else {
+        return Err(state);
+    };
+    let Some(id) = context::current().filter(|_| coroutine::on_coroutine()) else {
+        return Err(state);
+    };
+    if super::scheduler::tearing_down() {
+        return Err(state);
+    }
+    let Ok(key) = key_of(&core, fd) else {
+        return Err(state);
+    };
+    core.idle_then(id, key, timeout, state);
     Ok(())
 }
 

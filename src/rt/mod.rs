@@ -101,12 +101,13 @@ pub(crate) fn catch_handler_panic<R>(f: impl FnOnce() -> R) -> std::thread::Resu
 }
 pub use error::SpawnError;
 pub(crate) use io_source::{
-    IdleLimit, clear_readable, park_or_readable, park_or_ready, read_closed,
+    IdleLimit, clear_readable, idle_then, park_or_readable, park_or_ready, read_closed,
     readable_since_cleared, wait_idle_fd,
 };
 pub use io_source::{IoSource, forget_fd, wait_fd};
 pub use moderation::nap_count;
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
+pub(crate) use scheduler::Resume;
 pub use stall::stall_count;
 pub use waker::Waker;
 

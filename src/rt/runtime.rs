@@ -26,8 +26,9 @@ pub struct RuntimeConfig {
     /// hits the guard page and kills the process with `SIGSEGV` (after a message on
     /// stderr saying so). Deep recursion needs more.
     pub stack_size: usize,
-    /// Most coroutine stacks in existence at once (live coroutines plus idle pooled
-    /// stacks). Default 30,000.
+    /// Most coroutines alive at once (running, parked, or waiting without a stack for
+    /// input on an idle connection), and most coroutine stacks in existence (the live
+    /// coroutines' plus idle pooled ones). Default 30,000.
     ///
     /// Each stack is two kernel mappings and Linux allows `vm.max_map_count` (65530 by
     /// default) per process, shared with everything else the process maps, so about

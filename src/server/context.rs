@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conn::Conn;
-use crate::handler::{Handler, MakeHandler};
+use crate::handler::{Handled, Handler, MakeHandler};
 use crate::server::hooks::Hooks;
 use crate::server::listener::Listener;
+use crate::server::session::{HandlerSession, Session};
 use crate::server::shutdown::ShutdownState;
 use crate::server::source::accept_with_rules;
 use crate::server::source::worker::WorkerSeat;
@@ -20,10 +21,16 @@ use crate::sys::accept::SpareFd;
 /// The handler chain with its type erased, so mix-ins need not be generic over it.
 pub(crate) trait Service: Send + Sync {
     fn serve(&self, conn: &mut Conn) -> io::Result<()>;
+    /// A new connection's handler, to serve in turns.
+    fn start(&self) -> Box<dyn Session>;
     fn reject(&self, conn: &mut Conn);
 }
 
 impl<F: MakeHandler> Service for F {
+    fn start(&self) -> Box<dyn Session> {
+        Box::new(HandlerSession::new(self.make_handler()))
+    }
+
     fn serve(&self, conn: &mut Conn) -> io::Result<()> {
         let mut handler = self.make_handler();
         let mut result = handler.setup(conn);
@@ -218,12 +225,65 @@ impl Context {
         // (`Iterative`, `handle_request`) is no handler's once the server is gone. A
         // loop's coroutines share their thread's marks, all of one server: kept.
         let _marks = (!crate::rt::in_coroutine()).then(ThreadMarks::save);
+        self.begin_connection(conn);
+        let served = crate::rt::catch_handler_panic(|| self.service.serve(conn));
+        self.end_connection(conn, served);
+    }
+
+    /// [`serve_connection`](Context::serve_connection) in turns, on a loop's coroutine
+    /// (whose thread's marks stay this server's): runs the handler of `session` (made
+    /// on the first turn) until it ends, then reports as `serve_connection` does and
+    /// returns `None`, or until it idles between requests, and returns how long it may
+    /// wait for the client's next bytes (see [`Handler::handle_until_idle`]). The
+    /// caller then calls again once the client sent some, or calls
+    /// [`end_idle_connection`](Context::end_idle_connection).
+    pub(crate) fn serve_turn(
+        &self,
+        conn: &mut Conn,
+        session: &mut Option<Box<dyn Session>>,
+    ) -> Option<Duration> {
+        let session = match session {
+            Some(session) => session,
+            None => {
+                self.begin_connection(conn);
+                session.insert(self.service.start())
+            }
+        };
+        let served = crate::rt::catch_handler_panic(|| match session.turn(conn) {
+            Ok(Handled::Idle(timeout)) => Ok(Some(timeout)),
+            Ok(_) => session.end(conn, Ok(())).map(|()| None),
+            Err(error) => session.end(conn, Err(error)).map(|()| None),
+        });
+        let served = match served {
+            Ok(Ok(Some(timeout))) => return Some(timeout),
+            Ok(result) => Ok(result.map(drop)),
+            Err(panic) => Err(panic),
+        };
+        self.end_connection(conn, served);
+        None
+    }
+
+    /// Ends a connection whose handler idled (see [`serve_turn`](Context::serve_turn))
+    /// and whose client sent nothing more in time, or whose server began to drain: the
+    /// handler's `finish`, then the report.
+    pub(crate) fn end_idle_connection(&self, conn: &mut Conn, session: &mut dyn Session) {
+        let served = crate::rt::catch_handler_panic(|| session.end(conn, Ok(())));
+        self.end_connection(conn, served);
+    }
+
+    /// The start of a connection's service: its thread's (or coroutine's) marks, its
+    /// label and its counts.
+    fn begin_connection(&self, conn: &Conn) {
         crate::sync::scope::enter(&self.scope);
         crate::status::enter(&self.status, self.status_row);
         crate::rt::set_label(format_args!("connection from {}", conn.peer_addr()));
         self.count(Counter::Connections);
         self.count(Counter::InFlight);
-        let served = crate::rt::catch_handler_panic(|| self.service.serve(conn));
+    }
+
+    /// The end of a connection's service: counts, and the error reported if `served`
+    /// holds one (a panic included); never unwinds.
+    fn end_connection(&self, conn: &Conn, served: std::thread::Result<io::Result<()>>) {
         self.status.sub(self.status_row, Counter::InFlight);
         self.report_loop_counts();
         let result = served.unwrap_or_else(|panic| {

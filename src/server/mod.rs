@@ -16,6 +16,7 @@ mod context;
 mod error;
 mod hooks;
 mod listener;
+pub(crate) mod session;
 mod shutdown;
 mod socket_file;
 pub(crate) mod source;

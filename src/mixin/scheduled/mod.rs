@@ -2,6 +2,7 @@
 //! waiting clients, and the handler is still plain blocking code.
 
 mod serve_loop;
+mod turns;
 
 use std::io;
 use std::sync::Arc;

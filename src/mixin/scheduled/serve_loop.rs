@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Counters;
+use super::turns::{self, Turns};
 use crate::mixin::serve_loop::drain;
 use crate::rt::{self, Interest, Runtime, RuntimeConfig, RuntimeHandle};
 use crate::server::Context;
@@ -231,17 +232,8 @@ fn start_connection(
     let tracked = Tracked::start(id, conn.as_raw_fd(), sockets, counters);
     // On the heap, not in the coroutine's entry frames (which catch_unwind copies): that
     // keeps a waiting request's stack within one page, 4 KiB per client less.
-    let mut conn = Box::new(conn);
-    let served = {
-        let ctx = Arc::clone(ctx);
-        move || {
-            // Declared after `conn`, so dropped (untracked) before the socket closes,
-            // on a normal end and on a panic's unwind alike.
-            let _tracked = tracked;
-            ctx.serve_connection(&mut conn);
-        }
-    };
-    match rt::spawn(served) {
+    let turns = Turns::new(Arc::clone(ctx), conn, tracked);
+    match rt::spawn(move || turns::serve(turns)) {
         Ok(()) => {
             counters.accepted.fetch_add(1, Ordering::Relaxed);
         }
@@ -255,7 +247,7 @@ fn start_connection(
 
 /// A connection counted live (its place taken by the caller) and tracked for shutdown
 /// until dropped.
-struct Tracked {
+pub(super) struct Tracked {
     id: u64,
     sockets: LiveSockets,
     counters: Arc<Counters>,

@@ -26,7 +26,11 @@ use crate::sync::watch::{self, Watched};
 use crate::sys::stack_guard::GuardRegistration;
 
 mod deadlines;
+mod stackless;
 mod teardown;
+
+use stackless::Continuation;
+pub(crate) use stackless::Resume;
 
 /// A coroutine's address in its runtime: a slot index plus that slot's generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -125,6 +129,9 @@ struct Slot {
     /// The connection its waits watch (see `sync::watch`), kept here while it is
     /// suspended.
     watched: Option<Watched>,
+    /// What runs, on a stack from the pool, when an idle wait that holds no stack ends
+    /// (see [`Core::idle_then`]); `coroutine` is `None` meanwhile.
+    resume_with: Option<Continuation>,
 }
 
 /// All slots plus the free list.
@@ -151,6 +158,10 @@ pub(crate) struct Core {
     pub(crate) timers: RefCell<Timers>,
     pub(crate) reactor: Reactor,
     stacks: RefCell<StackPool>,
+    /// Most coroutines alive at once, with a stack or waiting without one
+    /// ([`RuntimeConfig::max_coroutines`]): every waiting one can then get a stack
+    /// when its wait ends.
+    max_live: usize,
     pub(crate) remote: Arc<Remote>,
     /// Remote wakes drained from `remote`, kept to reuse the allocation.
     remote_spare: RefCell<Vec<CoroutineId>>,
@@ -178,6 +189,7 @@ impl Core {
                 config.max_coroutines,
                 config.max_idle_stacks,
             )),
+            max_live: config.max_coroutines,
             remote,
             remote_spare: RefCell::default(),
             tearing_down: Cell::new(false),
@@ -201,6 +213,9 @@ impl Core {
         if self.tearing_down.get() {
             return Err(SpawnError::ShuttingDown);
         }
+        if self.live() >= self.max_live {
+            return Err(SpawnError::AtCapacity { max: self.max_live });
+        }
         let GuardedStack { guard, stack } = self.stacks.borrow_mut().take()?;
         let co = coroutine::new(stack, f, tearing_down);
         let mut slots = self.slots.borrow_mut();
@@ -220,6 +235,7 @@ impl Core {
                     coroutine: None,
                     guard: None,
                     watched: None,
+                    resume_with: None,
                 });
                 index
             }
@@ -268,8 +284,12 @@ impl Core {
             slot.state = State::Running;
             (slot.coroutine.take(), slot.watched.take())
         };
-        let (Some(mut co), watched) = co else {
-            return;
+        let (mut co, watched) = match co {
+            (Some(co), watched) => (co, watched),
+            (None, watched) => match self.start_continuation(id) {
+                Some(co) => (co, watched),
+                None => return,
+            },
         };
         context::set_current(Some(id));
         let outer = watch::swap_running(watched);
@@ -278,12 +298,20 @@ impl Core {
         let ended = self.stall.resume_ended(started, || self.label(id));
         let watched = watch::swap_running(outer);
         context::set_current(None);
-        if finished {
+        if finished && !self.waits_stackless(id) {
             let guard = self.free_slot(id);
             let stack = co.into_stack();
             self.stacks.borrow_mut().give(GuardedStack { guard, stack });
         } else if let Some(slot) = self.slots.borrow_mut().get_mut(id) {
-            slot.coroutine = Some(co);
+            if finished {
+                // Its body ended in an idle wait that holds no stack: the stack goes
+                // back to the pool; the slot (its id, its wait, its timer) stays.
+                let guard = slot.guard.take();
+                let stack = co.into_stack();
+                self.stacks.borrow_mut().give(GuardedStack { guard, stack });
+            } else {
+                slot.coroutine = Some(co);
+            }
             slot.watched = watched;
             if let Some(timeout) = slot.timeout.take() {
                 let now = ended.unwrap_or_else(Instant::now);
@@ -298,6 +326,8 @@ impl Core {
     fn free_slot(&self, id: CoroutineId) -> Option<GuardRegistration> {
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(id)?;
+        // Dropped (a connection closed) once the slots are no longer borrowed.
+        let continuation = slot.resume_with.take();
         slot.state = State::Free;
         slot.generation = slot.generation.wrapping_add(1);
         slot.seq = slot.seq.wrapping_add(1);
@@ -311,6 +341,8 @@ impl Core {
         let guard = slot.guard.take();
         slots.free.push(id.index);
         slots.live -= 1;
+        drop(slots);
+        drop(continuation);
         guard
     }
 

@@ -1,5 +1,6 @@
 //! Dropping a runtime: every coroutine is dropped, a suspended one force-unwound on its
-//! own stack, each with its watch record in place (see [`Runtime`](crate::rt::Runtime)).
+//! own stack, each with its watch record in place (see [`Runtime`](crate::rt::Runtime)),
+//! and the continuation of one waiting without a stack dropped.
 
 use super::{Core, CoroutineId, context, coroutine, watch};
 
@@ -20,6 +21,8 @@ impl Core {
                 slot.coroutine.take().map(|co| (id, co, watched))
             };
             let Some((id, mut co, watched)) = taken else {
+                // One waiting without a stack has only its continuation to drop.
+                self.drop_continuation(index);
                 continue;
             };
             context::set_current(Some(id));
