@@ -237,9 +237,63 @@ mod tests {
     use std::io::Read;
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::process::CommandExt;
+    use std::process::Command;
 
-    const CHILD: &str = "MIXSERVE_UPGRADE_FROM_SYSTEMD_CHILD";
-    const NAME: &str =
+    /// Set in a test run again as a new master (see [`as_new_master`]).
+    const CHILD: &str = "MIXSERVE_UPGRADE_TEST_CHILD";
+
+    /// The test binary run again by `sh -c script` (`$0` is the binary, `$1` the test
+    /// `name`) as an upgrade starts a new master: `socket` (if any) on fd 3, `pipe` on
+    /// fd 4, and the upgrade's variables set. `LISTEN_PID` is the script's to set.
+    fn as_new_master(script: &str, name: &str, socket: Option<RawFd>, pipe: RawFd) -> Command {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", script])
+            .arg(std::env::current_exe().unwrap())
+            .arg(name)
+            .env(CHILD, "1")
+            .env("LISTEN_FDS", "1")
+            .env(READY_FD_VAR, crate::sys::exec::READY_FD.to_string())
+            .env_remove("LISTEN_PID");
+        // SAFETY: between fork and exec the closure calls only fcntl and dup2, which
+        // are async-signal-safe, on integers it captured.
+        unsafe {
+            command.pre_exec(move || {
+                // Moved out of the way first, should either sit on 3 or 4.
+                let socket = socket.map(|fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 20));
+                let pipe = libc::fcntl(pipe, libc::F_DUPFD_CLOEXEC, 20);
+                let socket_placed = socket.is_none_or(|fd| fd >= 0 && libc::dup2(fd, 3) >= 0);
+                if !socket_placed || pipe < 0 || libc::dup2(pipe, crate::sys::exec::READY_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command
+    }
+
+    /// A readiness pipe: its read end, and its write end for the new master.
+    fn readiness_pipe() -> (std::fs::File, OwnedFd) {
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        (read_end.into(), write_end)
+    }
+
+    /// Runs test `name` again as a new master, `exec`ed by the shell so `LISTEN_PID` is
+    /// its own, with `socket` on fd 3; returns what it reported on the readiness pipe.
+    fn report_of_new_master(name: &str, socket: Option<RawFd>) -> Vec<u8> {
+        let (mut read_end, write_end) = readiness_pipe();
+        let script = "LISTEN_PID=$$ exec \"$0\" --exact \"$1\"";
+        let mut child = as_new_master(script, name, socket, write_end.as_raw_fd())
+            .spawn()
+            .unwrap();
+        drop(write_end);
+        let mut report = Vec::new();
+        read_end.read_to_end(&mut report).unwrap();
+        assert!(child.wait().unwrap().success(), "the child failed");
+        report
+    }
+
+    const FROM_SYSTEMD: &str =
         "sys::upgrade::tests::a_program_taking_the_socket_from_systemd_still_reports_ready";
 
     /// A program that calls `Listener::from_systemd` itself whenever `LISTEN_FDS` is
@@ -258,42 +312,7 @@ mod tests {
             return;
         }
         let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let (mut read_end, write_end): (std::fs::File, OwnedFd) = {
-            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-            (r.into(), w)
-        };
-        let (socket_fd, pipe_fd) = (socket.as_raw_fd(), write_end.as_raw_fd());
-        let mut command = std::process::Command::new("sh");
-        command
-            .args(["-c", "LISTEN_PID=$$ exec \"$0\" --exact \"$1\""])
-            .arg(std::env::current_exe().unwrap())
-            .arg(NAME)
-            .env(CHILD, "1")
-            .env("LISTEN_FDS", "1")
-            .env(READY_FD_VAR, crate::sys::exec::READY_FD.to_string())
-            .env_remove("LISTEN_PID");
-        // SAFETY: between fork and exec the closure calls only fcntl and dup2, which
-        // are async-signal-safe, on integers it captured.
-        unsafe {
-            command.pre_exec(move || {
-                // Moved out of the way first, should either sit on 3 or 4.
-                let socket = libc::fcntl(socket_fd, libc::F_DUPFD_CLOEXEC, 20);
-                let pipe = libc::fcntl(pipe_fd, libc::F_DUPFD_CLOEXEC, 20);
-                if socket < 0
-                    || pipe < 0
-                    || libc::dup2(socket, 3) < 0
-                    || libc::dup2(pipe, crate::sys::exec::READY_FD) < 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = command.spawn().unwrap();
-        drop(write_end);
-        let mut report = Vec::new();
-        read_end.read_to_end(&mut report).unwrap();
-        assert!(child.wait().unwrap().success(), "the child failed");
+        let report = report_of_new_master(FROM_SYSTEMD, Some(socket.as_raw_fd()));
         assert_eq!(report, [REPORT_READY]);
     }
 }
