@@ -10,7 +10,7 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use super::fork;
 use super::shared_memory::SharedWords;
@@ -26,6 +26,10 @@ pub(crate) const REPORT_READY: u8 = b'r';
 
 /// The readiness pipe of a process started by an upgrade, until it reports (-1: none).
 static READY: AtomicI32 = AtomicI32::new(-1);
+/// Set by the first [`take_from_environment`]: a process looks at its variables once.
+/// With other threads running they stay set, and once the pipe is closed its number
+/// goes to whatever the process opens next.
+static TAKEN: AtomicBool = AtomicBool::new(false);
 /// Two shared words: non-zero while the listener is shared with another master; and
 /// the pid of the old master a new one reported ready to, while it may still serve.
 static SHARED: OnceLock<Option<SharedWords>> = OnceLock::new();
@@ -91,8 +95,12 @@ fn share_until_gone(old_master: nix::unistd::Pid) {
 /// In a process started by an upgrade: takes the readiness pipe its environment
 /// names (and removes the variable), marks the listener shared until
 /// [`report_ready`]. `Ok(false)` when the process was not started so (no variable, or
-/// `LISTEN_PID` names another process).
+/// `LISTEN_PID` names another process), and on every call after the first: fd 4 may
+/// by then be another file of this process.
 pub(crate) fn take_from_environment() -> io::Result<bool> {
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(false);
+    }
     let Some(value) = std::env::var_os(READY_FD_VAR) else {
         return Ok(false);
     };
@@ -138,14 +146,7 @@ pub(crate) fn take_from_environment() -> io::Result<bool> {
         let error = io::Error::last_os_error();
         return Err(io::Error::other(format!("{READY_FD_VAR}={fd}: {error}")));
     }
-    if READY
-        .compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
-        .is_err()
-    {
-        return Err(io::Error::other(
-            "the upgrade's readiness pipe was taken already",
-        ));
-    }
+    READY.store(fd, Ordering::SeqCst);
     fork::close_in_child(fd);
     set_listener_shared(true);
     Ok(true)
@@ -313,6 +314,61 @@ mod tests {
         }
         let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let report = report_of_new_master(FROM_SYSTEMD, Some(socket.as_raw_fd()));
+        assert_eq!(report, [REPORT_READY]);
+    }
+
+    const SECOND_TAKE: &str =
+        "sys::upgrade::tests::a_second_take_after_the_report_does_not_adopt_a_reused_fd_4";
+
+    /// With other threads running, the variables stay in the environment; once the
+    /// report closed fd 4, the number goes to the next file opened (here the crate's
+    /// own self-pipe), and a second take (every `build` takes) must not adopt it: the
+    /// next report would write into that pipe and close it.
+    #[test]
+    fn a_second_take_after_the_report_does_not_adopt_a_reused_fd_4() {
+        if std::env::var_os(CHILD).is_some() {
+            assert!(
+                fork::thread_count() > Some(1),
+                "the harness runs tests on a thread"
+            );
+            assert!(take_from_environment().unwrap());
+            report_ready();
+            let bell = crate::sys::pipe::SelfPipe::new().unwrap();
+            assert_eq!(bell.write_fd(), crate::sys::exec::READY_FD, "fd 4 reused");
+            assert!(!take_from_environment().unwrap(), "fd 4 adopted again");
+            assert!(!awaiting_ready());
+            return;
+        }
+        assert_eq!(report_of_new_master(SECOND_TAKE, None), [REPORT_READY]);
+    }
+
+    const SYSTEMD_THEN_BUILD: &str =
+        "sys::upgrade::tests::a_program_with_threads_builds_on_the_socket_it_took_from_systemd";
+
+    /// A program with threads that takes the passed socket itself, then builds its
+    /// server on it: the build finds the variables still set, and takes nothing again.
+    #[test]
+    fn a_program_with_threads_builds_on_the_socket_it_took_from_systemd() {
+        if std::env::var_os(CHILD).is_some() {
+            assert!(
+                fork::thread_count() > Some(1),
+                "the harness runs tests on a thread"
+            );
+            let listener = crate::server::Listener::from_systemd().expect("the passed socket");
+            let server = crate::Server::builder(crate::Iterative::new())
+                .listener(listener)
+                .handle_signals(false)
+                .build(|| crate::handler::from_fn(|_: &mut crate::Conn| Ok(())));
+            assert!(server.is_ok(), "build: {:?}", server.err());
+            assert!(
+                awaiting_ready(),
+                "the readiness pipe is still this program's"
+            );
+            report_ready();
+            return;
+        }
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let report = report_of_new_master(SYSTEMD_THEN_BUILD, Some(socket.as_raw_fd()));
         assert_eq!(report, [REPORT_READY]);
     }
 }
