@@ -7,6 +7,7 @@
 //! master's death) nor remove its Unix socket file. The flag lives in memory shared
 //! with the workers forked afterwards, so an orphaned worker reads it too.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::OnceLock;
@@ -21,6 +22,8 @@ pub(crate) const READY_FD_VAR: &str = "MIXSERVE_UPGRADE_READY_FD";
 /// The variable an old master sets (to `1`) when the socket it passes is a service
 /// manager's (socket activation): the new master must leave it listening too.
 pub(crate) const ACTIVATED_VAR: &str = "MIXSERVE_UPGRADE_ACTIVATED";
+/// The variable an old master sets to its pid: the master a new one reports ready to.
+pub(crate) const OLD_MASTER_VAR: &str = "MIXSERVE_UPGRADE_OLD_MASTER";
 /// The byte a new master writes when it serves.
 pub(crate) const REPORT_READY: u8 = b'r';
 
@@ -30,6 +33,8 @@ static READY: AtomicI32 = AtomicI32::new(-1);
 /// With other threads running they stay set, and once the pipe is closed its number
 /// goes to whatever the process opens next.
 static TAKEN: AtomicBool = AtomicBool::new(false);
+/// The pid of the master that started this one by an upgrade (0: none).
+static OLD_MASTER: AtomicI32 = AtomicI32::new(0);
 /// Two shared words: non-zero while the listener is shared with another master; and
 /// the pid of the old master a new one reported ready to, while it may still serve.
 static SHARED: OnceLock<Option<SharedWords>> = OnceLock::new();
@@ -101,14 +106,10 @@ pub(crate) fn take_from_environment() -> io::Result<bool> {
     if TAKEN.swap(true, Ordering::SeqCst) {
         return Ok(false);
     }
-    let Some(value) = std::env::var_os(READY_FD_VAR) else {
+    let Some(value) = take_variable(READY_FD_VAR) else {
         return Ok(false);
     };
-    if fork::thread_count() == Some(1) {
-        // SAFETY: only this thread runs (checked just above), so nothing reads the
-        // environment while it changes.
-        unsafe { std::env::remove_var(READY_FD_VAR) };
-    }
+    let old_master = take_variable(OLD_MASTER_VAR);
     // Left in the environment of a process the upgrade did not start (a program run
     // by a master whose environment could not be cleaned): not this process's pipe.
     let this = std::process::id().to_string();
@@ -147,6 +148,7 @@ pub(crate) fn take_from_environment() -> io::Result<bool> {
         return Err(io::Error::other(format!("{READY_FD_VAR}={fd}: {error}")));
     }
     READY.store(fd, Ordering::SeqCst);
+    OLD_MASTER.store(old_master_pid(old_master), Ordering::SeqCst);
     fork::close_in_child(fd);
     set_listener_shared(true);
     Ok(true)
@@ -155,13 +157,35 @@ pub(crate) fn take_from_environment() -> io::Result<bool> {
 /// In a process started by an upgrade: whether the old master said the passed socket
 /// is a service manager's ([`ACTIVATED_VAR`]); the variable is removed.
 pub(crate) fn take_activated_mark() -> bool {
-    let marked = std::env::var_os(ACTIVATED_VAR).is_some_and(|value| value == "1");
+    take_variable(ACTIVATED_VAR).is_some_and(|value| value == "1")
+}
+
+/// Reads variable `name`, and removes it from the environment unless other threads
+/// run (changing it is unsound then).
+fn take_variable(name: &str) -> Option<OsString> {
+    let value = std::env::var_os(name);
     if fork::thread_count() == Some(1) {
         // SAFETY: only this thread runs (checked just above), so nothing reads the
         // environment while it changes.
-        unsafe { std::env::remove_var(ACTIVATED_VAR) };
+        unsafe { std::env::remove_var(name) };
     }
-    marked
+    value
+}
+
+/// The old master's pid: the one its variable names or, from a release that did not
+/// set it, this process's parent now.
+fn old_master_pid(value: Option<OsString>) -> i32 {
+    value
+        .and_then(|value| value.to_str()?.trim().parse().ok())
+        .filter(|&pid| pid > 0)
+        .unwrap_or_else(|| nix::unistd::getppid().as_raw())
+}
+
+/// The old master, while it lives: this process's parent until it is gone. Then the
+/// parent is init or a subreaper, which lives on and never serves on the socket.
+fn living_old_master() -> Option<nix::unistd::Pid> {
+    let parent = nix::unistd::getppid();
+    (parent.as_raw() == OLD_MASTER.load(Ordering::SeqCst)).then_some(parent)
 }
 
 /// True in a process started by an upgrade that has not reported ready yet.
@@ -170,14 +194,16 @@ pub(crate) fn awaiting_ready() -> bool {
 }
 
 /// Tells the old master that this one serves (once): the listener is this process's
-/// alone once the old master is gone (see [`listener_shared`]). A gone old master is
-/// not an error.
+/// alone once the old master is gone (see [`listener_shared`]), at once if it is gone
+/// already. A gone old master is not an error.
 pub(crate) fn report_ready() {
     let fd = READY.swap(-1, Ordering::SeqCst);
     if fd < 0 {
         return;
     }
-    share_until_gone(nix::unistd::getppid());
+    if let Some(old_master) = living_old_master() {
+        share_until_gone(old_master);
+    }
     set_listener_shared(false);
     let byte = [REPORT_READY];
     // SAFETY: `fd` is the pipe this process took from its environment and owns alone;
@@ -239,6 +265,7 @@ mod tests {
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::process::CommandExt;
     use std::process::Command;
+    use std::time::{Duration, Instant};
 
     /// Set in a test run again as a new master (see [`as_new_master`]).
     const CHILD: &str = "MIXSERVE_UPGRADE_TEST_CHILD";
@@ -255,6 +282,7 @@ mod tests {
             .env(CHILD, "1")
             .env("LISTEN_FDS", "1")
             .env(READY_FD_VAR, crate::sys::exec::READY_FD.to_string())
+            .env(OLD_MASTER_VAR, std::process::id().to_string())
             .env_remove("LISTEN_PID");
         // SAFETY: between fork and exec the closure calls only fcntl and dup2, which
         // are async-signal-safe, on integers it captured.
@@ -310,6 +338,7 @@ mod tests {
             let flags = unsafe { libc::fcntl(crate::sys::exec::READY_FD, libc::F_GETFD) };
             assert!(flags & libc::FD_CLOEXEC != 0, "the pipe is not passed on");
             report_ready();
+            assert!(listener_shared(), "the old master (the test) serves on");
             return;
         }
         let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -370,5 +399,67 @@ mod tests {
         let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let report = report_of_new_master(SYSTEMD_THEN_BUILD, Some(socket.as_raw_fd()));
         assert_eq!(report, [REPORT_READY]);
+    }
+
+    const ORPHAN: &str =
+        "sys::upgrade::tests::a_new_master_whose_old_master_died_does_not_share_for_ever";
+    /// The file the orphaned new master writes its verdict to.
+    const VERDICT_VAR: &str = "MIXSERVE_UPGRADE_TEST_VERDICT";
+
+    /// The old master dies before the new one reports ready (`kill -9`, a crash): the
+    /// new one then has another parent (init or a subreaper), which lives on and never
+    /// serves on the socket. Sharing with it would keep the socket (and its file) up
+    /// for ever: a stop would never shut it nor remove the file.
+    #[test]
+    fn a_new_master_whose_old_master_died_does_not_share_for_ever() {
+        if let Some(verdict) = std::env::var_os(VERDICT_VAR) {
+            let old: u64 = std::env::var(OLD_MASTER_VAR).unwrap().parse().unwrap();
+            let until = Instant::now() + Duration::from_secs(10);
+            while is_alive(old) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(!is_alive(old), "the old master is gone");
+            assert!(take_from_environment().unwrap());
+            report_ready();
+            let parent = nix::unistd::getppid();
+            let shared = listener_shared();
+            std::fs::write(verdict, format!("parent {parent}, shared {shared}")).unwrap();
+            return;
+        }
+        let verdict = std::env::temp_dir().join(format!("mixserve-orphan-{}", std::process::id()));
+        let _ = std::fs::remove_file(&verdict);
+        let (mut read_end, write_end) = readiness_pipe();
+        // The old master (the outer shell) starts the new one in the background and
+        // exits; the inner shell execs the test binary, as an upgrade's script would.
+        let script = "export MIXSERVE_UPGRADE_OLD_MASTER=$$; \
+                      sh -c 'LISTEN_PID=$$ exec \"$0\" --exact \"$1\"' \"$0\" \"$1\" &";
+        let mut old_master = as_new_master(script, ORPHAN, None, write_end.as_raw_fd())
+            .env(VERDICT_VAR, &verdict)
+            .spawn()
+            .unwrap();
+        assert!(old_master.wait().unwrap().success());
+        drop(write_end);
+        let mut report = Vec::new();
+        read_end.read_to_end(&mut report).unwrap();
+        assert_eq!(report, [REPORT_READY]);
+        let text = read_verdict(&verdict);
+        assert!(
+            text.ends_with("shared false"),
+            "the dead master still shares: {text}"
+        );
+    }
+
+    /// What the orphaned new master wrote to `file` (waited for, bounded).
+    fn read_verdict(file: &std::path::Path) -> String {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            if !text.is_empty() {
+                let _ = std::fs::remove_file(file);
+                return text;
+            }
+            assert!(Instant::now() < until, "no verdict from the new master");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

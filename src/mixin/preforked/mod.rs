@@ -128,7 +128,8 @@ pub enum Dispatch {
 /// runs (`/proc/self/exe` would name the old, deleted one) — with the same arguments
 /// and environment, the listening socket on fd 3 (`LISTEN_FDS=1`, `LISTEN_PID`: the
 /// systemd convention) and a readiness pipe's write end on fd 4
-/// (`MIXSERVE_UPGRADE_READY_FD=4`); every other fd is close-on-exec. In the new
+/// (`MIXSERVE_UPGRADE_READY_FD=4`; `MIXSERVE_UPGRADE_OLD_MASTER` names the old
+/// master); every other fd is close-on-exec. In the new
 /// process, [`ServerBuilder::build`](crate::ServerBuilder::build) takes the passed
 /// socket instead of binding, provided it matches what the program asks for (the same
 /// Unix path; the same IP and port, port 0 matching any). The new master writes

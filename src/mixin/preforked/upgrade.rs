@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 use crate::sys::exec::{self, Program, REPORT_EXEC_FAILED};
 use crate::sys::fork::{self, SingleThreaded};
-use crate::sys::upgrade::{self, ACTIVATED_VAR, READY_FD_VAR, REPORT_READY};
+use crate::sys::upgrade::{self, ACTIVATED_VAR, OLD_MASTER_VAR, READY_FD_VAR, REPORT_READY};
 
 /// The token of the readiness pipe in the master's poll.
 pub(super) const REPORT: Token = Token(2);
@@ -92,7 +92,10 @@ impl Upgrade {
         registry: &Registry,
     ) -> io::Result<Upgrade> {
         let ready_fd = exec::READY_FD.to_string();
-        let mut vars = vec![(READY_FD_VAR, ready_fd)];
+        // Its pid tells the new master whom it shares the socket with: its parent,
+        // until this master is gone.
+        let this = std::process::id().to_string();
+        let mut vars = vec![(READY_FD_VAR, ready_fd), (OLD_MASTER_VAR, this)];
         if crate::server::from_service_manager(listener) {
             vars.push((ACTIVATED_VAR, String::from("1")));
         }
