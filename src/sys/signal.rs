@@ -84,16 +84,14 @@ pub(crate) struct SignalRegistration {
 
 /// Registers `write_fd` to be poked on signals and installs the handler for `signals`.
 pub(crate) fn register(write_fd: RawFd, signals: &[Signal]) -> io::Result<SignalRegistration> {
-    let slot = PIPES
-        .iter()
-        .position(|s| {
-            s.compare_exchange(-1, write_fd, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        })
-        .ok_or_else(|| io::Error::other("too many loops listening for signals in one process"))?;
-    // What a previous owner of the slot left is not this loop's.
+    let slot = claim_slot()?;
+    // What a previous owner of the slot left is not this loop's. Cleared while the
+    // slot is only claimed (the handler skips it), before the pipe is published:
+    // cleared after, a signal the handler recorded in between would be wiped, and a
+    // second server in the process would miss that SIGTERM.
     PENDING[slot].store(0, Ordering::SeqCst);
     INTERRUPTS[slot].store(0, Ordering::SeqCst);
+    PIPES[slot].store(write_fd, Ordering::SeqCst);
     let action = SigAction::new(
         SigHandler::Handler(on_signal),
         SaFlags::SA_RESTART,
@@ -111,6 +109,22 @@ pub(crate) fn register(write_fd: RawFd, signals: &[Signal]) -> io::Result<Signal
         }
     }
     Ok(SignalRegistration { slot })
+}
+
+/// Marks a slot taken while its registration is set up: not an fd, so the handler
+/// (which pokes only fds >= 0) and [`slots_of`] skip it; not -1, so no other
+/// registration takes it.
+const CLAIMED: RawFd = -2;
+
+/// Takes a free slot of the table, marked [`CLAIMED`].
+fn claim_slot() -> io::Result<usize> {
+    PIPES
+        .iter()
+        .position(|s| {
+            s.compare_exchange(-1, CLAIMED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        })
+        .ok_or_else(|| io::Error::other("too many loops listening for signals in one process"))
 }
 
 impl SignalRegistration {
