@@ -83,6 +83,8 @@ pub(crate) struct SignalRegistration {
 }
 
 /// Registers `write_fd` to be poked on signals and installs the handler for `signals`.
+/// On failure nothing stays registered, and the dispositions go back as the last
+/// registration's drop puts them.
 pub(crate) fn register(write_fd: RawFd, signals: &[Signal]) -> io::Result<SignalRegistration> {
     let slot = claim_slot()?;
     // What a previous owner of the slot left is not this loop's. Cleared while the
@@ -92,23 +94,11 @@ pub(crate) fn register(write_fd: RawFd, signals: &[Signal]) -> io::Result<Signal
     PENDING[slot].store(0, Ordering::SeqCst);
     INTERRUPTS[slot].store(0, Ordering::SeqCst);
     PIPES[slot].store(write_fd, Ordering::SeqCst);
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    let mut saved = SAVED.lock().unwrap_or_else(|p| p.into_inner());
     ACTIVE.fetch_add(1, Ordering::SeqCst);
-    for &signal in signals {
-        // SAFETY: the handler only touches atomics and calls write(2), both
-        // async-signal-safe.
-        let previous = unsafe { sigaction(signal, &action) }?;
-        // Keep the disposition from before any loop took the signal over.
-        if !saved.iter().any(|(s, _)| *s == signal) {
-            saved.push((signal, previous));
-        }
-    }
-    Ok(SignalRegistration { slot })
+    // From here on, dropping it undoes all of the above (a failed install below too).
+    let registration = SignalRegistration { slot };
+    install_handler(signals)?;
+    Ok(registration)
 }
 
 /// Marks a slot taken while its registration is set up: not an fd, so the handler
@@ -125,6 +115,26 @@ fn claim_slot() -> io::Result<usize> {
                 .is_ok()
         })
         .ok_or_else(|| io::Error::other("too many loops listening for signals in one process"))
+}
+
+/// Installs the handler for `signals`, keeping each one's disposition from before any
+/// loop took it over.
+fn install_handler(signals: &[Signal]) -> io::Result<()> {
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    let mut saved = SAVED.lock().unwrap_or_else(|p| p.into_inner());
+    for &signal in signals {
+        // SAFETY: the handler only touches atomics and calls write(2), both
+        // async-signal-safe.
+        let previous = unsafe { sigaction(signal, &action) }?;
+        if !saved.iter().any(|(s, _)| *s == signal) {
+            saved.push((signal, previous));
+        }
+    }
+    Ok(())
 }
 
 impl SignalRegistration {
@@ -228,5 +238,54 @@ pub(crate) fn ignore_group_signals() {
     {
         // SAFETY: SIG_IGN installs no handler.
         let _ = unsafe { sigaction(signal, &ignore) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// Set in the child run of the test below.
+    const CHILD: &str = "MIXSERVE_SIGNAL_REGISTER_CHILD";
+
+    /// The handler `signal` has now.
+    fn handler_of(signal: Signal) -> libc::sighandler_t {
+        // SAFETY: a zeroed sigaction is a valid value for sigaction to fill in; a null
+        // new action only reads the current one.
+        unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(signal as libc::c_int, std::ptr::null(), &mut current);
+            current.sa_sigaction
+        }
+    }
+
+    /// SIGKILL cannot be caught: a registration that asks for it fails after taking a
+    /// slot and replacing SIGWINCH's handler. Left so, the handler would write into the
+    /// pipe's number for ever, whatever file takes it next, and the process's own
+    /// handling of SIGWINCH would never come back.
+    #[test]
+    fn a_registration_that_cannot_install_its_handler_undoes_itself() {
+        if std::env::var_os(CHILD).is_none() {
+            // Run in a child: dispositions are the whole process's.
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "sys::signal::tests::a_registration_that_cannot_install_its_handler_undoes_itself",
+                ])
+                .env(CHILD, "1")
+                .status()
+                .unwrap();
+            assert!(status.success(), "the child failed: {status:?}");
+            return;
+        }
+        let (_read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let fd = write_end.as_raw_fd();
+        assert_eq!(handler_of(Signal::SIGWINCH), libc::SIG_DFL);
+        let registered = register(fd, &[Signal::SIGWINCH, Signal::SIGKILL]);
+        assert!(registered.is_err(), "SIGKILL was caught");
+        assert_eq!(slots_of(fd).count(), 0, "the pipe is still registered");
+        assert_eq!(ACTIVE.load(Ordering::SeqCst), 0);
+        assert_eq!(handler_of(Signal::SIGWINCH), libc::SIG_DFL, "not restored");
     }
 }
