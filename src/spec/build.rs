@@ -274,7 +274,10 @@ fn prethreaded(spec: &ModelSpec) -> Result<Model, SpecError> {
 }
 
 /// A prethreaded pool with the spec's `threads`, accepting as the option `accept`
-/// names (`accept` at the top, `inner-accept` inside a preforked worker) says.
+/// names (`accept` at the top, `inner-accept` inside a preforked worker) says. Without
+/// `max_threads` the pool may grow to the default limit, or to `threads` if that is
+/// more: inside a preforked worker no option sets the limit, so a fixed default would
+/// refuse `threads` above it with an error naming a setting the user cannot change.
 pub(super) fn prethreaded_pool(
     spec: &ModelSpec,
     (option, accept): (&str, &Option<String>),
@@ -285,8 +288,10 @@ pub(super) fn prethreaded_pool(
         Some("handoff") => PoolAccept::Handoff,
         Some(other) => return Err(bad(spec, option, other, "locked or handoff")),
     };
+    let threads = spec.threads.unwrap_or(PRETHREADED_THREADS);
+    let max_threads = max_threads.unwrap_or(threads.max(Prethreaded::DEFAULT_MAX_THREADS));
     Ok(Prethreaded::new()
-        .threads(spec.threads.unwrap_or(PRETHREADED_THREADS))
+        .threads(threads)
         .accept(accept)
-        .max_threads(max_threads.unwrap_or(Prethreaded::DEFAULT_MAX_THREADS)))
+        .max_threads(max_threads))
 }

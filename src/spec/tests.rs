@@ -94,6 +94,36 @@ fn inner_options_reach_the_inner_model() {
     assert_eq!(spec.build().unwrap().mixin.name(), "preforked");
 }
 
+/// Inside a preforked worker no option sets the prethreaded pool's limit: more threads
+/// than its default limit grew the limit instead of failing on a setting nobody can
+/// change ("max_threads is 512, must be from 600 to 1024").
+#[test]
+fn a_prethreaded_pool_with_more_threads_than_its_default_limit_grows_its_limit() {
+    for text in [
+        "preforked:inner=prethreaded,threads=600",
+        "prethreaded:threads=600",
+    ] {
+        let spec = text.parse::<ModelSpec>();
+        assert!(spec.is_ok(), "{text}: {spec:?}");
+        let pool = build::prethreaded_pool(&spec.unwrap(), ("accept", &None), None).unwrap();
+        let pool = format!("{pool:?}");
+        assert!(pool.contains("threads: 600, max_threads: 600"), "{pool}");
+    }
+    let error = "preforked:inner=prethreaded,threads=2000"
+        .parse::<ModelSpec>()
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("threads is 2000"), "{error}");
+    // Fewer threads keep the default limit.
+    let spec: ModelSpec = "prethreaded:threads=2".parse().unwrap();
+    let pool = format!(
+        "{:?}",
+        build::prethreaded_pool(&spec, ("accept", &None), None)
+    );
+    let default = crate::Prethreaded::DEFAULT_MAX_THREADS;
+    assert!(pool.contains(&format!("max_threads: {default}")), "{pool}");
+}
+
 #[test]
 fn inner_options_the_inner_model_does_not_take_are_refused() {
     for (text, option, only) in [
