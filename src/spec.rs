@@ -291,15 +291,19 @@ impl FromStr for ModelSpec {
     type Err = SpecError;
 
     fn from_str(text: &str) -> Result<ModelSpec, SpecError> {
-        let spec = ModelSpec::parse_unchecked(text)?;
-        // The model's own check too: a spec read from configuration fails here, with
-        // the setting named, not when the server starts.
-        spec.build()?.mixin.validate()?;
-        Ok(spec)
+        ModelSpec::parse_unchecked(text)?.checked()
     }
 }
 
 impl ModelSpec {
+    /// This spec, once it builds and the model's own check passes: a spec read from
+    /// configuration (text or a command line) fails here, with the setting named, not
+    /// when the server starts.
+    pub(crate) fn checked(self) -> Result<ModelSpec, SpecError> {
+        self.build()?.mixin.validate()?;
+        Ok(self)
+    }
+
     /// Parses `name[:option=value,...]` without checking that the name is known or
     /// that the options fit the model (building checks both).
     pub(crate) fn parse_unchecked(text: &str) -> Result<ModelSpec, SpecError> {

@@ -77,15 +77,16 @@ fn parse_stack_size(text: &str) -> Result<usize, String> {
 
 impl ModelArgs {
     /// The spec these options describe; flags override the compact form's options.
+    /// It is checked as the compact form's `parse` checks it, so both refuse the same
+    /// settings.
     ///
     /// # Errors
     ///
-    /// [`SpecError`] for an unknown name, an option the model does not take, or a value
-    /// it does not know.
+    /// [`SpecError`] for an unknown name, an option the model does not take, a value
+    /// it does not know, or settings the model's own check refuses
+    /// ([`SpecError::Config`]).
     pub fn spec(&self) -> Result<ModelSpec, SpecError> {
-        let spec = self.merged()?;
-        spec.build()?;
-        Ok(spec)
+        self.merged()?.checked()
     }
 
     /// The compact form's options, overridden by the flags given; not yet checked.

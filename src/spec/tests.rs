@@ -324,6 +324,29 @@ mod args {
         assert_eq!(args.build().unwrap().mixin.name(), "preforked");
     }
 
+    /// `spec` built the model but skipped its own check, which the compact form runs.
+    #[test]
+    fn flags_are_checked_as_the_compact_form_is() {
+        for (text, flags) in [
+            (
+                "threading:max-workers=0",
+                &["--mixin", "threading", "--max-workers", "0"],
+            ),
+            (
+                "preforked:workers=0",
+                &["--mixin", "preforked", "--workers", "0"],
+            ),
+        ] {
+            let parsed = text.parse::<ModelSpec>().map(|_| ()).unwrap_err();
+            let flagged = parse(flags).spec().map(|_| ()).unwrap_err();
+            assert!(
+                matches!(flagged, SpecError::Config(_)),
+                "{flags:?}: {flagged}"
+            );
+            assert_eq!(flagged, parsed, "{flags:?}");
+        }
+    }
+
     #[test]
     fn extra_models_reach_the_command_line() {
         let extra = extra();
