@@ -113,7 +113,7 @@ impl Status {
             "# HELP mixserve_info The concurrency model.\n\
              # TYPE mixserve_info gauge\n\
              mixserve_info{{model=\"{}\"}} 1",
-            self.model
+            escape(self.model)
         );
         out
     }
@@ -151,6 +151,8 @@ fn objects_into(all: &[ObjectFigures], out: &mut String) {
 }
 
 /// A label value as the exposition format wants it: `\`, `"` and newlines escaped.
+/// Every label value goes through it, the model's name too: a user's `MixIn::name`
+/// may hold any of them, and one unescaped quote makes the whole page unreadable.
 fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -216,5 +218,20 @@ mod tests {
             let (_, value) = line.rsplit_once(' ').expect("a sample has a value");
             assert!(value.parse::<u64>().is_ok(), "{line}");
         }
+    }
+
+    /// A user's model may be named anything; its name was written unescaped.
+    #[test]
+    fn a_model_name_with_quotes_is_escaped_like_every_label_value() {
+        let status = Status {
+            model: "my \"fast\" model\\v2\n",
+            total: Figures::default(),
+            worker_restarts: 0,
+            workers: Vec::new(),
+            objects: Vec::new(),
+        };
+        let text = status.prometheus();
+        let line = r#"mixserve_info{model="my \"fast\" model\\v2\n"} 1"#;
+        assert!(text.contains(&format!("\n{line}\n")), "{text}");
     }
 }
