@@ -11,6 +11,9 @@
 //! A listener waits at most `--poll-secs` and then gets `204`, so a client that left
 //! frees its worker within that time; a live client simply asks again.
 
+#[path = "common/seconds.rs"]
+mod seconds;
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,9 +34,11 @@ struct Cli {
     /// Where to listen (port 0 picks a free port; the first line printed says which).
     #[arg(long, default_value = "127.0.0.1:8000")]
     addr: String,
-    /// How long one /listen waits before answering 204 (the client then asks again).
-    #[arg(long, default_value_t = 25)]
-    poll_secs: u64,
+    /// How long one /listen waits before answering 204, in seconds above 0 (the client
+    /// then asks again).
+    #[arg(long = "poll-secs", value_name = "SECS", default_value = "25")]
+    #[arg(value_parser = seconds::positive_seconds)]
+    poll: Duration,
 }
 
 fn chat(room: &Broadcast<Line>, poll: Duration, req: &mut Request) -> Response {
@@ -74,7 +79,7 @@ fn main() -> ExitCode {
         }
     };
     let room: Broadcast<Line> = Broadcast::new(); // before the server starts
-    let poll = Duration::from_secs(cli.poll_secs);
+    let poll = cli.poll;
     let app = Http::new(move |req: &mut Request| chat(&room, poll, req));
     let mut server = match model.server(&cli.addr).build(app) {
         Ok(server) => server,

@@ -35,13 +35,13 @@ struct Cli {
     protocol: protocol::ProtocolArgs,
     #[command(flatten)]
     serve: common::ServeArgs,
-    /// Longest a `/wait` may last, in seconds (answered `204 No Content`); no limit
-    /// when absent.
-    #[arg(long)]
-    wait_limit: Option<f64>,
+    /// Longest a `/wait` may last, in seconds above 0 (answered `204 No Content`); no
+    /// limit when absent.
+    #[arg(long, value_name = "SECS", value_parser = common::seconds::positive_seconds)]
+    wait_limit: Option<Duration>,
     /// Time allowed for a whole request body, in seconds (`HttpConfig::body_deadline`).
-    #[arg(long)]
-    body_deadline: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = common::seconds::seconds)]
+    body_deadline: Option<Duration>,
     /// Share the broadcast with every server on this Redis (e.g. redis://127.0.0.1:6379).
     #[arg(long)]
     redis: Option<String>,
@@ -94,23 +94,11 @@ fn main() -> std::process::ExitCode {
     };
     // Its waiters show in `--status-path` (read through the hub in forked workers).
     mixserve::status::watch_broadcast("news", &news);
-    let (limit, body_deadline) = match (seconds(cli.wait_limit), seconds(cli.body_deadline)) {
-        (Ok(limit), Ok(body_deadline)) => (limit, body_deadline),
-        (Err(error), _) | (_, Err(error)) => {
-            eprintln!("comet: {error}");
-            return std::process::ExitCode::from(2);
-        }
-    };
     let mut config = HttpConfig::default();
-    if let Some(deadline) = body_deadline {
+    if let Some(deadline) = cli.body_deadline {
         config.body_deadline = deadline;
     }
+    let limit = cli.wait_limit;
     let app = move |req: &mut Request| comet(&news, limit, req);
     protocol::serve_app(&cli.serve, &cli.protocol, app, config)
-}
-
-fn seconds(value: Option<f64>) -> Result<Option<Duration>, String> {
-    value
-        .map(|secs| Duration::try_from_secs_f64(secs).map_err(|e| format!("{secs}: {e}")))
-        .transpose()
 }

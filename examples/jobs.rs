@@ -14,6 +14,9 @@
 //! a client that left frees its worker by then. A job handed to a poller that left is
 //! lost with its answer, so make jobs safe to post again.
 
+#[path = "common/seconds.rs"]
+mod seconds;
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,9 +37,10 @@ struct Cli {
     /// Where to listen (port 0 picks a free port; the first line printed says which).
     #[arg(long, default_value = "127.0.0.1:8000")]
     addr: String,
-    /// How long one /work waits for a job before answering 204.
-    #[arg(long, default_value_t = 20)]
-    poll_secs: u64,
+    /// How long one /work waits for a job before answering 204, in seconds above 0.
+    #[arg(long = "poll-secs", value_name = "SECS", default_value = "20")]
+    #[arg(value_parser = seconds::positive_seconds)]
+    poll: Duration,
 }
 
 fn jobs(queue: &Channel<Job>, poll: Duration, req: &mut Request) -> Response {
@@ -76,7 +80,7 @@ fn main() -> ExitCode {
         }
     };
     let queue: Channel<Job> = Channel::new(); // before the server starts
-    let poll = Duration::from_secs(cli.poll_secs);
+    let poll = cli.poll;
     let app = Http::new(move |req: &mut Request| jobs(&queue, poll, req));
     let mut server = match model.server(&cli.addr).build(app) {
         Ok(server) => server,

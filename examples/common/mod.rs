@@ -1,5 +1,6 @@
 //! What every example shares: the command line that picks a model, and the start-up.
 
+pub mod seconds;
 mod user_model;
 
 use std::io::Write;
@@ -22,9 +23,10 @@ pub struct ServeArgs {
     /// preforked, prethreaded: print the per-worker table when the server stops.
     #[arg(long)]
     pub stats: bool,
-    /// How long a graceful stop waits for in-flight connections, in seconds (default 10).
-    #[arg(long)]
-    pub shutdown_timeout: Option<u64>,
+    /// How long a graceful stop waits for in-flight connections, waiters' `503`s among
+    /// them, in seconds above 0 (default 10; SIGQUIT stops without waiting).
+    #[arg(long, value_name = "SECS", value_parser = seconds::positive_seconds)]
+    pub shutdown_timeout: Option<std::time::Duration>,
 }
 
 /// `--inner`'s help, with the examples' own model named.
@@ -78,8 +80,8 @@ pub fn serve<H: MakeHandler>(args: &ServeArgs, scheme: &str, make_handler: H) ->
     let name = model.mixin.name();
     // With `--accept reuseport` the listener is bound with SO_REUSEPORT.
     let mut builder = model.server(&args.addr);
-    if let Some(secs) = args.shutdown_timeout {
-        builder = builder.shutdown_timeout(std::time::Duration::from_secs(secs));
+    if let Some(timeout) = args.shutdown_timeout {
+        builder = builder.shutdown_timeout(timeout);
     }
     let mut server = match builder.build(make_handler) {
         Ok(server) => server,
