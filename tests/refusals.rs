@@ -3,14 +3,16 @@
 
 mod util;
 
-use util::{ServerProcess, get, read_reply, start_waiters, wait_for_waiters};
+use std::time::Duration;
+
+use util::{ServerProcess, get, read_reply, start_waiters, wait_for_waiters, wait_until};
 
 #[test]
 fn a_refused_wait_names_the_model_that_refused() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["--mixin", "iterative"],
-            "the iterative model serves one connection at a time",
+            "the iterative model lets no handler wait without a timeout here",
         ),
         (
             &["--mixin", "threading", "--max-workers", "2"],
@@ -67,4 +69,36 @@ fn a_refused_wait_names_the_model_that_refused() {
             }
         }
     }
+}
+
+/// A pool of iterative workers under `reuseport` refuses every wait (each worker takes
+/// only its own queue, where the notify may land): the refusal once said the model
+/// "serves one connection at a time", false of a pool of four, and nothing warned at
+/// start-up that such waits cannot be served.
+#[test]
+fn a_reuseport_pool_of_iterative_workers_warns_at_start_up_and_refuses_truthfully() {
+    let args = [
+        "--mixin",
+        "preforked",
+        "--workers",
+        "4",
+        "--accept",
+        "reuseport",
+    ];
+    let (mut server, mut log) = ServerProcess::start_logged("comet", &args, false);
+    let warning = "every wait without a timeout will be refused";
+    wait_until("the start-up warning", Duration::from_secs(20), || {
+        log.text().contains(warning)
+    });
+    let refused = get(server.addr, "/wait");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    let text = refused.text();
+    assert!(
+        text.contains("the preforked model lets no handler wait without a timeout"),
+        "{text}"
+    );
+    assert!(!text.contains("one connection at a time"), "{text}");
+    assert!(server.stop().is_some_and(|s| s.success()));
+    let log = log.finish();
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
 }

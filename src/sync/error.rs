@@ -14,8 +14,10 @@ pub enum WaitError {
     #[error("timed out")]
     TimedOut,
     /// Waiting would take the last worker that could serve the request releasing the
-    /// wait (under `Iterative`, the only one), so it could never end. HTTP handlers
-    /// answer `503`. The fields name the model that refused and its limit.
+    /// wait (under `Iterative`, the only one; under `Preforked` with
+    /// [`Accept::ReusePort`](crate::mixin::Accept::ReusePort), the last of the worker
+    /// that owns the queue that request may land in), so it might never end. HTTP
+    /// handlers answer `503`. The fields name the model that refused and its limit.
     #[error("{}", no_other_worker_message(model, *max_waiting))]
     NoOtherWorker {
         /// The model that refused, as [`MixIn::name`](crate::MixIn::name) gives it.
@@ -35,12 +37,16 @@ pub enum WaitError {
     ClientGone,
 }
 
-/// The text of [`WaitError::NoOtherWorker`].
+/// The text of [`WaitError::NoOtherWorker`]. With no handler let wait, it must hold
+/// for one iterative server and for a preforked pool of iterative workers under
+/// `Accept::ReusePort` alike: the pool has other workers, but the request that ends
+/// the wait may be queued on this worker's own listener, which only this worker takes.
 fn no_other_worker_message(model: &str, max_waiting: usize) -> String {
     if max_waiting == 0 {
         format!(
-            "the {model} model serves one connection at a time, so no other request could \
-             ever end this wait"
+            "the {model} model lets no handler wait without a timeout here: the request \
+             that would end this wait may be queued behind it, with no other worker to \
+             take it"
         )
     } else {
         format!(

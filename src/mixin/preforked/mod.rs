@@ -53,9 +53,9 @@ pub enum Accept {
     /// worker that dies (or is replaced) loses what waits in its own queue — a
     /// kernel limit (`net.ipv4.tcp_migrate_req` lifts it). Because each worker has its
     /// own queue, the reserve rule applies per worker: a wait that would take the
-    /// worker's last free slot fails at once (`503`; every wait, with an `Iterative`
-    /// inner model), since a notify the kernel hashed to that worker could not be
-    /// served.
+    /// worker's last free slot fails at once (`503`; every wait without a timeout,
+    /// with an `Iterative` inner model, which a warning says at start-up), since a
+    /// notify the kernel hashed to that worker could not be served.
     ReusePort,
     /// The master accepts and passes each connection's fd (`SCM_RIGHTS`) over a
     /// socketpair to a worker that said it is ready (UNP row 5).
@@ -303,6 +303,23 @@ impl Preforked {
         PoolStats::new(self.board.clone())
     }
 
+    /// Says at start-up what the configuration cannot serve: under `ReusePort` each
+    /// worker takes only its own queue, so the reserve rule counts one worker's model
+    /// alone, and an inner model that lets no handler block (`Iterative`) refuses every
+    /// wait without a timeout (`503`). A request that needs another request to end it
+    /// (comet's `/wait` and `/notify`) cannot be served, however many workers run.
+    fn warn_if_every_wait_is_refused(&self) {
+        if self.accept == Accept::ReusePort && self.inner.max_blocked() == Some(0) {
+            log::warn!(
+                "preforked: with Accept::ReusePort each worker takes only its own queue, and \
+                 its inner model ({}) lets no handler wait: every wait without a timeout \
+                 will be refused (503), since the request that would end it may be queued \
+                 behind it; run threading or scheduled inside the workers to serve waits",
+                self.inner.name()
+            );
+        }
+    }
+
     /// Connections the whole pool can hold at once, for `max_blocked`: what one
     /// worker's model holds (its `max_blocked` plus the one kept free) per worker.
     fn capacity(&self) -> Option<usize> {
@@ -335,6 +352,7 @@ impl MixIn for Preforked {
     }
 
     fn serve_forever(&mut self, ctx: &Arc<Context>) -> io::Result<()> {
+        self.warn_if_every_wait_is_refused();
         master::run(self, ctx)
     }
 
