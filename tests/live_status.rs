@@ -3,14 +3,17 @@
 //! long-polls (also per named shared object), and a preforked pool's per-worker rows
 //! sum to its total. The forking
 //! models read the counters from shared memory, so every process shows up, and a
-//! forking child killed mid-request gives its gauges back when it is reaped.
+//! forking child or preforked worker killed mid-request gives its gauges back when it
+//! is reaped.
 
 mod util;
 
 use std::io::{BufReader, Read, Write};
 use std::time::Duration;
 
-use util::{MODELS, ServerProcess, children_of, get, read_reply, start_waiters, wait_until};
+use util::{
+    MODELS, ServerProcess, children_of, get, live_children, read_reply, start_waiters, wait_until,
+};
 
 const STATUS: &str = "/_status";
 
@@ -286,4 +289,75 @@ fn a_forking_child_killed_mid_request_gives_its_gauges_back() {
     });
     assert_eq!(get(server.addr, "/notify").status, 200);
     assert_eq!(read_reply(&mut waiter[0]).status, 200);
+}
+
+/// The pid of the preforked worker whose row counts one waiter, if any.
+fn pid_holding_the_waiter(text: &str) -> Option<u32> {
+    let worker = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("mixserve_waiters{worker=\""))
+        .find_map(|rest| rest.strip_suffix("\"} 1"))?;
+    let prefix = format!("mixserve_worker_restarts_total{{worker=\"{worker}\",pid=\"");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split_once('"'))
+        .and_then(|(pid, _)| pid.parse().ok())
+}
+
+/// A preforked worker killed while it holds a waiter cannot take its gauges back; the
+/// master zeroes its row when it reaps it, also when no new worker takes the slot (the
+/// pool had grown and is back at its size). The status is read over one keep-alive
+/// connection, so its worker stays busy with it and no request makes the pool grow
+/// back into the emptied slot (a new worker there would zero the row anyway).
+#[test]
+fn a_preforked_worker_killed_mid_request_gives_its_gauges_back_when_its_slot_stays_empty() {
+    let server = start(&[
+        "--mixin",
+        "preforked",
+        "--workers",
+        "2",
+        "--max-workers",
+        "3",
+        "--max-requests-per-connection",
+        "100000000",
+    ]);
+    let _waiter = start_waiters(server.addr, 1);
+    let mut reader = BufReader::new(util::connect(server.addr));
+    let mut read_status = || {
+        let request = format!("GET {STATUS} HTTP/1.1\r\nHost: test\r\n\r\n");
+        reader.get_mut().write_all(request.as_bytes()).unwrap();
+        let reply = read_reply(&mut reader);
+        assert_eq!(reply.status, 200);
+        reply.text()
+    };
+    // The waiter's worker and the reader's are both busy: the pool grows by one.
+    let mut killed = None;
+    wait_until("a waiter in a grown pool", Duration::from_secs(60), || {
+        killed = pid_holding_the_waiter(&read_status());
+        killed.is_some() && live_children(server.child.id()).len() == 3
+    });
+    let killed = killed.unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-9", &killed.to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success(), "{kill:?}");
+    wait_until("the killed worker reaped", Duration::from_secs(60), || {
+        children_of(server.child.id())
+            .iter()
+            .all(|&(pid, _)| pid != killed)
+    });
+    wait_until(
+        "the killed worker's gauges given back",
+        Duration::from_secs(10),
+        || {
+            let text = read_status();
+            total(&text, "mixserve_waiters") == 0 && total(&text, "mixserve_in_flight") == 1
+        },
+    );
+    assert_eq!(
+        live_children(server.child.id()).len(),
+        2,
+        "the slot stayed empty"
+    );
 }

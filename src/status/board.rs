@@ -6,7 +6,8 @@
 //! A `Forking` child's gauges (in flight, waiters) go to a ledger slot of its own
 //! instead of row 0, and row 0 reads as its own words plus every slot. The parent
 //! empties a child's slot when it reaps it: a child killed mid-request (`SIGKILL`
-//! runs no destructor) gives back what it held.
+//! runs no destructor) gives back what it held. The preforked master does the same
+//! with a worker's row when it reaps the worker.
 
 use std::io;
 use std::sync::OnceLock;
@@ -163,12 +164,29 @@ impl StatusBoard {
     /// A worker starts in `row`: count it, record its pid, and zero the gauges its
     /// predecessor (which may have died mid-request) left behind.
     pub(crate) fn worker_started(&self, row: usize, pid: u32) {
-        self.word(row, Counter::InFlight)
-            .store(0, Ordering::Relaxed);
-        self.word(row, Counter::Waiters).store(0, Ordering::Relaxed);
+        self.clear_gauges(row);
         self.word(row, Counter::Pid)
             .store(u64::from(pid), Ordering::Relaxed);
         self.add(row, Counter::WorkerStarts, 1);
+    }
+
+    /// The worker of preforked `slot` was reaped: whatever it still counted in flight
+    /// or waiting goes with it. Killed mid-request (`SIGKILL` runs no destructor) it
+    /// could not take that back itself, and a slot no new worker takes (a grown pool
+    /// back at its size) would show it for good. A slot beyond the rows counts in row
+    /// 0, which the server's own process shares: it is left alone.
+    pub(crate) fn worker_reaped(&self, slot: usize) {
+        let row = StatusBoard::worker_row(slot);
+        if row != 0 {
+            self.clear_gauges(row);
+        }
+    }
+
+    /// Zeroes the gauges (in flight, waiters) of `row`.
+    fn clear_gauges(&self, row: usize) {
+        for counter in [Counter::InFlight, Counter::Waiters] {
+            self.word(row, counter).store(0, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn set_model(&self, model: &'static str) {
@@ -208,6 +226,24 @@ mod tests {
         board.clear_child_slot(slots - 1);
         board.clear_child_slot(usize::MAX);
         assert_eq!(board.get(0, Counter::InFlight), 0);
+    }
+
+    /// A reaped worker's gauges leave its row; the server's own row, where a slot
+    /// beyond the rows counts, keeps what its live process counted.
+    #[test]
+    fn a_reaped_workers_gauges_are_zeroed_and_row_zero_is_left_alone() {
+        let board = StatusBoard::new().unwrap();
+        let row = StatusBoard::worker_row(1);
+        board.add(row, Counter::InFlight, 1);
+        board.add(row, Counter::Waiters, 1);
+        board.add(row, Counter::Connections, 1);
+        board.add(0, Counter::InFlight, 1);
+        board.worker_reaped(1);
+        board.worker_reaped(WORKER_ROWS);
+        assert_eq!(board.get(row, Counter::InFlight), 0);
+        assert_eq!(board.get(row, Counter::Waiters), 0);
+        assert_eq!(board.get(row, Counter::Connections), 1, "counters stay");
+        assert_eq!(board.get(0, Counter::InFlight), 1);
     }
 
     /// A slot's gauges count in row 0 until the slot is emptied.

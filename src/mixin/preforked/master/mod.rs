@@ -195,7 +195,8 @@ impl Master<'_> {
             // releases them) until just before their drain runs out: answered then.
             let waited = self.ctx.shutdown_timeout().saturating_sub(ANSWER_MARGIN);
             hub.answer_waiters_of(registry, &self.pool.overdue_pids(waited));
-            for slot in self.pool.reap(&self.plan.board, registry) {
+            let status = self.ctx.status();
+            for slot in self.pool.reap(&self.plan.board, &status, registry) {
                 self.dispatcher.forget(slot);
             }
             // Once this master stops, a new master still starting is left to run on its

@@ -26,6 +26,7 @@ use super::backoff::Backoff;
 use super::worker::{self, EXIT_BOOT_FAILED};
 use crate::mixin::pool_stats::{Scoreboard, SlotState};
 use crate::server::Context;
+use crate::status::StatusHandle;
 use crate::sys::fd_passing;
 use crate::sys::fork::{self, Forked, SingleThreaded};
 
@@ -308,8 +309,15 @@ impl Pool {
         }
     }
 
-    /// Reaps exited workers; returns the slots freed.
-    pub(super) fn reap(&mut self, board: &Scoreboard, registry: &Registry) -> Vec<usize> {
+    /// Reaps exited workers; returns the slots freed. Each freed slot's status gauges
+    /// are zeroed: a worker killed mid-request left them raised, and the slot may stay
+    /// empty (a grown pool back at its size), so no successor would zero them.
+    pub(super) fn reap(
+        &mut self,
+        board: &Scoreboard,
+        status: &StatusHandle,
+        registry: &Registry,
+    ) -> Vec<usize> {
         let mut freed = Vec::new();
         for (pid, code) in fork::reap_exited() {
             let Some(slot) = self
@@ -325,6 +333,7 @@ impl Pool {
             };
             let at_boot = board.state(slot) == SlotState::Starting || code == EXIT_BOOT_FAILED;
             board.set_state(slot, SlotState::Empty);
+            status.board().worker_reaped(slot);
             freed.push(slot);
             if worker.stopping.is_some() {
                 log::debug!("preforked: worker {pid} (slot {slot}) exited as asked ({code})");
