@@ -123,7 +123,10 @@ fn job_queue_under_every_model() {
             "{family:?}"
         );
         assert_eq!(get(addr, "/work").text(), "mail ann\n", "{family:?}");
-        assert_eq!(get(addr, "/work").status, 204, "{family:?}");
+        // An empty queue: the poll waits, and times out; under `iterative`, where nobody
+        // could post a job while it waits, it is refused at once instead.
+        let empty = if family[1] == "iterative" { 503 } else { 204 };
+        assert_eq!(get(addr, "/work").status, empty, "{family:?}");
         if family[1] == "iterative" {
             stop(&mut server, family);
             continue; // a waiting worker would hold the only connection

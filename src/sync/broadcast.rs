@@ -90,12 +90,17 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
     /// Waits for the next value sent.
     ///
     /// Fails with [`WaitError::Closed`] when the server shuts down, and at once with
-    /// [`WaitError::NoOtherWorker`] under `Iterative`, where no sender could ever run.
+    /// [`WaitError::NoOtherWorker`] when it would take the server's last free worker
+    /// (under `Iterative`, always), where no sender could ever run.
     pub fn wait(&self) -> Result<T, WaitError> {
         self.wait_until(None)
     }
 
     /// Waits for the next value, at most `timeout`.
+    ///
+    /// Refused as [`wait`](Self::wait) is: the timeout does not lift the rule, since
+    /// the request that could release the wait would wait for that worker until the
+    /// timeout.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<T, WaitError> {
         self.wait_until(Some(crate::deadline::from_now(timeout)))
     }
@@ -104,7 +109,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
         if !self.inner.home.is_here() {
             // A draining worker answers at once; the hub applies the pool's cap, and
             // a worker with a queue of its own (SO_REUSEPORT) its own cap here.
-            let _blocking = scope::begin_wait(deadline.is_some())?;
+            let _blocking = scope::begin_wait()?;
             let _watched = watch::remote_wait();
             let (code, payload) = self
                 .inner
@@ -121,7 +126,7 @@ impl<T: Wire + Clone + Send + 'static> Broadcast<T> {
         let (key, _blocking) = {
             let mut waiters = self.lock();
             // Checked under the lock: a drain that starts after this sees the waiter.
-            let blocking = scope::begin_wait(deadline.is_some())?;
+            let blocking = scope::begin_wait()?;
             (waiters.push(Waiter::Local(Arc::clone(&slot))), blocking)
         };
         // A copy handed to a waiter that unwound is nobody's loss.

@@ -115,6 +115,11 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
     }
 
     /// Waits for a value, at most `timeout`.
+    ///
+    /// With nothing queued, a wait that would take the last free worker fails at once
+    /// with [`WaitError::NoOtherWorker`], as [`recv`](Self::recv) does: the timeout
+    /// does not lift the rule, since the request that could send would wait for that
+    /// worker until the timeout.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, WaitError> {
         self.recv_until(Some(crate::deadline::from_now(timeout)))
     }
@@ -161,7 +166,7 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
             // A draining worker answers at once; the hub applies the pool's cap, and
             // a worker with a queue of its own (SO_REUSEPORT) its own cap here. A refused
             // wait still takes a value already queued, as in one process: that is no wait.
-            let _blocking = match scope::begin_wait(deadline.is_some()) {
+            let _blocking = match scope::begin_wait() {
                 Ok(blocking) => blocking,
                 Err(refused) => return self.try_recv().map_err(|_| refused),
             };
@@ -179,7 +184,7 @@ impl<T: Wire + Clone + Send + 'static> Channel<T> {
             if let Some(value) = state.queue.pop_front() {
                 return Ok(value);
             }
-            let blocking = scope::begin_wait(deadline.is_some())?;
+            let blocking = scope::begin_wait()?;
             (
                 state.receivers.push(Waiter::Local(Arc::clone(&slot))),
                 blocking,

@@ -44,9 +44,8 @@ pub enum WaitError {
 fn no_other_worker_message(model: &str, max_waiting: usize) -> String {
     if max_waiting == 0 {
         format!(
-            "the {model} model lets no handler wait without a timeout here: the request \
-             that would end this wait may be queued behind it, with no other worker to \
-             take it"
+            "the {model} model lets no handler wait here: the request that would end \
+             this wait may be queued behind it, with no other worker to take it"
         )
     } else {
         format!(

@@ -132,10 +132,12 @@ impl Drop for Blocking {
     }
 }
 
-/// Counts the current handler as blocked in a wait. A wait without a deadline that
-/// would leave the server no free worker fails with `NoOtherWorker` (nothing could
-/// ever release it); a draining server fails every new wait with `Closed`.
-pub(crate) fn begin_wait(has_deadline: bool) -> Result<Blocking, WaitError> {
+/// Counts the current handler as blocked in a wait. A wait that would leave the server
+/// no free worker fails with `NoOtherWorker`, timed or not: the request that could
+/// release it would queue for that worker — for ever without a deadline; with one,
+/// until the waits time out, and then it would find nobody to release (a lost notify).
+/// A draining server fails every new wait with `Closed`.
+pub(crate) fn begin_wait() -> Result<Blocking, WaitError> {
     SERVING.with(|s| {
         let Some(scope) = s.borrow().clone() else {
             return Ok(Blocking(None));
@@ -146,7 +148,7 @@ pub(crate) fn begin_wait(has_deadline: bool) -> Result<Blocking, WaitError> {
         let before = scope.blocked.fetch_add(1, Ordering::SeqCst);
         crate::status::count(crate::status::Counter::Waiters);
         let guard = Blocking(Some(Arc::clone(&scope)));
-        if !has_deadline && before >= scope.max_blocked() {
+        if before >= scope.max_blocked() {
             return Err(scope.no_other_worker());
         }
         Ok(guard)

@@ -53,8 +53,8 @@ pub enum Accept {
     /// worker that dies (or is replaced) loses what waits in its own queue — a
     /// kernel limit (`net.ipv4.tcp_migrate_req` lifts it). Because each worker has its
     /// own queue, the reserve rule applies per worker: a wait that would take the
-    /// worker's last free slot fails at once (`503`; every wait without a timeout,
-    /// with an `Iterative` inner model, which a warning says at start-up), since a
+    /// worker's last free slot fails at once (`503`; every wait, with an
+    /// `Iterative` inner model, which a warning says at start-up), since a
     /// notify the kernel hashed to that worker could not be served.
     ReusePort,
     /// The master accepts and passes each connection's fd (`SCM_RIGHTS`) over a
@@ -306,14 +306,14 @@ impl Preforked {
     /// Says at start-up what the configuration cannot serve: under `ReusePort` each
     /// worker takes only its own queue, so the reserve rule counts one worker's model
     /// alone, and an inner model that lets no handler block (`Iterative`) refuses every
-    /// wait without a timeout (`503`). A request that needs another request to end it
+    /// wait (`503`). A request that needs another request to end it
     /// (comet's `/wait` and `/notify`) cannot be served, however many workers run.
     fn warn_if_every_wait_is_refused(&self) {
         if self.accept == Accept::ReusePort && self.inner.max_blocked() == Some(0) {
             log::warn!(
                 "preforked: with Accept::ReusePort each worker takes only its own queue, and \
-                 its inner model ({}) lets no handler wait: every wait without a timeout \
-                 will be refused (503), since the request that would end it may be queued \
+                 its inner model ({}) lets no handler wait: every wait will be refused \
+                 (503), since the request that would end it may be queued \
                  behind it; run threading or scheduled inside the workers to serve waits",
                 self.inner.name()
             );

@@ -176,7 +176,7 @@ impl HubServer {
                 },
                 max_waiting: self.room.saturating_sub(NOTIFY_HEADROOM),
             })
-        } else if deadline.is_none() && self.status.blocked_clients() >= self.scope.max_blocked() {
+        } else if self.status.blocked_clients() >= self.scope.max_blocked() {
             Some(self.scope.no_other_worker())
         } else {
             None
