@@ -36,7 +36,8 @@ pub struct RuntimeConfig {
     /// Scale further with more processes.
     pub max_coroutines: usize,
     /// Most finished coroutines' stacks kept for reuse (their touched pages stay
-    /// resident). Default 1,024.
+    /// resident). Default 1,024. More are unmapped a batch at a time when the loop has
+    /// nothing to run, not in the burst of work that freed them.
     pub max_idle_stacks: usize,
     /// Readiness events taken from epoll per poll. Default 1,024.
     pub events_capacity: usize,
@@ -144,7 +145,12 @@ impl Runtime {
             if core.live() == 0 {
                 return Ok(());
             }
-            let mut timeout = if core.run_queue_is_empty() {
+            // Stacks freed past the pool's size go a batch per quiet turn: a loop that
+            // still has some to unmap only looks at epoll before the next batch.
+            let trimming = core.run_queue_is_empty() && core.trim_stacks();
+            let mut timeout = if trimming {
+                Some(Duration::ZERO)
+            } else if core.run_queue_is_empty() {
                 let next = core.timers.borrow().next_deadline();
                 next.map(|deadline| deadline.saturating_duration_since(Instant::now()))
             } else {

@@ -9,6 +9,8 @@
 //! ends the process with a message instead of a bare `SIGSEGV`; the registration
 //! travels with the stack and is dropped just before the stack is unmapped.
 
+use std::collections::VecDeque;
+
 use corosensei::stack::{DefaultStack, Stack};
 
 use super::error::SpawnError;
@@ -25,8 +27,9 @@ pub(crate) struct GuardedStack {
 
 /// The stacks of one runtime.
 pub(crate) struct StackPool {
-    /// Idle stacks ready for reuse.
-    idle: Vec<GuardedStack>,
+    /// Idle stacks ready for reuse, the last given back (still in the cache) at the
+    /// back, where the next is taken.
+    idle: VecDeque<GuardedStack>,
     /// Stacks in existence: handed out plus idle.
     allocated: usize,
     /// Most stacks in existence at once.
@@ -53,7 +56,7 @@ impl StackPool {
     /// An empty pool.
     pub(crate) fn new(stack_size: usize, max_allocated: usize, max_idle: usize) -> StackPool {
         StackPool {
-            idle: Vec::new(),
+            idle: VecDeque::new(),
             allocated: 0,
             max_allocated,
             max_idle,
@@ -63,7 +66,7 @@ impl StackPool {
 
     /// A stack from the pool, or a fresh one; an error at the cap or when `mmap` fails.
     pub(crate) fn take(&mut self) -> Result<GuardedStack, SpawnError> {
-        if let Some(stack) = self.idle.pop() {
+        if let Some(stack) = self.idle.pop_back() {
             if let Some(guard) = &stack.guard {
                 guard.clear_label();
             }
@@ -80,13 +83,27 @@ impl StackPool {
         Ok(GuardedStack { guard, stack })
     }
 
-    /// Returns a stack whose coroutine finished.
+    /// Returns a stack whose coroutine finished (or went idle without one). Kept even
+    /// past `max_idle`: the extra ones are unmapped by [`trim`](StackPool::trim) once
+    /// the loop has nothing to run. Unmapped here, a burst (a notify answering ten
+    /// thousand waiters, which then idle) would pay a `munmap` per stack before its
+    /// last answer went out.
     pub(crate) fn give(&mut self, stack: GuardedStack) {
-        if self.idle.len() < self.max_idle {
-            self.idle.push(stack);
-        } else {
+        self.idle.push_back(stack);
+    }
+
+    /// Unmaps up to `batch` of the idle stacks past `max_idle`, the longest idle first;
+    /// true while some remain past it.
+    pub(crate) fn trim(&mut self, batch: usize) -> bool {
+        for _ in 0..batch {
+            if self.idle.len() <= self.max_idle {
+                break;
+            }
+            // The guard's registration goes before the mapping (field order).
+            drop(self.idle.pop_front());
             self.forget_one();
         }
+        self.idle.len() > self.max_idle
     }
 
     /// Accounts for a stack that was unmapped elsewhere (dropped with its coroutine).
@@ -116,6 +133,8 @@ mod tests {
         ));
         pool.give(a);
         pool.give(b);
+        assert_eq!(pool.idle(), 2, "kept until trimmed");
+        assert!(!pool.trim(8));
         assert_eq!(pool.idle(), 1);
         let _c = pool.take().unwrap();
         let _d = pool.take().unwrap();

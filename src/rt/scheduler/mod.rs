@@ -198,6 +198,14 @@ impl Core {
         })
     }
 
+    /// Unmaps a batch of the idle stacks past the pool's size (see
+    /// [`StackPool::trim`]); true while some remain.
+    pub(crate) fn trim_stacks(&self) -> bool {
+        /// Stacks unmapped per quiet turn of the loop: ~a millisecond of `munmap`.
+        const BATCH: usize = 256;
+        self.stacks.borrow_mut().trim(BATCH)
+    }
+
     /// Number of coroutines not yet finished.
     pub(crate) fn live(&self) -> usize {
         self.slots.borrow().live

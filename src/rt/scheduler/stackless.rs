@@ -291,10 +291,14 @@ mod tests {
 
     #[test]
     fn a_dropped_runtime_drops_what_waits_without_a_stack() {
-        struct Flag(Rc<Cell<bool>>, UnixStream);
+        /// Says when it is dropped; holds the socket it waits on open till then.
+        struct Flag {
+            dropped: Rc<Cell<bool>>,
+            _socket: UnixStream,
+        }
         impl Drop for Flag {
             fn drop(&mut self) {
-                self.0.set(true);
+                self.dropped.set(true);
             }
         }
         impl Resume for Flag {
@@ -307,7 +311,10 @@ mod tests {
         runtime
             .spawn(move || {
                 let fd = server.as_raw_fd();
-                let state = Box::new(Flag(Rc::clone(&dropped_flag), server));
+                let state = Box::new(Flag {
+                    dropped: Rc::clone(&dropped_flag),
+                    _socket: server,
+                });
                 assert!(rt::idle_then(fd, Duration::from_secs(30), state).is_ok());
             })
             .unwrap();
@@ -323,6 +330,35 @@ mod tests {
         assert!(!dropped.get(), "still waiting when the loop stopped");
         drop(runtime);
         assert!(dropped.get(), "dropped with the runtime");
+    }
+
+    /// A burst that frees many stacks at once keeps them past the pool's size until the
+    /// loop runs dry, then the extra ones go.
+    #[test]
+    fn stacks_freed_in_a_burst_are_unmapped_once_the_loop_is_quiet() {
+        let config = RuntimeConfig {
+            max_idle_stacks: 4,
+            ..RuntimeConfig::default()
+        };
+        let mut runtime = Runtime::new(config).unwrap();
+        for _ in 0..64 {
+            runtime
+                .spawn(|| rt::sleep(Duration::from_millis(5)))
+                .unwrap();
+        }
+        let idle = Rc::new(Cell::new(0));
+        let report = Rc::clone(&idle);
+        runtime
+            .spawn(move || {
+                rt::sleep(Duration::from_millis(1));
+                // The 64 sleepers hold their stacks; then they end together.
+                rt::sleep(Duration::from_millis(50));
+                report.set(idle_stacks());
+            })
+            .unwrap();
+        runtime.run().unwrap();
+        let quiet = idle.get();
+        assert!(quiet <= 4, "{quiet} idle stacks kept past the pool's 4");
     }
 
     #[test]
