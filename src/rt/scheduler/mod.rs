@@ -26,6 +26,7 @@ use crate::sync::watch::{self, Watched};
 use crate::sys::stack_guard::GuardRegistration;
 
 mod deadlines;
+mod labels;
 mod stackless;
 mod teardown;
 
@@ -354,45 +355,6 @@ impl Core {
         guard
     }
 
-    /// Names coroutine `id` in the message printed if it overflows its stack.
-    pub(crate) fn set_label(&self, id: CoroutineId, label: std::fmt::Arguments<'_>) {
-        self.with_guard(id, |guard| guard.set_label(label));
-    }
-
-    /// [`set_label`](Core::set_label) from pieces joined without formatting.
-    pub(crate) fn set_label_parts(&self, id: CoroutineId, parts: &[&str]) {
-        self.with_guard(id, |guard| guard.set_label_parts(parts));
-    }
-
-    /// Calls `f` with the guard registration of coroutine `id`'s stack, if it has one.
-    fn with_guard(&self, id: CoroutineId, f: impl FnOnce(&GuardRegistration)) {
-        if let Some(guard) = self
-            .slots
-            .borrow_mut()
-            .get_mut(id)
-            .and_then(|s| s.guard.as_ref())
-        {
-            f(guard);
-        }
-    }
-
-    /// The label of coroutine `id` (see [`set_label`](Core::set_label)), or a neutral
-    /// name when it has none.
-    fn label(&self, id: CoroutineId) -> String {
-        let slots = self.slots.borrow();
-        let label = slots
-            .slots
-            .get(id.index as usize)
-            .and_then(|slot| slot.guard.as_ref())
-            .map(GuardRegistration::label)
-            .unwrap_or_default();
-        if label.is_empty() {
-            String::from("a coroutine")
-        } else {
-            format!("coroutine \"{label}\"")
-        }
-    }
-
     /// Makes the coroutine of `ticket` runnable if that park is still current.
     pub(crate) fn wake(&self, ticket: WaitTicket, reason: WakeReason) -> bool {
         let mut slots = self.slots.borrow_mut();
@@ -431,29 +393,6 @@ impl Core {
         self.remote.swap_queue(&mut spare);
         for id in spare.drain(..) {
             self.unpark(id);
-        }
-    }
-
-    /// Wakes every coroutine parked in an idle wait (spuriously, as far as its fd is
-    /// concerned): each looks at the drain flag before it waits again.
-    pub(crate) fn wake_idle(&self) {
-        let idle: Vec<WaitTicket> = self
-            .slots
-            .borrow()
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| slot.state == State::Parked(ParkKind::Idle))
-            .map(|(index, slot)| WaitTicket {
-                id: CoroutineId {
-                    index: index as u32,
-                    generation: slot.generation,
-                },
-                seq: slot.seq,
-            })
-            .collect();
-        for ticket in idle {
-            self.wake(ticket, WakeReason::Woken);
         }
     }
 

@@ -1,4 +1,6 @@
-//! Idle waits that hold no stack: a coroutine whose connection waits for its next
+//! Idle waits, and the drain's wake of them ([`wake_idle`](Core::wake_idle)).
+//!
+//! An idle wait may hold no stack: a coroutine whose connection waits for its next
 //! request can end its turn by handing the scheduler what to run when the wait ends.
 //! Its stack goes back to the pool; its slot stays (the same id, wait ticket and timer),
 //! so the reactor, the timers and a drain's [`wake_idle`](Core::wake_idle) wake it as
@@ -69,6 +71,29 @@ impl Core {
             WaitTicket { id, seq: slot.seq }
         };
         self.reactor.add_waiter(key, Interest::Readable, ticket);
+    }
+
+    /// Wakes every coroutine parked in an idle wait (spuriously, as far as its fd is
+    /// concerned): each looks at the drain flag before it waits again.
+    pub(crate) fn wake_idle(&self) {
+        let idle: Vec<WaitTicket> = self
+            .slots
+            .borrow()
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.state == State::Parked(ParkKind::Idle))
+            .map(|(index, slot)| WaitTicket {
+                id: CoroutineId {
+                    index: index as u32,
+                    generation: slot.generation,
+                },
+                seq: slot.seq,
+            })
+            .collect();
+        for ticket in idle {
+            self.wake(ticket, WakeReason::Woken);
+        }
     }
 
     /// Whether coroutine `id` ended its turn in [`idle_then`](Core::idle_then).
