@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conn::Conn;
-use crate::handler::{Handled, Handler, MakeHandler};
+use crate::handler::{Handled, MakeHandler};
 use crate::server::hooks::Hooks;
 use crate::server::listener::Listener;
 use crate::server::session::{HandlerSession, Session};
@@ -32,16 +32,9 @@ impl<F: MakeHandler> Service for F {
     }
 
     fn serve(&self, conn: &mut Conn) -> io::Result<()> {
-        let mut handler = self.make_handler();
-        let mut result = handler.setup(conn);
-        if result.is_ok() {
-            result = handler.handle(conn);
-        }
-        let finished = handler.finish(conn);
-        // Flushed whatever happened: a handler that wrote its refusal and then failed
-        // meant the client to read it. The first error is the one reported.
-        let flushed = conn.flush();
-        result.and(finished).and(flushed)
+        let mut session = HandlerSession::new(self.make_handler());
+        let served = session.whole(conn);
+        session.end(conn, served)
     }
 
     fn reject(&self, conn: &mut Conn) {
@@ -233,9 +226,10 @@ impl Context {
     /// [`serve_connection`](Context::serve_connection) in turns, on a loop's coroutine
     /// (whose thread's marks stay this server's): runs the handler of `session` (made
     /// on the first turn) until it ends, then reports as `serve_connection` does and
-    /// returns `None`, or until it idles between requests, and returns how long it may
-    /// wait for the client's next bytes (see [`Handler::handle_until_idle`]). The
-    /// caller then calls again once the client sent some, or calls
+    /// returns `None`; or until it idles between requests, and returns how long it may
+    /// wait for the client's next bytes (see
+    /// [`Handler::handle_until_idle`](crate::Handler::handle_until_idle)). The caller
+    /// then calls again once the client sent some, or calls
     /// [`end_idle_connection`](Context::end_idle_connection).
     pub(crate) fn serve_turn(
         &self,

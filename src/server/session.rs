@@ -24,12 +24,21 @@ pub(crate) struct HandlerSession<H> {
     set_up: bool,
 }
 
-impl<H> HandlerSession<H> {
+impl<H: Handler> HandlerSession<H> {
     pub(crate) fn new(handler: H) -> HandlerSession<H> {
         HandlerSession {
             handler,
             set_up: false,
         }
+    }
+
+    /// The whole connection in one call, for the models that serve it so:
+    /// [`setup`](Handler::setup), then [`handle`](Handler::handle). [`end`](Session::end)
+    /// comes next, as after the last turn.
+    pub(crate) fn whole(&mut self, conn: &mut Conn) -> io::Result<()> {
+        self.set_up = true;
+        self.handler.setup(conn)?;
+        self.handler.handle(conn)
     }
 }
 
